@@ -1,0 +1,80 @@
+"""User losses from `package.module:function` or `path/to/file.py:function`, with checked output."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from robust_glo.errors import LossSpecError
+
+
+class NonFiniteLossError(LossSpecError):
+    """A user loss returned NaN or infinity (training treats this as divergence after step 0)."""
+
+
+class UserLoss:
+    """Wraps a user function so that misbehaviour is reported with the spec that named it."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], spec: str):
+        self.fn = fn
+        self.spec = spec
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        try:
+            value = self.fn(logits, targets)
+        except Exception as exc:  # any failure inside user code is reported, with its spec
+            raise LossSpecError(f"user loss {self.spec!r} raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(value, torch.Tensor):
+            raise LossSpecError(
+                f"user loss {self.spec!r} returned {type(value).__name__}, expected a scalar tensor")
+        if value.dim() != 0:
+            raise LossSpecError(
+                f"user loss {self.spec!r} returned a tensor of shape {tuple(value.shape)}, expected a scalar")
+        if not math.isfinite(float(value.detach())):
+            raise NonFiniteLossError(f"user loss {self.spec!r} returned a non-finite value ({float(value.detach())})")
+        return value
+
+    def __repr__(self) -> str:
+        return f"UserLoss({self.spec!r})"
+
+
+def _load_module_from_file(path: Path, spec: str):
+    if not path.is_file():
+        raise LossSpecError(f"loss spec {spec!r}: file {str(path)!r} does not exist")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+    name = f"robust_glo_user_loss_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise LossSpecError(f"loss spec {spec!r}: importing {str(path)!r} failed: "
+                            f"{type(exc).__name__}: {exc}") from exc
+    sys.modules[name] = module
+    return module
+
+
+def load_user_loss(location: str, attribute: str, spec: str) -> UserLoss:
+    """Resolve `location:attribute`, where location is a `.py` file or an importable module."""
+    if location.endswith(".py"):
+        module = _load_module_from_file(Path(location), spec)
+    else:
+        try:
+            module = importlib.import_module(location)
+        except ImportError as exc:
+            raise LossSpecError(f"loss spec {spec!r}: cannot import module {location!r} ({exc})") from exc
+    fn = getattr(module, attribute, None)
+    if fn is None:
+        raise LossSpecError(f"loss spec {spec!r}: {location!r} has no function {attribute!r}")
+    if not callable(fn):
+        raise LossSpecError(f"loss spec {spec!r}: {location}:{attribute} is not callable")
+    return UserLoss(fn, spec)

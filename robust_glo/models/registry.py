@@ -1,0 +1,64 @@
+"""A timm-style model registry: `@register_model("name")` and `create_model(name, info, seed=...)`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from robust_glo.data.registry import DatasetInfo
+from robust_glo.errors import ModelError
+
+ModelFactory = Callable[[DatasetInfo], nn.Module]
+_MODELS: dict[str, tuple[ModelFactory, str]] = {}
+
+
+def register_model(name: str, summary: str = ""):
+    def decorator(factory: ModelFactory) -> ModelFactory:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        _MODELS[name] = (factory, summary or (factory.__doc__ or "").strip().splitlines()[0])
+        return factory
+
+    return decorator
+
+
+def list_models() -> dict[str, str]:
+    """Model name -> one-line summary."""
+    return {name: summary for name, (_, summary) in _MODELS.items()}
+
+
+class Normalize(nn.Module):
+    """First layer of every model: `(x - mean) / std` per channel, so attacks see inputs in [0, 1]."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class NormalizedModel(nn.Sequential):
+    """`Normalize` followed by the network; returns logits `(N, num_classes)`."""
+
+    def __init__(self, info: DatasetInfo, net: nn.Module):
+        super().__init__()
+        self.normalize = Normalize(info.mean, info.std)
+        self.net = net
+
+
+def create_model(name: str, info: DatasetInfo, *, seed: int = 0) -> nn.Module:
+    """Build model `name` for a dataset, with weights initialised from `seed` (the global RNG is untouched)."""
+    if name not in _MODELS:
+        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_MODELS)}")
+    factory, _ = _MODELS[name]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = factory(info)
+    return NormalizedModel(info, net)
+
+
+def default_model_for(info: DatasetInfo) -> str:
+    return info.default_model
