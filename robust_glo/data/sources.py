@@ -60,6 +60,8 @@ def _images(array: np.ndarray) -> torch.Tensor:
 
 
 def _labels(array) -> torch.Tensor:
+    if isinstance(array, torch.Tensor):
+        return array.to(torch.int64).reshape(-1).clone()
     return torch.as_tensor(np.array(array, dtype=np.int64)).reshape(-1)
 
 

@@ -1,0 +1,115 @@
+"""Training: determinism, sane accuracy, divergence, resumable checkpoints, run directories."""
+import json
+
+import pytest
+import torch
+
+from robust_glo.errors import ConfigError
+from robust_glo.losses import get_loss
+from robust_glo.models import create_model
+from robust_glo.training import TrainConfig, fit, load_trained_model, train_run
+
+
+def _cfg(**kw):
+    base = dict(loss="ce", dataset="digits", steps=60, batch_size=32, lr=0.1, device="cpu")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_same_seed_same_weights_and_global_rng_untouched(digits):
+    state = torch.get_rng_state()
+    a = train_run(_cfg(seed=3), splits=digits, progress=False)
+    b = train_run(_cfg(seed=3), splits=digits, progress=False)
+    c = train_run(_cfg(seed=4), splits=digits, progress=False)
+    assert torch.equal(state, torch.get_rng_state())
+    for (k, pa), (_, pb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+        assert torch.equal(pa, pb), k
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.model.state_dict().values(), c.model.state_dict().values()))
+
+
+def test_short_ce_training_on_digits_is_sane(digits):
+    result = train_run(_cfg(steps=200), splits=digits, progress=False)
+    assert result.status == "ok"
+    assert result.test_accuracy > 0.85 and result.val_accuracy > 0.85
+
+
+def test_dropout_models_are_deterministic_too():
+    from robust_glo.data import DATASETS, Split
+
+    info = DATASETS["cifar10"]
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.rand(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
+    weights = []
+    for _ in range(2):
+        model = create_model("allcnn-c", info, seed=1)
+        fit(model, get_loss("ce"), split, steps=2, batch_size=8, seed=5, augment=True, lr=0.01)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+
+
+def test_divergence_is_recorded_not_raised(digits, tmp_path):
+    result = train_run(_cfg(lr=1e4, steps=40), tmp_path / "run",
+                       splits=digits, progress=False)
+    assert result.status == "diverged"
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "diverged" and metrics["test_accuracy"] is None and metrics["steps"] < 40
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_checkpoint_resume_gives_identical_weights(digits, tmp_path):
+    ckpt = tmp_path / "checkpoint.pt"
+    a = create_model("digits-cnn", digits.info, seed=0)
+    fit(a, get_loss("ce"), digits.train, steps=50, batch_size=32, seed=2, checkpoint_path=ckpt, checkpoint_every=20)
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == 40  # the last checkpoint before the end: a "crash" after it is what we resume
+    b = create_model("digits-cnn", digits.info, seed=0)
+    result = fit(b, get_loss("ce"), digits.train, steps=50, batch_size=32, seed=2, checkpoint_path=ckpt,
+                 checkpoint_every=20)
+    assert result.steps_done == 50
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_run_directory_is_complete_and_reused(digits, tmp_path):
+    out = tmp_path / "run"
+    first = train_run(_cfg(), out, splits=digits, progress=False)
+    for name in ["config.json", "environment.json", "metrics.json", "model.pt"]:
+        assert (out / name).is_file(), name
+    env = json.loads((out / "environment.json").read_text())
+    assert env["seeds"] == {"seed": 0, "split_seed": 0} and env["versions"]["torch"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"val_accuracy", "test_accuracy", "loss_curve", "seconds", "status"} <= set(metrics)
+    again = train_run(_cfg(), out, splits=digits, progress=False)
+    assert again.reused and again.test_accuracy == first.test_accuracy
+    loaded = load_trained_model(out)
+    for pa, pb in zip(first.model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(pa.cpu(), pb.cpu())
+    changed = train_run(_cfg(seed=1), out, splits=digits, progress=False)
+    assert not changed.reused
+
+
+def test_epoch_budget_and_step_schedule(digits):
+    result = train_run(_cfg(steps=None, epochs=0.5, schedule="step", milestone_epochs=(0.25,)), splits=digits,
+                       progress=False)
+    per_epoch = len(digits.train) // 32
+    assert result.metrics["steps"] == int(0.5 * per_epoch + 0.999)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"steps": 0}, "steps must be >= 1"),
+    ({"lr": -1.0}, "lr must be a positive number"),
+    ({"schedule": "linear"}, "unknown schedule 'linear'; valid: constant, step, cosine"),
+    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+    ({"momentum": 1.5}, "momentum must lie in"),
+])
+def test_bad_configs(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        _cfg(**kwargs).resolved()
+
+
+def test_presets_hold_the_paper_recipes():
+    allcnn = TrainConfig.from_preset("allcnn-c", dataset="cifar10")
+    assert (allcnn.lr, allcnn.weight_decay, allcnn.epochs, allcnn.steps) == (0.01, 1e-3, 350.0, None)
+    resnet = TrainConfig.from_preset("resnet20", dataset="cifar10")
+    assert (resnet.lr, resnet.steps, resnet.milestones) == (0.1, 64000, (32000, 48000))
+    with pytest.raises(ConfigError, match="unknown preset"):
+        TrainConfig.from_preset("vgg")
