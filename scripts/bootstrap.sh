@@ -17,7 +17,6 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null 2
     || echo "note: could not install dataset-fashion-mnist; torchvision will download it where there is internet" >&2
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -r requirements.txt
 "$VENV/bin/python" -m pip install -q --no-deps "torchattacks==3.5.1"
 "$VENV/bin/python" -m pip install -q --no-deps -e .

@@ -40,42 +40,51 @@ def plain_loader(root: Path, batch_size: int, workers: int):
                                        persistent_workers=workers > 0)
 
 
-def train_steps(batches, model, steps: int, device, warmup: int = 5) -> float:
-    """Run `steps` SGD steps (after `warmup`) and return samples/s."""
-    loss_fn = get_loss("ce")
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    it = iter(batches)
-    seen = 0
-    t0 = 0.0
-    for i in range(steps + warmup):
-        if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+class Trainer:
+    """One model + optimizer fed by one batch source; `run(k)` times k SGD steps."""
+
+    def __init__(self, batches, model, device):
+        self.batches, self.model, self.device = batches, model, device
+        self.it = iter(batches)
+        self.loss_fn = get_loss("ce")
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def _next(self):
         try:
-            x, y = next(it)
+            return next(self.it)
         except StopIteration:
-            it = iter(batches)
-            x, y = next(it)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
-        opt.step()
-        if i >= warmup:
+            self.it = iter(self.batches)
+            return next(self.it)
+
+    def run(self, steps: int, train: bool = True) -> tuple[int, float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        seen = 0
+        for _ in range(steps):
+            x, y = self._next()
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if train:
+                self.opt.zero_grad(set_to_none=True)
+                self.loss_fn(self.model(x), y).backward()
+                self.opt.step()
             seen += len(y)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return seen / (time.perf_counter() - t0)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        return seen, time.perf_counter() - t0
 
 
-def loading_only(batches, steps: int) -> float:
-    it = iter(batches)
-    t0 = time.perf_counter()
-    seen = 0
-    for _ in range(steps):
-        x, y = next(it)
-        seen += len(y)
-    return seen / (time.perf_counter() - t0)
+def interleaved(trainers: dict[str, Trainer], steps: int, rounds: int, train: bool) -> dict[str, float]:
+    """samples/s of each trainer, timed in alternating rounds so machine load hits both alike."""
+    for t in trainers.values():
+        t.run(3, train)  # warm-up
+    totals = {name: [0, 0.0] for name in trainers}
+    for _ in range(rounds):
+        for name, t in trainers.items():
+            n, sec = t.run(max(1, steps // rounds), train)
+            totals[name][0] += n
+            totals[name][1] += sec
+    return {name: n / sec for name, (n, sec) in totals.items()}
 
 
 def main() -> None:
@@ -83,6 +92,7 @@ def main() -> None:
     ap.add_argument("--model", default="small-cnn")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=10, help="alternating timing rounds")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain pipeline")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
@@ -90,22 +100,21 @@ def main() -> None:
     splits = load_dataset("fashion-mnist", val_size=0)
     with tempfile.TemporaryDirectory() as tmp:
         plain = plain_loader(Path(tmp), args.batch_size, args.workers)
-        ours = TensorLoader(splits.train, batch_size=args.batch_size, seed=0, device=device)
-        ours_batches = ours.iterate(10**9)
-        results = {}
-        for name, batches in (("plain", plain), ("tensor-resident", ours_batches)):
-            model = create_model(args.model, splits.info, seed=0).to(device)
-            results[name] = train_steps(batches, model, args.steps, device)
-        load_plain = loading_only(plain, args.steps)
-        load_ours = loading_only(ours.iterate(10**9), args.steps)
+        ours = TensorLoader(splits.train, batch_size=args.batch_size, seed=0, device=device).iterate(10**9)
+
+        def trainers() -> dict[str, Trainer]:
+            return {"plain": Trainer(plain, create_model(args.model, splits.info, seed=0).to(device), device),
+                    "ours": Trainer(ours, create_model(args.model, splits.info, seed=0).to(device), device)}
+
+        train = interleaved(trainers(), args.steps, args.rounds, train=True)
+        load = interleaved(trainers(), args.steps, args.rounds, train=False)
     print(f"device={device} model={args.model} batch={args.batch_size} steps={args.steps} "
           f"threads={torch.get_num_threads()} plain workers={args.workers}")
-    print(f"training  plain DataLoader+ToTensor: {results['plain']:9.0f} samples/s")
-    print(f"training  tensor-resident:           {results['tensor-resident']:9.0f} samples/s")
-    print(f"training  ratio (ours / plain):      {results['tensor-resident'] / results['plain']:9.2f}x")
-    print(f"loading only  plain: {load_plain:9.0f} samples/s, ours: {load_ours:9.0f} samples/s, "
-          f"ratio {load_ours / load_plain:.1f}x")
-
+    print(f"training  plain DataLoader+ToTensor: {train['plain']:9.0f} samples/s")
+    print(f"training  tensor-resident:           {train['ours']:9.0f} samples/s")
+    print(f"training  ratio (ours / plain):      {train['ours'] / train['plain']:9.2f}x")
+    print(f"loading only  plain: {load['plain']:9.0f} samples/s, ours: {load['ours']:9.0f} samples/s, "
+          f"ratio {load['ours'] / load['plain']:.1f}x")
 
 if __name__ == "__main__":
     main()
