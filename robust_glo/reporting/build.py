@@ -1,0 +1,296 @@
+"""`build_report(DIR)`: report.md and a self-contained report.html from a benchmark directory's files.
+
+Everything in the report is computed from the files listed in `robust_glo.reporting.inputs`; the
+statistics are `robust_glo.robustness.summarize`'s, written next to the report as summary.csv.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robust_glo.reporting import figures as F
+from robust_glo.reporting import tables as T
+from robust_glo.reporting.inputs import ReportInputs, load_inputs
+from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+from robust_glo.utils import atomic_write_text
+
+FIGURES = "figures"
+SUMMARY = "summary.csv"
+
+# Captions of the learning-rule figures written by `robust_glo.analysis.plot_analyses`.
+ANALYSIS_CAPTIONS = {
+    "learning_rule": "Loss value and target-logit gradient −∂L/∂z_t against the target probability p (uniform "
+                     "outputs at p = 1/n; each loss's effective target p* marked).",
+    "pull_push": "The target-logit gradient split into the pull toward the target (its own term) and the push "
+                 "from the other classes (DESIGN §2.4).",
+    "taylorglo_f": "TaylorGLO f(x, y): contours over [0, 1]², and the curves f(0, y), f(1, y) that training uses.",
+}
+
+
+@dataclass
+class ReportPaths:
+    markdown: Path
+    html: Path
+    summary: Path
+    figures: list[Path]
+
+
+def _settings(inputs: ReportInputs) -> tuple[str, float]:
+    suite = inputs.suite or {}
+    losses = inputs.losses
+    baseline = suite.get("baseline")
+    baseline = baseline if baseline in losses else ("ce" if "ce" in losses else losses[0])
+    return baseline, float(suite.get("alpha", 0.05))
+
+
+def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
+    """Build report.md, report.html, summary.csv and figures/*.png in `out_dir` (default: `root`)."""
+    inputs = load_inputs(root)
+    out = Path(out_dir) if out_dir is not None else inputs.root
+    out.mkdir(parents=True, exist_ok=True)
+    baseline, alpha = _settings(inputs)
+    summary = T.summary_stats(inputs, baseline)
+    summary_path = out / SUMMARY
+    atomic_write_text(summary_path, summary.to_csv(index=False))
+
+    labels = {s: inputs.label(s) for s in inputs.losses}
+    figs: dict[str, Path] = {}
+    figs["robust_accuracy"] = F.save_png(
+        F.robust_accuracy_figure(summary, labels, inputs.losses, inputs.results, baseline),
+        out / FIGURES / "robust_accuracy.png")
+    if T.attack_order(inputs.results):
+        figs["per_seed"] = F.save_png(F.per_seed_figure(inputs.results, labels, inputs.losses),
+                                      out / FIGURES / "per_seed.png")
+    if inputs.history is not None and not inputs.history.empty:
+        figs["evolution"] = F.save_png(F.evolution_figure(inputs.history), out / FIGURES / "evolution.png")
+    if inputs.analysis:
+        figs["effective_target"] = F.save_png(F.effective_target_figure(inputs.analysis, inputs.labels),
+                                              out / FIGURES / "effective_target.png")
+
+    doc = _document(inputs, summary, baseline, alpha, figs)
+    md_path = atomic_write_text(out / "report.md", to_markdown(doc, out))
+    html_path = atomic_write_text(out / "report.html", to_html(doc))
+    return ReportPaths(md_path, html_path, summary_path, list(figs.values()))
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+
+def _document(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float,
+              figs: dict[str, Path]) -> Document:
+    suite = inputs.suite or {}
+    title = suite.get("title") or f"robust-glo benchmark: {suite.get('name') or inputs.root.name}"
+    res = inputs.results
+    dataset = ", ".join(map(str, dict.fromkeys(res["dataset"]))) if "dataset" in res else suite.get("dataset", "?")
+    model = ", ".join(map(str, dict.fromkeys(res["model"]))) if "model" in res else suite.get("model") or "?"
+    subtitle = (f"{suite.get('description', '').strip()} Dataset {dataset}, model {model}; "
+                f"{len(inputs.losses)} losses × {len(T.seeds_list(inputs))} seeds; attacks "
+                f"{', '.join(T.attack_order(res)) or 'none'}.").strip()
+    doc = Document(title=title, subtitle=subtitle)
+    doc.sections.append(_summary_section(inputs, summary, baseline, alpha))
+    doc.sections.append(_curves_section(inputs, figs))
+    doc.sections.append(_statistics_section(inputs, summary, alpha))
+    if "evolution" in figs:
+        doc.sections.append(_evolution_section(inputs, figs))
+    if inputs.analysis:
+        doc.sections.append(_analysis_section(inputs, figs))
+    doc.sections.append(_reliability_section(inputs))
+    doc.sections.append(_reproducibility_section(inputs))
+    return doc
+
+
+def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float) -> Section:
+    base = inputs.label(baseline)
+    table = T.headline_table(inputs, summary, alpha)
+    n_seeds = sorted({int(v) for v in summary["n_seeds"]})
+    section = Section("Summary", anchor="summary")
+    section.add(Table(table, f"Clean and robust accuracy (%) per loss: mean ± half-width of the 95% t confidence "
+                             f"interval over seeds ({_join(n_seeds)} per cell); p is Welch's t-test against {base}."))
+    section.add(Paragraph(f"How to read it: `↑*` / `↓*` mark a mean significantly above / below {base} "
+                          f"(p < {alpha:g}, two-sided, not corrected for the {_comparisons(summary, baseline)} "
+                          f"comparisons in the table); `⚠` marks a cell where a seed's evaluation failed a "
+                          f"reliability check (see Reliability checks)."))
+    section.add(Paragraph("**What this does and does not show.**"), Bullets(_caveats(inputs, summary, baseline,
+                                                                                      alpha)))
+    return section
+
+
+def _headline_rows(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """The non-baseline summary rows shown in the headline table (clean, and each attack at eps > 0)."""
+    clean = T.clean_rows(summary)
+    attacks = summary[(summary["eps"] > 0) & ~summary["attack"].isin([T.CLEAN, T.WORST])]
+    rows = pd.concat([clean, attacks])
+    return rows[(rows["loss"] != baseline) & rows["p_value"].notna()]
+
+
+def _comparisons(summary: pd.DataFrame, baseline: str) -> int:
+    return len(_headline_rows(summary, baseline))
+
+
+def _join(values: list[Any]) -> str:
+    return ", ".join(map(str, values))
+
+
+def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float) -> list[str]:
+    res, suite = inputs.results, inputs.suite or {}
+    seeds = T.seeds_list(inputs)
+    items = []
+    n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
+    train = suite.get("train") or {}
+    budget = (f"{train['steps']} SGD steps" if train.get("steps") else
+              f"{train['epochs']:g} epochs" if train.get("epochs") else f"the {train.get('preset', 'default')} recipe")
+    items.append(f"Each network was trained for {budget} ({len(seeds)} seeds: {_join(seeds)}) and attacked on "
+                 f"{_join(n_images) or 'all'} test images. Small budgets: differences of a point or two are "
+                 f"within what a longer run could reverse.")
+    attacks = T.attack_order(res)
+    params = (res.drop_duplicates("attack").set_index("attack")["params"].to_dict()
+              if "params" in res.columns else {})
+    attack_text = "; ".join(f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "")
+                            for a in attacks)
+    items.append(f"Attacks run: {attack_text or 'none'}, all L∞ with cross-entropy (or margin) on the logits, "
+                 f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
+                 f"true robustness.")
+    strong = {"apgd-ce", "apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t"}
+    ran = {a.split(":")[0] for a in attacks}
+    if not ran & strong:
+        items.append("Not run: the stronger checks (APGD, Square, the reference AutoAttack ensemble). A loss "
+                     "that looks robust here has not been tested against them.")
+    shown = _headline_rows(summary, baseline)
+    sig = shown[shown["p_value"] < alpha]
+    items.append(f"{len(sig)} of {len(shown)} comparisons in the summary table with {inputs.label(baseline)} "
+                 f"have p < {alpha:g}; with {len(seeds)} seeds the t-test has little power, and no correction "
+                 f"for multiple comparisons was applied.")
+    bad = T.unreliable_evaluations(inputs)
+    items.append(f"{len(bad)} evaluation(s) (loss × seed) failed a reliability check" +
+                 (": " + ", ".join(f"{inputs.label(l)} seed {s}" for l, s in bad) if bad else "") + ".")
+    return items
+
+
+def _budget(params: Any) -> str:
+    """A short text of an attack's recorded budget (the `params` column, JSON)."""
+    if not isinstance(params, str) or not params.strip():
+        return ""
+    try:
+        data = json.loads(params)
+    except ValueError:
+        return params
+    if not isinstance(data, dict):
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("eps", "norm", "name", "attack"))
+
+
+def _curves_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
+    section = Section("Robust accuracy against ε", anchor="robust-accuracy")
+    section.add(Image(figs["robust_accuracy"], "Robust accuracy against the L∞ budget ε, one panel per attack "
+                                               "(the last, when present, is the per-sample worst case over all "
+                                               "attacks). Lines: mean over seeds; bands: 95% t confidence interval.",
+                      alt="robust accuracy against eps"))
+    if "per_seed" in figs:
+        section.add(Image(figs["per_seed"], "The individual networks behind the means: one dot per seed.",
+                          alt="per-seed accuracy"))
+    return section
+
+
+def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> Section:
+    section = Section("All statistics", anchor="statistics")
+    section.add(Table(T.detail_table(inputs, summary, alpha),
+                      "Every loss × attack × ε cell (from summary.csv): accuracy in %, difference to the baseline in "
+                      "percentage points, Welch's t-test p-value."))
+    section.add(Table(T.per_seed_table(inputs), "Clean test accuracy (%) of every trained network."))
+    return section
+
+
+def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
+    history = inputs.history
+    section = Section("Evolution", anchor="evolution")
+    gens = T.evolution_generations(history)
+    rejected = int(gens["rejected"].sum())
+    total = int(gens["candidates"].sum())
+    section.add(Paragraph(f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
+                          f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
+                          f"1 − validation accuracy after a short training run."))
+    section.add(Image(figs["evolution"], "Left: best and median fitness of the trained candidates per generation, "
+                                         "and the best so far. Right: the share of each generation that was not "
+                                         "trained to the end.", alt="evolution progress"))
+    section.add(Table(T.evolution_table(history), "Per generation (from evolve/history.csv)."))
+    best = inputs.best_loss
+    if best and best.get("theta"):
+        theta = ", ".join(f"{float(t):.4f}" for t in best["theta"])
+        extra = {k: v for k, v in best.items() if k not in ("kind", "theta") and not isinstance(v, (dict, list))}
+        text = f"The evolved loss (evolve/best_loss.json): θ = [{theta}]"
+        if extra:
+            text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
+        section.add(Paragraph(text + "."))
+    return section
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
+    section = Section("Loss analysis", anchor="loss-analysis")
+    section.add(Paragraph("The learning rule of each loss on the logits (DESIGN §2.4). The effective target p* is "
+                          "where the target-logit gradient vanishes with the other classes equal: training comes to "
+                          "rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
+                          "α shown; cross-entropy has none."))
+    section.add(Table(T.analysis_table(inputs), "From analysis/analysis.json."))
+    section.add(Image(figs["effective_target"], "Effective target p* per loss.", alt="effective targets"))
+    taylor = [a for a in inputs.analysis if a.get("theta") is not None]
+    if taylor:
+        section.add(Paragraph("In the learning-rule figures below, TaylorGLO losses with long specs are labelled "
+                              "`taylorglo #k` in the order of the table: " +
+                              "; ".join(f"#{k} = {inputs.label(str(a['spec']))}" for k, a in enumerate(taylor, 1))))
+    for path in inputs.analysis_figures:
+        section.add(Image(path, ANALYSIS_CAPTIONS.get(path.stem, path.stem.replace("_", " ")), alt=path.stem))
+    return section
+
+
+def _reliability_section(inputs: ReportInputs) -> Section:
+    section = Section("Reliability checks", anchor="reliability")
+    summary = T.flags_summary(inputs)
+    if summary.empty:
+        section.add(Paragraph("No reliability checks were recorded with these results (no flags.csv)."))
+        return section
+    failed = int(summary["failed"].sum())
+    section.add(Paragraph("Every evaluation (one network under every attack and ε) is checked for signs that the "
+                          "attacks under-estimate the attacker (DESIGN §2.5). A failed check marks that network's "
+                          "results unreliable (⚠ in the summary). " +
+                          ("All checks passed." if failed == 0 else f"{failed} check(s) failed.")))
+    section.add(Table(summary, "Checks across all evaluations (from flags.csv), with what each one means."))
+    failures = T.flag_failures(inputs)
+    if not failures.empty:
+        section.add(Table(failures, "Failed checks in detail."))
+    return section
+
+
+def _reproducibility_section(inputs: ReportInputs) -> Section:
+    section = Section("Reproducibility", anchor="reproducibility")
+    suite = inputs.suite or {}
+    env = inputs.environment or {}
+    source = suite.get("source")
+    cmd = (f"robust-glo benchmark {source or suite.get('name', 'SUITE')}"
+           + (f" --variant {suite['variant']}" if suite.get("variant") else "") + f" --out {inputs.root}")
+    section.add(Paragraph(f"Made with `{cmd}`; rebuild this report from the results alone with "
+                          f"`robust-glo report {inputs.root}`." + (f" Generated {env['created']}." if env.get("created")
+                                                                    else "")))
+    section.add(Paragraph(f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
+                          f"seed and loss)" + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")
+                          + (f"; evolution seed {suite['evolve'].get('seed', 0)}" if suite.get("evolve") else "")
+                          + "."))
+    stages = T.stages_table(inputs.stages)
+    if not stages.empty:
+        section.add(Table(stages, "Wall time of each stage: the last `benchmark` invocation, and the total over all "
+                                  "invocations (a resumed run reuses finished pieces)."))
+    if env.get("hardware"):
+        section.add(Table(T.hardware_table(env), "Hardware."))
+    if env.get("versions"):
+        section.add(Table(T.versions_table(env), "Library versions."))
+    if suite:
+        shown = {k: v for k, v in suite.items() if v not in (None, [], {}) or k in ("evolve",)}
+        section.add(Paragraph("The resolved suite (suite.json):"), Code(json.dumps(shown, indent=2), "json"))
+    return section

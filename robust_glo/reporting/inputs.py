@@ -1,0 +1,142 @@
+"""What a report is built from: the files of a benchmark directory, read without running anything.
+
+Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
+
+    results.csv            tidy robustness table: loss, seed, dataset, model, attack, eps, n, accuracy, ...
+    flags.csv              reliability checks per evaluation: loss, seed, check, status, value, detail, ...
+    losses.json            display labels: [{"spec": ..., "label": ..., "role": ...}]
+    suite.json             the resolved suite
+    stages.json            wall time and piece counts of each stage
+    environment.json       seeds, library versions, hardware
+    evolve/history.csv     one row per evolution candidate; evolve/best_loss.json the evolved loss
+    analysis/analysis.json `analyze_loss(...).to_dict()` of every loss; analysis/figures/*.png
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from robust_glo.errors import ConfigError
+
+RESULTS = "results.csv"
+FLAGS = "flags.csv"
+LOSSES = "losses.json"
+SUITE = "suite.json"
+STAGES = "stages.json"
+ENVIRONMENT = "environment.json"
+HISTORY = Path("evolve") / "history.csv"
+BEST_LOSS = Path("evolve") / "best_loss.json"
+ANALYSIS = Path("analysis") / "analysis.json"
+ANALYSIS_FIGURES = Path("analysis") / "figures"
+
+REQUIRED_RESULT_COLUMNS = ("loss", "seed", "attack", "eps", "accuracy")
+
+
+@dataclass
+class ReportInputs:
+    """Everything found in a benchmark directory; optional parts are None (or empty) when absent."""
+
+    root: Path
+    results: pd.DataFrame
+    flags: pd.DataFrame | None = None
+    history: pd.DataFrame | None = None
+    best_loss: dict[str, Any] | None = None
+    analysis: list[dict[str, Any]] = field(default_factory=list)
+    analysis_figures: list[Path] = field(default_factory=list)
+    suite: dict[str, Any] | None = None
+    stages: dict[str, Any] | None = None
+    environment: dict[str, Any] | None = None
+    labels: dict[str, str] = field(default_factory=dict)  # spec -> display label
+
+    @property
+    def losses(self) -> list[str]:
+        """Loss specs in the order they appear in the results."""
+        return list(dict.fromkeys(self.results["loss"]))
+
+    def label(self, spec: str) -> str:
+        return self.labels.get(spec) or short_label(spec)
+
+
+def short_label(spec: str) -> str:
+    """A readable name for a loss spec: inline TaylorGLO parameters are rounded, paths shortened."""
+    if spec.startswith("taylorglo:[") and spec.endswith("]"):
+        try:
+            theta = json.loads(spec.split(":", 1)[1])
+            return "taylorglo[" + ", ".join(f"{float(t):.2f}" for t in theta) + "]"
+        except (ValueError, TypeError):
+            return spec
+    if spec.startswith("taylorglo:") and spec.endswith(".json"):
+        return "taylorglo:" + Path(spec.split(":", 1)[1]).name
+    return spec
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
+
+
+def load_inputs(root: str | Path) -> ReportInputs:
+    """Read a benchmark directory. Raises `ConfigError` when `results.csv` is missing or malformed."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"report directory {str(root)!r} does not exist")
+    results_path = root / RESULTS
+    if not results_path.is_file():
+        raise ConfigError(f"{str(root)!r} holds no {RESULTS}; run `robust-glo benchmark SUITE --out {root}` "
+                          "first (the report is built from its results)")
+    results = _read_csv(results_path)
+    missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in results.columns]
+    if missing:
+        raise ConfigError(f"{results_path} lacks column(s) {', '.join(missing)}; it has "
+                          f"{', '.join(results.columns)}")
+    if results.empty:
+        raise ConfigError(f"{results_path} has no rows")
+    inputs = ReportInputs(root=root, results=results)
+    if (root / FLAGS).is_file():
+        inputs.flags = _read_csv(root / FLAGS)
+    if (root / HISTORY).is_file():
+        inputs.history = _read_csv(root / HISTORY)
+    if (root / BEST_LOSS).is_file():
+        inputs.best_loss = _read_json(root / BEST_LOSS)
+    if (root / ANALYSIS).is_file():
+        data = _read_json(root / ANALYSIS)
+        inputs.analysis = data if isinstance(data, list) else [data]
+    if (root / ANALYSIS_FIGURES).is_dir():
+        inputs.analysis_figures = sorted((root / ANALYSIS_FIGURES).glob("*.png"))
+    for attr, name in (("suite", SUITE), ("stages", STAGES), ("environment", ENVIRONMENT)):
+        if (root / name).is_file():
+            setattr(inputs, attr, _read_json(root / name))
+    if (root / LOSSES).is_file():
+        inputs.labels = {d["spec"]: d.get("label") or short_label(d["spec"]) for d in _read_json(root / LOSSES)}
+    _unique_labels(inputs)
+    return inputs
+
+
+def _unique_labels(inputs: ReportInputs) -> None:
+    """Make display labels unique: two specs that shorten alike get " #2", " #3"..."""
+    chosen: dict[str, str] = {}
+    for spec in dict.fromkeys(inputs.losses + [str(a.get("spec", "")) for a in inputs.analysis]):
+        label, k = inputs.label(spec), 1
+        while (label if k == 1 else f"{label} #{k}") in chosen.values():
+            k += 1
+        chosen[spec] = label if k == 1 else f"{label} #{k}"
+    inputs.labels = {**inputs.labels, **chosen}
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"

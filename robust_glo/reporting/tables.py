@@ -1,0 +1,275 @@
+"""The report's tables, as pandas DataFrames computed from the results files (nothing hard-coded).
+
+Statistics come from `robust_glo.robustness.summarize` (means, t intervals, Welch p-values); this
+module only selects, orders and formats them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robust_glo.reporting.inputs import ReportInputs
+from robust_glo.robustness import EXPLANATIONS, summarize
+
+CLEAN = "clean"
+WORST = "worst"
+CONFIDENCE = 0.95
+
+
+# ------------------------------------------------------------------------------------------ numbers
+
+
+def summary_stats(inputs: ReportInputs, baseline: str) -> pd.DataFrame:
+    """One row per loss x attack x eps: n_seeds, mean, ci_low, ci_high, p_value vs `baseline`, reliable."""
+    results = inputs.results.copy()
+    results["eps"] = results["eps"].astype(float)
+    results["accuracy"] = results["accuracy"].astype(float)
+    return summarize(results, baseline=baseline, confidence=CONFIDENCE, group_by=("attack", "eps"))
+
+
+def attack_order(results: pd.DataFrame) -> list[str]:
+    """Attacks as they appear, without the "clean" and "worst" rows."""
+    return [a for a in dict.fromkeys(results["attack"]) if a not in (CLEAN, WORST)]
+
+
+def clean_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """Clean accuracy per loss: the "clean" rows, else the eps = 0 rows of the first attack."""
+    clean = summary[summary["attack"] == CLEAN]
+    if not clean.empty:
+        return clean
+    zero = summary[(summary["eps"] == 0.0) & (summary["attack"] != WORST)]
+    return zero[zero["attack"] == zero["attack"].iloc[0]] if not zero.empty else zero
+
+
+def half_width(row: Any) -> float:
+    return (row["ci_high"] - row["ci_low"]) / 2.0
+
+
+# ------------------------------------------------------------------------------------------ formats
+
+
+def pct(value: float, digits: int = 1) -> str:
+    """An accuracy in [0, 1] as a percentage string ("—" for NaN)."""
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}"
+
+
+def fmt_p(p: float) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "—"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def significant(p: float, alpha: float) -> bool:
+    return p is not None and not (isinstance(p, float) and math.isnan(p)) and p < alpha
+
+
+def cell(row: Any, alpha: float, *, with_p: bool = True) -> str:
+    """"85.3 ± 1.2 (p=0.004) *" for a summary row: mean and 95% CI half-width in %, Welch p vs the
+    baseline, `*` when p < alpha, `⚠` when a seed's evaluation is flagged unreliable."""
+    hw = half_width(row)
+    text = pct(row["mean"]) + ("" if math.isnan(hw) else f" ± {pct(hw)}")
+    p = row["p_value"]
+    if with_p and not (isinstance(p, float) and math.isnan(p)):
+        text += f" (p={fmt_p(p)})" if p >= 0.001 else f" (p{fmt_p(p)})"
+        if significant(p, alpha):
+            text += " ↑*" if row["diff"] > 0 else " ↓*"
+    if "reliable" in row and not bool(row["reliable"]):
+        text += " ⚠"
+    return text
+
+
+# ------------------------------------------------------------------------------------------ tables
+
+
+def headline_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Loss x (clean, each attack at each eps > 0): mean ± 95% CI in %, p vs baseline, marks."""
+    losses = inputs.losses
+    table = pd.DataFrame(index=[inputs.label(s) for s in losses])
+    table.index.name = "loss"
+    clean = clean_rows(summary).set_index("loss")
+    table["clean accuracy (%)"] = [cell(clean.loc[s], alpha) if s in clean.index else "—" for s in losses]
+    for attack in attack_order(inputs.results):
+        rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
+        for eps in sorted(rows["eps"].unique()):
+            at = rows[rows["eps"] == eps].set_index("loss")
+            table[f"{attack} ε={eps:g} (%)"] = [cell(at.loc[s], alpha) if s in at.index else "—" for s in losses]
+    return table.reset_index()
+
+
+def detail_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Every summary row, with the numbers in %, for readers who want them all."""
+    rows = []
+    for r in summary.to_dict("records"):
+        hw = half_width(r)
+        rows.append({"attack": r["attack"], "eps": f"{r['eps']:g}", "loss": inputs.label(r["loss"]),
+                     "seeds": int(r["n_seeds"]), "mean (%)": pct(r["mean"], 2),
+                     "95% CI (%)": "—" if math.isnan(hw) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
+                     f"Δ vs {inputs.label(r['baseline'])} (pts)": "—" if math.isnan(r["diff"]) or r["loss"] == r["baseline"]
+                     else f"{100 * r['diff']:+.2f}",
+                     "p (Welch)": fmt_p(r["p_value"]),
+                     f"p < {alpha:g}": "yes" if significant(r["p_value"], alpha) else "",
+                     "reliable": "yes" if bool(r.get("reliable", True)) else "NO"})
+    return pd.DataFrame(rows)
+
+
+def per_seed_table(inputs: ReportInputs) -> pd.DataFrame:
+    """Clean accuracy of every trained network (loss x seed), in %."""
+    res = inputs.results
+    clean = res[res["attack"] == CLEAN]
+    if clean.empty:
+        clean = res[(res["eps"].astype(float) == 0.0) & (res["attack"] != WORST)].drop_duplicates(["loss", "seed"])
+    wide = clean.pivot_table(index="loss", columns="seed", values="accuracy", aggfunc="first", sort=False)
+    wide = wide.reindex([s for s in inputs.losses if s in wide.index])
+    out = pd.DataFrame({"loss": [inputs.label(s) for s in wide.index]})
+    for seed in wide.columns:
+        out[f"seed {seed}"] = [pct(v, 2) for v in wide[seed]]
+    return out
+
+
+def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
+    """Per generation: candidates, trained/rejected/diverged/failed counts, share rejected, best and median
+    fitness of the trained candidates, best so far, best validation accuracy (numbers, not strings)."""
+    h = history.copy()
+    h["status"] = h["status"].astype(str)
+    rows = []
+    best_so_far = math.inf
+    for gen, g in h.groupby("generation", sort=True):
+        trained = g[g["status"] == "trained"]
+        fit = trained["fitness"].astype(float)
+        best = float(fit.min()) if len(fit) else math.nan
+        if not math.isnan(best):
+            best_so_far = min(best_so_far, best)
+        val = trained["val_accuracy"].astype(float) if "val_accuracy" in trained else pd.Series(dtype=float)
+        rows.append({"generation": int(gen), "candidates": len(g), "trained": len(trained),
+                     "rejected": int((g["status"] == "rejected").sum()),
+                     "diverged": int((g["status"] == "diverged").sum()),
+                     "failed": int((g["status"] == "failed").sum()),
+                     "share_rejected": float((g["status"] == "rejected").mean()),
+                     "best_fitness": best, "median_fitness": float(fit.median()) if len(fit) else math.nan,
+                     "best_so_far": best_so_far if best_so_far < math.inf else math.nan,
+                     "best_val_accuracy": float(val.max()) if len(val) else math.nan,
+                     "seconds": float(g["seconds"].astype(float).sum()) if "seconds" in g else math.nan})
+    return pd.DataFrame(rows)
+
+
+def evolution_table(history: pd.DataFrame) -> pd.DataFrame:
+    gens = evolution_generations(history)
+    out = pd.DataFrame({
+        "generation": gens["generation"], "candidates": gens["candidates"], "trained": gens["trained"],
+        "rejected by invariant": [f"{r} ({s:.0%})" for r, s in zip(gens["rejected"], gens["share_rejected"])],
+        "diverged": gens["diverged"], "failed": gens["failed"],
+        "best fitness": [_num(v) for v in gens["best_fitness"]],
+        "median fitness": [_num(v) for v in gens["median_fitness"]],
+        "best so far": [_num(v) for v in gens["best_so_far"]],
+        "best val. accuracy (%)": [pct(v, 2) for v in gens["best_val_accuracy"]],
+    })
+    return out
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def analysis_table(inputs: ReportInputs) -> pd.DataFrame:
+    """Effective target p*, label-smoothing equivalent, initial target-logit movement, invariant."""
+    rows = []
+    for a in inputs.analysis:
+        spec = str(a.get("spec"))
+        p_star = a.get("effective_target")
+        alpha = a.get("label_smoothing_equivalent")
+        inv = a.get("invariant") or {}
+        rows.append({
+            "loss": inputs.label(spec),
+            "classes": a.get("classes"),
+            "effective target p*": "none (pursues p → 1)" if p_star is None else f"{p_star:.4f}",
+            "label-smoothing equivalent α": "—" if alpha is None else f"{alpha:.4f}",
+            "target logit rises at init": "yes" if a.get("target_logit_rises_at_init") else "NO",
+            "invariant (paper / exact)": ("—" if not inv else
+                                          f"{_pass(inv.get('paper'))} / {_pass(inv.get('exact'))}"),
+        })
+    return pd.DataFrame(rows)
+
+
+def _pass(value: Any) -> str:
+    return "—" if value is None else ("pass" if value else "fail")
+
+
+def flags_summary(inputs: ReportInputs) -> pd.DataFrame:
+    """One row per reliability check: how many evaluations passed, failed, or where it did not apply,
+    which (loss, seed) failed, and what the check means in plain language."""
+    flags = inputs.flags
+    if flags is None or flags.empty or "check" not in flags.columns:
+        return pd.DataFrame(columns=["check", "passed", "failed", "n/a", "failed in", "what it means"])
+    rows = []
+    for check, g in flags.groupby("check", sort=False):
+        status = g["status"].astype(str)
+        failed = g[status == "fail"]
+        where = ", ".join(f"{inputs.label(r['loss'])} seed {r['seed']}" for r in failed.to_dict("records")
+                          if "loss" in r and "seed" in r)
+        explanation = (str(g["explanation"].dropna().iloc[0]) if "explanation" in g and g["explanation"].notna().any()
+                       else EXPLANATIONS.get(str(check), ""))
+        rows.append({"check": check, "passed": int((status == "pass").sum()), "failed": int((status == "fail").sum()),
+                     "n/a": int((status == "n/a").sum()), "failed in": where or "—", "what it means": explanation})
+    return pd.DataFrame(rows)
+
+
+def flag_failures(inputs: ReportInputs) -> pd.DataFrame:
+    """The failed checks with their details (empty when every evaluation is reliable)."""
+    flags = inputs.flags
+    if flags is None or flags.empty or "status" not in flags.columns:
+        return pd.DataFrame(columns=["loss", "seed", "check", "detail"])
+    failed = flags[flags["status"].astype(str) == "fail"]
+    return pd.DataFrame({"loss": [inputs.label(s) for s in failed.get("loss", [])],
+                         "seed": list(failed.get("seed", [])), "check": list(failed["check"]),
+                         "detail": list(failed.get("detail", [""] * len(failed)))})
+
+
+def unreliable_evaluations(inputs: ReportInputs) -> list[tuple[str, int]]:
+    """(loss, seed) pairs whose results carry reliable == False."""
+    res = inputs.results
+    if "reliable" not in res.columns:
+        return []
+    bad = res[~res["reliable"].astype(bool)][["loss", "seed"]].drop_duplicates()
+    return [(str(r.loss), int(r.seed)) for r in bad.itertuples()]
+
+
+def stages_table(stages: dict[str, Any] | None) -> pd.DataFrame:
+    """Stage wall times: the last invocation and the total over every invocation, with piece counts."""
+    if not stages or not stages.get("stages"):
+        return pd.DataFrame(columns=["stage", "wall time, last run (s)", "wall time, all runs (s)", "pieces"])
+    rows = []
+    for name, s in stages["stages"].items():
+        pieces = s.get("pieces", {})
+        rows.append({"stage": name, "status": s.get("status", ""),
+                     "wall time, last run (s)": _secs(s.get("last_seconds")),
+                     "wall time, all runs (s)": _secs(s.get("total_seconds")),
+                     "pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—"})
+    total_last = sum(float(s.get("last_seconds") or 0) for s in stages["stages"].values())
+    total_all = sum(float(s.get("total_seconds") or 0) for s in stages["stages"].values())
+    rows.append({"stage": "total", "status": "", "wall time, last run (s)": _secs(total_last),
+                 "wall time, all runs (s)": _secs(total_all), "pieces": ""})
+    return pd.DataFrame(rows)
+
+
+def _secs(value: Any) -> str:
+    if value is None:
+        return "—"
+    v = float(value)
+    return f"{v:.1f}" if v < 600 else f"{v:.0f} ({v / 60:.1f} min)"
+
+
+def versions_table(environment: dict[str, Any] | None) -> pd.DataFrame:
+    versions = (environment or {}).get("versions") or {}
+    return pd.DataFrame({"package": list(versions), "version": [v or "not installed" for v in versions.values()]})
+
+
+def hardware_table(environment: dict[str, Any] | None) -> pd.DataFrame:
+    hw = (environment or {}).get("hardware") or {}
+    return pd.DataFrame({"item": list(hw), "value": [str(v) for v in hw.values()]})
+
+
+def seeds_list(inputs: ReportInputs) -> list[int]:
+    return sorted(int(s) for s in np.unique(inputs.results["seed"]))

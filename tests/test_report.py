@@ -1,0 +1,227 @@
+"""Reports from a small synthetic results table: sections, numbers, well-formed HTML, embedded figures."""
+from __future__ import annotations
+
+import base64
+import math
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from robust_glo.cli import main
+from robust_glo.errors import ConfigError
+from robust_glo.reporting import build_report
+from synthetic_results import ATTACKS, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
+
+SECTIONS = ["Summary", "Robust accuracy against ε", "All statistics", "Evolution", "Loss analysis",
+            "Reliability checks", "Reproducibility"]
+LABELS = {LOSSES[0]: "ce", LOSSES[1]: "label_smoothing:0.1", LOSSES[2]: "taylorglo (evolved)"}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    results = write_synthetic(root)
+    paths = build_report(root)
+    return root, results, paths
+
+
+def _headline_rows(md: str) -> dict[str, list[str]]:
+    """The summary table of report.md: loss label -> cells."""
+    block = md.split("## Summary", 1)[1].split("## ", 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in rows[0].strip("|").split("|")]
+    out = {"__header__": header}
+    for line in rows[1:]:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        out[cells[0]] = cells[1:]
+    return out
+
+
+def _expected_cell(values: np.ndarray, base: np.ndarray | None) -> str:
+    """Independent computation: mean and t half-width in %, Welch p, marks (alpha 0.05)."""
+    mean = values.mean()
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    text = f"{100 * mean:.1f} ± {100 * half:.1f}"
+    if base is not None:
+        p = stats.ttest_ind(values, base, equal_var=False).pvalue
+        text += f" (p={p:.3f})" if p >= 0.001 else " (p<0.001)"
+        if p < 0.05:
+            text += " ↑*" if mean > base.mean() else " ↓*"
+    return text
+
+
+def test_every_section_present_in_both_formats(report):
+    root, _, paths = report
+    md = paths.markdown.read_text()
+    html = paths.html.read_text()
+    for title in SECTIONS:
+        assert f"\n## {title}\n" in md, title
+        assert f"<h2>{title}</h2>" in html, title
+    for name in ("report.md", "report.html", "summary.csv"):
+        assert (root / name).is_file()
+
+
+def test_headline_numbers_match_the_results_table(report):
+    _, results, paths = report
+    rows = _headline_rows(paths.markdown.read_text())
+    header = rows["__header__"]
+    expected_cols = ["loss", "clean accuracy (%)"] + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
+    assert header == expected_cols
+    for loss in LOSSES:
+        label = LABELS[loss]
+        assert label in rows, (label, list(rows))
+        cells = rows[label]
+        for col, cell in zip(header[1:], cells):
+            attack, eps = ("clean", 0.0) if col.startswith("clean") else (col.split(" ε=")[0],
+                                                                          float(col.split("ε=")[1].split()[0]))
+            sel = results[(results.attack == attack) & (results.eps == eps)]
+            values = sel[sel.loss == loss].sort_values("seed")["accuracy"].to_numpy()
+            base = None if loss == "ce" else sel[sel.loss == "ce"]["accuracy"].to_numpy()
+            expected = _expected_cell(values, base)
+            unreliable = loss == UNRELIABLE[0]
+            assert cell == expected + (" ⚠" if unreliable else ""), (loss, col)
+
+
+def test_summary_csv_matches_the_results_table(report):
+    root, results, _ = report
+    summary = pd.read_csv(root / "summary.csv")
+    for (loss, attack, eps), g in results.groupby(["loss", "attack", "eps"]):
+        row = summary[(summary.loss == loss) & (summary.attack == attack) & np.isclose(summary.eps, eps)]
+        assert len(row) == 1
+        assert row["mean"].iloc[0] == pytest.approx(g["accuracy"].mean(), abs=1e-12)
+        assert int(row["n_seeds"].iloc[0]) == len(SEEDS)
+        assert bool(row["reliable"].iloc[0]) == (loss != UNRELIABLE[0])
+
+
+def test_reliability_flags_explained_and_located(report):
+    _, _, paths = report
+    md = paths.markdown.read_text()
+    section = md.split("## Reliability checks", 1)[1].split("\n## ", 1)[0]
+    for check in ("eps0_equals_clean", "monotone_in_eps", "pgd_le_fgsm", "zero_gradients"):
+        assert f"plain-language meaning of {check}" in section
+    pgd_row = next(line for line in section.splitlines() if line.startswith("| pgd_le_fgsm"))
+    cells = [c.strip() for c in pgd_row.strip("|").split(" | ")]
+    n_eval = len(LOSSES) * len(SEEDS)
+    assert cells[1:4] == [str(n_eval - 1), "1", "0"]
+    assert cells[4] == f"{LABELS[UNRELIABLE[0]]} seed {UNRELIABLE[1]}"
+    assert "pgd:steps=10 0.5000 > fgsm 0.4700" in section
+
+
+def test_evolution_and_analysis_sections_reflect_their_files(report):
+    root, _, paths = report
+    md = paths.markdown.read_text()
+    history = pd.read_csv(root / "evolve" / "history.csv")
+    evo = md.split("## Evolution", 1)[1].split("\n## ", 1)[0]
+    total, rejected = len(history), int((history.status == "rejected").sum())
+    assert f"evaluated {total} candidates over {history.generation.nunique()} generations" in evo
+    assert f"rejected {rejected} ({rejected / total:.0%})" in evo
+    for gen, g in history.groupby("generation"):
+        trained = g[g.status == "trained"]["fitness"]
+        line = next(l for l in evo.splitlines() if l.startswith(f"| {gen} |"))
+        assert f"| {trained.min():.4f} | {trained.median():.4f} |" in line
+    ana = md.split("## Loss analysis", 1)[1].split("\n## ", 1)[0]
+    assert "| ce | 10 | none (pursues p → 1) | — | yes | — |" in ana
+    assert "| taylorglo (evolved) | 10 | 0.7321 | 0.2977 | yes | pass / pass |" in ana
+
+
+def test_reproducibility_lists_stages_versions_hardware(report):
+    _, _, paths = report
+    md = paths.markdown.read_text()
+    rep = md.split("## Reproducibility", 1)[1]
+    assert "| evolve | done | 12.5 | 30.2 |" in rep or "| evolve | done | 12.5 | 30.3 |" in rep
+    assert "| total |  | 52.5 | 110.2 |" in rep or "| total |  | 52.5 | 110.3 |" in rep
+    assert "| torch | 9.9.9 |" in rep and "| cpu_count | 2 |" in rep
+    assert "Seeds: training 0, 1, 2" in rep and "evolution seed 4" in rep
+
+
+class _StrictHTML(HTMLParser):
+    """Fails on mismatched or unclosed tags; collects ids, internal links and image sources."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+        self.links: list[str] = []
+        self.images: list[str] = []
+        self.doctype = False
+
+    def handle_decl(self, decl):
+        self.doctype = decl.lower() == "doctype html"
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "a":
+            self.links.append(a.get("href", ""))
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag in self.VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1] if self.stack else 'nothing'}")
+        else:
+            self.stack.pop()
+
+
+def test_html_is_well_formed_and_self_contained(report):
+    _, _, paths = report
+    text = paths.html.read_text()
+    parser = _StrictHTML()
+    parser.feed(text)
+    parser.close()
+    assert parser.doctype and not parser.errors and not parser.stack, (parser.errors, parser.stack)
+    assert len(parser.ids) == len(set(parser.ids))
+    for href in parser.links:
+        assert href.startswith("#") and href[1:] in parser.ids, href
+    assert not re.search(r'(src|href)="(?!data:|#)', text)  # nothing loaded from outside the file
+
+
+def test_every_figure_is_embedded(report):
+    root, _, paths = report
+    parser = _StrictHTML()
+    parser.feed(paths.html.read_text())
+    pngs = sorted((root / "figures").glob("*.png")) + sorted((root / "analysis" / "figures").glob("*.png"))
+    names = {p.stem for p in pngs}
+    assert {"robust_accuracy", "per_seed", "evolution", "effective_target", "learning_rule"} <= names
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in parser.images]
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert sorted(embedded) == sorted(p.read_bytes() for p in pngs)
+    md = paths.markdown.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert sorted((root / link).resolve() for link in links) == sorted(p.resolve() for p in pngs)
+
+
+def test_report_from_results_alone(tmp_path):
+    write_synthetic(tmp_path, optional=False)
+    paths = build_report(tmp_path)
+    md = paths.markdown.read_text()
+    assert "## Summary" in md and "## Evolution" not in md and "## Loss analysis" not in md
+    assert "No reliability checks were recorded" in md
+    assert "| taylorglo[0.10, -0.20, 0.30, 0.40, -0.50, 1.50, 0.20, -0.30] |" in md
+
+
+def test_cli_report_and_its_errors(tmp_path, capsys):
+    write_synthetic(tmp_path / "b", optional=False)
+    assert main(["report", str(tmp_path / "b"), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.html").is_file() and (tmp_path / "r" / "figures" / "robust_accuracy.png").is_file()
+    capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "results.csv" in err
+    pd.DataFrame({"loss": ["ce"], "accuracy": [0.5]}).to_csv(tmp_path / "empty" / "results.csv", index=False)
+    with pytest.raises(ConfigError, match="lacks column"):
+        build_report(tmp_path / "empty")
