@@ -1,0 +1,332 @@
+"""`evaluate_model`: robust accuracy of any logits model under several attacks and budgets.
+
+One pass per batch computes the clean logits and the cross-entropy input-gradient; it gives clean
+accuracy, the zero-gradient check and FGSM at every eps. Attacks then run only on correctly classified
+samples (a misclassified input is already non-robust at any eps >= 0), and one forward pass on each
+adversarial batch gives its predictions: no other forward passes.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from robust_glo.errors import ConfigError
+from robust_glo.robustness.attacks import (NORM, RESERVED_LABELS, AttackContext, AttackSpec, clean_gradient,
+                                           resolve_attacks)
+from robust_glo.robustness.checks import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_reliability
+
+RESULT_COLUMNS = ["attack", "eps", "norm", "n", "correct", "accuracy", "max_perturbation", "out_of_range",
+                  "seconds", "params", "reliable", "flags"]
+
+
+@dataclass
+class Evaluation:
+    """Everything one evaluation measured.
+
+    `results`: tidy rows (columns `RESULT_COLUMNS`): a "clean" row, one row per attack and eps, and a
+    per-sample "worst" row per eps. `flags`: the reliability checks (see `checks.py`).
+    `robust[label][eps]`: per-sample bool `(N,)`, True where the model stayed correct.
+    """
+
+    results: pd.DataFrame
+    flags: pd.DataFrame
+    clean_correct: torch.Tensor
+    robust: dict[str, dict[float, torch.Tensor]]
+    zero_grad_share: float
+    n_classes: int
+    seed: int
+    attacks: list[AttackSpec] = field(default_factory=list)
+
+    @property
+    def reliable(self) -> bool:
+        return bool((self.flags["status"] != "fail").all())
+
+
+def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Refuse inputs that are not float images in [0, 1] `(N, ...)` with int labels `(N,)`."""
+    if not isinstance(inputs, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise ConfigError(f"inputs and labels must be torch tensors, got {type(inputs).__name__} and "
+                          f"{type(labels).__name__}")
+    if not inputs.is_floating_point():
+        raise ConfigError(f"inputs must be a float tensor in [0, 1], got dtype {inputs.dtype}")
+    if inputs.dim() < 2 or len(inputs) == 0:
+        raise ConfigError(f"inputs must have shape (N, ...) with N >= 1, got {tuple(inputs.shape)}")
+    if labels.dim() != 1 or len(labels) != len(inputs):
+        raise ConfigError(f"labels must have shape ({len(inputs)},), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise ConfigError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    lo, hi = float(inputs.min()), float(inputs.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0.0 or hi > 1.0:
+        raise ConfigError(f"inputs must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); put normalization "
+                          "inside the model as its first layer")
+
+
+def check_eps(eps: float | Sequence[float]) -> list[float]:
+    """Distinct budgets, ascending; each in [0, 1]."""
+    values = [eps] if isinstance(eps, (int, float)) else list(eps)
+    if not values:
+        raise ConfigError("no eps given; give budgets in [0, 1], e.g. 0,0.05,0.1")
+    out = []
+    for e in values:
+        try:
+            e = float(e)
+        except (TypeError, ValueError):
+            raise ConfigError(f"eps {e!r} is not a number; give budgets in [0, 1]") from None
+        if not (math.isfinite(e) and 0.0 <= e <= 1.0):
+            raise ConfigError(f"eps {e!r} is outside [0, 1]; Linf budgets are fractions of the [0, 1] pixel range")
+        out.append(e)
+    return sorted(set(out))
+
+
+def batch_seed(seed: int, label: str, eps: float, batch: int) -> int:
+    """A seed per (attack, eps, batch) that does not depend on which other attacks run."""
+    return zlib.crc32(f"{seed}|{label}|{eps!r}|{batch}".encode()) & 0x7FFFFFFF
+
+
+class _Target(nn.Module):
+    """The model as torchattacks sees it: a plain module (never MAIR's `RobModel`, whose mean/std
+    torchattacks would apply) with a parameter on the evaluation device, so its device detection
+    works even for a parameter-free model."""
+
+    def __init__(self, model: nn.Module, device: torch.device):
+        super().__init__()
+        self.model = model
+        self.anchor = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
+    """Eval mode, parameters frozen, on `device`; every module's mode, requires_grad flags and the
+    model's device are restored afterwards."""
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    home = _model_device(model)
+    try:
+        if home != device:
+            model.to(device)
+        model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield _Target(model, device)
+    finally:
+        for p, flag in grads:
+            p.requires_grad_(flag)
+        for m, flag in modes:
+            m.training = flag
+        if home != device:
+            model.to(home)
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    # torchattacks calls torch.cuda.manual_seed even for CPU attacks; fork every visible GPU's RNG so no
+    # seed leaks into a later CUDA computation.
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                   attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+                   eps: float | Sequence[float] = (0.0, 0.05, 0.1), *, batch_size: int = 500,
+                   device: str | torch.device | None = None, seed: int = 0,
+                   tolerance: float = DEFAULT_TOLERANCE,
+                   zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
+                   progress: bool = False) -> Evaluation:
+    """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
+
+    `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
+    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
+    `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
+    RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
+    """
+    specs = resolve_attacks(attacks)
+    clash = [s.label for s in specs if s.label in RESERVED_LABELS]
+    if clash:
+        raise ConfigError(f"{clash[0]!r} is a reserved row name, not an attack")
+    eps_list = check_eps(eps)
+    check_inputs(inputs, labels)
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = int(batch_size)
+    if device is None:
+        dev = _model_device(model)
+    else:
+        from robust_glo.utils.device import resolve_device
+        dev = resolve_device(device)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError(f"seed must be an int, got {seed!r}")
+
+    n = len(labels)
+    attacked_eps = [e for e in eps_list if e > 0]
+    clean_correct = torch.zeros(n, dtype=torch.bool)
+    zero_grad = torch.zeros(n, dtype=torch.bool)
+    eps0_correct = torch.zeros(n, dtype=torch.bool)
+    robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in attacked_eps} for s in specs}
+    max_pert = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
+    out_of_range = {(s.label, e): 0 for s in specs for e in attacked_eps}
+    seconds = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
+    clean_seconds = eps0_seconds = 0.0
+    n_classes = 0
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=math.ceil(n / batch_size) * (1 + len(specs) * len(attacked_eps)), desc="evaluate",
+                   leave=False)
+    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
+        for b, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            x = inputs[start:stop].to(dev, torch.float32)
+            y = labels[start:stop].to(dev, torch.int64)
+            t0 = time.perf_counter()
+            if b == 0:
+                n_classes = _infer_classes(target, x, labels, specs)
+            logits, grad = clean_gradient(target, x, y)
+            correct = logits.argmax(1) == y
+            clean_seconds += time.perf_counter() - t0
+            clean_correct[start:stop] = correct.cpu()
+            zero_grad[start:stop] = (grad.flatten(1).abs().amax(1) == 0).cpu()
+            if 0.0 in eps_list:
+                # eps = 0 is not attacked, but re-predicted through the no-grad path adversarial inputs
+                # take, so that a nondeterministic model or pipeline shows up against clean accuracy.
+                t0 = time.perf_counter()
+                ctx0 = AttackContext(target, n_classes, dev)
+                eps0_correct[start:stop] = (ctx0.predict(x) == y).cpu()
+                eps0_seconds += time.perf_counter() - t0
+            if bar is not None:
+                bar.update(1)
+            keep = correct.nonzero().squeeze(1)
+            xs, ys = x[keep], y[keep]
+            ctx = AttackContext(target, n_classes, dev, clean_grad=grad[keep])
+            for spec in specs:
+                params = spec.resolved()
+                for e in attacked_eps:
+                    if len(keep):
+                        t0 = time.perf_counter()
+                        s = batch_seed(seed, spec.label, e, b)
+                        torch.manual_seed(s)
+                        adv = spec.entry.runner(ctx, xs, ys, e, params, s).detach()
+                        held = ctx.predict(adv) == ys
+                        seconds[spec.label, e] += time.perf_counter() - t0
+                        robust[spec.label][e][start + keep.cpu()] = held.cpu()
+                        delta = (adv - xs).abs().flatten(1).amax(1)
+                        max_pert[spec.label, e] = max(max_pert[spec.label, e], float(delta.max()))
+                        bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
+                        out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
+                    if bar is not None:
+                        bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    correct_count = int(clean_correct.sum())
+    zero_grad_share = float(zero_grad[clean_correct].float().mean()) if correct_count else float("nan")
+    rows = [_row("clean", 0.0, n, correct_count, clean_seconds, {})]
+    for spec in specs:
+        for e in eps_list:
+            if e == 0.0:
+                rows.append(_row(spec.label, e, n, int(eps0_correct.sum()), eps0_seconds,
+                                 spec.budget(e, n_classes), max_perturbation=0.0, out_of_range=0))
+            else:
+                rows.append(_row(spec.label, e, n, int(robust[spec.label][e].sum()), seconds[spec.label, e],
+                                 spec.budget(e, n_classes), max_perturbation=max_pert[spec.label, e],
+                                 out_of_range=out_of_range[spec.label, e]))
+    worst: dict[float, torch.Tensor] = {}
+    for e in eps_list:
+        held = eps0_correct.clone() if e == 0.0 else clean_correct.clone()
+        for spec in specs:
+            if e > 0.0:
+                held &= robust[spec.label][e]
+        worst[e] = held
+        rows.append(_row("worst", e, n, int(held.sum()), 0.0, {"over": [s.label for s in specs]}))
+    results = pd.DataFrame(rows)
+    for spec in specs:
+        robust[spec.label][0.0] = eps0_correct.clone() if 0.0 in eps_list else clean_correct.clone()
+    robust["worst"] = worst
+    flags = check_reliability(results, zero_grad_share, tolerance=tolerance,
+                              zero_grad_threshold=zero_grad_threshold)
+    failed = flags.loc[flags["status"] == "fail", "check"].tolist()
+    results["reliable"] = not failed
+    results["flags"] = ";".join(failed)
+    results = results[RESULT_COLUMNS]
+    results.attrs["flags"] = flags
+    return Evaluation(results, flags, clean_correct, robust, zero_grad_share, n_classes, seed, specs)
+
+
+def evaluate_model(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                   attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+                   eps: float | Sequence[float] = (0.0, 0.05, 0.1), *, batch_size: int = 500,
+                   device: str | torch.device | None = None, seed: int = 0,
+                   tolerance: float = DEFAULT_TOLERANCE,
+                   zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
+                   progress: bool = False) -> pd.DataFrame:
+    """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
+
+    Columns: attack, eps, norm ("Linf"), n, correct, accuracy, max_perturbation, out_of_range, seconds,
+    params (JSON budget of what ran), reliable and flags (the failed reliability checks, ";"-joined).
+    Rows: "clean"; each attack at each eps; "worst" (per-sample worst case over the attacks) per eps.
+    The full checks table is in `.attrs["flags"]`; `run_evaluation` returns it with per-sample outcomes.
+    """
+    return run_evaluation(model, inputs, labels, attacks, eps, batch_size=batch_size, device=device, seed=seed,
+                          tolerance=tolerance, zero_grad_threshold=zero_grad_threshold,
+                          progress=progress).results
+
+
+def generate_adversarial(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str | AttackSpec,
+                         eps: float, *, seed: int = 0, device: str | torch.device | None = None) -> torch.Tensor:
+    """Adversarial inputs `(N, C, H, W)` for every input (correctly classified or not), in one batch,
+    under the same isolation as `evaluate_model` (eval mode, forked RNG). For inspection and tests."""
+    spec = resolve_attacks([attack])[0]
+    eps = check_eps([eps])[0]
+    check_inputs(inputs, labels)
+    dev = _model_device(model) if device is None else torch.device(device)
+    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
+        x, y = inputs.to(dev, torch.float32), labels.to(dev, torch.int64)
+        n_classes = _infer_classes(target, x, labels, [spec])
+        if eps == 0.0:
+            return x.clone()
+        s = batch_seed(seed, spec.label, eps, 0)
+        torch.manual_seed(s)
+        ctx = AttackContext(target, n_classes, dev, clean_grad=clean_gradient(target, x, y)[1])
+        return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach()
+
+
+def _infer_classes(target: nn.Module, x: torch.Tensor, labels: torch.Tensor, specs: list[AttackSpec]) -> int:
+    with torch.no_grad():
+        out = target(x[:1])
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1 or not out.is_floating_point():
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"the model must return float logits of shape (batch, n_classes); got {shape}")
+    k = int(out.shape[1])
+    if k < 2:
+        raise ConfigError(f"the model returns {k} logit per input; attacks need >= 2 classes")
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= k:
+        raise ConfigError(f"labels must lie in [0, {k - 1}] for a model with {k} outputs; got [{lo}, {hi}]")
+    for spec in specs:
+        if k < spec.entry.min_classes:
+            raise ConfigError(f"attack {spec.label!r} needs >= {spec.entry.min_classes} classes; "
+                              f"the model has {k}")
+    return k
+
+
+def _row(attack: str, eps: float, n: int, correct: int, seconds: float, params: dict, *,
+         max_perturbation: float = float("nan"), out_of_range: int = 0) -> dict:
+    return {"attack": attack, "eps": float(eps), "norm": NORM, "n": n, "correct": correct,
+            "accuracy": correct / n, "max_perturbation": max_perturbation, "out_of_range": out_of_range,
+            "seconds": seconds, "params": json.dumps(params, sort_keys=True)}
