@@ -1,0 +1,112 @@
+"""`robust-glo evolve`: discover a TaylorGLO loss with CMA-ES (crash-safe, resumable, local/Ray/batched)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from robust_glo.data.registry import DATASETS
+from robust_glo.errors import ConfigError
+
+# (flag, type, metavar or None, help); every flag is also a TOML key of --config (spelled the same).
+_OPTIONS: list[tuple[str, type, str | None, str]] = [
+    ("--dataset", str, "NAME", f"one of {', '.join(DATASETS)} (default fashion-mnist)"),
+    ("--model", str, "NAME", "model name (default: the dataset's)"),
+    ("--generations", int, "G", "CMA-ES generations (default 10)"),
+    ("--popsize", int, "P", "candidates per generation (default 20; the paper used 20-28)"),
+    ("--steps", int, "N", "SGD steps of each candidate's partial training (default 500)"),
+    ("--seed", int, "S", "seed of the whole run (default 0)"),
+    ("--out", str, "DIR", "run directory (default runs/evolve)"),
+    ("--invariant", str, "RULE", "paper (default), exact or off: reject candidates before training"),
+    ("--fitness", str, "SPEC", "clean (default), fgsm:EPS, pgd:EPS[:STEPS], mix:W:fgsm:EPS or mix:W:pgd:EPS"),
+    ("--attack-samples", int, "N", "validation images attacked for a robust fitness (default 1000)"),
+    ("--backend", str, "NAME", "local (default), ray or batched (torch.func population training)"),
+    ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
+    ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),
+    ("--val-size", int, "N", "validation images carved from the training set (default: the dataset's)"),
+    ("--train-fraction", float, "F", "share of the training set to use (default 1)"),
+    ("--split-seed", int, "S", "seed of the train/validation split (default 0)"),
+    ("--sigma0", float, "SIGMA", "initial CMA-ES step size (default 1.2, the paper's)"),
+    ("--batch-size", int, "B", "training batch size (default 128)"),
+    ("--lr", float, "LR", "SGD learning rate (default 0.05)"),
+    ("--momentum", float, "M", "SGD momentum (default 0.9)"),
+    ("--weight-decay", float, "WD", "weight decay (default 5e-4)"),
+    ("--schedule", str, "NAME", "constant, step or cosine (default cosine)"),
+    ("--ray-address", str, "ADDR", "join this Ray cluster (default: start a local one)"),
+    ("--num-cpus", int, "N", "CPUs of the local Ray cluster (default: all)"),
+    ("--cpus-per-task", float, "C", "CPUs per Ray task (default 1)"),
+    ("--gpus-per-task", float, "G", "GPU share per Ray task, e.g. 0.25 (default 0)"),
+    ("--max-retries", int, "N", "Ray retries of a task whose worker died (default 2)"),
+    ("--threads", int, "N", "torch threads per evaluation (default: torch's; Ray: cpus-per-task)"),
+    ("--device", str, "DEV", "auto (CUDA when present), cpu, cuda, cuda:N"),
+    ("--data-root", str, "DIR", "where datasets are looked for / downloaded"),
+]
+
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evolve", help="discover a TaylorGLO loss with CMA-ES",
+                       description="Evolve a TaylorGLO loss with CMA-ES. Every option can also come from "
+                                   "--config FILE.toml (keys spelled like the flags); flags win.")
+    p.add_argument("--config", default=None, metavar="FILE.toml", help="read options from a TOML file")
+    for flag, kind, metavar, text in _OPTIONS:
+        p.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (after a crash or kill) without redoing finished work")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def resolve_config(args: argparse.Namespace):
+    """Defaults < stored run config (with --resume) < TOML file < flags, validated."""
+    from robust_glo.evolution import EvolveConfig
+    from robust_glo.evolution.config import read_toml
+    from robust_glo.utils import read_json
+
+    values: dict[str, Any] = {}
+    if args.config:
+        names = set(EvolveConfig.field_names())
+        for key, value in read_toml(args.config).items():
+            if str(key).replace("-", "_") not in names:
+                raise ConfigError(f"unknown key {key!r} in {args.config!r}; valid keys: "
+                                  f"{', '.join(n.replace('_', '-') for n in EvolveConfig.field_names())}")
+            values[str(key).replace("-", "_")] = value
+    for flag, *_ in _OPTIONS:
+        value = getattr(args, _dest(flag))
+        if value is not None:
+            values[_dest(flag)] = value
+    if args.no_progress:
+        values["progress"] = False
+    stored = Path(values.get("out", EvolveConfig.out)) / "config.json"
+    if args.resume and stored.is_file():
+        values = {**read_json(stored), **values}
+    return EvolveConfig.from_dict(values)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robust_glo.evolution import run_evolution
+
+    config = resolve_config(args)
+    result = run_evolution(config, resume=args.resume)
+    n = len(result.history)
+    diverged = sum(r["status"] == "diverged" for r in result.history)
+    failed = sum(r["status"] == "failed" for r in result.history)
+    print(f"evolved on {config.dataset}/{config.resolved_model()}: {n} candidates "
+          f"({result.rejected} rejected by the '{config.invariant}' invariant, "
+          f"{result.search_trainings - diverged} trained, {diverged} diverged, {failed} failed) "
+          f"+ {result.reeval_trainings} re-evaluation trainings; {result.seconds:.1f}s "
+          f"({result.evaluated_now} evaluations run now); run dir {result.out_dir}")
+    if result.best is None:
+        print("no candidate trained successfully, so there is no best loss; try more generations or "
+              "--invariant off")
+        return 1
+    best = result.best
+    theta = ", ".join(f"{v:.4g}" for v in best["theta"])
+    robust = f", robust accuracy {best['robust_accuracy']:.4f}" if best.get("robust_accuracy") is not None else ""
+    print(f"best loss: theta [{theta}]: mean val accuracy {best['val_accuracy']:.4f}{robust} over "
+          f"{len(best['reevaluations'])} fresh seeds (fitness {best['fitness']:.4f})")
+    print(f"train it: robust-glo train --dataset {config.dataset} --loss taylorglo:{result.out_dir / 'best_loss.json'}")
+    return 0

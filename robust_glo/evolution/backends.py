@@ -1,0 +1,158 @@
+"""Where candidates are evaluated: in the process, as Ray tasks, or as one batched population.
+
+A backend takes jobs (a theta `(8,)` and the seed of its weights and batches) and yields
+`(job, Evaluation)` pairs as they finish, in any order; the engine records each one as it arrives.
+
+- `LocalBackend`: one after another in this process.
+- `RayBackend`: each job is a Ray task. `address` joins an existing cluster, otherwise a local one starts
+  (`ray.init(num_cpus=..., include_dashboard=False)`). `gpus_per_task` reserves a (fractional) GPU share.
+  A task whose worker dies is retried `max_retries` times, then recorded as `failed` while the run goes on;
+  an exception raised by the evaluation itself is a bug or a bad setting, and stops the run.
+- `BatchedBackend`: the jobs that share a seed are trained together with torch.func (see `population`).
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.evolution.config import EvolveConfig
+from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
+
+
+@dataclass(frozen=True)
+class Job:
+    """One evaluation: `key` identifies it to the caller, theta `(8,)`, and the weights/batches seed."""
+
+    key: Any
+    theta: tuple[float, ...]
+    seed: int
+
+
+class Backend:
+    """Evaluate jobs; use as a context manager so that resources (a Ray cluster) are released."""
+
+    name = "base"
+
+    def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalBackend(Backend):
+    """Jobs one after another in this process."""
+
+    name = "local"
+
+    def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
+        for job in jobs:
+            yield job, problem.evaluate(job.theta, job.seed)
+
+
+class BatchedBackend(Backend):
+    """The jobs that share a seed (a generation, under common random numbers) train as one population."""
+
+    name = "batched"
+
+    def check(self, problem: TaylorGLOProblem) -> None:
+        from robust_glo.evolution.population import check_batchable
+
+        check_batchable(problem.build_model(0), f"model {problem.model_name!r}")
+
+    def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
+        order = sorted(range(len(jobs)), key=lambda i: jobs[i].seed)
+        for seed, group in itertools.groupby(order, key=lambda i: jobs[i].seed):
+            members = [jobs[i] for i in group]
+            results = problem.evaluate_population(np.array([j.theta for j in members]), seed)
+            yield from zip(members, results)
+
+
+def _evaluate_task(problem: TaylorGLOProblem, theta: tuple[float, ...], seed: int, threads: int) -> Evaluation:
+    """The body of a Ray task. Torch threads are pinned so that results do not depend on the worker."""
+    import torch
+
+    if problem.threads is None:
+        torch.set_num_threads(threads)
+    return problem.evaluate(theta, seed)
+
+
+class RayBackend(Backend):
+    """Each job a Ray task on a local or existing cluster."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0,
+                 gpus_per_task: float = 0.0, max_retries: int = 2):
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("backend 'ray' needs Ray: pip install 'robust-glo[ray]'") from None
+        self._ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
+                raise RobustGloError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from None
+            self.started = True
+        self.cpus_per_task = float(cpus_per_task)
+        self.gpus_per_task = float(gpus_per_task)
+        self.max_retries = int(max_retries)
+        self._remote = ray.remote(_evaluate_task).options(
+            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=self.max_retries,
+            retry_exceptions=False)
+        self._problem_ref = None
+        self._problem_id: int | None = None
+
+    def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
+        ray = self._ray
+        if self._problem_id != id(problem):  # ship the problem settings once, not with every task
+            self._problem_ref, self._problem_id = ray.put(problem), id(problem)
+        threads = max(1, int(self.cpus_per_task))
+        started = time.perf_counter()
+        pending = {self._remote.remote(self._problem_ref, job.theta, job.seed, threads): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    result = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else exc
+                    raise cause from None
+                except ray.exceptions.RayError as exc:  # worker or node died, after max_retries
+                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    result = Evaluation.failed(f"{type(exc).__name__} after {self.max_retries} retries: {first}",
+                                               time.perf_counter() - started)
+                yield job, result
+
+    def close(self) -> None:
+        if self.started and self._ray.is_initialized():
+            self._ray.shutdown()
+        self.started = False
+
+
+def make_backend(config: EvolveConfig) -> Backend:
+    """The backend named by `config.backend`, with its options."""
+    if config.backend == "local":
+        return LocalBackend()
+    if config.backend == "batched":
+        return BatchedBackend()
+    return RayBackend(address=config.ray_address, num_cpus=config.num_cpus, cpus_per_task=config.cpus_per_task,
+                      gpus_per_task=config.gpus_per_task, max_retries=config.max_retries)

@@ -1,0 +1,276 @@
+"""Evolution configuration: one dataclass whose fields are the `robust-glo evolve` flags and TOML keys.
+
+Every field can come from a TOML file (`--config FILE.toml`, keys spelled like the flags, `-` or `_`)
+and from the command line; flags override the file. `EvolveConfig.validate` turns unknown keys and
+impossible values into one-line `ConfigError`s that name the value and what is valid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from robust_glo.data.registry import DATASETS
+from robust_glo.errors import ConfigError
+
+INVARIANT_RULES = ("paper", "exact", "off")
+BACKENDS = ("local", "ray", "batched")
+SCHEDULES = ("constant", "step", "cosine")
+ATTACKS = ("fgsm", "pgd")
+FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd:EPS[:STEPS]"
+
+# Options that only change how and where the work runs, or how long the run goes on: `--resume` may
+# change them. Every other option changes the results, so a resumed run must keep it.
+EXECUTION_OPTIONS = frozenset({"out", "generations", "topk", "reeval_seeds", "backend", "ray_address",
+                               "gpus_per_task", "cpus_per_task", "num_cpus", "max_retries", "threads",
+                               "device", "data_root", "progress"})
+
+
+@dataclass(frozen=True)
+class FitnessSpec:
+    """What a candidate is scored on: fitness = 1 - ((1 - weight) * clean + weight * robust accuracy).
+
+    ``attack`` is None for clean fitness (weight 0); eps is in input units (images in [0, 1]).
+    ``pgd_steps`` PGD iterations (step size 2.5 eps / steps, random start).
+    """
+
+    spec: str
+    attack: str | None = None
+    eps: float = 0.0
+    weight: float = 0.0
+    pgd_steps: int = 10
+
+    @property
+    def robust(self) -> bool:
+        return self.attack is not None
+
+    def combine(self, clean_accuracy: float, robust_accuracy: float | None) -> float:
+        """Fitness (lower is better) from the clean and (when attacked) robust validation accuracy."""
+        if self.attack is None:
+            return 1.0 - clean_accuracy
+        assert robust_accuracy is not None
+        return 1.0 - ((1.0 - self.weight) * clean_accuracy + self.weight * robust_accuracy)
+
+
+def _number(text: str, what: str, spec: str) -> float:
+    try:
+        value = float(Fraction(text.strip())) if "/" in text else float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ConfigError(f"fitness {spec!r}: {what} {text!r} is not a number; valid: {FITNESS_USAGE}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"fitness {spec!r}: {what} must be finite, got {text!r}")
+    return value
+
+
+def parse_fitness(spec: str) -> FitnessSpec:
+    """Parse a fitness spec: `clean`, `fgsm:EPS`, `pgd:EPS[:STEPS]` or `mix:W:ATTACK:EPS[:STEPS]`.
+
+    EPS may be a fraction such as `8/255`; W in [0, 1] is the weight of the robust accuracy.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"fitness {spec!r} is empty; valid: {FITNESS_USAGE}")
+    text = spec.strip()
+    parts = text.split(":")
+    if parts == ["clean"]:
+        return FitnessSpec(text)
+    weight = 1.0
+    if parts[0] == "mix":
+        if len(parts) < 4:
+            raise ConfigError(f"fitness {spec!r}: mix needs a weight and an attack, e.g. mix:0.5:fgsm:0.1; "
+                              f"valid: {FITNESS_USAGE}")
+        weight = _number(parts[1], "weight", spec)
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"fitness {spec!r}: weight must lie in [0, 1], got {parts[1]!r}")
+        parts = parts[2:]
+    attack = parts[0]
+    if attack not in ATTACKS or len(parts) < 2 or len(parts) > (3 if attack == "pgd" else 2):
+        raise ConfigError(f"fitness {spec!r} is not understood; valid: {FITNESS_USAGE}")
+    eps = _number(parts[1], "eps", spec)
+    if not 0.0 < eps <= 1.0:
+        raise ConfigError(f"fitness {spec!r}: eps must lie in (0, 1] (images are in [0, 1]), got {parts[1]!r}")
+    steps = 10
+    if len(parts) == 3:
+        if not re.fullmatch(r"[0-9]+", parts[2]) or int(parts[2]) < 1:
+            raise ConfigError(f"fitness {spec!r}: PGD steps must be a positive integer, got {parts[2]!r}")
+        steps = int(parts[2])
+    return FitnessSpec(text, attack, eps, weight, steps)
+
+
+@dataclass
+class EvolveConfig:
+    """Everything that determines an evolution run (DESIGN §2.2 defaults where they fit a CPU).
+
+    The paper's budget: popsize 20 (CIFAR/SVHN) to 28 (MNIST), about 10% of a full training run per
+    candidate (2,000 steps on MNIST), up to 100 generations. The defaults here are smaller so that a
+    default run is useful on a laptop; raise them for the paper's setting.
+    """
+
+    out: str = "runs/evolve"
+    dataset: str = "fashion-mnist"
+    model: str | None = None  # None: the dataset's default model
+    generations: int = 10
+    popsize: int = 20
+    steps: int = 500  # SGD steps of each candidate's partial training run
+    seed: int = 0  # CMA-ES sampling, and through it every generation's weights / batch order
+    sigma0: float = 1.2
+    invariant: str = "paper"
+    fitness: str = "clean"
+    attack_samples: int = 1000  # validation images attacked for a robust fitness
+    topk: int = 3  # candidates re-evaluated at the end
+    reeval_seeds: int = 3  # fresh seeds each of them is re-trained on
+    backend: str = "local"
+    ray_address: str | None = None  # None: start a local Ray cluster
+    num_cpus: int | None = None  # size of that local cluster (None: all cores)
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    max_retries: int = 2  # Ray retries of a task whose worker died, then "failed"
+    threads: int | None = None  # torch intra-op threads per evaluation (None: local keeps torch's)
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    augment: bool | None = None  # None: the dataset's default
+    val_size: int | None = None  # None: the dataset's default (5,000 for the 60k sets)
+    train_fraction: float = 1.0
+    split_seed: int = 0
+    eval_batch_size: int = 1000
+    device: str = "auto"
+    data_root: str | None = None
+    progress: bool = True
+
+    # ---- construction -------------------------------------------------------------------------------
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "EvolveConfig":
+        """Build from a dict with flag-style keys (`reeval-seeds` or `reeval_seeds`); unknown keys fail."""
+        names = cls.field_names()
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in names:
+                raise ConfigError(f"unknown {source} key {key!r}; valid keys: "
+                                  f"{', '.join(n.replace('_', '-') for n in names)}")
+            values[name] = value
+        return cls(**values).validate()
+
+    @classmethod
+    def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "EvolveConfig":
+        """The TOML file's keys, with `overrides` (None values ignored) on top."""
+        return cls.from_dict({**read_toml(path), **{k: v for k, v in (overrides or {}).items() if v is not None}},
+                             source=f"key in {str(path)!r}, or")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def validate(self) -> "EvolveConfig":
+        """Check every value; raise a one-line `ConfigError` naming the first bad one."""
+        _check_type(self)
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
+        if self.model is not None:
+            from robust_glo.models import list_models
+
+            if self.model not in list_models():
+                raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(list_models())}")
+        for name in ("generations", "steps", "batch_size", "attack_samples", "topk", "reeval_seeds",
+                     "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.popsize < 2:
+            raise ConfigError(f"popsize must be >= 2 (CMA-ES ranks the population), got {self.popsize}")
+        for name in ("seed", "split_seed", "max_retries"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+        if not (math.isfinite(self.sigma0) and self.sigma0 > 0):
+            raise ConfigError(f"sigma0 must be a positive number, got {self.sigma0}")
+        if self.invariant not in INVARIANT_RULES:
+            raise ConfigError(f"invariant {self.invariant!r} is unknown; valid: {', '.join(INVARIANT_RULES)}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
+        parse_fitness(self.fitness)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight-decay must be >= 0, got {self.weight_decay}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r} is unknown; valid: {', '.join(SCHEDULES)}")
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"train-fraction must lie in (0, 1], got {self.train_fraction}")
+        if self.val_size is not None and self.val_size < 1:
+            raise ConfigError(f"val-size must be >= 1 (fitness is validation accuracy), got {self.val_size}")
+        if not (math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0):
+            raise ConfigError(f"cpus-per-task must be > 0, got {self.cpus_per_task}")
+        if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
+            raise ConfigError(f"gpus-per-task must be >= 0 (a fraction shares a GPU), got {self.gpus_per_task}")
+        if self.num_cpus is not None and self.num_cpus < 1:
+            raise ConfigError(f"num-cpus must be >= 1, got {self.num_cpus}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ConfigError(f"ray-address {self.ray_address!r} needs backend 'ray', not {self.backend!r}")
+        if not str(self.out).strip():
+            raise ConfigError("out must name a run directory")
+        return self
+
+    @property
+    def fitness_spec(self) -> FitnessSpec:
+        return parse_fitness(self.fitness)
+
+    def resolved_model(self) -> str:
+        return self.model or DATASETS[self.dataset].default_model
+
+    def result_differences(self, other: "EvolveConfig") -> list[str]:
+        """Names of the options that change results and differ between the two configs."""
+        a, b = self.to_dict(), other.to_dict()
+        # The model default is resolved, so `model = None` and the dataset's default model agree.
+        a["model"], b["model"] = self.resolved_model(), other.resolved_model()
+        return [k for k in a if k not in EXECUTION_OPTIONS and a[k] != b[k]]
+
+
+def _check_type(config: EvolveConfig) -> None:
+    """Reject values of the wrong type (TOML strings for numbers and so on) with a one-line message."""
+    hints = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        kind = str(f.type).replace(" ", "")
+        optional = kind.endswith("|None")
+        base = kind.removesuffix("|None")
+        if value is None:
+            if optional:
+                continue
+            raise ConfigError(f"{f.name.replace('_', '-')} needs a value ({base})")
+        ok = isinstance(value, hints[base]) and not (base in ("int", "float") and isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{f.name.replace('_', '-')} must be {'a' if base != 'int' else 'an'} {base}, "
+                              f"got {value!r}")
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file into a dict; a missing file or a syntax error is a one-line `ConfigError`."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML ({exc})") from None
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ConfigError(f"config file {str(p)!r}: tables are not supported ([{nested[0]}]); "
+                          f"write the options as top-level keys")
+    return data

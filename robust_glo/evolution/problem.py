@@ -1,0 +1,273 @@
+"""The fitness problem: how good is one TaylorGLO theta? Kept apart from the optimizer (EvoTorch style).
+
+`TaylorGLOProblem.evaluate(theta, seed)` checks the invariant (DESIGN §2.3) and, when it holds, trains
+the dataset's model for `steps` SGD steps with the candidate loss, then scores it on the validation set:
+
+    fitness = 1 - ((1 - w) * clean accuracy + w * robust accuracy)     (lower is better, in [0, 1])
+
+with w = 0 for the `clean` fitness and the attack's accuracy computed with cross-entropy on the logits,
+never the candidate's own loss (DESIGN §2.5). Common random numbers: every candidate evaluated with the
+same `seed` starts from the same weights and sees the same batches, so a generation compares losses,
+not luck.
+
+Fitness of the candidates that are not scored by training (never NaN, which pycma would turn into the
+median):
+- `rejected` (fails the invariant, never trained): REJECTED_FITNESS = 1.0, the worst an accuracy-based
+  fitness can be (0% accuracy).
+- `diverged` (non-finite loss or weights): DIVERGED_FITNESS = 2.0, a finite penalty below every trained
+  or rejected candidate: the loss was tried and is unstable.
+- `failed` (the worker running it died, after retries): FAILED_FITNESS = 1.0, as for rejected.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from robust_glo.analysis.invariant import invariant_holds_batch
+from robust_glo.data import DatasetSplits, Split, load_dataset
+from robust_glo.errors import ConfigError
+from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
+from robust_glo.losses import TaylorGLOLoss
+from robust_glo.losses.user import NonFiniteLossError
+from robust_glo.models import create_model
+from robust_glo.training import evaluate_accuracy, fit
+from robust_glo.utils import resolve_device
+
+STATUSES = ("trained", "rejected", "diverged", "failed")
+REJECTED_FITNESS = 1.0
+DIVERGED_FITNESS = 2.0
+FAILED_FITNESS = 1.0
+N_PARAMS = 8
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of one candidate: status in STATUSES, fitness (finite, lower is better), validation
+    accuracy and robust validation accuracy (None when not measured), wall seconds, and a message."""
+
+    status: str
+    fitness: float
+    val_accuracy: float | None = None
+    robust_accuracy: float | None = None
+    seconds: float = 0.0
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def rejected(cls) -> "Evaluation":
+        return cls("rejected", REJECTED_FITNESS, message="fails the invariant; not trained")
+
+    @classmethod
+    def failed(cls, message: str, seconds: float = 0.0) -> "Evaluation":
+        return cls("failed", FAILED_FITNESS, seconds=seconds, message=message)
+
+
+# Splits per process: a Ray worker evaluates many candidates and loads the data once.
+_SPLITS: dict[tuple, DatasetSplits] = {}
+
+
+def _load_splits(key: tuple) -> DatasetSplits:
+    if key not in _SPLITS:
+        name, root, val_size, train_fraction, split_seed = key
+        _SPLITS[key] = load_dataset(name, root=root, val_size=val_size, train_fraction=train_fraction,
+                                    split_seed=split_seed)
+    return _SPLITS[key]
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run with `n` torch intra-op threads (None: leave as is). Results on the CPU depend on it."""
+    if n is None or n == torch.get_num_threads():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class TaylorGLOProblem:
+    """Scores TaylorGLO candidates by a partial training run (keyword-only options, as in EvoTorch).
+
+    The object is small to pickle (the data is loaded lazily and left out), so a Ray task can take it.
+    """
+
+    def __init__(self, *, dataset: str = "fashion-mnist", model: str | None = None, steps: int = 500,
+                 batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4,
+                 schedule: str = "cosine", augment: bool | None = None, val_size: int | None = None,
+                 train_fraction: float = 1.0, split_seed: int = 0, data_root: str | None = None,
+                 invariant: str = "paper", fitness: str | FitnessSpec = "clean", attack_samples: int = 1000,
+                 eval_batch_size: int = 1000, device: str = "auto", threads: int | None = None):
+        from robust_glo.data.registry import DATASETS
+
+        if dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+        if invariant not in ("paper", "exact", "off"):
+            raise ConfigError(f"invariant {invariant!r} is unknown; valid: paper, exact, off")
+        self.info = DATASETS[dataset]
+        self.dataset = dataset
+        self.model_name = model or self.info.default_model
+        self.steps = int(steps)
+        self.batch_size = int(batch_size)
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+        self.schedule = schedule
+        self.augment = self.info.augment if augment is None else bool(augment)
+        self.val_size, self.train_fraction, self.split_seed = val_size, float(train_fraction), int(split_seed)
+        self.data_root = data_root
+        self.invariant = invariant
+        self.fitness = fitness if isinstance(fitness, FitnessSpec) else parse_fitness(fitness)
+        self.attack_samples = int(attack_samples)
+        self.eval_batch_size = int(eval_batch_size)
+        self.device = device
+        self.threads = threads
+        self._splits: DatasetSplits | None = None
+
+    @classmethod
+    def from_config(cls, config: EvolveConfig) -> "TaylorGLOProblem":
+        return cls(dataset=config.dataset, model=config.model, steps=config.steps,
+                   batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay, schedule=config.schedule, augment=config.augment,
+                   val_size=config.val_size, train_fraction=config.train_fraction,
+                   split_seed=config.split_seed, data_root=config.data_root, invariant=config.invariant,
+                   fitness=config.fitness, attack_samples=config.attack_samples,
+                   eval_batch_size=config.eval_batch_size, device=config.device, threads=config.threads)
+
+    # ---- pickling: ship the settings, not the data ---------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_splits"] = None
+        return state
+
+    # ---- data and model ------------------------------------------------------------------------------
+    @property
+    def n_classes(self) -> int:
+        return self.info.num_classes
+
+    @property
+    def splits(self) -> DatasetSplits:
+        if self._splits is None:
+            self._splits = _load_splits((self.dataset, self.data_root, self.val_size, self.train_fraction,
+                                         self.split_seed))
+            if len(self._splits.val) == 0:
+                raise ConfigError(f"dataset {self.dataset!r} has an empty validation split; set val-size >= 1")
+        return self._splits
+
+    def prepare(self) -> None:
+        """Load the data and build the model once, so a bad dataset or model fails before any work."""
+        _ = self.splits
+        self.build_model(0)
+
+    def build_model(self, seed: int) -> nn.Module:
+        """The model with weights from `seed` (common random numbers: one init per generation)."""
+        return create_model(self.model_name, self.info, seed=seed)
+
+    # ---- invariant -----------------------------------------------------------------------------------
+    def screen(self, thetas: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """Which rows of thetas `(M, 8)` are worth training: bool `(M,)` (all True with rule `off`).
+
+        Non-finite rows never pass, whatever the rule.
+        """
+        array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
+        if self.invariant == "off":
+            return np.isfinite(array).all(axis=1)
+        return invariant_holds_batch(array, self.n_classes, self.invariant)
+
+    # ---- evaluation ----------------------------------------------------------------------------------
+    def evaluate(self, theta: Sequence[float], seed: int) -> Evaluation:
+        """Score one theta `(8,)`: rejected without training, or trained from weights and batches `seed`."""
+        if not bool(self.screen([theta])[0]):
+            return Evaluation.rejected()
+        with torch_threads(self.threads):
+            return self._train_and_score(theta, seed)
+
+    def _train_and_score(self, theta: Sequence[float], seed: int) -> Evaluation:
+        t0 = time.perf_counter()
+        device = resolve_device(self.device)
+        model = self.build_model(seed)
+        loss = TaylorGLOLoss(theta)
+        try:
+            result = fit(model, loss, self.splits.train, steps=self.steps, batch_size=self.batch_size,
+                         lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
+                         schedule=self.schedule, seed=seed, device=device, augment=self.augment,
+                         progress=False)
+            status, message = result.status, result.message
+        except NonFiniteLossError as exc:
+            status, message = "diverged", str(exc)
+        if status != "ok":
+            return Evaluation("diverged", DIVERGED_FITNESS, seconds=time.perf_counter() - t0, message=message)
+        return self.score_model(model, seed, t0)
+
+    def score_model(self, model: nn.Module, seed: int, t0: float) -> Evaluation:
+        """Validation (and robust validation) accuracy of a trained model -> `Evaluation("trained")`."""
+        device = resolve_device(self.device)
+        val = self.splits.val
+        acc = evaluate_accuracy(model, val, batch_size=self.eval_batch_size, device=device)
+        robust = self.robust_accuracy(model, seed) if self.fitness.robust else None
+        fitness = self.fitness.combine(acc, robust)
+        if not math.isfinite(fitness):  # cannot happen for accuracies; guard pycma all the same
+            return Evaluation("diverged", DIVERGED_FITNESS, acc, robust, time.perf_counter() - t0,
+                              "non-finite fitness")
+        return Evaluation("trained", float(fitness), float(acc), robust, time.perf_counter() - t0)
+
+    def robust_accuracy(self, model: nn.Module, seed: int) -> float:
+        """Accuracy under the fitness attack on the first `attack_samples` validation images.
+
+        The attack is the robustness harness's (cross-entropy on logits, inputs in [0, 1], RNG forked).
+        """
+        from robust_glo.robustness import evaluate_model
+
+        spec = self.fitness
+        label = "fgsm" if spec.attack == "fgsm" else f"pgd:steps={spec.pgd_steps}"
+        val = self.splits.val.subset(self.attack_samples)
+        table = evaluate_model(model, val.images, val.labels, attacks=[label], eps=[spec.eps],
+                               batch_size=self.eval_batch_size, device=resolve_device(self.device), seed=seed)
+        row = table[(table["attack"] != "clean") & (table["attack"] != "worst") & (table["eps"] == spec.eps)]
+        return float(row["accuracy"].iloc[0])
+
+    # ---- batched population training (torch.func) ---------------------------------------------------
+    def evaluate_population(self, thetas: np.ndarray | Sequence[Sequence[float]], seed: int) -> list[Evaluation]:
+        """Score thetas `(M, 8)` that share `seed`, training the ones that pass the invariant together
+        with `torch.func` (one vmapped model). Rejected ones are not trained."""
+        from robust_glo.evolution.population import train_population
+
+        array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
+        keep = self.screen(array)
+        out: list[Evaluation | None] = [None if k else Evaluation.rejected() for k in keep]
+        todo = np.flatnonzero(keep)
+        if len(todo):
+            with torch_threads(self.threads):
+                t0 = time.perf_counter()
+                device = resolve_device(self.device)
+                base = self.build_model(seed)
+                pop = train_population(base, array[todo], self.splits.train, steps=self.steps,
+                                       batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
+                                       weight_decay=self.weight_decay, schedule=self.schedule, seed=seed,
+                                       device=device, augment=self.augment)
+                accs = pop.accuracy(self.splits.val, batch_size=self.eval_batch_size)
+                share = (time.perf_counter() - t0) / len(todo)  # wall time, split evenly
+                for j, i in enumerate(todo):
+                    if pop.status[j] != "ok":
+                        out[i] = Evaluation("diverged", DIVERGED_FITNESS, seconds=share, message=pop.messages[j])
+                        continue
+                    robust = None
+                    if self.fitness.robust:
+                        t1 = time.perf_counter()
+                        robust = self.robust_accuracy(pop.member(j), seed)
+                        extra = time.perf_counter() - t1
+                    else:
+                        extra = 0.0
+                    out[i] = Evaluation("trained", float(self.fitness.combine(accs[j], robust)), float(accs[j]),
+                                        robust, share + extra)
+        return [e for e in out if e is not None]
+

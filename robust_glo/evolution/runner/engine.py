@@ -1,0 +1,309 @@
+"""The evolution loop: ask CMA-ES, screen with the invariant, evaluate, record, tell; then re-evaluate.
+
+`run_evolution(config)` is what `robust-glo evolve` calls. Seeds:
+
+- CMA-ES samples from its own generator seeded by `config.seed` (see `optimizer`).
+- Generation g trains every candidate from the same weights and batch order, `generation_seed(seed, g)`
+  (common random numbers, so candidates are compared on the same footing).
+- The top-k re-evaluation uses fresh seeds `reeval_seed(seed, s)`, s = 0..reeval_seeds-1, shared by all
+  k candidates, so the choice of the best is not the luck of one draw.
+
+Crash safety: see `store`. Resuming replays the state at the last generation boundary, asks the same
+population (checked against the records), and only evaluates what is not on disk yet.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.evolution.backends import Backend, Job, make_backend
+from robust_glo.evolution.config import EvolveConfig
+from robust_glo.evolution.optimizer import CMAES
+from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
+from robust_glo.evolution.runner.store import RunStore
+from robust_glo.losses import save_theta_file
+from robust_glo.utils import atomic_write_json, read_json, run_metadata
+
+TRAINING_STATUSES = ("trained", "diverged")  # the statuses that spent a training run
+
+
+def generation_seed(seed: int, generation: int) -> int:
+    """Weights and batch-order seed shared by every candidate of `generation`."""
+    return int(np.random.SeedSequence([seed, 1, generation]).generate_state(1)[0])
+
+
+def reeval_seed(seed: int, index: int) -> int:
+    """The `index`-th fresh seed of the final re-evaluation (never a generation's seed stream)."""
+    return int(np.random.SeedSequence([seed, 2, index]).generate_state(1)[0])
+
+
+@dataclass
+class EvolutionResult:
+    """What a run produced: `best` is the content of best_loss.json (None when nothing trained)."""
+
+    out_dir: Path
+    best: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    reevaluations: list[dict[str, Any]]
+    search_trainings: int  # candidates of the search that were trained (including diverged ones)
+    reeval_trainings: int
+    rejected: int
+    seconds: float
+    evaluated_now: int = 0  # evaluations run by this call (not read back from disk)
+    generations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(np.median(values)) if len(values) else None
+
+
+def _record(base: dict[str, Any], evaluation: Evaluation) -> dict[str, Any]:
+    return {**base, **evaluation.to_dict()}
+
+
+class _Progress:
+    """A tqdm bar for one generation: best and median fitness so far, rejected count."""
+
+    def __init__(self, desc: str, total: int, enabled: bool):
+        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+
+    def show(self, records: Iterable[dict[str, Any]]) -> None:
+        records = list(records)
+        fitness = [r["fitness"] for r in records]
+        rejected = sum(r["status"] == "rejected" for r in records)
+        if fitness:
+            self.bar.set_postfix(best=f"{min(fitness):.4f}", median=f"{_median(fitness):.4f}", rejected=rejected)
+        self.bar.n = len(records)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _check_resume(store: RunStore, config: EvolveConfig) -> None:
+    stored = EvolveConfig.from_dict(read_json(store.path("config.json")), source="stored config")
+    diff = stored.result_differences(config)
+    if diff:
+        detail = "; ".join(f"{k.replace('_', '-')} {getattr(config, k)!r} (run has {getattr(stored, k)!r})"
+                           for k in diff)
+        raise ConfigError(f"cannot resume {str(store.out)!r} with different settings: {detail}; "
+                          f"only execution options may change")
+
+
+def run_evolution(config: EvolveConfig, *, resume: bool = False, backend: Backend | None = None,
+                  problem: TaylorGLOProblem | None = None) -> EvolutionResult:
+    """Run (or, with `resume`, continue) an evolution described by `config` in `config.out`.
+
+    `backend` and `problem` default to the ones the config names; pass them to reuse a Ray cluster or to
+    customise the fitness. Raises `ConfigError` when `config.out` already holds a run and `resume` is
+    false, or when a resumed run's result-changing options differ from the stored ones.
+    """
+    config.validate()
+    t_start = time.perf_counter()
+    store = RunStore(config.out, robust=config.fitness_spec.robust)
+    existing = store.exists()
+    if existing and not resume:
+        raise ConfigError(f"{str(store.out)!r} already holds an evolution run; pass --resume to continue it, "
+                          f"or choose another --out")
+    if existing:
+        _check_resume(store, config)
+    problem = problem or TaylorGLOProblem.from_config(config)
+    problem.prepare()  # a bad dataset / model fails here, before anything is written
+    owned = backend is None
+    backend = backend or make_backend(config)
+    try:
+        if hasattr(backend, "check"):
+            backend.check(problem)
+        _write_metadata(store, config, problem, resumed=existing)
+        store.load()
+        return _Engine(config, store, problem, backend, t_start).run()
+    finally:
+        if owned:
+            backend.close()
+
+
+def _write_metadata(store: RunStore, config: EvolveConfig, problem: TaylorGLOProblem, resumed: bool) -> None:
+    store.out.mkdir(parents=True, exist_ok=True)
+    meta = run_metadata(seed=config.seed, split_seed=config.split_seed)
+    meta |= {"data_source": problem.splits.source, "backend": config.backend, "n_classes": problem.n_classes,
+             "model": problem.model_name}
+    env_path = store.path("environment.json")
+    if resumed and env_path.is_file():
+        first = read_json(env_path)
+        first.setdefault("resumes", []).append(meta)
+        meta = first
+    atomic_write_json(env_path, meta)
+    atomic_write_json(store.path("config.json"), config.to_dict())
+
+
+class _Engine:
+    def __init__(self, config: EvolveConfig, store: RunStore, problem: TaylorGLOProblem, backend: Backend,
+                 t_start: float):
+        self.config, self.store, self.problem, self.backend = config, store, problem, backend
+        self.t_start = t_start
+        self.evaluated_now = 0
+
+    # ---- search ------------------------------------------------------------------------------------------
+    def run(self) -> EvolutionResult:
+        cfg, store = self.config, self.store
+        state = store.load_state()
+        if state is None:
+            optimizer = CMAES(dim=8, mean=0.0, sigma=cfg.sigma0, popsize=cfg.popsize, seed=cfg.seed)
+            start = 0
+            store.save_state(optimizer, 0)
+        else:
+            optimizer, start = state
+        if start > cfg.generations:
+            raise ConfigError(f"generations {cfg.generations} is fewer than the {start} this run has finished; "
+                              f"give generations >= {start}")
+        for g in range(start, cfg.generations):
+            self._generation(optimizer, g)
+        best, reevals = self._reevaluate()
+        candidates = [store.candidates[k] for k in sorted(store.candidates)]
+        trained = sum(r["status"] in TRAINING_STATUSES for r in candidates)
+        return EvolutionResult(
+            out_dir=store.out, best=best, history=candidates, reevaluations=reevals, search_trainings=trained,
+            reeval_trainings=sum(r["status"] in TRAINING_STATUSES for r in store.reevaluations.values()),
+            rejected=sum(r["status"] == "rejected" for r in candidates),
+            seconds=time.perf_counter() - self.t_start, evaluated_now=self.evaluated_now,
+            generations=list(store.generations))
+
+    def _generation(self, optimizer: CMAES, g: int) -> None:
+        cfg, store, problem = self.config, self.store, self.problem
+        t0 = time.perf_counter()
+        thetas = optimizer.ask()
+        if len(thetas) != cfg.popsize:
+            raise RobustGloError(f"the CMA-ES state asks {len(thetas)} candidates, the config says popsize "
+                                 f"{cfg.popsize}")
+        for i, theta in enumerate(thetas):
+            done = store.candidates.get((g, i))
+            if done is not None and not np.array_equal(np.asarray(done["theta"]), theta):
+                raise RobustGloError(f"{str(store.path('evaluations.json'))!r} does not match the CMA-ES state "
+                                     f"at generation {g}, candidate {i}; the run directory was modified")
+        seed = generation_seed(cfg.seed, g)
+        keep = problem.screen(thetas)
+        base = [{"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
+                for i in range(len(thetas))]
+        for i in np.flatnonzero(~keep):
+            store.candidates.setdefault((g, int(i)), _record(base[i], Evaluation.rejected()))
+        store.save()
+        jobs = [Job((g, int(i)), tuple(base[i]["theta"]), seed) for i in np.flatnonzero(keep)
+                if (g, int(i)) not in store.candidates]
+        bar = _Progress(f"generation {g + 1}/{cfg.generations}", len(thetas), cfg.progress)
+        def mine() -> list[dict[str, Any]]:
+            return [r for k, r in store.candidates.items() if k[0] == g]
+
+        bar.show(mine())
+        try:
+            for job, evaluation in self.backend.run(problem, jobs):
+                store.candidates[job.key] = _record(base[job.key[1]], evaluation)
+                store.save()
+                self.evaluated_now += 1
+                bar.show(mine())
+        finally:
+            bar.close()
+        records = [store.candidates[(g, i)] for i in range(len(thetas))]
+        fitness = [r["fitness"] for r in records]
+        optimizer.tell(thetas, fitness)
+        store.generations = [row for row in store.generations if row["generation"] != g]
+        store.generations.append(self._summary(g, records, optimizer, time.perf_counter() - t0))
+        store.save()
+        store.save_state(optimizer, g + 1)
+
+    @staticmethod
+    def _summary(g: int, records: list[dict[str, Any]], optimizer: CMAES, seconds: float) -> dict[str, Any]:
+        fitness = [r["fitness"] for r in records]
+        counts = {s: sum(r["status"] == s for r in records) for s in ("trained", "rejected", "diverged", "failed")}
+        return {"generation": g, "best_fitness": min(fitness), "median_fitness": _median(fitness), **counts,
+                "sigma": optimizer.sigma, "seconds": seconds}
+
+    # ---- final choice ------------------------------------------------------------------------------------
+    def _top(self) -> list[dict[str, Any]]:
+        """The k best distinct trained candidates of the whole search, best first."""
+        ranked = sorted((r for r in self.store.candidates.values() if r["status"] == "trained"),
+                        key=lambda r: (r["fitness"], r["generation"], r["index"]))
+        top, seen = [], set()
+        for r in ranked:
+            key = tuple(r["theta"])
+            if key not in seen:
+                seen.add(key)
+                top.append(r)
+            if len(top) == self.config.topk:
+                break
+        return top
+
+    def _reevaluate(self) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        cfg, store = self.config, self.store
+        top = self._top()
+        if not top:
+            return None, []
+        seeds = [reeval_seed(cfg.seed, s) for s in range(cfg.reeval_seeds)]
+        jobs = [Job((r["generation"], r["index"], s), tuple(r["theta"]), seeds[s])
+                for r in top for s in range(cfg.reeval_seeds)
+                if (r["generation"], r["index"], s) not in store.reevaluations]
+        by_key = {(r["generation"], r["index"]): r for r in top}
+        bar = tqdm(total=len(top) * cfg.reeval_seeds, initial=len(top) * cfg.reeval_seeds - len(jobs),
+                   desc=f"re-evaluate top {len(top)}", disable=not cfg.progress, leave=True, dynamic_ncols=True)
+        try:
+            for job, evaluation in self.backend.run(self.problem, jobs):
+                g, i, s = job.key
+                store.reevaluations[job.key] = _record(
+                    {"generation": g, "index": i, "seed_index": s, "seed": job.seed,
+                     "theta": list(job.theta), "search_fitness": by_key[(g, i)]["fitness"]}, evaluation)
+                store.save()
+                self.evaluated_now += 1
+                bar.update(1)
+        finally:
+            bar.close()
+        rows, summaries = [], []
+        for rank, r in enumerate(top):
+            evals = [store.reevaluations[(r["generation"], r["index"], s)] for s in range(cfg.reeval_seeds)]
+            rows += [{**e, "rank": rank} for e in evals]
+            usable = [e for e in evals if e["status"] != "failed"]  # a dead worker says nothing about the loss
+            if usable:
+                summaries.append((float(np.mean([e["fitness"] for e in usable])), rank, r, usable))
+        store.write_reevaluation(rows)
+        if not summaries:
+            return None, rows
+        mean_fitness, rank, chosen, usable = min(summaries, key=lambda t: (t[0], t[1]))
+        best = self._best_payload(chosen, rank, mean_fitness, usable)
+        save_theta_file(store.path("best_loss.json"), chosen["theta"], **{k: v for k, v in best.items()
+                                                                          if k not in ("kind", "theta")})
+        return best, rows
+
+    def _best_payload(self, chosen: dict[str, Any], rank: int, mean_fitness: float,
+                      evals: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.config
+
+        def mean(key: str) -> float | None:
+            values = [e[key] for e in evals if e[key] is not None]
+            return float(np.mean(values)) if values else None
+
+        fitness = [e["fitness"] for e in evals]
+        return {
+            "kind": "taylorglo", "theta": chosen["theta"],
+            "fitness": mean_fitness,
+            "fitness_std": float(np.std(fitness, ddof=1)) if len(fitness) > 1 else 0.0,
+            "val_accuracy": mean("val_accuracy"), "robust_accuracy": mean("robust_accuracy"),
+            "reevaluations": [{k: e[k] for k in ("seed", "status", "fitness", "val_accuracy", "robust_accuracy")}
+                              for e in evals],
+            "search": {"generation": chosen["generation"], "index": chosen["index"], "fitness": chosen["fitness"],
+                       "val_accuracy": chosen["val_accuracy"], "rank_in_search": rank},
+            "fitness_spec": cfg.fitness, "invariant": cfg.invariant, "dataset": cfg.dataset,
+            "model": self.problem.model_name, "steps": cfg.steps, "seed": cfg.seed,
+            "n_classes": self.problem.n_classes, "created_by": "robust-glo evolve",
+        }
+
+
+def load_history(out: str | Path) -> list[dict[str, Any]]:
+    """The finished candidates of a run directory, in (generation, index) order."""
+    store = RunStore(out)
+    store.load()
+    return [store.candidates[k] for k in sorted(store.candidates)]
+

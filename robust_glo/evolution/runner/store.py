@@ -1,0 +1,130 @@
+"""The run directory of an evolution, written so that a SIGKILL at any moment loses at most the
+candidates in flight.
+
+    config.json          the resolved EvolveConfig
+    environment.json     seeds, library versions, hardware (and one entry per resume)
+    cma_state.pkl        the CMA-ES state at the start of the next generation (pycma pickle_dumps)
+    evaluations.json     every finished evaluation (the source of truth for --resume)
+    history.csv          one row per candidate: generation, index, theta0..theta7, status, fitness,
+                         val_accuracy, seconds (+ robust_accuracy for a robust fitness)
+    generations.csv      one row per generation: best / median fitness, counts by status, sigma
+    reevaluation.csv     the top candidates re-trained on fresh seeds
+    best_loss.json       the chosen loss; `--loss taylorglo:best_loss.json` trains it
+
+Every file is replaced atomically (write a temporary file, fsync, rename). evaluations.json is rewritten
+after each finished candidate; cma_state.pkl at each generation boundary, so that a resumed run asks the
+in-flight generation again from the same state (same RNG) and takes its finished candidates from disk.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from robust_glo.errors import RobustGloError
+from robust_glo.evolution.optimizer import CMAES
+from robust_glo.utils import atomic_write_json, atomic_write_text, read_json
+
+STATE_FORMAT = 1
+HISTORY_COLUMNS = (["generation", "index"] + [f"theta{k}" for k in range(8)]
+                   + ["status", "fitness", "val_accuracy", "seconds"])
+GENERATION_COLUMNS = ["generation", "best_fitness", "median_fitness", "trained", "rejected", "diverged", "failed",
+                      "sigma", "seconds"]
+REEVAL_COLUMNS = (["rank", "generation", "index", "seed_index", "seed"] + [f"theta{k}" for k in range(8)]
+                  + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"])
+
+CandidateKey = tuple[int, int]  # (generation, index)
+ReevalKey = tuple[int, int, int]  # (generation, index, seed_index)
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:  # floats are written with repr: they read back exactly
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    return {**record, **{f"theta{k}": v for k, v in enumerate(record["theta"])}}
+
+
+class RunStore:
+    """Reads and writes one evolution run directory (see the module docstring)."""
+
+    def __init__(self, out: str | Path, *, robust: bool = False):
+        self.out = Path(out)
+        self.robust = robust
+        self.candidates: dict[CandidateKey, dict[str, Any]] = {}
+        self.reevaluations: dict[ReevalKey, dict[str, Any]] = {}
+        self.generations: list[dict[str, Any]] = []
+
+    def path(self, name: str) -> Path:
+        return self.out / name
+
+    def exists(self) -> bool:
+        return self.path("config.json").is_file()
+
+    # ---- evaluations ------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Read evaluations.json (if any) into memory; clear temporary files a kill left behind."""
+        for tmp in self.out.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        p = self.path("evaluations.json")
+        if not p.is_file():
+            return
+        data = read_json(p)
+        self.candidates = {(r["generation"], r["index"]): r for r in data.get("candidates", [])}
+        self.reevaluations = {(r["generation"], r["index"], r["seed_index"]): r
+                              for r in data.get("reevaluations", [])}
+        self.generations = list(data.get("generations", []))
+
+    def save(self) -> None:
+        """Write evaluations.json, then the CSV views of it (all atomic)."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        candidates = [self.candidates[k] for k in sorted(self.candidates)]
+        reevals = [self.reevaluations[k] for k in sorted(self.reevaluations)]
+        atomic_write_json(self.path("evaluations.json"), {"format": STATE_FORMAT, "candidates": candidates,
+                                                          "reevaluations": reevals,
+                                                          "generations": self.generations})
+        columns = HISTORY_COLUMNS + (["robust_accuracy"] if self.robust else [])
+        atomic_write_text(self.path("history.csv"), _csv(columns, map(_flat, candidates)))
+        atomic_write_text(self.path("generations.csv"), _csv(GENERATION_COLUMNS, self.generations))
+
+    def write_reevaluation(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.path("reevaluation.csv"), _csv(REEVAL_COLUMNS, map(_flat, rows)))
+
+    # ---- optimizer state ----------------------------------------------------------------------------------
+    def save_state(self, optimizer: CMAES, generation: int) -> None:
+        """The optimizer as it stands before asking generation `generation`."""
+        blob = pickle.dumps({"format": STATE_FORMAT, "generation": generation, "cma": optimizer.dumps()})
+        _atomic_write_bytes(self.path("cma_state.pkl"), blob)
+
+    def load_state(self) -> tuple[CMAES, int] | None:
+        p = self.path("cma_state.pkl")
+        if not p.is_file():
+            return None
+        try:
+            state = pickle.loads(p.read_bytes())
+            return CMAES.loads(state["cma"]), int(state["generation"])
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError) as exc:
+            raise RobustGloError(f"{str(p)!r} is not a readable CMA-ES checkpoint ({type(exc).__name__}); "
+                                 f"start a new run with another --out") from None
