@@ -264,7 +264,6 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     results["reliable"] = not failed
     results["flags"] = ";".join(failed)
     results = results[RESULT_COLUMNS]
-    results.attrs["flags"] = flags
     return Evaluation(results, flags, clean_correct, robust, zero_grad_share, n_classes, seed, specs)
 
 
@@ -280,7 +279,7 @@ def evaluate_model(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     Columns: attack, eps, norm ("Linf"), n, correct, accuracy, max_perturbation, out_of_range, seconds,
     params (JSON budget of what ran), reliable and flags (the failed reliability checks, ";"-joined).
     Rows: "clean"; each attack at each eps; "worst" (per-sample worst case over the attacks) per eps.
-    The full checks table is in `.attrs["flags"]`; `run_evaluation` returns it with per-sample outcomes.
+    `run_evaluation` takes the same arguments and also returns the checks table and per-sample outcomes.
     """
     return run_evaluation(model, inputs, labels, attacks, eps, batch_size=batch_size, device=device, seed=seed,
                           tolerance=tolerance, zero_grad_threshold=zero_grad_threshold,
