@@ -12,7 +12,7 @@ from robust_glo.errors import RobustGloError
 
 # Each name is a module robust_glo.cli.<name> with `register(subparsers)`; the parser it adds sets
 # `func=run` where `run(args) -> int`.
-COMMANDS = ["train", "losses", "analyze", "report", "evolve", "evaluate"]
+COMMANDS = ["train", "losses", "analyze", "report", "evolve", "benchmark", "evaluate"]
 
 
 class UsageError(RobustGloError):

@@ -147,7 +147,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
                  f"{_join(n_images) or 'all'} test images. Small budgets: differences of a point or two are "
                  f"within what a longer run could reverse.")
     attacks = T.attack_order(res)
-    params = (res.drop_duplicates("attack").set_index("attack")["params"].to_dict()
+    params = (res.sort_values("eps").drop_duplicates("attack", keep="last").set_index("attack")["params"].to_dict()
               if "params" in res.columns else {})
     attack_text = "; ".join(f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "")
                             for a in attacks)
@@ -164,6 +164,10 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
     items.append(f"{len(sig)} of {len(shown)} comparisons in the summary table with {inputs.label(baseline)} "
                  f"have p < {alpha:g}; with {len(seeds)} seeds the t-test has little power, and no correction "
                  f"for multiple comparisons was applied.")
+    diverged = T.failed_trainings(inputs)
+    if diverged:
+        items.append(f"{len(diverged)} training run(s) did not finish and are missing from the statistics: "
+                     + ", ".join(f"{inputs.label(l)} seed {s} ({st})" for l, s, st in diverged) + ".")
     bad = T.unreliable_evaluations(inputs)
     items.append(f"{len(bad)} evaluation(s) (loss × seed) failed a reliability check" +
                  (": " + ", ".join(f"{inputs.label(l)} seed {s}" for l, s in bad) if bad else "") + ".")
@@ -180,7 +184,9 @@ def _budget(params: Any) -> str:
         return params
     if not isinstance(data, dict):
         return ""
-    return ", ".join(f"{k} {v}" for k, v in data.items() if k not in ("eps", "norm", "name", "attack"))
+    # The step sizes scale with eps (their rule is listed instead); the rest is the attack's budget.
+    skip = ("eps", "norm", "name", "attack", "alpha", "step_size")
+    return ", ".join(f"{k} {v}" for k, v in data.items() if k not in skip and not isinstance(v, (dict, list)))
 
 
 def _curves_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
@@ -200,7 +206,11 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, alpha: floa
     section.add(Table(T.detail_table(inputs, summary, alpha),
                       "Every loss × attack × ε cell (from summary.csv): accuracy in %, difference to the baseline in "
                       "percentage points, Welch's t-test p-value."))
-    section.add(Table(T.per_seed_table(inputs), "Clean test accuracy (%) of every trained network."))
+    section.add(Table(T.per_seed_table(inputs), "Clean accuracy (%) of every trained network on the attacked test "
+                                                "images."))
+    training = T.training_table(inputs)
+    if not training.empty:
+        section.add(Table(training, "Every training run (from training.csv); a diverged run has no network to attack."))
     return section
 
 
@@ -220,7 +230,8 @@ def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     best = inputs.best_loss
     if best and best.get("theta"):
         theta = ", ".join(f"{float(t):.4f}" for t in best["theta"])
-        extra = {k: v for k, v in best.items() if k not in ("kind", "theta") and not isinstance(v, (dict, list))}
+        extra = {k: v for k, v in best.items()
+                 if k not in ("kind", "theta") and v is not None and not isinstance(v, (dict, list))}
         text = f"The evolved loss (evolve/best_loss.json): θ = [{theta}]"
         if extra:
             text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
@@ -292,5 +303,11 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
         section.add(Table(T.versions_table(env), "Library versions."))
     if suite:
         shown = {k: v for k, v in suite.items() if v not in (None, [], {}) or k in ("evolve",)}
-        section.add(Paragraph("The resolved suite (suite.json):"), Code(json.dumps(shown, indent=2), "json"))
+        section.add(Paragraph("The resolved suite (suite.json):"), Code(_compact_json(shown), "json"))
     return section
+
+
+def _compact_json(data: dict[str, Any]) -> str:
+    """JSON with one top-level key per line (nested values on the same line)."""
+    lines = [f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in data.items()]
+    return "{\n" + ",\n".join(lines) + "\n}"

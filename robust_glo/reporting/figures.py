@@ -13,7 +13,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from robust_glo.reporting.tables import CLEAN, WORST, attack_order, evolution_generations
+from robust_glo.reporting.tables import WORST, attack_order, evolution_generations, fmt_eps
 
 _RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
        "ytick.labelsize": 9}
@@ -73,7 +73,7 @@ def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Seque
     data = results[results["attack"].isin(attacks)].copy()
     data["label"] = data["loss"].map(lambda s: labels.get(s, s))
     data["accuracy (%)"] = 100 * data["accuracy"].astype(float)
-    data["ε"] = data["eps"].map(lambda e: f"{float(e):g}")
+    data["ε"] = data["eps"].map(lambda e: fmt_eps(float(e)))
     with _style(), sns.plotting_context("notebook", rc=_RC):
         fig = Figure(figsize=(4.6 * len(attacks) + 1.8, 3.8), layout="constrained")
         axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]

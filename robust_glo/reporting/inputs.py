@@ -4,6 +4,7 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
 
     results.csv            tidy robustness table: loss, seed, dataset, model, attack, eps, n, accuracy, ...
     flags.csv              reliability checks per evaluation: loss, seed, check, status, value, detail, ...
+    training.csv           one row per trained network: loss, seed, status, val/test accuracy, seconds
     losses.json            display labels: [{"spec": ..., "label": ..., "role": ...}]
     suite.json             the resolved suite
     stages.json            wall time and piece counts of each stage
@@ -25,6 +26,7 @@ from robust_glo.errors import ConfigError
 
 RESULTS = "results.csv"
 FLAGS = "flags.csv"
+TRAINING = "training.csv"
 LOSSES = "losses.json"
 SUITE = "suite.json"
 STAGES = "stages.json"
@@ -44,6 +46,7 @@ class ReportInputs:
     root: Path
     results: pd.DataFrame
     flags: pd.DataFrame | None = None
+    training: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
     best_loss: dict[str, Any] | None = None
     analysis: list[dict[str, Any]] = field(default_factory=list)
@@ -108,6 +111,8 @@ def load_inputs(root: str | Path) -> ReportInputs:
     inputs = ReportInputs(root=root, results=results)
     if (root / FLAGS).is_file():
         inputs.flags = _read_csv(root / FLAGS)
+    if (root / TRAINING).is_file():
+        inputs.training = _read_csv(root / TRAINING)
     if (root / HISTORY).is_file():
         inputs.history = _read_csv(root / HISTORY)
     if (root / BEST_LOSS).is_file():

@@ -62,6 +62,15 @@ def fmt_p(p: float) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def fmt_eps(eps: float) -> str:
+    """An eps for headers: "8/255" when it is a multiple of 1/255 that `g` would print long, else `g`."""
+    text = f"{eps:g}"
+    k = round(eps * 255)
+    if len(text) > 6 and k > 0 and abs(eps * 255 - k) < 1e-6:
+        return f"{k}/255"
+    return text
+
+
 def significant(p: float, alpha: float) -> bool:
     return p is not None and not (isinstance(p, float) and math.isnan(p)) and p < alpha
 
@@ -95,7 +104,7 @@ def headline_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) ->
         rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
         for eps in sorted(rows["eps"].unique()):
             at = rows[rows["eps"] == eps].set_index("loss")
-            table[f"{attack} ε={eps:g} (%)"] = [cell(at.loc[s], alpha) if s in at.index else "—" for s in losses]
+            table[f"{attack} ε={fmt_eps(eps)} (%)"] = [cell(at.loc[s], alpha) if s in at.index else "—" for s in losses]
     return table.reset_index()
 
 
@@ -104,7 +113,7 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> p
     rows = []
     for r in summary.to_dict("records"):
         hw = half_width(r)
-        rows.append({"attack": r["attack"], "eps": f"{r['eps']:g}", "loss": inputs.label(r["loss"]),
+        rows.append({"attack": r["attack"], "eps": fmt_eps(r["eps"]), "loss": inputs.label(r["loss"]),
                      "seeds": int(r["n_seeds"]), "mean (%)": pct(r["mean"], 2),
                      "95% CI (%)": "—" if math.isnan(hw) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
                      f"Δ vs {inputs.label(r['baseline'])} (pts)": "—" if math.isnan(r["diff"]) or r["loss"] == r["baseline"]
@@ -127,6 +136,28 @@ def per_seed_table(inputs: ReportInputs) -> pd.DataFrame:
     for seed in wide.columns:
         out[f"seed {seed}"] = [pct(v, 2) for v in wide[seed]]
     return out
+
+
+def training_table(inputs: ReportInputs) -> pd.DataFrame:
+    """Every training run (from training.csv): status, steps, validation and test accuracy, wall time."""
+    t = inputs.training
+    if t is None or t.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "loss": [inputs.label(s) for s in t["loss"]], "seed": t["seed"], "status": t["status"],
+        "steps": t["steps"], "val. accuracy (%)": [pct(v, 2) for v in t["val_accuracy"]],
+        "test accuracy (%)": [pct(v, 2) for v in t["test_accuracy"]],
+        "test images": t.get("n_test", pd.Series(["—"] * len(t))),
+        "seconds": [_num(v, 1) for v in t["seconds"]]})
+
+
+def failed_trainings(inputs: ReportInputs) -> list[tuple[str, int, str]]:
+    """(loss, seed, status) of the training runs that did not finish ("diverged"), from training.csv."""
+    t = inputs.training
+    if t is None or t.empty:
+        return []
+    bad = t[t["status"].astype(str) != "ok"]
+    return [(str(r.loss), int(r.seed), str(r.status)) for r in bad.itertuples()]
 
 
 def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:

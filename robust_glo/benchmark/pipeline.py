@@ -1,0 +1,280 @@
+"""`run_benchmark(suite, out)`: evolve -> train -> attack -> analyze -> report, resumable piece by piece.
+
+Benchmark directory (everything the report reads is listed in `robust_glo.reporting.inputs`)::
+
+    suite.json, environment.json, stages.json, losses.json
+    evolve/                         the evolution run directory (`run_evolution(..., resume=True)`)
+    compare/                        the robustness comparison (`run_comparison`): config.json, summary.csv,
+      runs/<loss>/seed<k>/          one training run directory per loss x seed (the train stage), plus
+                                    its evaluation.csv / evaluation_flags.csv / evaluation.json (attack)
+    analysis/<loss>.json            analyze_loss(...).to_dict() per loss; analysis.json; figures/
+    training.csv, results.csv, flags.csv    the tables of every piece, gathered
+    report.md, report.html, summary.csv, figures/
+
+A piece is reused when its files exist and record the same inputs (training config, attack settings,
+loss spec); anything else is recomputed: the engines decide (train_run compares config.json, the
+comparison its evaluation key, the evolution its stored config). Every file is written atomically, so a
+crash costs only the piece in flight, and a re-run picks up from there.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+
+from robust_glo.benchmark import engines
+from robust_glo.benchmark.ledger import Ledger, StageCounter
+from robust_glo.benchmark.suite import EVOLVED, Suite
+from robust_glo.errors import ConfigError
+from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
+
+STAGES = ("evolve", "train", "attack", "analyze", "report")
+EVOLVED_LABEL = "taylorglo (evolved)"
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Piece:
+    """One (loss, seed) unit of the train and attack stages."""
+
+    spec: str  # a real loss spec (the evolved loss resolved)
+    seed: int
+    name: str  # folder name
+    display: str = ""  # the loss's name in logs
+
+    @property
+    def label(self) -> str:
+        return f"{self.display or self.spec} seed {self.seed}"
+
+
+@dataclass
+class BenchmarkResult:
+    out: Path
+    stages: dict[str, dict[str, Any]]
+    report: Path | None = None
+    pieces: dict[str, StageCounter] = field(default_factory=dict)
+
+
+def evolved_spec(best_loss: Path) -> str:
+    """The inline spec `taylorglo:[t0,...,t7]` of an evolve run's best_loss.json (exact floats)."""
+    data = read_json(best_loss)
+    theta = data.get("theta") if isinstance(data, dict) else None
+    if not isinstance(theta, list) or len(theta) != 8:
+        raise ConfigError(f"{best_loss} does not hold a TaylorGLO theta of 8 numbers")
+    return "taylorglo:[" + ",".join(repr(float(t)) for t in theta) + "]"
+
+
+class Benchmark:
+    """The pipeline over one benchmark directory. `run(stages)` runs the stages in order."""
+
+    def __init__(self, suite: Suite, out: str | Path, *, progress: bool = True, log: Log = print):
+        self.suite = suite
+        self.out = Path(out)
+        self.progress = progress
+        self.log = log
+
+    # ------------------------------------------------------------------------------------------ driver
+
+    def run(self, stages: Sequence[str] = STAGES) -> BenchmarkResult:
+        unknown = [s for s in stages if s not in STAGES]
+        if unknown:
+            raise ConfigError(f"unknown stage {unknown[0]!r}; valid: {', '.join(STAGES)}")
+        order = [s for s in STAGES if s in stages and (s != "evolve" or self.suite.has_evolution)
+                 and (s != "analyze" or self.suite.analyze)]
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / "suite.json", self.suite.to_dict())
+        atomic_write_json(self.out / "environment.json",
+                          run_metadata(attack=self.suite.attack_seed,
+                                       **({"evolve": int(self.suite.evolve.get("seed", 0))} if self.suite.evolve else {}))
+                          | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant})
+        ledger = Ledger(self.out / "stages.json")
+        ledger.begin(order)
+        result = BenchmarkResult(self.out, {})
+        status = "failed"
+        try:
+            for name in order:
+                self.log(f"[{name}] starting")
+                with ledger.stage(name) as counter:
+                    getattr(self, f"stage_{name}")(counter)
+                result.pieces[name] = counter
+                self.log(f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
+                         f"{counter.reused} reused, {counter.failed} failed")
+            status = "done"
+        except KeyboardInterrupt:
+            status = "interrupted"
+            raise
+        finally:
+            ledger.end(status)
+        if "report" in order:  # once more, so that the report shows its own stage's wall time
+            from robust_glo.reporting import build_report
+
+            build_report(self.out)
+        result.stages = ledger.data["stages"]
+        if (self.out / "report.html").is_file() and "report" in order:
+            result.report = self.out / "report.html"
+        return result
+
+    # ------------------------------------------------------------------------------------------ losses
+
+    @property
+    def evolve_dir(self) -> Path:
+        return self.out / "evolve"
+
+    @property
+    def compare_dir(self) -> Path:
+        """The robustness comparison's folder: its runs/<loss>/seed<k>/ hold training and evaluation."""
+        return self.out / "compare"
+
+    def run_dir(self, piece: Piece) -> Path:
+        return self.compare_dir / engines.run_subdir(piece.spec, piece.seed)
+
+    def resolved_losses(self) -> list[str]:
+        """The suite's losses with "evolved" replaced by the evolve stage's best loss."""
+        out = []
+        for spec in self.suite.losses:
+            if spec == EVOLVED:
+                best = self.evolve_dir / "best_loss.json"
+                if not best.is_file():
+                    raise ConfigError(f"the evolved loss is not available yet ({best} is missing); run the "
+                                      "evolve stage first")
+                spec = evolved_spec(best)
+            out.append(spec)
+        return out
+
+    def _write_losses(self, losses: list[str]) -> None:
+        rows = []
+        for given, spec in zip(self.suite.losses, losses):
+            role = "evolved" if given == EVOLVED else ("baseline" if given == self.suite.baseline else "reference")
+            rows.append({"spec": spec, "label": EVOLVED_LABEL if given == EVOLVED else spec, "role": role,
+                         "given": given})
+        for spec in self.suite.extra_losses:
+            rows.append({"spec": spec, "label": spec, "role": "analysis only", "given": spec})
+        atomic_write_json(self.out / "losses.json", rows)
+
+    def pieces(self) -> list[Piece]:
+        return [Piece(spec, seed, engines.run_subdir(spec, seed), EVOLVED_LABEL if given == EVOLVED else given)
+                for given, spec in zip(self.suite.losses, self.resolved_losses()) for seed in self.suite.seeds]
+
+    # ------------------------------------------------------------------------------------------ stages
+
+    def stage_evolve(self, counter: StageCounter) -> None:
+        s = self.suite
+        config = engines.evolve_config(s.evolve or {}, dataset=s.dataset, model=s.model, out=self.evolve_dir,
+                                       data_root=s.data_root, device=s.device, progress=self.progress)
+        evaluated = engines.run_evolution(config)
+        if evaluated:
+            counter.done += evaluated
+        else:
+            counter.reused += 1
+            self.log(f"[evolve] reused the finished run in {self.evolve_dir}")
+
+    def stage_train(self, counter: StageCounter) -> None:
+        """Train every loss x seed into the comparison's run directories (finished ones are reused)."""
+        from robust_glo.training import train_run
+
+        losses = self.resolved_losses()
+        self._write_losses(losses)
+        compare = self.suite.compare_config(losses)
+        rows = []
+        for piece in self.pieces():
+            config = compare.train_config(piece.spec, piece.seed)
+            run_dir = self.run_dir(piece)
+            result = train_run(config, run_dir, progress=self.progress)  # reuses a finished run_dir
+            m = result.metrics
+            if result.reused:
+                counter.reused += 1
+            elif result.status == "ok":
+                counter.done += 1
+            else:
+                counter.failed += 1
+                counter.notes.append(f"{piece.label}: {result.status} ({m.get('message', '')})")
+            self.log(f"[train] {piece.label}: {'reused' if result.reused else result.status}, test accuracy "
+                     f"{_fmt(m.get('test_accuracy'))}, {m.get('seconds', 0.0):.1f} s")
+            rows.append({"loss": piece.spec, "seed": piece.seed, "dataset": config.dataset,
+                         "model": config.model, "status": m.get("status"), "steps": m.get("steps"),
+                         "val_accuracy": m.get("val_accuracy"), "test_accuracy": m.get("test_accuracy"),
+                         "n_test": m.get("n_test"), "seconds": m.get("seconds"),
+                         "run_dir": run_dir.relative_to(self.out).as_posix()})
+        atomic_write_text(self.out / "training.csv", pd.DataFrame(rows).to_csv(index=False))
+
+    def stage_attack(self, counter: StageCounter) -> None:
+        """Attack every trained network with the robustness comparison (`run_comparison`), which reuses the
+        trainings and every stored evaluation made with the same settings; gather its tables."""
+        losses = self.resolved_losses()
+        self._write_losses(losses)
+        pieces = self.pieces()
+        for piece in pieces:
+            if not (self.run_dir(piece) / "metrics.json").is_file():
+                raise ConfigError(f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run "
+                                  "the train stage first")
+        before = {piece.name: _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP) for piece in pieces}
+        comparison = engines.compare(self.suite.compare_config(losses), self.compare_dir, progress=self.progress,
+                                     log=lambda line: self.log("[attack] " + line.replace("\n", "\n[attack] ")))
+        for piece in pieces:
+            after = _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP)
+            if after is None:
+                counter.failed += 1  # a diverged run: no network to attack
+            elif after == before[piece.name]:
+                counter.reused += 1
+            else:
+                counter.done += 1
+        for name, frame in (("results.csv", comparison.results), ("flags.csv", comparison.flags)):
+            atomic_write_text(self.out / name, frame.to_csv(index=False))
+
+    def stage_analyze(self, counter: StageCounter) -> None:
+        s = self.suite
+        specs = list(dict.fromkeys(self.resolved_losses() + s.extra_losses))
+        folder = self.out / "analysis"
+        records = []
+        for spec in specs:
+            path = folder / f"{engines.loss_slug(spec)}.json"
+            if path.is_file() and (old := read_json(path)).get("spec") == spec and old.get("classes") == s.classes:
+                counter.reused += 1
+                records.append(old)
+                continue
+            record = engines.analyze(spec, s.classes)
+            atomic_write_json(path, record)
+            counter.done += 1
+            records.append(record)
+        _write_json_if_changed(folder / "analysis.json", records)
+        stamp = {"specs": specs, "classes": s.classes}
+        figures = folder / "figures"
+        if (figures / "stamp.json").is_file() and read_json(figures / "stamp.json") == stamp \
+                and any(figures.glob("*.png")):
+            counter.reused += 1
+        else:
+            engines.plot_losses(specs, s.classes, figures)
+            atomic_write_json(figures / "stamp.json", stamp)
+            counter.done += 1
+
+    def stage_report(self, counter: StageCounter) -> None:
+        from robust_glo.reporting import build_report
+
+        paths = build_report(self.out)
+        counter.done += 1
+        self.log(f"[report] {paths.markdown} and {paths.html}")
+
+
+def run_benchmark(suite: Suite, out: str | Path, *, stages: Sequence[str] = STAGES, progress: bool = True,
+                  log: Log = print) -> BenchmarkResult:
+    """Run (or resume) `suite` into the benchmark directory `out`."""
+    return Benchmark(suite, out, progress=progress, log=log).run(stages)
+
+
+def _write_json_if_changed(path: Path, data: Any) -> None:
+    """Rewrite a gathered file only when its content changes, so that its timestamp tells when it did."""
+    if path.is_file() and read_json(path) == json.loads(json.dumps(data, default=str)):
+        return
+    atomic_write_json(path, data)
+
+
+def _mtime(path: Path) -> int | None:
+    return path.stat().st_mtime_ns if path.is_file() else None
+
+
+def _fmt(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.4f}"

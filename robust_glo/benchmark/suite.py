@@ -1,0 +1,507 @@
+"""Benchmark suites: TOML files in `evaluations/` that say what `robust-glo benchmark` runs.
+
+A suite has one table per pipeline stage; every key is checked, and a mistake is a one-line
+`ConfigError` that names the file, the table, the bad key or value, and what is valid::
+
+    [suite]                       # what is studied
+    name = "fashion-mnist-quick"
+    description = "..."
+    dataset = "fashion-mnist"     # DESIGN §3.2 names
+    model = "small-cnn"           # optional: the dataset's default model
+    device = "auto"               # optional; data_root too
+
+    [evolve]                      # optional: no table, no evolution. Keys of the evolution config
+    generations = 4               # (`robust-glo evolve`), minus dataset/model/out, which the suite sets.
+    popsize = 8
+    steps = 200
+
+    [train]                       # every loss x seed is trained with the Foundation trainer
+    losses = ["ce", "label_smoothing:0.1", "evolved", "poly1", "baikal"]   # "evolved": [evolve]'s best
+    seeds = 3                     # 3 -> [0, 1, 2], or an explicit list
+    preset = "default"            # a training preset; any other key is a TrainConfig field
+    steps = 400
+
+    [attack]                      # every trained network is attacked on the first `n` test images
+    attacks = ["fgsm", "pgd:steps=10"]   # attack specs, or tables {name = "pgd", steps = 10}
+    eps = [0, 0.05, 0.1, "8/255"]         # numbers or fractions in [0, 1]
+    n = 1000
+
+    [analyze]                     # optional: learning rule and effective target of every loss
+    extra_losses = []             # more specs to analyze (not trained)
+
+    [report]                      # optional
+    baseline = "ce"               # the loss every other is tested against (Welch t-test)
+    alpha = 0.05                  # significance level of the marks in the summary table
+
+    [variants.reduced]            # optional overrides, chosen with `--variant reduced`
+    description = "..."
+    train = { train_fraction = 0.1 }
+
+`load_suite("quick")` reads `evaluations/quick.toml`; a path reads that file.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from robust_glo.data.registry import DATASETS
+from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.losses import get_loss
+from robust_glo.training.config import PRESETS, TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
+
+SECTIONS = ("suite", "evolve", "train", "attack", "analyze", "report", "variants")
+SUITE_KEYS = ("name", "description", "dataset", "model", "data_root", "device")
+TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those the suite owns
+# TrainConfig fields the suite sets elsewhere: [suite] (dataset, model, device, data_root), the seeds, and
+# [attack].n (the test images attacked; training accuracy is measured on the whole test split).
+TRAIN_OWNED = ("loss", "dataset", "model", "seed", "data_root", "device", "extra", "test_size")
+ATTACK_KEYS = ("attacks", "eps", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold")
+ANALYZE_KEYS = ("classes", "extra_losses", "enabled")
+REPORT_KEYS = ("baseline", "alpha", "title")
+EVOLVE_OWNED = ("dataset", "model", "out", "data_root", "device", "resume")
+VARIANT_KEYS = ("description", "suite", "evolve", "train", "attack", "analyze", "report")
+
+
+@dataclass
+class Suite:
+    """A validated benchmark suite. `to_dict()` is what the benchmark records as `suite.json`."""
+
+    name: str
+    description: str
+    dataset: str
+    model: str | None
+    device: str
+    data_root: str | None
+    losses: list[str]
+    seeds: list[int]
+    train: dict[str, Any]  # preset + TrainConfig overrides
+    attacks: list[str]  # canonical attack spec labels
+    eps: list[float]
+    n_eval: int | None  # test images attacked (None: the whole test split)
+    attack_batch_size: int
+    attack_seed: int
+    attack_tolerance: float | None = None  # None: the robustness harness's defaults
+    zero_grad_threshold: float | None = None
+    evolve: dict[str, Any] | None = None  # evolution config keys, or None for no evolution
+    analyze: bool = True
+    analyze_classes: int | None = None
+    extra_losses: list[str] = field(default_factory=list)
+    baseline: str = "ce"
+    alpha: float = 0.05
+    title: str | None = None
+    source: str | None = None  # the file it came from
+    variant: str | None = None
+    variants: list[str] = field(default_factory=list)  # the variants the file offers
+
+    @property
+    def classes(self) -> int:
+        return self.analyze_classes or DATASETS[self.dataset].num_classes
+
+    @property
+    def has_evolution(self) -> bool:
+        return self.evolve is not None
+
+    def compare_config(self, losses: list[str] | None = None) -> Any:
+        """The robustness comparison (`robust_glo.robustness.compare.CompareConfig`) of the train and attack
+        stages, for `losses` (real specs; default the suite's, which must not include "evolved")."""
+        from robust_glo.robustness.compare import CompareConfig
+
+        losses = list(self.losses if losses is None else losses)
+        options = dict(self.train)
+        preset = options.pop("preset", "default")
+        recipe = TrainConfig.from_preset(preset, **options)  # the preset with the suite's overrides on top
+        train = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name not in TRAIN_OWNED + ("steps",)}
+        extra = {k: v for k, v in (("tolerance", self.attack_tolerance),
+                                   ("zero_grad_threshold", self.zero_grad_threshold)) if v is not None}
+        return CompareConfig(losses=losses, dataset=self.dataset, model=self.model, seeds=list(self.seeds),
+                             steps=recipe.steps, attacks=list(self.attacks), eps=list(self.eps),
+                             test_size=self.n_eval, eval_batch_size=self.attack_batch_size,
+                             attack_seed=self.attack_seed, device=self.device, data_root=self.data_root,
+                             train=train, **extra)
+
+    def train_config(self, loss: str, seed: int) -> TrainConfig:
+        """The resolved TrainConfig of one (loss, seed) piece, exactly as the comparison builds it."""
+        return self.compare_config([loss]).train_config(loss, seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Suite":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def evaluations_dir() -> Path:
+    """The `evaluations/` folder of this checkout (next to the package), else of the working directory."""
+    here = Path(__file__).resolve().parents[2] / "evaluations"
+    return here if here.is_dir() else Path.cwd() / "evaluations"
+
+
+def list_suites() -> list[str]:
+    """Names of the suite files in `evaluations/`."""
+    folder = evaluations_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def suite_path(ref: str | Path) -> Path:
+    """A suite name (`quick`) -> `evaluations/quick.toml`; a path is returned as it is, if it exists."""
+    text = str(ref)
+    path = Path(text)
+    if path.suffix == ".toml" or "/" in text or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"suite file {text!r} does not exist")
+        return path
+    candidate = evaluations_dir() / f"{text}.toml"
+    if not candidate.is_file():
+        raise ConfigError(f"unknown suite {text!r}; valid: {', '.join(list_suites()) or '(none found)'}, "
+                          f"or a path to a .toml file")
+    return candidate
+
+
+def load_suite(ref: str | Path, variant: str | None = None) -> Suite:
+    """Read and validate a suite by name or path, with `variant`'s overrides applied."""
+    path = suite_path(ref)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_suite(data, source=str(path), variant=variant)
+
+
+def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str | None = None) -> Suite:
+    """Validate a suite given as a dict (the parsed TOML)."""
+    where = _Where(source)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a suite must be a TOML document of tables")
+    _check_keys(data, SECTIONS, where, "the top level (tables)")
+    variants = data.get("variants", {})
+    _require_table(variants, where, "variants")
+    for vname, vtable in variants.items():
+        _require_table(vtable, where, f"variants.{vname}")
+        _check_keys(vtable, VARIANT_KEYS, where.sub(f"variants.{vname}"))
+    data = {k: v for k, v in data.items() if k != "variants"}
+    if variant is not None:
+        if variant not in variants:
+            raise ConfigError(f"{source}: unknown variant {variant!r}; valid: "
+                              f"{', '.join(variants) or '(this suite has none)'}")
+        data = _merge(data, {k: v for k, v in variants[variant].items() if k != "description"})
+        if "description" in variants[variant]:
+            data.setdefault("suite", {})["description"] = _string(variants[variant]["description"],
+                                                                  where.sub(f"variants.{variant}"),
+                                                                  "description")
+
+    for name in ("suite", "train", "attack"):
+        if name not in data:
+            raise ConfigError(f"{source}: missing table [{name}]")
+    for name in data:
+        _require_table(data[name], where, name)
+
+    s = data["suite"]
+    w = where.sub("suite")
+    _check_keys(s, SUITE_KEYS, w)
+    dataset = _string(s.get("dataset", "fashion-mnist"), w, "dataset")
+    if dataset not in DATASETS:
+        raise ConfigError(f"{w}: unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    model = _optional_string(s.get("model"), w, "model")
+    if model is not None:
+        from robust_glo.models import list_models
+
+        if model not in list_models():
+            raise ConfigError(f"{w}: unknown model {model!r}; valid: {', '.join(list_models())}")
+    default_name = Path(source).stem if source != "<suite>" else "suite"
+    name = _string(s.get("name", default_name), w, "name") + (f"-{variant}" if variant else "")
+
+    evolve = _parse_evolve(data.get("evolve"), where.sub("evolve"), dataset, model)
+    losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolve is not None)
+    attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(data["attack"],
+                                                                                        where.sub("attack"))
+    analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
+    baseline, alpha, title = _parse_report(data.get("report", {}), where.sub("report"), losses)
+
+    suite = Suite(name=name, description=_string(s.get("description", ""), w, "description"),
+                  dataset=dataset, model=model, device=_string(s.get("device", "auto"), w, "device"),
+                  data_root=_optional_string(s.get("data_root"), w, "data_root"), losses=losses, seeds=seeds,
+                  train=train, attacks=attacks, eps=eps, n_eval=n_eval, attack_batch_size=batch_size,
+                  attack_seed=attack_seed, attack_tolerance=tolerance, zero_grad_threshold=zero_grad, evolve=evolve, analyze=analyze, analyze_classes=classes,
+                  extra_losses=extra, baseline=baseline, alpha=alpha, title=title, source=source,
+                  variant=variant, variants=list(variants))
+    # Build one training config: TrainConfig.validate() catches bad values (lr <= 0, unknown schedule...).
+    try:
+        suite.train_config("ce", seeds[0]).resolved()
+    except RobustGloError as exc:
+        raise ConfigError(f"{where.sub('train')}: {exc}") from None
+    except TypeError as exc:  # a value TrainConfig cannot take (e.g. milestones of the wrong shape)
+        raise ConfigError(f"{where.sub('train')}: {exc}") from None
+    try:
+        suite.compare_config([spec for spec in losses if spec != EVOLVED] or ["ce"]).validated()
+    except RobustGloError as exc:
+        raise ConfigError(f"{where.sub('attack')}: {exc}") from None
+    return suite
+
+
+# ----------------------------------------------------------------------------------------- sections
+
+
+def _parse_evolve(table: Any, w: "_Where", dataset: str, model: str | None) -> dict[str, Any] | None:
+    if table is None:
+        return None
+    owned = sorted(set(table) & set(EVOLVE_OWNED))
+    if owned:
+        raise ConfigError(f"{w}: key {owned[0]!r} is set by the suite, not by [evolve] "
+                          f"(dataset and model come from [suite], the output folder from --out)")
+    options = dict(table)
+    try:
+        from robust_glo.benchmark import engines
+
+        return engines.validate_evolve_options(options, dataset=dataset, model=model)
+    except RobustGloError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+
+
+def _parse_train(t: dict[str, Any], w: "_Where", has_evolution: bool) -> tuple[list[str], list[int], dict]:
+    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TRAIN_OWNED]
+    _check_keys(t, TRAIN_KEYS + tuple(fields), w)
+    if "losses" not in t:
+        raise ConfigError(f"{w}: missing key 'losses' (a list of loss specs, e.g. [\"ce\", \"baikal\"])")
+    losses = _string_list(t["losses"], w, "losses")
+    if not losses:
+        raise ConfigError(f"{w}: 'losses' is empty; give at least one loss spec")
+    for spec in losses:
+        if spec == EVOLVED:
+            if not has_evolution:
+                raise ConfigError(f"{w}: loss {EVOLVED!r} needs an [evolve] table (it is the loss evolution finds)")
+            continue
+        _check_loss(spec, w, "losses")
+    if len(set(losses)) != len(losses):
+        dup = next(x for x in losses if losses.count(x) > 1)
+        raise ConfigError(f"{w}: loss {dup!r} is listed twice")
+    seeds = _parse_seeds(t.get("seeds", 3), w)
+    options = {k: v for k, v in t.items() if k not in TRAIN_KEYS}
+    preset = options.get("preset", "default")
+    if preset not in PRESETS:
+        raise ConfigError(f"{w}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
+    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for key, value in options.items():
+        _check_train_value(key, value, types[key], w)
+    return losses, seeds, options
+
+
+def _check_train_value(key: str, value: Any, type_text: Any, w: "_Where") -> None:
+    """A light type check of a TrainConfig override (values are then checked by TrainConfig.validate)."""
+    text = str(type_text)
+    if isinstance(value, bool) and "bool" not in text:
+        raise ConfigError(f"{w}: {key} must be a number, got {value!r}")
+    if text.startswith("tuple"):
+        if not isinstance(value, list) or not all(_is_number(v) for v in value):
+            raise ConfigError(f"{w}: {key} must be a list of numbers, got {value!r}")
+    elif text.startswith("int") and not (isinstance(value, int) and not isinstance(value, bool)):
+        raise ConfigError(f"{w}: {key} must be an integer, got {value!r}")
+    elif text.startswith("float") and not _is_number(value):
+        raise ConfigError(f"{w}: {key} must be a number, got {value!r}")
+    elif text.startswith("bool") and not isinstance(value, bool):
+        raise ConfigError(f"{w}: {key} must be true or false, got {value!r}")
+    elif text.startswith("str") and not isinstance(value, str):
+        raise ConfigError(f"{w}: {key} must be a string, got {value!r}")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
+        raise ConfigError(f"{w}: {key} must be finite, got {value!r}")
+    if key in ("steps", "batch_size", "test_size", "val_size", "eval_batch_size") and value is not None \
+            and value < 1 and not (key == "val_size" and value == 0):
+        raise ConfigError(f"{w}: {key} must be >= 1, got {value!r}")
+
+
+def _parse_seeds(value: Any, w: "_Where") -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers >= 0, got {value}")
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                  for v in value):
+        if len(set(value)) != len(value):
+            raise ConfigError(f"{w}: seeds lists a seed twice: {value}")
+        return list(value)
+    raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers >= 0, got {value!r}")
+
+
+def _parse_attack(t: dict[str, Any], w: "_Where") -> tuple[list[str], list[float], int | None, int, int,
+                                                          float | None, float | None]:
+    _check_keys(t, ATTACK_KEYS, w)
+    from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
+
+    raw = t.get("attacks")
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"{w}: 'attacks' must be a non-empty list of attack specs; valid attacks: "
+                          f"{', '.join(list_attacks())}")
+    specs: list[Any] = []
+    for item in raw:
+        try:
+            if isinstance(item, dict):
+                params = dict(item)
+                if "name" not in params:
+                    raise ConfigError(f"attack table {item!r} needs a 'name'")
+                specs.append(AttackSpec.create(str(params.pop("name")), **params))
+            elif isinstance(item, str):
+                specs.append(item)
+            else:
+                raise ConfigError(f"attack {item!r} must be a spec string or a table with a 'name'")
+        except RobustGloError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
+    try:
+        attacks = [s.label for s in resolve_attacks(specs)]
+    except RobustGloError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+    if "eps" not in t:
+        raise ConfigError(f"{w}: missing key 'eps' (a list of perturbation sizes in [0, 1], e.g. [0, 0.1])")
+    eps = _parse_eps(t["eps"], w)
+    n_eval = t.get("n")
+    if n_eval is not None and not (isinstance(n_eval, int) and not isinstance(n_eval, bool) and n_eval >= 1):
+        raise ConfigError(f"{w}: n (test images attacked) must be an integer >= 1, got {n_eval!r}")
+    batch = t.get("batch_size", 500)
+    if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
+        raise ConfigError(f"{w}: batch_size must be an integer >= 1, got {batch!r}")
+    seed = t.get("seed", 0)
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ConfigError(f"{w}: seed must be an integer >= 0, got {seed!r}")
+    thresholds = []
+    for key in ("tolerance", "zero_grad_threshold"):
+        value = t.get(key)
+        if value is not None and not (_is_number(value) and 0 <= value <= 1):
+            raise ConfigError(f"{w}: {key} must be a number in [0, 1], got {value!r}")
+        thresholds.append(None if value is None else float(value))
+    return attacks, eps, n_eval, batch, seed, thresholds[0], thresholds[1]
+
+
+def parse_eps_value(value: Any) -> float:
+    """A number, or a fraction string such as "8/255", as a float in [0, 1]; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, str):
+        number = float(Fraction(value.strip()))
+    elif isinstance(value, (int, float)):
+        number = float(value)
+    else:
+        raise ValueError(value)
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ValueError(value)
+    return number
+
+
+def _parse_eps(value: Any, w: "_Where") -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{w}: eps must be a non-empty list of numbers in [0, 1], got {value!r}")
+    out = []
+    for item in value:
+        try:
+            out.append(parse_eps_value(item))
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"{w}: eps value {item!r} is not a number in [0, 1] "
+                              f"(use numbers or fractions such as \"8/255\")") from None
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{w}: eps lists a value twice: {value}")
+    return sorted(out)
+
+
+def _parse_analyze(t: dict[str, Any], w: "_Where") -> tuple[bool, int | None, list[str]]:
+    _check_keys(t, ANALYZE_KEYS, w)
+    enabled = t.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{w}: enabled must be true or false, got {enabled!r}")
+    classes = t.get("classes")
+    if classes is not None and not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 2):
+        raise ConfigError(f"{w}: classes must be an integer >= 2, got {classes!r}")
+    extra = _string_list(t.get("extra_losses", []), w, "extra_losses")
+    for spec in extra:
+        _check_loss(spec, w, "extra_losses")
+    return enabled, classes, extra
+
+
+def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]) -> tuple[str, float, str | None]:
+    _check_keys(t, REPORT_KEYS, w)
+    baseline = _string(t.get("baseline", losses[0] if "ce" not in losses else "ce"), w, "baseline")
+    if baseline not in losses:
+        raise ConfigError(f"{w}: baseline {baseline!r} is not one of [train].losses: {', '.join(losses)}")
+    alpha = t.get("alpha", 0.05)
+    if not _is_number(alpha) or not 0 < alpha < 1:
+        raise ConfigError(f"{w}: alpha must be a number in (0, 1), got {alpha!r}")
+    title = _optional_string(t.get("title"), w, "title")
+    return baseline, float(alpha), title
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+class _Where:
+    """`file [table]`, for messages."""
+
+    def __init__(self, source: str, table: str | None = None):
+        self.source, self.table = source, table
+
+    def sub(self, table: str) -> "_Where":
+        return _Where(self.source, table)
+
+    def __str__(self) -> str:
+        return f"{self.source} [{self.table}]" if self.table else self.source
+
+
+def _check_keys(table: dict[str, Any], valid: tuple[str, ...] | list[str], w: _Where, what: str = "") -> None:
+    unknown = [k for k in table if k not in valid]
+    if unknown:
+        raise ConfigError(f"{w}: unknown key {unknown[0]!r}{' in ' + what if what else ''}; "
+                          f"valid: {', '.join(valid)}")
+
+
+def _require_table(value: Any, w: _Where, name: str) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{w.source}: [{name}] must be a table, got {value!r}")
+
+
+def _string(value: Any, w: _Where, key: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{w}: {key} must be a string, got {value!r}")
+    return value
+
+
+def _optional_string(value: Any, w: _Where, key: str) -> str | None:
+    return None if value is None or value == "" else _string(value, w, key)
+
+
+def _string_list(value: Any, w: _Where, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{w}: {key} must be a list of strings, got {value!r}")
+    return [v.strip() for v in value]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_loss(spec: str, w: _Where, key: str) -> None:
+    try:
+        get_loss(spec)
+    except RobustGloError as exc:
+        raise ConfigError(f"{w}: {key}: {exc}") from None
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `base` with `override`'s tables merged in (values replace, tables merge)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

@@ -1,0 +1,149 @@
+"""Suite files: the shipped suites validate, and every kind of mistake gets a clear one-line error."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from robust_glo.benchmark import EVOLVED, list_suites, load_suite, parse_suite
+from robust_glo.cli import main
+from robust_glo.errors import ConfigError
+
+SHIPPED = ["quick", "fashion-mnist-full", "cifar10-allcnnc", "cifar10-resnet20", "mnist"]
+
+GOOD = """
+[suite]
+name = "t"
+dataset = "digits"
+[evolve]
+generations = 1
+popsize = 4
+steps = 10
+[train]
+losses = ["ce", "evolved"]
+seeds = 2
+steps = 20
+[attack]
+attacks = ["fgsm", "pgd:steps=2"]
+eps = [0, 0.1]
+"""
+
+
+def _write(tmp_path, text: str, name: str = "s.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_shipped_suites_validate_with_their_variants():
+    assert set(SHIPPED) <= set(list_suites())
+    for name in SHIPPED:
+        suite = load_suite(name)
+        assert suite.losses and suite.seeds and suite.attacks and suite.eps
+        for variant in suite.variants:
+            reduced = load_suite(name, variant)
+            assert reduced.name.endswith(f"-{variant}")
+
+
+def test_quick_suite_is_the_issue_main_job():
+    s = load_suite("quick")
+    assert (s.dataset, s.model) == ("fashion-mnist", "small-cnn") and s.has_evolution
+    assert {"ce", "label_smoothing:0.1", EVOLVED, "poly1", "baikal"} <= set(s.losses)
+    assert len(s.seeds) >= 3 and {"fgsm", "pgd"} <= {a.split(":")[0] for a in s.attacks}
+    assert len(s.eps) >= 4 and 0.0 in s.eps and s.analyze and s.baseline == "ce"
+
+
+def test_cifar_suites_use_the_paper_presets_and_a_reduced_variant():
+    for name, preset in (("cifar10-allcnnc", "allcnn-c"), ("cifar10-resnet20", "resnet20")):
+        full, reduced = load_suite(name), load_suite(name, "reduced")
+        assert full.train["preset"] == preset and full.train_config("ce", 0).resolved().model == preset
+        assert full.train.get("train_fraction", 1.0) == 1.0 and reduced.train["train_fraction"] < 1.0
+        assert reduced.train["preset"] == preset  # a variant merges into the tables, it does not replace them
+        assert 8 / 255 in full.eps
+
+
+def test_full_suite_runs_the_stronger_attacks():
+    s = load_suite("fashion-mnist-full")
+    families = {a.split(":")[0] for a in s.attacks}
+    assert {"apgd-ce", "apgd-t", "square", "aa-reference"} <= families
+    assert len(s.seeds) > len(load_suite("quick").seeds)
+
+
+def test_parse_good_suite_and_fractions(tmp_path):
+    s = load_suite(_write(tmp_path, GOOD.replace("eps = [0, 0.1]", 'eps = ["8/255", 0, 0.1]')))
+    assert s.eps == [0.0, 8 / 255, 0.1] and s.seeds == [0, 1] and s.classes == 10
+    assert s.train_config("ce", 1).seed == 1 and s.train_config("ce", 1).steps == 20
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("[attack]", "[atack]"), "unknown key 'atack'"),
+    (("steps = 20", "stepz = 20"), "[train]: unknown key 'stepz'; valid: losses, seeds"),
+    (('"ce", "evolved"', '"ce", "evolved", "nosuchloss"'), "unknown loss spec 'nosuchloss'"),
+    (('"ce", "evolved"', '"ce", "label_smoothing:2"'), "label_smoothing:2"),
+    (('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'), "unknown attack 'cw'; valid: fgsm, pgd"),
+    (('"fgsm", "pgd:steps=2"', '"fgsm", "pgd:stepz=2"'), "pgd"),
+    (("eps = [0, 0.1]", "eps = [0, 1.5]"), "eps value 1.5 is not a number in [0, 1]"),
+    (("eps = [0, 0.1]", 'eps = [0, "eight"]'), "eps value 'eight'"),
+    (("eps = [0, 0.1]", "eps = [0, 0.1, 0.1]"), "eps lists a value twice"),
+    (("seeds = 2", "seeds = 0"), "seeds must be a count >= 1"),
+    (("seeds = 2", "seeds = [1, 1]"), "seeds lists a seed twice"),
+    (('dataset = "digits"', 'dataset = "imagenet"'), "unknown dataset 'imagenet'; valid: fashion-mnist"),
+    (("popsize = 4", "popsize = 1"), "[evolve]: popsize must be >= 2"),
+    (("popsize = 4", "pop_size = 4"), "[evolve]: unknown [evolve] key 'pop_size'"),
+    (("steps = 20", "steps = 20\nlr = -1.0"), "lr must be a positive number, got -1.0"),
+    (("steps = 20", 'steps = "many"'), "steps must be an integer, got 'many'"),
+    (("steps = 20", 'steps = 20\ndataset = "mnist"'), "unknown key 'dataset'"),
+    (("steps = 10", 'steps = 10\ndataset = "mnist"'), "'dataset' is set by the suite"),
+])
+def test_bad_suites_get_one_line_errors(tmp_path, edit, expected):
+    text = GOOD.replace(*edit, 1)
+    assert text != GOOD
+    with pytest.raises(ConfigError) as info:
+        load_suite(_write(tmp_path, text))
+    message = str(info.value)
+    assert expected in message and "\n" not in message and "s.toml" in message
+
+
+def test_evolved_needs_an_evolve_table(tmp_path):
+    text = GOOD.split("[evolve]")[0] + "[train]" + GOOD.split("[train]")[1]
+    with pytest.raises(ConfigError, match="'evolved' needs an \\[evolve\\] table"):
+        load_suite(_write(tmp_path, text))
+
+
+def test_baseline_must_be_trained(tmp_path):
+    with pytest.raises(ConfigError, match="baseline 'baikal' is not one of"):
+        load_suite(_write(tmp_path, GOOD + '[report]\nbaseline = "baikal"\n'))
+
+
+def test_variants_merge_and_unknown_variants_fail(tmp_path):
+    path = _write(tmp_path, GOOD + '[variants.small]\ndescription = "fewer"\ntrain = { steps = 5 }\n'
+                                   'attack = { n = 7 }\n')
+    s = load_suite(path, "small")
+    assert s.train["steps"] == 5 and s.losses == ["ce", "evolved"] and s.n_eval == 7 and s.description == "fewer"
+    assert load_suite(path).train["steps"] == 20
+    with pytest.raises(ConfigError, match="unknown variant 'big'; valid: small"):
+        load_suite(path, "big")
+    with pytest.raises(ConfigError, match="variants.small.*unknown key 'trian'"):
+        load_suite(_write(tmp_path, GOOD + "[variants.small]\ntrian = { steps = 5 }\n", "v.toml"), "small")
+
+
+def test_missing_tables_syntax_and_names(tmp_path):
+    with pytest.raises(ConfigError, match="missing table \\[attack\\]"):
+        parse_suite({"suite": {}, "train": {"losses": ["ce"]}})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_suite(_write(tmp_path, "[suite\nname = 1"))
+    with pytest.raises(ConfigError, match="unknown suite 'nope'; valid: .*quick"):
+        load_suite("nope")
+
+
+def test_cli_check_and_errors(tmp_path, capsys):
+    assert main(["benchmark", "quick", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "5 losses x 3 seeds = 15 runs" in out and "fgsm, pgd at eps 0, 0.02, 0.05, 0.1" in out
+    bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))
+    assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unknown attack 'cw'" in err
+    assert not (tmp_path / "o").exists()  # validation fails before anything is written
+    assert main(["benchmark", "quick"]) == 2
+    assert "--out DIR is required" in capsys.readouterr().err
