@@ -20,8 +20,8 @@ import torch
 
 from robust_glo.analysis.invariant import invariant_holds
 from robust_glo.cli import main
-from robust_glo.errors import ConfigError
-from robust_glo.evolution import (CMAES, DIVERGED_FITNESS, REJECTED_FITNESS, EvolveConfig, TaylorGLOProblem,
+from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.evolution import (CMAES, DIVERGED_FITNESS, REJECTED_FITNESS, EvolveConfig, RunStore, TaylorGLOProblem,
                                   generation_seed, load_history, parse_fitness, run_evolution, train_population)
 from robust_glo.losses import TaylorGLOLoss, get_loss
 from robust_glo.models import create_model
@@ -290,6 +290,8 @@ def test_resume_of_a_finished_run_does_nothing_and_can_extend(baseline, tmp_path
     out = tmp_path / "copy"
     shutil.copytree(baseline.out_dir, out)
     config = EvolveConfig(out=str(out), **SMALL)
+    with RunStore(out).lock(), pytest.raises(RobustGloError, match="another process"):
+        run_evolution(config, resume=True)  # a second process never writes a run in progress
     again = run_evolution(config, resume=True)
     assert again.evaluated_now == 0 and again.best == baseline.best
     longer = run_evolution(EvolveConfig(out=str(out), **{**SMALL, "generations": 3}), resume=True)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from robust_glo.data.registry import DATASETS
-from robust_glo.errors import ConfigError
 
 # (flag, type, metavar or None, help); every flag is also a TOML key of --config (spelled the same).
 _OPTIONS: list[tuple[str, type, str | None, str]] = [
@@ -68,12 +67,7 @@ def resolve_config(args: argparse.Namespace):
 
     values: dict[str, Any] = {}
     if args.config:
-        names = set(EvolveConfig.field_names())
-        for key, value in read_toml(args.config).items():
-            if str(key).replace("-", "_") not in names:
-                raise ConfigError(f"unknown key {key!r} in {args.config!r}; valid keys: "
-                                  f"{', '.join(n.replace('_', '-') for n in EvolveConfig.field_names())}")
-            values[str(key).replace("-", "_")] = value
+        values = EvolveConfig.normalize_keys(read_toml(args.config), source=repr(args.config))
     for flag, *_ in _OPTIONS:
         value = getattr(args, _dest(flag))
         if value is not None:

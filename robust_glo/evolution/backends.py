@@ -38,6 +38,9 @@ class Backend:
 
     name = "base"
 
+    def check(self, problem: TaylorGLOProblem) -> None:
+        """Raise `ConfigError` before any work when this backend cannot evaluate `problem`."""
+
     def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
         raise NotImplementedError
 

@@ -149,23 +149,23 @@ class EvolveConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "EvolveConfig":
-        """Build from a dict with flag-style keys (`reeval-seeds` or `reeval_seeds`); unknown keys fail."""
+    def normalize_keys(cls, data: dict[str, Any], *, source: str = "config") -> dict[str, Any]:
+        """Flag-style keys (`reeval-seeds`) as field names (`reeval_seeds`); an unknown key fails, naming
+        `source` (say, the TOML file) and the valid keys."""
         names = cls.field_names()
-        values: dict[str, Any] = {}
+        out: dict[str, Any] = {}
         for key, value in data.items():
             name = str(key).replace("-", "_")
             if name not in names:
-                raise ConfigError(f"unknown {source} key {key!r}; valid keys: "
+                raise ConfigError(f"unknown key {key!r} in {source}; valid keys: "
                                   f"{', '.join(n.replace('_', '-') for n in names)}")
-            values[name] = value
-        return cls(**values).validate()
+            out[name] = value
+        return out
 
     @classmethod
-    def from_toml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "EvolveConfig":
-        """The TOML file's keys, with `overrides` (None values ignored) on top."""
-        return cls.from_dict({**read_toml(path), **{k: v for k, v in (overrides or {}).items() if v is not None}},
-                             source=f"key in {str(path)!r}, or")
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "EvolveConfig":
+        """Build and validate from a dict with flag-style or field-name keys; unknown keys fail."""
+        return cls(**cls.normalize_keys(data, source=source)).validate()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

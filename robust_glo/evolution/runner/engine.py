@@ -71,7 +71,9 @@ class _Progress:
     """A tqdm bar for one generation: best and median fitness so far, rejected count."""
 
     def __init__(self, desc: str, total: int, enabled: bool):
-        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+        # No rate or ETA: rejected candidates finish instantly, so tqdm's rate would mislead.
+        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True,
+                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
     def show(self, records: Iterable[dict[str, Any]]) -> None:
         records = list(records)
@@ -87,7 +89,7 @@ class _Progress:
 
 
 def _check_resume(store: RunStore, config: EvolveConfig) -> None:
-    stored = EvolveConfig.from_dict(read_json(store.path("config.json")), source="stored config")
+    stored = EvolveConfig.from_dict(read_json(store.path("config.json")), source=repr(str(store.path("config.json"))))
     diff = stored.result_differences(config)
     if diff:
         detail = "; ".join(f"{k.replace('_', '-')} {getattr(config, k)!r} (run has {getattr(stored, k)!r})"
@@ -118,11 +120,11 @@ def run_evolution(config: EvolveConfig, *, resume: bool = False, backend: Backen
     owned = backend is None
     backend = backend or make_backend(config)
     try:
-        if hasattr(backend, "check"):
-            backend.check(problem)
-        _write_metadata(store, config, problem, resumed=existing)
-        store.load()
-        return _Engine(config, store, problem, backend, t_start).run()
+        backend.check(problem)
+        with store.lock():
+            _write_metadata(store, config, problem, resumed=existing)
+            store.load()
+            return _Engine(config, store, problem, backend, t_start).run()
     finally:
         if owned:
             backend.close()

@@ -17,13 +17,14 @@ in-flight generation again from the same state (same RNG) and takes its finished
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
 import pickle
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from robust_glo.errors import RobustGloError
 from robust_glo.evolution.optimizer import CMAES
@@ -82,6 +83,21 @@ class RunStore:
 
     def exists(self) -> bool:
         return self.path("config.json").is_file()
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the run directory (released by the OS even after a SIGKILL), so that
+        two processes never write the same run."""
+        import fcntl
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.path(".lock"), "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RobustGloError(f"another process is running the evolution in {str(self.out)!r}; "
+                                     f"wait for it to finish (or stop it) before resuming") from None
+            yield
 
     # ---- evaluations ------------------------------------------------------------------------------------
     def load(self) -> None:
