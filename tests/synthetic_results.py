@@ -12,6 +12,7 @@ SEEDS = [0, 1, 2]
 ATTACKS = ["fgsm", "pgd:steps=10"]
 EPS = [0.0, 0.05, 0.1]
 UNRELIABLE = ("label_smoothing:0.1", 2)  # this (loss, seed) fails the pgd_le_fgsm check
+DIVERGED = (LOSSES[2], 3)  # an extra seed whose training diverged: NaN placeholder rows
 
 
 def accuracy_grid() -> dict[tuple[str, int, str, float], float]:
@@ -41,7 +42,13 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
         rows.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack,
                      "eps": eps, "norm": "Linf", "n": n, "correct": round(a * n), "accuracy": a,
                      "params": json.dumps({"steps": 10} if attack.startswith("pgd") else {}),
-                     "reliable": reliable, "flags": "" if reliable else "pgd_le_fgsm"})
+                     "reliable": reliable, "flags": "" if reliable else "pgd_le_fgsm", "status": "ok"})
+    for attack in ["clean"] + ATTACKS + ["worst"]:
+        for eps in ([0.0] if attack == "clean" else EPS):
+            rows.append({"loss": DIVERGED[0], "seed": DIVERGED[1], "dataset": "digits", "model": "digits-cnn",
+                         "attack": attack, "eps": eps, "norm": "Linf", "n": float("nan"), "correct": float("nan"),
+                         "accuracy": float("nan"), "params": "", "reliable": False, "flags": "diverged",
+                         "status": "diverged"})
     results = pd.DataFrame(rows)
     results.to_csv(root / "results.csv", index=False)
     if not optional:

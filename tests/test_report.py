@@ -15,7 +15,7 @@ from scipy import stats
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 from robust_glo.reporting import build_report
-from synthetic_results import ATTACKS, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
+from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
 
 SECTIONS = ["Summary", "Robust accuracy against ε", "All statistics", "Evolution", "Loss analysis",
             "Reliability checks", "Reproducibility"]
@@ -79,7 +79,7 @@ def test_headline_numbers_match_the_results_table(report):
         for col, cell in zip(header[1:], cells):
             attack, eps = ("clean", 0.0) if col.startswith("clean") else (col.split(" ε=")[0],
                                                                           float(col.split("ε=")[1].split()[0]))
-            sel = results[(results.attack == attack) & (results.eps == eps)]
+            sel = results[(results.attack == attack) & (results.eps == eps) & (results.status == "ok")]
             values = sel[sel.loss == loss].sort_values("seed")["accuracy"].to_numpy()
             base = None if loss == "ce" else sel[sel.loss == "ce"]["accuracy"].to_numpy()
             expected = _expected_cell(values, base)
@@ -96,6 +96,18 @@ def test_summary_csv_matches_the_results_table(report):
         assert row["mean"].iloc[0] == pytest.approx(g["accuracy"].mean(), abs=1e-12)
         assert int(row["n_seeds"].iloc[0]) == len(SEEDS)
         assert bool(row["reliable"].iloc[0]) == (loss != UNRELIABLE[0])
+
+
+def test_diverged_networks_are_listed_not_counted(report):
+    _, results, paths = report
+    assert results[(results.loss == DIVERGED[0]) & (results.seed == DIVERGED[1])]["accuracy"].isna().all()
+    md = paths.markdown.read_text()
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert (f"1 training run(s) did not finish and are missing from the statistics: "
+            f"{LABELS[DIVERGED[0]]} seed {DIVERGED[1]} (diverged).") in summary
+    assert f"1 evaluation(s) (loss × seed) failed a reliability check: {LABELS[UNRELIABLE[0]]} seed " \
+           f"{UNRELIABLE[1]}." in summary
+    assert "⚠" not in "".join(_headline_rows(md)[LABELS[DIVERGED[0]]])
 
 
 def test_reliability_flags_explained_and_located(report):
@@ -225,3 +237,19 @@ def test_cli_report_and_its_errors(tmp_path, capsys):
     pd.DataFrame({"loss": ["ce"], "accuracy": [0.5]}).to_csv(tmp_path / "empty" / "results.csv", index=False)
     with pytest.raises(ConfigError, match="lacks column"):
         build_report(tmp_path / "empty")
+
+
+def test_publish_copies_the_inputs_but_no_weights(tmp_path):
+    src, pub = tmp_path / "bench", tmp_path / "pub"
+    write_synthetic(src)
+    weights = src / "compare" / "runs" / "ce" / "seed0" / "model.pt"
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    paths = build_report(src, pub)
+    assert paths.html.parent == pub and not list(pub.rglob("*.pt")) and not (pub / "compare").exists()
+    for name in ("results.csv", "flags.csv", "suite.json", "stages.json", "evolve/history.csv",
+                 "analysis/analysis.json", "analysis/figures/learning_rule.png"):
+        assert (pub / name).is_file(), name
+    first = paths.markdown.read_text()
+    assert "![learning_rule](analysis/figures/learning_rule.png)" in first
+    assert build_report(pub).markdown.read_text() == first  # `robust-glo report pub` rebuilds it

@@ -50,8 +50,10 @@ class Ledger:
     def _save(self) -> None:
         atomic_write_json(self.path, self.data)
 
-    def begin(self, stages: list[str]) -> None:
-        self._invocation = {"started": _now(), "finished": None, "stages": list(stages), "status": "running"}
+    def begin(self, stages: list[str], **context: Any) -> None:
+        """Record a new invocation running `stages`; `context` (the suite, the output folder) is stored with it."""
+        self._invocation = {"started": _now(), "finished": None, "stages": list(stages), "status": "running",
+                            **context}
         self.data["invocations"].append(self._invocation)
         self._save()
 

@@ -92,7 +92,8 @@ class Benchmark:
                                        **({"evolve": int(self.suite.evolve.get("seed", 0))} if self.suite.evolve else {}))
                           | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant})
         ledger = Ledger(self.out / "stages.json")
-        ledger.begin(order)
+        ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source,
+                     variant=self.suite.variant)
         result = BenchmarkResult(self.out, {})
         status = "failed"
         try:
@@ -212,8 +213,15 @@ class Benchmark:
                 raise ConfigError(f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run "
                                   "the train stage first")
         before = {piece.name: _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP) for piece in pieces}
+        names = {p.spec: p.display for p in pieces if p.display != p.spec}
+
+        def echo(line: str) -> None:
+            for spec, name in names.items():
+                line = line.replace(spec, name)
+            self.log("[attack] " + line.replace("\n", "\n[attack] "))
+
         comparison = engines.compare(self.suite.compare_config(losses), self.compare_dir, progress=self.progress,
-                                     log=lambda line: self.log("[attack] " + line.replace("\n", "\n[attack] ")))
+                                     log=echo)
         for piece in pieces:
             after = _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP)
             if after is None:

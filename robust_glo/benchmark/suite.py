@@ -102,7 +102,8 @@ class Suite:
     baseline: str = "ce"
     alpha: float = 0.05
     title: str | None = None
-    source: str | None = None  # the file it came from
+    source: str | None = None  # the file it came from (relative to the working directory when inside it)
+    ref: str | None = None  # how it was asked for: a name such as "quick", or the path given
     variant: str | None = None
     variants: list[str] = field(default_factory=list)  # the variants the file offers
 
@@ -180,7 +181,16 @@ def load_suite(ref: str | Path, variant: str | None = None) -> Suite:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_suite(data, source=str(path), variant=variant)
+    suite = parse_suite(data, source=_display_path(path), variant=variant)
+    suite.ref = str(ref)
+    return suite
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str | None = None) -> Suite:

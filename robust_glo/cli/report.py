@@ -7,7 +7,8 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser("report", help="build report.md and a self-contained report.html from a results folder")
     p.add_argument("dir", metavar="DIR", help="a benchmark output folder (holding results.csv)")
-    p.add_argument("--out", default=None, metavar="DIR", help="write the report here instead of into DIR")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="publish: copy DIR's result files (no weights) here and build the report here")
     p.set_defaults(func=run)
 
 

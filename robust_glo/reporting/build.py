@@ -14,7 +14,7 @@ import pandas as pd
 
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
-from robust_glo.reporting.inputs import ReportInputs, load_inputs
+from robust_glo.reporting.inputs import ReportInputs, copy_inputs, load_inputs
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.utils import atomic_write_text
 
@@ -48,10 +48,17 @@ def _settings(inputs: ReportInputs) -> tuple[str, float]:
 
 
 def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
-    """Build report.md, report.html, summary.csv and figures/*.png in `out_dir` (default: `root`)."""
+    """Build report.md, report.html, summary.csv and figures/*.png in `root`.
+
+    With `out_dir` (another folder), the report's input files are first copied there (no weights, no run
+    directories), and the report is built there: a small, self-sufficient folder to publish, which
+    `build_report(out_dir)` rebuilds.
+    """
+    if out_dir is not None and Path(out_dir).resolve() != Path(root).resolve():
+        copy_inputs(root, out_dir)
+        root = out_dir
     inputs = load_inputs(root)
-    out = Path(out_dir) if out_dir is not None else inputs.root
-    out.mkdir(parents=True, exist_ok=True)
+    out = inputs.root
     baseline, alpha = _settings(inputs)
     summary = T.summary_stats(inputs, baseline)
     summary_path = out / SUMMARY
@@ -139,6 +146,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
     res, suite = inputs.results, inputs.suite or {}
     seeds = T.seeds_list(inputs)
     items = []
+    res = T.measured(res)
     n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
     train = suite.get("train") or {}
     budget = (f"{train['steps']} SGD steps" if train.get("steps") else
@@ -164,7 +172,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
     items.append(f"{len(sig)} of {len(shown)} comparisons in the summary table with {inputs.label(baseline)} "
                  f"have p < {alpha:g}; with {len(seeds)} seeds the t-test has little power, and no correction "
                  f"for multiple comparisons was applied.")
-    diverged = T.failed_trainings(inputs)
+    diverged = T.not_measured(inputs)
     if diverged:
         items.append(f"{len(diverged)} training run(s) did not finish and are missing from the statistics: "
                      + ", ".join(f"{inputs.label(l)} seed {s} ({st})" for l, s, st in diverged) + ".")
@@ -283,11 +291,14 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     section = Section("Reproducibility", anchor="reproducibility")
     suite = inputs.suite or {}
     env = inputs.environment or {}
-    source = suite.get("source")
-    cmd = (f"robust-glo benchmark {source or suite.get('name', 'SUITE')}"
-           + (f" --variant {suite['variant']}" if suite.get("variant") else "") + f" --out {inputs.root}")
-    section.add(Paragraph(f"Made with `{cmd}`; rebuild this report from the results alone with "
-                          f"`robust-glo report {inputs.root}`." + (f" Generated {env['created']}." if env.get("created")
+    runs = (inputs.stages or {}).get("invocations") or [{}]
+    first = runs[0]
+    ref = first.get("suite") or suite.get("ref") or suite.get("source") or suite.get("name", "SUITE")
+    variant = first.get("variant") or suite.get("variant")
+    cmd = (f"robust-glo benchmark {ref}" + (f" --variant {variant}" if variant else "")
+           + f" --out {first.get('out') or inputs.root}")
+    section.add(Paragraph(f"Made with `{cmd}` ({len(runs)} invocation(s)); rebuild this report from the "
+                          f"results alone with `robust-glo report {inputs.root}`." + (f" Generated {env['created']}." if env.get("created")
                                                                     else "")))
     section.add(Paragraph(f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
                           f"seed and loss)" + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")

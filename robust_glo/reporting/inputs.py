@@ -38,6 +38,11 @@ ANALYSIS_FIGURES = Path("analysis") / "figures"
 
 REQUIRED_RESULT_COLUMNS = ("loss", "seed", "attack", "eps", "accuracy")
 
+# Everything a report is built from (small files: no model weights), as glob patterns under the folder.
+INPUT_PATTERNS = (RESULTS, FLAGS, TRAINING, LOSSES, SUITE, STAGES, ENVIRONMENT, "evolve/history.csv",
+                  "evolve/best_loss.json", "evolve/generations.csv", "evolve/reevaluation.csv", "evolve/config.json",
+                  "analysis/*.json", "analysis/figures/*.png", "analysis/figures/*.svg")
+
 
 @dataclass
 class ReportInputs:
@@ -140,6 +145,24 @@ def _unique_labels(inputs: ReportInputs) -> None:
             k += 1
         chosen[spec] = label if k == 1 else f"{label} #{k}"
     inputs.labels = {**inputs.labels, **chosen}
+
+
+def copy_inputs(src: str | Path, dst: str | Path) -> list[Path]:
+    """Copy the report inputs of benchmark folder `src` into `dst` (so that `robust-glo report dst`
+    rebuilds the report there, without the weights and run directories); returns the files copied."""
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    if not (src / RESULTS).is_file():
+        raise ConfigError(f"{str(src)!r} holds no {RESULTS}; nothing to report")
+    copied = []
+    for pattern in INPUT_PATTERNS:
+        for path in sorted(src.glob(pattern)):
+            target = dst / path.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+            copied.append(target)
+    return copied
 
 
 def slug(text: str) -> str:

@@ -22,9 +22,33 @@ CONFIDENCE = 0.95
 # ------------------------------------------------------------------------------------------ numbers
 
 
+def measured(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of networks that were evaluated: not the NaN placeholders of runs that diverged."""
+    ok = results["accuracy"].notna()
+    if "status" in results.columns:
+        ok &= results["status"].astype(str) == "ok"
+    return results[ok]
+
+
+def not_measured(inputs: ReportInputs) -> list[tuple[str, int, str]]:
+    """(loss, seed, status) of the networks without measurements (training diverged), from results.csv
+    and training.csv."""
+    found: dict[tuple[str, int], str] = {}
+    res = inputs.results
+    if "status" in res.columns:
+        for r in res[res["status"].astype(str) != "ok"].itertuples():
+            found[(str(r.loss), int(r.seed))] = str(r.status)
+    t = inputs.training
+    if t is not None and not t.empty and "status" in t.columns:
+        for r in t[t["status"].astype(str) != "ok"].itertuples():
+            found.setdefault((str(r.loss), int(r.seed)), str(r.status))
+    return [(loss, seed, status) for (loss, seed), status in found.items()]
+
+
 def summary_stats(inputs: ReportInputs, baseline: str) -> pd.DataFrame:
-    """One row per loss x attack x eps: n_seeds, mean, ci_low, ci_high, p_value vs `baseline`, reliable."""
-    results = inputs.results.copy()
+    """One row per loss x attack x eps: n_seeds, mean, ci_low, ci_high, p_value vs `baseline`, reliable.
+    Networks that diverged have no measurements and are left out (the report lists them)."""
+    results = measured(inputs.results).copy()
     results["eps"] = results["eps"].astype(float)
     results["accuracy"] = results["accuracy"].astype(float)
     return summarize(results, baseline=baseline, confidence=CONFIDENCE, group_by=("attack", "eps"))
@@ -126,7 +150,7 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> p
 
 def per_seed_table(inputs: ReportInputs) -> pd.DataFrame:
     """Clean accuracy of every trained network (loss x seed), in %."""
-    res = inputs.results
+    res = measured(inputs.results)
     clean = res[res["attack"] == CLEAN]
     if clean.empty:
         clean = res[(res["eps"].astype(float) == 0.0) & (res["attack"] != WORST)].drop_duplicates(["loss", "seed"])
@@ -149,15 +173,6 @@ def training_table(inputs: ReportInputs) -> pd.DataFrame:
         "test accuracy (%)": [pct(v, 2) for v in t["test_accuracy"]],
         "test images": t.get("n_test", pd.Series(["—"] * len(t))),
         "seconds": [_num(v, 1) for v in t["seconds"]]})
-
-
-def failed_trainings(inputs: ReportInputs) -> list[tuple[str, int, str]]:
-    """(loss, seed, status) of the training runs that did not finish ("diverged"), from training.csv."""
-    t = inputs.training
-    if t is None or t.empty:
-        return []
-    bad = t[t["status"].astype(str) != "ok"]
-    return [(str(r.loss), int(r.seed), str(r.status)) for r in bad.itertuples()]
 
 
 def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
@@ -259,8 +274,8 @@ def flag_failures(inputs: ReportInputs) -> pd.DataFrame:
 
 
 def unreliable_evaluations(inputs: ReportInputs) -> list[tuple[str, int]]:
-    """(loss, seed) pairs whose results carry reliable == False."""
-    res = inputs.results
+    """(loss, seed) pairs of evaluated networks whose results carry reliable == False."""
+    res = measured(inputs.results)
     if "reliable" not in res.columns:
         return []
     bad = res[~res["reliable"].astype(bool)][["loss", "seed"]].drop_duplicates()
