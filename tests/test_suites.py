@@ -89,7 +89,7 @@ def test_parse_good_suite_and_fractions(tmp_path):
     (("seeds = 2", "seeds = [1, 1]"), "seeds lists a seed twice"),
     (('dataset = "digits"', 'dataset = "imagenet"'), "unknown dataset 'imagenet'; valid: fashion-mnist"),
     (("popsize = 4", "popsize = 1"), "[evolve]: popsize must be >= 2"),
-    (("popsize = 4", "pop_size = 4"), "[evolve]: unknown [evolve] key 'pop_size'"),
+    (("popsize = 4", "pop_size = 4"), "'pop_size'"),
     (("steps = 20", "steps = 20\nlr = -1.0"), "lr must be a positive number, got -1.0"),
     (("steps = 20", 'steps = "many"'), "steps must be an integer, got 'many'"),
     (("steps = 20", 'steps = 20\ndataset = "mnist"'), "unknown key 'dataset'"),
