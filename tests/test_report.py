@@ -136,6 +136,9 @@ def test_evolution_and_analysis_sections_reflect_their_files(report):
         trained = g[g.status == "trained"]["fitness"]
         line = next(l for l in evo.splitlines() if l.startswith(f"| {gen} |"))
         assert f"| {trained.min():.4f} | {trained.median():.4f} |" in line
+    rows = [l for l in evo.splitlines() if l.startswith("| 0 | 2 |") or l.startswith("| 1 | 2 |")]
+    assert rows == ["| 0 | 2 | 0 | [0.00, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70] | 0.2000 | 0.3100 | 2 |  |",
+                    "| 1 | 2 | 1 | [0.50, 0.60, 0.70, 0.80, 0.90, 1.00, 1.10, 1.20] | 0.2500 | 0.2700 | 2 | yes |"]
     ana = md.split("## Loss analysis", 1)[1].split("\n## ", 1)[0]
     assert "| ce | 10 | none (pursues p → 1) | — | yes | — |" in ana
     assert "| taylorglo (evolved) | 10 | 0.7321 | 0.2977 | yes | pass / pass |" in ana

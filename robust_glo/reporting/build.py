@@ -235,6 +235,10 @@ def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
                                          "and the best so far. Right: the share of each generation that was not "
                                          "trained to the end.", alt="evolution progress"))
     section.add(Table(T.evolution_table(history), "Per generation (from evolve/history.csv)."))
+    if inputs.reevaluation is not None and not inputs.reevaluation.empty:
+        section.add(Table(T.reevaluation_table(inputs.reevaluation),
+                          "The best candidates of the search, re-trained on fresh seeds (evolve/reevaluation.csv); "
+                          "the lowest mean fitness is the evolved loss."))
     best = inputs.best_loss
     if best and best.get("theta"):
         theta = ", ".join(f"{float(t):.4f}" for t in best["theta"])

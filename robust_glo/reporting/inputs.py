@@ -9,7 +9,8 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
     suite.json             the resolved suite
     stages.json            wall time and piece counts of each stage
     environment.json       seeds, library versions, hardware
-    evolve/history.csv     one row per evolution candidate; evolve/best_loss.json the evolved loss
+    evolve/history.csv     one row per evolution candidate; evolve/best_loss.json the evolved loss;
+                           evolve/reevaluation.csv the top candidates re-trained on fresh seeds
     analysis/analysis.json `analyze_loss(...).to_dict()` of every loss; analysis/figures/*.png
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ SUITE = "suite.json"
 STAGES = "stages.json"
 ENVIRONMENT = "environment.json"
 HISTORY = Path("evolve") / "history.csv"
+REEVALUATION = Path("evolve") / "reevaluation.csv"
 BEST_LOSS = Path("evolve") / "best_loss.json"
 ANALYSIS = Path("analysis") / "analysis.json"
 ANALYSIS_FIGURES = Path("analysis") / "figures"
@@ -53,6 +55,7 @@ class ReportInputs:
     flags: pd.DataFrame | None = None
     training: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
+    reevaluation: pd.DataFrame | None = None
     best_loss: dict[str, Any] | None = None
     analysis: list[dict[str, Any]] = field(default_factory=list)
     analysis_figures: list[Path] = field(default_factory=list)
@@ -120,6 +123,8 @@ def load_inputs(root: str | Path) -> ReportInputs:
         inputs.training = _read_csv(root / TRAINING)
     if (root / HISTORY).is_file():
         inputs.history = _read_csv(root / HISTORY)
+    if (root / REEVALUATION).is_file():
+        inputs.reevaluation = _read_csv(root / REEVALUATION)
     if (root / BEST_LOSS).is_file():
         inputs.best_loss = _read_json(root / BEST_LOSS)
     if (root / ANALYSIS).is_file():

@@ -215,6 +215,28 @@ def evolution_table(history: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def reevaluation_table(reevaluation: pd.DataFrame) -> pd.DataFrame:
+    """The top candidates of the search re-trained on fresh seeds: search fitness, mean re-evaluated
+    fitness, and which one was chosen (the lowest mean, as the evolution engine chooses)."""
+    r = reevaluation[reevaluation["status"].astype(str) != "failed"]
+    rows = []
+    for rank, g in r.groupby("rank", sort=True):
+        first = g.iloc[0]
+        theta = ", ".join(f"{float(first[f'theta{k}']):.2f}" for k in range(8))
+        rows.append({"rank in search": int(rank), "generation": int(first["generation"]),
+                     "candidate": int(first["index"]), "θ": f"[{theta}]",
+                     "search fitness": _num(float(first["search_fitness"])),
+                     "re-evaluated fitness (mean)": float(g["fitness"].astype(float).mean()),
+                     "seeds": len(g)})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    best = out["re-evaluated fitness (mean)"].idxmin()
+    out["chosen"] = ["yes" if i == best else "" for i in out.index]
+    out["re-evaluated fitness (mean)"] = [_num(v) for v in out["re-evaluated fitness (mean)"]]
+    return out
+
+
 def _num(value: float, digits: int = 4) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
