@@ -96,6 +96,8 @@ def test_end_to_end_writes_every_stage_and_the_report(tiny):
     # The report shows the report stage's own wall time (it is rebuilt once the stage is recorded).
     rep = md.split("## Reproducibility", 1)[1]
     assert f"| report | done | {stages['report']['last_seconds']:.1f} |" in rep
+    run = json.loads((out / "stages.json").read_text())["invocations"][-1]
+    assert run["out"] == str(out) and f"load average was {run['load_start']:g} at the start" in rep
 
 
 def test_rerun_reuses_every_finished_piece(tiny):

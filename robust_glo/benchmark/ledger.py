@@ -2,7 +2,8 @@
 
     {"stages": {"train": {"status": "done", "last_seconds": 41.2, "total_seconds": 80.3,
                           "pieces": {"done": 3, "reused": 12, "failed": 0}, "started": ..., "finished": ...}},
-     "invocations": [{"started": ..., "finished": ..., "stages": ["evolve", "train", ...], "status": "done"}]}
+     "invocations": [{"started": ..., "finished": ..., "stages": ["evolve", "train", ...], "status": "done",
+                      "out": ..., "suite": ..., "cpu_count": 2, "load_start": 1.9, "load_end": 2.1}]}
 
 `last_seconds` is the stage's time in the latest invocation that ran it; `total_seconds` adds up every
 invocation (what the results cost, a resumed run included). The file is rewritten atomically whenever a
@@ -11,6 +12,7 @@ stage starts or ends, so a crash leaves the stage "running" with the pieces it f
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +20,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from robust_glo.utils import atomic_write_json, read_json
+
+
+def _load() -> float | None:
+    """The 1-minute load average (other processes competing for the CPU inflate wall times)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _now() -> str:
@@ -53,13 +63,13 @@ class Ledger:
     def begin(self, stages: list[str], **context: Any) -> None:
         """Record a new invocation running `stages`; `context` (the suite, the output folder) is stored with it."""
         self._invocation = {"started": _now(), "finished": None, "stages": list(stages), "status": "running",
-                            **context}
+                            "cpu_count": os.cpu_count(), "load_start": _load(), **context}
         self.data["invocations"].append(self._invocation)
         self._save()
 
     def end(self, status: str) -> None:
         if self._invocation is not None:
-            self._invocation.update(finished=_now(), status=status)
+            self._invocation.update(finished=_now(), status=status, load_end=_load())
             self._save()
 
     @contextmanager

@@ -310,8 +310,15 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
                           + "."))
     stages = T.stages_table(inputs.stages)
     if not stages.empty:
+        last = runs[-1]
+        load = ""
+        if last.get("load_start") is not None and last.get("load_end") is not None:
+            load = (f" The machine's 1-minute load average was {last['load_start']:g} at the start and "
+                    f"{last['load_end']:g} at the end of the last invocation, on {last.get('cpu_count', '?')} "
+                    f"CPU cores: a load above the core count means other processes shared the CPU and the "
+                    f"times are longer than on an idle machine.")
         section.add(Table(stages, "Wall time of each stage: the last `benchmark` invocation, and the total over all "
-                                  "invocations (a resumed run reuses finished pieces)."))
+                                  "invocations (a resumed run reuses finished pieces)." + load))
     if env.get("hardware"):
         section.add(Table(T.hardware_table(env), "Hardware."))
     if env.get("versions"):
