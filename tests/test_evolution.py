@@ -176,6 +176,8 @@ def test_bad_configs_give_one_line_errors(tmp_path, capsys, baseline):
     assert "'gpu'" in _one_line_error(capsys, ["evolve", "--backend", "gpu", *out])
     assert "ray-address" in _one_line_error(capsys, ["evolve", "--ray-address", "x:1", *out])
     assert "steps" in _one_line_error(capsys, ["evolve", "--steps", "many", *out])
+    assert "not both" in _one_line_error(capsys, ["evolve", "--generations", "2", "--evaluations", "9", *out])
+    assert "evaluations" in _one_line_error(capsys, ["evolve", "--evaluations", "0", *out])
     toml = tmp_path / "evo.toml"
     toml.write_text('dataset = "digits"\npopsze = 4\n')
     assert "'popsze'" in _one_line_error(capsys, ["evolve", "--config", str(toml), *out])
@@ -204,6 +206,9 @@ def test_toml_keys_mirror_flags_and_flags_win(tmp_path):
     config = resolve_config(args)
     assert (config.dataset, config.popsize, config.reeval_seeds, config.invariant) == ("digits", 9, 5, "exact")
     assert config.fitness_spec.eps == pytest.approx(8 / 255) and config.fitness_spec.attack == "fgsm"
+    assert config.total_generations == config.generations == 10
+    args = build_parser().parse_args(["evolve", "--config", str(toml), "--evaluations", "19", "--out", str(tmp_path)])
+    assert resolve_config(args).total_generations == 3  # ceil(19 / 7)
 
 
 def test_robust_fitness_uses_the_attack_on_logits():

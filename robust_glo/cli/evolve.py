@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from robust_glo.data.registry import DATASETS
+from robust_glo.errors import ConfigError
 
 # (flag, type, metavar or None, help); every flag is also a TOML key of --config (spelled the same).
 _OPTIONS: list[tuple[str, type, str | None, str]] = [
     ("--dataset", str, "NAME", f"one of {', '.join(DATASETS)} (default fashion-mnist)"),
     ("--model", str, "NAME", "model name (default: the dataset's)"),
     ("--generations", int, "G", "CMA-ES generations (default 10)"),
+    ("--evaluations", int, "N", "budget in candidates instead of --generations (ceil(N / popsize) generations)"),
     ("--popsize", int, "P", "candidates per generation (default 20; the paper used 20-28)"),
     ("--steps", int, "N", "SGD steps of each candidate's partial training (default 500)"),
     ("--seed", int, "S", "seed of the whole run (default 0)"),
@@ -72,6 +74,8 @@ def resolve_config(args: argparse.Namespace):
         value = getattr(args, _dest(flag))
         if value is not None:
             values[_dest(flag)] = value
+    if args.generations is not None and args.evaluations is not None:
+        raise ConfigError("give the budget as --generations or --evaluations, not both")
     if args.no_progress:
         values["progress"] = False
     stored = Path(values.get("out", EvolveConfig.out)) / "config.json"

@@ -25,7 +25,7 @@ FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd
 
 # Options that only change how and where the work runs, or how long the run goes on: `--resume` may
 # change them. Every other option changes the results, so a resumed run must keep it.
-EXECUTION_OPTIONS = frozenset({"out", "generations", "topk", "reeval_seeds", "backend", "ray_address",
+EXECUTION_OPTIONS = frozenset({"out", "generations", "evaluations", "topk", "reeval_seeds", "backend", "ray_address",
                                "gpus_per_task", "cpus_per_task", "num_cpus", "max_retries", "threads",
                                "device", "data_root", "progress"})
 
@@ -113,6 +113,7 @@ class EvolveConfig:
     dataset: str = "fashion-mnist"
     model: str | None = None  # None: the dataset's default model
     generations: int = 10
+    evaluations: int | None = None  # budget in candidates instead: ceil(evaluations / popsize) generations
     popsize: int = 20
     steps: int = 500  # SGD steps of each candidate's partial training run
     seed: int = 0  # CMA-ES sampling, and through it every generation's weights / batch order
@@ -185,6 +186,8 @@ class EvolveConfig:
                      "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.evaluations is not None and self.evaluations < 1:
+            raise ConfigError(f"evaluations must be >= 1, got {self.evaluations}")
         if self.popsize < 2:
             raise ConfigError(f"popsize must be >= 2 (CMA-ES ranks the population), got {self.popsize}")
         for name in ("seed", "split_seed", "max_retries"):
@@ -222,6 +225,11 @@ class EvolveConfig:
         if not str(self.out).strip():
             raise ConfigError("out must name a run directory")
         return self
+
+    @property
+    def total_generations(self) -> int:
+        """The run length: `generations`, or enough generations for `evaluations` candidates when given."""
+        return self.generations if self.evaluations is None else -(-self.evaluations // self.popsize)
 
     @property
     def fitness_spec(self) -> FitnessSpec:

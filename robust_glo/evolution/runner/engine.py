@@ -161,10 +161,10 @@ class _Engine:
             store.save_state(optimizer, 0)
         else:
             optimizer, start = state
-        if start > cfg.generations:
-            raise ConfigError(f"generations {cfg.generations} is fewer than the {start} this run has finished; "
-                              f"give generations >= {start}")
-        for g in range(start, cfg.generations):
+        if start > cfg.total_generations:
+            raise ConfigError(f"the budget ({cfg.total_generations} generations) is less than the {start} this run "
+                              f"has finished; give generations >= {start}")
+        for g in range(start, cfg.total_generations):
             self._generation(optimizer, g)
         best, reevals = self._reevaluate()
         candidates = [store.candidates[k] for k in sorted(store.candidates)]
@@ -197,7 +197,7 @@ class _Engine:
         store.save()
         jobs = [Job((g, int(i)), tuple(base[i]["theta"]), seed) for i in np.flatnonzero(keep)
                 if (g, int(i)) not in store.candidates]
-        bar = _Progress(f"generation {g + 1}/{cfg.generations}", len(thetas), cfg.progress)
+        bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", len(thetas), cfg.progress)
         def mine() -> list[dict[str, Any]]:
             return [r for k, r in store.candidates.items() if k[0] == g]
 
