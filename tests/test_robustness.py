@@ -303,3 +303,22 @@ def test_batch_size_does_not_change_deterministic_attacks():
     a = evaluate_model(model, x, y, ["fgsm"], [0.05, 0.1], batch_size=7)
     b = evaluate_model(model, x, y, ["fgsm"], [0.05, 0.1], batch_size=50)
     pd.testing.assert_frame_equal(a.drop(columns="seconds"), b.drop(columns="seconds"))
+
+
+class _BufferOnly(nn.Module):
+    """A parameter-free classifier (weights in a buffer): torchattacks cannot find its device itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("weight", torch.randn(10, 16, generator=_generator(4)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.weight.T
+
+
+def test_parameter_free_model_runs_silently(capsys):
+    model = _BufferOnly()
+    x, y = data(model, n=20)
+    table = evaluate_model(model, x, y, ["pgd:steps=3", "apgd-ce:steps=3"], [0.1])
+    assert capsys.readouterr().out == ""  # no "Failed to set device automatically" from torchattacks
+    assert (table["accuracy"] <= table[table.attack == "clean"]["accuracy"].item()).all()

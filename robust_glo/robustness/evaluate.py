@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import time
 import zlib
 from contextlib import contextmanager
@@ -169,8 +170,10 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     else:
         from robust_glo.utils.device import resolve_device
         dev = resolve_device(device)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ConfigError(f"seed must be an int, got {seed!r}")
+    try:
+        seed = operator.index(seed)  # ints and numpy integers
+    except TypeError:
+        raise ConfigError(f"seed must be an integer, got {seed!r}") from None
 
     n = len(labels)
     attacked_eps = [e for e in eps_list if e > 0]
