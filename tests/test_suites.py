@@ -147,3 +147,11 @@ def test_cli_check_and_errors(tmp_path, capsys):
     assert not (tmp_path / "o").exists()  # validation fails before anything is written
     assert main(["benchmark", "quick"]) == 2
     assert "--out DIR is required" in capsys.readouterr().err
+
+
+def test_attack_tables_and_specs_give_the_same_labels(tmp_path):
+    text = GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", { name = "pgd", steps = 2 }, "square:n_queries=50"')
+    s = load_suite(_write(tmp_path, text))
+    assert s.attacks == ["fgsm", "pgd:steps=2", "square:n_queries=50"]
+    with pytest.raises(ConfigError, match="needs a 'name'"):
+        load_suite(_write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '{ steps = 2 }'), "n.toml"))
