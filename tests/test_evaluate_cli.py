@@ -9,8 +9,8 @@ import pytest
 
 from robust_glo.cli import main
 
-FAST = ["--dataset", "digits", "--steps", "30", "--seeds", "2", "--attacks", "fgsm,pgd:steps=3",
-        "--eps", "0,0.1", "--test-size", "60"]
+FAST = ["--dataset", "digits", "--steps", "30", "--seeds", "2", "--train-option", "batch_size=64",
+        "--attacks", "fgsm,pgd:steps=3", "--eps", "0,0.1", "--test-size", "60"]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,7 @@ def test_writes_tidy_results_summary_and_flags(comparison):
     for name in ("config.json", "environment.json"):
         assert (comparison / name).is_file()
     assert (comparison / "runs" / "ce" / "seed1" / "model.pt").is_file()
+    assert '"batch_size": 64' in (comparison / "runs" / "ce" / "seed1" / "config.json").read_text()
 
 
 def test_rerun_skips_finished_training_and_evaluation(comparison, capsys):
@@ -62,6 +63,7 @@ def test_changed_attacks_reevaluate_without_retraining(comparison, tmp_path, cap
     out = tmp_path / "copy"
     shutil.copytree(comparison, out)
     code = main(["evaluate", "--loss", "ce", *FAST[:-4], "--eps", "0,0.2", "--test-size", "40", "--out", str(out)])
+    assert FAST[-4:] == ["--eps", "0,0.1", "--test-size", "60"]
     assert code == 0
     text = capsys.readouterr().out
     assert "trained in" not in text and text.count("reused training, evaluated") == 2
@@ -113,6 +115,8 @@ def test_evaluates_a_user_model_from_a_file(tmp_path):
     (["--user-model", "no_such_module_xyz:build", "--out", "X"], "importing 'no_such_module_xyz' failed"),
     (["--loss", "nosuch", "--out", "X"], "unknown loss spec 'nosuch'"),
     (["--loss", "ce", "--attacks", "pgd:steps=0", "--out", "X"], "steps must be >= 1"),
+    (["--loss", "ce", "--train-option", "lrx=3", "--out", "X"], "unknown training option 'lrx'; valid: amp"),
+    (["--loss", "ce", "--train-option", "lr=-1", "--out", "X"], "lr must be a positive number"),
 ])
 def test_usage_errors_are_one_line_with_exit_code_2(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--eps", default="0,0.05,0.1", metavar="LIST",
                    help="comma-separated Linf budgets in [0, 1]; fractions like 8/255 work (default 0,0.05,0.1)")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (required)")
+    p.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a further training setting, e.g. lr=0.1 or batch_size=256 (repeatable; see TrainConfig)")
     p.add_argument("--test-size", type=positive_int, default=None, metavar="N",
                    help="attack the first N test images of a fixed shuffle (default: the whole test split)")
     p.add_argument("--eval-batch-size", type=positive_int, default=500, metavar="N")
@@ -52,6 +54,21 @@ def parse_eps(text: str) -> list[float]:
     return values
 
 
+def parse_train_options(items: list[str]) -> dict:
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--train-option {item!r} is not KEY=VALUE (e.g. lr=0.1)")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value  # a bare string such as schedule=step
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from robust_glo.robustness import list_attacks
     from robust_glo.robustness.compare import CompareConfig, evaluate_existing, run_comparison, summary_table
@@ -70,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
                            seeds=list(range(args.seeds)), steps=args.steps,
                            attacks=[a for a in args.attacks.split(",") if a.strip()], eps=parse_eps(args.eps),
                            test_size=args.test_size, eval_batch_size=args.eval_batch_size,
-                           attack_seed=args.attack_seed, device=args.device, data_root=args.data_root)
+                           attack_seed=args.attack_seed, device=args.device, data_root=args.data_root,
+                           train=parse_train_options(args.train_option))
     progress = sys.stderr.isatty()
     if existing:
         comparison = evaluate_existing(config, args.out, checkpoints=args.checkpoint, user_models=args.user_model,

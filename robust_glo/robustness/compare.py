@@ -75,15 +75,21 @@ class CompareConfig:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct integers >= 0, got {self.seeds}")
         attacks = [s.label for s in resolve_attacks(self.attacks)]
-        clash = {"loss", "seed", "steps", "dataset", "model", "test_size", "device", "data_root"} & set(self.train)
-        if clash:
-            raise ConfigError(f"training option {sorted(clash)[0]!r} has its own setting; drop it from train")
+        from robust_glo.training import TrainConfig
+
+        own = {"loss", "seed", "steps", "dataset", "model", "test_size", "device", "data_root"}
+        valid = sorted({f.name for f in dataclasses.fields(TrainConfig)} - own)
+        for key in self.train:
+            if key in own:
+                raise ConfigError(f"training option {key!r} has its own setting; drop it from the training options")
+            if key not in valid:
+                raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
         if self.eval_batch_size < 1:
             raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         return dataclasses.replace(self, attacks=attacks, eps=check_eps(self.eps), losses=list(self.losses),
-                                   seeds=list(self.seeds))
+                                   seeds=list(self.seeds), train=dict(self.train))
 
     def train_config(self, loss: str, seed: int):
         from robust_glo.training import TrainConfig
