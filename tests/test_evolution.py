@@ -135,6 +135,7 @@ def test_nan_producing_candidates_do_not_break_pycma(tmp_path):
     assert all(r["fitness"] == DIVERGED_FITNESS for r in result.history if r["status"] == "diverged")
     assert all(np.isfinite(r["theta"]).all() for r in result.history)
     assert len(result.generations) == 3 and all(np.isfinite(g["sigma"]) for g in result.generations)
+    assert pd.read_csv(tmp_path / "nan" / "generations.csv").columns[-1] == "cma_stop"
 
 
 def test_diverged_single_candidate_is_a_finite_penalty(digits):

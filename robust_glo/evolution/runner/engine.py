@@ -223,7 +223,9 @@ class _Engine:
         fitness = [r["fitness"] for r in records]
         counts = {s: sum(r["status"] == s for r in records) for s in ("trained", "rejected", "diverged", "failed")}
         return {"generation": g, "best_fitness": min(fitness), "median_fitness": _median(fitness), **counts,
-                "sigma": optimizer.sigma, "seconds": seconds}
+                "sigma": optimizer.sigma, "seconds": seconds,
+                # pycma's termination criteria that hold (recorded only: the run length is the budget's)
+                "cma_stop": ";".join(sorted(optimizer.stop()))}
 
     # ---- final choice ------------------------------------------------------------------------------------
     def _top(self) -> list[dict[str, Any]]:

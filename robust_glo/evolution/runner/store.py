@@ -7,7 +7,8 @@ candidates in flight.
     evaluations.json     every finished evaluation (the source of truth for --resume)
     history.csv          one row per candidate: generation, index, theta0..theta7, status, fitness,
                          val_accuracy, seconds (+ robust_accuracy for a robust fitness)
-    generations.csv      one row per generation: best / median fitness, counts by status, sigma
+    generations.csv      one row per generation: best / median fitness, counts by status, sigma,
+                         pycma termination criteria that hold (recorded; the budget sets the length)
     reevaluation.csv     the top candidates re-trained on fresh seeds
     best_loss.json       the chosen loss; `--loss taylorglo:best_loss.json` trains it
 
@@ -34,7 +35,7 @@ STATE_FORMAT = 1
 HISTORY_COLUMNS = (["generation", "index"] + [f"theta{k}" for k in range(8)]
                    + ["status", "fitness", "val_accuracy", "seconds"])
 GENERATION_COLUMNS = ["generation", "best_fitness", "median_fitness", "trained", "rejected", "diverged", "failed",
-                      "sigma", "seconds"]
+                      "sigma", "seconds", "cma_stop"]
 REEVAL_COLUMNS = (["rank", "generation", "index", "seed_index", "seed"] + [f"theta{k}" for k in range(8)]
                   + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"])
 
