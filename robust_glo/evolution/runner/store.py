@@ -21,15 +21,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from robust_glo.errors import RobustGloError
 from robust_glo.evolution.optimizer import CMAES
-from robust_glo.utils import atomic_write_json, atomic_write_text, read_json
+from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 STATE_FORMAT = 1
 HISTORY_COLUMNS = (["generation", "index"] + [f"theta{k}" for k in range(8)]
@@ -41,19 +39,6 @@ REEVAL_COLUMNS = (["rank", "generation", "index", "seed_index", "seed"] + [f"the
 
 CandidateKey = tuple[int, int]  # (generation, index)
 ReevalKey = tuple[int, int, int]  # (generation, index, seed_index)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
@@ -133,7 +118,7 @@ class RunStore:
     def save_state(self, optimizer: CMAES, generation: int) -> None:
         """The optimizer as it stands before asking generation `generation`."""
         blob = pickle.dumps({"format": STATE_FORMAT, "generation": generation, "cma": optimizer.dumps()})
-        _atomic_write_bytes(self.path("cma_state.pkl"), blob)
+        atomic_write_bytes(self.path("cma_state.pkl"), blob)
 
     def load_state(self) -> tuple[CMAES, int] | None:
         p = self.path("cma_state.pkl")
