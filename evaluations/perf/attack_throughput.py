@@ -134,10 +134,12 @@ def main() -> None:
           f"batch {args.batch_size}, whole call incl. clean pass)")
     xc, yc = x[:args.cost_n], y[:args.cost_n]
     for attack in args.cost_attacks.split(","):
-        seconds, _, table = timed(lambda: evaluate_model(model, xc, yc, [attack], [args.eps], batch_size=args.batch_size))
+        seconds, cpu, table = timed(lambda: evaluate_model(model, xc, yc, [attack], [args.eps],
+                                                           batch_size=args.batch_size))
         row = table[(table.attack == attack) & (table.eps == args.eps)]
         clean = float(table[table.attack == "clean"]["accuracy"].item())
-        print(f"{attack:<13} {1000 * seconds / len(yc):9.2f} s / 1000 images   robust accuracy "
+        print(f"{attack:<13} {1000 * seconds / len(yc):9.2f} s wall, {1000 * cpu / len(yc):9.2f} s CPU "
+              f"per 1000 images   robust accuracy "
               f"{float(row['accuracy'].item()):.3f} (clean {clean:.3f})   reliable {bool(row['reliable'].item())}")
 
 

@@ -14,7 +14,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="train each loss on each seed and attack it (FGSM, PGD, ...), with statistics",
         description="Train each --loss on --seeds seeds (or load --checkpoint runs / a --user-model), attack "
-                    "each network on the test split, and write DIR/results.csv, DIR/summary.csv (mean, 95%% CI, "
+                    "each network on the test split, and write DIR/results.csv, DIR/summary.csv (mean, 95% CI, "
                     "Welch p-value vs the first loss) and DIR/flags.csv (reliability checks). Finished "
                     "trainings and evaluations in DIR are reused.")
     p.add_argument("--loss", action="append", default=None, metavar="SPEC",
