@@ -37,6 +37,11 @@ EVOLVED_LABEL = "taylorglo (evolved)"
 Log = Callable[[str], None]
 
 
+def echo(line: str) -> None:
+    """The default log: stdout, flushed at once (progress shows even when stdout is a file)."""
+    print(line, flush=True)
+
+
 @dataclass
 class Piece:
     """One (loss, seed) unit of the train and attack stages."""
@@ -71,7 +76,7 @@ def evolved_spec(best_loss: Path) -> str:
 class Benchmark:
     """The pipeline over one benchmark directory. `run(stages)` runs the stages in order."""
 
-    def __init__(self, suite: Suite, out: str | Path, *, progress: bool = True, log: Log = print):
+    def __init__(self, suite: Suite, out: str | Path, *, progress: bool = True, log: Log = echo):
         self.suite = suite
         self.out = Path(out)
         self.progress = progress
@@ -215,13 +220,13 @@ class Benchmark:
         before = {piece.name: _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP) for piece in pieces}
         names = {p.spec: p.display for p in pieces if p.display != p.spec}
 
-        def echo(line: str) -> None:
+        def relabel(line: str) -> None:
             for spec, name in names.items():
                 line = line.replace(spec, name)
             self.log("[attack] " + line.replace("\n", "\n[attack] "))
 
         comparison = engines.compare(self.suite.compare_config(losses), self.compare_dir, progress=self.progress,
-                                     log=echo)
+                                     log=relabel)
         for piece in pieces:
             after = _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP)
             if after is None:
@@ -268,7 +273,7 @@ class Benchmark:
 
 
 def run_benchmark(suite: Suite, out: str | Path, *, stages: Sequence[str] = STAGES, progress: bool = True,
-                  log: Log = print) -> BenchmarkResult:
+                  log: Log = echo) -> BenchmarkResult:
     """Run (or resume) `suite` into the benchmark directory `out`."""
     return Benchmark(suite, out, progress=progress, log=log).run(stages)
 
