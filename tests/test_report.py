@@ -256,3 +256,14 @@ def test_publish_copies_the_inputs_but_no_weights(tmp_path):
     first = paths.markdown.read_text()
     assert "![learning_rule](analysis/figures/learning_rule.png)" in first
     assert build_report(pub).markdown.read_text() == first  # `robust-glo report pub` rebuilds it
+
+
+def test_statistics_table_lists_every_cell_once(report):
+    _, results, paths = report
+    stats_md = paths.markdown.read_text().split("## All statistics", 1)[1].split("\n## ", 1)[0]
+    table = [l for l in stats_md.splitlines() if l.startswith("| ") and not l.startswith("| attack")]
+    table = [l for l in table if l.split(" | ")[0] in ("| clean", "| fgsm", "| pgd:steps=10", "| worst")]
+    ok = results[results.status == "ok"]
+    cells = ok[(ok.attack == "clean") | (ok.eps > 0) | (ok.attack == "worst")]
+    assert len(table) == len(cells.drop_duplicates(["loss", "attack", "eps"]))
+    assert not [l for l in table if l.startswith("| fgsm | 0 |") or l.startswith("| pgd:steps=10 | 0 |")]
