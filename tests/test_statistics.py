@@ -62,7 +62,8 @@ def test_summarize_per_loss_attack_eps():
         ("ce", "clean", 0.0), ("baikal", "clean", 0.0), ("ce", "pgd", 0.1), ("baikal", "pgd", 0.1)]
     ce = summary.iloc[0]
     assert ce["n_seeds"] == 3 and ce["mean"] == pytest.approx(0.9) and ce["std"] == pytest.approx(0.1)
-    assert ce["ci_high"] - ce["mean"] == pytest.approx(T_975_DF2 * 0.1 / math.sqrt(3))
+    assert ce["mean"] - ce["ci_low"] == pytest.approx(T_975_DF2 * 0.1 / math.sqrt(3))
+    assert ce["ci_high"] == 1.0  # 0.9 + 0.248 clipped to the largest possible accuracy
     assert ce["baseline"] == "ce" and math.isnan(ce["p_value"]) and ce["diff"] == pytest.approx(0.0)
     baikal = summary.iloc[1]
     assert baikal["diff"] == pytest.approx(-0.3)
@@ -80,3 +81,12 @@ def test_summarize_with_a_named_baseline_and_bad_inputs():
         summarize(_results(), baseline="focal:2")
     with pytest.raises(ConfigError, match=r"no column 'robust_accuracy'"):
         summarize(_results(), value="robust_accuracy")
+
+
+def test_summarize_clips_the_interval_to_the_accuracy_range():
+    results = pd.DataFrame({"loss": ["ce"] * 3, "attack": ["pgd"] * 3, "eps": [0.1] * 3,
+                            "accuracy": [0.98, 1.0, 0.9]})
+    row = summarize(results).iloc[0]
+    mean, _, low, high = mean_ci([0.98, 1.0, 0.9])
+    assert high > 1.0 and row["ci_high"] == 1.0 and row["ci_low"] == pytest.approx(low)
+    assert summarize(results, bounds=None).iloc[0]["ci_high"] == pytest.approx(high)

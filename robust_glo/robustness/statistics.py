@@ -57,12 +57,15 @@ def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
 
 def summarize(results: pd.DataFrame, *, value: str = "accuracy", compare: str = "loss",
               group_by: Sequence[str] = ("dataset", "model", "attack", "eps"), baseline: str | None = None,
-              confidence: float = 0.95) -> pd.DataFrame:
+              confidence: float = 0.95, bounds: tuple[float, float] | None = (0.0, 1.0)) -> pd.DataFrame:
     """One row per `compare` value x `group_by` cell (the columns of these present in `results`).
 
     Columns: the keys, then n_seeds, mean, std, sem, ci_low, ci_high (t interval at `confidence`),
     baseline (the compared-against loss), baseline_mean, diff (mean - baseline_mean), p_value (Welch,
     NaN for the baseline itself), n_unreliable (seeds whose evaluation was flagged) and reliable.
+    The interval is clipped to `bounds`, the values the mean can take (accuracies: [0, 1]); since the
+    true mean lies inside them, clipping never lowers the interval's coverage. `bounds=None` keeps the
+    raw t interval.
     """
     for column in (value, compare):
         if column not in results.columns:
@@ -85,6 +88,8 @@ def summarize(results: pd.DataFrame, *, value: str = "accuracy", compare: str = 
         cell, who = key[:-1], key[-1]
         values = group[value].to_numpy(float)
         mean, std, low, high = mean_ci(values, confidence)
+        if bounds is not None and not math.isnan(low):
+            low, high = max(low, bounds[0]), min(high, bounds[1])
         n = int((~np.isnan(values)).sum())
         ref = base_values.get(cell, np.array([]))
         ref_mean = float(np.nanmean(ref)) if len(ref) and not np.isnan(ref).all() else math.nan
