@@ -95,7 +95,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="alternating timing rounds")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain pipeline")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads for both pipelines (1 avoids spin-waiting on a busy machine)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     splits = load_dataset("fashion-mnist", val_size=0)
     with tempfile.TemporaryDirectory() as tmp:
