@@ -43,7 +43,7 @@ REQUIRED_RESULT_COLUMNS = ("loss", "seed", "attack", "eps", "accuracy")
 # Everything a report is built from (small files: no model weights), as glob patterns under the folder.
 INPUT_PATTERNS = (RESULTS, FLAGS, TRAINING, LOSSES, SUITE, STAGES, ENVIRONMENT, "evolve/history.csv",
                   "evolve/best_loss.json", "evolve/generations.csv", "evolve/reevaluation.csv", "evolve/config.json",
-                  "analysis/*.json", "analysis/figures/*.png", "analysis/figures/*.svg")
+                  "analysis/*.json", "analysis/figures/*.png")
 
 
 @dataclass
