@@ -267,3 +267,13 @@ def test_statistics_table_lists_every_cell_once(report):
     cells = ok[(ok.attack == "clean") | (ok.eps > 0)]
     assert len(table) == len(cells.drop_duplicates(["loss", "attack", "eps"]))
     assert not [l for l in table if l.split(" | ")[1] == "0" and not l.startswith("| clean")]
+
+
+def test_a_clipped_interval_is_shown_by_its_ends():
+    from robust_glo.reporting.tables import cell
+
+    row = pd.Series({"mean": 0.034, "ci_low": 0.0, "ci_high": 0.133, "p_value": 0.08, "diff": -0.07,
+                     "reliable": True})
+    assert cell(row, 0.05) == "3.4 [0.0, 13.3] (p=0.080)"
+    row = pd.Series({"mean": 0.5, "ci_low": 0.45, "ci_high": 0.55, "p_value": 0.01, "diff": 0.1, "reliable": False})
+    assert cell(row, 0.05) == "50.0 ± 5.0 (p=0.010) ↑* ⚠"

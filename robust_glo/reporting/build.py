@@ -116,7 +116,8 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, baseline: str,
     n_seeds = sorted({int(v) for v in summary["n_seeds"]})
     section = Section("Summary", anchor="summary")
     section.add(Table(table, f"Clean and robust accuracy (%) per loss: mean ± half-width of the 95% t confidence "
-                             f"interval over seeds ({_join(n_seeds)} per cell); p is Welch's t-test against {base}."))
+                             f"interval over seeds ({_join(n_seeds)} per cell; an interval cut at 0 or 100% is "
+                             f"shown as [low, high]); p is Welch's t-test against {base}."))
     section.add(Paragraph(f"How to read it: `↑*` / `↓*` mark a mean significantly above / below {base} "
                           f"(p < {alpha:g}, two-sided, not corrected for the {_comparisons(summary, baseline)} "
                           f"comparisons in the table); `⚠` marks a cell where a seed's evaluation failed a "

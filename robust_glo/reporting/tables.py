@@ -100,10 +100,17 @@ def significant(p: float, alpha: float) -> bool:
 
 
 def cell(row: Any, alpha: float, *, with_p: bool = True) -> str:
-    """"85.3 ± 1.2 (p=0.004) *" for a summary row: mean and 95% CI half-width in %, Welch p vs the
-    baseline, `*` when p < alpha, `⚠` when a seed's evaluation is flagged unreliable."""
+    """"85.3 ± 1.2 (p=0.004) ↑*" for a summary row: mean and 95% CI half-width in % (the interval's ends,
+    "3.4 [0.0, 13.3]", when it was clipped to [0, 100%]), Welch p vs the baseline, `↑*` / `↓*` when
+    p < alpha, `⚠` when a seed's evaluation is flagged unreliable."""
     hw = half_width(row)
-    text = pct(row["mean"]) + ("" if math.isnan(hw) else f" ± {pct(hw)}")
+    if math.isnan(hw):
+        text = pct(row["mean"])
+    elif abs((row["mean"] - row["ci_low"]) - (row["ci_high"] - row["mean"])) > 1e-9:
+        # The interval was clipped to the range accuracies can take: show its ends, not a false ±.
+        text = f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
+    else:
+        text = f"{pct(row['mean'])} ± {pct(hw)}"
     p = row["p_value"]
     if with_p and not (isinstance(p, float) and math.isnan(p)):
         text += f" (p={fmt_p(p)})" if p >= 0.001 else f" (p{fmt_p(p)})"
