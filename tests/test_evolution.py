@@ -377,3 +377,42 @@ def test_batched_backend_run_and_unbatchable_models(tmp_path, baseline):
             assert abs(a["val_accuracy"] - b["val_accuracy"]) <= 0.03
     with pytest.raises(ConfigError, match="batch norm or dropout"):
         check_batchable(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2)))
+
+
+def _digits_bn_dropout_model() -> torch.nn.Module:
+    from torch import nn
+
+    torch.manual_seed(0)  # the test owns this; layers draw their init from the global RNG
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(64, 1, 8, 8) * 3)  # running statistics unlike any batch's own
+    return model
+
+
+@pytest.mark.parametrize("fitness", ["fgsm:0.1", "pgd:0.1:3"])
+def test_robust_fitness_evaluates_batchnorm_dropout_models_in_eval_mode(fitness):
+    import copy
+
+    problem = TaylorGLOProblem(dataset="digits", steps=1, fitness=fitness, attack_samples=120, threads=1,
+                               invariant="off", eval_batch_size=50)  # three attack batches
+    model = _digits_bn_dropout_model()
+    before = copy.deepcopy(model.state_dict())
+    robust = problem.robust_accuracy(model, seed=0)
+    assert model.training  # the caller's mode is restored
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # Reference: the attack on an eval-mode copy, by hand (FGSM) or an upper bound from FGSM (PGD).
+    reference = copy.deepcopy(model).eval()
+    val = problem.splits.val.subset(120)
+    x = val.images.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(reference(x), val.labels, reduction="sum")
+    grad, = torch.autograd.grad(loss, x)
+    with torch.no_grad():
+        clean_ok = reference(val.images).argmax(1) == val.labels
+        adv = (val.images + 0.1 * grad.sign()).clamp(0, 1)
+        fgsm_ok = (reference(adv).argmax(1) == val.labels) & clean_ok
+    if fitness.startswith("fgsm"):
+        assert robust == pytest.approx(float(fgsm_ok.float().mean()))
+    else:
+        assert robust <= float(clean_ok.float().mean())

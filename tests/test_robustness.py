@@ -273,21 +273,23 @@ def test_checks_flag_pgd_weaker_than_fgsm_and_accuracy_rising_with_eps():
     assert "pgd 0.7000 > fgsm 0.5000 at eps=0.1" in flags.loc["pgd_le_fgsm", "detail"]
     assert flags.loc["monotone_in_eps", "status"] == "fail"
     assert "fgsm: 0.5000 at eps=0.1 rises to 0.6000 at eps=0.2" in flags.loc["monotone_in_eps", "detail"]
-    assert flags.loc["worst_le_each", "status"] == "pass"
-    assert flags.loc["gradient_free_not_better", "status"] == "n/a"
+    assert "worst_le_each" not in flags.index and "robust_le_clean" not in flags.index  # invariants, asserted
+    assert flags.loc["gradient_free_not_better", "status"] == "not run"
+    assert flags.loc["gradient_free_not_better", "detail"] == "no gradient-free attack (square) was run"
+    assert flags.loc["clean_unchanged_after_attacks", "status"] == "not run"
     assert flags["explanation"].str.len().min() > 40
 
 
-def test_checks_flag_eps0_mismatch_worst_above_an_attack_and_budget_violations():
+def test_checks_flag_eps0_mismatch_and_budget_violations():
     table = _table([("clean", 0.0, 0.9), ("fgsm", 0.0, 0.8), ("fgsm", 0.1, 0.5), ("worst", 0.0, 0.8),
                     ("worst", 0.1, 0.6)])
     table.loc[2, "max_perturbation"] = 0.15
     flags = check_reliability(table, float("nan")).set_index("check")
     assert flags.loc["eps0_equals_clean", "status"] == "fail"
-    assert flags.loc["worst_le_each", "status"] == "fail"
     assert flags.loc["perturbation_in_budget", "status"] == "fail"
-    assert flags.loc["zero_gradients", "status"] == "n/a"
-    assert flags.loc["pgd_le_fgsm", "status"] == "n/a"
+    assert flags.loc["zero_gradients", "status"] == "not run"
+    assert flags.loc["pgd_le_fgsm", "status"] == "not run"
+    assert flags.loc["pgd_le_fgsm", "detail"] == "needs both fgsm and pgd at an eps > 0"
 
 
 def test_attack_spec_labels_are_canonical():
@@ -322,3 +324,118 @@ def test_parameter_free_model_runs_silently(capsys):
     table = evaluate_model(model, x, y, ["pgd:steps=3", "apgd-ce:steps=3"], [0.1])
     assert capsys.readouterr().out == ""  # no "Failed to set device automatically" from torchattacks
     assert (table["accuracy"] <= table[table.attack == "clean"]["accuracy"].item()).all()
+
+
+def test_models_that_do_not_return_logits_are_refused():
+    x, y = data(mlp(), n=8)
+    with pytest.raises(ConfigError, match=r"must return float logits of shape \(batch, n_classes\); got \(8, 10, 1\)"):
+        evaluate_model(nn.Sequential(mlp(), nn.Unflatten(1, (10, 1))), x, y, ["fgsm"], [0.1])
+    with pytest.raises(ConfigError, match=r"got tuple"):
+        evaluate_model(_TupleModel(), x, y, ["fgsm"], [0.1])
+
+
+class _TupleModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.net(x), x
+
+
+# ------------------------------------------------------------------ eval mode and model state under attack
+
+ALL_ATTACKS_FAST = ["fgsm", "pgd:steps=3:restarts=2", "apgd-ce:steps=3", "apgd-dlr:steps=3", "apgd-t:steps=3",
+                    "fab-t:steps=3", "square:n_queries=30"]
+
+
+def bn_dropout_model(seed: int = 0) -> nn.Module:
+    """Conv + BatchNorm + Dropout, its running statistics warmed up so that train and eval mode differ."""
+    torch.manual_seed(seed)  # the test owns this; layers draw their init from the global RNG
+    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5),
+                          nn.Flatten(), nn.Linear(6 * 4 * 4, 10))
+    x = torch.rand(64, 1, 4, 4, generator=_generator(seed))
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x * 2)  # statistics of other inputs: batch statistics now differ from running ones
+    return model
+
+
+def _own_labels(model: nn.Module, n: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.rand(n, 1, 4, 4, generator=_generator(7))
+    model.eval()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return x, y
+
+
+@pytest.mark.parametrize("attack", ALL_ATTACKS_FAST + ["aa-reference"])
+def test_every_attack_keeps_a_batchnorm_dropout_model_in_eval_mode(attack):
+    model = bn_dropout_model()
+    x, y = _own_labels(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()  # the caller's mode, to be restored
+    # Two batches: the second batch's clean pass runs after the first batch's attacks.
+    ev = run_evaluation(model, x, y, [attack], [0.0, 0.1], batch_size=24, seed=0)
+    table = ev.results.set_index(["attack", "eps"])["accuracy"]
+    assert table["clean", 0.0] == 1.0  # labels are the model's own eval-mode predictions
+    assert (ev.results[ev.results.eps == 0.0]["accuracy"] == 1.0).all()
+    assert model.training and all(m.training for m in model.modules())
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), attack
+    flags = ev.flags.set_index("check")["status"]
+    assert flags["clean_unchanged_after_attacks"] == "pass" and flags["model_state_unchanged"] == "pass"
+
+
+def test_all_attacks_together_leave_clean_accuracy_and_state_unchanged():
+    model = bn_dropout_model(1)
+    x, y = _own_labels(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ev = run_evaluation(model, x, y, ALL_ATTACKS_FAST, [0.0, 0.05], batch_size=16, seed=0)
+    assert ev.results[ev.results.attack == "clean"]["accuracy"].item() == 1.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert ev.flags.set_index("check").loc["clean_unchanged_after_attacks", "value"] == 0
+
+
+class _Drifting(nn.Module):
+    """A model that changes its own state on every call: what an attack switching BatchNorm to training
+    mode does to a network. The checks must notice."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = mlp()
+        self.register_buffer("shift", torch.zeros(10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x) + self.shift
+        with torch.no_grad():
+            self.shift[0] += 5.0
+        return out
+
+
+def test_a_model_whose_state_changes_during_attacks_is_flagged_and_restored():
+    model = _Drifting()
+    x, y = data(model.net, n=32, wrong=0)
+    ev = run_evaluation(model, x, y, ["pgd:steps=2"], [0.0, 0.1], batch_size=32)
+    flags = ev.flags.set_index("check")
+    assert flags.loc["model_state_unchanged", "status"] == "fail"
+    assert "shift" in flags.loc["model_state_unchanged", "detail"]
+    assert flags.loc["clean_unchanged_after_attacks", "status"] == "fail"
+    assert not ev.reliable
+    assert float(model.shift.abs().max()) == 0.0  # restored
+
+
+def test_flag_statuses_are_read_back_as_text(tmp_path):
+    from robust_glo.robustness.checks import read_flags
+
+    model = mlp()
+    x, y = data(model, n=16)
+    flags = run_evaluation(model, x, y, ["pgd:steps=2"], [0.1]).flags
+    flags.to_csv(tmp_path / "flags.csv", index=False)
+    back = read_flags(tmp_path / "flags.csv").set_index("check")
+    assert back.loc["gradient_free_not_better", "status"] == "not run"
+    assert back.loc["eps0_equals_clean", "status"] == "not run"  # no eps = 0 given
+    old = flags.assign(status=flags["status"].replace({"not run": "n/a"}))
+    old.to_csv(tmp_path / "old.csv", index=False)
+    assert (read_flags(tmp_path / "old.csv")["status"] == flags["status"]).all()

@@ -51,6 +51,14 @@ class AttackContext:
     n_classes: int
     device: torch.device
     clean_grad: torch.Tensor | None = None
+    _grad_sign: torch.Tensor | None = field(default=None, repr=False)
+
+    def clean_grad_sign(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """sign(grad_x CE) at the clean inputs `(B, C, H, W)`, computed once per batch for every eps."""
+        if self._grad_sign is None:
+            grad = self.clean_grad if self.clean_grad is not None else clean_gradient(self.model, x, y)[1]
+            self._grad_sign = grad.sign()
+        return self._grad_sign
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels `(B,)` for inputs `(B, C, H, W)`."""
@@ -73,6 +81,7 @@ class AttackEntry:
     min_classes: int
     runner: Runner
     budget: Callable[[dict[str, Any], float, int], dict[str, Any]]  # (params, eps, n_classes) -> record
+    uses_clean_grad: bool = False  # the runner reads AttackContext.clean_grad (the clean pass's gradient)
 
 
 @dataclass(frozen=True)
@@ -241,22 +250,26 @@ def _checked(atk: Any, device: torch.device) -> Any:
     return atk
 
 
-def clean_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   check: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits `(B, K)` and grad_x of the summed cross-entropy `(B, C, H, W)` at clean inputs `x`.
 
-    Summed (not averaged) so that each sample's gradient does not depend on the batch size.
+    Summed (not averaged) so that each sample's gradient does not depend on the batch size. `check`,
+    when given, sees the logits before the loss is computed (and may raise).
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
+        if check is not None:
+            check(logits)
         loss = nn.functional.cross_entropy(logits, y, reduction="sum")
         grad, = torch.autograd.grad(loss, x)
     return logits.detach(), grad.detach()
 
 
 def run_fgsm(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
-    grad = ctx.clean_grad if ctx.clean_grad is not None else clean_gradient(ctx.model, x, y)[1]
-    return torch.clamp(x + eps * grad.sign(), min=0, max=1).detach()
+    # x + eps * sign(grad), the same float32 operations as torchattacks.FGSM.
+    return torch.add(x, ctx.clean_grad_sign(x, y), alpha=eps).clamp_(min=0, max=1).detach()
 
 
 def _pgd_alpha(params: dict, eps: float) -> float:
@@ -393,7 +406,8 @@ def _aa_budget(params: dict, eps: float, n_classes: int) -> dict:
 
 
 register_attack(AttackEntry(
-    "fgsm", "FGSM, one signed-gradient step on cross-entropy", "gradient", {}, {}, 2, run_fgsm, _fgsm_budget))
+    "fgsm", "FGSM, one signed-gradient step on cross-entropy", "gradient", {}, {}, 2, run_fgsm, _fgsm_budget,
+    uses_clean_grad=True))
 register_attack(AttackEntry(
     "pgd", "PGD on cross-entropy (torchattacks.PGD): steps, alpha (default 2.5*eps/steps), random_start, restarts",
     "gradient", {"steps": 10, "alpha": None, "random_start": True, "restarts": 1},

@@ -96,12 +96,25 @@ def batch_seed(seed: int, label: str, eps: float, batch: int) -> int:
 class _Target(nn.Module):
     """The model as torchattacks sees it: a plain module (never MAIR's `RobModel`, whose mean/std
     torchattacks would apply) with a parameter on the evaluation device, so its device detection
-    works even for a parameter-free model."""
+    works even for a parameter-free model.
+
+    Locked in eval mode: torchattacks records the mode of the module it is given when an attack starts
+    and calls `.train()` on it when the attack ends if it was in training mode, which would switch every
+    BatchNorm and Dropout layer of the wrapped network to training mode for the rest of the evaluation
+    (and let BatchNorm overwrite its running statistics). `train()` here only records the request.
+    """
 
     def __init__(self, model: nn.Module, device: torch.device):
         super().__init__()
         self.model = model
         self.anchor = nn.Parameter(torch.empty(0, device=device), requires_grad=False)
+        self.training = False
+        model.eval()
+
+    def train(self, mode: bool = True) -> "_Target":  # noqa: ARG002 - the request is ignored on purpose
+        self.training = False
+        self.model.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -113,10 +126,27 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+class StateGuard:
+    """A snapshot of a model's parameters and buffers, to prove that an evaluation left them untouched."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def changed(self) -> list[str]:
+        """Names of the state_dict entries that differ (bit for bit) from the snapshot."""
+        now = self.model.state_dict()
+        return [k for k, v in self.saved.items()
+                if k not in now or now[k].shape != v.shape or not torch.equal(now[k].detach().to(v.device), v)]
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.saved)
+
+
 @contextmanager
 def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
-    """Eval mode, parameters frozen, on `device`; every module's mode, requires_grad flags and the
-    model's device are restored afterwards."""
+    """Eval mode (locked: see `_Target`), parameters frozen, on `device`; every module's mode,
+    requires_grad flags and the model's device are restored afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     home = _model_device(model)
@@ -176,6 +206,7 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
         raise ConfigError(f"seed must be an integer, got {seed!r}") from None
 
     n = len(labels)
+    wants_grad = any(s.entry.uses_clean_grad for s in specs)
     attacked_eps = [e for e in eps_list if e > 0]
     clean_correct = torch.zeros(n, dtype=torch.bool)
     zero_grad = torch.zeros(n, dtype=torch.bool)
@@ -184,23 +215,24 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     max_pert = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
     out_of_range = {(s.label, e): 0 for s in specs for e in attacked_eps}
     seconds = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
+    clean_after = torch.zeros(n, dtype=torch.bool)
     clean_seconds = eps0_seconds = 0.0
-    n_classes = 0
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=math.ceil(n / batch_size) * (1 + len(specs) * len(attacked_eps)), desc="evaluate",
                    leave=False)
+    guard = StateGuard(model)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
         for b, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             x = inputs[start:stop].to(dev, torch.float32)
             y = labels[start:stop].to(dev, torch.int64)
             t0 = time.perf_counter()
-            if b == 0:
-                n_classes = _infer_classes(target, x, labels, specs)
-            logits, grad = clean_gradient(target, x, y)
+            logits, grad = clean_gradient(target, x, y, check=(lambda out: _check_output(out, labels, specs, len(y)))
+                                          if b == 0 else None)
+            n_classes = int(logits.shape[1])
             correct = logits.argmax(1) == y
             clean_seconds += time.perf_counter() - t0
             clean_correct[start:stop] = correct.cpu()
@@ -215,8 +247,11 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
             if bar is not None:
                 bar.update(1)
             keep = correct.nonzero().squeeze(1)
-            xs, ys = x[keep], y[keep]
-            ctx = AttackContext(target, n_classes, dev, clean_grad=grad[keep])
+            if len(keep) == len(y):
+                xs, ys, gs = x, y, grad
+            else:
+                xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
+            ctx = AttackContext(target, n_classes, dev, clean_grad=gs)
             for spec in specs:
                 params = spec.resolved()
                 for e in attacked_eps:
@@ -228,14 +263,25 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                         held = ctx.predict(adv) == ys
                         seconds[spec.label, e] += time.perf_counter() - t0
                         robust[spec.label][e][start + keep.cpu()] = held.cpu()
-                        delta = (adv - xs).abs().flatten(1).amax(1)
-                        max_pert[spec.label, e] = max(max_pert[spec.label, e], float(delta.max()))
-                        bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
-                        out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
+                        # Few full passes over adv: on small models these checks would otherwise cost
+                        # as much as the attack's own forward pass.
+                        lo, hi = (float(v) for v in torch.aminmax(adv))
+                        d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
+                        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+                            bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
+                            out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
+                        moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
+                        max_pert[spec.label, e] = max(max_pert[spec.label, e], moved)
                     if bar is not None:
                         bar.update(1)
+            # Clean predictions once more, after every attack on this batch: a model whose mode or state
+            # an attack changed (BatchNorm statistics, dropout) predicts differently now.
+            clean_after[start:stop] = (ctx.predict(x) == y).cpu()
     if bar is not None:
         bar.close()
+    changed = guard.changed()
+    if changed:  # put the model back as it was; the flag below marks these results unreliable
+        guard.restore()
 
     correct_count = int(clean_correct.sum())
     zero_grad_share = float(zero_grad[clean_correct].float().mean()) if correct_count else float("nan")
@@ -257,12 +303,14 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                 held &= robust[spec.label][e]
         worst[e] = held
         rows.append(_row("worst", e, n, int(held.sum()), 0.0, {"over": [s.label for s in specs]}))
+    _assert_invariants(clean_correct, robust, worst)
     results = pd.DataFrame(rows)
     for spec in specs:
         robust[spec.label][0.0] = eps0_correct.clone() if 0.0 in eps_list else clean_correct.clone()
     robust["worst"] = worst
     flags = check_reliability(results, zero_grad_share, tolerance=tolerance,
-                              zero_grad_threshold=zero_grad_threshold)
+                              zero_grad_threshold=zero_grad_threshold,
+                              clean_changed=int((clean_after != clean_correct).sum()), state_changed=changed)
     failed = flags.loc[flags["status"] == "fail", "check"].tolist()
     results["reliable"] = not failed
     results["flags"] = ";".join(failed)
@@ -299,19 +347,31 @@ def generate_adversarial(model: nn.Module, inputs: torch.Tensor, labels: torch.T
     dev = _model_device(model) if device is None else torch.device(device)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
         x, y = inputs.to(dev, torch.float32), labels.to(dev, torch.int64)
-        n_classes = _infer_classes(target, x, labels, [spec])
+        logits, grad = clean_gradient(target, x, y, check=lambda out: _check_output(out, labels, [spec], len(y)))
         if eps == 0.0:
             return x.clone()
         s = batch_seed(seed, spec.label, eps, 0)
         torch.manual_seed(s)
-        ctx = AttackContext(target, n_classes, dev, clean_grad=clean_gradient(target, x, y)[1])
+        ctx = AttackContext(target, int(logits.shape[1]), dev, clean_grad=grad)
         return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach()
 
 
-def _infer_classes(target: nn.Module, x: torch.Tensor, labels: torch.Tensor, specs: list[AttackSpec]) -> int:
-    with torch.no_grad():
-        out = target(x[:1])
-    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1 or not out.is_floating_point():
+def _assert_invariants(clean: torch.Tensor, robust: dict[str, dict[float, torch.Tensor]],
+                       worst: dict[float, torch.Tensor]) -> None:
+    """What holds by construction (an input counts as robust only if it was classified correctly, and the
+    worst case is the per-sample AND over the attacks); a violation is a bug here, not in the model."""
+    for label, by_eps in robust.items():
+        for e, held in by_eps.items():
+            if bool((held & ~clean).any()):
+                raise RuntimeError(f"internal error: {label} at eps={e:g} counts a misclassified input as robust")
+            if e in worst and bool((worst[e] & ~held).any()):
+                raise RuntimeError(f"internal error: the worst case at eps={e:g} exceeds {label}")
+
+
+def _check_output(out: object, labels: torch.Tensor, specs: list[AttackSpec], rows: int) -> None:
+    """The model's output on a batch must be float logits `(B, K)`; labels must index them; every attack
+    must work with K classes (n_classes is read from here)."""
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != rows or not out.is_floating_point():
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ConfigError(f"the model must return float logits of shape (batch, n_classes); got {shape}")
     k = int(out.shape[1])
@@ -324,7 +384,6 @@ def _infer_classes(target: nn.Module, x: torch.Tensor, labels: torch.Tensor, spe
         if k < spec.entry.min_classes:
             raise ConfigError(f"attack {spec.label!r} needs >= {spec.entry.min_classes} classes; "
                               f"the model has {k}")
-    return k
 
 
 def _row(attack: str, eps: float, n: int, correct: int, seconds: float, params: dict, *,
