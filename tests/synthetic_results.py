@@ -35,12 +35,21 @@ def accuracy_grid() -> dict[tuple[str, int, str, float], float]:
 def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
     """Write results.csv (and, with `optional`, every other report input) under `root`; return results."""
     root.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, outcomes = [], []
+    n = 200
+    difficulty = np.random.default_rng(11).random(n)  # shared by every network: the same test images
+    noise = np.random.default_rng(12)
     for (loss, seed, attack, eps), a in accuracy_grid().items():
-        n = 200
         reliable = (loss, seed) != UNRELIABLE
+        correct = round(a * n)
+        score = difficulty + 0.3 * noise.random(n)
+        bits = np.zeros(n, dtype=bool)
+        bits[np.argsort(score)[:correct]] = True  # the easiest images stay correct
+        outcomes.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack,
+                         "eps": eps, "n": n, "correct": correct, "images": "synthetic200",
+                         "bits": np.packbits(bits).tobytes().hex()})
         rows.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack,
-                     "eps": eps, "norm": "Linf", "n": n, "correct": round(a * n), "accuracy": a,
+                     "eps": eps, "norm": "Linf", "n": n, "correct": correct, "accuracy": correct / n,
                      "params": json.dumps({"steps": 10} if attack.startswith("pgd") else {}),
                      "reliable": reliable, "flags": "" if reliable else "pgd_le_fgsm", "status": "ok"})
     for attack in ["clean"] + ATTACKS + ["worst"]:
@@ -53,6 +62,7 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
     results.to_csv(root / "results.csv", index=False)
     if not optional:
         return results
+    pd.DataFrame(outcomes).to_csv(root / "outcomes.csv", index=False)
 
     flag_rows = []
     for loss in LOSSES:
@@ -102,6 +112,7 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
     (root / "losses.json").write_text(json.dumps([{"spec": LOSSES[2], "label": "taylorglo (evolved)"}]))
     (root / "suite.json").write_text(json.dumps({"name": "synthetic", "description": "A synthetic table.",
                                                  "dataset": "digits", "baseline": "ce", "alpha": 0.05,
+                                                 "bootstrap": 2000,
                                                  "train": {"steps": 50}, "attack_seed": 0,
                                                  "evolve": {"generations": 3, "seed": 4}}))
     (root / "stages.json").write_text(json.dumps({"stages": {

@@ -17,7 +17,7 @@ from robust_glo.errors import ConfigError
 from robust_glo.reporting import build_report
 from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
 
-SECTIONS = ["Summary", "Robust accuracy against ε", "All statistics", "Evolution", "Loss analysis",
+SECTIONS = ["Summary", "Robust accuracy against ε", "Statistics", "Evolution", "Loss analysis",
             "Reliability checks", "Reproducibility"]
 LABELS = {LOSSES[0]: "ce", LOSSES[1]: "label_smoothing:0.1", LOSSES[2]: "taylorglo (evolved)"}
 
@@ -33,7 +33,8 @@ def report(tmp_path_factory):
 def _headline_rows(md: str) -> dict[str, list[str]]:
     """The summary table of report.md: loss label -> cells."""
     block = md.split("## Summary", 1)[1].split("## ", 1)[0]
-    rows = [line for line in block.splitlines() if line.startswith("| ")]
+    first = block.split("| loss |", 1)[1].split("\n\n", 1)[0]  # the first table only
+    rows = [line for line in ("| loss |" + first).splitlines() if line.startswith("| ")]
     header = [c.strip() for c in rows[0].strip("|").split("|")]
     out = {"__header__": header}
     for line in rows[1:]:
@@ -42,16 +43,11 @@ def _headline_rows(md: str) -> dict[str, list[str]]:
     return out
 
 
-def _expected_cell(values: np.ndarray, base: np.ndarray | None) -> str:
-    """Independent computation: mean and t half-width in %, Welch p, marks (alpha 0.05)."""
-    mean = values.mean()
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    text = f"{100 * mean:.1f} ± {100 * half:.1f}"
-    if base is not None:
-        p = stats.ttest_ind(values, base, equal_var=False).pvalue
-        text += f" (p={p:.3f})" if p >= 0.001 else " (p<0.001)"
-        if p < 0.05:
-            text += " ↑*" if mean > base.mean() else " ↓*"
+def _expected_cell(summary_row: pd.Series) -> str:
+    """The cell from summary.csv's numbers: mean [interval] in %, marks from the adjusted p (alpha 0.05)."""
+    text = f"{100 * summary_row['mean']:.1f} [{100 * summary_row['ci_low']:.1f}, {100 * summary_row['ci_high']:.1f}]"
+    if summary_row["loss"] != "ce" and summary_row["p_adjusted"] < 0.05:
+        text += " ↑*" if summary_row["diff"] > 0 else " ↓*"
     return text
 
 
@@ -67,10 +63,12 @@ def test_every_section_present_in_both_formats(report):
 
 
 def test_headline_numbers_match_the_results_table(report):
-    _, results, paths = report
+    root, results, paths = report
+    summary = pd.read_csv(root / "summary.csv")
     rows = _headline_rows(paths.markdown.read_text())
     header = rows["__header__"]
-    expected_cols = ["loss", "clean accuracy (%)"] + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
+    expected_cols = (["loss", "clean accuracy (%)"] + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
+                     + [f"worst case ε={e:g} (%)" for e in EPS if e > 0])
     assert header == expected_cols
     for loss in LOSSES:
         label = LABELS[loss]
@@ -79,12 +77,14 @@ def test_headline_numbers_match_the_results_table(report):
         for col, cell in zip(header[1:], cells):
             attack, eps = ("clean", 0.0) if col.startswith("clean") else (col.split(" ε=")[0],
                                                                           float(col.split("ε=")[1].split()[0]))
+            attack = "worst" if attack == "worst case" else attack
             sel = results[(results.attack == attack) & (results.eps == eps) & (results.status == "ok")]
-            values = sel[sel.loss == loss].sort_values("seed")["accuracy"].to_numpy()
-            base = None if loss == "ce" else sel[sel.loss == "ce"]["accuracy"].to_numpy()
-            expected = _expected_cell(values, base)
+            row = summary[(summary.loss == loss) & (summary.attack == attack) & np.isclose(summary.eps, eps)].iloc[0]
+            assert row["mean"] == pytest.approx(sel[sel.loss == loss]["accuracy"].mean(), abs=1e-12)
+            assert row["interval"] == "bootstrap: seeds and images"
+            assert row["ci_low"] <= row["mean"] <= row["ci_high"]
             unreliable = loss == UNRELIABLE[0]
-            assert cell == expected + (" ⚠" if unreliable else ""), (loss, col)
+            assert cell == _expected_cell(row) + (" ⚠" if unreliable else ""), (loss, col)
 
 
 def test_summary_csv_matches_the_results_table(report):
@@ -260,7 +260,7 @@ def test_publish_copies_the_inputs_but_no_weights(tmp_path):
 
 def test_statistics_table_lists_every_cell_once(report):
     _, results, paths = report
-    stats_md = paths.markdown.read_text().split("## All statistics", 1)[1].split("\n## ", 1)[0]
+    stats_md = paths.markdown.read_text().split("## Statistics", 1)[1].split("\n## ", 1)[0]
     table = [l for l in stats_md.splitlines() if l.startswith("| ") and not l.startswith("| attack")]
     table = [l for l in table if l.split(" | ")[0] in ("| clean", "| fgsm", "| pgd:steps=10", "| worst")]
     ok = results[results.status == "ok"]
@@ -269,11 +269,18 @@ def test_statistics_table_lists_every_cell_once(report):
     assert not [l for l in table if l.split(" | ")[1] == "0" and not l.startswith("| clean")]
 
 
-def test_a_clipped_interval_is_shown_by_its_ends():
-    from robust_glo.reporting.tables import cell
+def test_cells_show_the_interval_and_marks_from_the_adjusted_p():
+    from robust_glo.reporting.tables import cell, diff_cell
 
-    row = pd.Series({"mean": 0.034, "ci_low": 0.0, "ci_high": 0.133, "p_value": 0.08, "diff": -0.07,
-                     "reliable": True})
-    assert cell(row, 0.05) == "3.4 [0.0, 13.3] (p=0.080)"
-    row = pd.Series({"mean": 0.5, "ci_low": 0.45, "ci_high": 0.55, "p_value": 0.01, "diff": 0.1, "reliable": False})
-    assert cell(row, 0.05) == "50.0 ± 5.0 (p=0.010) ↑* ⚠"
+    row = pd.Series({"mean": 0.034, "ci_low": 0.0, "ci_high": 0.133, "p_value": 0.01, "p_adjusted": 0.08,
+                     "significant": False, "compared": True, "diff": -0.07, "diff_ci_low": -0.15,
+                     "diff_ci_high": 0.004, "reliable": True})
+    assert cell(row) == "3.4 [0.0, 13.3]"  # raw p < 0.05, but not after the correction: no mark
+    assert diff_cell(row) == "-7.0 [-15.0, +0.4] p=0.080"
+    row = row.copy()
+    row.update({"mean": 0.5, "ci_low": 0.45, "ci_high": 0.55, "p_adjusted": 0.0004, "significant": True,
+                "diff": 0.1, "diff_ci_low": 0.05, "diff_ci_high": 0.15, "reliable": False})
+    assert cell(row) == "50.0 [45.0, 55.0] ↑* ⚠"
+    assert diff_cell(row) == "+10.0 [+5.0, +15.0] p<0.001*"
+
+

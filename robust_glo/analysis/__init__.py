@@ -18,7 +18,7 @@ from __future__ import annotations
 from robust_glo.analysis.closed_form import effective_target_batch, symmetric_rule
 from robust_glo.analysis.invariant import (
     COEFFICIENT_NAMES, RULES, Coefficients, coefficients, coefficients_batch, invariant_holds,
-    invariant_holds_batch)
+    invariant_holds_batch, invariant_margin_batch)
 from robust_glo.analysis.learning_rule import (
     GAUGES, Decomposition, EffectiveTarget, LearningRule, decompose, effective_target,
     label_smoothing_equivalent, learning_rule)
@@ -36,5 +36,6 @@ __all__ = [
     "COEFFICIENT_NAMES", "Coefficients", "Decomposition", "EffectiveTarget", "GAUGES", "LearningRule",
     "LossAnalysis", "RULES", "analyze_loss", "coefficients", "coefficients_batch", "decompose",
     "effective_target", "effective_target_batch", "invariant_holds", "invariant_holds_batch",
+    "invariant_margin_batch",
     "label_smoothing_equivalent", "learning_rule", "plot_analyses", "symmetric_rule",
 ]

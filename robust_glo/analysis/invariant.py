@@ -112,6 +112,22 @@ def invariant_holds_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_clas
     return holds & np.isfinite(array).all(axis=1)
 
 
+def invariant_margin_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int,
+                           rule: str = "paper") -> np.ndarray:
+    """How far each row of thetas ``(M, 8)`` is inside the invariant, float ``(M,)``: the left side minus
+    the right side of the rule (``"paper"``: ``f'(1, 1/n) - (n - 1) f'(0, 1/n)``; ``"exact"``:
+    ``f'(1, 1/n) - f'(0, 1/n)``). A row passes when it is >= 0 (paper) or > 0 (exact); the more negative,
+    the further from passing. NaN for rows that are not finite."""
+    n = check_classes(n_classes)
+    rule = check_rule(rule)
+    array = as_theta_array(thetas)
+    with np.errstate(over="ignore", invalid="ignore"):
+        c1, ch, chh, cx, cxx, chx = coefficients_batch(array).T
+        target_excess = cx + cxx + chx / n
+        margin = target_excess - (n - 2) * (c1 + ch / n + chh / n ** 2) if rule == "paper" else target_excess
+    return np.where(np.isfinite(array).all(axis=1) & np.isfinite(margin), margin, np.nan)
+
+
 def invariant_holds(theta: Sequence[float] | np.ndarray, n_classes: int, rule: str = "paper") -> bool:
     """Whether one TaylorGLO theta ``(8,)`` passes the invariant for ``n_classes`` under ``rule``."""
     array = as_theta_array(theta)

@@ -8,7 +8,7 @@ Benchmark directory (everything the report reads is listed in `robust_glo.report
       runs/<loss>/seed<k>/          one training run directory per loss x seed (the train stage), plus
                                     its evaluation.csv / evaluation_flags.csv / evaluation.json (attack)
     analysis/<loss>.json            analyze_loss(...).to_dict() per loss; analysis.json; figures/
-    training.csv, results.csv, flags.csv    the tables of every piece, gathered
+    training.csv, results.csv, flags.csv, outcomes.csv    the tables of every piece, gathered
     report.md, report.html, summary.csv, figures/
 
 A piece is reused when its files exist and record the same inputs (training config, attack settings,
@@ -235,7 +235,8 @@ class Benchmark:
                 counter.reused += 1
             else:
                 counter.done += 1
-        for name, frame in (("results.csv", comparison.results), ("flags.csv", comparison.flags)):
+        for name, frame in (("results.csv", comparison.results), ("flags.csv", comparison.flags),
+                            ("outcomes.csv", comparison.outcomes)):
             atomic_write_text(self.out / name, frame.to_csv(index=False))
 
     def stage_analyze(self, counter: StageCounter) -> None:

@@ -30,8 +30,11 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
     extra_losses = []             # more specs to analyze (not trained)
 
     [report]                      # optional
-    baseline = "ce"               # the loss every other is tested against (Welch t-test)
-    alpha = 0.05                  # significance level of the marks in the summary table
+    baseline = "ce"               # the loss every other is compared with
+    alpha = 0.05                  # significance level, applied to the adjusted p-values
+    correction = "holm"           # multiple comparisons: "holm", "fdr_bh" (Benjamini-Hochberg), "bonferroni"
+    bootstrap = 10000             # replicates of the seeds-and-images bootstrap
+    bootstrap_seed = 0
 
     [variants.reduced]            # optional overrides, chosen with `--variant reduced`
     description = "..."
@@ -53,6 +56,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
+from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -70,7 +74,7 @@ TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those th
 TRAIN_OWNED = ("loss", "dataset", "model", "seed", "data_root", "device", "extra", "test_size")
 ATTACK_KEYS = ("attacks", "eps", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold")
 ANALYZE_KEYS = ("classes", "extra_losses", "enabled")
-REPORT_KEYS = ("baseline", "alpha", "title")
+REPORT_KEYS = ("baseline", "alpha", "title", "correction", "bootstrap", "bootstrap_seed")
 EVOLVE_OWNED = ("dataset", "model", "out", "data_root", "device", "resume")
 VARIANT_KEYS = ("description", "suite", "evolve", "train", "attack", "analyze", "report")
 
@@ -102,6 +106,9 @@ class Suite:
     baseline: str = "ce"
     alpha: float = 0.05
     title: str | None = None
+    correction: str = "holm"
+    bootstrap: int = 10_000
+    bootstrap_seed: int = 0
     source: str | None = None  # the file it came from (relative to the working directory when inside it)
     ref: str | None = None  # how it was asked for: a name such as "quick", or the path given
     variant: str | None = None
@@ -241,14 +248,14 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(data["attack"],
                                                                                         where.sub("attack"))
     analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
-    baseline, alpha, title = _parse_report(data.get("report", {}), where.sub("report"), losses)
+    baseline, alpha, title, stats_options = _parse_report(data.get("report", {}), where.sub("report"), losses)
 
     suite = Suite(name=name, description=_string(s.get("description", ""), w, "description"),
                   dataset=dataset, model=model, device=_string(s.get("device", "auto"), w, "device"),
                   data_root=_optional_string(s.get("data_root"), w, "data_root"), losses=losses, seeds=seeds,
                   train=train, attacks=attacks, eps=eps, n_eval=n_eval, attack_batch_size=batch_size,
                   attack_seed=attack_seed, attack_tolerance=tolerance, zero_grad_threshold=zero_grad, evolve=evolve, analyze=analyze, analyze_classes=classes,
-                  extra_losses=extra, baseline=baseline, alpha=alpha, title=title, source=source,
+                  extra_losses=extra, baseline=baseline, alpha=alpha, title=title, **stats_options, source=source,
                   variant=variant, variants=list(variants))
     # Build one training config: TrainConfig.validate() catches bad values (lr <= 0, unknown schedule...).
     try:
@@ -439,7 +446,8 @@ def _parse_analyze(t: dict[str, Any], w: "_Where") -> tuple[bool, int | None, li
     return enabled, classes, extra
 
 
-def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]) -> tuple[str, float, str | None]:
+def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]
+                  ) -> tuple[str, float, str | None, dict[str, Any]]:
     _check_keys(t, REPORT_KEYS, w)
     baseline = _string(t.get("baseline", losses[0] if "ce" not in losses else "ce"), w, "baseline")
     if baseline not in losses:
@@ -448,7 +456,18 @@ def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]) -> tuple[st
     if not _is_number(alpha) or not 0 < alpha < 1:
         raise ConfigError(f"{w}: alpha must be a number in (0, 1), got {alpha!r}")
     title = _optional_string(t.get("title"), w, "title")
-    return baseline, float(alpha), title
+    try:
+        correction = check_correction(t.get("correction", "holm"))
+    except ConfigError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+    replicates = t.get("bootstrap", 10_000)
+    if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1000:
+        raise ConfigError(f"{w}: bootstrap must be an integer >= 1000 (replicates), got {replicates!r}")
+    boot_seed = t.get("bootstrap_seed", 0)
+    if isinstance(boot_seed, bool) or not isinstance(boot_seed, int) or boot_seed < 0:
+        raise ConfigError(f"{w}: bootstrap_seed must be an integer >= 0, got {boot_seed!r}")
+    return baseline, float(alpha), title, {"correction": correction, "bootstrap": replicates,
+                                           "bootstrap_seed": boot_seed}
 
 
 # ----------------------------------------------------------------------------------------- helpers

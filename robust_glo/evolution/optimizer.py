@@ -80,9 +80,13 @@ class CMAES:
             raise ValueError(f"fitness must be finite, got {values.tolist()}")
         if not np.array_equal(np.asarray(solutions, dtype=np.float64), self._pending):
             raise ValueError("tell() got solutions other than the ones ask() returned")
+        # pycma ranks with an argsort in which tied values keep their position, and its active update
+        # weights tied candidates differently by that position. Told in the order of (fitness, parameters),
+        # the update depends on what the candidates are, not on where they stood in the population.
+        order = np.lexsort(tuple(self._pending.T[::-1]) + (values,))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._es.tell(list(self._pending), values.tolist())
+            self._es.tell(list(self._pending[order]), values[order].tolist())
         self._pending = None
 
     # ---- state ----------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def population_loss(thetas: torch.Tensor, logits: torch.Tensor, targets: torch.T
 @dataclass
 class Population:
     """P trained members: stacked parameters `{name: (P, *shape)}`, shared buffers, and per-member
-    status ("ok" or "diverged") with a message."""
+    status ("ok" or "diverged") with a message and the steps it trained before diverging (all steps if not)."""
 
     base: nn.Module
     params: dict[str, torch.Tensor]
@@ -59,6 +59,7 @@ class Population:
     status: list[str]
     messages: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    steps_done: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.status)
@@ -106,7 +107,7 @@ def train_population(model: nn.Module, thetas: np.ndarray | torch.Tensor, train:
     params = {n: t.detach().to(device).unsqueeze(0).repeat(p, *([1] * t.dim())).requires_grad_(True)
               for n, t in base.named_parameters()}
     buffers = {n: t.detach().to(device) for n, t in base.named_buffers()}
-    pop = Population(base, params, buffers, ["ok"] * p, [""] * p)
+    pop = Population(base, params, buffers, ["ok"] * p, [""] * p, steps_done=[steps] * p)
     optimizer = torch.optim.SGD(list(params.values()), lr=lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = make_scheduler(optimizer, schedule=schedule, steps=steps)
     loader = TensorLoader(train, batch_size=batch_size, seed=seed, device=device, augment=augment)
@@ -139,6 +140,7 @@ def train_population(model: nn.Module, thetas: np.ndarray | torch.Tensor, train:
         for t in params.values():
             weights_ok &= torch.isfinite(t).flatten(1).all(dim=1)
     for j, (step, ok) in enumerate(zip(died_at.tolist(), weights_ok.tolist())):
+        pop.steps_done[j] = step if step >= 0 else steps
         if step >= 0:
             pop.status[j], pop.messages[j] = "diverged", f"non-finite training loss at step {step}"
         elif not ok:

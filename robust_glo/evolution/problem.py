@@ -10,13 +10,21 @@ never the candidate's own loss (DESIGN §2.5). Common random numbers: every cand
 same `seed` starts from the same weights and sees the same batches, so a generation compares losses,
 not luck.
 
-Fitness of the candidates that are not scored by training (never NaN, which pycma would turn into the
-median):
-- `rejected` (fails the invariant, never trained): REJECTED_FITNESS = 1.0, the worst an accuracy-based
-  fitness can be (0% accuracy).
-- `diverged` (non-finite loss or weights): DIVERGED_FITNESS = 2.0, a finite penalty below every trained
-  or rejected candidate: the loss was tried and is unstable.
-- `failed` (the worker running it died, after retries): FAILED_FITNESS = 1.0, as for rejected.
+Fitness of the candidates that are not scored by training: never NaN (pycma would turn it into the
+median), always worse than every trained candidate, and ordered by something meaningful, so that no two
+of them tie by construction. Ties matter: pycma's active update gives tied candidates different
+(negative) weights by their position in the population, so the CMA-ES state would depend on the order
+of candidates that are in fact equally bad (`CMAES.tell` also breaks any remaining tie by the
+candidates' parameters, not their position). The bands (lower is better):
+
+- trained: [0, 1], 1 - accuracy as above;
+- `diverged` (non-finite loss or weights): (2, 2.5], 2 + 0.5 / (1 + steps trained before it diverged).
+  It passed the invariant and trained for a while: it ranks above the untried, and a loss that stayed
+  finite longer ranks above one that blew up at once;
+- `failed` (the worker running it died, after retries): 3, nothing is known about the loss;
+- `rejected` (fails the invariant, never trained): [4, 5), 4 + u / (1 + u) with u = log(1 + v) and v how
+  far the invariant is violated (its right side minus its left side), so CMA-ES is pushed hardest away
+  from the candidates furthest from trainable; 5 for parameters that are not finite.
 """
 from __future__ import annotations
 
@@ -30,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robust_glo.analysis.invariant import invariant_holds_batch
+from robust_glo.analysis.invariant import invariant_holds_batch, invariant_margin_batch
 from robust_glo.data import DatasetSplits, Split, load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
@@ -41,10 +49,23 @@ from robust_glo.training import evaluate_accuracy, fit
 from robust_glo.utils import resolve_device
 
 STATUSES = ("trained", "rejected", "diverged", "failed")
-REJECTED_FITNESS = 1.0
-DIVERGED_FITNESS = 2.0
-FAILED_FITNESS = 1.0
+DIVERGED_FITNESS = 2.0  # the band's lower end: 2 + 0.5 / (1 + steps trained)
+FAILED_FITNESS = 3.0
+REJECTED_FITNESS = 4.0  # the band's lower end: 4 + u / (1 + u), u = log(1 + violation)
 N_PARAMS = 8
+
+
+def diverged_fitness(steps_done: int) -> float:
+    """(2, 2.5]: a loss that stayed finite for more steps ranks better."""
+    return DIVERGED_FITNESS + 0.5 / (1.0 + max(int(steps_done), 0))
+
+
+def rejected_fitness(violation: float) -> float:
+    """[4, 5): grows with how far the invariant is violated (5 when that is not finite)."""
+    if not math.isfinite(violation):
+        return REJECTED_FITNESS + 1.0
+    u = math.log1p(max(float(violation), 0.0))
+    return REJECTED_FITNESS + u / (1.0 + u)
 
 
 @dataclass(frozen=True)
@@ -63,8 +84,15 @@ class Evaluation:
         return asdict(self)
 
     @classmethod
-    def rejected(cls) -> "Evaluation":
-        return cls("rejected", REJECTED_FITNESS, message="fails the invariant; not trained")
+    def rejected(cls, violation: float = 0.0) -> "Evaluation":
+        """A candidate that fails the invariant by `violation` (>= 0; inf for non-finite parameters)."""
+        return cls("rejected", rejected_fitness(violation),
+                   message=f"fails the invariant by {violation:.4g}; not trained")
+
+    @classmethod
+    def diverged(cls, steps_done: int, message: str, seconds: float = 0.0, val_accuracy: float | None = None,
+                 robust_accuracy: float | None = None) -> "Evaluation":
+        return cls("diverged", diverged_fitness(steps_done), val_accuracy, robust_accuracy, seconds, message)
 
     @classmethod
     def failed(cls, message: str, seconds: float = 0.0) -> "Evaluation":
@@ -183,11 +211,20 @@ class TaylorGLOProblem:
             return np.isfinite(array).all(axis=1)
         return invariant_holds_batch(array, self.n_classes, self.invariant)
 
+    def violation(self, thetas: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
+        """How far each row of thetas `(M, 8)` is from passing the invariant: float `(M,)`, 0 for rows that
+        pass (and for every finite row with rule `off`), inf for non-finite rows."""
+        array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
+        if self.invariant == "off":
+            return np.where(np.isfinite(array).all(axis=1), 0.0, np.inf)
+        margin = invariant_margin_batch(array, self.n_classes, self.invariant)
+        return np.where(np.isnan(margin), np.inf, np.maximum(-np.nan_to_num(margin, nan=0.0), 0.0))
+
     # ---- evaluation ----------------------------------------------------------------------------------
     def evaluate(self, theta: Sequence[float], seed: int) -> Evaluation:
         """Score one theta `(8,)`: rejected without training, or trained from weights and batches `seed`."""
         if not bool(self.screen([theta])[0]):
-            return Evaluation.rejected()
+            return Evaluation.rejected(float(self.violation([theta])[0]))
         with torch_threads(self.threads):
             return self._train_and_score(theta, seed)
 
@@ -201,11 +238,11 @@ class TaylorGLOProblem:
                          lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
                          schedule=self.schedule, seed=seed, device=device, augment=self.augment,
                          progress=False)
-            status, message = result.status, result.message
+            status, message, steps_done = result.status, result.message, result.steps_done
         except NonFiniteLossError as exc:
-            status, message = "diverged", str(exc)
+            status, message, steps_done = "diverged", str(exc), 0
         if status != "ok":
-            return Evaluation("diverged", DIVERGED_FITNESS, seconds=time.perf_counter() - t0, message=message)
+            return Evaluation.diverged(steps_done, message, seconds=time.perf_counter() - t0)
         return self.score_model(model, seed, t0)
 
     def score_model(self, model: nn.Module, seed: int, t0: float) -> Evaluation:
@@ -216,8 +253,7 @@ class TaylorGLOProblem:
         robust = self.robust_accuracy(model, seed) if self.fitness.robust else None
         fitness = self.fitness.combine(acc, robust)
         if not math.isfinite(fitness):  # cannot happen for accuracies; guard pycma all the same
-            return Evaluation("diverged", DIVERGED_FITNESS, acc, robust, time.perf_counter() - t0,
-                              "non-finite fitness")
+            return Evaluation.diverged(self.steps, "non-finite fitness", time.perf_counter() - t0, acc, robust)
         return Evaluation("trained", float(fitness), float(acc), robust, time.perf_counter() - t0)
 
     def robust_accuracy(self, model: nn.Module, seed: int) -> float:
@@ -243,7 +279,8 @@ class TaylorGLOProblem:
 
         array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
         keep = self.screen(array)
-        out: list[Evaluation | None] = [None if k else Evaluation.rejected() for k in keep]
+        violation = self.violation(array)
+        out: list[Evaluation | None] = [None if k else Evaluation.rejected(float(v)) for k, v in zip(keep, violation)]
         todo = np.flatnonzero(keep)
         if len(todo):
             with torch_threads(self.threads):
@@ -258,7 +295,7 @@ class TaylorGLOProblem:
                 share = (time.perf_counter() - t0) / len(todo)  # wall time, split evenly
                 for j, i in enumerate(todo):
                     if pop.status[j] != "ok":
-                        out[i] = Evaluation("diverged", DIVERGED_FITNESS, seconds=share, message=pop.messages[j])
+                        out[i] = Evaluation.diverged(pop.steps_done[j], pop.messages[j], seconds=share)
                         continue
                     robust = None
                     if self.fitness.robust:

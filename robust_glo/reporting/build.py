@@ -1,7 +1,8 @@
 """`build_report(DIR)`: report.md and a self-contained report.html from a benchmark directory's files.
 
 Everything in the report is computed from the files listed in `robust_glo.reporting.inputs`; the
-statistics are `robust_glo.robustness.summarize`'s, written next to the report as summary.csv.
+statistics are `robust_glo.robustness.summarize`'s (bootstrap over seeds and test images, p-values
+adjusted for the comparisons shown), written next to the report as summary.csv.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pandas as pd
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
 from robust_glo.reporting.inputs import ReportInputs, copy_inputs, load_inputs
+from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.utils import atomic_write_text
 
@@ -26,7 +28,7 @@ ANALYSIS_CAPTIONS = {
     "learning_rule": "Loss value and target-logit gradient −∂L/∂z_t against the target probability p (uniform "
                      "outputs at p = 1/n; each loss's effective target p* marked).",
     "pull_push": "The target-logit gradient split into the pull toward the target (its own term) and the push "
-                 "from the other classes (DESIGN §2.4).",
+                 "from the other classes (docs/method.md).",
     "taylorglo_f": "TaylorGLO f(x, y): contours over [0, 1]², and the curves f(0, y), f(1, y) that training uses.",
 }
 
@@ -39,12 +41,14 @@ class ReportPaths:
     figures: list[Path]
 
 
-def _settings(inputs: ReportInputs) -> tuple[str, float]:
+def _settings(inputs: ReportInputs) -> T.StatsSettings:
     suite = inputs.suite or {}
     losses = inputs.losses
     baseline = suite.get("baseline")
     baseline = baseline if baseline in losses else ("ce" if "ce" in losses else losses[0])
-    return baseline, float(suite.get("alpha", 0.05))
+    return T.StatsSettings(baseline=baseline, alpha=float(suite.get("alpha", 0.05)),
+                           correction=str(suite.get("correction", "holm")),
+                           n_boot=int(suite.get("bootstrap", 10_000)), boot_seed=int(suite.get("bootstrap_seed", 0)))
 
 
 def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
@@ -59,15 +63,17 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
         root = out_dir
     inputs = load_inputs(root)
     out = inputs.root
-    baseline, alpha = _settings(inputs)
-    summary = T.summary_stats(inputs, baseline)
+    settings = _settings(inputs)
+    baseline = settings.baseline
+    summary = T.summary_stats(inputs, settings)
     summary_path = out / SUMMARY
     atomic_write_text(summary_path, summary.to_csv(index=False))
 
     labels = {s: inputs.label(s) for s in inputs.losses}
     figs: dict[str, Path] = {}
     figs["robust_accuracy"] = F.save_png(
-        F.robust_accuracy_figure(summary, labels, inputs.losses, inputs.results, baseline),
+        F.robust_accuracy_figure(summary, labels, inputs.losses, inputs.results, baseline,
+                                 band=T.interval_kind(summary)),
         out / FIGURES / "robust_accuracy.png")
     if T.attack_order(inputs.results):
         figs["per_seed"] = F.save_png(F.per_seed_figure(inputs.results, labels, inputs.losses),
@@ -78,7 +84,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
         figs["effective_target"] = F.save_png(F.effective_target_figure(inputs.analysis, inputs.labels),
                                               out / FIGURES / "effective_target.png")
 
-    doc = _document(inputs, summary, baseline, alpha, figs)
+    doc = _document(inputs, summary, settings, figs)
     md_path = atomic_write_text(out / "report.md", to_markdown(doc, out))
     html_path = atomic_write_text(out / "report.html", to_html(doc))
     return ReportPaths(md_path, html_path, summary_path, list(figs.values()))
@@ -87,7 +93,7 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
 # ------------------------------------------------------------------------------------------ sections
 
 
-def _document(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float,
+def _document(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings,
               figs: dict[str, Path]) -> Document:
     suite = inputs.suite or {}
     title = suite.get("title") or f"robust-glo benchmark: {suite.get('name') or inputs.root.name}"
@@ -98,9 +104,9 @@ def _document(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha:
                 f"{len(inputs.losses)} losses × {len(T.seeds_list(inputs))} seeds; attacks "
                 f"{', '.join(T.attack_order(res)) or 'none'}.").strip()
     doc = Document(title=title, subtitle=subtitle)
-    doc.sections.append(_summary_section(inputs, summary, baseline, alpha))
-    doc.sections.append(_curves_section(inputs, figs))
-    doc.sections.append(_statistics_section(inputs, summary, alpha))
+    doc.sections.append(_summary_section(inputs, summary, settings))
+    doc.sections.append(_curves_section(inputs, figs, summary))
+    doc.sections.append(_statistics_section(inputs, summary, settings))
     if "evolution" in figs:
         doc.sections.append(_evolution_section(inputs, figs))
     if inputs.analysis:
@@ -110,40 +116,30 @@ def _document(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha:
     return doc
 
 
-def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float) -> Section:
-    base = inputs.label(baseline)
-    table = T.headline_table(inputs, summary, alpha)
+def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
+    base = inputs.label(settings.baseline)
     n_seeds = sorted({int(v) for v in summary["n_seeds"]})
+    shown = T.family(summary)
     section = Section("Summary", anchor="summary")
-    section.add(Table(table, f"Clean and robust accuracy (%) per loss: mean ± half-width of the 95% t confidence "
-                             f"interval over seeds ({_join(n_seeds)} per cell; an interval cut at 0 or 100% is "
-                             f"shown as [low, high]); p is Welch's t-test against {base}."))
-    section.add(Paragraph(f"How to read it: `↑*` / `↓*` mark a mean significantly above / below {base} "
-                          f"(p < {alpha:g}, two-sided, not corrected for the {_comparisons(summary, baseline)} "
-                          f"comparisons in the table); `⚠` marks a cell where a seed's evaluation failed a "
-                          f"reliability check (see Reliability checks)."))
-    section.add(Paragraph("**What this does and does not show.**"), Bullets(_caveats(inputs, summary, baseline,
-                                                                                      alpha)))
+    section.add(Table(T.headline_table(inputs, summary),
+                      f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
+                      f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
+                      f"{settings.correction_name} correction over the {len(shown)} comparisons shown (adjusted "
+                      f"p < {settings.alpha:g}, two-sided); `⚠`: a seed's evaluation failed a reliability check."))
+    section.add(Table(T.difference_table(inputs, summary),
+                      f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
+                      f"the test images) and the p-value adjusted by {settings.correction_name} over the same "
+                      f"{len(shown)} comparisons (`*`: p < {settings.alpha:g}). See [Statistics](#statistics) for "
+                      f"the method."))
+    section.add(Paragraph("**What this does and does not show.**"), Bullets(_caveats(inputs, summary, settings)))
     return section
-
-
-def _headline_rows(summary: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """The non-baseline summary rows shown in the headline table (clean, and each attack at eps > 0)."""
-    clean = T.clean_rows(summary)
-    attacks = summary[(summary["eps"] > 0) & ~summary["attack"].isin([T.CLEAN, T.WORST])]
-    rows = pd.concat([clean, attacks])
-    return rows[(rows["loss"] != baseline) & rows["p_value"].notna()]
-
-
-def _comparisons(summary: pd.DataFrame, baseline: str) -> int:
-    return len(_headline_rows(summary, baseline))
 
 
 def _join(values: list[Any]) -> str:
     return ", ".join(map(str, values))
 
 
-def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: float) -> list[str]:
+def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> list[str]:
     res, suite = inputs.results, inputs.suite or {}
     seeds = T.seeds_list(inputs)
     items = []
@@ -153,8 +149,8 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
     budget = (f"{train['steps']} SGD steps" if train.get("steps") else
               f"{train['epochs']:g} epochs" if train.get("epochs") else f"the {train.get('preset', 'default')} recipe")
     items.append(f"Each network was trained for {budget} ({len(seeds)} seeds: {_join(seeds)}) and attacked on "
-                 f"{_join(n_images) or 'all'} test images. Small budgets: differences of a point or two are "
-                 f"within what a longer run could reverse.")
+                 f"{_join(n_images) or 'all'} test images. The conclusions hold for this budget: a longer run can "
+                 f"change them.")
     attacks = T.attack_order(res)
     params = (res.sort_values("eps").drop_duplicates("attack", keep="last").set_index("attack")["params"].to_dict()
               if "params" in res.columns else {})
@@ -166,13 +162,22 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, baseline: str, alpha: 
     strong = {"apgd-ce", "apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t"}
     ran = {a.split(":")[0] for a in attacks}
     if not ran & strong:
-        items.append("Not run: the stronger checks (APGD, Square, the reference AutoAttack ensemble). A loss "
-                     "that looks robust here has not been tested against them.")
-    shown = _headline_rows(summary, baseline)
-    sig = shown[shown["p_value"] < alpha]
-    items.append(f"{len(sig)} of {len(shown)} comparisons in the summary table with {inputs.label(baseline)} "
-                 f"have p < {alpha:g}; with {len(seeds)} seeds the t-test has little power, and no correction "
-                 f"for multiple comparisons was applied.")
+        items.append("Not run: the stronger attacks (APGD, Square, the reference AutoAttack ensemble). A loss "
+                     "that looks more robust here has not been tested against them, and such an advantage is what "
+                     "gradient masking produces: read it as unconfirmed.")
+    elif "square" not in ran and "aa-reference" not in ran:
+        items.append("Not run: a gradient-free attack (Square). Gradient masking cannot be ruled out.")
+    shown = T.family(summary)
+    raw = int((shown["p_value"] < settings.alpha).sum())
+    adjusted = int(shown["significant"].astype(bool).sum())
+    items.append(f"{adjusted} of {len(shown)} comparisons with {inputs.label(settings.baseline)} are significant after "
+                 f"{settings.correction_name} correction (adjusted p < {settings.alpha:g}); {raw} would be at raw "
+                 f"p < {settings.alpha:g}. The others show no evidence of a difference at this sample size, "
+                 f"which is not evidence of equality.")
+    fewest = int(summary["n_seeds"].min()) if len(summary) else 0
+    if 1 < fewest < 10 and (summary["interval"] == INTERVAL_BOOTSTRAP).any():
+        items.append(f"With {fewest} seeds per loss, resampling seeds under-states their variance (by the factor "
+                     f"(S − 1)/S = {(fewest - 1) / fewest:.2f}): intervals and p-values are somewhat optimistic.")
     diverged = T.not_measured(inputs)
     if diverged:
         items.append(f"{len(diverged)} training run(s) did not finish and are missing from the statistics: "
@@ -198,11 +203,11 @@ def _budget(params: Any) -> str:
     return ", ".join(f"{k} {v}" for k, v in data.items() if k not in skip and not isinstance(v, (dict, list)))
 
 
-def _curves_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
+def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.DataFrame) -> Section:
     section = Section("Robust accuracy against ε", anchor="robust-accuracy")
     section.add(Image(figs["robust_accuracy"], "Robust accuracy against the L∞ budget ε, one panel per attack "
                                                "(the last, when present, is the per-sample worst case over all "
-                                               "attacks). Lines: mean over seeds; bands: 95% t confidence interval.",
+                                               f"attacks). Lines: mean over seeds; bands: {T.interval_kind(summary)}.",
                       alt="robust accuracy against eps"))
     if "per_seed" in figs:
         section.add(Image(figs["per_seed"], "The individual networks behind the means: one dot per seed.",
@@ -210,11 +215,26 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     return section
 
 
-def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> Section:
-    section = Section("All statistics", anchor="statistics")
-    section.add(Table(T.detail_table(inputs, summary, alpha),
-                      "Every loss × attack × ε cell (from summary.csv): accuracy in %, difference to the baseline in "
-                      "percentage points, Welch's t-test p-value."))
+def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
+    section = Section("Statistics", anchor="statistics")
+    base = inputs.label(settings.baseline)
+    section.add(Paragraph(
+        "How the numbers are computed. An accuracy varies with the network's training seed and with the test "
+        "images it is measured on, and every network here is attacked on the same test images. The intervals "
+        f"come from a bootstrap with {settings.n_boot:,} replicates (seed {settings.boot_seed}) that resamples "
+        "both: each replicate draws the test images once (with replacement, shared by every network, so that "
+        f"differences to {base} are paired on images) and, for each loss, its seeds (with replacement). The "
+        "95% interval is the 2.5–97.5 percentile range of the replicates; the p-value of a difference is "
+        f"twice the share of replicates on the far side of zero (so the smallest p it can give is "
+        f"{2 / (settings.n_boot + 1):.1g}). These p-values are then adjusted for the number "
+        f"of comparisons shown ({settings.correction_name}, statsmodels' `multipletests`); only adjusted "
+        "p-values mark significance. Welch's t-test over seeds and a paired t-test over images are listed "
+        "for reference; neither decides (the first ignores the images, the second the seeds). Details: "
+        "docs/statistics.md."))
+    section.add(Table(T.detail_table(inputs, summary),
+                      "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
+                      f"to {base} in points with its interval, raw p (and the test that gave it), p adjusted by "
+                      f"{settings.correction_name}, and the two reference tests."))
     section.add(Table(T.per_seed_table(inputs), "Clean accuracy (%) of every trained network on the attacked test "
                                                 "images."))
     training = T.training_table(inputs)
@@ -258,7 +278,7 @@ def _short(value: Any) -> str:
 
 def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     section = Section("Loss analysis", anchor="loss-analysis")
-    section.add(Paragraph("The learning rule of each loss on the logits (DESIGN §2.4). The effective target p* is "
+    section.add(Paragraph("The learning rule of each loss on the logits (docs/method.md). The effective target p* is "
                           "where the target-logit gradient vanishes with the other classes equal: training comes to "
                           "rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
                           "α shown; cross-entropy has none."))
@@ -281,10 +301,18 @@ def _reliability_section(inputs: ReportInputs) -> Section:
         section.add(Paragraph("No reliability checks were recorded with these results (no flags.csv)."))
         return section
     failed = int(summary["failed"].sum())
+    not_run = summary[summary["not run"] > 0]
+    verdict = ("No check failed." if failed == 0 else f"{failed} check(s) failed.")
+    if not not_run.empty:
+        verdict += (" Not run (these say nothing about the results): " +
+                    "; ".join(f"{r['check']} in {r['not run']} evaluation(s): {r['why not run']}"
+                              for r in not_run.to_dict("records")) + ".")
+    elif failed == 0:
+        verdict = "Every check ran and passed."
     section.add(Paragraph("Every evaluation (one network under every attack and ε) is checked for signs that the "
-                          "attacks under-estimate the attacker (DESIGN §2.5). A failed check marks that network's "
-                          "results unreliable (⚠ in the summary). " +
-                          ("All checks passed." if failed == 0 else f"{failed} check(s) failed.")))
+                          "attacks under-estimate the attacker or that the evaluation itself went wrong "
+                          "(docs/attacks.md). A failed check marks that network's results unreliable (⚠ in the "
+                          "summary). " + verdict))
     section.add(Table(summary, "Checks across all evaluations (from flags.csv), with what each one means."))
     failures = T.flag_failures(inputs)
     if not failures.empty:

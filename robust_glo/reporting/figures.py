@@ -31,9 +31,10 @@ def palette(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def robust_accuracy_figure(summary: pd.DataFrame, labels: dict[str, str], losses: Sequence[str],
-                           results: pd.DataFrame, baseline: str | None = None) -> Figure:
+                           results: pd.DataFrame, baseline: str | None = None, *,
+                           band: str = "95% interval") -> Figure:
     """Robust accuracy (%) against eps, one panel per attack (and the per-sample worst case), one line
-    per loss with its 95% CI band over seeds. eps = 0 is the clean accuracy."""
+    per loss with its interval band (`band` names it). eps = 0 is the clean accuracy."""
     attacks = attack_order(results) + ([WORST] if (summary["attack"] == WORST).any() else [])
     names = [labels.get(s, s) for s in losses]
     colours = palette(names)
@@ -62,7 +63,7 @@ def robust_accuracy_figure(summary: pd.DataFrame, labels: dict[str, str], losses
         axes[0].set_ylim(max(0.0, 100 * low - 3), min(100.0, 100 * high + 3) + 0.5)
         if axes[-1].get_legend() is not None:
             sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title="loss", frameon=False)
-        fig.suptitle("Robust accuracy against ε: mean over seeds, 95% CI band", fontsize=12)
+        fig.suptitle(f"Robust accuracy against ε: mean over seeds; band: {band}", fontsize=12)
     return fig
 
 

@@ -4,6 +4,7 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
 
     results.csv            tidy robustness table: loss, seed, dataset, model, attack, eps, n, accuracy, ...
     flags.csv              reliability checks per evaluation: loss, seed, check, status, value, detail, ...
+    outcomes.csv           per-image outcomes of every evaluation (the bootstrap over test images needs them)
     training.csv           one row per trained network: loss, seed, status, val/test accuracy, seconds
     losses.json            display labels: [{"spec": ..., "label": ..., "role": ...}]
     suite.json             the resolved suite
@@ -24,9 +25,11 @@ from typing import Any
 import pandas as pd
 
 from robust_glo.errors import ConfigError
+from robust_glo.robustness.checks import read_flags
 
 RESULTS = "results.csv"
 FLAGS = "flags.csv"
+OUTCOMES = "outcomes.csv"
 TRAINING = "training.csv"
 LOSSES = "losses.json"
 SUITE = "suite.json"
@@ -41,7 +44,7 @@ ANALYSIS_FIGURES = Path("analysis") / "figures"
 REQUIRED_RESULT_COLUMNS = ("loss", "seed", "attack", "eps", "accuracy")
 
 # Everything a report is built from (small files: no model weights), as glob patterns under the folder.
-INPUT_PATTERNS = (RESULTS, FLAGS, TRAINING, LOSSES, SUITE, STAGES, ENVIRONMENT, "evolve/history.csv",
+INPUT_PATTERNS = (RESULTS, FLAGS, OUTCOMES, TRAINING, LOSSES, SUITE, STAGES, ENVIRONMENT, "evolve/history.csv",
                   "evolve/best_loss.json", "evolve/generations.csv", "evolve/reevaluation.csv", "evolve/config.json",
                   "analysis/*.json", "analysis/figures/*.png")
 
@@ -53,6 +56,7 @@ class ReportInputs:
     root: Path
     results: pd.DataFrame
     flags: pd.DataFrame | None = None
+    outcomes: pd.DataFrame | None = None
     training: pd.DataFrame | None = None
     history: pd.DataFrame | None = None
     reevaluation: pd.DataFrame | None = None
@@ -118,7 +122,15 @@ def load_inputs(root: str | Path) -> ReportInputs:
         raise ConfigError(f"{results_path} has no rows")
     inputs = ReportInputs(root=root, results=results)
     if (root / FLAGS).is_file():
-        inputs.flags = _read_csv(root / FLAGS)
+        try:
+            inputs.flags = read_flags(root / FLAGS)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {str(root / FLAGS)!r}: {exc}") from None
+    if (root / OUTCOMES).is_file():
+        try:
+            inputs.outcomes = pd.read_csv(root / OUTCOMES, dtype={"bits": str, "images": str})
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {str(root / OUTCOMES)!r}: {exc}") from None
     if (root / TRAINING).is_file():
         inputs.training = _read_csv(root / TRAINING)
     if (root / HISTORY).is_file():

@@ -1,11 +1,13 @@
 """The report's tables, as pandas DataFrames computed from the results files (nothing hard-coded).
 
-Statistics come from `robust_glo.robustness.summarize` (means, t intervals, Welch p-values); this
-module only selects, orders and formats them.
+Statistics come from `robust_glo.robustness.summarize` (means, intervals over seeds and test images,
+differences to the baseline, p-values adjusted for the comparisons shown); this module only selects,
+orders and formats them.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,6 +15,7 @@ import pandas as pd
 
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness import EXPLANATIONS, summarize
+from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
 
 CLEAN = "clean"
 WORST = "worst"
@@ -45,13 +48,50 @@ def not_measured(inputs: ReportInputs) -> list[tuple[str, int, str]]:
     return [(loss, seed, status) for (loss, seed), status in found.items()]
 
 
-def summary_stats(inputs: ReportInputs, baseline: str) -> pd.DataFrame:
-    """One row per loss x attack x eps: n_seeds, mean, ci_low, ci_high, p_value vs `baseline`, reliable.
-    Networks that diverged have no measurements and are left out (the report lists them)."""
+@dataclass(frozen=True)
+class StatsSettings:
+    """How a report tests: against which loss, at which level, corrected how, bootstrapped how much."""
+
+    baseline: str
+    alpha: float = 0.05
+    correction: str = "holm"
+    n_boot: int = 10_000
+    boot_seed: int = 0
+
+    @property
+    def correction_name(self) -> str:
+        return CORRECTIONS.get(self.correction, self.correction)
+
+
+def summary_stats(inputs: ReportInputs, settings: StatsSettings) -> pd.DataFrame:
+    """One row per loss x attack x eps (see `summarize`): mean, interval, difference to the baseline,
+    raw and adjusted p. Networks that diverged have no measurements and are left out (the report lists
+    them)."""
     results = measured(inputs.results).copy()
     results["eps"] = results["eps"].astype(float)
     results["accuracy"] = results["accuracy"].astype(float)
-    return summarize(results, baseline=baseline, confidence=CONFIDENCE, group_by=("attack", "eps"))
+    outcomes = inputs.outcomes
+    if outcomes is not None:
+        kept = set(zip(results["loss"].astype(str), results["seed"].astype(int)))
+        outcomes = outcomes[[(str(l), int(s)) in kept for l, s in zip(outcomes["loss"], outcomes["seed"])]]
+    return summarize(results, outcomes=outcomes, baseline=settings.baseline, confidence=CONFIDENCE,
+                     group_by=("attack", "eps"), correction=settings.correction, alpha=settings.alpha,
+                     n_boot=settings.n_boot, boot_seed=settings.boot_seed)
+
+
+def interval_kind(summary: pd.DataFrame) -> str:
+    """Plain words for the intervals of a summary: over seeds and images, over seeds, or a mix."""
+    kinds = set(summary["interval"].dropna()) if "interval" in summary else set()
+    if kinds == {INTERVAL_BOOTSTRAP}:
+        return "95% bootstrap interval over seeds and test images"
+    if INTERVAL_BOOTSTRAP in kinds:
+        return "95% interval (bootstrap over seeds and test images where per-image outcomes exist, else t over seeds)"
+    return "95% t interval over seeds (no per-image outcomes: test-image sampling error not included)"
+
+
+def family(summary: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons with the baseline that the tables show and the correction counts."""
+    return summary[summary["compared"].astype(bool)]
 
 
 def attack_order(results: pd.DataFrame) -> list[str]:
@@ -99,61 +139,96 @@ def significant(p: float, alpha: float) -> bool:
     return p is not None and not (isinstance(p, float) and math.isnan(p)) and p < alpha
 
 
-def cell(row: Any, alpha: float, *, with_p: bool = True) -> str:
-    """"85.3 ± 1.2 (p=0.004) ↑*" for a summary row: mean and 95% CI half-width in % (the interval's ends,
-    "3.4 [0.0, 13.3]", when it was clipped to [0, 100%]), Welch p vs the baseline, `↑*` / `↓*` when
-    p < alpha, `⚠` when a seed's evaluation is flagged unreliable."""
-    hw = half_width(row)
-    if math.isnan(hw):
-        text = pct(row["mean"])
-    elif abs((row["mean"] - row["ci_low"]) - (row["ci_high"] - row["mean"])) > 1e-9:
-        # The interval was clipped to the range accuracies can take: show its ends, not a false ±.
-        text = f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
-    else:
-        text = f"{pct(row['mean'])} ± {pct(hw)}"
-    p = row["p_value"]
-    if with_p and not (isinstance(p, float) and math.isnan(p)):
-        text += f" (p={fmt_p(p)})" if p >= 0.001 else f" (p{fmt_p(p)})"
-        if significant(p, alpha):
-            text += " ↑*" if row["diff"] > 0 else " ↓*"
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def cell(row: Any) -> str:
+    """"85.3 [84.1, 86.4] ↑*" for a summary row: mean and 95% interval in %, `↑*` / `↓*` when the
+    difference to the baseline is significant after the correction, `⚠` when a seed's evaluation is
+    flagged unreliable."""
+    text = pct(row["mean"]) if _nan(row["ci_low"]) else f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
+    if bool(row.get("significant", False)) and bool(row.get("compared", False)):
+        text += " ↑*" if row["diff"] > 0 else " ↓*"
     if "reliable" in row and not bool(row["reliable"]):
         text += " ⚠"
     return text
 
 
-# ------------------------------------------------------------------------------------------ tables
+def diff_cell(row: Any) -> str:
+    """"+10.7 [+8.2, +13.1] p=0.004*": difference to the baseline in points with its interval and the
+    adjusted p (`*`: significant)."""
+    if _nan(row["diff"]):
+        return "—"
+    text = f"{100 * row['diff']:+.1f}"
+    if not _nan(row.get("diff_ci_low")):
+        text += f" [{100 * row['diff_ci_low']:+.1f}, {100 * row['diff_ci_high']:+.1f}]"
+    p = row.get("p_adjusted")
+    if not _nan(p):
+        text += f" p={fmt_p(p)}" if p >= 0.001 else f" p{fmt_p(p)}"
+        if bool(row.get("significant", False)):
+            text += "*"
+    return text
 
 
-def headline_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Loss x (clean, each attack at each eps > 0): mean ± 95% CI in %, p vs baseline, marks."""
-    losses = inputs.losses
+def shown_columns(inputs: ReportInputs, summary: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """(header, attack, eps) of the columns of the summary tables: clean, then each attack at each eps > 0,
+    then the per-sample worst case when more than one attack ran."""
+    columns = [("clean accuracy (%)", CLEAN, 0.0)]
+    attacks = attack_order(inputs.results)
+    if len(attacks) > 1:
+        attacks = attacks + [WORST]
+    for attack in attacks:
+        rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
+        for eps in sorted(rows["eps"].unique()):
+            name = "worst case" if attack == WORST else attack
+            columns.append((f"{name} ε={fmt_eps(eps)} (%)", attack, float(eps)))
+    return columns
+
+
+def _cells(inputs: ReportInputs, summary: pd.DataFrame, render, *, skip_baseline: bool = False) -> pd.DataFrame:
+    losses = [s for s in inputs.losses if not (skip_baseline and s == summary["baseline"].iloc[0])]
     table = pd.DataFrame(index=[inputs.label(s) for s in losses])
     table.index.name = "loss"
     clean = clean_rows(summary).set_index("loss")
-    table["clean accuracy (%)"] = [cell(clean.loc[s], alpha) if s in clean.index else "—" for s in losses]
-    for attack in attack_order(inputs.results):
-        rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
-        for eps in sorted(rows["eps"].unique()):
-            at = rows[rows["eps"] == eps].set_index("loss")
-            table[f"{attack} ε={fmt_eps(eps)} (%)"] = [cell(at.loc[s], alpha) if s in at.index else "—" for s in losses]
+    for header, attack, eps in shown_columns(inputs, summary):
+        at = clean if attack == CLEAN else summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
+        table[header] = [render(at.loc[s]) if s in at.index else "—" for s in losses]
     return table.reset_index()
 
 
-def detail_table(inputs: ReportInputs, summary: pd.DataFrame, alpha: float) -> pd.DataFrame:
+def headline_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
+    """Loss x (clean, each attack at each eps > 0, worst case): mean [95% interval] in %, marks."""
+    return _cells(inputs, summary, cell)
+
+
+def difference_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
+    """Loss x the same columns: difference to the baseline in points [95% interval], adjusted p."""
+    return _cells(inputs, summary, diff_cell, skip_baseline=True)
+
+
+def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
     """Every summary row, with the numbers in %, for readers who want them all (an attack's eps = 0 row
-    repeats the clean accuracy and is left out; the reliability checks compare them)."""
+    repeats the clean accuracy, and the worst case repeats a single attack: both are left out)."""
     rows = []
+    n_attacks = len(attack_order(inputs.results))
     for r in summary.to_dict("records"):
         if r["attack"] != CLEAN and r["eps"] == 0.0 and (summary["attack"] == CLEAN).any():
             continue
-        hw = half_width(r)
+        if r["attack"] == WORST and n_attacks < 2:
+            continue
+        base = r["loss"] == r["baseline"]
         rows.append({"attack": r["attack"], "eps": fmt_eps(r["eps"]), "loss": inputs.label(r["loss"]),
-                     "seeds": int(r["n_seeds"]), "mean (%)": pct(r["mean"], 2),
-                     "95% CI (%)": "—" if math.isnan(hw) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
-                     f"Δ vs {inputs.label(r['baseline'])} (pts)": "—" if math.isnan(r["diff"]) or r["loss"] == r["baseline"]
-                     else f"{100 * r['diff']:+.2f}",
-                     "p (Welch)": fmt_p(r["p_value"]),
-                     f"p < {alpha:g}": "yes" if significant(r["p_value"], alpha) else "",
+                     "seeds": int(r["n_seeds"]), "images": "—" if _nan(r["n_images"]) else int(r["n_images"]),
+                     "mean (%)": pct(r["mean"], 2),
+                     "95% interval (%)": "—" if _nan(r["ci_low"]) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
+                     f"Δ vs {inputs.label(r['baseline'])} (pts)": "—" if base or _nan(r["diff"]) else f"{100 * r['diff']:+.2f}",
+                     "Δ 95% interval (pts)": "—" if base or _nan(r["diff_ci_low"]) else
+                     f"[{100 * r['diff_ci_low']:+.2f}, {100 * r['diff_ci_high']:+.2f}]",
+                     "p (raw)": "—" if base else f"{fmt_p(r['p_value'])} ({r['p_test'] or '—'})",
+                     "p (adjusted)": fmt_p(r["p_adjusted"]),
+                     "significant": "yes" if bool(r["significant"]) else "",
+                     "p Welch (seeds)": fmt_p(r["p_welch"]), "p paired (images)": fmt_p(r["p_images"]),
                      "reliable": "yes" if bool(r.get("reliable", True)) else "NO"})
     return pd.DataFrame(rows)
 
@@ -276,22 +351,26 @@ def _pass(value: Any) -> str:
 
 
 def flags_summary(inputs: ReportInputs) -> pd.DataFrame:
-    """One row per reliability check: how many evaluations passed, failed, or where it did not apply,
-    which (loss, seed) failed, and what the check means in plain language."""
+    """One row per reliability check: how many evaluations passed, failed, or could not run it (and
+    why), which (loss, seed) failed, and what the check means in plain language."""
+    columns = ["check", "passed", "failed", "not run", "failed in", "why not run", "what it means"]
     flags = inputs.flags
     if flags is None or flags.empty or "check" not in flags.columns:
-        return pd.DataFrame(columns=["check", "passed", "failed", "n/a", "failed in", "what it means"])
+        return pd.DataFrame(columns=columns)
     rows = []
     for check, g in flags.groupby("check", sort=False):
         status = g["status"].astype(str)
         failed = g[status == "fail"]
         where = ", ".join(f"{inputs.label(r['loss'])} seed {r['seed']}" for r in failed.to_dict("records")
                           if "loss" in r and "seed" in r)
+        reasons = sorted({str(d) for d in g.loc[status == "not run", "detail"] if str(d).strip()}) \
+            if "detail" in g else []
         explanation = (str(g["explanation"].dropna().iloc[0]) if "explanation" in g and g["explanation"].notna().any()
                        else EXPLANATIONS.get(str(check), ""))
         rows.append({"check": check, "passed": int((status == "pass").sum()), "failed": int((status == "fail").sum()),
-                     "n/a": int((status == "n/a").sum()), "failed in": where or "—", "what it means": explanation})
-    return pd.DataFrame(rows)
+                     "not run": int((status == "not run").sum()), "failed in": where or "—",
+                     "why not run": "; ".join(reasons) or "—", "what it means": explanation})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def flag_failures(inputs: ReportInputs) -> pd.DataFrame:

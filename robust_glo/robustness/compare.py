@@ -7,12 +7,15 @@ Output directory layout (everything resumable: finished trainings and evaluation
     runs/<loss-slug>/seed<k>/   a training run directory (see robust_glo.training.run) plus
         evaluation.csv          its robustness rows (loss, seed, dataset, model + RESULT_COLUMNS)
         evaluation_flags.csv    its reliability checks
+        evaluation_outcomes.csv its per-image outcomes (see robust_glo.robustness.outcomes)
         evaluation.json         what the evaluation ran (it is redone when this changes)
-    checkpoints/<name>/         the same three evaluation files for an existing run directory
+    checkpoints/<name>/         the same evaluation files for an existing run directory
     user/<name>/                the same for a user model (always re-evaluated: its code may change)
     results.csv                 every row of every evaluation (tidy, DESIGN §3.3)
     flags.csv                   every check of every evaluation
-    summary.csv                 per loss x attack x eps: mean, std, 95% t interval, Welch p vs the first loss
+    outcomes.csv                every per-image outcome of every evaluation
+    summary.csv                 per loss x attack x eps: mean, bootstrap interval over seeds and images,
+                                difference to the first loss with its interval, raw and Holm-adjusted p
 """
 from __future__ import annotations
 
@@ -35,12 +38,17 @@ from torch import nn
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks import resolve_attacks
 from robust_glo.robustness.checks import (DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, FLAG_COLUMNS,
-                                          describe_flags)
+                                          describe_flags, read_flags)
 from robust_glo.robustness.evaluate import RESULT_COLUMNS, check_eps, run_evaluation
+from robust_glo.robustness.outcomes import OUTCOME_COLUMNS, image_fingerprint, outcome_rows
 from robust_glo.robustness.statistics import summarize
 
 ID_COLUMNS = ["loss", "seed", "dataset", "model", "status"]
 EVAL_FILE, FLAGS_FILE, EVAL_META = "evaluation.csv", "evaluation_flags.csv", "evaluation.json"
+OUTCOMES_FILE = "evaluation_outcomes.csv"
+# Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
+# (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks).
+EVALUATION_PROTOCOL = 2
 
 
 @dataclass
@@ -100,7 +108,7 @@ class CompareConfig:
 
     def evaluation_key(self) -> dict[str, Any]:
         """What an evaluation depends on besides the model: a stored evaluation with another key is redone."""
-        return {"attacks": self.attacks, "eps": self.eps, "test_size": self.test_size,
+        return {"protocol": EVALUATION_PROTOCOL, "attacks": self.attacks, "eps": self.eps, "test_size": self.test_size,
                 "batch_size": self.eval_batch_size, "attack_seed": self.attack_seed, "tolerance": self.tolerance,
                 "zero_grad_threshold": self.zero_grad_threshold}
 
@@ -112,6 +120,7 @@ class Comparison:
     summary: pd.DataFrame
     out_dir: Path
     log: list[str]
+    outcomes: pd.DataFrame | None = None
 
 
 def loss_slug(spec: str) -> str:
@@ -138,16 +147,16 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
-def _evaluated(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame] | None:
-    """The stored evaluation in `where` if it was made with exactly `key`."""
-    meta, table, flags = where / EVAL_META, where / EVAL_FILE, where / FLAGS_FILE
-    if not (meta.is_file() and table.is_file() and flags.is_file()):
+def _evaluated(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """The stored evaluation in `where` (rows, flags, per-image outcomes) if it was made with exactly `key`."""
+    meta, table, flags, outcomes = where / EVAL_META, where / EVAL_FILE, where / FLAGS_FILE, where / OUTCOMES_FILE
+    if not all(p.is_file() for p in (meta, table, flags, outcomes)):
         return None
     try:
         if _read_json(meta).get("key") != key:
             return None
-        return pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]), pd.read_csv(
-            flags, keep_default_na=False, na_values=["", "NaN", "nan"])
+        return (pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]), read_flags(flags),
+                pd.read_csv(outcomes, dtype={"bits": str, "images": str}))
     except (OSError, ValueError):
         return None
 
@@ -160,9 +169,10 @@ def _identity(frame: pd.DataFrame, ident: dict[str, Any]) -> pd.DataFrame:
 
 
 def evaluate_and_store(model: nn.Module, test, ident: dict[str, Any], where: Path, config: CompareConfig,
-                       key: dict[str, Any], *, progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, float]:
-    """Evaluate `model` on split `test`, store the three evaluation files in `where`, return the rows
-    (with `ident` columns first), the flags and the seconds taken."""
+                       key: dict[str, Any], *, progress: bool = False
+                       ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """Evaluate `model` on split `test`, store the evaluation files in `where`, return the rows (with
+    `ident` columns first), the flags, the per-image outcomes and the seconds taken."""
     from robust_glo.utils import resolve_device
 
     t0 = time.perf_counter()
@@ -173,12 +183,15 @@ def evaluate_and_store(model: nn.Module, test, ident: dict[str, Any], where: Pat
     seconds = time.perf_counter() - t0
     rows = _identity(ev.results, ident)
     flags = _identity(ev.flags, {k: ident[k] for k in ("loss", "seed")})
+    outcomes = _identity(outcome_rows(ev.robust, ev.clean_correct, image_fingerprint(test.images, test.labels)),
+                         {k: ident[k] for k in ("loss", "seed", "dataset", "model")})
     where.mkdir(parents=True, exist_ok=True)
     _write_csv(where / EVAL_FILE, rows)
     _write_csv(where / FLAGS_FILE, flags)
+    _write_csv(where / OUTCOMES_FILE, outcomes)
     _write_json(where / EVAL_META, {"key": key, "seconds": seconds, "n_classes": ev.n_classes,
                                     "zero_grad_share": ev.zero_grad_share, "reliable": ev.reliable})
-    return rows, flags, seconds
+    return rows, flags, outcomes, seconds
 
 
 def _diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
@@ -227,7 +240,7 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, progress: bool
     _write_json(out / "environment.json", run_metadata(attack_seed=config.attack_seed, **{
         f"seed{i}": s for i, s in enumerate(config.seeds)}) | {"data_source": splits.source})
     key = config.evaluation_key()
-    all_rows, all_flags, log = [], [], []
+    all_rows, all_flags, all_outcomes, log = [], [], [], []
     for loss in config.losses:
         for seed in config.seeds:
             train_cfg = config.train_config(loss, seed)
@@ -235,8 +248,9 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, progress: bool
             ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
             run_key = {**key, "train": train_cfg.to_dict()}
             stored = _evaluated(run_dir, run_key)
+            outcomes = None
             if stored is not None:
-                rows, flags = stored
+                rows, flags, outcomes = stored
                 line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
             else:
                 result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
@@ -246,8 +260,8 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, progress: bool
                     flags = pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
                     line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
                 else:
-                    rows, flags, sec = evaluate_and_store(result.model, attacked, {**ident, "status": "ok"},
-                                                          run_dir, config, run_key, progress=progress)
+                    rows, flags, outcomes, sec = evaluate_and_store(result.model, attacked, {**ident, "status": "ok"},
+                                                                    run_dir, config, run_key, progress=progress)
                     line = f"{loss} seed {seed}: {trained}, evaluated in {sec:.0f}s"
             if "status" not in rows:
                 rows.insert(4, "status", "ok")
@@ -255,7 +269,8 @@ def run_comparison(config: CompareConfig, out_dir: str | Path, *, progress: bool
             log.append(line)
             all_rows.append(rows)
             all_flags.append(flags)
-    return _finish(out, all_rows, all_flags, log, echo)
+            all_outcomes.append(outcomes)
+    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
 
 
 def evaluate_existing(config: CompareConfig, out_dir: str | Path, *, checkpoints: list[str] = (),
@@ -282,7 +297,7 @@ def evaluate_existing(config: CompareConfig, out_dir: str | Path, *, checkpoints
                                       "checkpoints": list(checkpoints), "user_models": list(user_models)})
     _write_json(out / "environment.json", run_metadata(attack_seed=config.attack_seed))
     key = config.evaluation_key()
-    all_rows, all_flags, log = [], [], []
+    all_rows, all_flags, all_outcomes, log = [], [], [], []
     device = resolve_device(config.device)
     for ckpt in checkpoints:
         run_dir = Path(ckpt)
@@ -294,32 +309,34 @@ def evaluate_existing(config: CompareConfig, out_dir: str | Path, *, checkpoints
                  "model": train_cfg.model, "status": "ok"}
         stored = _evaluated(where, run_key)
         if stored is not None:
-            rows, flags = stored
+            rows, flags, outcomes = stored
             line = f"{ckpt}: reused evaluation"
         else:
             splits = load_dataset(train_cfg.dataset, root=config.data_root or train_cfg.data_root,
                                   val_size=train_cfg.val_size, test_size=config.test_size or train_cfg.test_size,
                                   train_fraction=train_cfg.train_fraction, split_seed=train_cfg.split_seed)
             model = load_trained_model(run_dir, device)
-            rows, flags, sec = evaluate_and_store(model, splits.test, ident, where, config, run_key,
-                                                  progress=progress)
+            rows, flags, outcomes, sec = evaluate_and_store(model, splits.test, ident, where, config, run_key,
+                                                            progress=progress)
             line = f"{ckpt} ({train_cfg.loss}, seed {train_cfg.seed}): evaluated in {sec:.0f}s"
         echo(f"{line}\n    {_headline(rows)}")
         log.append(line)
         all_rows.append(rows)
         all_flags.append(flags)
+        all_outcomes.append(outcomes)
     if user_models:
         splits = load_dataset(config.dataset, root=config.data_root, test_size=config.test_size)
         for spec, model in users.items():
             ident = {"loss": spec, "seed": 0, "dataset": config.dataset, "model": "user", "status": "ok"}
-            rows, flags, sec = evaluate_and_store(model, splits.test, ident, out / "user" / loss_slug(spec), config,
-                                                  key, progress=progress)
+            rows, flags, outcomes, sec = evaluate_and_store(model, splits.test, ident, out / "user" / loss_slug(spec),
+                                                            config, key, progress=progress)
             line = f"{spec}: evaluated in {sec:.0f}s"
             echo(f"{line}\n    {_headline(rows)}")
             log.append(line)
             all_rows.append(rows)
             all_flags.append(flags)
-    return _finish(out, all_rows, all_flags, log, echo)
+            all_outcomes.append(outcomes)
+    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
 
 
 def _echo(line: str) -> None:
@@ -364,24 +381,29 @@ def load_user_model(spec: str) -> nn.Module:
     return obj
 
 
-def _finish(out: Path, all_rows: list[pd.DataFrame], all_flags: list[pd.DataFrame], log: list[str],
-            echo: Callable[[str], None]) -> Comparison:
+def _finish(out: Path, all_rows: list[pd.DataFrame], all_flags: list[pd.DataFrame],
+            all_outcomes: list[pd.DataFrame | None], log: list[str], echo: Callable[[str], None]) -> Comparison:
     results = pd.concat(all_rows, ignore_index=True)
     flags = pd.concat([f for f in all_flags if len(f)], ignore_index=True) if any(len(f) for f in all_flags) \
         else pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
-    summary = summarize(results, group_by=("dataset", "model", "attack", "eps"))
+    found = [o for o in all_outcomes if o is not None and len(o)]
+    outcomes = (pd.concat(found, ignore_index=True) if found else
+                pd.DataFrame(columns=["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS))
+    summary = summarize(results, outcomes=outcomes, group_by=("dataset", "model", "attack", "eps"))
     _write_csv(out / "results.csv", results)
     _write_csv(out / "flags.csv", flags)
+    _write_csv(out / "outcomes.csv", outcomes)
     _write_csv(out / "summary.csv", summary)
     unreliable = results[~results["reliable"].astype(bool) & (results["status"] == "ok")][["loss", "seed"]]
     for r in unreliable.drop_duplicates().itertuples():
         f = flags[(flags["loss"] == r.loss) & (flags["seed"] == r.seed)]
         echo(f"{r.loss} seed {r.seed}:\n" + "\n".join("    " + line for line in describe_flags(f).splitlines()))
-    return Comparison(results, flags, summary, out, log)
+    return Comparison(results, flags, summary, out, log, outcomes)
 
 
 def summary_table(summary: pd.DataFrame) -> str:
-    """A compact text table: mean accuracy ± CI half-width per loss (rows) and attack@eps (columns)."""
+    """A compact text table: mean accuracy ± CI half-width per loss (rows) and attack@eps (columns), with
+    the p-value against the first loss adjusted for the comparisons shown (`*`: significant)."""
     rows: dict[str, dict[str, str]] = {}
     for r in summary.itertuples():
         if r.attack != "clean" and r.eps == 0:
@@ -389,8 +411,8 @@ def summary_table(summary: pd.DataFrame) -> str:
         column = "clean" if r.attack == "clean" else f"{r.attack}@{r.eps:g}"
         half = (r.ci_high - r.ci_low) / 2 if not math.isnan(r.ci_high) else math.nan
         text = f"{r.mean:.3f}" + ("" if math.isnan(half) else f"±{half:.3f}")
-        if not math.isnan(r.p_value):
-            text += f" p={r.p_value:.3f}"
+        if bool(r.compared) and not math.isnan(r.p_adjusted):
+            text += f" p_adj={r.p_adjusted:.3f}" + ("*" if bool(r.significant) else "")
         if not r.reliable:
             text += " !"
         rows.setdefault(str(r.loss), {})[column] = text

@@ -1,8 +1,15 @@
-"""Statistics over seeds (scipy.stats): means, t confidence intervals and Welch t-tests.
+"""Statistics a reviewer can sign: intervals over seeds and test images, corrected significance.
 
-`summarize(results)` turns the tidy robustness table (one row per loss, seed, attack, eps) into one row
-per loss x attack x eps with the mean over seeds, its confidence interval, and the p-value of Welch's
-t-test against a baseline loss (the first loss in the table unless named).
+`summarize(results, outcomes=...)` turns the tidy robustness table (one row per loss, seed, attack, eps)
+into one row per loss x attack x eps with
+
+- the mean over seeds and its 95% interval. With the per-image outcomes (`outcomes.csv`) the interval
+  comes from a two-level bootstrap that resamples seeds and test images (see `bootstrap.py`), so it
+  holds both sources of variation; without them it is Student's t interval over seeds alone;
+- the difference to a baseline loss with its own bootstrap interval and p-value (images paired: every
+  network saw the same test images), next to Welch's t-test over seeds and a paired t-test over images;
+- the p-values adjusted for the number of comparisons shown (Holm by default, or Benjamini-Hochberg),
+  with statsmodels' `multipletests`; `significant` is decided on the adjusted p only.
 """
 from __future__ import annotations
 
@@ -16,8 +23,41 @@ from scipy import stats
 
 from robust_glo.errors import ConfigError
 
-SUMMARY_STATS = ["n_seeds", "mean", "std", "sem", "ci_low", "ci_high", "baseline", "baseline_mean", "diff",
-                 "p_value", "n_unreliable", "reliable"]
+SUMMARY_STATS = ["n_seeds", "n_images", "mean", "std", "sem", "ci_low", "ci_high", "interval", "baseline",
+                 "baseline_mean", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_test", "p_welch", "p_images",
+                 "compared", "p_adjusted", "correction", "significant", "n_unreliable", "reliable"]
+
+# Corrections for multiple comparisons (statsmodels.stats.multitest.multipletests method names).
+CORRECTIONS = {"holm": "Holm (family-wise error rate)",
+               "fdr_bh": "Benjamini-Hochberg (false discovery rate)",
+               "bonferroni": "Bonferroni (family-wise error rate)"}
+CORRECTION_ALIASES = {"bh": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
+DEFAULT_CORRECTION = "holm"
+DEFAULT_BOOTSTRAP = 10_000
+INTERVAL_BOOTSTRAP = "bootstrap: seeds and images"
+INTERVAL_T = "t: seeds only"
+
+
+def check_correction(name: object) -> str:
+    """The canonical name of a multiple-comparison correction ("bh" -> "fdr_bh")."""
+    key = CORRECTION_ALIASES.get(str(name).strip().lower(), str(name).strip().lower())
+    if key not in CORRECTIONS:
+        raise ConfigError(f"correction {name!r} is unknown; valid: holm, fdr_bh (or bh), bonferroni")
+    return key
+
+
+def adjust_pvalues(pvalues: Sequence[float], method: str = DEFAULT_CORRECTION) -> np.ndarray:
+    """p-values adjusted over one family (statsmodels' `multipletests`); NaN entries stay NaN and are
+    not counted as comparisons."""
+    method = check_correction(method)
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, math.nan)
+    ok = ~np.isnan(p)
+    if ok.any():
+        from statsmodels.stats.multitest import multipletests
+
+        out[ok] = multipletests(p[ok], method=method)[1]
+    return out
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
@@ -41,35 +81,45 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
 
 
 def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided p-value of Welch's t-test (unequal variances); NaN when undefined (< 2 values in a
-    group, or no spread in either group and equal means)."""
+    """Two-sided p-value of Welch's t-test (unequal variances); NaN when undefined: fewer than 2 values
+    in a group, or no spread in either group (the test would then call any difference, however small,
+    infinitely significant: p = 0 from two seeds of identical accuracy is not evidence)."""
     x = np.asarray(a, dtype=float)
     y = np.asarray(b, dtype=float)
     x, y = x[~np.isnan(x)], y[~np.isnan(y)]
     if len(x) < 2 or len(y) < 2:
         return math.nan
     if x.std() == 0 and y.std() == 0:
-        return math.nan if x.mean() == y.mean() else 0.0
+        return math.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
-def summarize(results: pd.DataFrame, *, value: str = "accuracy", compare: str = "loss",
-              group_by: Sequence[str] = ("dataset", "model", "attack", "eps"), baseline: str | None = None,
-              confidence: float = 0.95, bounds: tuple[float, float] | None = (0.0, 1.0)) -> pd.DataFrame:
+def summarize(results: pd.DataFrame, *, outcomes: pd.DataFrame | None = None, value: str = "accuracy",
+              compare: str = "loss", group_by: Sequence[str] = ("dataset", "model", "attack", "eps"),
+              baseline: str | None = None, confidence: float = 0.95,
+              bounds: tuple[float, float] | None = (0.0, 1.0), correction: str = DEFAULT_CORRECTION,
+              alpha: float = 0.05, n_boot: int = DEFAULT_BOOTSTRAP, boot_seed: int = 0) -> pd.DataFrame:
     """One row per `compare` value x `group_by` cell (the columns of these present in `results`).
 
-    Columns: the keys, then n_seeds, mean, std, sem, ci_low, ci_high (t interval at `confidence`),
-    baseline (the compared-against loss), baseline_mean, diff (mean - baseline_mean), p_value (Welch,
-    NaN for the baseline itself), n_unreliable (seeds whose evaluation was flagged) and reliable.
-    The interval is clipped to `bounds`, the values the mean can take (accuracies: [0, 1]); since the
-    true mean lies inside them, clipping never lowers the interval's coverage. `bounds=None` keeps the
-    raw t interval.
+    Columns: the keys, then `SUMMARY_STATS`:
+    n_seeds, n_images, mean (over seeds), std, sem; ci_low, ci_high and `interval` (which interval:
+    the seeds-and-images bootstrap where `outcomes` cover the cell, else the t interval over seeds,
+    clipped to `bounds`); baseline, baseline_mean, diff (mean - baseline_mean) with diff_ci_low/high
+    (bootstrap only); p_value, the raw p of the test named in p_test ("bootstrap", else "welch");
+    p_welch (seeds only) and p_images (paired t-test over images on per-image accuracy averaged over
+    seeds; images only) for reference; compared (the row is one of the comparisons shown: not the
+    baseline, not an attack's eps = 0 repeat of clean accuracy, not the worst case when it repeats a
+    single attack); p_adjusted over the compared rows with `correction`; significant (p_adjusted <
+    alpha); n_unreliable (seeds whose evaluation was flagged) and reliable.
     """
     for column in (value, compare):
         if column not in results.columns:
             raise ConfigError(f"results have no column {column!r}; columns: {', '.join(results.columns)}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must lie in (0, 1), got {confidence}")
+    correction = check_correction(correction)
     keys = [k for k in group_by if k in results.columns and k != compare]
     order = list(dict.fromkeys(results[compare]))
     if not order:
@@ -77,35 +127,71 @@ def summarize(results: pd.DataFrame, *, value: str = "accuracy", compare: str = 
     base = order[0] if baseline is None else baseline
     if base not in order:
         raise ConfigError(f"baseline {base!r} is not among the {compare} values: {', '.join(map(str, order))}")
+    boot = None
+    if outcomes is not None and not outcomes.empty and compare == "loss":
+        from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+
+        boot = HierarchicalBootstrap(outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence)
     has_flag = "reliable" in results.columns
     cells = results.groupby(keys + [compare], sort=False, dropna=False)
     base_rows = results[results[compare] == base]
     base_values = ({_as_tuple(k): g[value].to_numpy(float) for k, g in base_rows.groupby(keys, sort=False, dropna=False)}
                    if keys else {(): base_rows[value].to_numpy(float)})
+    n_attacks = (len({a for a in results["attack"] if a not in ("clean", "worst")})
+                 if "attack" in results.columns else 0)
     rows = []
     for key, group in cells:
         key = _as_tuple(key)
         cell, who = key[:-1], key[-1]
+        where = dict(zip(keys, cell))
         values = group[value].to_numpy(float)
         mean, std, low, high = mean_ci(values, confidence)
-        if bounds is not None and not math.isnan(low):
-            low, high = max(low, bounds[0]), min(high, bounds[1])
         n = int((~np.isnan(values)).sum())
         ref = base_values.get(cell, np.array([]))
         ref_mean = float(np.nanmean(ref)) if len(ref) and not np.isnan(ref).all() else math.nan
         unreliable = int((~group["reliable"].astype(bool)).sum()) if has_flag else 0
-        rows.append({**dict(zip(keys, cell)), compare: who, "n_seeds": n, "mean": mean, "std": std,
-                     "sem": std / math.sqrt(n) if n > 1 else math.nan, "ci_low": low, "ci_high": high,
-                     "baseline": base, "baseline_mean": ref_mean, "diff": mean - ref_mean,
-                     "p_value": math.nan if who == base else welch_pvalue(values, ref),
-                     "n_unreliable": unreliable, "reliable": unreliable == 0})
+        row = {**where, compare: who, "n_seeds": n, "n_images": math.nan, "mean": mean, "std": std,
+               "sem": std / math.sqrt(n) if n > 1 else math.nan, "ci_low": low, "ci_high": high,
+               "interval": INTERVAL_T, "baseline": base, "baseline_mean": ref_mean, "diff": mean - ref_mean,
+               "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_value": math.nan, "p_test": "",
+               "p_welch": math.nan if who == base else welch_pvalue(values, ref), "p_images": math.nan,
+               "compared": who != base and _shown(where, n_attacks), "n_unreliable": unreliable,
+               "reliable": unreliable == 0}
+        est = boot.cell(str(who), str(base), where) if boot is not None and value == "accuracy" else None
+        if est is not None:
+            row.update(n_images=est.n_images, ci_low=est.ci_low, ci_high=est.ci_high, interval=INTERVAL_BOOTSTRAP)
+            if who != base and est.diff_ci_low is not None:
+                row.update(diff_ci_low=est.diff_ci_low, diff_ci_high=est.diff_ci_high, p_value=est.p_value,
+                           p_test="bootstrap", p_images=est.p_images)
+        elif who != base:
+            row.update(p_value=row["p_welch"], p_test="welch")
+        if bounds is not None and not math.isnan(row["ci_low"]):
+            row["ci_low"], row["ci_high"] = max(row["ci_low"], bounds[0]), min(row["ci_high"], bounds[1])
+        rows.append(row)
     out = pd.DataFrame(rows, columns=keys + [compare] + SUMMARY_STATS)
+    family = out["compared"].astype(bool)
+    out["p_adjusted"] = math.nan
+    out.loc[family, "p_adjusted"] = adjust_pvalues(out.loc[family, "p_value"].to_numpy(float), correction)
+    out["correction"] = correction
+    out["significant"] = out["p_adjusted"].lt(alpha)
     # Rows in order of first appearance (losses as given, attacks as listed), eps ascending.
     ranks = {c: {v: i for i, v in enumerate(dict.fromkeys(results[c]))} for c in keys + [compare] if c != "eps"}
     sort_cols = [c for c in keys if c != "eps"] + (["eps"] if "eps" in keys else []) + [compare]
     ordered = out.assign(**{f"_rank_{c}": out[c].map(r) for c, r in ranks.items()})
     by = [f"_rank_{c}" if c in ranks else c for c in sort_cols]
     return ordered.sort_values(by, kind="stable")[out.columns].reset_index(drop=True)
+
+
+def _shown(where: dict, n_attacks: int) -> bool:
+    """Whether a cell is one of the comparisons a report shows (and so counts in the correction)."""
+    attack, eps = where.get("attack"), where.get("eps")
+    if attack is None or eps is None:
+        return True
+    if attack == "clean":
+        return True
+    if float(eps) == 0.0:
+        return False  # an attack at eps = 0 repeats clean accuracy
+    return attack != "worst" or n_attacks > 1
 
 
 def _as_tuple(key) -> tuple:

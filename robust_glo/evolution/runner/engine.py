@@ -190,10 +190,11 @@ class _Engine:
                                      f"at generation {g}, candidate {i}; the run directory was modified")
         seed = generation_seed(cfg.seed, g)
         keep = problem.screen(thetas)
+        violation = problem.violation(thetas)
         base = [{"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
                 for i in range(len(thetas))]
         for i in np.flatnonzero(~keep):
-            store.candidates.setdefault((g, int(i)), _record(base[i], Evaluation.rejected()))
+            store.candidates.setdefault((g, int(i)), _record(base[i], Evaluation.rejected(float(violation[i]))))
         store.save()
         jobs = [Job((g, int(i)), tuple(base[i]["theta"]), seed) for i in np.flatnonzero(keep)
                 if (g, int(i)) not in store.candidates]
