@@ -22,13 +22,25 @@ from robust_glo.utils import atomic_write_text
 
 FIGURES = "figures"
 SUMMARY = "summary.csv"
+DOCS = Path(__file__).resolve().parents[2] / "docs"  # the project's documentation, in a source checkout
+
+
+def docs_ref(page: str, report_dir: Path) -> str:
+    """A Markdown link from the report to a page of the project's docs/ (relative, so that it works in the
+    repository and in a copy of it), or the page's name where the docs are not on disk."""
+    import os
+
+    target = DOCS / page
+    if not target.is_file():
+        return f"docs/{page} (robust-glo documentation)"
+    return f"[docs/{page}]({Path(os.path.relpath(target, report_dir.resolve())).as_posix()})"
 
 # Captions of the learning-rule figures written by `robust_glo.analysis.plot_analyses`.
 ANALYSIS_CAPTIONS = {
     "learning_rule": "Loss value and target-logit gradient −∂L/∂z_t against the target probability p (uniform "
                      "outputs at p = 1/n; each loss's effective target p* marked).",
     "pull_push": "The target-logit gradient split into the pull toward the target (its own term) and the push "
-                 "from the other classes (docs/method.md).",
+                 "from the other classes.",
     "taylorglo_f": "TaylorGLO f(x, y): contours over [0, 1]², and the curves f(0, y), f(1, y) that training uses.",
 }
 
@@ -230,7 +242,7 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T
         f"of comparisons shown ({settings.correction_name}, statsmodels' `multipletests`); only adjusted "
         "p-values mark significance. Welch's t-test over seeds and a paired t-test over images are listed "
         "for reference; neither decides (the first ignores the images, the second the seeds). Details: "
-        "docs/statistics.md."))
+        f"{docs_ref('statistics.md', inputs.root)}."))
     section.add(Table(T.detail_table(inputs, summary),
                       "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
                       f"to {base} in points with its interval, raw p (and the test that gave it), p adjusted by "
@@ -278,8 +290,8 @@ def _short(value: Any) -> str:
 
 def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     section = Section("Loss analysis", anchor="loss-analysis")
-    section.add(Paragraph("The learning rule of each loss on the logits (docs/method.md). The effective target p* is "
-                          "where the target-logit gradient vanishes with the other classes equal: training comes to "
+    section.add(Paragraph(f"The learning rule of each loss on the logits ({docs_ref('method.md', inputs.root)}). "
+                          "The effective target p* is where the target-logit gradient vanishes with the other classes equal: training comes to "
                           "rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
                           "α shown; cross-entropy has none."))
     section.add(Table(T.analysis_table(inputs), "From analysis/analysis.json."))
@@ -311,7 +323,8 @@ def _reliability_section(inputs: ReportInputs) -> Section:
         verdict = "Every check ran and passed."
     section.add(Paragraph("Every evaluation (one network under every attack and ε) is checked for signs that the "
                           "attacks under-estimate the attacker or that the evaluation itself went wrong "
-                          "(docs/attacks.md). A failed check marks that network's results unreliable (⚠ in the "
+                          f"({docs_ref('attacks.md', inputs.root)}). A failed check marks that network's results "
+                          "unreliable (⚠ in the "
                           "summary). " + verdict))
     section.add(Table(summary, "Checks across all evaluations (from flags.csv), with what each one means."))
     failures = T.flag_failures(inputs)

@@ -14,7 +14,7 @@ import pandas as pd
 
 @dataclass
 class Paragraph:
-    text: str  # plain text; `code` spans and **bold** are rendered in both formats
+    text: str  # plain text; `code` spans, **bold** and [links](url) are rendered in both formats
 
 
 @dataclass
@@ -129,9 +129,10 @@ code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
 
 
 def _inline(text: str) -> str:
-    """Escape, then render `code` and **bold**."""
+    """Escape, then render `code`, **bold** and [links](url)."""
     escaped = html.escape(text, quote=False)
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    escaped = re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", r'<a href="\2">\1</a>', escaped)
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
 
 
