@@ -1,11 +1,11 @@
 """How many TaylorGLO candidates do the two invariants reject, and how often do they disagree?
 
-Draws thetas from the CMA-ES starting distribution (mean 0, sigma 1.2 in 8-D; DESIGN §2.2) and, for each
+Draws thetas from the CMA-ES starting distribution (mean 0, sigma 1.2 in 8-D; docs/method.md) and, for each
 number of classes, reports the share that the "paper" rule (the authors' code) and the "exact" rule (the
-target logit rises at initialization) reject (DESIGN §2.3), and how often the rules disagree.
+target logit rises at initialization) reject (docs/method.md), and how often the rules disagree.
 
 By default no training happens, so "would this rejected candidate have trained well?" has only a proxy:
-the effective target p* that its learning rule drives toward from uniform outputs (DESIGN §2.4). A
+the effective target p* that its learning rule drives toward from uniform outputs (docs/method.md). A
 candidate with p* >= 0.5 (or no p*, it pursues p = 1) trains toward a confident, correct output.
 
 With ``--train K`` the study answers it by training: from the same seeded sample it takes the first K

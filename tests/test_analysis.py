@@ -1,4 +1,4 @@
-"""Loss analysis (DESIGN §2.3, §2.4): effective targets, the learning-rule decomposition, invariants."""
+"""Loss analysis (docs/method.md): effective targets, the learning-rule decomposition, invariants."""
 from __future__ import annotations
 
 import math
@@ -117,7 +117,7 @@ def test_closed_form_effective_target_matches_autograd_search():
         assert np.isnan(closed).any() and (closed == 0).any() and ((closed > 1 / n) & (closed < 1)).any()
 
 
-# --- the decomposition of DESIGN §2.4 ----------------------------------------------------------------
+# --- the decomposition of docs/method.md ----------------------------------------------------------------
 
 def test_autograd_decomposition_equals_closed_form_for_taylorglo():
     rng = np.random.default_rng(5)
@@ -126,7 +126,7 @@ def test_autograd_decomposition_equals_closed_form_for_taylorglo():
         probs = rng.dirichlet(np.ones(n), size=m)
         targets = rng.integers(0, n, size=m)
         d = decompose(TaylorGLOLoss(theta), probs, targets)
-        # Closed form: f'_j = df/dy at (x_j, h_j), then §2.4 term by term.
+        # Closed form: f'_j = df/dy at (x_j, h_j), then the decomposition of docs/method.md term by term.
         c = coefficients(theta)
         x = np.eye(n)[targets]
         fp = c.fprime(x, probs)
@@ -199,7 +199,7 @@ def test_plain_callable_is_analyzable():
     assert a.effective_target is None and a.decomposition == "centred" and "my_ce" in a.spec
 
 
-# --- the invariant of DESIGN §2.3 ---------------------------------------------------------------------
+# --- the invariant of docs/method.md ---------------------------------------------------------------------
 
 def test_coefficients_are_the_derivative_of_f():
     for theta in _thetas(10, seed=4):
@@ -214,7 +214,7 @@ def test_coefficients_are_the_derivative_of_f():
 def test_paper_rule_equals_its_formula():
     thetas = _thetas(2000, seed=7)
     t = thetas.T
-    # DESIGN §2.3, typed out independently of the implementation.
+    # docs/method.md, typed out independently of the implementation.
     c1 = t[2] - 2 * t[1] * t[3] + 3 * t[4] * t[1] ** 2 - t[5] * t[0] + 2 * t[0] * t[1] * t[6] + t[7] * t[0] ** 2
     ch = 2 * t[3] - 6 * t[4] * t[1] - 2 * t[6] * t[0]
     chh = 3 * t[4]

@@ -21,7 +21,7 @@ def _theta(t2: float = 0.0, t5: float = 0.0) -> list[float]:
     return [0.0, 0.0, t2, 0.0, 0.0, t5, 0.0, 0.0]
 
 
-# Worked by hand from DESIGN §2.3 with n = 10: with only t2 and t5 set, c1 = t2 and cx = t5, so the paper
+# Worked by hand from docs/method.md with n = 10: with only t2 and t5 set, c1 = t2 and cx = t5, so the paper
 # rule reads t5 >= 8 * t2 and the exact rule t5 > 0.
 HAND = {
     "accepted_both": _theta(t5=1.0),                   # 1 >= 0 and 1 > 0

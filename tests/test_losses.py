@@ -1,4 +1,4 @@
-"""Losses against independent computations of their formulas (DESIGN §2.1, §2.4, §3.1)."""
+"""Losses against independent computations of their formulas (docs/method.md, docs/losses.md)."""
 import json
 import math
 import textwrap
@@ -20,7 +20,7 @@ def _batch(seed: int, n: int = 7, c: int = 5, scale: float = 3.0):
 
 
 def _taylorglo_reference(theta, logits, targets) -> float:
-    """The DESIGN §2.1 formula, term by term, in float64 numpy loops."""
+    """The docs/method.md formula, term by term, in float64 numpy loops."""
     t0, t1, t2, t3, t4, t5, t6, t7 = theta
     z = logits.numpy()
     probs = np.exp(z - z.max(axis=1, keepdims=True))

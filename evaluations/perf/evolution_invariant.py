@@ -2,7 +2,7 @@
 
 For each rule (paper, exact, off) it prints the trainings spent, the best validation accuracy found by the
 search, and the wall time. From the `off` run, where every candidate is trained, it also reads how the
-candidates each rule would have rejected actually did (DESIGN §2.3: how many rejected ones would in fact
+candidates each rule would have rejected actually did (docs/method.md: how many rejected ones would in fact
 have trained well). Runs share the seed, so they propose the same first generation.
 
     .venv/bin/python evaluations/perf/evolution_invariant.py                     # about 4-5 min on 2 cores

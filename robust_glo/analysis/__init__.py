@@ -1,4 +1,4 @@
-"""Loss analysis (DESIGN §2.3, §2.4): why a loss regularizes, and which TaylorGLO candidates to train.
+"""Loss analysis (docs/method.md): why a loss regularizes, and which TaylorGLO candidates to train.
 
     from robust_glo.analysis import analyze_loss
     a = analyze_loss("label_smoothing:0.1", 10)   # a.effective_target ≈ 0.91 = 1 - 0.1 + 0.1/10

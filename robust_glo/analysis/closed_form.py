@@ -1,4 +1,4 @@
-"""Closed-form TaylorGLO learning rule (DESIGN §2.4), vectorised with numpy.
+"""Closed-form TaylorGLO learning rule (docs/method.md), vectorised with numpy.
 
 Outputs are on the symmetric path: target probability p, every other class q = (1 - p)/(n - 1). With
 f'_t = f'(1, p) and f'_o = f'(0, q):

@@ -4,7 +4,7 @@
 
 - ``learning_rule``: the loss against the target probability p, and the target-logit gradient
   -dL/dz_t against p, with p = 1/n (uniform outputs) and each loss's effective target p* marked;
-- ``pull_push``: one panel per loss, -dL/dz_t with its pull and push terms (DESIGN §2.4);
+- ``pull_push``: one panel per loss, -dL/dz_t with its pull and push terms (docs/method.md);
 - ``taylorglo_f`` (when a TaylorGLO loss is among them): contours of f(x, y) over [0, 1]^2 and the
   curves f(0, y), f(1, y) that training actually uses, one row per TaylorGLO loss.
 """

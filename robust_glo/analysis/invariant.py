@@ -1,4 +1,4 @@
-"""The TaylorGLO invariant (DESIGN §2.3): reject candidate losses before training them.
+"""The TaylorGLO invariant (docs/method.md): reject candidate losses before training them.
 
 Writing df/dy = c1 + ch*y + chh*y^2 + cx*x + cxx*x^2 + chx*y*x, two rules decide whether a candidate
 is worth training for n classes, both read at the start of training (uniform outputs, y = 1/n):
@@ -86,7 +86,7 @@ def coefficients_batch(thetas: np.ndarray | Sequence[Sequence[float]]) -> np.nda
 
 
 def coefficients(theta: Sequence[float] | np.ndarray) -> Coefficients:
-    """The closed-form df/dy coefficients of one theta ``(8,)`` (DESIGN §2.3)."""
+    """The closed-form df/dy coefficients of one theta ``(8,)`` (docs/method.md)."""
     array = as_theta_array(theta)
     if array.shape[0] != 1:
         raise ConfigError(f"expected one theta of {N_PARAMS} numbers, got shape {array.shape}")

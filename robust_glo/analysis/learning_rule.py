@@ -1,4 +1,4 @@
-"""The learning rule of any loss on the logits, by autograd (DESIGN §2.4).
+"""The learning rule of any loss on the logits, by autograd (docs/method.md).
 
 With h = softmax(z), target t and f'_j = -dL/dy_j (for TaylorGLO exactly df/dy at (x_j, h_j)):
 
@@ -184,7 +184,7 @@ def _logits_grad(loss: object, probs: np.ndarray, targets: np.ndarray,
 def decompose(loss: object, probs: np.ndarray | Sequence[Sequence[float]],
               targets: np.ndarray | Sequence[int], *, gauge: Gauge = "auto",
               values: bool = False) -> Decomposition:
-    """The learning rule of ``loss`` at outputs probs ``(M, n)`` with targets ``(M,)`` (DESIGN §2.4).
+    """The learning rule of ``loss`` at outputs probs ``(M, n)`` with targets ``(M,)`` (docs/method.md).
 
     ``loss`` is a spec or a loss callable; ``gauge`` picks the decomposition (module docstring);
     ``values`` also computes the per-sample loss. Raises `LossSpecError` naming the loss and the point

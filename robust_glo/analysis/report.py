@@ -12,7 +12,7 @@ from robust_glo.analysis.learning_rule import (
 
 @dataclass
 class LossAnalysis:
-    """The analysis of one loss for ``classes`` classes (DESIGN §2.3, §2.4).
+    """The analysis of one loss for ``classes`` classes (docs/method.md).
 
     ``effective_target`` is p* (None when the loss pursues p -> 1), ``label_smoothing_equivalent`` the
     alpha with the same p*, ``target_logit_gradient_at_init`` is -dL/dz_t at uniform outputs,

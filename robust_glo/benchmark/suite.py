@@ -6,7 +6,7 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
     [suite]                       # what is studied
     name = "fashion-mnist-quick"
     description = "..."
-    dataset = "fashion-mnist"     # DESIGN §3.2 names
+    dataset = "fashion-mnist"     # docs/data.md names
     model = "small-cnn"           # optional: the dataset's default model
     device = "auto"               # optional; data_root too
 

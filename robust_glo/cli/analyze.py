@@ -9,7 +9,7 @@ import sys
 def register(sub) -> None:
     p = sub.add_parser(
         "analyze", help="explain losses: pull/push, effective target p*, invariant; optional figures",
-        description="Analyze losses through their learning rule (DESIGN §2.3, §2.4): the effective "
+        description="Analyze losses through their learning rule (docs/method.md): the effective "
                     "target p* the loss trains toward, its label-smoothing equivalent, whether the "
                     "target logit rises at initialization, and the TaylorGLO invariant.")
     p.add_argument("--loss", action="append", required=True, metavar="SPEC",

@@ -1,4 +1,4 @@
-"""Dataset names and their fixed facts (DESIGN §3.2)."""
+"""Dataset names and their fixed facts (docs/data.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

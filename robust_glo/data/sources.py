@@ -74,7 +74,7 @@ def _idx_dir_raw(directory: Path) -> Raw | None:
 
 
 def fashion_mnist_search_path(root: Path) -> list[Path]:
-    """Where Fashion-MNIST IDX files are looked for, in order (DESIGN §3.2)."""
+    """Where Fashion-MNIST IDX files are looked for, in order (docs/data.md)."""
     return [root / "fashion-mnist", root / "FashionMNIST" / "raw", DEBIAN_FASHION_MNIST]
 
 

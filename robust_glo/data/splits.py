@@ -63,7 +63,7 @@ def _load_raw(name: str, root: Path, download: bool) -> tuple[sources.Raw, str]:
 def load_dataset(name: str, *, root: str | Path | None = None, val_size: int | None = None,
                  test_size: int | None = None, train_fraction: float = 1.0, split_seed: int = 0,
                  download: bool = True) -> DatasetSplits:
-    """Load a dataset by name (DESIGN §3.2) as deterministic tensor splits.
+    """Load a dataset by name (docs/data.md) as deterministic tensor splits.
 
     The validation set is carved from the shuffled training set with `split_seed` (default sizes are the
     paper's, e.g. 55k/5k for MNIST). `train_fraction` keeps that share of the remaining training set

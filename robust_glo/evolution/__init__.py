@@ -1,4 +1,4 @@
-"""Evolution: discover TaylorGLO losses with CMA-ES (DESIGN §2.2), pruned by the invariant (§2.3).
+"""Evolution: discover TaylorGLO losses with CMA-ES (docs/method.md), pruned by the invariant.
 
 The pieces are kept apart (as in EvoTorch): `TaylorGLOProblem` scores a theta by a partial training run,
 `CMAES` proposes thetas, a backend (`local`, `ray`, `batched`) runs the evaluations, and `run_evolution`

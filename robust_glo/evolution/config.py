@@ -102,7 +102,7 @@ def parse_fitness(spec: str) -> FitnessSpec:
 
 @dataclass
 class EvolveConfig:
-    """Everything that determines an evolution run (DESIGN §2.2 defaults where they fit a CPU).
+    """Everything that determines an evolution run (docs/method.md defaults where they fit a CPU).
 
     The paper's budget: popsize 20 (CIFAR/SVHN) to 28 (MNIST), about 10% of a full training run per
     candidate (2,000 steps on MNIST), up to 100 generations. The defaults here are smaller so that a

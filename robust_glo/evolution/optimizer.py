@@ -1,4 +1,4 @@
-"""CMA-ES on pycma's ask/tell, with a private RNG and exact checkpoints (DESIGN §2.2).
+"""CMA-ES on pycma's ask/tell, with a private RNG and exact checkpoints (docs/method.md).
 
 The optimizer knows nothing about losses or training: it proposes points in R^8 and is told their
 fitness (lower is better). Defaults are the paper's: mean 0, sigma 1.2, no bounds.

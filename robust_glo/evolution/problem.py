@@ -1,12 +1,12 @@
 """The fitness problem: how good is one TaylorGLO theta? Kept apart from the optimizer (EvoTorch style).
 
-`TaylorGLOProblem.evaluate(theta, seed)` checks the invariant (DESIGN §2.3) and, when it holds, trains
+`TaylorGLOProblem.evaluate(theta, seed)` checks the invariant (docs/method.md) and, when it holds, trains
 the dataset's model for `steps` SGD steps with the candidate loss, then scores it on the validation set:
 
     fitness = 1 - ((1 - w) * clean accuracy + w * robust accuracy)     (lower is better, in [0, 1])
 
 with w = 0 for the `clean` fitness and the attack's accuracy computed with cross-entropy on the logits,
-never the candidate's own loss (DESIGN §2.5). Common random numbers: every candidate evaluated with the
+never the candidate's own loss (docs/attacks.md). Common random numbers: every candidate evaluated with the
 same `seed` starts from the same weights and sees the same batches, so a generation compares losses,
 not luck.
 

@@ -1,4 +1,4 @@
-"""Losses by spec string (DESIGN §3.1): `get_loss("label_smoothing:0.1")(logits, targets) -> scalar`.
+"""Losses by spec string (docs/losses.md): `get_loss("label_smoothing:0.1")(logits, targets) -> scalar`.
 
 Built-ins are registered with `@register_loss`; a user loss is `package.module:function` or
 `path/to/file.py:function`, a function `(logits (N, C), targets (N,)) -> scalar tensor`.

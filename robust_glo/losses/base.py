@@ -1,4 +1,4 @@
-"""The loss protocol and the registry that maps spec strings to losses (DESIGN §3.1)."""
+"""The loss protocol and the registry that maps spec strings to losses (docs/losses.md)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -75,7 +75,7 @@ class Poly1Loss:
 
 
 class BaikalLoss:
-    """Gonzalez & Miikkulainen's GLO loss: `-(1/n) sum_c (log y_c - x_c / y_c)` (DESIGN §2.4)."""
+    """Gonzalez & Miikkulainen's GLO loss: `-(1/n) sum_c (log y_c - x_c / y_c)` (docs/method.md)."""
 
     spec = "baikal"
 

@@ -1,4 +1,4 @@
-"""TaylorGLO: third-order Taylor-polynomial losses (DESIGN §2.1).
+"""TaylorGLO: third-order Taylor-polynomial losses (docs/method.md).
 
     f(x, y) = t2 (y-t1) + t3 (y-t1)^2 + t4 (y-t1)^3
             + t5 (x-t0)(y-t1) + t6 (x-t0)(y-t1)^2 + t7 (x-t0)^2 (y-t1)
@@ -99,7 +99,7 @@ def save_theta_file(path: str | Path, theta: Sequence[float], **extra) -> Path:
 
 
 @register_loss("taylorglo", usage="taylorglo:[t0,...,t7] | taylorglo:FILE.json",
-               summary="TaylorGLO polynomial loss (DESIGN §2.1), inline or from an `evolve` JSON file")
+               summary="TaylorGLO polynomial loss (docs/method.md), inline or from an `evolve` JSON file")
 def _make_taylorglo(arg: str | None, spec: str):
     if not arg:
         raise LossSpecError(f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] or taylorglo:FILE.json")

@@ -1,4 +1,4 @@
-"""Robustness harness (DESIGN §2.5): attacks by name, `evaluate_model`, reliability checks, statistics.
+"""Robustness harness (docs/attacks.md): attacks by name, `evaluate_model`, reliability checks, statistics.
 
 >>> from robust_glo.robustness import evaluate_model
 >>> table = evaluate_model(model, images, labels, attacks=["fgsm", "pgd:steps=20"], eps=[0, 0.05, 0.1])

@@ -1,4 +1,4 @@
-"""Attacks by name (DESIGN §2.5): small builders around torchattacks, all in the Linf threat model.
+"""Attacks by name (docs/attacks.md): small builders around torchattacks, all in the Linf threat model.
 
 An attack spec is a string `name` or `name:key=value:key=value` (for example `pgd:steps=40:restarts=3`),
 or an `AttackSpec`. Every attack runs on logits with its own loss (cross-entropy, DLR or margin), never
@@ -245,7 +245,7 @@ def _checked(atk: Any, device: torch.device) -> Any:
     atk.set_device(device)
     if atk.normalization_used is not None or atk._normalization_applied is not None:
         raise ConfigError(f"torchattacks would normalize inputs for {atk.attack}; models must own their "
-                          "normalization (DESIGN §2.5)")
+                          "normalization (docs/attacks.md)")
     atk.set_model_training_mode(model_training=False, batchnorm_training=False, dropout_training=False)
     return atk
 

@@ -1,4 +1,4 @@
-"""Reliability checks on one evaluation (DESIGN §2.5), as a tidy flags table.
+"""Reliability checks on one evaluation (docs/attacks.md), as a tidy flags table.
 
 Each check has a status "pass", "fail" or "not run" (it could not be judged: e.g. PGD <= FGSM when FGSM
 was not run; `detail` then says why), the measured `value` it is judged on, a `detail` naming what

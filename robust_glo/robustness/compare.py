@@ -11,7 +11,7 @@ Output directory layout (everything resumable: finished trainings and evaluation
         evaluation.json         what the evaluation ran (it is redone when this changes)
     checkpoints/<name>/         the same evaluation files for an existing run directory
     user/<name>/                the same for a user model (always re-evaluated: its code may change)
-    results.csv                 every row of every evaluation (tidy, DESIGN §3.3)
+    results.csv                 every row of every evaluation (tidy, docs/results.md)
     flags.csv                   every check of every evaluation
     outcomes.csv                every per-image outcome of every evaluation
     summary.csv                 per loss x attack x eps: mean, bootstrap interval over seeds and images,
