@@ -20,6 +20,7 @@ the candidates it rejects (and accepts) would have trained well.
     .venv/bin/python evaluations/invariant_study.py [--samples 10000] [--seed 0] [--out study.json]
     .venv/bin/python evaluations/invariant_study.py --train 25 --dataset digits --steps 150 [--out train.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ import pandas as pd
 from robust_glo.analysis import effective_target_batch, invariant_holds_batch
 
 # The four groups of the training study: (name, passes the paper rule, passes the exact rule).
-GROUPS = (("accepted_both", True, True), ("rejected_paper_only", False, True),
-          ("rejected_exact_only", True, False), ("rejected_both", False, False))
+GROUPS = (
+    ("accepted_both", True, True),
+    ("rejected_paper_only", False, True),
+    ("rejected_exact_only", True, False),
+    ("rejected_both", False, False),
+)
 
 
 def study(thetas: np.ndarray, n_classes: int) -> dict[str, float | int | None]:
@@ -83,9 +88,19 @@ def theta_spec(theta: np.ndarray) -> str:
     return "taylorglo:[" + ",".join(repr(float(v)) for v in theta) + "]"
 
 
-def train_study(thetas: np.ndarray, splits, k: int, *, steps: int, batch_size: int = 128, seed: int = 0,
-                well: float = 0.9, device: str = "cpu", threads: int | None = 1,
-                progress: bool = True) -> dict:
+def train_study(
+    thetas: np.ndarray,
+    splits,
+    k: int,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    well: float = 0.9,
+    device: str = "cpu",
+    threads: int | None = 1,
+    progress: bool = True,
+) -> dict:
     """Train the first ``k`` thetas of each group in `GROUPS` and a cross-entropy reference on ``splits``.
 
     Every run uses the same seed (common random numbers). A run "trained well" when it did not diverge and
@@ -105,8 +120,9 @@ def train_study(thetas: np.ndarray, splits, k: int, *, steps: int, batch_size: i
     p_star = effective_target_batch(thetas, n_classes)
 
     def train(loss: str):
-        config = TrainConfig(loss=loss, dataset=splits.info.name, steps=steps, seed=seed, device=device,
-                             batch_size=batch_size)
+        config = TrainConfig.from_dict(
+            dict(loss=loss, dataset=splits.info.name, steps=steps, seed=seed, device=device, batch_size=batch_size)
+        )
         return train_run(config, out_dir=None, splits=splits, progress=False)
 
     saved_threads = torch.get_num_threads()
@@ -124,12 +140,20 @@ def train_study(thetas: np.ndarray, splits, k: int, *, steps: int, batch_size: i
         for name, i in jobs:
             result = train(theta_spec(thetas[i]))
             acc = result.val_accuracy
-            runs.append({"group": name, "index": i, "theta": [float(v) for v in thetas[i]],
-                         "paper": bool(paper[i]), "exact": bool(exact[i]),
-                         "p_star": None if np.isnan(p_star[i]) else float(p_star[i]),
-                         "status": result.status, "val_accuracy": acc,
-                         "trained_well": bool(result.status == "ok" and acc is not None and acc >= threshold),
-                         "seconds": result.seconds})
+            runs.append(
+                {
+                    "group": name,
+                    "index": i,
+                    "theta": [float(v) for v in thetas[i]],
+                    "paper": bool(paper[i]),
+                    "exact": bool(exact[i]),
+                    "p_star": None if np.isnan(p_star[i]) else float(p_star[i]),
+                    "status": result.status,
+                    "val_accuracy": acc,
+                    "trained_well": bool(result.status == "ok" and acc is not None and acc >= threshold),
+                    "seconds": result.seconds,
+                }
+            )
             bar.update()
         bar.close()
     finally:
@@ -140,25 +164,34 @@ def train_study(thetas: np.ndarray, splits, k: int, *, steps: int, batch_size: i
     for name, passes_paper, passes_exact in GROUPS:
         rows = [r for r in runs if r["group"] == name]
         accs = np.array([r["val_accuracy"] for r in rows if r["status"] == "ok"], dtype=float)
-        groups.append({
-            "group": name,
-            "population_share": float(np.mean((paper == passes_paper) & (exact == passes_exact))),
-            "n": len(rows),
-            "diverged": _mean([r["status"] == "diverged" for r in rows]),
-            "median_val_acc": float(np.median(accs)) if len(accs) else None,
-            "mean_val_acc": float(np.mean(accs)) if len(accs) else None,
-            # Finished but below 1.5x chance: the loss did not teach the classes (or taught them backwards:
-            # below half of chance, the network learned to avoid the labelled class).
-            "under_1.5x_chance": _mean([r["status"] == "ok" and r["val_accuracy"] < 1.5 * chance
-                                        for r in rows]),
-            "under_0.5x_chance": _mean([r["status"] == "ok" and r["val_accuracy"] < 0.5 * chance
-                                        for r in rows]),
-            "trained_well": _mean([r["trained_well"] for r in rows]),
-        })
-    return {"dataset": splits.info.name, "n_classes": n_classes, "steps": steps, "batch_size": batch_size,
-            "seed": seed, "well": well, "reference": {"loss": "ce", "val_accuracy": ce.val_accuracy,
-                                                     "seconds": ce.seconds},
-            "threshold": threshold, "groups": groups, "rules": _rule_estimates(groups), "runs": runs}
+        groups.append(
+            {
+                "group": name,
+                "population_share": float(np.mean((paper == passes_paper) & (exact == passes_exact))),
+                "n": len(rows),
+                "diverged": _mean([r["status"] == "diverged" for r in rows]),
+                "median_val_acc": float(np.median(accs)) if len(accs) else None,
+                "mean_val_acc": float(np.mean(accs)) if len(accs) else None,
+                # Finished but below 1.5x chance: the loss did not teach the classes (or taught them backwards:
+                # below half of chance, the network learned to avoid the labelled class).
+                "under_1.5x_chance": _mean([r["status"] == "ok" and r["val_accuracy"] < 1.5 * chance for r in rows]),
+                "under_0.5x_chance": _mean([r["status"] == "ok" and r["val_accuracy"] < 0.5 * chance for r in rows]),
+                "trained_well": _mean([r["trained_well"] for r in rows]),
+            }
+        )
+    return {
+        "dataset": splits.info.name,
+        "n_classes": n_classes,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "well": well,
+        "reference": {"loss": "ce", "val_accuracy": ce.val_accuracy, "seconds": ce.seconds},
+        "threshold": threshold,
+        "groups": groups,
+        "rules": _rule_estimates(groups),
+        "runs": runs,
+    }
 
 
 def _mean(flags: list[bool]) -> float | None:
@@ -171,27 +204,37 @@ def _rule_estimates(groups: list[dict]) -> list[dict]:
     by_name = {g["group"]: g for g in groups}
 
     def weighted(names: list[str]) -> float | None:
-        parts = [(by_name[n]["population_share"], by_name[n]["trained_well"]) for n in names
-                 if by_name[n]["trained_well"] is not None]
+        parts = [
+            (by_name[n]["population_share"], by_name[n]["trained_well"])
+            for n in names
+            if by_name[n]["trained_well"] is not None
+        ]
         total = sum(w for w, _ in parts)
         return sum(w * v for w, v in parts) / total if total > 0 else None
 
-    rejected = {"paper": ["rejected_paper_only", "rejected_both"],
-                "exact": ["rejected_exact_only", "rejected_both"]}
-    accepted = {"paper": ["accepted_both", "rejected_exact_only"],
-                "exact": ["accepted_both", "rejected_paper_only"]}
-    return [{"rule": rule,
-             "rejects": sum(by_name[n]["population_share"] for n in rejected[rule]),
-             "rejected_trained_well": weighted(rejected[rule]),
-             "accepted_trained_well": weighted(accepted[rule])} for rule in ("paper", "exact")]
+    rejected = {"paper": ["rejected_paper_only", "rejected_both"], "exact": ["rejected_exact_only", "rejected_both"]}
+    accepted = {"paper": ["accepted_both", "rejected_exact_only"], "exact": ["accepted_both", "rejected_paper_only"]}
+    return [
+        {
+            "rule": rule,
+            "rejects": sum(by_name[n]["population_share"] for n in rejected[rule]),
+            "rejected_trained_well": weighted(rejected[rule]),
+            "accepted_trained_well": weighted(accepted[rule]),
+        }
+        for rule in ("paper", "exact")
+    ]
 
 
 def print_train_study(result: dict) -> None:
     ref = result["reference"]
-    print(f"\ntraining study on {result['dataset']} ({result['n_classes']} classes, rules read for that n): "
-          f"{result['steps']} steps, batch {result['batch_size']}, seed {result['seed']} for every run")
-    print(f"cross-entropy reference: val accuracy {ref['val_accuracy']:.4f}; trained well = not diverged and "
-          f"val accuracy >= {result['well']:g} x {ref['val_accuracy']:.4f} = {result['threshold']:.4f}")
+    print(
+        f"\ntraining study on {result['dataset']} ({result['n_classes']} classes, rules read for that n): "
+        f"{result['steps']} steps, batch {result['batch_size']}, seed {result['seed']} for every run"
+    )
+    print(
+        f"cross-entropy reference: val accuracy {ref['val_accuracy']:.4f}; trained well = not diverged and "
+        f"val accuracy >= {result['well']:g} x {ref['val_accuracy']:.4f} = {result['threshold']:.4f}"
+    )
     table = pd.DataFrame(result["groups"]).set_index("group")
     print(table.to_string(float_format=lambda v: f"{v:.4f}", na_rep="-"))
     print("per rule, groups weighted by their share of the sample (population_share):")
@@ -207,26 +250,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", type=int, nargs="+", default=[10, 100], help="default: 10 100")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     train = parser.add_argument_group("training study (only with --train)")
-    train.add_argument("--train", type=int, metavar="K", default=0,
-                       help="train the first K thetas of each of the four groups (default 0: no training)")
+    train.add_argument(
+        "--train",
+        type=int,
+        metavar="K",
+        default=0,
+        help="train the first K thetas of each of the four groups (default 0: no training)",
+    )
     train.add_argument("--dataset", default="digits", help="dataset to train on (default digits)")
     train.add_argument("--steps", type=int, default=150, help="SGD steps per run (default 150)")
     train.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    train.add_argument("--train-seed", type=int, default=0,
-                       help="the one training seed of every run (default 0)")
-    train.add_argument("--well", type=float, default=0.9,
-                       help="trained well: val accuracy >= WELL x cross-entropy's (default 0.9)")
-    train.add_argument("--test-size", type=int, default=500,
-                       help="test images to keep (test accuracy is not used here; default 500)")
+    train.add_argument("--train-seed", type=int, default=0, help="the one training seed of every run (default 0)")
+    train.add_argument(
+        "--well", type=float, default=0.9, help="trained well: val accuracy >= WELL x cross-entropy's (default 0.9)"
+    )
+    train.add_argument(
+        "--test-size", type=int, default=500, help="test images to keep (test accuracy is not used here; default 500)"
+    )
     train.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     train.add_argument("--device", default="cpu", help="training device (default cpu)")
     args = parser.parse_args(argv)
     if args.samples < 1 or args.sigma <= 0 or any(n < 2 for n in args.classes):
         parser.error("need --samples >= 1, --sigma > 0 and every --classes >= 2")
-    if args.train < 0 or (args.train and (args.steps < 1 or args.batch_size < 1 or not 0 < args.well
-                                          or args.test_size < 1 or args.threads < 1)):
-        parser.error("need --train >= 0 and, with --train, --steps, --batch-size, --test-size, "
-                     "--threads >= 1 and --well > 0")
+    if args.train < 0 or (
+        args.train
+        and (args.steps < 1 or args.batch_size < 1 or not 0 < args.well or args.test_size < 1 or args.threads < 1)
+    ):
+        parser.error(
+            "need --train >= 0 and, with --train, --steps, --batch-size, --test-size, --threads >= 1 and --well > 0"
+        )
 
     rng = np.random.default_rng(args.seed)
     thetas = rng.normal(0.0, args.sigma, size=(args.samples, 8))
@@ -234,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
 
     table = pd.DataFrame(rows).set_index("classes")
     shown = table.drop(columns="samples").T
-    print(f"{args.samples} thetas ~ N(0, {args.sigma}^2 I), seed {args.seed}; shares of all thetas, "
-          f"except *_confident_p_star: shares of that group with p* >= 0.5 or none")
+    print(
+        f"{args.samples} thetas ~ N(0, {args.sigma}^2 I), seed {args.seed}; shares of all thetas, "
+        f"except *_confident_p_star: shares of that group with p* >= 0.5 or none"
+    )
     print(shown.to_string(float_format=lambda v: f"{v:.4f}"))
     record = {"samples": args.samples, "sigma": args.sigma, "seed": args.seed, "results": rows}
     if args.train:
@@ -246,8 +300,17 @@ def main(argv: list[str] | None = None) -> int:
             splits = load_dataset(args.dataset, test_size=args.test_size)
         except RobustGloError as exc:
             parser.error(str(exc))
-        training = train_study(thetas, splits, args.train, steps=args.steps, batch_size=args.batch_size,
-                               seed=args.train_seed, well=args.well, device=args.device, threads=args.threads)
+        training = train_study(
+            thetas,
+            splits,
+            args.train,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.train_seed,
+            well=args.well,
+            device=args.device,
+            threads=args.threads,
+        )
         print_train_study(training)
         record["training"] = training
     if args.out:

@@ -1,12 +1,41 @@
 """robust-glo: evolve TaylorGLO loss functions with CMA-ES and measure their adversarial robustness.
 
-The short public API; each subpackage is one stage of the pipeline:
-data -> models -> losses -> training -> evolution -> robustness (attacks) -> analysis -> reporting -> cli.
+The short public API, one call per stage (each subpackage holds the stage's configuration and engine):
+
+>>> from robust_glo import get_loss, train, evaluate_model, analyze_loss, evolve, run_benchmark
+>>> loss = get_loss("label_smoothing:0.1")            # loss(logits (N, K), targets (N,)) -> scalar
+>>> net = train("baikal", dataset="digits", steps=200).model
+>>> analyze_loss("baikal", 10).effective_target       # 0.3162...
+>>> run_benchmark("quick", "runs/quick")              # evolve -> train -> attack -> analyze -> report
+
+The pipeline: data -> models -> losses -> training -> evolution -> robustness (attacks) -> analysis ->
+reporting -> benchmark -> cli. Documentation: docs/README.md.
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+from robust_glo.api import analyze_loss, evaluate_model, evolve, run_benchmark, train
 from robust_glo.errors import RobustGloError
 from robust_glo.losses import get_loss, list_losses, register_loss
 from robust_glo.models import create_model, list_models, register_model
 
-__version__ = "0.1.0"
-__all__ = ["RobustGloError", "__version__", "create_model", "get_loss", "list_losses", "list_models",
-           "register_loss", "register_model"]
+try:
+    __version__ = version("robust-glo")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "RobustGloError",
+    "__version__",
+    "analyze_loss",
+    "create_model",
+    "evaluate_model",
+    "evolve",
+    "get_loss",
+    "list_losses",
+    "list_models",
+    "register_loss",
+    "register_model",
+    "run_benchmark",
+    "train",
+]

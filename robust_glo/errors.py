@@ -1,4 +1,5 @@
 """Exceptions that the CLI turns into one-line messages with exit code 2."""
+
 from __future__ import annotations
 
 
@@ -20,3 +21,20 @@ class ModelError(RobustGloError, ValueError):
 
 class ConfigError(RobustGloError, ValueError):
     """A configuration value or key is invalid."""
+
+
+class UsageError(RobustGloError):
+    """A command line that cannot be parsed: a missing or malformed flag (printed without the prefix)."""
+
+
+class ResumeError(ConfigError):
+    """A run directory cannot be resumed: it was made with other settings, or its state is unreadable."""
+
+
+class DivergedError(RobustGloError):
+    """A loss became non-finite. Raised where that cannot be recorded as a diverged run instead (e.g. on
+    fresh weights, where the loss itself is broken); training records later divergence as a status."""
+
+
+class NonFiniteLossError(DivergedError, LossSpecError):
+    """A user loss returned NaN or infinity (training treats this as divergence after step 0)."""

@@ -1,4 +1,5 @@
 """A small synthetic benchmark directory for report tests: every file the report reads, no training."""
+
 from __future__ import annotations
 
 import json
@@ -45,19 +46,58 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
         score = difficulty + 0.3 * noise.random(n)
         bits = np.zeros(n, dtype=bool)
         bits[np.argsort(score)[:correct]] = True  # the easiest images stay correct
-        outcomes.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack,
-                         "eps": eps, "n": n, "correct": correct, "images": "synthetic200",
-                         "bits": np.packbits(bits).tobytes().hex()})
-        rows.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack,
-                     "eps": eps, "norm": "Linf", "n": n, "correct": correct, "accuracy": correct / n,
-                     "params": json.dumps({"steps": 10} if attack.startswith("pgd") else {}),
-                     "reliable": reliable, "flags": "" if reliable else "pgd_le_fgsm", "status": "ok"})
+        outcomes.append(
+            {
+                "loss": loss,
+                "seed": seed,
+                "dataset": "digits",
+                "model": "digits-cnn",
+                "attack": attack,
+                "eps": eps,
+                "n": n,
+                "correct": correct,
+                "images": "synthetic200",
+                "bits": np.packbits(bits).tobytes().hex(),
+            }
+        )
+        rows.append(
+            {
+                "loss": loss,
+                "seed": seed,
+                "dataset": "digits",
+                "model": "digits-cnn",
+                "attack": attack,
+                "eps": eps,
+                "norm": "Linf",
+                "n": n,
+                "correct": correct,
+                "accuracy": correct / n,
+                "params": json.dumps({"steps": 10} if attack.startswith("pgd") else {}),
+                "reliable": reliable,
+                "flags": "" if reliable else "pgd_le_fgsm",
+                "status": "ok",
+            }
+        )
     for attack in ["clean"] + ATTACKS + ["worst"]:
-        for eps in ([0.0] if attack == "clean" else EPS):
-            rows.append({"loss": DIVERGED[0], "seed": DIVERGED[1], "dataset": "digits", "model": "digits-cnn",
-                         "attack": attack, "eps": eps, "norm": "Linf", "n": float("nan"), "correct": float("nan"),
-                         "accuracy": float("nan"), "params": "", "reliable": False, "flags": "diverged",
-                         "status": "diverged"})
+        for eps in [0.0] if attack == "clean" else EPS:
+            rows.append(
+                {
+                    "loss": DIVERGED[0],
+                    "seed": DIVERGED[1],
+                    "dataset": "digits",
+                    "model": "digits-cnn",
+                    "attack": attack,
+                    "eps": eps,
+                    "norm": "Linf",
+                    "n": float("nan"),
+                    "correct": float("nan"),
+                    "accuracy": float("nan"),
+                    "params": "",
+                    "reliable": False,
+                    "flags": "diverged",
+                    "status": "diverged",
+                }
+            )
     results = pd.DataFrame(rows)
     results.to_csv(root / "results.csv", index=False)
     if not optional:
@@ -69,10 +109,18 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
         for seed in SEEDS:
             for check in ("eps0_equals_clean", "monotone_in_eps", "pgd_le_fgsm", "zero_gradients"):
                 fail = (loss, seed) == UNRELIABLE and check == "pgd_le_fgsm"
-                flag_rows.append({"loss": loss, "seed": seed, "check": check, "status": "fail" if fail else "pass",
-                                  "value": 0.03 if fail else 0.0, "threshold": 0.01,
-                                  "detail": "pgd:steps=10 0.5000 > fgsm 0.4700 at eps=0.05" if fail else "",
-                                  "explanation": f"plain-language meaning of {check}"})
+                flag_rows.append(
+                    {
+                        "loss": loss,
+                        "seed": seed,
+                        "check": check,
+                        "status": "fail" if fail else "pass",
+                        "value": 0.03 if fail else 0.0,
+                        "threshold": 0.01,
+                        "detail": "pgd:steps=10 0.5000 > fgsm 0.4700 at eps=0.05" if fail else "",
+                        "explanation": f"plain-language meaning of {check}",
+                    }
+                )
     pd.DataFrame(flag_rows).to_csv(root / "flags.csv", index=False)
 
     evolve = root / "evolve"
@@ -83,44 +131,105 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
     for gen in range(3):
         for idx, status in enumerate(statuses):
             fit = 0.5 - 0.1 * gen - 0.02 * idx if status == "trained" else (1.0 if status == "rejected" else 1e6)
-            hist.append({"generation": gen, "index": idx, **{f"theta{k}": float(rng.normal()) for k in range(8)},
-                         "status": status, "fitness": fit,
-                         "val_accuracy": 1 - fit if status == "trained" else float("nan"), "seconds": 1.5})
+            hist.append(
+                {
+                    "generation": gen,
+                    "index": idx,
+                    **{f"theta{k}": float(rng.normal()) for k in range(8)},
+                    "status": status,
+                    "fitness": fit,
+                    "val_accuracy": 1 - fit if status == "trained" else float("nan"),
+                    "seconds": 1.5,
+                }
+            )
     pd.DataFrame(hist).to_csv(evolve / "history.csv", index=False)
     reeval = []
     for rank, (search, fits) in enumerate([(0.20, [0.30, 0.32]), (0.25, [0.28, 0.26])]):
         for k, fit in enumerate(fits):
-            reeval.append({"rank": rank, "generation": 2, "index": rank, "seed_index": k, "seed": 100 + k,
-                           **{f"theta{j}": 0.5 * rank + j / 10 for j in range(8)}, "status": "trained",
-                           "fitness": fit, "val_accuracy": 1 - fit, "robust_accuracy": "", "seconds": 1.0,
-                           "search_fitness": search})
+            reeval.append(
+                {
+                    "rank": rank,
+                    "generation": 2,
+                    "index": rank,
+                    "seed_index": k,
+                    "seed": 100 + k,
+                    **{f"theta{j}": 0.5 * rank + j / 10 for j in range(8)},
+                    "status": "trained",
+                    "fitness": fit,
+                    "val_accuracy": 1 - fit,
+                    "robust_accuracy": "",
+                    "seconds": 1.0,
+                    "search_fitness": search,
+                }
+            )
     pd.DataFrame(reeval).to_csv(evolve / "reevaluation.csv", index=False)
     (evolve / "best_loss.json").write_text(json.dumps({"kind": "taylorglo", "theta": json.loads(LOSSES[2][10:])}))
 
     analysis = [
-        {"spec": "ce", "classes": 10, "effective_target": None, "label_smoothing_equivalent": None,
-         "target_logit_rises_at_init": True, "invariant": None},
-        {"spec": "label_smoothing:0.1", "classes": 10, "effective_target": 0.91, "label_smoothing_equivalent": 0.1,
-         "target_logit_rises_at_init": True, "invariant": None},
-        {"spec": LOSSES[2], "classes": 10, "effective_target": 0.7321, "label_smoothing_equivalent": 0.2977,
-         "target_logit_rises_at_init": True, "invariant": {"paper": True, "exact": True},
-         "theta": json.loads(LOSSES[2][10:])},
+        {
+            "spec": "ce",
+            "classes": 10,
+            "effective_target": None,
+            "label_smoothing_equivalent": None,
+            "target_logit_rises_at_init": True,
+            "invariant": None,
+        },
+        {
+            "spec": "label_smoothing:0.1",
+            "classes": 10,
+            "effective_target": 0.91,
+            "label_smoothing_equivalent": 0.1,
+            "target_logit_rises_at_init": True,
+            "invariant": None,
+        },
+        {
+            "spec": LOSSES[2],
+            "classes": 10,
+            "effective_target": 0.7321,
+            "label_smoothing_equivalent": 0.2977,
+            "target_logit_rises_at_init": True,
+            "invariant": {"paper": True, "exact": True},
+            "theta": json.loads(LOSSES[2][10:]),
+        },
     ]
     (root / "analysis" / "figures").mkdir(parents=True, exist_ok=True)
     (root / "analysis" / "analysis.json").write_text(json.dumps(analysis))
     _tiny_png(root / "analysis" / "figures" / "learning_rule.png")
     (root / "losses.json").write_text(json.dumps([{"spec": LOSSES[2], "label": "taylorglo (evolved)"}]))
-    (root / "suite.json").write_text(json.dumps({"name": "synthetic", "description": "A synthetic table.",
-                                                 "dataset": "digits", "baseline": "ce", "alpha": 0.05,
-                                                 "bootstrap": 2000,
-                                                 "train": {"steps": 50}, "attack_seed": 0,
-                                                 "evolve": {"generations": 3, "seed": 4}}))
-    (root / "stages.json").write_text(json.dumps({"stages": {
-        "evolve": {"status": "done", "last_seconds": 12.5, "total_seconds": 30.25, "pieces": {"done": 1}},
-        "train": {"status": "done", "last_seconds": 40.0, "total_seconds": 80.0, "pieces": {"done": 9}}}}))
-    (root / "environment.json").write_text(json.dumps({"created": "2025-01-01T00:00:00+00:00",
-                                                       "versions": {"torch": "9.9.9", "pandas": "8.8.8"},
-                                                       "hardware": {"cpu_count": 2, "cuda": False}}))
+    (root / "suite.json").write_text(
+        json.dumps(
+            {
+                "name": "synthetic",
+                "description": "A synthetic table.",
+                "dataset": "digits",
+                "baseline": "ce",
+                "alpha": 0.05,
+                "bootstrap": 2000,
+                "train": {"steps": 50},
+                "attack_seed": 0,
+                "evolve": {"generations": 3, "seed": 4},
+            }
+        )
+    )
+    (root / "stages.json").write_text(
+        json.dumps(
+            {
+                "stages": {
+                    "evolve": {"status": "done", "last_seconds": 12.5, "total_seconds": 30.25, "pieces": {"done": 1}},
+                    "train": {"status": "done", "last_seconds": 40.0, "total_seconds": 80.0, "pieces": {"done": 9}},
+                }
+            }
+        )
+    )
+    (root / "environment.json").write_text(
+        json.dumps(
+            {
+                "created": "2025-01-01T00:00:00+00:00",
+                "versions": {"torch": "9.9.9", "pandas": "8.8.8"},
+                "hardware": {"cpu_count": 2, "cuda": False},
+            }
+        )
+    )
     return results
 
 

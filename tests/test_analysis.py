@@ -1,4 +1,5 @@
 """Loss analysis (docs/method.md): effective targets, the learning-rule decomposition, invariants."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,17 @@ import pytest
 import torch
 
 from robust_glo.analysis import (
-    analyze_loss, coefficients, coefficients_batch, decompose, effective_target, effective_target_batch,
-    invariant_holds, invariant_holds_batch, learning_rule, symmetric_rule)
+    analyze_loss,
+    coefficients,
+    coefficients_batch,
+    decompose,
+    effective_target,
+    effective_target_batch,
+    invariant_holds,
+    invariant_holds_batch,
+    learning_rule,
+    symmetric_rule,
+)
 from robust_glo.errors import ConfigError, LossSpecError
 from robust_glo.losses import TaylorGLOLoss, get_loss, taylorglo_f
 
@@ -28,7 +38,8 @@ def _thetas(count: int, seed: int) -> np.ndarray:
 def user_losses(tmp_path):
     """A file of user losses, addressed as `path.py:function` specs."""
     path = tmp_path / "my_losses.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         import torch
         import torch.nn.functional as F
 
@@ -63,11 +74,13 @@ def user_losses(tmp_path):
 
         def detached(logits, targets):
             return F.cross_entropy(logits, targets).detach()
-    """))
+    """)
+    )
     return lambda name: f"{path}:{name}"
 
 
 # --- effective target -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n", [2, 10, 100])
 def test_cross_entropy_has_no_effective_target(n):
@@ -119,6 +132,7 @@ def test_closed_form_effective_target_matches_autograd_search():
 
 # --- the decomposition of docs/method.md ----------------------------------------------------------------
 
+
 def test_autograd_decomposition_equals_closed_form_for_taylorglo():
     rng = np.random.default_rng(5)
     for theta in _thetas(5, seed=3):
@@ -157,7 +171,7 @@ def test_learning_rule_along_p_equals_closed_form():
     loss = TaylorGLOLoss(theta)
     probs = torch.tensor(np.c_[p, np.repeat(((1 - p) / 9)[:, None], 9, axis=1)])
     target = torch.zeros(1, dtype=torch.int64)
-    expected = [float(loss.from_probs(probs[i:i + 1], target)) for i in range(33)]
+    expected = [float(loss.from_probs(probs[i : i + 1], target)) for i in range(33)]
     np.testing.assert_allclose(rule.loss, expected, rtol=1e-12)
 
 
@@ -201,14 +215,14 @@ def test_plain_callable_is_analyzable():
 
 # --- the invariant of docs/method.md ---------------------------------------------------------------------
 
+
 def test_coefficients_are_the_derivative_of_f():
     for theta in _thetas(10, seed=4):
         c = coefficients(theta)
         for x in (0.0, 1.0, 0.3):
             y = torch.linspace(0.0, 1.0, 11, dtype=torch.float64, requires_grad=True)
             taylorglo_f(torch.tensor(theta), torch.tensor(x, dtype=torch.float64), y).sum().backward()
-            np.testing.assert_allclose(c.fprime(x, y.detach().numpy()), y.grad.numpy(), rtol=1e-10,
-                                       atol=1e-10)
+            np.testing.assert_allclose(c.fprime(x, y.detach().numpy()), y.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
 def test_paper_rule_equals_its_formula():
@@ -221,10 +235,9 @@ def test_paper_rule_equals_its_formula():
     cx = t[5] - 2 * t[1] * t[6] - 2 * t[7] * t[0]
     cxx = t[7]
     chx = 2 * t[6]
-    np.testing.assert_allclose(coefficients_batch(thetas), np.stack([c1, ch, chh, cx, cxx, chx], 1),
-                               rtol=1e-12)
+    np.testing.assert_allclose(coefficients_batch(thetas), np.stack([c1, ch, chh, cx, cxx, chx], 1), rtol=1e-12)
     for n in (2, 10, 100):
-        expected = cx + cxx + chx / n >= (n - 2) * (c1 + ch / n + chh / n ** 2)
+        expected = cx + cxx + chx / n >= (n - 2) * (c1 + ch / n + chh / n**2)
         got = invariant_holds_batch(thetas, n, "paper")
         assert got.dtype == bool and np.array_equal(got, expected)
         assert 0.2 < expected.mean() < 0.8  # both outcomes are exercised
@@ -261,6 +274,7 @@ def test_invariant_rejects_non_finite_and_bad_input():
 
 # --- errors ---------------------------------------------------------------------------------------------
 
+
 def test_unknown_spec_is_a_loss_spec_error():
     with pytest.raises(LossSpecError, match="'nonsense'"):
         analyze_loss("nonsense", 10)
@@ -274,11 +288,14 @@ def test_classes_below_two_are_config_errors(n):
         invariant_holds(np.zeros(8), n)
 
 
-@pytest.mark.parametrize("name, message", [
-    ("broken", "raised RuntimeError: kaboom"),
-    ("nan_loss", "non-finite"),
-    ("detached", "no gradient"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("broken", "raised RuntimeError: kaboom"),
+        ("nan_loss", "non-finite"),
+        ("detached", "no gradient"),
+    ],
+)
 def test_user_loss_failing_inside_analysis(user_losses, name, message):
     spec = user_losses(name)
     with pytest.raises(LossSpecError, match=message) as info:
@@ -297,8 +314,15 @@ def test_to_dict_is_json_ready():
 
     a = analyze_loss(_spec([0.3, -0.4, 1.1, 0.5, -0.7, 0.9, 0.2, -0.6]), 10)
     record = json.loads(json.dumps(a.to_dict(), allow_nan=False))
-    assert {"spec", "classes", "effective_target", "label_smoothing_equivalent",
-            "target_logit_rises_at_init", "invariant", "decomposition"} <= set(record)
+    assert {
+        "spec",
+        "classes",
+        "effective_target",
+        "label_smoothing_equivalent",
+        "target_logit_rises_at_init",
+        "invariant",
+        "decomposition",
+    } <= set(record)
     assert set(record["invariant"]) == {"paper", "exact"}
     assert record["classes"] == 10 and isinstance(record["target_logit_rises_at_init"], bool)
     assert get_loss(record["spec"]).theta.tolist() == record["theta"]

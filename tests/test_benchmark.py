@@ -1,4 +1,5 @@
 """`robust-glo benchmark` end to end on digits, and resumption judged by file timestamps and counters."""
+
 from __future__ import annotations
 
 import json
@@ -102,8 +103,14 @@ def test_end_to_end_writes_every_stage_and_the_report(tiny):
 
 def test_rerun_reuses_every_finished_piece(tiny):
     suite, out = tiny
-    patterns = ("compare/runs/*/seed*/model.pt", "compare/runs/*/seed*/evaluation.json",
-                "evolve/evaluations.json", "evolve/history.csv", "analysis/*.json", "analysis/figures/*.png")
+    patterns = (
+        "compare/runs/*/seed*/model.pt",
+        "compare/runs/*/seed*/evaluation.json",
+        "evolve/evaluations.json",
+        "evolve/history.csv",
+        "analysis/*.json",
+        "analysis/figures/*.png",
+    )
     before = _mtimes(out, patterns)
     assert len([k for k in before if k.endswith("model.pt")]) == 4
     results_before = (out / "results.csv").read_text()
@@ -138,8 +145,9 @@ def test_lost_pieces_are_redone_and_only_they(tiny):
 
     assert _pieces(out, "train") == {"done": 1, "reused": 3, "failed": 0}
     assert _pieces(out, "attack") == {"done": 2, "reused": 2, "failed": 0}
-    assert {r: ((r / "model.pt").stat().st_mtime_ns, (r / "evaluation.json").stat().st_mtime_ns)
-            for r in keep} == before
+    assert {
+        r: ((r / "model.pt").stat().st_mtime_ns, (r / "evaluation.json").stat().st_mtime_ns) for r in keep
+    } == before
     assert (lost_evaluation / "model.pt").stat().st_mtime_ns == model_before
     assert (lost_training / "model.pt").is_file() and (lost_training / "evaluation.json").is_file()
     assert len(pd.read_csv(out / "results.csv").drop_duplicates(["loss", "seed"])) == 4

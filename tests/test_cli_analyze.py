@@ -1,4 +1,5 @@
 """`robust-glo analyze`, run in-process."""
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,11 @@ def test_json_for_one_loss_is_an_object(capsys):
 
 
 def test_json_for_several_losses_is_a_list(capsys):
-    assert main(["analyze", "--loss", "ce", "--loss", "baikal", "--loss", THETA, "--classes", "10",
-                 "--json"]) == 0
+    assert main(["analyze", "--loss", "ce", "--loss", "baikal", "--loss", THETA, "--classes", "10", "--json"]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["spec"] for r in records] == ["ce", "baikal", THETA]
     assert records[0]["effective_target"] is None and records[0]["label_smoothing_equivalent"] is None
-    assert records[1]["effective_target"] == pytest.approx(10 ** -0.5)
+    assert records[1]["effective_target"] == pytest.approx(10**-0.5)
     assert records[2]["invariant"] == {"paper": True, "exact": True}
     assert 0.1 < records[2]["effective_target"] < 1
 
@@ -45,8 +45,25 @@ def test_table_without_json(capsys):
 
 def test_plot_writes_png_and_svg(tmp_path, capsys):
     out = tmp_path / "figs"
-    assert main(["analyze", "--loss", "ce", "--loss", "baikal", "--loss", THETA, "--classes", "10",
-                 "--json", "--plot", str(out)]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "--loss",
+                "ce",
+                "--loss",
+                "baikal",
+                "--loss",
+                THETA,
+                "--classes",
+                "10",
+                "--json",
+                "--plot",
+                str(out),
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert len(json.loads(captured.out)) == 3  # stdout stays pure JSON; the file list goes to stderr
     assert "wrote 6 figures" in captured.err
@@ -55,12 +72,15 @@ def test_plot_writes_png_and_svg(tmp_path, capsys):
         assert (out / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--loss", "ce", "--classes", "1"], "integer >= 2, got 1"),
-    (["--loss", "nonsense", "--classes", "10"], "unknown loss spec 'nonsense'"),
-    (["--loss", "ce", "--classes", "ten"], "invalid int value"),
-    (["--classes", "10"], "--loss"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--loss", "ce", "--classes", "1"], "integer >= 2, got 1"),
+        (["--loss", "nonsense", "--classes", "10"], "unknown loss spec 'nonsense'"),
+        (["--loss", "ce", "--classes", "ten"], "invalid int value"),
+        (["--classes", "10"], "--loss"),
+    ],
+)
 def test_errors_are_one_line_with_exit_code_2(capsys, argv, message):
     assert main(["analyze", *argv]) == 2
     err = capsys.readouterr().err

@@ -1,4 +1,5 @@
 """Datasets: names, splits, the Fashion-MNIST search order, torchvision loaders on small files we make."""
+
 import gzip
 import pickle
 
@@ -108,8 +109,13 @@ def test_svhn_through_torchvision_on_small_files(tmp_path, monkeypatch):
     d.mkdir()
     rng = np.random.default_rng(0)
     for name, n in [("train_32x32.mat", 6), ("test_32x32.mat", 3)]:
-        scipy.io.savemat(d / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
-                                    "y": np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8)})
+        scipy.io.savemat(
+            d / name,
+            {
+                "X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                "y": np.array([[10], [1], [2], [3], [4], [5]][:n], dtype=np.uint8),
+            },
+        )
     monkeypatch.setattr(svhn.SVHN, "_check_integrity", lambda self: True)
     s = load_dataset("svhn", root=tmp_path, val_size=2, download=False)
     assert s.test.images.shape == (3, 3, 32, 32)
@@ -121,12 +127,15 @@ def test_missing_data_gives_a_clear_error(tmp_path):
         load_dataset("mnist", root=tmp_path, download=False)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"name": "imagenet"}, "unknown dataset 'imagenet'; valid: fashion-mnist"),
-    ({"name": "digits", "train_fraction": 0.0}, "train_fraction"),
-    ({"name": "digits", "val_size": 5000}, "val_size must lie in"),
-    ({"name": "digits", "test_size": 0}, "test_size must be positive"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"name": "imagenet"}, "unknown dataset 'imagenet'; valid: fashion-mnist"),
+        ({"name": "digits", "train_fraction": 0.0}, "train_fraction"),
+        ({"name": "digits", "val_size": 5000}, "val_size must lie in"),
+        ({"name": "digits", "test_size": 0}, "test_size must be positive"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(DatasetError, match=match):
@@ -155,5 +164,5 @@ def test_random_crop_flip_is_a_shifted_or_flipped_window():
     assert out.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     for i in range(2):
-        windows = [padded[i, :, r:r + 6, c:c + 6] for r in range(5) for c in range(5)]
+        windows = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)

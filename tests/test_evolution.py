@@ -2,6 +2,7 @@
 
 Everything runs on scikit-learn's digits with the tiny digits CNN and a few SGD steps, one torch thread.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,17 +21,58 @@ import torch
 from robust_glo.analysis.invariant import invariant_holds
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError, RobustGloError
-from robust_glo.evolution import (CMAES, DIVERGED_FITNESS, FAILED_FITNESS, REJECTED_FITNESS, EvolveConfig, RunStore, TaylorGLOProblem,
-                                  generation_seed, load_history, parse_fitness, run_evolution, train_population)
+from robust_glo.evolution import (
+    CMAES,
+    DIVERGED_FITNESS,
+    FAILED_FITNESS,
+    REJECTED_FITNESS,
+    EvolveConfig,
+    RunStore,
+    TaylorGLOProblem,
+    generation_seed,
+    load_history,
+    parse_fitness,
+    run_evolution,
+    train_population,
+)
 from robust_glo.losses import TaylorGLOLoss, get_loss
 from robust_glo.models import create_model
-from robust_glo.training import fit
+from robust_glo.training import Recipe, fit
 
 # One small run, reused: 2 generations of 6 on digits (seed 3 gives both rejected and trained candidates).
-SMALL = dict(dataset="digits", generations=2, popsize=6, steps=20, batch_size=64, topk=2, reeval_seeds=2,
-             seed=3, threads=1, progress=False)
-CLI_SMALL = ["--dataset", "digits", "--generations", "2", "--popsize", "6", "--steps", "20", "--batch-size", "64",
-             "--topk", "2", "--reeval-seeds", "2", "--seed", "3", "--threads", "1", "--no-progress"]
+SMALL = dict(
+    dataset="digits",
+    generations=2,
+    popsize=6,
+    steps=20,
+    batch_size=64,
+    topk=2,
+    reeval_seeds=2,
+    seed=3,
+    threads=1,
+    progress=False,
+)
+CLI_SMALL = [
+    "--dataset",
+    "digits",
+    "--generations",
+    "2",
+    "--popsize",
+    "6",
+    "--steps",
+    "20",
+    "--batch-size",
+    "64",
+    "--topk",
+    "2",
+    "--reeval-seeds",
+    "2",
+    "--seed",
+    "3",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def without_seconds(rows):
@@ -41,10 +82,11 @@ def without_seconds(rows):
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory):
     out = tmp_path_factory.mktemp("evo") / "baseline"
-    return run_evolution(EvolveConfig(out=str(out), **SMALL))
+    return run_evolution(EvolveConfig.create(out=str(out), **SMALL))
 
 
 # ---------------------------------------------------------------------------------------------- optimizer
+
 
 def test_cmaes_private_rng_exact_checkpoint_and_finite_fitness():
     before = np.random.get_state()[1].copy()
@@ -70,20 +112,30 @@ def test_paper_defaults():
 
 # ---------------------------------------------------------------------------------------------- the search
 
+
 def test_same_seed_same_history_and_outputs(baseline, tmp_path):
-    again = run_evolution(EvolveConfig(out=str(tmp_path / "again"), **SMALL))
+    again = run_evolution(EvolveConfig.create(out=str(tmp_path / "again"), **SMALL))
     assert without_seconds(again.history) == without_seconds(baseline.history)
     assert again.best["theta"] == baseline.best["theta"] and again.best["fitness"] == baseline.best["fitness"]
-    other = run_evolution(EvolveConfig(out=str(tmp_path / "other"), **{**SMALL, "seed": 4, "generations": 1}))
+    other = run_evolution(EvolveConfig.create(out=str(tmp_path / "other"), **{**SMALL, "seed": 4, "generations": 1}))
     assert [r["theta"] for r in other.history] != [r["theta"] for r in baseline.history[:6]]
 
     out = baseline.out_dir
-    for name in ("config.json", "environment.json", "cma_state.pkl", "evaluations.json", "history.csv",
-                 "generations.csv", "reevaluation.csv", "best_loss.json"):
+    for name in (
+        "config.json",
+        "environment.json",
+        "cma_state.pkl",
+        "evaluations.json",
+        "history.csv",
+        "generations.csv",
+        "reevaluation.csv",
+        "best_loss.json",
+    ):
         assert (out / name).is_file(), name
     history = pd.read_csv(out / "history.csv")
-    assert list(history.columns) == (["generation", "index"] + [f"theta{k}" for k in range(8)]
-                                     + ["status", "fitness", "val_accuracy", "seconds"])
+    assert list(history.columns) == (
+        ["generation", "index"] + [f"theta{k}" for k in range(8)] + ["status", "fitness", "val_accuracy", "seconds"]
+    )
     assert len(history) == 12 and set(history["status"]) <= {"trained", "rejected", "diverged", "failed"}
     assert np.isfinite(history["fitness"]).all()
     # Common random numbers: every candidate of a generation shares one seed, generations differ.
@@ -111,15 +163,16 @@ def test_rejected_candidates_are_never_trained_and_match_the_invariant(baseline,
             Spy.trained.append(tuple(theta))
             return super()._train_and_score(theta, seed)
 
-    config = EvolveConfig(out=str(tmp_path / "exact"), **{**SMALL, "invariant": "exact", "steps": 5, "topk": 1,
-                                                           "reeval_seeds": 1})
+    config = EvolveConfig.create(
+        out=str(tmp_path / "exact"), **{**SMALL, "invariant": "exact", "steps": 5, "topk": 1, "reeval_seeds": 1}
+    )
     result = run_evolution(config, problem=Spy.from_config(config))
     rejected = {tuple(r["theta"]) for r in result.history if r["status"] == "rejected"}
     assert rejected, "no candidate rejected: the test would prove nothing"
     assert all(not invariant_holds(list(t), 10, "exact") for t in rejected)
     assert rejected.isdisjoint(Spy.trained)
     searched = [tuple(r["theta"]) for r in result.history if r["status"] != "rejected"]
-    assert Spy.trained[:len(searched)] == searched and len(Spy.trained) == len(searched) + 1  # + 1 re-evaluation
+    assert Spy.trained[: len(searched)] == searched and len(Spy.trained) == len(searched) + 1  # + 1 re-evaluation
 
 
 def test_nan_producing_candidates_do_not_break_pycma(tmp_path):
@@ -129,14 +182,17 @@ def test_nan_producing_candidates_do_not_break_pycma(tmp_path):
         def evaluate(self, theta, seed):
             return super().evaluate([v * 1e30 for v in theta] if theta[0] > 0 else theta, seed)
 
-    config = EvolveConfig(out=str(tmp_path / "nan"), **{**SMALL, "invariant": "off", "steps": 5, "topk": 1,
-                                                         "reeval_seeds": 1, "generations": 3})
+    config = EvolveConfig.create(
+        out=str(tmp_path / "nan"),
+        **{**SMALL, "invariant": "off", "steps": 5, "topk": 1, "reeval_seeds": 1, "generations": 3},
+    )
     result = run_evolution(config, problem=HalfNaN.from_config(config))
     statuses = [r["status"] for r in result.history]
     assert "diverged" in statuses and "trained" in statuses
     assert all(np.isfinite(r["fitness"]) for r in result.history)
-    assert all(DIVERGED_FITNESS < r["fitness"] <= DIVERGED_FITNESS + 0.5
-               for r in result.history if r["status"] == "diverged")
+    assert all(
+        DIVERGED_FITNESS < r["fitness"] <= DIVERGED_FITNESS + 0.5 for r in result.history if r["status"] == "diverged"
+    )
     assert all(np.isfinite(r["theta"]).all() for r in result.history)
     assert len(result.generations) == 3 and all(np.isfinite(g["sigma"]) for g in result.generations)
     assert pd.read_csv(tmp_path / "nan" / "generations.csv").columns[-1] == "cma_stop"
@@ -151,6 +207,7 @@ def test_diverged_single_candidate_is_a_finite_penalty(digits):
 
 # ---------------------------------------------------------------------------------------------- outputs, CLI
 
+
 def test_best_loss_loads_and_trains(baseline, tmp_path, capsys):
     path = baseline.out_dir / "best_loss.json"
     data = json.loads(path.read_text())
@@ -160,9 +217,23 @@ def test_best_loss_loads_and_trains(baseline, tmp_path, capsys):
     reeval = pd.read_csv(baseline.out_dir / "reevaluation.csv")
     means = reeval.groupby("rank")["fitness"].mean()
     assert data["fitness"] == pytest.approx(means.min())
-    assert set(reeval["seed"]) .isdisjoint({r["seed"] for r in baseline.history})
-    assert main(["train", "--dataset", "digits", "--loss", f"taylorglo:{path}", "--steps", "5",
-                 "--out", str(tmp_path / "train")]) == 0
+    assert set(reeval["seed"]).isdisjoint({r["seed"] for r in baseline.history})
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "digits",
+                "--loss",
+                f"taylorglo:{path}",
+                "--steps",
+                "5",
+                "--out",
+                str(tmp_path / "train"),
+            ]
+        )
+        == 0
+    )
     assert "test accuracy" in capsys.readouterr().out
 
 
@@ -189,7 +260,7 @@ def test_bad_configs_give_one_line_errors(tmp_path, capsys, baseline):
     assert "'popsze'" in _one_line_error(capsys, ["evolve", "--config", str(toml), *out])
     toml.write_text('popsize = "eight"\n')
     assert "popsize" in _one_line_error(capsys, ["evolve", "--config", str(toml), *out])
-    toml.write_text('popsize = [\n')
+    toml.write_text("popsize = [\n")
     assert "TOML" in _one_line_error(capsys, ["evolve", "--config", str(toml), *out])
     assert "does not exist" in _one_line_error(capsys, ["evolve", "--config", str(tmp_path / "no.toml"), *out])
     # An existing run is never overwritten, and a resume cannot change what the results depend on.
@@ -221,8 +292,9 @@ def test_robust_fitness_uses_the_attack_on_logits():
     spec = parse_fitness("mix:0.25:pgd:0.1:5")
     assert (spec.attack, spec.eps, spec.weight, spec.pgd_steps) == ("pgd", 0.1, 0.25, 5)
     assert spec.combine(0.8, 0.4) == pytest.approx(1 - (0.75 * 0.8 + 0.25 * 0.4))
-    problem = TaylorGLOProblem(dataset="digits", steps=40, fitness="fgsm:0.1", attack_samples=100, threads=1,
-                               invariant="off")
+    problem = TaylorGLOProblem(
+        dataset="digits", steps=40, fitness="fgsm:0.1", attack_samples=100, threads=1, invariant="off"
+    )
     evaluation = problem.evaluate([0, 0, 0, 0, 0, 1, 0, 0], seed=0)  # f = x y: a loss with flat CE-gradients
     assert evaluation.status == "trained" and evaluation.robust_accuracy is not None
     assert evaluation.fitness == pytest.approx(1 - evaluation.robust_accuracy)
@@ -234,13 +306,24 @@ def test_robust_fitness_uses_the_attack_on_logits():
     val = problem.splits.val.subset(100)
     table = evaluate_model(model, val.images, val.labels, attacks=["fgsm"], eps=[0.1], seed=0)
     assert evaluation.robust_accuracy == pytest.approx(
-        float(table.loc[(table["attack"] == "fgsm") & (table["eps"] == 0.1), "accuracy"].iloc[0]))
+        float(table.loc[(table["attack"] == "fgsm") & (table["eps"] == 0.1), "accuracy"].iloc[0])
+    )
 
 
 def test_robust_fitness_run_records_robust_accuracy(tmp_path):
-    config = EvolveConfig(out=str(tmp_path / "r"), **{**SMALL, "generations": 1, "popsize": 4, "steps": 10,
-                                                       "topk": 1, "reeval_seeds": 1, "fitness": "mix:0.5:fgsm:0.05",
-                                                       "attack_samples": 50})
+    config = EvolveConfig.create(
+        out=str(tmp_path / "r"),
+        **{
+            **SMALL,
+            "generations": 1,
+            "popsize": 4,
+            "steps": 10,
+            "topk": 1,
+            "reeval_seeds": 1,
+            "fitness": "mix:0.5:fgsm:0.05",
+            "attack_samples": 50,
+        },
+    )
     result = run_evolution(config)
     history = pd.read_csv(tmp_path / "r" / "history.csv")
     assert "robust_accuracy" in history.columns
@@ -252,6 +335,8 @@ def test_robust_fitness_run_records_robust_accuracy(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- crash safety
 
+
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(baseline, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "robust_glo", "evolve", *CLI_SMALL, "--out", str(out)]
@@ -300,17 +385,18 @@ def test_resume_of_a_finished_run_does_nothing_and_can_extend(baseline, tmp_path
 
     out = tmp_path / "copy"
     shutil.copytree(baseline.out_dir, out)
-    config = EvolveConfig(out=str(out), **SMALL)
+    config = EvolveConfig.create(out=str(out), **SMALL)
     with RunStore(out).lock(), pytest.raises(RobustGloError, match="another process"):
         run_evolution(config, resume=True)  # a second process never writes a run in progress
     again = run_evolution(config, resume=True)
     assert again.evaluated_now == 0 and again.best == baseline.best
-    longer = run_evolution(EvolveConfig(out=str(out), **{**SMALL, "generations": 3}), resume=True)
+    longer = run_evolution(EvolveConfig.create(out=str(out), **{**SMALL, "generations": 3}), resume=True)
     assert without_seconds(longer.history[:12]) == without_seconds(baseline.history)
     assert len(longer.history) == 18 and longer.evaluated_now > 0
 
 
 # ---------------------------------------------------------------------------------------------- backends
+
 
 class CrashOnce(TaylorGLOProblem):
     """Kills the worker process on one chosen theta, every attempt (so Ray's retries run out)."""
@@ -333,17 +419,20 @@ def ray_cluster():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_backend_matches_local_and_survives_a_dead_worker(ray_cluster, baseline, tmp_path):
     from robust_glo.evolution import RayBackend
 
-    config = EvolveConfig(out=str(tmp_path / "ray"), **{**SMALL, "backend": "ray"})
+    config = EvolveConfig.create(out=str(tmp_path / "ray"), **{**SMALL, "backend": "ray"})
     result = run_evolution(config)
     assert ray_cluster.is_initialized()  # a cluster we did not start is left running
     assert without_seconds(result.history) == without_seconds(baseline.history)
     assert result.best["theta"] == baseline.best["theta"] and result.best["fitness"] == baseline.best["fitness"]
 
-    crash = EvolveConfig(out=str(tmp_path / "crash"), **{**SMALL, "generations": 1, "popsize": 4, "steps": 5,
-                                                           "topk": 1, "reeval_seeds": 1, "backend": "ray"})
+    crash = EvolveConfig.create(
+        out=str(tmp_path / "crash"),
+        **{**SMALL, "generations": 1, "popsize": 4, "steps": 5, "topk": 1, "reeval_seeds": 1, "backend": "ray"},
+    )
     problem = CrashOnce.from_config(crash)
     thetas = CMAES(popsize=4, seed=crash.seed).ask()
     victim = int(np.flatnonzero(problem.screen(thetas))[0])
@@ -367,14 +456,15 @@ def test_batched_population_training_matches_sequential(digits):
         for name, p in solo.named_parameters():
             torch.testing.assert_close(pop.params[name][j], p.detach(), rtol=1e-4, atol=1e-5)
         member = pop.member(j)
-        assert (member(digits.val.images).argmax(1) == digits.val.labels).float().mean().item() == \
-            pytest.approx(accuracy[j])
+        assert (member(digits.val.images).argmax(1) == digits.val.labels).float().mean().item() == pytest.approx(
+            accuracy[j]
+        )
 
 
 def test_batched_backend_run_and_unbatchable_models(tmp_path, baseline):
     from robust_glo.evolution.population import check_batchable
 
-    config = EvolveConfig(out=str(tmp_path / "b"), **{**SMALL, "backend": "batched"})
+    config = EvolveConfig.create(out=str(tmp_path / "b"), **{**SMALL, "backend": "batched"})
     result = run_evolution(config)
     assert [r["status"] for r in result.history] == [r["status"] for r in baseline.history]
     for a, b in zip(result.history, baseline.history):
@@ -388,8 +478,14 @@ def _digits_bn_dropout_model() -> torch.nn.Module:
     from torch import nn
 
     torch.manual_seed(0)  # the test owns this; layers draw their init from the global RNG
-    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Flatten(), nn.Linear(8 * 8 * 8, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+    )
     model.train()
     with torch.no_grad():
         model(torch.rand(64, 1, 8, 8) * 3)  # running statistics unlike any batch's own
@@ -400,8 +496,15 @@ def _digits_bn_dropout_model() -> torch.nn.Module:
 def test_robust_fitness_evaluates_batchnorm_dropout_models_in_eval_mode(fitness):
     import copy
 
-    problem = TaylorGLOProblem(dataset="digits", steps=1, fitness=fitness, attack_samples=120, threads=1,
-                               invariant="off", eval_batch_size=50)  # three attack batches
+    problem = TaylorGLOProblem(
+        dataset="digits",
+        steps=1,
+        fitness=fitness,
+        attack_samples=120,
+        threads=1,
+        invariant="off",
+        recipe=Recipe(eval_batch_size=50),
+    )  # three attack batches
     model = _digits_bn_dropout_model()
     before = copy.deepcopy(model.state_dict())
     robust = problem.robust_accuracy(model, seed=0)
@@ -412,7 +515,7 @@ def test_robust_fitness_evaluates_batchnorm_dropout_models_in_eval_mode(fitness)
     val = problem.splits.val.subset(120)
     x = val.images.clone().requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(reference(x), val.labels, reduction="sum")
-    grad, = torch.autograd.grad(loss, x)
+    (grad,) = torch.autograd.grad(loss, x)
     with torch.no_grad():
         clean_ok = reference(val.images).argmax(1) == val.labels
         adv = (val.images + 0.1 * grad.sign()).clamp(0, 1)

@@ -1,4 +1,5 @@
 """The training half of evaluations/invariant_study.py: grouping by the two rules, and the training study."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,17 +25,23 @@ def _theta(t2: float = 0.0, t5: float = 0.0) -> list[float]:
 # Worked by hand from docs/method.md with n = 10: with only t2 and t5 set, c1 = t2 and cx = t5, so the paper
 # rule reads t5 >= 8 * t2 and the exact rule t5 > 0.
 HAND = {
-    "accepted_both": _theta(t5=1.0),                   # 1 >= 0 and 1 > 0
-    "rejected_paper_only": _theta(t2=1.0, t5=1.0),     # 1 <  8 but 1 > 0
-    "rejected_exact_only": _theta(t2=-1.0, t5=-1.0),   # -1 >= -8 but -1 <= 0
-    "rejected_both": _theta(t5=-1.0),                  # -1 <  0 and -1 <= 0
+    "accepted_both": _theta(t5=1.0),  # 1 >= 0 and 1 > 0
+    "rejected_paper_only": _theta(t2=1.0, t5=1.0),  # 1 <  8 but 1 > 0
+    "rejected_exact_only": _theta(t2=-1.0, t5=-1.0),  # -1 >= -8 but -1 <= 0
+    "rejected_both": _theta(t5=-1.0),  # -1 <  0 and -1 <= 0
 }
 
 
 def test_pick_groups_on_hand_worked_thetas():
     # Rows: 3 x accepted, 1 x paper-only, 2 x exact-only, 0 x rejected-both, interleaved.
-    order = ["accepted_both", "rejected_exact_only", "accepted_both", "rejected_paper_only",
-             "rejected_exact_only", "accepted_both"]
+    order = [
+        "accepted_both",
+        "rejected_exact_only",
+        "accepted_both",
+        "rejected_paper_only",
+        "rejected_exact_only",
+        "accepted_both",
+    ]
     thetas = np.array([HAND[name] for name in order])
     picks = study.pick_groups(thetas, 10, k=2)
     assert list(picks) == GROUP_NAMES
@@ -84,7 +91,5 @@ def test_train_study_groups_and_labels(digits):
     shares = {g["group"]: g["population_share"] for g in result["groups"]}
     assert sum(shares.values()) == pytest.approx(1.0)
     rules = {r["rule"]: r for r in result["rules"]}
-    assert rules["paper"]["rejects"] == pytest.approx(
-        np.mean([not invariant_holds(t, 10, "paper") for t in thetas]))
-    assert rules["exact"]["rejects"] == pytest.approx(
-        np.mean([not invariant_holds(t, 10, "exact") for t in thetas]))
+    assert rules["paper"]["rejects"] == pytest.approx(np.mean([not invariant_holds(t, 10, "paper") for t in thetas]))
+    assert rules["exact"]["rejects"] == pytest.approx(np.mean([not invariant_holds(t, 10, "exact") for t in thetas]))

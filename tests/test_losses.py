@@ -1,4 +1,5 @@
 """Losses against independent computations of their formulas (docs/method.md, docs/losses.md)."""
+
 import json
 import math
 import textwrap
@@ -31,8 +32,14 @@ def _taylorglo_reference(theta, logits, targets) -> float:
         for c in range(z.shape[1]):
             x = 1.0 if c == int(targets[i]) else 0.0
             y = probs[i, c]
-            s += (t2 * (y - t1) + t3 * (y - t1) ** 2 + t4 * (y - t1) ** 3 + t5 * (x - t0) * (y - t1)
-                  + t6 * (x - t0) * (y - t1) ** 2 + t7 * (x - t0) ** 2 * (y - t1))
+            s += (
+                t2 * (y - t1)
+                + t3 * (y - t1) ** 2
+                + t4 * (y - t1) ** 3
+                + t5 * (x - t0) * (y - t1)
+                + t6 * (x - t0) * (y - t1) ** 2
+                + t7 * (x - t0) ** 2 * (y - t1)
+            )
         total += -s
     return total / z.shape[0]
 
@@ -43,7 +50,9 @@ def test_taylorglo_matches_design_formula(seed):
     theta = rng.normal(0, 1.2, size=8).tolist()
     logits, targets = _batch(seed)
     loss = get_loss("taylorglo:" + json.dumps(theta))
-    assert float(loss(logits, targets)) == pytest.approx(_taylorglo_reference(theta, logits, targets), rel=1e-5, abs=1e-6)
+    assert float(loss(logits, targets)) == pytest.approx(
+        _taylorglo_reference(theta, logits, targets), rel=1e-5, abs=1e-6
+    )
 
 
 def test_taylorglo_parameter_order_is_canonical():
@@ -87,7 +96,7 @@ def test_ce_equals_torch():
 def test_focal_formula(gamma):
     logits, targets = _batch(5)
     p = F.softmax(logits, 1).gather(1, targets[:, None]).squeeze(1)
-    expected = (-(1 - p) ** gamma * torch.log(p)).mean()
+    expected = (-((1 - p) ** gamma) * torch.log(p)).mean()
     assert float(get_loss(f"focal:{gamma}")(logits, targets)) == pytest.approx(float(expected), rel=1e-5)
 
 
@@ -107,8 +116,10 @@ def test_baikal_formula():
     assert float(get_loss("baikal")(logits, targets)) == pytest.approx(float(expected), rel=1e-5)
 
 
-@pytest.mark.parametrize("spec", ["ce", "label_smoothing:0.1", "focal:2", "poly1:1", "baikal",
-                                  "taylorglo:[0.1,-0.2,0.3,0.5,-0.4,1.2,0.7,-0.3]"])
+@pytest.mark.parametrize(
+    "spec",
+    ["ce", "label_smoothing:0.1", "focal:2", "poly1:1", "baikal", "taylorglo:[0.1,-0.2,0.3,0.5,-0.4,1.2,0.7,-0.3]"],
+)
 def test_gradients_flow(spec):
     logits, targets = _batch(8)
     logits = logits.float().requires_grad_(True)
@@ -116,12 +127,16 @@ def test_gradients_flow(spec):
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("spec", ["ce", "label_smoothing:0.2", "focal:2", "poly1:1", "baikal",
-                                  "taylorglo:[0.1,-0.2,0.3,0.5,-0.4,1.2,0.7,-0.3]"])
+@pytest.mark.parametrize(
+    "spec",
+    ["ce", "label_smoothing:0.2", "focal:2", "poly1:1", "baikal", "taylorglo:[0.1,-0.2,0.3,0.5,-0.4,1.2,0.7,-0.3]"],
+)
 def test_from_probs_agrees_with_logit_form(spec):
     logits, targets = _batch(9)
     loss = get_loss(spec)
-    assert float(loss.from_probs(F.softmax(logits, 1), targets)) == pytest.approx(float(loss(logits, targets)), rel=1e-5)
+    assert float(loss.from_probs(F.softmax(logits, 1), targets)) == pytest.approx(
+        float(loss(logits, targets)), rel=1e-5
+    )
 
 
 def test_user_loss_from_module():
@@ -137,24 +152,31 @@ def _write(tmp_path, body: str):
 
 
 def test_user_loss_from_file(tmp_path):
-    path = _write(tmp_path, """
+    path = _write(
+        tmp_path,
+        """
         import torch.nn.functional as F
         def squared_margin(logits, targets):
             return F.cross_entropy(logits, targets) * 2
-    """)
+    """,
+    )
     logits, targets = _batch(11)
     assert float(get_loss(f"{path}:squared_margin")(logits, targets)) == pytest.approx(
-        2 * float(F.cross_entropy(logits, targets)))
+        2 * float(F.cross_entropy(logits, targets))
+    )
 
 
-@pytest.mark.parametrize("body,func,match", [
-    ("def f(logits, targets):\n    raise RuntimeError('boom')\n", "f", "raised RuntimeError: boom"),
-    ("def f(logits, targets):\n    return logits.sum(1)\n", "f", "expected a scalar"),
-    ("import torch\ndef f(logits, targets):\n    return torch.tensor(float('nan'))\n", "f", "non-finite"),
-    ("def f(logits, targets):\n    return 1.0\n", "f", "returned float"),
-    ("def f(logits, targets):\n    return 1.0\n", "missing", "has no function 'missing'"),
-    ("import nonexistent_module_xyz\n", "f", "importing"),
-])
+@pytest.mark.parametrize(
+    "body,func,match",
+    [
+        ("def f(logits, targets):\n    raise RuntimeError('boom')\n", "f", "raised RuntimeError: boom"),
+        ("def f(logits, targets):\n    return logits.sum(1)\n", "f", "expected a scalar"),
+        ("import torch\ndef f(logits, targets):\n    return torch.tensor(float('nan'))\n", "f", "non-finite"),
+        ("def f(logits, targets):\n    return 1.0\n", "f", "returned float"),
+        ("def f(logits, targets):\n    return 1.0\n", "missing", "has no function 'missing'"),
+        ("import nonexistent_module_xyz\n", "f", "importing"),
+    ],
+)
 def test_broken_user_losses_name_the_spec(tmp_path, body, func, match):
     path = _write(tmp_path, body)
     spec = f"{path}:{func}"
@@ -164,21 +186,24 @@ def test_broken_user_losses_name_the_spec(tmp_path, body, func, match):
     assert spec in str(info.value)
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("bogus", "unknown loss spec 'bogus'; valid specs: ce, label_smoothing"),
-    ("", "is empty"),
-    ("taylorglo:[1,2,3]", "needs 8 parameters, got 3"),
-    ("taylorglo:[1,2,3,4,5,6,7,8,9]", "needs 8 parameters, got 9"),
-    ("taylorglo:[1,2,nope]", "expected taylorglo"),
-    ("taylorglo:/no/such/file.json", "does not exist"),
-    ("taylorglo", "expected taylorglo"),
-    ("label_smoothing:1.5", r"alpha must lie in \[0.0, 1.0\], got 1.5"),
-    ("label_smoothing:abc", "alpha must be a number"),
-    ("focal:-1", "gamma must lie in"),
-    ("ce:3", "takes no argument"),
-    ("no_such_pkg_xyz.mod:fn", "cannot import module"),
-    ("missing_file.py:fn", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("bogus", "unknown loss spec 'bogus'; valid specs: ce, label_smoothing"),
+        ("", "is empty"),
+        ("taylorglo:[1,2,3]", "needs 8 parameters, got 3"),
+        ("taylorglo:[1,2,3,4,5,6,7,8,9]", "needs 8 parameters, got 9"),
+        ("taylorglo:[1,2,nope]", "expected taylorglo"),
+        ("taylorglo:/no/such/file.json", "does not exist"),
+        ("taylorglo", "expected taylorglo"),
+        ("label_smoothing:1.5", r"alpha must lie in \[0.0, 1.0\], got 1.5"),
+        ("label_smoothing:abc", "alpha must be a number"),
+        ("focal:-1", "gamma must lie in"),
+        ("ce:3", "takes no argument"),
+        ("no_such_pkg_xyz.mod:fn", "cannot import module"),
+        ("missing_file.py:fn", "does not exist"),
+    ],
+)
 def test_bad_specs(spec, match):
     with pytest.raises(LossSpecError, match=match):
         get_loss(spec)
@@ -193,8 +218,16 @@ def test_bad_theta_file(tmp_path):
 
 def test_list_losses_covers_design_specs():
     forms = " ".join(list_losses())
-    for name in ["ce", "label_smoothing", "focal", "poly1", "baikal", "taylorglo", "package.module:function",
-                 "path/to/file.py:function"]:
+    for name in [
+        "ce",
+        "label_smoothing",
+        "focal",
+        "poly1",
+        "baikal",
+        "taylorglo",
+        "package.module:function",
+        "path/to/file.py:function",
+    ]:
         assert name in forms
 
 

@@ -1,24 +1,29 @@
 """Reports from a small synthetic results table: sections, numbers, well-formed HTML, embedded figures."""
+
 from __future__ import annotations
 
 import base64
-import math
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
 
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 from robust_glo.reporting import build_report
-from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE, write_synthetic
 
-SECTIONS = ["Summary", "Robust accuracy against ε", "Statistics", "Evolution", "Loss analysis",
-            "Reliability checks", "Reproducibility"]
+SECTIONS = [
+    "Summary",
+    "Robust accuracy against ε",
+    "Statistics",
+    "Evolution",
+    "Loss analysis",
+    "Reliability checks",
+    "Reproducibility",
+]
 LABELS = {LOSSES[0]: "ce", LOSSES[1]: "label_smoothing:0.1", LOSSES[2]: "taylorglo (evolved)"}
 
 
@@ -67,16 +72,22 @@ def test_headline_numbers_match_the_results_table(report):
     summary = pd.read_csv(root / "summary.csv")
     rows = _headline_rows(paths.markdown.read_text())
     header = rows["__header__"]
-    expected_cols = (["loss", "clean accuracy (%)"] + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
-                     + [f"worst case ε={e:g} (%)" for e in EPS if e > 0])
+    expected_cols = (
+        ["loss", "clean accuracy (%)"]
+        + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
+        + [f"worst case ε={e:g} (%)" for e in EPS if e > 0]
+    )
     assert header == expected_cols
     for loss in LOSSES:
         label = LABELS[loss]
         assert label in rows, (label, list(rows))
         cells = rows[label]
         for col, cell in zip(header[1:], cells):
-            attack, eps = ("clean", 0.0) if col.startswith("clean") else (col.split(" ε=")[0],
-                                                                          float(col.split("ε=")[1].split()[0]))
+            attack, eps = (
+                ("clean", 0.0)
+                if col.startswith("clean")
+                else (col.split(" ε=")[0], float(col.split("ε=")[1].split()[0]))
+            )
             attack = "worst" if attack == "worst case" else attack
             sel = results[(results.attack == attack) & (results.eps == eps) & (results.status == "ok")]
             row = summary[(summary.loss == loss) & (summary.attack == attack) & np.isclose(summary.eps, eps)].iloc[0]
@@ -103,10 +114,14 @@ def test_diverged_networks_are_listed_not_counted(report):
     assert results[(results.loss == DIVERGED[0]) & (results.seed == DIVERGED[1])]["accuracy"].isna().all()
     md = paths.markdown.read_text()
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert (f"1 training run(s) did not finish and are missing from the statistics: "
-            f"{LABELS[DIVERGED[0]]} seed {DIVERGED[1]} (diverged).") in summary
-    assert f"1 evaluation(s) (loss × seed) failed a reliability check: {LABELS[UNRELIABLE[0]]} seed " \
-           f"{UNRELIABLE[1]}." in summary
+    assert (
+        f"1 training run(s) did not finish and are missing from the statistics: "
+        f"{LABELS[DIVERGED[0]]} seed {DIVERGED[1]} (diverged)."
+    ) in summary
+    assert (
+        f"1 evaluation(s) (loss × seed) failed a reliability check: {LABELS[UNRELIABLE[0]]} seed "
+        f"{UNRELIABLE[1]}." in summary
+    )
     assert "⚠" not in "".join(_headline_rows(md)[LABELS[DIVERGED[0]]])
 
 
@@ -134,11 +149,13 @@ def test_evolution_and_analysis_sections_reflect_their_files(report):
     assert f"rejected {rejected} ({rejected / total:.0%})" in evo
     for gen, g in history.groupby("generation"):
         trained = g[g.status == "trained"]["fitness"]
-        line = next(l for l in evo.splitlines() if l.startswith(f"| {gen} |"))
+        line = next(row for row in evo.splitlines() if row.startswith(f"| {gen} |"))
         assert f"| {trained.min():.4f} | {trained.median():.4f} |" in line
-    rows = [l for l in evo.splitlines() if l.startswith("| 0 | 2 |") or l.startswith("| 1 | 2 |")]
-    assert rows == ["| 0 | 2 | 0 | [0.00, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70] | 0.2000 | 0.3100 | 2 |  |",
-                    "| 1 | 2 | 1 | [0.50, 0.60, 0.70, 0.80, 0.90, 1.00, 1.10, 1.20] | 0.2500 | 0.2700 | 2 | yes |"]
+    rows = [row for row in evo.splitlines() if row.startswith("| 0 | 2 |") or row.startswith("| 1 | 2 |")]
+    assert rows == [
+        "| 0 | 2 | 0 | [0.00, 0.10, 0.20, 0.30, 0.40, 0.50, 0.60, 0.70] | 0.2000 | 0.3100 | 2 |  |",
+        "| 1 | 2 | 1 | [0.50, 0.60, 0.70, 0.80, 0.90, 1.00, 1.10, 1.20] | 0.2500 | 0.2700 | 2 | yes |",
+    ]
     ana = md.split("## Loss analysis", 1)[1].split("\n## ", 1)[0]
     assert "| ce | 10 | none (pursues p → 1) | — | yes | — |" in ana
     assert "| taylorglo (evolved) | 10 | 0.7321 | 0.2977 | yes | pass / pass |" in ana
@@ -199,9 +216,9 @@ def test_html_is_well_formed_and_self_contained(report):
     parser.close()
     assert parser.doctype and not parser.errors and not parser.stack, (parser.errors, parser.stack)
     assert len(parser.ids) == len(set(parser.ids))
-    for href in parser.links:
-        assert href.startswith("#") and href[1:] in parser.ids, href
-    assert not re.search(r'(src|href)="(?!data:|#)', text)  # nothing loaded from outside the file
+    for href in parser.links:  # within the page, or the project's documentation pages
+        assert (href.startswith("#") and href[1:] in parser.ids) or re.fullmatch(r"(\.\./)+docs/\w+\.md", href), href
+    assert not re.search(r'src="(?!data:)', text)  # nothing loaded from outside the file
 
 
 def test_every_figure_is_embedded(report):
@@ -250,8 +267,15 @@ def test_publish_copies_the_inputs_but_no_weights(tmp_path):
     weights.write_bytes(b"weights")
     paths = build_report(src, pub)
     assert paths.html.parent == pub and not list(pub.rglob("*.pt")) and not (pub / "compare").exists()
-    for name in ("results.csv", "flags.csv", "suite.json", "stages.json", "evolve/history.csv",
-                 "analysis/analysis.json", "analysis/figures/learning_rule.png"):
+    for name in (
+        "results.csv",
+        "flags.csv",
+        "suite.json",
+        "stages.json",
+        "evolve/history.csv",
+        "analysis/analysis.json",
+        "analysis/figures/learning_rule.png",
+    ):
         assert (pub / name).is_file(), name
     first = paths.markdown.read_text()
     assert "![learning_rule](analysis/figures/learning_rule.png)" in first
@@ -261,26 +285,47 @@ def test_publish_copies_the_inputs_but_no_weights(tmp_path):
 def test_statistics_table_lists_every_cell_once(report):
     _, results, paths = report
     stats_md = paths.markdown.read_text().split("## Statistics", 1)[1].split("\n## ", 1)[0]
-    table = [l for l in stats_md.splitlines() if l.startswith("| ") and not l.startswith("| attack")]
-    table = [l for l in table if l.split(" | ")[0] in ("| clean", "| fgsm", "| pgd:steps=10", "| worst")]
+    table = [row for row in stats_md.splitlines() if row.startswith("| ") and not row.startswith("| attack")]
+    table = [row for row in table if row.split(" | ")[0] in ("| clean", "| fgsm", "| pgd:steps=10", "| worst")]
     ok = results[results.status == "ok"]
     cells = ok[(ok.attack == "clean") | (ok.eps > 0)]
     assert len(table) == len(cells.drop_duplicates(["loss", "attack", "eps"]))
-    assert not [l for l in table if l.split(" | ")[1] == "0" and not l.startswith("| clean")]
+    assert not [row for row in table if row.split(" | ")[1] == "0" and not row.startswith("| clean")]
 
 
 def test_cells_show_the_interval_and_marks_from_the_adjusted_p():
     from robust_glo.reporting.tables import cell, diff_cell
 
-    row = pd.Series({"mean": 0.034, "ci_low": 0.0, "ci_high": 0.133, "p_value": 0.01, "p_adjusted": 0.08,
-                     "significant": False, "compared": True, "diff": -0.07, "diff_ci_low": -0.15,
-                     "diff_ci_high": 0.004, "reliable": True})
+    row = pd.Series(
+        {
+            "mean": 0.034,
+            "ci_low": 0.0,
+            "ci_high": 0.133,
+            "p_value": 0.01,
+            "p_adjusted": 0.08,
+            "significant": False,
+            "compared": True,
+            "diff": -0.07,
+            "diff_ci_low": -0.15,
+            "diff_ci_high": 0.004,
+            "reliable": True,
+        }
+    )
     assert cell(row) == "3.4 [0.0, 13.3]"  # raw p < 0.05, but not after the correction: no mark
     assert diff_cell(row) == "-7.0 [-15.0, +0.4] p=0.080"
     row = row.copy()
-    row.update({"mean": 0.5, "ci_low": 0.45, "ci_high": 0.55, "p_adjusted": 0.0004, "significant": True,
-                "diff": 0.1, "diff_ci_low": 0.05, "diff_ci_high": 0.15, "reliable": False})
+    row.update(
+        {
+            "mean": 0.5,
+            "ci_low": 0.45,
+            "ci_high": 0.55,
+            "p_adjusted": 0.0004,
+            "significant": True,
+            "diff": 0.1,
+            "diff_ci_low": 0.05,
+            "diff_ci_high": 0.15,
+            "reliable": False,
+        }
+    )
     assert cell(row) == "50.0 [45.0, 55.0] ↑* ⚠"
     assert diff_cell(row) == "+10.0 [+5.0, +15.0] p<0.001*"
-
-

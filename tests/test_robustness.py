@@ -3,6 +3,7 @@
 Tiny deterministic models (Foolbox/ART style): a linear classifier with fixed weights on 4x4 images and a
 small MLP, so every test runs in well under a few seconds on a CPU.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,15 @@ import torchattacks
 from torch import nn
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness import (AttackSpec, check_reliability, evaluate_model, generate_adversarial,
-                                   list_attacks, parse_attack, run_evaluation)
+from robust_glo.robustness import (
+    AttackSpec,
+    check_reliability,
+    evaluate_model,
+    generate_adversarial,
+    list_attacks,
+    parse_attack,
+    run_evaluation,
+)
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -34,16 +42,18 @@ def linear_model(n_classes: int = 10, side: int = 4, seed: int = 0, scale: float
 
 def mlp(n_classes: int = 10, side: int = 4, seed: int = 1, dropout: float = 0.0) -> nn.Module:
     g = _generator(seed)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(side * side, 32), nn.ReLU(), nn.Dropout(dropout),
-                          nn.Linear(32, n_classes))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(side * side, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, n_classes)
+    )
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn(p.shape, generator=g) * 0.7)
     return model
 
 
-def data(model: nn.Module, n: int = 96, side: int = 4, seed: int = 2, wrong: int = 8,
-         low: float = 0.0, high: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def data(
+    model: nn.Module, n: int = 96, side: int = 4, seed: int = 2, wrong: int = 8, low: float = 0.0, high: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs in [low, high] labelled by the model itself, except `wrong` labels shifted by one."""
     x = low + (high - low) * torch.rand(n, 1, side, side, generator=_generator(seed))
     with torch.no_grad():
@@ -53,8 +63,16 @@ def data(model: nn.Module, n: int = 96, side: int = 4, seed: int = 2, wrong: int
     return x, y
 
 
-FAST_ATTACKS = ["fgsm", "pgd", "pgd:restarts=2:steps=5", "apgd-ce:steps=10", "apgd-dlr:steps=10",
-                "apgd-t:steps=5:targets=3", "fab-t:steps=5:targets=2", "square:n_queries=60"]
+FAST_ATTACKS = [
+    "fgsm",
+    "pgd",
+    "pgd:restarts=2:steps=5",
+    "apgd-ce:steps=10",
+    "apgd-dlr:steps=10",
+    "apgd-t:steps=5:targets=3",
+    "fab-t:steps=5:targets=2",
+    "square:n_queries=60",
+]
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +100,14 @@ def test_results_table_shape_and_budgets_recorded(evaluation):
     assert set(table["norm"]) == {"Linf"}
     assert (table["n"] == len(x)).all()
     pgd = json.loads(table[(table.attack == "pgd") & (table.eps == 0.1)]["params"].item())
-    assert pgd == {"loss": "ce", "steps": 10, "alpha": pytest.approx(0.025), "alpha_rule": "2.5*eps/steps",
-                   "random_start": True, "restarts": 1}
+    assert pgd == {
+        "loss": "ce",
+        "steps": 10,
+        "alpha": pytest.approx(0.025),
+        "alpha_rule": "2.5*eps/steps",
+        "random_start": True,
+        "restarts": 1,
+    }
     apgd_t = json.loads(table[(table.attack == "apgd-t:steps=5:targets=3") & (table.eps == 0.1)]["params"].item())
     assert apgd_t["steps"] == 5 and apgd_t["targets"] == 3 and apgd_t["loss"] == "dlr-targeted"
     assert (table[table.attack != "clean"]["max_perturbation"].dropna() <= table["eps"].max() + 1e-6).all()
@@ -158,11 +182,13 @@ def test_global_rng_untouched_and_results_reproducible():
     x, y = data(model, n=48)
     torch.manual_seed(1234)
     state = torch.get_rng_state()
-    first = evaluate_model(model, x, y, ["pgd:steps=3", "apgd-ce:steps=5", "square:n_queries=30"], [0.1, 0.2],
-                           batch_size=16, seed=7)
+    first = evaluate_model(
+        model, x, y, ["pgd:steps=3", "apgd-ce:steps=5", "square:n_queries=30"], [0.1, 0.2], batch_size=16, seed=7
+    )
     assert torch.equal(torch.get_rng_state(), state)
-    second = evaluate_model(model, x, y, ["pgd:steps=3", "apgd-ce:steps=5", "square:n_queries=30"], [0.1, 0.2],
-                            batch_size=16, seed=7)
+    second = evaluate_model(
+        model, x, y, ["pgd:steps=3", "apgd-ce:steps=5", "square:n_queries=30"], [0.1, 0.2], batch_size=16, seed=7
+    )
     pd.testing.assert_frame_equal(first.drop(columns="seconds"), second.drop(columns="seconds"))
 
 
@@ -247,27 +273,53 @@ def test_saturated_logits_are_flagged_as_gradient_masking():
     # Logits scaled by 1e4: the softmax saturates, CE input-gradients are exactly zero, FGSM and PGD
     # stall, while the gradient-free Square attack (margin loss, scale-free) still succeeds.
     x, y = data(linear_model(n_classes=10, seed=3), n=40, wrong=0)
-    masked = run_evaluation(linear_model(n_classes=10, seed=3, scale=1e4), x, y,
-                            ["fgsm", "pgd:steps=5", "square:n_queries=300"], [0.1], seed=0)
+    masked = run_evaluation(
+        linear_model(n_classes=10, seed=3, scale=1e4),
+        x,
+        y,
+        ["fgsm", "pgd:steps=5", "square:n_queries=300"],
+        [0.1],
+        seed=0,
+    )
     status = masked.flags.set_index("check")["status"]
     assert status["zero_gradients"] == "fail" and masked.zero_grad_share > 0.5
     assert status["gradient_free_not_better"] == "fail"
     assert not masked.reliable and not masked.results["reliable"].any()
     assert "zero_gradients" in masked.results["flags"].iloc[0]
-    plain = run_evaluation(linear_model(n_classes=10, seed=3), x, y, ["fgsm", "pgd:steps=5", "square:n_queries=300"],
-                           [0.1], seed=0)
+    plain = run_evaluation(
+        linear_model(n_classes=10, seed=3), x, y, ["fgsm", "pgd:steps=5", "square:n_queries=300"], [0.1], seed=0
+    )
     assert plain.reliable, plain.flags
 
 
 def _table(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"attack": a, "eps": e, "accuracy": v, "max_perturbation": 0.0 if a not in
-                          ("clean", "worst") else float("nan"), "out_of_range": 0} for a, e, v in rows])
+    return pd.DataFrame(
+        [
+            {
+                "attack": a,
+                "eps": e,
+                "accuracy": v,
+                "max_perturbation": 0.0 if a not in ("clean", "worst") else float("nan"),
+                "out_of_range": 0,
+            }
+            for a, e, v in rows
+        ]
+    )
 
 
 def test_checks_flag_pgd_weaker_than_fgsm_and_accuracy_rising_with_eps():
-    rows = [("clean", 0.0, 0.9), ("fgsm", 0.0, 0.9), ("fgsm", 0.1, 0.5), ("fgsm", 0.2, 0.6),
-            ("pgd", 0.0, 0.9), ("pgd", 0.1, 0.7), ("pgd", 0.2, 0.3), ("worst", 0.0, 0.9), ("worst", 0.1, 0.5),
-            ("worst", 0.2, 0.3)]
+    rows = [
+        ("clean", 0.0, 0.9),
+        ("fgsm", 0.0, 0.9),
+        ("fgsm", 0.1, 0.5),
+        ("fgsm", 0.2, 0.6),
+        ("pgd", 0.0, 0.9),
+        ("pgd", 0.1, 0.7),
+        ("pgd", 0.2, 0.3),
+        ("worst", 0.0, 0.9),
+        ("worst", 0.1, 0.5),
+        ("worst", 0.2, 0.3),
+    ]
     flags = check_reliability(_table(rows), 0.0).set_index("check")
     assert flags.loc["pgd_le_fgsm", "status"] == "fail"
     assert "pgd 0.7000 > fgsm 0.5000 at eps=0.1" in flags.loc["pgd_le_fgsm", "detail"]
@@ -281,8 +333,9 @@ def test_checks_flag_pgd_weaker_than_fgsm_and_accuracy_rising_with_eps():
 
 
 def test_checks_flag_eps0_mismatch_and_budget_violations():
-    table = _table([("clean", 0.0, 0.9), ("fgsm", 0.0, 0.8), ("fgsm", 0.1, 0.5), ("worst", 0.0, 0.8),
-                    ("worst", 0.1, 0.6)])
+    table = _table(
+        [("clean", 0.0, 0.9), ("fgsm", 0.0, 0.8), ("fgsm", 0.1, 0.5), ("worst", 0.0, 0.8), ("worst", 0.1, 0.6)]
+    )
     table.loc[2, "max_perturbation"] = 0.15
     flags = check_reliability(table, float("nan")).set_index("check")
     assert flags.loc["eps0_equals_clean", "status"] == "fail"
@@ -296,7 +349,11 @@ def test_attack_spec_labels_are_canonical():
     assert parse_attack("pgd:steps=40:restarts=2").label == "pgd:restarts=2:steps=40"
     assert parse_attack(" pgd : steps = 40 ") == AttackSpec.create("pgd", steps=40)
     assert parse_attack("pgd:alpha=0.01:random_start=false").resolved() == {
-        "steps": 10, "alpha": 0.01, "random_start": False, "restarts": 1}
+        "steps": 10,
+        "alpha": 0.01,
+        "random_start": False,
+        "restarts": 1,
+    }
 
 
 def test_batch_size_does_not_change_deterministic_attacks():
@@ -345,15 +402,28 @@ class _TupleModel(nn.Module):
 
 # ------------------------------------------------------------------ eval mode and model state under attack
 
-ALL_ATTACKS_FAST = ["fgsm", "pgd:steps=3:restarts=2", "apgd-ce:steps=3", "apgd-dlr:steps=3", "apgd-t:steps=3",
-                    "fab-t:steps=3", "square:n_queries=30"]
+ALL_ATTACKS_FAST = [
+    "fgsm",
+    "pgd:steps=3:restarts=2",
+    "apgd-ce:steps=3",
+    "apgd-dlr:steps=3",
+    "apgd-t:steps=3",
+    "fab-t:steps=3",
+    "square:n_queries=30",
+]
 
 
 def bn_dropout_model(seed: int = 0) -> nn.Module:
     """Conv + BatchNorm + Dropout, its running statistics warmed up so that train and eval mode differ."""
     torch.manual_seed(seed)  # the test owns this; layers draw their init from the global RNG
-    model = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.5),
-                          nn.Flatten(), nn.Linear(6 * 4 * 4, 10))
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, 10),
+    )
     x = torch.rand(64, 1, 4, 4, generator=_generator(seed))
     model.train()
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """Statistics over seeds: t intervals and Welch p-values against hand-computed values."""
+
 from __future__ import annotations
 
 import math
@@ -50,16 +51,30 @@ def _results() -> pd.DataFrame:
     for loss, values in accuracies.items():
         for seed, acc in enumerate(values):
             for attack, eps, shift in (("clean", 0.0, 0.0), ("pgd", 0.1, -0.2)):
-                rows.append({"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn",
-                             "attack": attack, "eps": eps, "n": 100, "accuracy": acc + shift,
-                             "reliable": not (loss == "baikal" and seed == 2)})
+                rows.append(
+                    {
+                        "loss": loss,
+                        "seed": seed,
+                        "dataset": "digits",
+                        "model": "digits-cnn",
+                        "attack": attack,
+                        "eps": eps,
+                        "n": 100,
+                        "accuracy": acc + shift,
+                        "reliable": not (loss == "baikal" and seed == 2),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_summarize_per_loss_attack_eps():
     summary = summarize(_results())
     assert list(summary[["loss", "attack", "eps"]].itertuples(index=False, name=None)) == [
-        ("ce", "clean", 0.0), ("baikal", "clean", 0.0), ("ce", "pgd", 0.1), ("baikal", "pgd", 0.1)]
+        ("ce", "clean", 0.0),
+        ("baikal", "clean", 0.0),
+        ("ce", "pgd", 0.1),
+        ("baikal", "pgd", 0.1),
+    ]
     ce = summary.iloc[0]
     assert ce["n_seeds"] == 3 and ce["mean"] == pytest.approx(0.9) and ce["std"] == pytest.approx(0.1)
     assert ce["mean"] - ce["ci_low"] == pytest.approx(T_975_DF2 * 0.1 / math.sqrt(3))
@@ -84,8 +99,7 @@ def test_summarize_with_a_named_baseline_and_bad_inputs():
 
 
 def test_summarize_clips_the_interval_to_the_accuracy_range():
-    results = pd.DataFrame({"loss": ["ce"] * 3, "attack": ["pgd"] * 3, "eps": [0.1] * 3,
-                            "accuracy": [0.98, 1.0, 0.9]})
+    results = pd.DataFrame({"loss": ["ce"] * 3, "attack": ["pgd"] * 3, "eps": [0.1] * 3, "accuracy": [0.98, 1.0, 0.9]})
     row = summarize(results).iloc[0]
     mean, _, low, high = mean_ci([0.98, 1.0, 0.9])
     assert high > 1.0 and row["ci_high"] == 1.0 and row["ci_low"] == pytest.approx(low)
@@ -121,8 +135,18 @@ def _outcomes(arms: dict[str, list[np.ndarray]], attack: str = "pgd", eps: float
     rows = []
     for loss, seeds in arms.items():
         for seed, bits in enumerate(seeds):
-            rows.append({"loss": loss, "seed": seed, "attack": attack, "eps": eps, "n": len(bits),
-                         "correct": int(bits.sum()), "images": "set", "bits": pack_bits(bits)})
+            rows.append(
+                {
+                    "loss": loss,
+                    "seed": seed,
+                    "attack": attack,
+                    "eps": eps,
+                    "n": len(bits),
+                    "correct": int(bits.sum()),
+                    "images": "set",
+                    "bits": pack_bits(bits),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -133,7 +157,7 @@ def _results_from(outcomes: pd.DataFrame) -> pd.DataFrame:
 def test_one_network_interval_is_the_binomial_sampling_error_of_the_test_images():
     n, p = 1000, 0.3
     bits = np.zeros(n, dtype=bool)
-    bits[np.random.default_rng(1).permutation(n)[:int(p * n)]] = True
+    bits[np.random.default_rng(1).permutation(n)[: int(p * n)]] = True
     boot = HierarchicalBootstrap(_outcomes({"ce": [bits]}), n_boot=4000, seed=0)
     est = boot.cell("ce", "ce", {"attack": "pgd", "eps": 0.1})
     half = 1.959964 * math.sqrt(p * (1 - p) / n)  # 2.84 points at 1,000 images
@@ -198,7 +222,11 @@ def test_a_real_difference_is_found_and_intervals_do_not_depend_on_other_losses(
     again = summarize(_results_from(more), outcomes=more, n_boot=3000)
     same = again[again.loss == "strong"].iloc[0]
     assert (same["ci_low"], same["ci_high"], same["diff_ci_low"], same["p_value"]) == (
-        row["ci_low"], row["ci_high"], row["diff_ci_low"], row["p_value"])
+        row["ci_low"],
+        row["ci_high"],
+        row["diff_ci_low"],
+        row["p_value"],
+    )
 
 
 def test_the_correction_counts_the_comparisons_shown():

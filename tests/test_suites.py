@@ -1,4 +1,5 @@
 """Suite files: the shipped suites validate, and every kind of mistake gets a clear one-line error."""
+
 from __future__ import annotations
 
 import textwrap
@@ -75,26 +76,29 @@ def test_parse_good_suite_and_fractions(tmp_path):
     assert s.train_config("ce", 1).seed == 1 and s.train_config("ce", 1).steps == 20
 
 
-@pytest.mark.parametrize("edit, expected", [
-    (("[attack]", "[atack]"), "unknown key 'atack'"),
-    (("steps = 20", "stepz = 20"), "[train]: unknown key 'stepz'; valid: losses, seeds"),
-    (('"ce", "evolved"', '"ce", "evolved", "nosuchloss"'), "unknown loss spec 'nosuchloss'"),
-    (('"ce", "evolved"', '"ce", "label_smoothing:2"'), "label_smoothing:2"),
-    (('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'), "unknown attack 'cw'; valid: fgsm, pgd"),
-    (('"fgsm", "pgd:steps=2"', '"fgsm", "pgd:stepz=2"'), "pgd"),
-    (("eps = [0, 0.1]", "eps = [0, 1.5]"), "eps value 1.5 is not a number in [0, 1]"),
-    (("eps = [0, 0.1]", 'eps = [0, "eight"]'), "eps value 'eight'"),
-    (("eps = [0, 0.1]", "eps = [0, 0.1, 0.1]"), "eps lists a value twice"),
-    (("seeds = 2", "seeds = 0"), "seeds must be a count >= 1"),
-    (("seeds = 2", "seeds = [1, 1]"), "seeds lists a seed twice"),
-    (('dataset = "digits"', 'dataset = "imagenet"'), "unknown dataset 'imagenet'; valid: fashion-mnist"),
-    (("popsize = 4", "popsize = 1"), "[evolve]: popsize must be >= 2"),
-    (("popsize = 4", "pop_size = 4"), "'pop_size'"),
-    (("steps = 20", "steps = 20\nlr = -1.0"), "lr must be a positive number, got -1.0"),
-    (("steps = 20", 'steps = "many"'), "steps must be an integer, got 'many'"),
-    (("steps = 20", 'steps = 20\ndataset = "mnist"'), "unknown key 'dataset'"),
-    (("steps = 10", 'steps = 10\ndataset = "mnist"'), "'dataset' is set by the suite"),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (("[attack]", "[atack]"), "unknown key 'atack'"),
+        (("steps = 20", "stepz = 20"), "[train]: unknown key 'stepz'; valid: losses, seeds"),
+        (('"ce", "evolved"', '"ce", "evolved", "nosuchloss"'), "unknown loss spec 'nosuchloss'"),
+        (('"ce", "evolved"', '"ce", "label_smoothing:2"'), "label_smoothing:2"),
+        (('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'), "unknown attack 'cw'; valid: fgsm, pgd"),
+        (('"fgsm", "pgd:steps=2"', '"fgsm", "pgd:stepz=2"'), "pgd"),
+        (("eps = [0, 0.1]", "eps = [0, 1.5]"), "eps value 1.5 is not a number in [0, 1]"),
+        (("eps = [0, 0.1]", 'eps = [0, "eight"]'), "eps value 'eight'"),
+        (("eps = [0, 0.1]", "eps = [0, 0.1, 0.1]"), "eps lists a value twice"),
+        (("seeds = 2", "seeds = 0"), "seeds must be a count >= 1"),
+        (("seeds = 2", "seeds = [1, 1]"), "seeds lists a seed twice"),
+        (('dataset = "digits"', 'dataset = "imagenet"'), "unknown dataset 'imagenet'; valid: fashion-mnist"),
+        (("popsize = 4", "popsize = 1"), "[evolve]: popsize must be >= 2"),
+        (("popsize = 4", "pop_size = 4"), "'pop_size'"),
+        (("steps = 20", "steps = 20\nlr = -1.0"), "lr must be a positive number, got -1.0"),
+        (("steps = 20", 'steps = "many"'), "steps must be an integer, got 'many'"),
+        (("steps = 20", 'steps = 20\ndataset = "mnist"'), "unknown key 'dataset'"),
+        (("steps = 10", 'steps = 10\ndataset = "mnist"'), "'dataset' is set by the suite"),
+    ],
+)
 def test_bad_suites_get_one_line_errors(tmp_path, edit, expected):
     text = GOOD.replace(*edit, 1)
     assert text != GOOD
@@ -116,8 +120,9 @@ def test_baseline_must_be_trained(tmp_path):
 
 
 def test_variants_merge_and_unknown_variants_fail(tmp_path):
-    path = _write(tmp_path, GOOD + '[variants.small]\ndescription = "fewer"\ntrain = { steps = 5 }\n'
-                                   'attack = { n = 7 }\n')
+    path = _write(
+        tmp_path, GOOD + '[variants.small]\ndescription = "fewer"\ntrain = { steps = 5 }\nattack = { n = 7 }\n'
+    )
     s = load_suite(path, "small")
     assert s.train["steps"] == 5 and s.losses == ["ce", "evolved"] and s.n_eval == 7 and s.description == "fewer"
     assert load_suite(path).train["steps"] == 20
@@ -154,4 +159,4 @@ def test_attack_tables_and_specs_give_the_same_labels(tmp_path):
     s = load_suite(_write(tmp_path, text))
     assert s.attacks == ["fgsm", "pgd:steps=2", "square:n_queries=50"]
     with pytest.raises(ConfigError, match="needs a 'name'"):
-        load_suite(_write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '{ steps = 2 }'), "n.toml"))
+        load_suite(_write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', "{ steps = 2 }"), "n.toml"))

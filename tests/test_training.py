@@ -1,8 +1,10 @@
 """Training: determinism, sane accuracy, divergence, resumable checkpoints, run directories."""
+
 import json
 
 import pytest
 import torch
+from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
@@ -12,7 +14,7 @@ from robust_glo.training import TrainConfig, fit, load_trained_model, train_run
 
 def _cfg(**kw):
     base = dict(loss="ce", dataset="digits", steps=60, batch_size=32, lr=0.1, device="cpu")
-    return TrainConfig(**{**base, **kw})
+    return TrainConfig.from_dict({**base, **kw})
 
 
 def test_same_seed_same_weights_and_global_rng_untouched(digits):
@@ -47,8 +49,7 @@ def test_dropout_models_are_deterministic_too():
 
 
 def test_divergence_is_recorded_not_raised(digits, tmp_path):
-    result = train_run(_cfg(lr=1e4, steps=40), tmp_path / "run",
-                       splits=digits, progress=False)
+    result = train_run(_cfg(lr=1e4, steps=40), tmp_path / "run", splits=digits, progress=False)
     assert result.status == "diverged"
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["test_accuracy"] is None and metrics["steps"] < 40
@@ -62,8 +63,9 @@ def test_checkpoint_resume_gives_identical_weights(digits, tmp_path):
     saved = torch.load(ckpt, weights_only=True)
     assert saved["step"] == 40  # the last checkpoint before the end: a "crash" after it is what we resume
     b = create_model("digits-cnn", digits.info, seed=0)
-    result = fit(b, get_loss("ce"), digits.train, steps=50, batch_size=32, seed=2, checkpoint_path=ckpt,
-                 checkpoint_every=20)
+    result = fit(
+        b, get_loss("ce"), digits.train, steps=50, batch_size=32, seed=2, checkpoint_path=ckpt, checkpoint_every=20
+    )
     assert result.steps_done == 50
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.equal(pa, pb)
@@ -88,19 +90,38 @@ def test_run_directory_is_complete_and_reused(digits, tmp_path):
 
 
 def test_epoch_budget_and_step_schedule(digits):
-    result = train_run(_cfg(steps=None, epochs=0.5, schedule="step", milestone_epochs=(0.25,)), splits=digits,
-                       progress=False)
+    from robust_glo.training import budget_steps, make_optimizer, make_scheduler
+
+    config = _cfg(steps=None, epochs=0.5, schedule="step", milestone_epochs=(0.25,), gamma=0.1).resolved()
+    result = train_run(config, splits=digits, progress=False)
     per_epoch = len(digits.train) // 32
     assert result.metrics["steps"] == int(0.5 * per_epoch + 0.999)
+    steps, milestones = budget_steps(config, len(digits.train))
+    assert milestones == (int(0.25 * per_epoch),)
+    # The learning rate fit() follows: 0.1 up to the milestone, 0.01 after it.
+    options = config.recipe.fit_options(len(digits.train), augment_default=False)
+    assert options["milestones"] == milestones and options["schedule"] == "step"
+    opt = make_optimizer(nn.Linear(2, 2), lr=0.1, momentum=0.9, weight_decay=0.0)
+    sched = make_scheduler(opt, schedule="step", steps=steps, milestones=milestones, gamma=0.1)
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[: milestones[0]] == [0.1] * milestones[0]
+    assert rates[milestones[0] :] == pytest.approx([0.01] * (steps - milestones[0]))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"steps": 0}, "steps must be >= 1"),
-    ({"lr": -1.0}, "lr must be a positive number"),
-    ({"schedule": "linear"}, "unknown schedule 'linear'; valid: constant, step, cosine"),
-    ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
-    ({"momentum": 1.5}, "momentum must lie in"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"steps": 0}, "steps must be >= 1"),
+        ({"lr": -1.0}, "lr must be a positive number"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'; valid: constant, step, cosine"),
+        ({"dataset": "imagenet"}, "unknown dataset 'imagenet'"),
+        ({"momentum": 1.5}, "momentum must lie in"),
+    ],
+)
 def test_bad_configs(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         _cfg(**kwargs).resolved()
@@ -108,8 +129,8 @@ def test_bad_configs(kwargs, match):
 
 def test_presets_hold_the_paper_recipes():
     allcnn = TrainConfig.from_preset("allcnn-c", dataset="cifar10")
-    assert (allcnn.lr, allcnn.weight_decay, allcnn.epochs, allcnn.steps) == (0.01, 1e-3, 350.0, None)
+    assert (allcnn.recipe.lr, allcnn.recipe.weight_decay, allcnn.epochs, allcnn.steps) == (0.01, 1e-3, 350.0, None)
     resnet = TrainConfig.from_preset("resnet20", dataset="cifar10")
-    assert (resnet.lr, resnet.steps, resnet.milestones) == (0.1, 64000, (32000, 48000))
+    assert (resnet.recipe.lr, resnet.steps, resnet.recipe.milestones) == (0.1, 64000, (32000, 48000))
     with pytest.raises(ConfigError, match="unknown preset"):
         TrainConfig.from_preset("vgg")

@@ -22,6 +22,7 @@ Part 2: seconds per 1,000 images for each attack at one eps, through evaluate_mo
 The network is trained once (CE, 1000 steps) into runs/perf/small-cnn-ce and reused afterwards, or
 taken from a finished run directory with --checkpoint (e.g. runs/cmp/runs/ce/seed0 of `robust-glo evaluate`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,7 @@ def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, make_at
     atk = make_attack(model)
     correct = 0
     for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         adv = atk(xb, yb)
         with torch.no_grad():
             correct += int((model(adv).argmax(1) == yb).sum())
@@ -56,31 +57,36 @@ def timed(fn) -> tuple[float, float, object]:
     return time.perf_counter() - w0, time.process_time() - c0, out
 
 
-def compare(model, x, y, name: str, spec: str, eps_values: list[float], make_attack, batch_size: int,
-            rounds: int) -> None:
+def compare(
+    model, x, y, name: str, spec: str, eps_values: list[float], make_attack, batch_size: int, rounds: int
+) -> None:
     wall = {"ours": [], "plain": []}
     cpu = {"ours": [], "plain": []}
     evaluate_model(model, x[:batch_size], y[:batch_size], [spec], eps_values, batch_size=batch_size)  # warm-up
     plain_loop(model, x[:batch_size], y[:batch_size], lambda m: make_attack(m, eps_values[0]), batch_size)
     for r in range(rounds):
         # Alternate which pipeline goes first, so drift in machine load does not favour either.
-        for which in (("ours", "plain") if r % 2 == 0 else ("plain", "ours")):
+        for which in ("ours", "plain") if r % 2 == 0 else ("plain", "ours"):
             if which == "ours":
                 w, c, table = timed(lambda: evaluate_model(model, x, y, [spec], eps_values, batch_size=batch_size))
             else:
-                w, c, accs = timed(lambda: [plain_loop(model, x, y, lambda m: make_attack(m, e), batch_size)
-                                            for e in eps_values])
+                w, c, accs = timed(
+                    lambda: [plain_loop(model, x, y, lambda m, e=e: make_attack(m, e), batch_size) for e in eps_values]
+                )
             wall[which].append(w)
             cpu[which].append(c)
     wall_ratios = [p / o for p, o in zip(wall["plain"], wall["ours"])]
     cpu_ratios = [p / o for p, o in zip(cpu["plain"], cpu["ours"])]
     ours_acc = [float(table[(table.attack == spec) & (table.eps == e)]["accuracy"].item()) for e in eps_values]
     eps_text = ",".join(f"{e:g}" for e in eps_values)
-    print(f"{name:<5} eps={eps_text:<14} n={len(y)}  evaluate_model {len(y) / statistics.median(wall['ours']):7.0f} img/s"
-          f"  plain {len(y) / statistics.median(wall['plain']):7.0f} img/s  ratio (median of {rounds} rounds): "
-          f"wall {statistics.median(wall_ratios):.3f}, CPU time {statistics.median(cpu_ratios):.3f}  "
-          f"[wall rounds {' '.join(f'{r:.2f}' for r in wall_ratios)}; CPU rounds {' '.join(f'{r:.2f}' for r in cpu_ratios)}]"
-          f"  robust acc ours {', '.join(f'{a:.3f}' for a in ours_acc)} / plain {', '.join(f'{a:.3f}' for a in accs)}")
+    print(
+        f"{name:<5} eps={eps_text:<14} n={len(y)}  evaluate_model {len(y) / statistics.median(wall['ours']):7.0f} img/s"
+        f"  plain {len(y) / statistics.median(wall['plain']):7.0f} img/s  ratio (median of {rounds} rounds): "
+        f"wall {statistics.median(wall_ratios):.3f}, CPU time {statistics.median(cpu_ratios):.3f}  "
+        f"[wall rounds {' '.join(f'{r:.2f}' for r in wall_ratios)}; "
+        f"CPU rounds {' '.join(f'{r:.2f}' for r in cpu_ratios)}]"
+        f"  robust acc ours {', '.join(f'{a:.3f}' for a in ours_acc)} / plain {', '.join(f'{a:.3f}' for a in accs)}"
+    )
 
 
 def main() -> None:
@@ -104,14 +110,21 @@ def main() -> None:
         model = load_trained_model(args.checkpoint).cpu().eval()
         origin = f"checkpoint {args.checkpoint}"
     else:
-        result = train_run(TrainConfig(loss="ce", dataset="fashion-mnist", model="small-cnn", steps=1000, seed=0,
-                                       device="cpu"), Path(args.run_dir), progress=False)
+        result = train_run(
+            TrainConfig.from_dict(
+                dict(loss="ce", dataset="fashion-mnist", model="small-cnn", steps=1000, seed=0, device="cpu")
+            ),
+            Path(args.run_dir),
+            progress=False,
+        )
         model = result.model.cpu().eval()
         origin = "small-cnn trained with CE for 1000 steps"
     test = load_dataset("fashion-mnist").test
-    x, y = test.images[:args.n].contiguous(), test.labels[:args.n].contiguous()
-    print(f"{origin}; torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    x, y = test.images[: args.n].contiguous(), test.labels[: args.n].contiguous()
+    print(
+        f"{origin}; torch {torch.__version__}, torchattacks {torchattacks.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
 
     steps = args.pgd_steps
 
@@ -130,17 +143,22 @@ def main() -> None:
 
     if args.skip_cost:
         return
-    print(f"\n== cost per 1,000 Fashion-MNIST images at eps={args.eps:g} (evaluate_model, n={args.cost_n}, "
-          f"batch {args.batch_size}, whole call incl. clean pass)")
-    xc, yc = x[:args.cost_n], y[:args.cost_n]
+    print(
+        f"\n== cost per 1,000 Fashion-MNIST images at eps={args.eps:g} (evaluate_model, n={args.cost_n}, "
+        f"batch {args.batch_size}, whole call incl. clean pass)"
+    )
+    xc, yc = x[: args.cost_n], y[: args.cost_n]
     for attack in args.cost_attacks.split(","):
-        seconds, cpu, table = timed(lambda: evaluate_model(model, xc, yc, [attack], [args.eps],
-                                                           batch_size=args.batch_size))
+        seconds, cpu, table = timed(
+            lambda attack=attack: evaluate_model(model, xc, yc, [attack], [args.eps], batch_size=args.batch_size)
+        )
         row = table[(table.attack == attack) & (table.eps == args.eps)]
         clean = float(table[table.attack == "clean"]["accuracy"].item())
-        print(f"{attack:<13} {1000 * seconds / len(yc):9.2f} s wall, {1000 * cpu / len(yc):9.2f} s CPU "
-              f"per 1000 images   robust accuracy "
-              f"{float(row['accuracy'].item()):.3f} (clean {clean:.3f})   reliable {bool(row['reliable'].item())}")
+        print(
+            f"{attack:<13} {1000 * seconds / len(yc):9.2f} s wall, {1000 * cpu / len(yc):9.2f} s CPU "
+            f"per 1000 images   robust accuracy "
+            f"{float(row['accuracy'].item()):.3f} (clean {clean:.3f})   reliable {bool(row['reliable'].item())}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ alternating rounds so that machine load hits both alike. Prints seconds of each 
 
 Writes runs/perf/batched_population.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,7 @@ def main() -> None:
     problem = TaylorGLOProblem(dataset=args.dataset)
     optimizer = CMAES(popsize=4 * args.popsize, seed=0)
     pool = optimizer.ask()
-    thetas = pool[problem.screen(pool)][:args.popsize]
+    thetas = pool[problem.screen(pool)][: args.popsize]
     kw = dict(steps=args.steps, batch_size=args.batch_size, seed=0, device=device)
 
     def batched() -> None:
@@ -66,9 +67,8 @@ def main() -> None:
             fit(create_model(model_name, splits.info, seed=0), TaylorGLOLoss(theta), splits.train, **kw)
         _sync(device)
 
-    for fn in (batched, sequential):  # warm-up: lazy imports, kernel selection
-        train_population(create_model(model_name, splits.info, seed=0), thetas[:2], splits.train,
-                         **{**kw, "steps": 3})
+    for _ in (batched, sequential):  # warm-up: lazy imports, kernel selection
+        train_population(create_model(model_name, splits.info, seed=0), thetas[:2], splits.train, **{**kw, "steps": 3})
         fit(create_model(model_name, splits.info, seed=0), TaylorGLOLoss(thetas[0]), splits.train, **{**kw, "steps": 3})
     times: dict[str, list[float]] = {"batched": [], "sequential": []}
     for _ in range(args.rounds):
@@ -77,13 +77,25 @@ def main() -> None:
             fn()
             times[name].append(time.perf_counter() - t0)
     b, s = float(np.median(times["batched"])), float(np.median(times["sequential"]))
-    result = {"dataset": args.dataset, "model": model_name, "popsize": len(thetas), "steps": args.steps,
-              "batch_size": args.batch_size, "device": str(device), "threads": torch.get_num_threads(),
-              "batched_seconds": b, "sequential_seconds": s, "speed_ratio": s / b, "times": times,
-              "hardware": run_metadata()["hardware"]}
-    print(f"{len(thetas)} x {model_name} on {args.dataset}, {args.steps} steps of {args.batch_size}, {device} "
-          f"({torch.get_num_threads()} threads): batched {b:.1f}s, sequential {s:.1f}s -> batched runs at "
-          f"{s / b:.2f}x the speed of sequential")
+    result = {
+        "dataset": args.dataset,
+        "model": model_name,
+        "popsize": len(thetas),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batched_seconds": b,
+        "sequential_seconds": s,
+        "speed_ratio": s / b,
+        "times": times,
+        "hardware": run_metadata()["hardware"],
+    }
+    print(
+        f"{len(thetas)} x {model_name} on {args.dataset}, {args.steps} steps of {args.batch_size}, {device} "
+        f"({torch.get_num_threads()} threads): batched {b:.1f}s, sequential {s:.1f}s -> batched runs at "
+        f"{s / b:.2f}x the speed of sequential"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

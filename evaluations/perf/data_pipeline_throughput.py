@@ -7,6 +7,7 @@ torchvision's own FashionMNIST dataset (PIL image per sample, `ToTensor`) in a `
     .venv/bin/python evaluations/perf/data_pipeline_throughput.py --model small-cnn --steps 200
     .venv/bin/python evaluations/perf/data_pipeline_throughput.py --model mlp --steps 400
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,15 @@ def plain_loader(root: Path, batch_size: int, workers: int):
         with gzip.open(DEBIAN_FASHION_MNIST / f"{stem}.gz") as src, open(raw / stem, "wb") as dst:
             shutil.copyfileobj(src, dst)
     ds = torchvision.datasets.FashionMNIST(str(root), train=True, transform=ToTensor(), download=False)
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=True, drop_last=True,
-                                       num_workers=workers, generator=torch.Generator().manual_seed(0),
-                                       persistent_workers=workers > 0)
+    return torch.utils.data.DataLoader(
+        ds,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=workers > 0,
+    )
 
 
 class Trainer:
@@ -95,8 +102,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=10, help="alternating timing rounds")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader workers for the plain pipeline")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch intra-op threads for both pipelines (1 avoids spin-waiting on a busy machine)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for both pipelines (1 avoids spin-waiting on a busy machine)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,18 +118,25 @@ def main() -> None:
         ours = TensorLoader(splits.train, batch_size=args.batch_size, seed=0, device=device).iterate(10**9)
 
         def trainers() -> dict[str, Trainer]:
-            return {"plain": Trainer(plain, create_model(args.model, splits.info, seed=0).to(device), device),
-                    "ours": Trainer(ours, create_model(args.model, splits.info, seed=0).to(device), device)}
+            return {
+                "plain": Trainer(plain, create_model(args.model, splits.info, seed=0).to(device), device),
+                "ours": Trainer(ours, create_model(args.model, splits.info, seed=0).to(device), device),
+            }
 
         train = interleaved(trainers(), args.steps, args.rounds, train=True)
         load = interleaved(trainers(), args.steps, args.rounds, train=False)
-    print(f"device={device} model={args.model} batch={args.batch_size} steps={args.steps} "
-          f"threads={torch.get_num_threads()} plain workers={args.workers}")
+    print(
+        f"device={device} model={args.model} batch={args.batch_size} steps={args.steps} "
+        f"threads={torch.get_num_threads()} plain workers={args.workers}"
+    )
     print(f"training  plain DataLoader+ToTensor: {train['plain']:9.0f} samples/s")
     print(f"training  tensor-resident:           {train['ours']:9.0f} samples/s")
     print(f"training  ratio (ours / plain):      {train['ours'] / train['plain']:9.2f}x")
-    print(f"loading only  plain: {load['plain']:9.0f} samples/s, ours: {load['ours']:9.0f} samples/s, "
-          f"ratio {load['ours'] / load['plain']:.1f}x")
+    print(
+        f"loading only  plain: {load['plain']:9.0f} samples/s, ours: {load['ours']:9.0f} samples/s, "
+        f"ratio {load['ours'] / load['plain']:.1f}x"
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -11,6 +11,7 @@ paper's budget with the same invariant acceptance rate and the measured seconds 
 
 Writes RUN/cost.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,22 +53,38 @@ def main() -> None:
     # The paper's budget at this run's per-candidate cost (same model, device and steps per candidate).
     paper_seconds = paper_candidates * accept * sec_per_training
     result = {
-        "run": str(run), "dataset": config["dataset"], "invariant": config["invariant"], "steps": steps,
-        "full_steps": full, "candidates": len(candidates), "rejected": len(candidates) - len(spent),
-        "search_trainings": len(spent), "reeval_trainings": len(re_spent), "acceptance_rate": accept,
-        "fte_search": fte_search, "fte_reeval": fte_reeval, "fte_total": fte_search + fte_reeval,
+        "run": str(run),
+        "dataset": config["dataset"],
+        "invariant": config["invariant"],
+        "steps": steps,
+        "full_steps": full,
+        "candidates": len(candidates),
+        "rejected": len(candidates) - len(spent),
+        "search_trainings": len(spent),
+        "reeval_trainings": len(re_spent),
+        "acceptance_rate": accept,
+        "fte_search": fte_search,
+        "fte_reeval": fte_reeval,
+        "fte_total": fte_search + fte_reeval,
         "seconds_per_training": sec_per_training,
-        "paper_candidates": paper_candidates, "paper_fte_unpruned": paper_fte,
+        "paper_candidates": paper_candidates,
+        "paper_fte_unpruned": paper_fte,
         "paper_fte_with_this_acceptance": paper_fte_pruned,
         "paper_budget_hours_here": paper_seconds / 3600,
     }
-    print(f"{run}: {len(candidates)} candidates, {result['rejected']} rejected by '{config['invariant']}', "
-          f"{len(spent)} search + {len(re_spent)} re-evaluation trainings of {steps} steps")
-    print(f"  cost: {fte_search:.2f} + {fte_reeval:.2f} = {fte_search + fte_reeval:.2f} full-training equivalents "
-          f"(one = {full} steps); {sec_per_training:.1f}s per training here")
-    print(f"  paper budget: {paper_candidates} candidates x {args.paper_fraction:g} = {paper_fte:.0f} FTE unpruned, "
-          f"{paper_fte_pruned:.0f} FTE at this acceptance rate ({accept:.0%}); "
-          f"{result['paper_budget_hours_here']:.1f} h at this run's per-training cost")
+    print(
+        f"{run}: {len(candidates)} candidates, {result['rejected']} rejected by '{config['invariant']}', "
+        f"{len(spent)} search + {len(re_spent)} re-evaluation trainings of {steps} steps"
+    )
+    print(
+        f"  cost: {fte_search:.2f} + {fte_reeval:.2f} = {fte_search + fte_reeval:.2f} full-training equivalents "
+        f"(one = {full} steps); {sec_per_training:.1f}s per training here"
+    )
+    print(
+        f"  paper budget: {paper_candidates} candidates x {args.paper_fraction:g} = {paper_fte:.0f} FTE unpruned, "
+        f"{paper_fte_pruned:.0f} FTE at this acceptance rate ({accept:.0%}); "
+        f"{result['paper_budget_hours_here']:.1f} h at this run's per-training cost"
+    )
     (run / "cost.json").write_text(json.dumps(result, indent=2))
 
 

@@ -10,6 +10,7 @@ have trained well). Runs share the seed, so they propose the same first generati
 
 Writes runs/perf/evolution_invariant/summary.json (and one run directory per rule).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,23 +44,41 @@ def main() -> None:
     for rule in args.rules.split(","):
         out = root / rule
         shutil.rmtree(out, ignore_errors=True)
-        config = EvolveConfig(out=str(out), dataset=args.dataset, generations=args.generations, popsize=args.popsize,
-                              steps=args.steps, val_size=args.val_size, seed=args.seed, invariant=rule, topk=1,
-                              reeval_seeds=1, threads=args.threads, progress=False)
+        config = EvolveConfig.create(
+            out=str(out),
+            dataset=args.dataset,
+            generations=args.generations,
+            popsize=args.popsize,
+            steps=args.steps,
+            val_size=args.val_size,
+            seed=args.seed,
+            invariant=rule,
+            topk=1,
+            reeval_seeds=1,
+            threads=args.threads,
+            progress=False,
+        )
         t0 = time.perf_counter()
         result = run_evolution(config)
         wall = time.perf_counter() - t0
         trained = [r for r in result.history if r["status"] == "trained"]
-        row = {"candidates": len(result.history), "trainings": result.search_trainings, "rejected": result.rejected,
-               "diverged": sum(r["status"] == "diverged" for r in result.history),
-               "best_val_accuracy": max((r["val_accuracy"] for r in trained), default=None),
-               "reeval_val_accuracy": result.best["val_accuracy"] if result.best else None,
-               "wall_seconds": wall,
-               "search_seconds": sum(g["seconds"] for g in result.generations)}
+        row = {
+            "candidates": len(result.history),
+            "trainings": result.search_trainings,
+            "rejected": result.rejected,
+            "diverged": sum(r["status"] == "diverged" for r in result.history),
+            "best_val_accuracy": max((r["val_accuracy"] for r in trained), default=None),
+            "reeval_val_accuracy": result.best["val_accuracy"] if result.best else None,
+            "wall_seconds": wall,
+            "search_seconds": sum(g["seconds"] for g in result.generations),
+        }
         summary["runs"][rule] = row
-        print(f"{rule:>5}: {row['trainings']:3d} trainings of {row['candidates']} candidates "
-              f"({row['rejected']} rejected, {row['diverged']} diverged), best val accuracy "
-              f"{row['best_val_accuracy']}, search {row['search_seconds']:.0f}s, wall {wall:.0f}s", flush=True)
+        print(
+            f"{rule:>5}: {row['trainings']:3d} trainings of {row['candidates']} candidates "
+            f"({row['rejected']} rejected, {row['diverged']} diverged), best val accuracy "
+            f"{row['best_val_accuracy']}, search {row['search_seconds']:.0f}s, wall {wall:.0f}s",
+            flush=True,
+        )
         if rule == "off":
             thetas = np.array([r["theta"] for r in result.history])
             acc = np.array([r["val_accuracy"] if r["val_accuracy"] is not None else 0.0 for r in result.history])
@@ -67,15 +86,19 @@ def main() -> None:
                 rejected = ~invariant_holds_batch(thetas, 10, check)
                 good = acc >= args.good
                 summary["runs"]["off"][f"would_reject_{check}"] = {
-                    "rejected": int(rejected.sum()), "rejected_but_good": int((rejected & good).sum()),
+                    "rejected": int(rejected.sum()),
+                    "rejected_but_good": int((rejected & good).sum()),
                     "accepted_good": int((~rejected & good).sum()),
                     "best_rejected_accuracy": float(acc[rejected].max()) if rejected.any() else None,
                     "mean_rejected_accuracy": float(acc[rejected].mean()) if rejected.any() else None,
-                    "mean_accepted_accuracy": float(acc[~rejected].mean()) if (~rejected).any() else None}
+                    "mean_accepted_accuracy": float(acc[~rejected].mean()) if (~rejected).any() else None,
+                }
                 s = summary["runs"]["off"][f"would_reject_{check}"]
-                print(f"       '{check}' would reject {s['rejected']}: {s['rejected_but_good']} of them reached "
-                      f">= {args.good} val accuracy (best {s['best_rejected_accuracy']}); mean accuracy rejected "
-                      f"{s['mean_rejected_accuracy']:.3f} vs accepted {s['mean_accepted_accuracy']:.3f}")
+                print(
+                    f"       '{check}' would reject {s['rejected']}: {s['rejected_but_good']} of them reached "
+                    f">= {args.good} val accuracy (best {s['best_rejected_accuracy']}); mean accuracy rejected "
+                    f"{s['mean_rejected_accuracy']:.3f} vs accepted {s['mean_accepted_accuracy']:.3f}"
+                )
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps(summary, indent=2))
 

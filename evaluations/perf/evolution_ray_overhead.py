@@ -10,6 +10,7 @@ store and worker start-up); `ray` on an N-CPU local cluster (N tasks in parallel
 
 Writes runs/perf/evolution_ray_overhead/summary.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,9 +42,19 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
 
     def config(name: str, backend: str) -> EvolveConfig:
-        return EvolveConfig(out=str(root / name), dataset=args.dataset, generations=args.generations,
-                            popsize=args.popsize, steps=args.steps, val_size=args.val_size, topk=1, reeval_seeds=1,
-                            backend=backend, threads=1, progress=False)
+        return EvolveConfig.create(
+            out=str(root / name),
+            dataset=args.dataset,
+            generations=args.generations,
+            popsize=args.popsize,
+            steps=args.steps,
+            val_size=args.val_size,
+            topk=1,
+            reeval_seeds=1,
+            backend=backend,
+            threads=1,
+            progress=False,
+        )
 
     rows = {}
     t0 = time.perf_counter()
@@ -56,8 +67,11 @@ def main() -> None:
         init = time.perf_counter() - t0
         t0 = time.perf_counter()
         result = run_evolution(config(f"ray{cpus}", "ray"), backend=RayBackend())
-        rows[f"ray_{cpus}cpu"] = {"seconds": time.perf_counter() - t0, "init_seconds": init,
-                                  "evaluations": result.evaluated_now}
+        rows[f"ray_{cpus}cpu"] = {
+            "seconds": time.perf_counter() - t0,
+            "init_seconds": init,
+            "evaluations": result.evaluated_now,
+        }
         histories[f"ray_{cpus}cpu"] = [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
         ray.shutdown()
     base = rows["local"]["seconds"]
@@ -67,8 +81,10 @@ def main() -> None:
         row["same_history_as_local"] = histories[name] == histories["local"]
         extra = f" (+ {row['init_seconds']:.1f}s ray.init)" if "init_seconds" in row else ""
         per = (row["seconds"] - base) / max(1, n)
-        print(f"  {name:>10}: {row['seconds']:6.1f}s{extra}, {row['seconds'] / base:.2f}x local, "
-              f"{per:+.2f}s per evaluation vs local; same history as local: {row['same_history_as_local']}")
+        print(
+            f"  {name:>10}: {row['seconds']:6.1f}s{extra}, {row['seconds'] / base:.2f}x local, "
+            f"{per:+.2f}s per evaluation vs local; same history as local: {row['same_history_as_local']}"
+        )
     root.mkdir(parents=True, exist_ok=True)
     (root / "summary.json").write_text(json.dumps({"settings": vars(args), "runs": rows}, indent=2))
 

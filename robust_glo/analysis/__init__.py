@@ -13,15 +13,30 @@
 - `effective_target_batch(thetas (M, 8), n)`: closed-form p* for many TaylorGLO thetas.
 - `plot_analyses(analyses, out_dir)` (in `robust_glo.analysis.figures`, imported lazily): PNG and SVG.
 """
+
 from __future__ import annotations
 
 from robust_glo.analysis.closed_form import effective_target_batch, symmetric_rule
 from robust_glo.analysis.invariant import (
-    COEFFICIENT_NAMES, RULES, Coefficients, coefficients, coefficients_batch, invariant_holds,
-    invariant_holds_batch, invariant_margin_batch)
+    COEFFICIENT_NAMES,
+    RULES,
+    Coefficients,
+    coefficients,
+    coefficients_batch,
+    invariant_holds,
+    invariant_holds_batch,
+    invariant_margin_batch,
+)
 from robust_glo.analysis.learning_rule import (
-    GAUGES, Decomposition, EffectiveTarget, LearningRule, decompose, effective_target,
-    label_smoothing_equivalent, learning_rule)
+    GAUGES,
+    Decomposition,
+    EffectiveTarget,
+    LearningRule,
+    decompose,
+    effective_target,
+    label_smoothing_equivalent,
+    learning_rule,
+)
 from robust_glo.analysis.report import LossAnalysis, analyze_loss
 
 
@@ -33,9 +48,25 @@ def plot_analyses(*args, **kwargs):
 
 
 __all__ = [
-    "COEFFICIENT_NAMES", "Coefficients", "Decomposition", "EffectiveTarget", "GAUGES", "LearningRule",
-    "LossAnalysis", "RULES", "analyze_loss", "coefficients", "coefficients_batch", "decompose",
-    "effective_target", "effective_target_batch", "invariant_holds", "invariant_holds_batch",
+    "COEFFICIENT_NAMES",
+    "Coefficients",
+    "Decomposition",
+    "EffectiveTarget",
+    "GAUGES",
+    "LearningRule",
+    "LossAnalysis",
+    "RULES",
+    "analyze_loss",
+    "coefficients",
+    "coefficients_batch",
+    "decompose",
+    "effective_target",
+    "effective_target_batch",
+    "invariant_holds",
+    "invariant_holds_batch",
     "invariant_margin_batch",
-    "label_smoothing_equivalent", "learning_rule", "plot_analyses", "symmetric_rule",
+    "label_smoothing_equivalent",
+    "learning_rule",
+    "plot_analyses",
+    "symmetric_rule",
 ]

@@ -12,17 +12,19 @@ Because q is linear in p, the residual r(p) = f'_t - f'_o is a quadratic in p, s
 p* has a closed form; `effective_target_batch` solves it for many thetas at once (the invariant study
 uses it). It follows the same definition as `robust_glo.analysis.learning_rule.effective_target`.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from robust_glo.analysis.invariant import as_theta_array, check_classes, coefficients, coefficients_batch
 
 
-def symmetric_rule(theta: Sequence[float] | np.ndarray, n_classes: int,
-                   p: np.ndarray | Sequence[float]) -> dict[str, np.ndarray]:
+def symmetric_rule(
+    theta: Sequence[float] | np.ndarray, n_classes: int, p: np.ndarray | Sequence[float]
+) -> dict[str, np.ndarray]:
     """The learning rule of one theta ``(8,)`` at target probabilities p ``(K,)``, each array ``(K,)``.
 
     Keys: ``fprime_target``, ``fprime_other``, ``pull``, ``push``, ``target_grad`` (-dL/dz_t),
@@ -36,8 +38,14 @@ def symmetric_rule(theta: Sequence[float] | np.ndarray, n_classes: int,
     fo = np.asarray(c.fprime(0.0, q))
     pull = p * (1.0 - p) * ft
     push = -p * (n - 1) * q * fo
-    return {"fprime_target": ft, "fprime_other": fo, "pull": pull, "push": push,
-            "target_grad": pull + push, "nontarget_grad": -p * q * (ft - fo)}
+    return {
+        "fprime_target": ft,
+        "fprime_other": fo,
+        "pull": pull,
+        "push": push,
+        "target_grad": pull + push,
+        "nontarget_grad": -p * q * (ft - fo),
+    }
 
 
 def residual_quadratic(thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int) -> np.ndarray:

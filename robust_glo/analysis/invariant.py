@@ -11,10 +11,11 @@ is worth training for n classes, both read at the start of training (uniform out
 `invariant_holds` checks one theta; `invariant_holds_batch` checks an ``(M, 8)`` array at once (what the
 evolution engine calls). Non-finite parameters fail both rules.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -38,8 +39,7 @@ class Coefficients:
 
     def fprime(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray | float:
         """df/dy at (x, y), elementwise over broadcastable x and y."""
-        return (self.c1 + self.ch * y + self.chh * y * y + self.cx * x + self.cxx * x * x
-                + self.chx * y * x)
+        return self.c1 + self.ch * y + self.chh * y * y + self.cx * x + self.cxx * x * x + self.chx * y * x
 
     def to_dict(self) -> dict[str, float]:
         return dict(zip(COEFFICIENT_NAMES, astuple(self)))
@@ -67,16 +67,14 @@ def as_theta_array(thetas: Sequence[float] | Sequence[Sequence[float]] | np.ndar
     if array.ndim == 1:
         array = array.reshape(1, -1)
     if array.ndim != 2 or array.shape[1] != N_PARAMS:
-        raise ConfigError(
-            f"TaylorGLO parameters must have shape (M, {N_PARAMS}) or ({N_PARAMS},), got {array.shape}")
+        raise ConfigError(f"TaylorGLO parameters must have shape (M, {N_PARAMS}) or ({N_PARAMS},), got {array.shape}")
     return array
 
 
 def coefficients_batch(thetas: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     """The df/dy coefficients of every row: thetas ``(M, 8)`` -> ``(M, 6)`` in `COEFFICIENT_NAMES` order."""
     t = as_theta_array(thetas).T
-    c1 = (t[2] - 2 * t[1] * t[3] + 3 * t[4] * t[1] ** 2 - t[5] * t[0] + 2 * t[0] * t[1] * t[6]
-          + t[7] * t[0] ** 2)
+    c1 = t[2] - 2 * t[1] * t[3] + 3 * t[4] * t[1] ** 2 - t[5] * t[0] + 2 * t[0] * t[1] * t[6] + t[7] * t[0] ** 2
     ch = 2 * t[3] - 6 * t[4] * t[1] - 2 * t[6] * t[0]
     chh = 3 * t[4]
     cx = t[5] - 2 * t[1] * t[6] - 2 * t[7] * t[0]
@@ -93,8 +91,9 @@ def coefficients(theta: Sequence[float] | np.ndarray) -> Coefficients:
     return Coefficients(*(float(v) for v in coefficients_batch(array)[0]))
 
 
-def invariant_holds_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int,
-                          rule: str = "paper") -> np.ndarray:
+def invariant_holds_batch(
+    thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int, rule: str = "paper"
+) -> np.ndarray:
     """Which rows of thetas ``(M, 8)`` pass the invariant for ``n_classes``: bool array ``(M,)``.
 
     Rows with a non-finite parameter, or whose coefficients overflow, fail.
@@ -106,14 +105,15 @@ def invariant_holds_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_clas
         c1, ch, chh, cx, cxx, chx = coefficients_batch(array).T
         target_excess = cx + cxx + chx / n  # f'(1, 1/n) - f'(0, 1/n)
         if rule == "paper":
-            holds = target_excess >= (n - 2) * (c1 + ch / n + chh / n ** 2)
+            holds = target_excess >= (n - 2) * (c1 + ch / n + chh / n**2)
         else:
             holds = target_excess > 0
     return holds & np.isfinite(array).all(axis=1)
 
 
-def invariant_margin_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int,
-                           rule: str = "paper") -> np.ndarray:
+def invariant_margin_batch(
+    thetas: np.ndarray | Sequence[Sequence[float]], n_classes: int, rule: str = "paper"
+) -> np.ndarray:
     """How far each row of thetas ``(M, 8)`` is inside the invariant, float ``(M,)``: the left side minus
     the right side of the rule (``"paper"``: ``f'(1, 1/n) - (n - 1) f'(0, 1/n)``; ``"exact"``:
     ``f'(1, 1/n) - f'(0, 1/n)``). A row passes when it is >= 0 (paper) or > 0 (exact); the more negative,
@@ -124,7 +124,7 @@ def invariant_margin_batch(thetas: np.ndarray | Sequence[Sequence[float]], n_cla
     with np.errstate(over="ignore", invalid="ignore"):
         c1, ch, chh, cx, cxx, chx = coefficients_batch(array).T
         target_excess = cx + cxx + chx / n
-        margin = target_excess - (n - 2) * (c1 + ch / n + chh / n ** 2) if rule == "paper" else target_excess
+        margin = target_excess - (n - 2) * (c1 + ch / n + chh / n**2) if rule == "paper" else target_excess
     return np.where(np.isfinite(array).all(axis=1) & np.isfinite(margin), margin, np.nan)
 
 

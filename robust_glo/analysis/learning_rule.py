@@ -25,11 +25,13 @@ reaching 1e-12 from 0 and 1, then refines with `scipy.optimize.brentq` (or bisec
 turns exactly zero, as for a hinge loss). A loss that computes in float32 is scanned only to 100 machine
 epsilons from either end, where its rounding would otherwise read as a rest point; the result says so.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -74,8 +76,10 @@ def check_gauge(gauge: str, loss: object) -> str:
     if gauge not in GAUGES:
         raise ConfigError(f"decomposition {gauge!r} is unknown; valid: {', '.join(GAUGES)}")
     if gauge == "probabilities" and not _has_probabilities(loss):
-        raise ConfigError(f"loss {_spec(loss)!r} is known only on logits, so its decomposition must be "
-                          f"'centred' (or 'auto'), not 'probabilities'")
+        raise ConfigError(
+            f"loss {_spec(loss)!r} is known only on logits, so its decomposition must be "
+            f"'centred' (or 'auto'), not 'probabilities'"
+        )
     if gauge == "auto":
         return "probabilities" if _has_probabilities(loss) else "centred"
     return gauge
@@ -144,13 +148,16 @@ def _probabilities_values(loss: object, probs: np.ndarray, targets: np.ndarray) 
     t = torch.as_tensor(targets, dtype=torch.int64)
     with torch.no_grad():
         try:
-            return np.array([float(loss.from_probs(y[i:i + 1], t[i:i + 1])) for i in range(len(t))])
+            return np.array([float(loss.from_probs(y[i : i + 1], t[i : i + 1])) for i in range(len(t))])
         except Exception as exc:
             raise _fail(loss, _where(probs, targets), exc) from exc
 
 
-def _logits_grad(loss: object, probs: np.ndarray, targets: np.ndarray,
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
+def _logits_grad(
+    loss: object,
+    probs: np.ndarray,
+    targets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, float]:
     """(-dL/dz ``(M, n)``, loss values ``(M,)``, the machine epsilon of the dtype the loss returned),
     one sample at a time at logits z = log(probs) in float64.
 
@@ -163,17 +170,19 @@ def _logits_grad(loss: object, probs: np.ndarray, targets: np.ndarray,
     values = np.empty(len(targets))
     eps = float(np.finfo(np.float64).eps)
     for i in range(len(targets)):
-        z = z_all[i:i + 1].clone().requires_grad_(True)
+        z = z_all[i : i + 1].clone().requires_grad_(True)
         try:
-            value = loss(z, t_all[i:i + 1])
+            value = loss(z, t_all[i : i + 1])
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise LossSpecError(f"loss {_spec(loss)!r} did not return a scalar tensor")
             if not value.requires_grad:
-                raise LossSpecError(f"loss {_spec(loss)!r} returned a value with no gradient with respect "
-                                    f"to the logits (was it detached or computed outside torch?)")
+                raise LossSpecError(
+                    f"loss {_spec(loss)!r} returned a value with no gradient with respect "
+                    f"to the logits (was it detached or computed outside torch?)"
+                )
             (grad,) = torch.autograd.grad(value, z, allow_unused=True)
         except Exception as exc:
-            raise _fail(loss, _where(probs[i:i + 1], targets[i:i + 1]), exc) from exc
+            raise _fail(loss, _where(probs[i : i + 1], targets[i : i + 1]), exc) from exc
         grads[i] = 0.0 if grad is None else -grad[0].detach().double().numpy()
         values[i] = float(value.detach())
         if value.dtype.is_floating_point:
@@ -181,9 +190,14 @@ def _logits_grad(loss: object, probs: np.ndarray, targets: np.ndarray,
     return grads, values, eps
 
 
-def decompose(loss: object, probs: np.ndarray | Sequence[Sequence[float]],
-              targets: np.ndarray | Sequence[int], *, gauge: Gauge = "auto",
-              values: bool = False) -> Decomposition:
+def decompose(
+    loss: object,
+    probs: np.ndarray | Sequence[Sequence[float]],
+    targets: np.ndarray | Sequence[int],
+    *,
+    gauge: Gauge = "auto",
+    values: bool = False,
+) -> Decomposition:
     """The learning rule of ``loss`` at outputs probs ``(M, n)`` with targets ``(M,)`` (docs/method.md).
 
     ``loss`` is a spec or a loss callable; ``gauge`` picks the decomposition (module docstring);
@@ -217,8 +231,9 @@ def decompose(loss: object, probs: np.ndarray | Sequence[Sequence[float]],
     bad = ~(np.isfinite(fprime).all(axis=1) & np.isfinite(logit_grad).all(axis=1))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise LossSpecError(f"loss {_spec(loss)!r} has a non-finite gradient at "
-                            f"{_where(probs[i:i + 1], targets[i:i + 1])}")
+        raise LossSpecError(
+            f"loss {_spec(loss)!r} has a non-finite gradient at {_where(probs[i : i + 1], targets[i : i + 1])}"
+        )
     ft = fprime[rows, targets]
     pt = probs[rows, targets]
     pull = pt * (1.0 - pt) * ft
@@ -255,17 +270,27 @@ def default_grid(n_classes: int, points: int = 241) -> np.ndarray:
     return grid[(grid > 0.0) & (grid < 1.0)]
 
 
-def learning_rule(loss: object, n_classes: int, p: np.ndarray | Sequence[float] | None = None, *,
-                  gauge: Gauge = "auto") -> LearningRule:
+def learning_rule(
+    loss: object, n_classes: int, p: np.ndarray | Sequence[float] | None = None, *, gauge: Gauge = "auto"
+) -> LearningRule:
     """The learning rule of ``loss`` for ``n_classes`` at target probabilities p ``(K,)`` in (0, 1)."""
     n = check_classes(n_classes)
     p = default_grid(n) if p is None else np.asarray(p, dtype=np.float64).reshape(-1)
     if p.size == 0 or not np.all((p > 0.0) & (p < 1.0)):
         raise ConfigError("target probabilities p must lie strictly between 0 and 1")
-    d = decompose(loss, symmetric_probs(p, n), np.zeros(p.size, dtype=np.int64), gauge=gauge,
-                  values=True)
-    return LearningRule(n, p, d.loss, d.target_grad, d.logit_grad[:, 1], d.pull, d.push,
-                        d.fprime[:, 0], d.fprime[:, 1:].mean(axis=1), d.decomposition)
+    d = decompose(loss, symmetric_probs(p, n), np.zeros(p.size, dtype=np.int64), gauge=gauge, values=True)
+    return LearningRule(
+        n,
+        p,
+        d.loss,
+        d.target_grad,
+        d.logit_grad[:, 1],
+        d.pull,
+        d.push,
+        d.fprime[:, 0],
+        d.fprime[:, 1:].mean(axis=1),
+        d.decomposition,
+    )
 
 
 @dataclass
@@ -293,8 +318,9 @@ class _Residual:
         bad = ~np.isfinite(s)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise LossSpecError(f"loss {_spec(self.loss)!r} has a non-finite gradient at "
-                                f"{_where(probs[i:i + 1], targets[i:i + 1])}")
+            raise LossSpecError(
+                f"loss {_spec(self.loss)!r} has a non-finite gradient at {_where(probs[i : i + 1], targets[i : i + 1])}"
+            )
         return s
 
     def scalar(self, p: float) -> float:
@@ -310,8 +336,9 @@ class EffectiveTarget:
     warnings: list[str] = field(default_factory=list)
 
 
-def _scan(residual: _Residual, grid: np.ndarray, tail: np.ndarray, sign: float,
-          warnings: list[str]) -> tuple[float, float] | None:
+def _scan(
+    residual: _Residual, grid: np.ndarray, tail: np.ndarray, sign: float, warnings: list[str]
+) -> tuple[float, float] | None:
     """First bracket (a, b) on grid + tail (ordered away from 1/n) where sign*s turns <= 0, or None;
     a is NaN when the first grid point is already there (then the bracket starts at 1/n).
 
@@ -353,12 +380,12 @@ def effective_target(loss: object, n_classes: int) -> EffectiveTarget:
         # A float32 loss rounds h_t to exactly 1 near p = 1 (its gradient turns 0 there): stay where
         # its arithmetic still resolves the gradient's sign.
         edge = min(100 * residual.eps, 1e-2)
-        warnings.append(f"loss computes in low precision: p* is searched only within [{edge:.2g}, "
-                        f"1 - {edge:.2g}]")
+        warnings.append(f"loss computes in low precision: p* is searched only within [{edge:.2g}, 1 - {edge:.2g}]")
     tail_start = max(_TAIL, edge)
     if s0 > 0:  # the target rises from 1/n: look upward, in 1 - p, down to the edge
-        u = np.unique(np.concatenate([np.linspace(0.0, 1.0 - p0, 400)[1:-1],
-                                      np.geomspace(1.0 - p0, edge, 300)[1:]]))[::-1]
+        u = np.unique(np.concatenate([np.linspace(0.0, 1.0 - p0, 400)[1:-1], np.geomspace(1.0 - p0, edge, 300)[1:]]))[
+            ::-1
+        ]
         u = u[u >= edge]
         grid, tail = 1.0 - u[u >= tail_start], 1.0 - u[u < tail_start]
     else:  # it falls: look downward
@@ -374,8 +401,7 @@ def effective_target(loss: object, n_classes: int) -> EffectiveTarget:
     if math.isnan(a):
         a = p0
     if residual.scalar(b) != 0.0:
-        root = brentq(residual.scalar, min(a, b), max(a, b), xtol=1e-15, rtol=4 * np.finfo(float).eps,
-                      maxiter=200)
+        root = brentq(residual.scalar, min(a, b), max(a, b), xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=200)
         return EffectiveTarget(float(root), grad0, warnings)
     # The gradient is exactly zero at b: a root there, or the start of a flat region (a hinge-like
     # loss stops pulling at its margin). Bisect for where it stops being non-zero.
@@ -396,6 +422,16 @@ def label_smoothing_equivalent(p_star: float | None, n_classes: int) -> float | 
     return None if p_star is None else (1.0 - p_star) * n / (n - 1)
 
 
-__all__ = ["Decomposition", "EffectiveTarget", "GAUGES", "LearningRule", "decompose", "default_grid",
-           "effective_target", "label_smoothing_equivalent", "learning_rule", "resolve_loss",
-           "symmetric_probs"]
+__all__ = [
+    "Decomposition",
+    "EffectiveTarget",
+    "GAUGES",
+    "LearningRule",
+    "decompose",
+    "default_grid",
+    "effective_target",
+    "label_smoothing_equivalent",
+    "learning_rule",
+    "resolve_loss",
+    "symmetric_probs",
+]

@@ -1,4 +1,5 @@
 """`analyze_loss`: everything the analysis says about one loss, as a dataclass and as JSON."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,8 +7,14 @@ from typing import Any
 
 from robust_glo.analysis.invariant import RULES, check_classes, coefficients, invariant_holds
 from robust_glo.analysis.learning_rule import (
-    Gauge, LearningRule, check_gauge, effective_target, label_smoothing_equivalent, learning_rule,
-    resolve_loss)
+    Gauge,
+    LearningRule,
+    check_gauge,
+    effective_target,
+    label_smoothing_equivalent,
+    learning_rule,
+    resolve_loss,
+)
 
 
 @dataclass
@@ -53,8 +60,7 @@ class LossAnalysis:
         return out
 
 
-def analyze_loss(loss: object, n_classes: int, *, gauge: Gauge = "auto",
-                 curves: bool = False) -> LossAnalysis:
+def analyze_loss(loss: object, n_classes: int, *, gauge: Gauge = "auto", curves: bool = False) -> LossAnalysis:
     """Analyze a loss (a spec string such as ``"label_smoothing:0.1"``, or a loss callable) for
     ``n_classes`` classes. ``curves`` also computes the learning rule along p for figures (``.rule``).
 
@@ -72,9 +78,16 @@ def analyze_loss(loss: object, n_classes: int, *, gauge: Gauge = "auto",
         invariant = {rule: invariant_holds(theta_list, n, rule) for rule in RULES}
         coeffs = coefficients(theta_list).to_dict()
     return LossAnalysis(
-        spec=str(loss.spec), classes=n, effective_target=target.value,
+        spec=str(loss.spec),
+        classes=n,
+        effective_target=target.value,
         label_smoothing_equivalent=label_smoothing_equivalent(target.value, n),
         target_logit_rises_at_init=bool(target.target_grad_at_init > 0),
-        target_logit_gradient_at_init=float(target.target_grad_at_init), decomposition=gauge,
-        invariant=invariant, theta=theta_list, coefficients=coeffs, warnings=target.warnings,
-        rule=learning_rule(loss, n, gauge=gauge) if curves else None)
+        target_logit_gradient_at_init=float(target.target_grad_at_init),
+        decomposition=gauge,
+        invariant=invariant,
+        theta=theta_list,
+        coefficients=coeffs,
+        warnings=target.warnings,
+        rule=learning_rule(loss, n, gauge=gauge) if curves else None,
+    )

@@ -3,12 +3,14 @@
 Each function here calls the engine's public API and does nothing else, so that the pipeline reads as
 a list of stages and the engines can change behind one small module.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from robust_glo.errors import ConfigError
+from robust_glo.errors import ConfigError, ResumeError
 
 
 def validate_evolve_options(options: dict[str, Any], *, dataset: str, model: str | None) -> dict[str, Any]:
@@ -16,18 +18,24 @@ def validate_evolve_options(options: dict[str, Any], *, dataset: str, model: str
     (flag-style `reeval-seeds` spelled `reeval_seeds`), without the keys the suite sets."""
     from robust_glo.evolution.config import EvolveConfig
 
-    EvolveConfig.from_dict({**options, "dataset": dataset, "model": model, "out": "unused"},
-                           source="[evolve]")
+    EvolveConfig.from_dict({**options, "dataset": dataset, "model": model, "out": "unused"}, source="[evolve]")
     return {str(k).replace("-", "_"): v for k, v in options.items()}
 
 
-def evolve_config(options: dict[str, Any], *, dataset: str, model: str | None, out: Path,
-                  data_root: str | None, device: str, progress: bool) -> Any:
+def evolve_config(
+    options: dict[str, Any],
+    *,
+    dataset: str,
+    model: str | None,
+    out: Path,
+    data_root: str | None,
+    device: str,
+    progress: bool,
+) -> Any:
     """The `EvolveConfig` of a suite's [evolve] table, writing into `out`."""
     from robust_glo.evolution.config import EvolveConfig
 
-    values = {"progress": progress, **options, "dataset": dataset, "model": model, "out": str(out),
-              "device": device}
+    values = {"progress": progress, **options, "dataset": dataset, "model": model, "out": str(out), "device": device}
     if data_root is not None:
         values["data_root"] = data_root
     return EvolveConfig.from_dict(values, source="[evolve]")
@@ -41,35 +49,22 @@ def run_evolution(config: Any) -> int:
 
     try:
         result = _run(config, resume=True)
-    except ConfigError as exc:
-        if "cannot resume" not in str(exc):
-            raise
-        raise ConfigError(f"{exc} (the suite's [evolve] table changed since {config.out} was made: restore it, "
-                          f"or remove that folder to evolve again)") from None
+    except ResumeError as exc:
+        raise ResumeError(
+            f"{exc} (the suite's [evolve] table changed since {config.out} was made: restore it, "
+            f"or remove that folder to evolve again)"
+        ) from None
     if result.best is None:
-        raise ConfigError(f"evolution in {config.out} trained no usable candidate, so there is no evolved loss; "
-                          "raise [evolve] generations or popsize, or check the training settings")
+        raise ConfigError(
+            f"evolution in {config.out} trained no usable candidate, so there is no evolved loss; "
+            "raise [evolve] generations or popsize, or check the training settings"
+        )
     return int(result.evaluated_now)
-
-
-EVALUATION_STAMP = "evaluation.json"  # written last by the comparison when a network's evaluation is stored
-
-
-def loss_slug(spec: str) -> str:
-    """The comparison's folder name for a loss spec."""
-    from robust_glo.robustness.compare import loss_slug as _slug
-
-    return _slug(spec)
-
-
-def run_subdir(spec: str, seed: int) -> Path:
-    """Where the comparison keeps the training run and evaluation of (spec, seed), under its folder."""
-    return Path("runs") / loss_slug(spec) / f"seed{seed}"
 
 
 def compare(config: Any, out: Path, *, progress: bool, log: Callable[[str], None]) -> Any:
     """`run_comparison`: train (or reuse) and attack (or reuse) every loss x seed; results, flags, summary."""
-    from robust_glo.robustness.compare import run_comparison
+    from robust_glo.comparison import run_comparison
 
     return run_comparison(config, out, progress=progress, echo=log)
 

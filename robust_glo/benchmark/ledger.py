@@ -9,15 +9,17 @@
 invocation (what the results cost, a resumed run included). The file is rewritten atomically whenever a
 stage starts or ends, so a crash leaves the stage "running" with the pieces it finished on disk.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from robust_glo.utils import atomic_write_json, read_json
 
@@ -53,8 +55,10 @@ class Ledger:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         data = read_json(self.path) if self.path.is_file() else {}
-        self.data: dict[str, Any] = {"stages": dict(data.get("stages", {})),
-                                     "invocations": list(data.get("invocations", []))}
+        self.data: dict[str, Any] = {
+            "stages": dict(data.get("stages", {})),
+            "invocations": list(data.get("invocations", [])),
+        }
         self._invocation: dict[str, Any] | None = None
 
     def _save(self) -> None:
@@ -62,8 +66,15 @@ class Ledger:
 
     def begin(self, stages: list[str], **context: Any) -> None:
         """Record a new invocation running `stages`; `context` (the suite, the output folder) is stored with it."""
-        self._invocation = {"started": _now(), "finished": None, "stages": list(stages), "status": "running",
-                            "cpu_count": os.cpu_count(), "load_start": _load(), **context}
+        self._invocation = {
+            "started": _now(),
+            "finished": None,
+            "stages": list(stages),
+            "status": "running",
+            "cpu_count": os.cpu_count(),
+            "load_start": _load(),
+            **context,
+        }
         self.data["invocations"].append(self._invocation)
         self._save()
 
@@ -88,9 +99,13 @@ class Ledger:
             raise
         finally:
             seconds = time.perf_counter() - t0
-            record.update(status=status, finished=_now(), last_seconds=round(seconds, 3),
-                          total_seconds=round(float(record.get("total_seconds", 0.0)) + seconds, 3),
-                          pieces=counter.as_dict())
+            record.update(
+                status=status,
+                finished=_now(),
+                last_seconds=round(seconds, 3),
+                total_seconds=round(float(record.get("total_seconds", 0.0)) + seconds, 3),
+                pieces=counter.as_dict(),
+            )
             if error:
                 record["error"] = error.splitlines()[0] if error else ""
             else:

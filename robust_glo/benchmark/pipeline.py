@@ -4,9 +4,9 @@ Benchmark directory (everything the report reads is listed in `robust_glo.report
 
     suite.json, environment.json, stages.json, losses.json
     evolve/                         the evolution run directory (`run_evolution(..., resume=True)`)
-    compare/                        the robustness comparison (`run_comparison`): config.json, summary.csv,
-      runs/<loss>/seed<k>/          one training run directory per loss x seed (the train stage), plus
-                                    its evaluation.csv / evaluation_flags.csv / evaluation.json (attack)
+    compare/                        the robustness comparison (`run_comparison`), laid out as
+                                    `robust_glo.comparison.layout` says: runs/<loss>/seed<k>/ holds one
+                                    training run (the train stage) and its evaluation files (attack)
     analysis/<loss>.json            analyze_loss(...).to_dict() per loss; analysis.json; figures/
     training.csv, results.csv, flags.csv, outcomes.csv    the tables of every piece, gathered
     report.md, report.html, summary.csv, figures/
@@ -16,18 +16,21 @@ loss spec); anything else is recomputed: the engines decide (train_run compares 
 comparison its evaluation key, the evolution its stored config). Every file is written atomically, so a
 crash costs only the piece in flight, and a re-run picks up from there.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import pandas as pd
 
 from robust_glo.benchmark import engines
 from robust_glo.benchmark.ledger import Ledger, StageCounter
 from robust_glo.benchmark.suite import EVOLVED, Suite
+from robust_glo.comparison import layout
 from robust_glo.errors import ConfigError
 from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
 
@@ -88,17 +91,23 @@ class Benchmark:
         unknown = [s for s in stages if s not in STAGES]
         if unknown:
             raise ConfigError(f"unknown stage {unknown[0]!r}; valid: {', '.join(STAGES)}")
-        order = [s for s in STAGES if s in stages and (s != "evolve" or self.suite.has_evolution)
-                 and (s != "analyze" or self.suite.analyze)]
+        order = [
+            s
+            for s in STAGES
+            if s in stages and (s != "evolve" or self.suite.has_evolution) and (s != "analyze" or self.suite.analyze)
+        ]
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.out / "suite.json", self.suite.to_dict())
-        atomic_write_json(self.out / "environment.json",
-                          run_metadata(attack=self.suite.attack_seed,
-                                       **({"evolve": int(self.suite.evolve.get("seed", 0))} if self.suite.evolve else {}))
-                          | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant})
+        atomic_write_json(
+            self.out / "environment.json",
+            run_metadata(
+                attack=self.suite.attack_seed,
+                **({"evolve": int(self.suite.evolve.get("seed", 0))} if self.suite.evolve else {}),
+            )
+            | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant},
+        )
         ledger = Ledger(self.out / "stages.json")
-        ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source,
-                     variant=self.suite.variant)
+        ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source, variant=self.suite.variant)
         result = BenchmarkResult(self.out, {})
         status = "failed"
         try:
@@ -107,8 +116,10 @@ class Benchmark:
                 with ledger.stage(name) as counter:
                     getattr(self, f"stage_{name}")(counter)
                 result.pieces[name] = counter
-                self.log(f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
-                         f"{counter.reused} reused, {counter.failed} failed")
+                self.log(
+                    f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
+                    f"{counter.reused} reused, {counter.failed} failed"
+                )
             status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -136,7 +147,7 @@ class Benchmark:
         return self.out / "compare"
 
     def run_dir(self, piece: Piece) -> Path:
-        return self.compare_dir / engines.run_subdir(piece.spec, piece.seed)
+        return layout.run_dir(self.compare_dir, piece.spec, piece.seed)
 
     def resolved_losses(self) -> list[str]:
         """The suite's losses with "evolved" replaced by the evolve stage's best loss."""
@@ -145,8 +156,9 @@ class Benchmark:
             if spec == EVOLVED:
                 best = self.evolve_dir / "best_loss.json"
                 if not best.is_file():
-                    raise ConfigError(f"the evolved loss is not available yet ({best} is missing); run the "
-                                      "evolve stage first")
+                    raise ConfigError(
+                        f"the evolved loss is not available yet ({best} is missing); run the evolve stage first"
+                    )
                 spec = evolved_spec(best)
             out.append(spec)
         return out
@@ -155,22 +167,33 @@ class Benchmark:
         rows = []
         for given, spec in zip(self.suite.losses, losses):
             role = "evolved" if given == EVOLVED else ("baseline" if given == self.suite.baseline else "reference")
-            rows.append({"spec": spec, "label": EVOLVED_LABEL if given == EVOLVED else spec, "role": role,
-                         "given": given})
+            rows.append(
+                {"spec": spec, "label": EVOLVED_LABEL if given == EVOLVED else spec, "role": role, "given": given}
+            )
         for spec in self.suite.extra_losses:
             rows.append({"spec": spec, "label": spec, "role": "analysis only", "given": spec})
         atomic_write_json(self.out / "losses.json", rows)
 
     def pieces(self) -> list[Piece]:
-        return [Piece(spec, seed, engines.run_subdir(spec, seed), EVOLVED_LABEL if given == EVOLVED else given)
-                for given, spec in zip(self.suite.losses, self.resolved_losses()) for seed in self.suite.seeds]
+        return [
+            Piece(spec, seed, f"{layout.loss_slug(spec)}/seed{seed}", EVOLVED_LABEL if given == EVOLVED else given)
+            for given, spec in zip(self.suite.losses, self.resolved_losses())
+            for seed in self.suite.seeds
+        ]
 
     # ------------------------------------------------------------------------------------------ stages
 
     def stage_evolve(self, counter: StageCounter) -> None:
         s = self.suite
-        config = engines.evolve_config(s.evolve or {}, dataset=s.dataset, model=s.model, out=self.evolve_dir,
-                                       data_root=s.data_root, device=s.device, progress=self.progress)
+        config = engines.evolve_config(
+            s.evolve or {},
+            dataset=s.dataset,
+            model=s.model,
+            out=self.evolve_dir,
+            data_root=s.data_root,
+            device=s.device,
+            progress=self.progress,
+        )
         evaluated = engines.run_evolution(config)
         if evaluated:
             counter.done += evaluated
@@ -198,13 +221,25 @@ class Benchmark:
             else:
                 counter.failed += 1
                 counter.notes.append(f"{piece.label}: {result.status} ({m.get('message', '')})")
-            self.log(f"[train] {piece.label}: {'reused' if result.reused else result.status}, test accuracy "
-                     f"{_fmt(m.get('test_accuracy'))}, {m.get('seconds', 0.0):.1f} s")
-            rows.append({"loss": piece.spec, "seed": piece.seed, "dataset": config.dataset,
-                         "model": config.model, "status": m.get("status"), "steps": m.get("steps"),
-                         "val_accuracy": m.get("val_accuracy"), "test_accuracy": m.get("test_accuracy"),
-                         "n_test": m.get("n_test"), "seconds": m.get("seconds"),
-                         "run_dir": run_dir.relative_to(self.out).as_posix()})
+            self.log(
+                f"[train] {piece.label}: {'reused' if result.reused else result.status}, test accuracy "
+                f"{_fmt(m.get('test_accuracy'))}, {m.get('seconds', 0.0):.1f} s"
+            )
+            rows.append(
+                {
+                    "loss": piece.spec,
+                    "seed": piece.seed,
+                    "dataset": config.dataset,
+                    "model": config.model,
+                    "status": m.get("status"),
+                    "steps": m.get("steps"),
+                    "val_accuracy": m.get("val_accuracy"),
+                    "test_accuracy": m.get("test_accuracy"),
+                    "n_test": m.get("n_test"),
+                    "seconds": m.get("seconds"),
+                    "run_dir": run_dir.relative_to(self.out).as_posix(),
+                }
+            )
         atomic_write_text(self.out / "training.csv", pd.DataFrame(rows).to_csv(index=False))
 
     def stage_attack(self, counter: StageCounter) -> None:
@@ -215,9 +250,10 @@ class Benchmark:
         pieces = self.pieces()
         for piece in pieces:
             if not (self.run_dir(piece) / "metrics.json").is_file():
-                raise ConfigError(f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run "
-                                  "the train stage first")
-        before = {piece.name: _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP) for piece in pieces}
+                raise ConfigError(
+                    f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run the train stage first"
+                )
+        before = {piece.name: _mtime(self.run_dir(piece) / layout.EVAL_META) for piece in pieces}
         names = {p.spec: p.display for p in pieces if p.display != p.spec}
 
         def relabel(line: str) -> None:
@@ -225,18 +261,22 @@ class Benchmark:
                 line = line.replace(spec, name)
             self.log("[attack] " + line.replace("\n", "\n[attack] "))
 
-        comparison = engines.compare(self.suite.compare_config(losses), self.compare_dir, progress=self.progress,
-                                     log=relabel)
+        comparison = engines.compare(
+            self.suite.compare_config(losses), self.compare_dir, progress=self.progress, log=relabel
+        )
         for piece in pieces:
-            after = _mtime(self.run_dir(piece) / engines.EVALUATION_STAMP)
+            after = _mtime(self.run_dir(piece) / layout.EVAL_META)
             if after is None:
                 counter.failed += 1  # a diverged run: no network to attack
             elif after == before[piece.name]:
                 counter.reused += 1
             else:
                 counter.done += 1
-        for name, frame in (("results.csv", comparison.results), ("flags.csv", comparison.flags),
-                            ("outcomes.csv", comparison.outcomes)):
+        for name, frame in (
+            ("results.csv", comparison.results),
+            ("flags.csv", comparison.flags),
+            ("outcomes.csv", comparison.outcomes),
+        ):
             atomic_write_text(self.out / name, frame.to_csv(index=False))
 
     def stage_analyze(self, counter: StageCounter) -> None:
@@ -245,7 +285,7 @@ class Benchmark:
         folder = self.out / "analysis"
         records = []
         for spec in specs:
-            path = folder / f"{engines.loss_slug(spec)}.json"
+            path = folder / f"{layout.loss_slug(spec)}.json"
             if path.is_file() and (old := read_json(path)).get("spec") == spec and old.get("classes") == s.classes:
                 counter.reused += 1
                 records.append(old)
@@ -257,8 +297,11 @@ class Benchmark:
         _write_json_if_changed(folder / "analysis.json", records)
         stamp = {"specs": specs, "classes": s.classes}
         figures = folder / "figures"
-        if (figures / "stamp.json").is_file() and read_json(figures / "stamp.json") == stamp \
-                and any(figures.glob("*.png")):
+        if (
+            (figures / "stamp.json").is_file()
+            and read_json(figures / "stamp.json") == stamp
+            and any(figures.glob("*.png"))
+        ):
             counter.reused += 1
         else:
             engines.plot_losses(specs, s.classes, figures)
@@ -273,8 +316,9 @@ class Benchmark:
         self.log(f"[report] {paths.markdown} and {paths.html}")
 
 
-def run_benchmark(suite: Suite, out: str | Path, *, stages: Sequence[str] = STAGES, progress: bool = True,
-                  log: Log = echo) -> BenchmarkResult:
+def run_benchmark(
+    suite: Suite, out: str | Path, *, stages: Sequence[str] = STAGES, progress: bool = True, log: Log = echo
+) -> BenchmarkResult:
     """Run (or resume) `suite` into the benchmark directory `out`."""
     return Benchmark(suite, out, progress=progress, log=log).run(stages)
 

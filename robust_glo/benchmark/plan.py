@@ -1,4 +1,5 @@
 """A readable plan of what a suite will run (`robust-glo benchmark SUITE --check`)."""
+
 from __future__ import annotations
 
 from robust_glo.benchmark.suite import Suite
@@ -8,21 +9,34 @@ def describe(suite: Suite) -> str:
     """Several lines: the suite, and per stage how many pieces of which size it runs."""
     s = suite
     train = dict(s.train)
-    budget = (f"{train['steps']} steps" if "steps" in train else
-              f"{train['epochs']} epochs" if "epochs" in train else f"preset {train.get('preset', 'default')}")
-    lines = [f"suite {s.name}" + (f" (variant {s.variant})" if s.variant else "") + f" from {s.source}",
-             f"  {s.description.strip()}" if s.description.strip() else "",
-             f"  dataset {s.dataset}, model {s.model or 'the dataset default'}, device {s.device}"]
+    budget = (
+        f"{train['steps']} steps"
+        if "steps" in train
+        else f"{train['epochs']} epochs"
+        if "epochs" in train
+        else f"preset {train.get('preset', 'default')}"
+    )
+    lines = [
+        f"suite {s.name}" + (f" (variant {s.variant})" if s.variant else "") + f" from {s.source}",
+        f"  {s.description.strip()}" if s.description.strip() else "",
+        f"  dataset {s.dataset}, model {s.model or 'the dataset default'}, device {s.device}",
+    ]
     if s.evolve is not None:
         e = s.evolve
-        lines.append(f"  evolve:  {e.get('generations', '?')} generations x popsize {e.get('popsize', '?')}, "
-                     f"{e.get('steps', '?')} steps per candidate, fitness {e.get('fitness', 'clean')}, "
-                     f"invariant {e.get('invariant', 'paper')}")
-    lines.append(f"  train:   {len(s.losses)} losses x {len(s.seeds)} seeds = {len(s.losses) * len(s.seeds)} runs "
-                 f"of {budget} ({', '.join(f'{k}={v}' for k, v in train.items() if k not in ('steps', 'epochs'))})")
+        lines.append(
+            f"  evolve:  {e.get('generations', '?')} generations x popsize {e.get('popsize', '?')}, "
+            f"{e.get('steps', '?')} steps per candidate, fitness {e.get('fitness', 'clean')}, "
+            f"invariant {e.get('invariant', 'paper')}"
+        )
+    lines.append(
+        f"  train:   {len(s.losses)} losses x {len(s.seeds)} seeds = {len(s.losses) * len(s.seeds)} runs "
+        f"of {budget} ({', '.join(f'{k}={v}' for k, v in train.items() if k not in ('steps', 'epochs'))})"
+    )
     lines.append(f"           losses: {', '.join(s.losses)}; seeds: {', '.join(map(str, s.seeds))}")
-    lines.append(f"  attack:  {', '.join(s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)} on "
-                 f"{s.n_eval or 'all'} test images per network")
+    lines.append(
+        f"  attack:  {', '.join(s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)} on "
+        f"{s.n_eval or 'all'} test images per network"
+    )
     if s.analyze:
         lines.append(f"  analyze: {len(s.losses) + len(s.extra_losses)} losses at {s.classes} classes")
     lines.append(f"  report:  baseline {s.baseline}, alpha {s.alpha:g}")

@@ -42,14 +42,13 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
 
 `load_suite("quick")` reads `evaluations/quick.toml`; a path reads that file.
 """
+
 from __future__ import annotations
 
 import copy
 import dataclasses
 import math
-import sys
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -58,11 +57,7 @@ from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
 from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from robust_glo.utils.parsing import parse_fraction_of_one, read_toml
 
 EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
 
@@ -123,33 +118,62 @@ class Suite:
         return self.evolve is not None
 
     def compare_config(self, losses: list[str] | None = None) -> Any:
-        """The robustness comparison (`robust_glo.robustness.compare.CompareConfig`) of the train and attack
+        """The robustness comparison (`robust_glo.comparison.CompareConfig`) of the train and attack
         stages, for `losses` (real specs; default the suite's, which must not include "evolved")."""
-        from robust_glo.robustness.compare import CompareConfig
+        from robust_glo.comparison import CompareConfig
 
         losses = list(self.losses if losses is None else losses)
         options = dict(self.train)
         preset = options.pop("preset", "default")
         recipe = TrainConfig.from_preset(preset, **options)  # the preset with the suite's overrides on top
-        train = {f.name: getattr(recipe, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name not in TRAIN_OWNED + ("steps",)}
-        extra = {k: v for k, v in (("tolerance", self.attack_tolerance),
-                                   ("zero_grad_threshold", self.zero_grad_threshold)) if v is not None}
-        return CompareConfig(losses=losses, dataset=self.dataset, model=self.model, seeds=list(self.seeds),
-                             steps=recipe.steps, attacks=list(self.attacks), eps=list(self.eps),
-                             test_size=self.n_eval, eval_batch_size=self.attack_batch_size,
-                             attack_seed=self.attack_seed, device=self.device, data_root=self.data_root,
-                             train=train, **extra)
+        train = {k: v for k, v in recipe.to_dict().items() if k not in TRAIN_OWNED + ("steps",)}
+        extra = {
+            k: v
+            for k, v in (("tolerance", self.attack_tolerance), ("zero_grad_threshold", self.zero_grad_threshold))
+            if v is not None
+        }
+        return CompareConfig(
+            losses=losses,
+            dataset=self.dataset,
+            model=self.model or recipe.model,  # a preset's model (resnet20) unless [suite] names one
+            seeds=list(self.seeds),
+            steps=recipe.steps,
+            attacks=list(self.attacks),
+            eps=list(self.eps),
+            test_size=self.n_eval,
+            eval_batch_size=self.attack_batch_size,
+            attack_seed=self.attack_seed,
+            device=self.device,
+            data_root=self.data_root,
+            train=train,
+            **extra,
+        )
 
     def train_config(self, loss: str, seed: int) -> TrainConfig:
         """The resolved TrainConfig of one (loss, seed) piece, exactly as the comparison builds it."""
         return self.compare_config([loss]).train_config(loss, seed)
 
+    def with_losses(self, specs: list[str]) -> Suite:
+        """A copy with more arms: each spec (a built-in or `my_losses.py:fn`) trained on the suite's seeds and
+        attacked like the others. A spec that cannot be resolved, or one already in the suite, fails."""
+        added = []
+        for spec in specs:
+            if spec in self.losses or spec in added:
+                raise ConfigError(f"loss {spec!r} is already in suite {self.name!r}: {', '.join(self.losses)}")
+            if spec == EVOLVED:
+                raise ConfigError(f"{EVOLVED!r} is the suite's own evolved loss; give a loss spec")
+            try:
+                get_loss(spec)
+            except RobustGloError as exc:
+                raise ConfigError(f"added loss {spec!r}: {exc}") from None
+            added.append(spec)
+        return dataclasses.replace(self, losses=list(self.losses) + added)
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Suite":
+    def from_dict(cls, data: dict[str, Any]) -> Suite:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -176,18 +200,16 @@ def suite_path(ref: str | Path) -> Path:
         return path
     candidate = evaluations_dir() / f"{text}.toml"
     if not candidate.is_file():
-        raise ConfigError(f"unknown suite {text!r}; valid: {', '.join(list_suites()) or '(none found)'}, "
-                          f"or a path to a .toml file")
+        raise ConfigError(
+            f"unknown suite {text!r}; valid: {', '.join(list_suites()) or '(none found)'}, or a path to a .toml file"
+        )
     return candidate
 
 
 def load_suite(ref: str | Path, variant: str | None = None) -> Suite:
     """Read and validate a suite by name or path, with `variant`'s overrides applied."""
     path = suite_path(ref)
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path)
     suite = parse_suite(data, source=_display_path(path), variant=variant)
     suite.ref = str(ref)
     return suite
@@ -214,13 +236,14 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     data = {k: v for k, v in data.items() if k != "variants"}
     if variant is not None:
         if variant not in variants:
-            raise ConfigError(f"{source}: unknown variant {variant!r}; valid: "
-                              f"{', '.join(variants) or '(this suite has none)'}")
+            raise ConfigError(
+                f"{source}: unknown variant {variant!r}; valid: {', '.join(variants) or '(this suite has none)'}"
+            )
         data = _merge(data, {k: v for k, v in variants[variant].items() if k != "description"})
         if "description" in variants[variant]:
-            data.setdefault("suite", {})["description"] = _string(variants[variant]["description"],
-                                                                  where.sub(f"variants.{variant}"),
-                                                                  "description")
+            data.setdefault("suite", {})["description"] = _string(
+                variants[variant]["description"], where.sub(f"variants.{variant}"), "description"
+            )
 
     for name in ("suite", "train", "attack"):
         if name not in data:
@@ -245,18 +268,41 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
 
     evolve = _parse_evolve(data.get("evolve"), where.sub("evolve"), dataset, model)
     losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolve is not None)
-    attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(data["attack"],
-                                                                                        where.sub("attack"))
+    attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(
+        data["attack"], where.sub("attack")
+    )
     analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
     baseline, alpha, title, stats_options = _parse_report(data.get("report", {}), where.sub("report"), losses)
 
-    suite = Suite(name=name, description=_string(s.get("description", ""), w, "description"),
-                  dataset=dataset, model=model, device=_string(s.get("device", "auto"), w, "device"),
-                  data_root=_optional_string(s.get("data_root"), w, "data_root"), losses=losses, seeds=seeds,
-                  train=train, attacks=attacks, eps=eps, n_eval=n_eval, attack_batch_size=batch_size,
-                  attack_seed=attack_seed, attack_tolerance=tolerance, zero_grad_threshold=zero_grad, evolve=evolve, analyze=analyze, analyze_classes=classes,
-                  extra_losses=extra, baseline=baseline, alpha=alpha, title=title, **stats_options, source=source,
-                  variant=variant, variants=list(variants))
+    suite = Suite(
+        name=name,
+        description=_string(s.get("description", ""), w, "description"),
+        dataset=dataset,
+        model=model,
+        device=_string(s.get("device", "auto"), w, "device"),
+        data_root=_optional_string(s.get("data_root"), w, "data_root"),
+        losses=losses,
+        seeds=seeds,
+        train=train,
+        attacks=attacks,
+        eps=eps,
+        n_eval=n_eval,
+        attack_batch_size=batch_size,
+        attack_seed=attack_seed,
+        attack_tolerance=tolerance,
+        zero_grad_threshold=zero_grad,
+        evolve=evolve,
+        analyze=analyze,
+        analyze_classes=classes,
+        extra_losses=extra,
+        baseline=baseline,
+        alpha=alpha,
+        title=title,
+        **stats_options,
+        source=source,
+        variant=variant,
+        variants=list(variants),
+    )
     # Build one training config: TrainConfig.validate() catches bad values (lr <= 0, unknown schedule...).
     try:
         suite.train_config("ce", seeds[0]).resolved()
@@ -274,13 +320,15 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
 # ----------------------------------------------------------------------------------------- sections
 
 
-def _parse_evolve(table: Any, w: "_Where", dataset: str, model: str | None) -> dict[str, Any] | None:
+def _parse_evolve(table: Any, w: _Where, dataset: str, model: str | None) -> dict[str, Any] | None:
     if table is None:
         return None
     owned = sorted(set(table) & set(EVOLVE_OWNED))
     if owned:
-        raise ConfigError(f"{w}: key {owned[0]!r} is set by the suite, not by [evolve] "
-                          f"(dataset and model come from [suite], the output folder from --out)")
+        raise ConfigError(
+            f"{w}: key {owned[0]!r} is set by the suite, not by [evolve] "
+            f"(dataset and model come from [suite], the output folder from --out)"
+        )
     options = dict(table)
     try:
         from robust_glo.benchmark import engines
@@ -290,11 +338,11 @@ def _parse_evolve(table: Any, w: "_Where", dataset: str, model: str | None) -> d
         raise ConfigError(f"{w}: {exc}") from None
 
 
-def _parse_train(t: dict[str, Any], w: "_Where", has_evolution: bool) -> tuple[list[str], list[int], dict]:
-    fields = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TRAIN_OWNED]
+def _parse_train(t: dict[str, Any], w: _Where, has_evolution: bool) -> tuple[list[str], list[int], dict]:
+    fields = [name for name in TrainConfig.flat_field_names() if name not in TRAIN_OWNED]
     _check_keys(t, TRAIN_KEYS + tuple(fields), w)
     if "losses" not in t:
-        raise ConfigError(f"{w}: missing key 'losses' (a list of loss specs, e.g. [\"ce\", \"baikal\"])")
+        raise ConfigError(f'{w}: missing key \'losses\' (a list of loss specs, e.g. ["ce", "baikal"])')
     losses = _string_list(t["losses"], w, "losses")
     if not losses:
         raise ConfigError(f"{w}: 'losses' is empty; give at least one loss spec")
@@ -312,13 +360,13 @@ def _parse_train(t: dict[str, Any], w: "_Where", has_evolution: bool) -> tuple[l
     preset = options.get("preset", "default")
     if preset not in PRESETS:
         raise ConfigError(f"{w}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    types = TrainConfig.flat_field_types()
     for key, value in options.items():
         _check_train_value(key, value, types[key], w)
     return losses, seeds, options
 
 
-def _check_train_value(key: str, value: Any, type_text: Any, w: "_Where") -> None:
+def _check_train_value(key: str, value: Any, type_text: Any, w: _Where) -> None:
     """A light type check of a TrainConfig override (values are then checked by TrainConfig.validate)."""
     text = str(type_text)
     if isinstance(value, bool) and "bool" not in text:
@@ -336,33 +384,42 @@ def _check_train_value(key: str, value: Any, type_text: Any, w: "_Where") -> Non
         raise ConfigError(f"{w}: {key} must be a string, got {value!r}")
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
         raise ConfigError(f"{w}: {key} must be finite, got {value!r}")
-    if key in ("steps", "batch_size", "test_size", "val_size", "eval_batch_size") and value is not None \
-            and value < 1 and not (key == "val_size" and value == 0):
+    if (
+        key in ("steps", "batch_size", "test_size", "val_size", "eval_batch_size")
+        and value is not None
+        and value < 1
+        and not (key == "val_size" and value == 0)
+    ):
         raise ConfigError(f"{w}: {key} must be >= 1, got {value!r}")
 
 
-def _parse_seeds(value: Any, w: "_Where") -> list[int]:
+def _parse_seeds(value: Any, w: _Where) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers >= 0, got {value}")
         return list(range(value))
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                                                  for v in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    ):
         if len(set(value)) != len(value):
             raise ConfigError(f"{w}: seeds lists a seed twice: {value}")
         return list(value)
     raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers >= 0, got {value!r}")
 
 
-def _parse_attack(t: dict[str, Any], w: "_Where") -> tuple[list[str], list[float], int | None, int, int,
-                                                          float | None, float | None]:
+def _parse_attack(
+    t: dict[str, Any], w: _Where
+) -> tuple[list[str], list[float], int | None, int, int, float | None, float | None]:
     _check_keys(t, ATTACK_KEYS, w)
     from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
 
     raw = t.get("attacks")
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{w}: 'attacks' must be a non-empty list of attack specs; valid attacks: "
-                          f"{', '.join(list_attacks())}")
+        raise ConfigError(
+            f"{w}: 'attacks' must be a non-empty list of attack specs; valid attacks: {', '.join(list_attacks())}"
+        )
     specs: list[Any] = []
     for item in raw:
         try:
@@ -402,37 +459,23 @@ def _parse_attack(t: dict[str, Any], w: "_Where") -> tuple[list[str], list[float
     return attacks, eps, n_eval, batch, seed, thresholds[0], thresholds[1]
 
 
-def parse_eps_value(value: Any) -> float:
-    """A number, or a fraction string such as "8/255", as a float in [0, 1]; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, str):
-        number = float(Fraction(value.strip()))
-    elif isinstance(value, (int, float)):
-        number = float(value)
-    else:
-        raise ValueError(value)
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise ValueError(value)
-    return number
-
-
-def _parse_eps(value: Any, w: "_Where") -> list[float]:
+def _parse_eps(value: Any, w: _Where) -> list[float]:
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{w}: eps must be a non-empty list of numbers in [0, 1], got {value!r}")
     out = []
     for item in value:
         try:
-            out.append(parse_eps_value(item))
+            out.append(parse_fraction_of_one(item))
         except (ValueError, ZeroDivisionError):
-            raise ConfigError(f"{w}: eps value {item!r} is not a number in [0, 1] "
-                              f"(use numbers or fractions such as \"8/255\")") from None
+            raise ConfigError(
+                f'{w}: eps value {item!r} is not a number in [0, 1] (use numbers or fractions such as "8/255")'
+            ) from None
     if len(set(out)) != len(out):
         raise ConfigError(f"{w}: eps lists a value twice: {value}")
     return sorted(out)
 
 
-def _parse_analyze(t: dict[str, Any], w: "_Where") -> tuple[bool, int | None, list[str]]:
+def _parse_analyze(t: dict[str, Any], w: _Where) -> tuple[bool, int | None, list[str]]:
     _check_keys(t, ANALYZE_KEYS, w)
     enabled = t.get("enabled", True)
     if not isinstance(enabled, bool):
@@ -446,8 +489,7 @@ def _parse_analyze(t: dict[str, Any], w: "_Where") -> tuple[bool, int | None, li
     return enabled, classes, extra
 
 
-def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]
-                  ) -> tuple[str, float, str | None, dict[str, Any]]:
+def _parse_report(t: dict[str, Any], w: _Where, losses: list[str]) -> tuple[str, float, str | None, dict[str, Any]]:
     _check_keys(t, REPORT_KEYS, w)
     baseline = _string(t.get("baseline", losses[0] if "ce" not in losses else "ce"), w, "baseline")
     if baseline not in losses:
@@ -466,8 +508,12 @@ def _parse_report(t: dict[str, Any], w: "_Where", losses: list[str]
     boot_seed = t.get("bootstrap_seed", 0)
     if isinstance(boot_seed, bool) or not isinstance(boot_seed, int) or boot_seed < 0:
         raise ConfigError(f"{w}: bootstrap_seed must be an integer >= 0, got {boot_seed!r}")
-    return baseline, float(alpha), title, {"correction": correction, "bootstrap": replicates,
-                                           "bootstrap_seed": boot_seed}
+    return (
+        baseline,
+        float(alpha),
+        title,
+        {"correction": correction, "bootstrap": replicates, "bootstrap_seed": boot_seed},
+    )
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -479,7 +525,7 @@ class _Where:
     def __init__(self, source: str, table: str | None = None):
         self.source, self.table = source, table
 
-    def sub(self, table: str) -> "_Where":
+    def sub(self, table: str) -> _Where:
         return _Where(self.source, table)
 
     def __str__(self) -> str:
@@ -489,8 +535,7 @@ class _Where:
 def _check_keys(table: dict[str, Any], valid: tuple[str, ...] | list[str], w: _Where, what: str = "") -> None:
     unknown = [k for k in table if k not in valid]
     if unknown:
-        raise ConfigError(f"{w}: unknown key {unknown[0]!r}{' in ' + what if what else ''}; "
-                          f"valid: {', '.join(valid)}")
+        raise ConfigError(f"{w}: unknown key {unknown[0]!r}{' in ' + what if what else ''}; valid: {', '.join(valid)}")
 
 
 def _require_table(value: Any, w: _Where, name: str) -> None:

@@ -2,21 +2,18 @@
 
 Usage errors and `RobustGloError`s print one line to stderr and exit with code 2.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
 
-from robust_glo.errors import RobustGloError
+from robust_glo.errors import RobustGloError, UsageError
 
 # Each name is a module robust_glo.cli.<name> with `register(subparsers)`; the parser it adds sets
 # `func=run` where `run(args) -> int`.
 COMMANDS = ["train", "losses", "analyze", "report", "evolve", "benchmark", "evaluate"]
-
-
-class UsageError(RobustGloError):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,13 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except RobustGloError as exc:
-        print(f"robust-glo: error: {exc}" if not isinstance(exc, UsageError) else f"error: {exc}",
-              file=sys.stderr)
+        print(f"robust-glo: error: {exc}" if not isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("robust-glo: interrupted; finished work is saved, re-run to resume", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,5 @@
 """`robust-glo analyze`: the learning rule, effective target and invariant of one or more losses."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,15 +9,21 @@ import sys
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "analyze", help="explain losses: pull/push, effective target p*, invariant; optional figures",
+        "analyze",
+        help="explain losses: pull/push, effective target p*, invariant; optional figures",
         description="Analyze losses through their learning rule (docs/method.md): the effective "
-                    "target p* the loss trains toward, its label-smoothing equivalent, whether the "
-                    "target logit rises at initialization, and the TaylorGLO invariant.")
-    p.add_argument("--loss", action="append", required=True, metavar="SPEC",
-                   help="a loss spec (see `robust-glo losses`); repeat to compare several")
+        "target p* the loss trains toward, its label-smoothing equivalent, whether the "
+        "target logit rises at initialization, and the TaylorGLO invariant.",
+    )
+    p.add_argument(
+        "--loss",
+        action="append",
+        required=True,
+        metavar="SPEC",
+        help="a loss spec (see `robust-glo losses`); repeat to compare several",
+    )
     p.add_argument("--classes", type=int, required=True, metavar="N", help="number of classes (>= 2)")
-    p.add_argument("--json", action="store_true",
-                   help="print JSON: one object for one loss, a list for several")
+    p.add_argument("--json", action="store_true", help="print JSON: one object for one loss, a list for several")
     p.add_argument("--plot", metavar="DIR", help="write comparison figures (PNG and SVG) into DIR")
     p.set_defaults(func=run)
 
@@ -27,16 +34,21 @@ def _number(value: float | None) -> str:
 
 def format_table(records: list[dict]) -> str:
     """A readable table of `LossAnalysis.to_dict()` records."""
-    header = ["loss", "p*", "LS alpha", "-dL/dz_t at init", "rises at init", "invariant paper/exact",
-              "decomposition"]
+    header = ["loss", "p*", "LS alpha", "-dL/dz_t at init", "rises at init", "invariant paper/exact", "decomposition"]
     rows = []
     for r in records:
         inv = r["invariant"]
-        rows.append([
-            r["spec"], _number(r["effective_target"]), _number(r["label_smoothing_equivalent"]),
-            f"{r['target_logit_gradient_at_init']:+.4g}", "yes" if r["target_logit_rises_at_init"] else "no",
-            "-" if inv is None else "/".join("pass" if inv[k] else "fail" for k in ("paper", "exact")),
-            r["decomposition"]])
+        rows.append(
+            [
+                r["spec"],
+                _number(r["effective_target"]),
+                _number(r["label_smoothing_equivalent"]),
+                f"{r['target_logit_gradient_at_init']:+.4g}",
+                "yes" if r["target_logit_rises_at_init"] else "no",
+                "-" if inv is None else "/".join("pass" if inv[k] else "fail" for k in ("paper", "exact")),
+                r["decomposition"],
+            ]
+        )
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in [header] + rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -56,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(records[0] if len(records) == 1 else records, indent=2, allow_nan=False))
     else:
-        print(f"{args.classes} classes; p* = effective target (none: trains toward p = 1), "
-              f"LS alpha = label smoothing with the same p*")
+        print(
+            f"{args.classes} classes; p* = effective target (none: trains toward p = 1), "
+            f"LS alpha = label smoothing with the same p*"
+        )
         print(format_table(records))
         for r in records:
             for w in r["warnings"]:

@@ -1,17 +1,35 @@
 """`robust-glo benchmark SUITE --out DIR`: run a benchmark suite end to end, resuming finished pieces."""
+
 from __future__ import annotations
 
 import argparse
 
 
 def register(sub) -> None:
-    p = sub.add_parser("benchmark", help="run a suite (evaluations/NAME.toml or a path): evolve, train, attack, "
-                                         "analyze, report; a re-run reuses every finished piece")
-    p.add_argument("suite", metavar="SUITE", help="a suite name such as quick (evaluations/quick.toml), or a .toml path")
+    p = sub.add_parser(
+        "benchmark",
+        help="run a suite (evaluations/NAME.toml or a path): evolve, train, attack, "
+        "analyze, report; a re-run reuses every finished piece",
+    )
+    p.add_argument(
+        "suite", metavar="SUITE", help="a suite name such as quick (evaluations/quick.toml), or a .toml path"
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="benchmark folder (created; re-use it to resume)")
     p.add_argument("--variant", default=None, metavar="NAME", help="apply the suite's [variants.NAME] overrides")
-    p.add_argument("--stages", default=None, metavar="LIST",
-                   help="comma-separated subset of evolve,train,attack,analyze,report (default: all)")
+    p.add_argument(
+        "--stages",
+        default=None,
+        metavar="LIST",
+        help="comma-separated subset of evolve,train,attack,analyze,report (default: all)",
+    )
+    p.add_argument(
+        "--loss",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="add a loss to the suite's losses, e.g. my_losses.py:fn (repeatable); it is trained on the "
+        "suite's seeds and attacked like the others",
+    )
     p.add_argument("--device", default=None, help="override the suite's device: auto, cpu, cuda, cuda:N")
     p.add_argument("--check", action="store_true", help="validate the suite and print the plan, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -23,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from robust_glo.benchmark.plan import describe
 
     suite = load_suite(args.suite, args.variant)
+    if args.loss:
+        suite = suite.with_losses(args.loss)
     if args.device:
         suite.device = args.device
     stages = STAGES if args.stages is None else tuple(s.strip() for s in args.stages.split(",") if s.strip())
@@ -30,12 +50,13 @@ def run(args: argparse.Namespace) -> int:
         print(describe(suite))
         return 0
     if args.out is None:
-        from robust_glo.cli import UsageError
+        from robust_glo.errors import UsageError
 
         raise UsageError("robust-glo benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
     result = run_benchmark(suite, args.out, stages=stages, progress=not args.quiet)
-    times = ", ".join(f"{name} {s.get('last_seconds', 0):.1f} s" for name, s in result.stages.items()
-                      if name in stages)
-    print(f"benchmark {suite.name} finished in {args.out} ({times})"
-          + (f"; report: {result.report}" if result.report else ""))
+    times = ", ".join(f"{name} {s.get('last_seconds', 0):.1f} s" for name, s in result.stages.items() if name in stages)
+    print(
+        f"benchmark {suite.name} finished in {args.out} ({times})"
+        + (f"; report: {result.report}" if result.report else "")
+    )
     return 0

@@ -1,4 +1,5 @@
 """Argument helpers shared by subcommands."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,13 @@ def nonneg_int(text: str) -> int:
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="fashion-mnist", choices=list(DATASETS), metavar="NAME",
-                   help=f"one of {', '.join(DATASETS)} (default fashion-mnist)")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        choices=list(DATASETS),
+        metavar="NAME",
+        help=f"one of {', '.join(DATASETS)} (default fashion-mnist)",
+    )
     p.add_argument("--model", default=None, metavar="NAME", help="model name (default: the dataset's)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="where datasets are looked for / downloaded")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")

@@ -1,44 +1,80 @@
 """`robust-glo evaluate`: train losses over seeds (or load models) and measure their adversarial robustness."""
+
 from __future__ import annotations
 
 import argparse
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
 from robust_glo.errors import ConfigError
+from robust_glo.utils.parsing import parse_number
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="train each loss on each seed and attack it (FGSM, PGD, ...), with statistics",
+        "evaluate",
+        help="train each loss on each seed and attack it (FGSM, PGD, ...), with statistics",
         description="Train each --loss on --seeds seeds (or load --checkpoint runs / a --user-model), attack "
-                    "each network on the test split, and write DIR/results.csv, DIR/summary.csv (mean, 95% CI, "
-                    "Welch p-value vs the first loss) and DIR/flags.csv (reliability checks). Finished "
-                    "trainings and evaluations in DIR are reused.")
-    p.add_argument("--loss", action="append", default=None, metavar="SPEC",
-                   help="loss spec, repeatable; the first is the baseline of the p-values (default: ce)")
+        "each network on the test split, and write DIR/results.csv, DIR/outcomes.csv (per image), "
+        "DIR/summary.csv (mean, 95% bootstrap interval over seeds and test images, difference to the first "
+        "loss with raw and Holm-adjusted p; docs/statistics.md) and DIR/flags.csv (reliability checks). Finished "
+        "trainings and evaluations in DIR are reused.",
+    )
+    p.add_argument(
+        "--loss",
+        action="append",
+        default=None,
+        metavar="SPEC",
+        help="loss spec, repeatable; the first is the baseline of the p-values (default: ce)",
+    )
     add_data_args(p)
     p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds 0..N-1 per loss (default 3)")
     p.add_argument("--steps", type=positive_int, default=1000, help="SGD steps per training run (default 1000)")
-    p.add_argument("--attacks", default="fgsm,pgd", metavar="LIST",
-                   help="comma-separated attack specs, e.g. fgsm,pgd:steps=20:restarts=2,apgd-ce,square "
-                        "(see --list-attacks; default fgsm,pgd)")
-    p.add_argument("--eps", default="0,0.05,0.1", metavar="LIST",
-                   help="comma-separated Linf budgets in [0, 1]; fractions like 8/255 work (default 0,0.05,0.1)")
+    p.add_argument(
+        "--attacks",
+        default="fgsm,pgd",
+        metavar="LIST",
+        help="comma-separated attack specs, e.g. fgsm,pgd:steps=20:restarts=2,apgd-ce,square "
+        "(see --list-attacks; default fgsm,pgd)",
+    )
+    p.add_argument(
+        "--eps",
+        default="0,0.05,0.1",
+        metavar="LIST",
+        help="comma-separated Linf budgets in [0, 1]; fractions like 8/255 work (default 0,0.05,0.1)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (required)")
-    p.add_argument("--train-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a further training setting, e.g. lr=0.1 or batch_size=256 (repeatable; see TrainConfig)")
-    p.add_argument("--test-size", type=positive_int, default=None, metavar="N",
-                   help="attack the first N test images of a fixed shuffle (default: the whole test split)")
+    p.add_argument(
+        "--train-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a further training setting, e.g. lr=0.1 or batch_size=256 (repeatable; see TrainConfig)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="attack the first N test images of a fixed shuffle (default: the whole test split)",
+    )
     p.add_argument("--eval-batch-size", type=positive_int, default=500, metavar="N")
     p.add_argument("--attack-seed", type=nonneg_int, default=0, help="seed of the attacks' randomness")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="DIR",
-                   help="evaluate this finished training run directory instead of training (repeatable)")
-    p.add_argument("--user-model", action="append", default=[], metavar="MODULE:NAME",
-                   help="evaluate a trained nn.Module (or a no-argument callable returning one) on --dataset "
-                        "(repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="evaluate this finished training run directory instead of training (repeatable)",
+    )
+    p.add_argument(
+        "--user-model",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="evaluate a trained nn.Module (or a no-argument callable returning one) on --dataset (repeatable)",
+    )
     p.add_argument("--list-attacks", action="store_true", help="list the attacks and their budgets, then exit")
     p.set_defaults(func=run)
 
@@ -48,8 +84,8 @@ def parse_eps(text: str) -> list[float]:
     for part in text.split(","):
         part = part.strip()
         try:
-            values.append(float(Fraction(part)))
-        except (ValueError, ZeroDivisionError):
+            values.append(parse_number(part))
+        except ValueError:
             raise ConfigError(f"--eps {part!r} is not a number; give budgets in [0, 1] such as 0,0.05,8/255") from None
     return values
 
@@ -70,8 +106,8 @@ def parse_train_options(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robust_glo.comparison import CompareConfig, evaluate_existing, run_comparison, summary_table
     from robust_glo.robustness import list_attacks
-    from robust_glo.robustness.compare import CompareConfig, evaluate_existing, run_comparison, summary_table
 
     if args.list_attacks:
         width = max(map(len, list_attacks()))
@@ -83,22 +119,35 @@ def run(args: argparse.Namespace) -> int:
     existing = bool(args.checkpoint or args.user_model)
     if existing and args.loss:
         raise ConfigError("--loss trains new networks; --checkpoint/--user-model evaluate existing ones: use one")
-    config = CompareConfig(losses=args.loss or ["ce"], dataset=args.dataset, model=args.model,
-                           seeds=list(range(args.seeds)), steps=args.steps,
-                           attacks=[a for a in args.attacks.split(",") if a.strip()], eps=parse_eps(args.eps),
-                           test_size=args.test_size, eval_batch_size=args.eval_batch_size,
-                           attack_seed=args.attack_seed, device=args.device, data_root=args.data_root,
-                           train=parse_train_options(args.train_option))
+    config = CompareConfig(
+        losses=args.loss or ["ce"],
+        dataset=args.dataset,
+        model=args.model,
+        seeds=list(range(args.seeds)),
+        steps=args.steps,
+        attacks=[a for a in args.attacks.split(",") if a.strip()],
+        eps=parse_eps(args.eps),
+        test_size=args.test_size,
+        eval_batch_size=args.eval_batch_size,
+        attack_seed=args.attack_seed,
+        device=args.device,
+        data_root=args.data_root,
+        train=parse_train_options(args.train_option),
+    )
     progress = sys.stderr.isatty()
     if existing:
-        comparison = evaluate_existing(config, args.out, checkpoints=args.checkpoint, user_models=args.user_model,
-                                       progress=progress)
+        comparison = evaluate_existing(
+            config, args.out, checkpoints=args.checkpoint, user_models=args.user_model, progress=progress
+        )
     else:
         comparison = run_comparison(config, args.out, progress=progress)
     out = Path(args.out)
     print()
     print(summary_table(comparison.summary))
-    print(f"\nmean accuracy ± 95% CI half-width over seeds; p = Welch t-test vs {comparison.summary['baseline'].iloc[0]}; "
-          f"! = an evaluation was flagged unreliable")
+    print(
+        f"\nmean accuracy ± half-width of the 95% interval (seeds and test images); p_adj = p vs "
+        f"{comparison.summary['baseline'].iloc[0]} adjusted for the comparisons shown (Holm), * = significant; "
+        f"! = an evaluation was flagged unreliable (details: docs/statistics.md)"
+    )
     print(f"wrote {out / 'results.csv'}, {out / 'summary.csv'}, {out / 'flags.csv'}")
     return 0

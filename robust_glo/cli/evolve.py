@@ -1,4 +1,5 @@
 """`robust-glo evolve`: discover a TaylorGLO loss with CMA-ES (crash-safe, resumable, local/Ray/batched)."""
+
 from __future__ import annotations
 
 import argparse
@@ -49,14 +50,20 @@ def _dest(flag: str) -> str:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evolve", help="discover a TaylorGLO loss with CMA-ES",
-                       description="Evolve a TaylorGLO loss with CMA-ES. Every option can also come from "
-                                   "--config FILE.toml (keys spelled like the flags); flags win.")
+    p = sub.add_parser(
+        "evolve",
+        help="discover a TaylorGLO loss with CMA-ES",
+        description="Evolve a TaylorGLO loss with CMA-ES. Every option can also come from "
+        "--config FILE.toml (keys spelled like the flags); flags win.",
+    )
     p.add_argument("--config", default=None, metavar="FILE.toml", help="read options from a TOML file")
     for flag, kind, metavar, text in _OPTIONS:
         p.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out (after a crash or kill) without redoing finished work")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out (after a crash or kill) without redoing finished work",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -92,19 +99,22 @@ def run(args: argparse.Namespace) -> int:
     n = len(result.history)
     diverged = sum(r["status"] == "diverged" for r in result.history)
     failed = sum(r["status"] == "failed" for r in result.history)
-    print(f"evolved on {config.dataset}/{config.resolved_model()}: {n} candidates "
-          f"({result.rejected} rejected by the '{config.invariant}' invariant, "
-          f"{result.search_trainings - diverged} trained, {diverged} diverged, {failed} failed) "
-          f"+ {result.reeval_trainings} re-evaluation trainings; {result.seconds:.1f}s "
-          f"({result.evaluated_now} evaluations run now); run dir {result.out_dir}")
+    print(
+        f"evolved on {config.dataset}/{config.resolved_model()}: {n} candidates "
+        f"({result.rejected} rejected by the '{config.invariant}' invariant, "
+        f"{result.search_trainings - diverged} trained, {diverged} diverged, {failed} failed) "
+        f"+ {result.reeval_trainings} re-evaluation trainings; {result.seconds:.1f}s "
+        f"({result.evaluated_now} evaluations run now); run dir {result.out_dir}"
+    )
     if result.best is None:
-        print("no candidate trained successfully, so there is no best loss; try more generations or "
-              "--invariant off")
+        print("no candidate trained successfully, so there is no best loss; try more generations or --invariant off")
         return 1
     best = result.best
     theta = ", ".join(f"{v:.4g}" for v in best["theta"])
     robust = f", robust accuracy {best['robust_accuracy']:.4f}" if best.get("robust_accuracy") is not None else ""
-    print(f"best loss: theta [{theta}]: mean val accuracy {best['val_accuracy']:.4f}{robust} over "
-          f"{len(best['reevaluations'])} fresh seeds (fitness {best['fitness']:.4f})")
+    print(
+        f"best loss: theta [{theta}]: mean val accuracy {best['val_accuracy']:.4f}{robust} over "
+        f"{len(best['reevaluations'])} fresh seeds (fitness {best['fitness']:.4f})"
+    )
     print(f"train it: robust-glo train --dataset {config.dataset} --loss taylorglo:{result.out_dir / 'best_loss.json'}")
     return 0

@@ -1,4 +1,5 @@
 """`robust-glo losses`: list the loss registry."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,8 +14,10 @@ def run(args: argparse.Namespace) -> int:
     from robust_glo.losses import registry
 
     rows = [(e.usage, e.summary) for e in registry().values()]
-    rows += [("package.module:function", "a user loss: function(logits, targets) -> scalar tensor"),
-             ("path/to/file.py:function", "the same, loaded from a file")]
+    rows += [
+        ("package.module:function", "a user loss: function(logits, targets) -> scalar tensor"),
+        ("path/to/file.py:function", "the same, loaded from a file"),
+    ]
     width = max(len(u) for u, _ in rows)
     for usage, summary in rows:
         print(f"{usage.ljust(width)}  {summary}")

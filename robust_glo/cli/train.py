@@ -1,4 +1,5 @@
 """`robust-glo train`: train one loss on one dataset and report its accuracy."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,6 +7,7 @@ from pathlib import Path
 
 from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
+from robust_glo.utils.parsing import spec_slug
 
 
 def register(sub) -> None:
@@ -16,8 +18,12 @@ def register(sub) -> None:
     budget.add_argument("--steps", type=positive_int, default=None, help="SGD steps (default 1000)")
     budget.add_argument("--epochs", type=float, default=None, help="budget in epochs instead of steps")
     p.add_argument("--seed", type=nonneg_int, default=0)
-    p.add_argument("--preset", default="default", choices=list(PRESETS),
-                   help="training recipe: default, allcnn-c or resnet20 (the paper's)")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=list(PRESETS),
+        help="training recipe: default, allcnn-c or resnet20 (the paper's)",
+    )
     p.add_argument("--batch-size", type=positive_int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--weight-decay", type=float, default=None)
@@ -31,31 +37,37 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {"loss": args.loss, "dataset": args.dataset, "model": args.model, "seed": args.seed,
-                 "batch_size": args.batch_size, "lr": args.lr, "weight_decay": args.weight_decay,
-                 "schedule": args.schedule, "train_fraction": args.train_fraction,
-                 "test_size": args.test_size, "data_root": args.data_root, "device": args.device,
-                 "amp": args.amp or None, "checkpoint_every": args.checkpoint_every,
-                 "steps": args.steps, "epochs": args.epochs}
+    overrides = {
+        "loss": args.loss,
+        "dataset": args.dataset,
+        "model": args.model,
+        "seed": args.seed,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+        "train_fraction": args.train_fraction,
+        "test_size": args.test_size,
+        "data_root": args.data_root,
+        "device": args.device,
+        "amp": args.amp or None,
+        "checkpoint_every": args.checkpoint_every,
+        "steps": args.steps,
+        "epochs": args.epochs,
+    }
     if args.steps is None and args.epochs is None and args.preset == "default":
         overrides["steps"] = 1000
     config = TrainConfig.from_preset(args.preset, **overrides)
-    out = Path(args.out) if args.out else Path("runs") / "train" / f"{_slug(args.loss)}-s{args.seed}"
+    out = Path(args.out) if args.out else Path("runs") / "train" / f"{spec_slug(args.loss)}-s{args.seed}"
     result = train_run(config, out)
     m = result.metrics
     if result.status != "ok":
         print(f"{config.loss}: diverged after {m['steps']} steps ({m['message']}); recorded in {out}")
         return 1
     reused = " (reused finished run)" if result.reused else ""
-    print(f"{config.loss} on {config.dataset}/{result.config.model}, seed {config.seed}: "
-          f"val accuracy {m['val_accuracy']:.4f}, test accuracy {m['test_accuracy']:.4f} "
-          f"(n={m['n_test']}), {m['steps']} steps in {m['seconds']:.1f}s{reused}; run dir {out}")
+    print(
+        f"{config.loss} on {config.dataset}/{result.config.model}, seed {config.seed}: "
+        f"val accuracy {m['val_accuracy']:.4f}, test accuracy {m['test_accuracy']:.4f} "
+        f"(n={m['n_test']}), {m['steps']} steps in {m['seconds']:.1f}s{reused}; run dir {out}"
+    )
     return 0
-
-
-def _slug(spec: str) -> str:
-    import hashlib
-    import re
-
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec)[:40].strip("_")
-    return base if len(spec) <= 40 and base == spec else f"{base}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"

@@ -1,7 +1,16 @@
 """Datasets as tensors in [0, 1] with deterministic splits, and tensor-resident batching."""
+
 from robust_glo.data.loader import TensorLoader, iterate_eval, random_crop_flip
-from robust_glo.data.registry import DATASETS, DatasetInfo, dataset_names
+from robust_glo.data.registry import DATASETS, DatasetInfo
 from robust_glo.data.splits import DatasetSplits, Split, load_dataset
 
-__all__ = ["DATASETS", "DatasetInfo", "DatasetSplits", "Split", "TensorLoader", "dataset_names",
-           "iterate_eval", "load_dataset", "random_crop_flip"]
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetSplits",
+    "Split",
+    "TensorLoader",
+    "iterate_eval",
+    "load_dataset",
+    "random_crop_flip",
+]

@@ -3,9 +3,10 @@
 No per-sample PIL transforms: augmentation (random crop with zero padding + horizontal flip) is done on
 the whole batch with tensor ops, driven by a private `torch.Generator`.
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -35,8 +36,16 @@ class TensorLoader:
     yield the same batches. `steps` batches are produced, reshuffling at each epoch boundary.
     """
 
-    def __init__(self, split: Split, *, batch_size: int, seed: int, device: torch.device | str = "cpu",
-                 augment: bool = False, drop_last: bool = True):
+    def __init__(
+        self,
+        split: Split,
+        *,
+        batch_size: int,
+        seed: int,
+        device: torch.device | str = "cpu",
+        augment: bool = False,
+        drop_last: bool = True,
+    ):
         self.device = torch.device(device)
         self.images = split.images.to(self.device)
         self.labels = split.labels.to(self.device)
@@ -59,18 +68,22 @@ class TensorLoader:
                 if step >= steps:
                     return
                 if step >= start_step:
-                    idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                    idx = order[b * self.batch_size : (b + 1) * self.batch_size]
                     x = self.images.index_select(0, idx)
                     if self.augment:
                         x = random_crop_flip(x, self.generator)
                     yield x, self.labels.index_select(0, idx)
                 elif self.augment:  # keep the generator stream identical when skipping
-                    random_crop_flip(self.images[:self.batch_size], self.generator)
+                    random_crop_flip(self.images[: self.batch_size], self.generator)
                 step += 1
 
 
-def iterate_eval(split: Split, batch_size: int, device: torch.device | str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def iterate_eval(
+    split: Split, batch_size: int, device: torch.device | str
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Fixed-order batches for evaluation."""
     for i in range(0, len(split), batch_size):
-        yield (split.images[i:i + batch_size].to(device, non_blocking=True),
-               split.labels[i:i + batch_size].to(device, non_blocking=True))
+        yield (
+            split.images[i : i + batch_size].to(device, non_blocking=True),
+            split.labels[i : i + batch_size].to(device, non_blocking=True),
+        )

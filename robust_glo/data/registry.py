@@ -1,4 +1,5 @@
 """Dataset names and their fixed facts (docs/data.md)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,15 +22,14 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "fashion-mnist": DatasetInfo("fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), 5000, "small-cnn", False),
     "mnist": DatasetInfo("mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), 5000, "small-cnn", False),
-    "cifar10": DatasetInfo("cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-                           5000, "allcnn-c", True),
-    "cifar100": DatasetInfo("cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-                            5000, "resnet20", True),
-    "svhn": DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-                        5000, "resnet20", True),
+    "cifar10": DatasetInfo(
+        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 5000, "allcnn-c", True
+    ),
+    "cifar100": DatasetInfo(
+        "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 5000, "resnet20", True
+    ),
+    "svhn": DatasetInfo(
+        "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 5000, "resnet20", True
+    ),
     "digits": DatasetInfo("digits", 10, (1, 8, 8), (0.3050,), (0.3764,), 180, "digits-cnn", False),
 }
-
-
-def dataset_names() -> list[str]:
-    return list(DATASETS)

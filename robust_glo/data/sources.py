@@ -3,6 +3,7 @@
 Images are float32 `(N, C, H, W)` in [0, 1], labels int64 `(N,)`. Where torchvision is used, it
 downloads when allowed; the files it finds under the data root are used as they are.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -37,7 +38,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"{str(path)!r} is not an unsigned-byte IDX file")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(dims)):
         raise DatasetError(f"{str(path)!r} is truncated: expected {int(np.prod(dims))} values, got {array.size}")
@@ -69,8 +70,12 @@ def _idx_dir_raw(directory: Path) -> Raw | None:
     paths = {k: _find_idx(directory, v) for k, v in FASHION_FILES.items()}
     if any(p is None for p in paths.values()):
         return None
-    return (_images(read_idx(paths["train_images"])), _labels(read_idx(paths["train_labels"])),
-            _images(read_idx(paths["test_images"])), _labels(read_idx(paths["test_labels"])))
+    return (
+        _images(read_idx(paths["train_images"])),
+        _labels(read_idx(paths["train_labels"])),
+        _images(read_idx(paths["test_images"])),
+        _labels(read_idx(paths["test_labels"])),
+    )
 
 
 def fashion_mnist_search_path(root: Path) -> list[Path]:
@@ -83,9 +88,15 @@ def load_fashion_mnist(root: Path, download: bool) -> Raw:
         raw = _idx_dir_raw(directory)
         if raw is not None:
             return raw
-    return _torchvision("FashionMNIST", root, download, hint=(
-        "install Debian's package (apt-get install dataset-fashion-mnist) or put the four IDX files in "
-        f"{root / 'fashion-mnist'}"))
+    return _torchvision(
+        "FashionMNIST",
+        root,
+        download,
+        hint=(
+            "install Debian's package (apt-get install dataset-fashion-mnist) or put the four IDX files in "
+            f"{root / 'fashion-mnist'}"
+        ),
+    )
 
 
 def load_mnist(root: Path, download: bool) -> Raw:
@@ -114,8 +125,9 @@ def _torchvision(cls_name: str, root: Path, download: bool, hint: str) -> Raw:
             test = cls(str(root), train=False, download=download)
     except (RuntimeError, OSError) as exc:  # torchvision: "Dataset not found" or a failed download
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatasetError(f"{cls_name} not found under {str(root)!r} and could not be downloaded "
-                           f"({first}); {hint}") from None
+        raise DatasetError(
+            f"{cls_name} not found under {str(root)!r} and could not be downloaded ({first}); {hint}"
+        ) from None
     out = []
     for split in (train, test):
         data = split.data

@@ -1,4 +1,5 @@
 """Deterministic train / validation / test splits held as tensors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, n: int | None) -> "Split":
+    def subset(self, n: int | None) -> Split:
         """The first n examples (all when n is None): splits are already shuffled with a fixed seed."""
         if n is None or n >= len(self):
             return self
@@ -46,23 +47,36 @@ def _load_raw(name: str, root: Path, download: bool) -> tuple[sources.Raw, str]:
     if key not in _CACHE:
         if name == "fashion-mnist":
             raw = sources.load_fashion_mnist(root, download)
-            where = next((str(d) for d in sources.fashion_mnist_search_path(root)
-                          if sources._idx_dir_raw(d) is not None), "torchvision")
+            where = next(
+                (str(d) for d in sources.fashion_mnist_search_path(root) if sources._idx_dir_raw(d) is not None),
+                "torchvision",
+            )
         elif name == "mnist":
             raw, where = sources.load_mnist(root, download), "torchvision"
         elif name in ("cifar10", "cifar100"):
             raw, where = sources.load_cifar(name, root, download), "torchvision"
         elif name == "svhn":
             raw, where = sources.load_svhn(root, download), "torchvision"
-        else:
+        elif name == "digits":
             raw, where = sources.load_digits_raw(), "scikit-learn"
+        else:  # a name registered in DATASETS without a loader here
+            raise DatasetError(
+                f"dataset {name!r} has no loader; known: fashion-mnist, mnist, cifar10, cifar100, svhn, digits"
+            )
         _CACHE[key] = (raw, where)
     return _CACHE[key]
 
 
-def load_dataset(name: str, *, root: str | Path | None = None, val_size: int | None = None,
-                 test_size: int | None = None, train_fraction: float = 1.0, split_seed: int = 0,
-                 download: bool = True) -> DatasetSplits:
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    val_size: int | None = None,
+    test_size: int | None = None,
+    train_fraction: float = 1.0,
+    split_seed: int = 0,
+    download: bool = True,
+) -> DatasetSplits:
     """Load a dataset by name (docs/data.md) as deterministic tensor splits.
 
     The validation set is carved from the shuffled training set with `split_seed` (default sizes are the
@@ -90,6 +104,11 @@ def load_dataset(name: str, *, root: str | Path | None = None, val_size: int | N
         # A seeded subset, so that small test sets still cover every class.
         pick = torch.randperm(len(test), generator=torch.Generator().manual_seed(split_seed + 1))[:test_size]
         test = Split(x_test[pick], y_test[pick])
-    return DatasetSplits(info=info, train=Split(x_train[train_idx], y_train[train_idx]),
-                         val=Split(x_train[val_idx], y_train[val_idx]), test=test,
-                         split_seed=split_seed, source=where)
+    return DatasetSplits(
+        info=info,
+        train=Split(x_train[train_idx], y_train[train_idx]),
+        val=Split(x_train[val_idx], y_train[val_idx]),
+        test=test,
+        split_seed=split_seed,
+        source=where,
+    )

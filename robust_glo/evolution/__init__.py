@@ -8,16 +8,51 @@ ties them together in a crash-safe run directory.
 >>> result = run_evolution(EvolveConfig(dataset="digits", generations=3, popsize=8, steps=100, out="runs/evo"))
 >>> result.best["theta"]  # also in runs/evo/best_loss.json, loadable as taylorglo:runs/evo/best_loss.json
 """
+
 from robust_glo.evolution.backends import BatchedBackend, Job, LocalBackend, RayBackend, make_backend
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.evolution.optimizer import CMAES
 from robust_glo.evolution.population import Population, population_loss, train_population
-from robust_glo.evolution.problem import (DIVERGED_FITNESS, FAILED_FITNESS, REJECTED_FITNESS, STATUSES, Evaluation,
-                                          TaylorGLOProblem)
-from robust_glo.evolution.runner import (EvolutionResult, RunStore, generation_seed, load_history, reeval_seed,
-                                         run_evolution)
+from robust_glo.evolution.problem import (
+    DIVERGED_FITNESS,
+    FAILED_FITNESS,
+    REJECTED_FITNESS,
+    STATUSES,
+    Evaluation,
+    TaylorGLOProblem,
+)
+from robust_glo.evolution.runner import (
+    EvolutionResult,
+    RunStore,
+    generation_seed,
+    load_history,
+    reeval_seed,
+    run_evolution,
+)
 
-__all__ = ["BatchedBackend", "CMAES", "DIVERGED_FITNESS", "EvolutionResult", "EvolveConfig", "Evaluation",
-           "FAILED_FITNESS", "FitnessSpec", "Job", "LocalBackend", "Population", "REJECTED_FITNESS", "RayBackend",
-           "RunStore", "STATUSES", "TaylorGLOProblem", "generation_seed", "load_history", "make_backend",
-           "parse_fitness", "population_loss", "reeval_seed", "run_evolution", "train_population"]
+__all__ = [
+    "BatchedBackend",
+    "CMAES",
+    "DIVERGED_FITNESS",
+    "EvolutionResult",
+    "EvolveConfig",
+    "Evaluation",
+    "FAILED_FITNESS",
+    "FitnessSpec",
+    "Job",
+    "LocalBackend",
+    "Population",
+    "REJECTED_FITNESS",
+    "RayBackend",
+    "RunStore",
+    "STATUSES",
+    "TaylorGLOProblem",
+    "generation_seed",
+    "load_history",
+    "make_backend",
+    "parse_fitness",
+    "population_loss",
+    "reeval_seed",
+    "run_evolution",
+    "train_population",
+]

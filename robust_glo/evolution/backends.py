@@ -10,12 +10,14 @@ A backend takes jobs (a theta `(8,)` and the seed of its weights and batches) an
   an exception raised by the evaluation itself is a bug or a bad setting, and stops the run.
 - `BatchedBackend`: the jobs that share a seed are trained together with torch.func (see `population`).
 """
+
 from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +49,7 @@ class Backend:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,8 +98,15 @@ class RayBackend(Backend):
 
     name = "ray"
 
-    def __init__(self, *, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0,
-                 gpus_per_task: float = 0.0, max_retries: int = 2):
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_task: float = 1.0,
+        gpus_per_task: float = 0.0,
+        max_retries: int = 2,
+    ):
         try:
             import ray
         except ImportError:
@@ -118,8 +127,11 @@ class RayBackend(Backend):
         self.gpus_per_task = float(gpus_per_task)
         self.max_retries = int(max_retries)
         self._remote = ray.remote(_evaluate_task).options(
-            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=self.max_retries,
-            retry_exceptions=False)
+            num_cpus=self.cpus_per_task,
+            num_gpus=self.gpus_per_task,
+            max_retries=self.max_retries,
+            retry_exceptions=False,
+        )
         self._problem_ref = None
         self._problem_id: int | None = None
 
@@ -141,8 +153,9 @@ class RayBackend(Backend):
                     raise cause from None
                 except ray.exceptions.RayError as exc:  # worker or node died, after max_retries
                     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    result = Evaluation.failed(f"{type(exc).__name__} after {self.max_retries} retries: {first}",
-                                               time.perf_counter() - started)
+                    result = Evaluation.failed(
+                        f"{type(exc).__name__} after {self.max_retries} retries: {first}", time.perf_counter() - started
+                    )
                 yield job, result
 
     def close(self) -> None:
@@ -157,5 +170,10 @@ def make_backend(config: EvolveConfig) -> Backend:
         return LocalBackend()
     if config.backend == "batched":
         return BatchedBackend()
-    return RayBackend(address=config.ray_address, num_cpus=config.num_cpus, cpus_per_task=config.cpus_per_task,
-                      gpus_per_task=config.gpus_per_task, max_retries=config.max_retries)
+    return RayBackend(
+        address=config.ray_address,
+        num_cpus=config.num_cpus,
+        cpus_per_task=config.cpus_per_task,
+        gpus_per_task=config.gpus_per_task,
+        max_retries=config.max_retries,
+    )

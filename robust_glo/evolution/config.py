@@ -4,30 +4,48 @@ Every field can come from a TOML file (`--config FILE.toml`, keys spelled like t
 and from the command line; flags override the file. `EvolveConfig.validate` turns unknown keys and
 impossible values into one-line `ConfigError`s that name the value and what is valid.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
+from robust_glo.training.recipe import Recipe, split_recipe
+from robust_glo.utils.parsing import parse_number
+from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
 BACKENDS = ("local", "ray", "batched")
-SCHEDULES = ("constant", "step", "cosine")
 ATTACKS = ("fgsm", "pgd")
 FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd:EPS[:STEPS]"
 
 # Options that only change how and where the work runs, or how long the run goes on: `--resume` may
 # change them. Every other option changes the results, so a resumed run must keep it.
-EXECUTION_OPTIONS = frozenset({"out", "generations", "evaluations", "topk", "reeval_seeds", "backend", "ray_address",
-                               "gpus_per_task", "cpus_per_task", "num_cpus", "max_retries", "threads",
-                               "device", "data_root", "progress"})
+EXECUTION_OPTIONS = frozenset(
+    {
+        "out",
+        "generations",
+        "evaluations",
+        "topk",
+        "reeval_seeds",
+        "backend",
+        "ray_address",
+        "gpus_per_task",
+        "cpus_per_task",
+        "num_cpus",
+        "max_retries",
+        "threads",
+        "device",
+        "data_root",
+        "progress",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -58,12 +76,9 @@ class FitnessSpec:
 
 def _number(text: str, what: str, spec: str) -> float:
     try:
-        value = float(Fraction(text.strip())) if "/" in text else float(text)
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"fitness {spec!r}: {what} {text!r} is not a number; valid: {FITNESS_USAGE}") from None
-    if not math.isfinite(value):
-        raise ConfigError(f"fitness {spec!r}: {what} must be finite, got {text!r}")
-    return value
+        return parse_number(text)
+    except ValueError:
+        raise ConfigError(f"fitness {spec!r}: {what} {text!r} is not a finite number; valid: {FITNESS_USAGE}") from None
 
 
 def parse_fitness(spec: str) -> FitnessSpec:
@@ -80,8 +95,9 @@ def parse_fitness(spec: str) -> FitnessSpec:
     weight = 1.0
     if parts[0] == "mix":
         if len(parts) < 4:
-            raise ConfigError(f"fitness {spec!r}: mix needs a weight and an attack, e.g. mix:0.5:fgsm:0.1; "
-                              f"valid: {FITNESS_USAGE}")
+            raise ConfigError(
+                f"fitness {spec!r}: mix needs a weight and an attack, e.g. mix:0.5:fgsm:0.1; valid: {FITNESS_USAGE}"
+            )
         weight = _number(parts[1], "weight", spec)
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"fitness {spec!r}: weight must lie in [0, 1], got {parts[1]!r}")
@@ -130,24 +146,16 @@ class EvolveConfig:
     gpus_per_task: float = 0.0
     max_retries: int = 2  # Ray retries of a task whose worker died, then "failed"
     threads: int | None = None  # torch intra-op threads per evaluation (None: local keeps torch's)
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    augment: bool | None = None  # None: the dataset's default
-    val_size: int | None = None  # None: the dataset's default (5,000 for the 60k sets)
-    train_fraction: float = 1.0
-    split_seed: int = 0
-    eval_batch_size: int = 1000
     device: str = "auto"
     data_root: str | None = None
     progress: bool = True
+    recipe: Recipe = dataclasses.field(default_factory=Recipe)  # how each candidate is trained
 
     # ---- construction -------------------------------------------------------------------------------
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        """The flat keys (flags, TOML, config.json): the run's own fields and the training recipe's."""
+        return [f.name for f in dataclasses.fields(cls) if f.name != "recipe"] + list(Recipe.field_names())
 
     @classmethod
     def normalize_keys(cls, data: dict[str, Any], *, source: str = "config") -> dict[str, Any]:
@@ -158,21 +166,30 @@ class EvolveConfig:
         for key, value in data.items():
             name = str(key).replace("-", "_")
             if name not in names:
-                raise ConfigError(f"unknown key {key!r} in {source}; valid keys: "
-                                  f"{', '.join(n.replace('_', '-') for n in names)}")
+                raise ConfigError(
+                    f"unknown key {key!r} in {source}; valid keys: {', '.join(n.replace('_', '-') for n in names)}"
+                )
             out[name] = value
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> "EvolveConfig":
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> EvolveConfig:
         """Build and validate from a dict with flag-style or field-name keys; unknown keys fail."""
-        return cls(**cls.normalize_keys(data, source=source)).validate()
+        recipe, own = split_recipe(cls.normalize_keys(data, source=source))
+        return cls(**own, recipe=recipe).validate()
+
+    @classmethod
+    def create(cls, **values: Any) -> EvolveConfig:
+        """`from_dict` with keyword arguments: `EvolveConfig.create(dataset="digits", lr=0.1, out="runs/e")`."""
+        return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Flat keys (see `field_names`)."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "recipe"}
+        return {**own, **self.recipe.to_dict()}
 
     # ---- validation ---------------------------------------------------------------------------------
-    def validate(self) -> "EvolveConfig":
+    def validate(self) -> EvolveConfig:
         """Check every value; raise a one-line `ConfigError` naming the first bad one."""
         _check_type(self)
         if self.dataset not in DATASETS:
@@ -182,15 +199,14 @@ class EvolveConfig:
 
             if self.model not in list_models():
                 raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(list_models())}")
-        for name in ("generations", "steps", "batch_size", "attack_samples", "topk", "reeval_seeds",
-                     "eval_batch_size"):
+        for name in ("generations", "steps", "attack_samples", "topk", "reeval_seeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.evaluations is not None and self.evaluations < 1:
             raise ConfigError(f"evaluations must be >= 1, got {self.evaluations}")
         if self.popsize < 2:
             raise ConfigError(f"popsize must be >= 2 (CMA-ES ranks the population), got {self.popsize}")
-        for name in ("seed", "split_seed", "max_retries"):
+        for name in ("seed", "max_retries"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.sigma0) and self.sigma0 > 0):
@@ -200,18 +216,7 @@ class EvolveConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         parse_fitness(self.fitness)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"lr must be a positive number, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"weight-decay must be >= 0, got {self.weight_decay}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"schedule {self.schedule!r} is unknown; valid: {', '.join(SCHEDULES)}")
-        if not 0 < self.train_fraction <= 1:
-            raise ConfigError(f"train-fraction must lie in (0, 1], got {self.train_fraction}")
-        if self.val_size is not None and self.val_size < 1:
-            raise ConfigError(f"val-size must be >= 1 (fitness is validation accuracy), got {self.val_size}")
+        self.recipe.validate()
         if not (math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0):
             raise ConfigError(f"cpus-per-task must be > 0, got {self.cpus_per_task}")
         if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
@@ -238,7 +243,7 @@ class EvolveConfig:
     def resolved_model(self) -> str:
         return self.model or DATASETS[self.dataset].default_model
 
-    def result_differences(self, other: "EvolveConfig") -> list[str]:
+    def result_differences(self, other: EvolveConfig) -> list[str]:
         """Names of the options that change results and differ between the two configs."""
         a, b = self.to_dict(), other.to_dict()
         # The model default is resolved, so `model = None` and the dataset's default model agree.
@@ -250,6 +255,8 @@ def _check_type(config: EvolveConfig) -> None:
     """Reject values of the wrong type (TOML strings for numbers and so on) with a one-line message."""
     hints = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
     for f in dataclasses.fields(config):
+        if f.name == "recipe":
+            continue  # Recipe.validate checks its own
         value = getattr(config, f.name)
         kind = str(f.type).replace(" ", "")
         optional = kind.endswith("|None")
@@ -260,25 +267,18 @@ def _check_type(config: EvolveConfig) -> None:
             raise ConfigError(f"{f.name.replace('_', '-')} needs a value ({base})")
         ok = isinstance(value, hints[base]) and not (base in ("int", "float") and isinstance(value, bool))
         if not ok:
-            raise ConfigError(f"{f.name.replace('_', '-')} must be {'a' if base != 'int' else 'an'} {base}, "
-                              f"got {value!r}")
+            raise ConfigError(
+                f"{f.name.replace('_', '-')} must be {'a' if base != 'int' else 'an'} {base}, got {value!r}"
+            )
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file into a dict; a missing file or a syntax error is a one-line `ConfigError`."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
+    """An evolution config file: flat keys only (a one-line `ConfigError` for tables or bad TOML)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {str(p)!r} is not valid TOML ({exc})") from None
+    data = _read_toml(p)
     nested = [k for k, v in data.items() if isinstance(v, dict)]
     if nested:
-        raise ConfigError(f"config file {str(p)!r}: tables are not supported ([{nested[0]}]); "
-                          f"write the options as top-level keys")
+        raise ConfigError(
+            f"config file {str(p)!r}: tables are not supported ([{nested[0]}]); write the options as top-level keys"
+        )
     return data

@@ -8,6 +8,7 @@ callable around a private `numpy.random.Generator`, so the global numpy RNG is n
 `seed=nan` tells pycma not to seed it either) and `pickle_dumps()` captures the RNG state with the rest of
 the strategy: an optimizer restored from `dumps()` asks exactly the population the original would have.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,8 +37,9 @@ class CMAES:
     Keyword-only options; `seed` owns all the randomness.
     """
 
-    def __init__(self, *, dim: int = 8, mean: float | np.ndarray = 0.0, sigma: float = 1.2, popsize: int = 20,
-                 seed: int = 0):
+    def __init__(
+        self, *, dim: int = 8, mean: float | np.ndarray = 0.0, sigma: float = 1.2, popsize: int = 20, seed: int = 0
+    ):
         if popsize < 2:
             raise ConfigError(f"popsize must be >= 2, got {popsize}")
         if not (math.isfinite(sigma) and sigma > 0):
@@ -118,7 +120,7 @@ class CMAES:
         return self._es.pickle_dumps()
 
     @classmethod
-    def loads(cls, data: bytes) -> "CMAES":
+    def loads(cls, data: bytes) -> CMAES:
         """Restore an optimizer from `dumps()`."""
         es = pickle.loads(data)
         if not isinstance(es, cma.CMAEvolutionStrategy):

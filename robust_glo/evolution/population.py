@@ -10,6 +10,7 @@ that `robust_glo.training.fit` would give it, up to floating-point rounding of t
 Only models without batch norm or dropout qualify: their running statistics and random masks are not
 per member under vmap.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,13 +29,21 @@ from robust_glo.errors import ConfigError
 from robust_glo.losses import taylorglo_f
 from robust_glo.training import make_scheduler
 
+
 def check_batchable(model: nn.Module, name: str = "the model") -> None:
     """Raise `ConfigError` when `model` has layers that vmap cannot keep per member."""
-    bad = sorted({type(m).__name__ for m in model.modules()
-                  if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))})
+    bad = sorted(
+        {
+            type(m).__name__
+            for m in model.modules()
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))
+        }
+    )
     if bad:
-        raise ConfigError(f"backend 'batched' trains models without batch norm or dropout; {name} has "
-                          f"{', '.join(bad)}; use backend 'local' or 'ray'")
+        raise ConfigError(
+            f"backend 'batched' trains models without batch norm or dropout; {name} has "
+            f"{', '.join(bad)}; use backend 'local' or 'ray'"
+        )
 
 
 def population_loss(thetas: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -89,10 +98,21 @@ class Population:
         return model.eval()
 
 
-def train_population(model: nn.Module, thetas: np.ndarray | torch.Tensor, train: Split, *, steps: int,
-                     batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4,
-                     schedule: str = "cosine", seed: int = 0, device: torch.device | str = "cpu",
-                     augment: bool = False) -> Population:
+def train_population(
+    model: nn.Module,
+    thetas: np.ndarray | torch.Tensor,
+    train: Split,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "cosine",
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    augment: bool = False,
+) -> Population:
     """Train one copy of `model` (its current weights are every member's start) per row of thetas
     `(P, 8)` for `steps` SGD steps on `train`, batches from `seed`; the global RNG is untouched.
 
@@ -104,8 +124,10 @@ def train_population(model: nn.Module, thetas: np.ndarray | torch.Tensor, train:
     theta = torch.as_tensor(np.asarray(thetas, dtype=np.float64)).reshape(-1, 8)
     p = theta.shape[0]
     base = copy.deepcopy(model).to(device)
-    params = {n: t.detach().to(device).unsqueeze(0).repeat(p, *([1] * t.dim())).requires_grad_(True)
-              for n, t in base.named_parameters()}
+    params = {
+        n: t.detach().to(device).unsqueeze(0).repeat(p, *([1] * t.dim())).requires_grad_(True)
+        for n, t in base.named_parameters()
+    }
     buffers = {n: t.detach().to(device) for n, t in base.named_buffers()}
     pop = Population(base, params, buffers, ["ok"] * p, [""] * p, steps_done=[steps] * p)
     optimizer = torch.optim.SGD(list(params.values()), lr=lr, momentum=momentum, weight_decay=weight_decay)

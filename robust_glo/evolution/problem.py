@@ -26,26 +26,28 @@ candidates' parameters, not their position). The bands (lower is better):
   far the invariant is violated (its right side minus its left side), so CMA-ES is pushed hardest away
   from the candidates furthest from trainable; 5 for parameters that are not finite.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from robust_glo.analysis.invariant import invariant_holds_batch, invariant_margin_batch
-from robust_glo.data import DatasetSplits, Split, load_dataset
+from robust_glo.data import DatasetSplits, load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.losses import TaylorGLOLoss
 from robust_glo.losses.user import NonFiniteLossError
 from robust_glo.models import create_model
-from robust_glo.training import evaluate_accuracy, fit
+from robust_glo.training import Recipe, evaluate_accuracy, fit
 from robust_glo.utils import resolve_device
 
 STATUSES = ("trained", "rejected", "diverged", "failed")
@@ -84,18 +86,25 @@ class Evaluation:
         return asdict(self)
 
     @classmethod
-    def rejected(cls, violation: float = 0.0) -> "Evaluation":
+    def rejected(cls, violation: float = 0.0) -> Evaluation:
         """A candidate that fails the invariant by `violation` (>= 0; inf for non-finite parameters)."""
-        return cls("rejected", rejected_fitness(violation),
-                   message=f"fails the invariant by {violation:.4g}; not trained")
+        return cls(
+            "rejected", rejected_fitness(violation), message=f"fails the invariant by {violation:.4g}; not trained"
+        )
 
     @classmethod
-    def diverged(cls, steps_done: int, message: str, seconds: float = 0.0, val_accuracy: float | None = None,
-                 robust_accuracy: float | None = None) -> "Evaluation":
+    def diverged(
+        cls,
+        steps_done: int,
+        message: str,
+        seconds: float = 0.0,
+        val_accuracy: float | None = None,
+        robust_accuracy: float | None = None,
+    ) -> Evaluation:
         return cls("diverged", diverged_fitness(steps_done), val_accuracy, robust_accuracy, seconds, message)
 
     @classmethod
-    def failed(cls, message: str, seconds: float = 0.0) -> "Evaluation":
+    def failed(cls, message: str, seconds: float = 0.0) -> Evaluation:
         return cls("failed", FAILED_FITNESS, seconds=seconds, message=message)
 
 
@@ -106,8 +115,9 @@ _SPLITS: dict[tuple, DatasetSplits] = {}
 def _load_splits(key: tuple) -> DatasetSplits:
     if key not in _SPLITS:
         name, root, val_size, train_fraction, split_seed = key
-        _SPLITS[key] = load_dataset(name, root=root, val_size=val_size, train_fraction=train_fraction,
-                                    split_seed=split_seed)
+        _SPLITS[key] = load_dataset(
+            name, root=root, val_size=val_size, train_fraction=train_fraction, split_seed=split_seed
+        )
     return _SPLITS[key]
 
 
@@ -131,12 +141,20 @@ class TaylorGLOProblem:
     The object is small to pickle (the data is loaded lazily and left out), so a Ray task can take it.
     """
 
-    def __init__(self, *, dataset: str = "fashion-mnist", model: str | None = None, steps: int = 500,
-                 batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 5e-4,
-                 schedule: str = "cosine", augment: bool | None = None, val_size: int | None = None,
-                 train_fraction: float = 1.0, split_seed: int = 0, data_root: str | None = None,
-                 invariant: str = "paper", fitness: str | FitnessSpec = "clean", attack_samples: int = 1000,
-                 eval_batch_size: int = 1000, device: str = "auto", threads: int | None = None):
+    def __init__(
+        self,
+        *,
+        dataset: str = "fashion-mnist",
+        model: str | None = None,
+        steps: int = 500,
+        recipe: Recipe | None = None,
+        data_root: str | None = None,
+        invariant: str = "paper",
+        fitness: str | FitnessSpec = "clean",
+        attack_samples: int = 1000,
+        device: str = "auto",
+        threads: int | None = None,
+    ):
         from robust_glo.data.registry import DATASETS
 
         if dataset not in DATASETS:
@@ -147,29 +165,29 @@ class TaylorGLOProblem:
         self.dataset = dataset
         self.model_name = model or self.info.default_model
         self.steps = int(steps)
-        self.batch_size = int(batch_size)
-        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
-        self.schedule = schedule
-        self.augment = self.info.augment if augment is None else bool(augment)
-        self.val_size, self.train_fraction, self.split_seed = val_size, float(train_fraction), int(split_seed)
+        self.recipe = (recipe or Recipe()).validate()
         self.data_root = data_root
         self.invariant = invariant
         self.fitness = fitness if isinstance(fitness, FitnessSpec) else parse_fitness(fitness)
         self.attack_samples = int(attack_samples)
-        self.eval_batch_size = int(eval_batch_size)
         self.device = device
         self.threads = threads
         self._splits: DatasetSplits | None = None
 
     @classmethod
-    def from_config(cls, config: EvolveConfig) -> "TaylorGLOProblem":
-        return cls(dataset=config.dataset, model=config.model, steps=config.steps,
-                   batch_size=config.batch_size, lr=config.lr, momentum=config.momentum,
-                   weight_decay=config.weight_decay, schedule=config.schedule, augment=config.augment,
-                   val_size=config.val_size, train_fraction=config.train_fraction,
-                   split_seed=config.split_seed, data_root=config.data_root, invariant=config.invariant,
-                   fitness=config.fitness, attack_samples=config.attack_samples,
-                   eval_batch_size=config.eval_batch_size, device=config.device, threads=config.threads)
+    def from_config(cls, config: EvolveConfig) -> TaylorGLOProblem:
+        return cls(
+            dataset=config.dataset,
+            model=config.model,
+            steps=config.steps,
+            recipe=config.recipe,
+            data_root=config.data_root,
+            invariant=config.invariant,
+            fitness=config.fitness,
+            attack_samples=config.attack_samples,
+            device=config.device,
+            threads=config.threads,
+        )
 
     # ---- pickling: ship the settings, not the data ---------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -185,11 +203,34 @@ class TaylorGLOProblem:
     @property
     def splits(self) -> DatasetSplits:
         if self._splits is None:
-            self._splits = _load_splits((self.dataset, self.data_root, self.val_size, self.train_fraction,
-                                         self.split_seed))
+            split = self.recipe.split_options()
+            self._splits = _load_splits(
+                (self.dataset, self.data_root, split["val_size"], split["train_fraction"], split["split_seed"])
+            )
             if len(self._splits.val) == 0:
                 raise ConfigError(f"dataset {self.dataset!r} has an empty validation split; set val-size >= 1")
         return self._splits
+
+    def fit_options(self, *, population: bool = False) -> dict[str, Any]:
+        """The recipe as keyword arguments of `fit` (or of `train_population`, which has no nesterov,
+        step schedule milestones or autocast)."""
+        options = self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
+        if population:
+            unsupported = [
+                name
+                for name, used in (
+                    ("nesterov", self.recipe.nesterov),
+                    ("amp", self.recipe.amp),
+                    ("schedule = step", self.recipe.schedule == "step"),
+                )
+                if used
+            ]
+            if unsupported:
+                raise ConfigError(
+                    f"the batched backend does not support {', '.join(unsupported)}; use the local or ray backend"
+                )
+            options = {k: options[k] for k in ("batch_size", "lr", "momentum", "weight_decay", "schedule", "augment")}
+        return options
 
     def prepare(self) -> None:
         """Load the data and build the model once, so a bad dataset or model fails before any work."""
@@ -234,10 +275,16 @@ class TaylorGLOProblem:
         model = self.build_model(seed)
         loss = TaylorGLOLoss(theta)
         try:
-            result = fit(model, loss, self.splits.train, steps=self.steps, batch_size=self.batch_size,
-                         lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay,
-                         schedule=self.schedule, seed=seed, device=device, augment=self.augment,
-                         progress=False)
+            result = fit(
+                model,
+                loss,
+                self.splits.train,
+                steps=self.steps,
+                seed=seed,
+                device=device,
+                **self.fit_options(),
+                progress=False,
+            )
             status, message, steps_done = result.status, result.message, result.steps_done
         except NonFiniteLossError as exc:
             status, message, steps_done = "diverged", str(exc), 0
@@ -249,7 +296,7 @@ class TaylorGLOProblem:
         """Validation (and robust validation) accuracy of a trained model -> `Evaluation("trained")`."""
         device = resolve_device(self.device)
         val = self.splits.val
-        acc = evaluate_accuracy(model, val, batch_size=self.eval_batch_size, device=device)
+        acc = evaluate_accuracy(model, val, batch_size=self.recipe.eval_batch_size, device=device)
         robust = self.robust_accuracy(model, seed) if self.fitness.robust else None
         fitness = self.fitness.combine(acc, robust)
         if not math.isfinite(fitness):  # cannot happen for accuracies; guard pycma all the same
@@ -266,8 +313,16 @@ class TaylorGLOProblem:
         spec = self.fitness
         label = "fgsm" if spec.attack == "fgsm" else f"pgd:steps={spec.pgd_steps}"
         val = self.splits.val.subset(self.attack_samples)
-        table = evaluate_model(model, val.images, val.labels, attacks=[label], eps=[spec.eps],
-                               batch_size=self.eval_batch_size, device=resolve_device(self.device), seed=seed)
+        table = evaluate_model(
+            model,
+            val.images,
+            val.labels,
+            attacks=[label],
+            eps=[spec.eps],
+            batch_size=self.recipe.eval_batch_size,
+            device=resolve_device(self.device),
+            seed=seed,
+        )
         row = table[(table["attack"] != "clean") & (table["attack"] != "worst") & (table["eps"] == spec.eps)]
         return float(row["accuracy"].iloc[0])
 
@@ -287,11 +342,16 @@ class TaylorGLOProblem:
                 t0 = time.perf_counter()
                 device = resolve_device(self.device)
                 base = self.build_model(seed)
-                pop = train_population(base, array[todo], self.splits.train, steps=self.steps,
-                                       batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                                       weight_decay=self.weight_decay, schedule=self.schedule, seed=seed,
-                                       device=device, augment=self.augment)
-                accs = pop.accuracy(self.splits.val, batch_size=self.eval_batch_size)
+                pop = train_population(
+                    base,
+                    array[todo],
+                    self.splits.train,
+                    steps=self.steps,
+                    seed=seed,
+                    device=device,
+                    **self.fit_options(population=True),
+                )
+                accs = pop.accuracy(self.splits.val, batch_size=self.recipe.eval_batch_size)
                 share = (time.perf_counter() - t0) / len(todo)  # wall time, split evenly
                 for j, i in enumerate(todo):
                     if pop.status[j] != "ok":
@@ -304,7 +364,7 @@ class TaylorGLOProblem:
                         extra = time.perf_counter() - t1
                     else:
                         extra = 0.0
-                    out[i] = Evaluation("trained", float(self.fitness.combine(accs[j], robust)), float(accs[j]),
-                                        robust, share + extra)
+                    out[i] = Evaluation(
+                        "trained", float(self.fitness.combine(accs[j], robust)), float(accs[j]), robust, share + extra
+                    )
         return [e for e in out if e is not None]
-

@@ -3,6 +3,7 @@
 Built-ins are registered with `@register_loss`; a user loss is `package.module:function` or
 `path/to/file.py:function`, a function `(logits (N, C), targets (N,)) -> scalar tensor`.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,7 +40,20 @@ def get_loss(spec: str) -> LossFn:
 
 
 __all__ = [
-    "BaikalLoss", "CrossEntropy", "FocalLoss", "LossEntry", "LossFn", "LossSpecError", "Poly1Loss",
-    "TaylorGLOLoss", "UserLoss", "get_loss", "list_losses", "load_theta_file", "register_loss",
-    "registry", "save_theta_file", "taylorglo_f",
+    "BaikalLoss",
+    "CrossEntropy",
+    "FocalLoss",
+    "LossEntry",
+    "LossFn",
+    "LossSpecError",
+    "Poly1Loss",
+    "TaylorGLOLoss",
+    "UserLoss",
+    "get_loss",
+    "list_losses",
+    "load_theta_file",
+    "register_loss",
+    "registry",
+    "save_theta_file",
+    "taylorglo_f",
 ]

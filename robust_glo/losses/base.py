@@ -1,8 +1,10 @@
 """The loss protocol and the registry that maps spec strings to losses (docs/losses.md)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 
@@ -51,8 +53,9 @@ def list_losses() -> list[str]:
     return [e.usage for e in _REGISTRY.values()] + ["package.module:function", "path/to/file.py:function"]
 
 
-def parse_float_arg(arg: str | None, spec: str, *, default: float | None, what: str,
-                    low: float | None = None, high: float | None = None) -> float:
+def parse_float_arg(
+    arg: str | None, spec: str, *, default: float | None, what: str, low: float | None = None, high: float | None = None
+) -> float:
     """Parse a numeric loss argument, with an error that names the spec and the valid range."""
     if arg is None or arg == "":
         if default is None:

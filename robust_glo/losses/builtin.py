@@ -3,6 +3,7 @@
 All take logits `(N, C)` and integer targets `(N,)` and return the batch mean as a scalar. They are
 computed from `log_softmax` in float32, so they stay finite where a naive softmax would underflow.
 """
+
 from __future__ import annotations
 
 import torch
@@ -104,8 +105,11 @@ def _make_ce(arg: str | None, spec: str):
     return CrossEntropy(0.0, spec)
 
 
-@register_loss("label_smoothing", usage="label_smoothing:ALPHA",
-               summary="cross-entropy with label smoothing alpha in [0, 1] (default 0.1)")
+@register_loss(
+    "label_smoothing",
+    usage="label_smoothing:ALPHA",
+    summary="cross-entropy with label smoothing alpha in [0, 1] (default 0.1)",
+)
 def _make_ls(arg: str | None, spec: str):
     return CrossEntropy(parse_float_arg(arg, spec, default=0.1, what="alpha", low=0.0, high=1.0), spec)
 

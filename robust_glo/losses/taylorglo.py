@@ -6,12 +6,13 @@
 
 x is the one-hot label, y the softmax output; theta order (t0..t7) is the project's canonical one.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,8 +27,7 @@ def taylorglo_f(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.
     """Elementwise f(x, y) for theta `(8,)` and broadcastable x, y (any shape)."""
     dx = x - theta[0]
     dy = y - theta[1]
-    return dy * (theta[2] + dy * (theta[3] + dy * theta[4])
-                 + dx * (theta[5] + theta[6] * dy + theta[7] * dx))
+    return dy * (theta[2] + dy * (theta[3] + dy * theta[4]) + dx * (theta[5] + theta[6] * dy + theta[7] * dx))
 
 
 class TaylorGLOLoss:
@@ -37,7 +37,8 @@ class TaylorGLOLoss:
         values = [float(v) for v in theta]
         if len(values) != N_PARAMS:
             raise LossSpecError(
-                f"loss spec {spec or theta!r}: TaylorGLO needs {N_PARAMS} parameters, got {len(values)}")
+                f"loss spec {spec or theta!r}: TaylorGLO needs {N_PARAMS} parameters, got {len(values)}"
+            )
         if not all(math.isfinite(v) for v in values):
             raise LossSpecError(f"loss spec {spec or theta!r}: TaylorGLO parameters must be finite")
         self.theta = torch.tensor(values, dtype=torch.float64)
@@ -70,8 +71,7 @@ def load_theta_file(path: str | Path, spec: str | None = None) -> list[float]:
     except json.JSONDecodeError as exc:
         raise LossSpecError(f"loss spec {spec!r}: {str(p)!r} is not valid JSON ({exc.msg})") from None
     if not isinstance(data, dict) or data.get("kind") != "taylorglo" or "theta" not in data:
-        raise LossSpecError(
-            f"loss spec {spec!r}: {str(p)!r} must hold {{\"kind\": \"taylorglo\", \"theta\": [8 numbers]}}")
+        raise LossSpecError(f'loss spec {spec!r}: {str(p)!r} must hold {{"kind": "taylorglo", "theta": [8 numbers]}}')
     theta = data["theta"]
     if not isinstance(theta, list) or not all(isinstance(v, (int, float)) for v in theta):
         raise LossSpecError(f"loss spec {spec!r}: 'theta' in {str(p)!r} must be a list of numbers")
@@ -83,8 +83,7 @@ def parse_theta_list(text: str, spec: str) -> list[float]:
     try:
         values = json.loads(text)
     except json.JSONDecodeError:
-        raise LossSpecError(
-            f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] with {N_PARAMS} numbers") from None
+        raise LossSpecError(f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] with {N_PARAMS} numbers") from None
     if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
         raise LossSpecError(f"loss spec {spec!r}: expected a list of {N_PARAMS} numbers")
     return [float(v) for v in values]
@@ -98,8 +97,11 @@ def save_theta_file(path: str | Path, theta: Sequence[float], **extra) -> Path:
     return p
 
 
-@register_loss("taylorglo", usage="taylorglo:[t0,...,t7] | taylorglo:FILE.json",
-               summary="TaylorGLO polynomial loss (docs/method.md), inline or from an `evolve` JSON file")
+@register_loss(
+    "taylorglo",
+    usage="taylorglo:[t0,...,t7] | taylorglo:FILE.json",
+    summary="TaylorGLO polynomial loss (docs/method.md), inline or from an `evolve` JSON file",
+)
 def _make_taylorglo(arg: str | None, spec: str):
     if not arg:
         raise LossSpecError(f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] or taylorglo:FILE.json")

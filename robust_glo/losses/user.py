@@ -1,4 +1,5 @@
 """User losses from `package.module:function` or `path/to/file.py:function`, with checked output."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,16 +7,14 @@ import importlib
 import importlib.util
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
-from robust_glo.errors import LossSpecError
+from robust_glo.errors import LossSpecError, NonFiniteLossError
 
-
-class NonFiniteLossError(LossSpecError):
-    """A user loss returned NaN or infinity (training treats this as divergence after step 0)."""
+__all__ = ["NonFiniteLossError", "UserLoss", "load_user_loss"]
 
 
 class UserLoss:
@@ -31,11 +30,11 @@ class UserLoss:
         except Exception as exc:  # any failure inside user code is reported, with its spec
             raise LossSpecError(f"user loss {self.spec!r} raised {type(exc).__name__}: {exc}") from exc
         if not isinstance(value, torch.Tensor):
-            raise LossSpecError(
-                f"user loss {self.spec!r} returned {type(value).__name__}, expected a scalar tensor")
+            raise LossSpecError(f"user loss {self.spec!r} returned {type(value).__name__}, expected a scalar tensor")
         if value.dim() != 0:
             raise LossSpecError(
-                f"user loss {self.spec!r} returned a tensor of shape {tuple(value.shape)}, expected a scalar")
+                f"user loss {self.spec!r} returned a tensor of shape {tuple(value.shape)}, expected a scalar"
+            )
         if not math.isfinite(float(value.detach())):
             raise NonFiniteLossError(f"user loss {self.spec!r} returned a non-finite value ({float(value.detach())})")
         return value
@@ -57,8 +56,7 @@ def _load_module_from_file(path: Path, spec: str):
     try:
         module_spec.loader.exec_module(module)
     except Exception as exc:
-        raise LossSpecError(f"loss spec {spec!r}: importing {str(path)!r} failed: "
-                            f"{type(exc).__name__}: {exc}") from exc
+        raise LossSpecError(f"loss spec {spec!r}: importing {str(path)!r} failed: {type(exc).__name__}: {exc}") from exc
     sys.modules[name] = module
     return module
 

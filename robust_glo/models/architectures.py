@@ -1,11 +1,12 @@
 """The registered architectures: small CNNs for 28x28 and 8x8, an MLP, AllCNN-C and ResNet-20."""
+
 from __future__ import annotations
 
 import math
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from robust_glo.data.registry import DatasetInfo
 from robust_glo.errors import ModelError
@@ -14,8 +15,10 @@ from robust_glo.models.registry import register_model
 
 def _require_size(info: DatasetInfo, name: str, sizes: tuple[int, ...]) -> None:
     if info.image_shape[1] not in sizes:
-        raise ModelError(f"model {name!r} needs {' or '.join(f'{s}x{s}' for s in sizes)} images; "
-                         f"dataset {info.name!r} has {info.image_shape[1]}x{info.image_shape[2]}")
+        raise ModelError(
+            f"model {name!r} needs {' or '.join(f'{s}x{s}' for s in sizes)} images; "
+            f"dataset {info.name!r} has {info.image_shape[1]}x{info.image_shape[2]}"
+        )
 
 
 @register_model("small-cnn", "2 conv + 2 dense layers for 28x28 images (fashion-mnist, mnist default)")
@@ -24,23 +27,43 @@ def small_cnn(info: DatasetInfo) -> nn.Module:
     c, h, _ = info.image_shape
     side = h // 4
     return nn.Sequential(
-        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(), nn.Linear(128, info.num_classes))
+        nn.Conv2d(c, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * side * side, 128),
+        nn.ReLU(),
+        nn.Linear(128, info.num_classes),
+    )
 
 
 @register_model("mlp", "2 hidden layers of 256 units, any input size")
 def mlp(info: DatasetInfo) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(info.image_shape), 256), nn.ReLU(),
-                         nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, info.num_classes))
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(math.prod(info.image_shape), 256),
+        nn.ReLU(),
+        nn.Linear(256, 256),
+        nn.ReLU(),
+        nn.Linear(256, info.num_classes),
+    )
 
 
 @register_model("digits-cnn", "tiny CNN for scikit-learn's 8x8 digits")
 def digits_cnn(info: DatasetInfo) -> nn.Module:
     _require_size(info, "digits-cnn", (8,))
     return nn.Sequential(
-        nn.Conv2d(info.image_shape[0], 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, info.num_classes))
+        nn.Conv2d(info.image_shape[0], 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, info.num_classes),
+    )
 
 
 @register_model("allcnn-c", "All-CNN-C (Springenberg et al. 2015) for 32x32, as in the TaylorGLO paper")
@@ -52,12 +75,20 @@ def allcnn_c(info: DatasetInfo) -> nn.Module:
 
     return nn.Sequential(
         nn.Dropout(0.2),
-        *block(info.image_shape[0], 96, 3), *block(96, 96, 3), *block(96, 96, 3, stride=2),
+        *block(info.image_shape[0], 96, 3),
+        *block(96, 96, 3),
+        *block(96, 96, 3, stride=2),
         nn.Dropout(0.5),
-        *block(96, 192, 3), *block(192, 192, 3), *block(192, 192, 3, stride=2),
+        *block(96, 192, 3),
+        *block(192, 192, 3),
+        *block(192, 192, 3, stride=2),
         nn.Dropout(0.5),
-        *block(192, 192, 3, pad=0), *block(192, 192, 1, pad=0),
-        nn.Conv2d(192, info.num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        *block(192, 192, 3, pad=0),
+        *block(192, 192, 1, pad=0),
+        nn.Conv2d(192, info.num_classes, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
 
 
 class _BasicBlock(nn.Module):
@@ -81,8 +112,9 @@ class ResNetCifar(nn.Module):
 
     def __init__(self, info: DatasetInfo, n: int = 3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(info.image_shape[0], 16, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(16), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(info.image_shape[0], 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         cin = 16
         for cout, stride in ((16, 1), (32, 2), (64, 2)):

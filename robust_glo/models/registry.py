@@ -1,7 +1,8 @@
 """A timm-style model registry: `@register_model("name")` and `create_model(name, info, seed=...)`."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -17,7 +18,8 @@ def register_model(name: str, summary: str = ""):
     def decorator(factory: ModelFactory) -> ModelFactory:
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
-        _MODELS[name] = (factory, summary or (factory.__doc__ or "").strip().splitlines()[0])
+        doc_lines = (factory.__doc__ or "").strip().splitlines()
+        _MODELS[name] = (factory, summary or (doc_lines[0] if doc_lines else name))
         return factory
 
     return decorator
@@ -58,7 +60,3 @@ def create_model(name: str, info: DatasetInfo, *, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         net = factory(info)
     return NormalizedModel(info, net)
-
-
-def default_model_for(info: DatasetInfo) -> str:
-    return info.default_model

@@ -4,6 +4,7 @@ Everything in the report is computed from the files listed in `robust_glo.report
 statistics are `robust_glo.robustness.summarize`'s (bootstrap over seeds and test images, p-values
 adjusted for the comparisons shown), written next to the report as summary.csv.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,8 @@ import pandas as pd
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
 from robust_glo.reporting.inputs import ReportInputs, copy_inputs, load_inputs
-from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.utils import atomic_write_text
 
 FIGURES = "figures"
@@ -26,21 +27,22 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"  # the project's documentati
 
 
 def docs_ref(page: str, report_dir: Path) -> str:
-    """A Markdown link from the report to a page of the project's docs/ (relative, so that it works in the
-    repository and in a copy of it), or the page's name where the docs are not on disk."""
+    """A Markdown link from a report inside the project's repository to a page of its docs/ (relative, so
+    that it works in any clone); elsewhere the page's name in words."""
     import os
 
-    target = DOCS / page
-    if not target.is_file():
-        return f"docs/{page} (robust-glo documentation)"
-    return f"[docs/{page}]({Path(os.path.relpath(target, report_dir.resolve())).as_posix()})"
+    target, repo, here = DOCS / page, DOCS.parent, report_dir.resolve()
+    if not target.is_file() or not here.is_relative_to(repo):
+        return f"robust-glo's docs/{page}"
+    return f"[docs/{page}]({Path(os.path.relpath(target, here)).as_posix()})"
+
 
 # Captions of the learning-rule figures written by `robust_glo.analysis.plot_analyses`.
 ANALYSIS_CAPTIONS = {
     "learning_rule": "Loss value and target-logit gradient −∂L/∂z_t against the target probability p (uniform "
-                     "outputs at p = 1/n; each loss's effective target p* marked).",
+    "outputs at p = 1/n; each loss's effective target p* marked).",
     "pull_push": "The target-logit gradient split into the pull toward the target (its own term) and the push "
-                 "from the other classes.",
+    "from the other classes.",
     "taylorglo_f": "TaylorGLO f(x, y): contours over [0, 1]², and the curves f(0, y), f(1, y) that training uses.",
 }
 
@@ -58,9 +60,13 @@ def _settings(inputs: ReportInputs) -> T.StatsSettings:
     losses = inputs.losses
     baseline = suite.get("baseline")
     baseline = baseline if baseline in losses else ("ce" if "ce" in losses else losses[0])
-    return T.StatsSettings(baseline=baseline, alpha=float(suite.get("alpha", 0.05)),
-                           correction=str(suite.get("correction", "holm")),
-                           n_boot=int(suite.get("bootstrap", 10_000)), boot_seed=int(suite.get("bootstrap_seed", 0)))
+    return T.StatsSettings(
+        baseline=baseline,
+        alpha=float(suite.get("alpha", 0.05)),
+        correction=str(suite.get("correction", "holm")),
+        n_boot=int(suite.get("bootstrap", 10_000)),
+        boot_seed=int(suite.get("bootstrap_seed", 0)),
+    )
 
 
 def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
@@ -84,17 +90,21 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
     labels = {s: inputs.label(s) for s in inputs.losses}
     figs: dict[str, Path] = {}
     figs["robust_accuracy"] = F.save_png(
-        F.robust_accuracy_figure(summary, labels, inputs.losses, inputs.results, baseline,
-                                 band=T.interval_kind(summary)),
-        out / FIGURES / "robust_accuracy.png")
+        F.robust_accuracy_figure(
+            summary, labels, inputs.losses, inputs.results, baseline, band=T.interval_kind(summary)
+        ),
+        out / FIGURES / "robust_accuracy.png",
+    )
     if T.attack_order(inputs.results):
-        figs["per_seed"] = F.save_png(F.per_seed_figure(inputs.results, labels, inputs.losses),
-                                      out / FIGURES / "per_seed.png")
+        figs["per_seed"] = F.save_png(
+            F.per_seed_figure(inputs.results, labels, inputs.losses), out / FIGURES / "per_seed.png"
+        )
     if inputs.history is not None and not inputs.history.empty:
         figs["evolution"] = F.save_png(F.evolution_figure(inputs.history), out / FIGURES / "evolution.png")
     if inputs.analysis:
-        figs["effective_target"] = F.save_png(F.effective_target_figure(inputs.analysis, inputs.labels),
-                                              out / FIGURES / "effective_target.png")
+        figs["effective_target"] = F.save_png(
+            F.effective_target_figure(inputs.analysis, inputs.labels), out / FIGURES / "effective_target.png"
+        )
 
     doc = _document(inputs, summary, settings, figs)
     md_path = atomic_write_text(out / "report.md", to_markdown(doc, out))
@@ -105,16 +115,19 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
 # ------------------------------------------------------------------------------------------ sections
 
 
-def _document(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings,
-              figs: dict[str, Path]) -> Document:
+def _document(
+    inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings, figs: dict[str, Path]
+) -> Document:
     suite = inputs.suite or {}
     title = suite.get("title") or f"robust-glo benchmark: {suite.get('name') or inputs.root.name}"
     res = inputs.results
     dataset = ", ".join(map(str, dict.fromkeys(res["dataset"]))) if "dataset" in res else suite.get("dataset", "?")
     model = ", ".join(map(str, dict.fromkeys(res["model"]))) if "model" in res else suite.get("model") or "?"
-    subtitle = (f"{suite.get('description', '').strip()} Dataset {dataset}, model {model}; "
-                f"{len(inputs.losses)} losses × {len(T.seeds_list(inputs))} seeds; attacks "
-                f"{', '.join(T.attack_order(res)) or 'none'}.").strip()
+    subtitle = (
+        f"{suite.get('description', '').strip()} Dataset {dataset}, model {model}; "
+        f"{len(inputs.losses)} losses × {len(T.seeds_list(inputs))} seeds; attacks "
+        f"{', '.join(T.attack_order(res)) or 'none'}."
+    ).strip()
     doc = Document(title=title, subtitle=subtitle)
     doc.sections.append(_summary_section(inputs, summary, settings))
     doc.sections.append(_curves_section(inputs, figs, summary))
@@ -133,16 +146,24 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     n_seeds = sorted({int(v) for v in summary["n_seeds"]})
     shown = T.family(summary)
     section = Section("Summary", anchor="summary")
-    section.add(Table(T.headline_table(inputs, summary),
-                      f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
-                      f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
-                      f"{settings.correction_name} correction over the {len(shown)} comparisons shown (adjusted "
-                      f"p < {settings.alpha:g}, two-sided); `⚠`: a seed's evaluation failed a reliability check."))
-    section.add(Table(T.difference_table(inputs, summary),
-                      f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
-                      f"the test images) and the p-value adjusted by {settings.correction_name} over the same "
-                      f"{len(shown)} comparisons (`*`: p < {settings.alpha:g}). See [Statistics](#statistics) for "
-                      f"the method."))
+    section.add(
+        Table(
+            T.headline_table(inputs, summary),
+            f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
+            f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
+            f"{settings.correction_name} correction over the {len(shown)} comparisons shown (adjusted "
+            f"p < {settings.alpha:g}, two-sided); `⚠`: a seed's evaluation failed a reliability check.",
+        )
+    )
+    section.add(
+        Table(
+            T.difference_table(inputs, summary),
+            f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
+            f"the test images) and the p-value adjusted by {settings.correction_name} over the same "
+            f"{len(shown)} comparisons (`*`: p < {settings.alpha:g}). See [Statistics](#statistics) for "
+            f"the method.",
+        )
+    )
     section.add(Paragraph("**What this does and does not show.**"), Bullets(_caveats(inputs, summary, settings)))
     return section
 
@@ -158,45 +179,70 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
     res = T.measured(res)
     n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
     train = suite.get("train") or {}
-    budget = (f"{train['steps']} SGD steps" if train.get("steps") else
-              f"{train['epochs']:g} epochs" if train.get("epochs") else f"the {train.get('preset', 'default')} recipe")
-    items.append(f"Each network was trained for {budget} ({len(seeds)} seeds: {_join(seeds)}) and attacked on "
-                 f"{_join(n_images) or 'all'} test images. The conclusions hold for this budget: a longer run can "
-                 f"change them.")
+    budget = (
+        f"{train['steps']} SGD steps"
+        if train.get("steps")
+        else f"{train['epochs']:g} epochs"
+        if train.get("epochs")
+        else f"the {train.get('preset', 'default')} recipe"
+    )
+    items.append(
+        f"Each network was trained for {budget} ({len(seeds)} seeds: {_join(seeds)}) and attacked on "
+        f"{_join(n_images) or 'all'} test images. The conclusions hold for this budget: a longer run can "
+        f"change them."
+    )
     attacks = T.attack_order(res)
-    params = (res.sort_values("eps").drop_duplicates("attack", keep="last").set_index("attack")["params"].to_dict()
-              if "params" in res.columns else {})
-    attack_text = "; ".join(f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "")
-                            for a in attacks)
-    items.append(f"Attacks run: {attack_text or 'none'}, all L∞ with cross-entropy (or margin) on the logits, "
-                 f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
-                 f"true robustness.")
+    params = (
+        res.sort_values("eps").drop_duplicates("attack", keep="last").set_index("attack")["params"].to_dict()
+        if "params" in res.columns
+        else {}
+    )
+    attack_text = "; ".join(
+        f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "") for a in attacks
+    )
+    items.append(
+        f"Attacks run: {attack_text or 'none'}, all L∞ with cross-entropy (or margin) on the logits, "
+        f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
+        f"true robustness."
+    )
     strong = {"apgd-ce", "apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t"}
     ran = {a.split(":")[0] for a in attacks}
     if not ran & strong:
-        items.append("Not run: the stronger attacks (APGD, Square, the reference AutoAttack ensemble). A loss "
-                     "that looks more robust here has not been tested against them, and such an advantage is what "
-                     "gradient masking produces: read it as unconfirmed.")
+        items.append(
+            "Not run: the stronger attacks (APGD, Square, the reference AutoAttack ensemble). A loss "
+            "that looks more robust here has not been tested against them, and such an advantage is what "
+            "gradient masking produces: read it as unconfirmed."
+        )
     elif "square" not in ran and "aa-reference" not in ran:
         items.append("Not run: a gradient-free attack (Square). Gradient masking cannot be ruled out.")
     shown = T.family(summary)
     raw = int((shown["p_value"] < settings.alpha).sum())
     adjusted = int(shown["significant"].astype(bool).sum())
-    items.append(f"{adjusted} of {len(shown)} comparisons with {inputs.label(settings.baseline)} are significant after "
-                 f"{settings.correction_name} correction (adjusted p < {settings.alpha:g}); {raw} would be at raw "
-                 f"p < {settings.alpha:g}. The others show no evidence of a difference at this sample size, "
-                 f"which is not evidence of equality.")
+    items.append(
+        f"{adjusted} of {len(shown)} comparisons with {inputs.label(settings.baseline)} are significant after "
+        f"{settings.correction_name} correction (adjusted p < {settings.alpha:g}); {raw} would be at raw "
+        f"p < {settings.alpha:g}. The others show no evidence of a difference at this sample size, "
+        f"which is not evidence of equality."
+    )
     fewest = int(summary["n_seeds"].min()) if len(summary) else 0
     if 1 < fewest < 10 and (summary["interval"] == INTERVAL_BOOTSTRAP).any():
-        items.append(f"With {fewest} seeds per loss, resampling seeds under-states their variance (by the factor "
-                     f"(S − 1)/S = {(fewest - 1) / fewest:.2f}): intervals and p-values are somewhat optimistic.")
+        items.append(
+            f"With {fewest} seeds per loss, resampling seeds under-states their variance (by the factor "
+            f"(S − 1)/S = {(fewest - 1) / fewest:.2f}): intervals and p-values are somewhat optimistic."
+        )
     diverged = T.not_measured(inputs)
     if diverged:
-        items.append(f"{len(diverged)} training run(s) did not finish and are missing from the statistics: "
-                     + ", ".join(f"{inputs.label(l)} seed {s} ({st})" for l, s, st in diverged) + ".")
+        items.append(
+            f"{len(diverged)} training run(s) did not finish and are missing from the statistics: "
+            + ", ".join(f"{inputs.label(loss)} seed {s} ({st})" for loss, s, st in diverged)
+            + "."
+        )
     bad = T.unreliable_evaluations(inputs)
-    items.append(f"{len(bad)} evaluation(s) (loss × seed) failed a reliability check" +
-                 (": " + ", ".join(f"{inputs.label(l)} seed {s}" for l, s in bad) if bad else "") + ".")
+    items.append(
+        f"{len(bad)} evaluation(s) (loss × seed) failed a reliability check"
+        + (": " + ", ".join(f"{inputs.label(loss)} seed {s}" for loss, s in bad) if bad else "")
+        + "."
+    )
     return items
 
 
@@ -217,38 +263,54 @@ def _budget(params: Any) -> str:
 
 def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.DataFrame) -> Section:
     section = Section("Robust accuracy against ε", anchor="robust-accuracy")
-    section.add(Image(figs["robust_accuracy"], "Robust accuracy against the L∞ budget ε, one panel per attack "
-                                               "(the last, when present, is the per-sample worst case over all "
-                                               f"attacks). Lines: mean over seeds; bands: {T.interval_kind(summary)}.",
-                      alt="robust accuracy against eps"))
+    section.add(
+        Image(
+            figs["robust_accuracy"],
+            "Robust accuracy against the L∞ budget ε, one panel per attack "
+            "(the last, when present, is the per-sample worst case over all "
+            f"attacks). Lines: mean over seeds; bands: {T.interval_kind(summary)}.",
+            alt="robust accuracy against eps",
+        )
+    )
     if "per_seed" in figs:
-        section.add(Image(figs["per_seed"], "The individual networks behind the means: one dot per seed.",
-                          alt="per-seed accuracy"))
+        section.add(
+            Image(
+                figs["per_seed"], "The individual networks behind the means: one dot per seed.", alt="per-seed accuracy"
+            )
+        )
     return section
 
 
 def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
     section = Section("Statistics", anchor="statistics")
     base = inputs.label(settings.baseline)
-    section.add(Paragraph(
-        "How the numbers are computed. An accuracy varies with the network's training seed and with the test "
-        "images it is measured on, and every network here is attacked on the same test images. The intervals "
-        f"come from a bootstrap with {settings.n_boot:,} replicates (seed {settings.boot_seed}) that resamples "
-        "both: each replicate draws the test images once (with replacement, shared by every network, so that "
-        f"differences to {base} are paired on images) and, for each loss, its seeds (with replacement). The "
-        "95% interval is the 2.5–97.5 percentile range of the replicates; the p-value of a difference is "
-        f"twice the share of replicates on the far side of zero (so the smallest p it can give is "
-        f"{2 / (settings.n_boot + 1):.1g}). These p-values are then adjusted for the number "
-        f"of comparisons shown ({settings.correction_name}, statsmodels' `multipletests`); only adjusted "
-        "p-values mark significance. Welch's t-test over seeds and a paired t-test over images are listed "
-        "for reference; neither decides (the first ignores the images, the second the seeds). Details: "
-        f"{docs_ref('statistics.md', inputs.root)}."))
-    section.add(Table(T.detail_table(inputs, summary),
-                      "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
-                      f"to {base} in points with its interval, raw p (and the test that gave it), p adjusted by "
-                      f"{settings.correction_name}, and the two reference tests."))
-    section.add(Table(T.per_seed_table(inputs), "Clean accuracy (%) of every trained network on the attacked test "
-                                                "images."))
+    section.add(
+        Paragraph(
+            "How the numbers are computed. An accuracy varies with the network's training seed and with the test "
+            "images it is measured on, and every network here is attacked on the same test images. The intervals "
+            f"come from a bootstrap with {settings.n_boot:,} replicates (seed {settings.boot_seed}) that resamples "
+            "both: each replicate draws the test images once (with replacement, shared by every network, so that "
+            f"differences to {base} are paired on images) and, for each loss, its seeds (with replacement). The "
+            "95% interval is the 2.5–97.5 percentile range of the replicates; the p-value of a difference is "
+            f"twice the share of replicates on the far side of zero (so the smallest p it can give is "
+            f"{2 / (settings.n_boot + 1):.1g}). These p-values are then adjusted for the number "
+            f"of comparisons shown ({settings.correction_name}, statsmodels' `multipletests`); only adjusted "
+            "p-values mark significance. Welch's t-test over seeds and a paired t-test over images are listed "
+            "for reference; neither decides (the first ignores the images, the second the seeds). Details: "
+            f"{docs_ref('statistics.md', inputs.root)}."
+        )
+    )
+    section.add(
+        Table(
+            T.detail_table(inputs, summary),
+            "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
+            f"to {base} in points with its interval, raw p (and the test that gave it), p adjusted by "
+            f"{settings.correction_name}, and the two reference tests.",
+        )
+    )
+    section.add(
+        Table(T.per_seed_table(inputs), "Clean accuracy (%) of every trained network on the attacked test images.")
+    )
     training = T.training_table(inputs)
     if not training.empty:
         section.add(Table(training, "Every training run (from training.csv); a diverged run has no network to attack."))
@@ -261,22 +323,39 @@ def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     gens = T.evolution_generations(history)
     rejected = int(gens["rejected"].sum())
     total = int(gens["candidates"].sum())
-    section.add(Paragraph(f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
-                          f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
-                          f"1 − validation accuracy after a short training run."))
-    section.add(Image(figs["evolution"], "Left: best and median fitness of the trained candidates per generation, "
-                                         "and the best so far. Right: the share of each generation that was not "
-                                         "trained to the end.", alt="evolution progress"))
+    section.add(
+        Paragraph(
+            f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
+            f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
+            f"1 − validation accuracy after a short training run."
+        )
+    )
+    section.add(
+        Image(
+            figs["evolution"],
+            "Left: best and median fitness of the trained candidates per generation, "
+            "and the best so far. Right: the share of each generation that was not "
+            "trained to the end.",
+            alt="evolution progress",
+        )
+    )
     section.add(Table(T.evolution_table(history), "Per generation (from evolve/history.csv)."))
     if inputs.reevaluation is not None and not inputs.reevaluation.empty:
-        section.add(Table(T.reevaluation_table(inputs.reevaluation),
-                          "The best candidates of the search, re-trained on fresh seeds (evolve/reevaluation.csv); "
-                          "the lowest mean fitness is the evolved loss."))
+        section.add(
+            Table(
+                T.reevaluation_table(inputs.reevaluation),
+                "The best candidates of the search, re-trained on fresh seeds (evolve/reevaluation.csv); "
+                "the lowest mean fitness is the evolved loss.",
+            )
+        )
     best = inputs.best_loss
     if best and best.get("theta"):
         theta = ", ".join(f"{float(t):.4f}" for t in best["theta"])
-        extra = {k: v for k, v in best.items()
-                 if k not in ("kind", "theta") and v is not None and not isinstance(v, (dict, list))}
+        extra = {
+            k: v
+            for k, v in best.items()
+            if k not in ("kind", "theta") and v is not None and not isinstance(v, (dict, list))
+        }
         text = f"The evolved loss (evolve/best_loss.json): θ = [{theta}]"
         if extra:
             text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
@@ -290,17 +369,25 @@ def _short(value: Any) -> str:
 
 def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
     section = Section("Loss analysis", anchor="loss-analysis")
-    section.add(Paragraph(f"The learning rule of each loss on the logits ({docs_ref('method.md', inputs.root)}). "
-                          "The effective target p* is where the target-logit gradient vanishes with the other classes equal: training comes to "
-                          "rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
-                          "α shown; cross-entropy has none."))
+    section.add(
+        Paragraph(
+            f"The learning rule of each loss on the logits ({docs_ref('method.md', inputs.root)}). "
+            "The effective target p* is where the target-logit gradient vanishes with the other classes equal: "
+            "training comes to rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
+            "α shown; cross-entropy has none."
+        )
+    )
     section.add(Table(T.analysis_table(inputs), "From analysis/analysis.json."))
     section.add(Image(figs["effective_target"], "Effective target p* per loss.", alt="effective targets"))
     taylor = [a for a in inputs.analysis if a.get("theta") is not None]
     if taylor:
-        section.add(Paragraph("In the learning-rule figures below, TaylorGLO losses with long specs are labelled "
-                              "`taylorglo #k` in the order of the table: " +
-                              "; ".join(f"#{k} = {inputs.label(str(a['spec']))}" for k, a in enumerate(taylor, 1))))
+        section.add(
+            Paragraph(
+                "In the learning-rule figures below, TaylorGLO losses with long specs are labelled "
+                "`taylorglo #k` in the order of the table: "
+                + "; ".join(f"#{k} = {inputs.label(str(a['spec']))}" for k, a in enumerate(taylor, 1))
+            )
+        )
     for path in inputs.analysis_figures:
         section.add(Image(path, ANALYSIS_CAPTIONS.get(path.stem, path.stem.replace("_", " ")), alt=path.stem))
     return section
@@ -314,18 +401,26 @@ def _reliability_section(inputs: ReportInputs) -> Section:
         return section
     failed = int(summary["failed"].sum())
     not_run = summary[summary["not run"] > 0]
-    verdict = ("No check failed." if failed == 0 else f"{failed} check(s) failed.")
+    verdict = "No check failed." if failed == 0 else f"{failed} check(s) failed."
     if not not_run.empty:
-        verdict += (" Not run (these say nothing about the results): " +
-                    "; ".join(f"{r['check']} in {r['not run']} evaluation(s): {r['why not run']}"
-                              for r in not_run.to_dict("records")) + ".")
+        verdict += (
+            " Not run (these say nothing about the results): "
+            + "; ".join(
+                f"{r['check']} in {r['not run']} evaluation(s): {r['why not run']}" for r in not_run.to_dict("records")
+            )
+            + "."
+        )
     elif failed == 0:
         verdict = "Every check ran and passed."
-    section.add(Paragraph("Every evaluation (one network under every attack and ε) is checked for signs that the "
-                          "attacks under-estimate the attacker or that the evaluation itself went wrong "
-                          f"({docs_ref('attacks.md', inputs.root)}). A failed check marks that network's results "
-                          "unreliable (⚠ in the "
-                          "summary). " + verdict))
+    section.add(
+        Paragraph(
+            "Every evaluation (one network under every attack and ε) is checked for signs that the "
+            "attacks under-estimate the attacker or that the evaluation itself went wrong "
+            f"({docs_ref('attacks.md', inputs.root)}). A failed check marks that network's results "
+            "unreliable (⚠ in the "
+            "summary). " + verdict
+        )
+    )
     section.add(Table(summary, "Checks across all evaluations (from flags.csv), with what each one means."))
     failures = T.flag_failures(inputs)
     if not failures.empty:
@@ -341,26 +436,45 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     first = runs[0]
     ref = first.get("suite") or suite.get("ref") or suite.get("source") or suite.get("name", "SUITE")
     variant = first.get("variant") or suite.get("variant")
-    cmd = (f"robust-glo benchmark {ref}" + (f" --variant {variant}" if variant else "")
-           + f" --out {first.get('out') or inputs.root}")
-    section.add(Paragraph(f"Made with `{cmd}` ({len(runs)} invocation(s)); rebuild this report from the "
-                          f"results alone with `robust-glo report {inputs.root}`." + (f" Generated {env['created']}." if env.get("created")
-                                                                    else "")))
-    section.add(Paragraph(f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
-                          f"seed and loss)" + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")
-                          + (f"; evolution seed {suite['evolve'].get('seed', 0)}" if suite.get("evolve") else "")
-                          + "."))
+    cmd = (
+        f"robust-glo benchmark {ref}"
+        + (f" --variant {variant}" if variant else "")
+        + f" --out {first.get('out') or inputs.root}"
+    )
+    section.add(
+        Paragraph(
+            f"Made with `{cmd}` ({len(runs)} invocation(s)); rebuild this report from the "
+            f"results alone with `robust-glo report {inputs.root}`."
+            + (f" Generated {env['created']}." if env.get("created") else "")
+        )
+    )
+    section.add(
+        Paragraph(
+            f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
+            f"seed and loss)"
+            + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")
+            + (f"; evolution seed {suite['evolve'].get('seed', 0)}" if suite.get("evolve") else "")
+            + "."
+        )
+    )
     stages = T.stages_table(inputs.stages)
     if not stages.empty:
         last = runs[-1]
         load = ""
         if last.get("load_start") is not None and last.get("load_end") is not None:
-            load = (f" The machine's 1-minute load average was {last['load_start']:g} at the start and "
-                    f"{last['load_end']:g} at the end of the last invocation, on {last.get('cpu_count', '?')} "
-                    f"CPU cores: a load above the core count means other processes shared the CPU and the "
-                    f"times are longer than on an idle machine.")
-        section.add(Table(stages, "Wall time of each stage: the last `benchmark` invocation, and the total over all "
-                                  "invocations (a resumed run reuses finished pieces)." + load))
+            load = (
+                f" The machine's 1-minute load average was {last['load_start']:g} at the start and "
+                f"{last['load_end']:g} at the end of the last invocation, on {last.get('cpu_count', '?')} "
+                f"CPU cores: a load above the core count means other processes shared the CPU and the "
+                f"times are longer than on an idle machine."
+            )
+        section.add(
+            Table(
+                stages,
+                "Wall time of each stage: the last `benchmark` invocation, and the total over all "
+                "invocations (a resumed run reuses finished pieces)." + load,
+            )
+        )
     if env.get("hardware"):
         section.add(Table(T.hardware_table(env), "Hardware."))
     if env.get("versions"):

@@ -3,10 +3,12 @@
 Each function returns a `Figure`; `save_png` writes it. Everything plotted comes from the tables of
 `robust_glo.reporting.tables`, computed from the results files.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,8 +17,7 @@ from matplotlib.figure import Figure
 
 from robust_glo.reporting.tables import WORST, attack_order, evolution_generations, fmt_eps
 
-_RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9,
-       "ytick.labelsize": 9}
+_RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9}
 DPI = 110
 
 
@@ -30,9 +31,15 @@ def palette(labels: Sequence[str]) -> dict[str, Any]:
     return {label: colours[i] for i, label in enumerate(labels)}
 
 
-def robust_accuracy_figure(summary: pd.DataFrame, labels: dict[str, str], losses: Sequence[str],
-                           results: pd.DataFrame, baseline: str | None = None, *,
-                           band: str = "95% interval") -> Figure:
+def robust_accuracy_figure(
+    summary: pd.DataFrame,
+    labels: dict[str, str],
+    losses: Sequence[str],
+    results: pd.DataFrame,
+    baseline: str | None = None,
+    *,
+    band: str = "95% interval",
+) -> Figure:
     """Robust accuracy (%) against eps, one panel per attack (and the per-sample worst case), one line
     per loss with its interval band (`band` names it). eps = 0 is the clean accuracy."""
     attacks = attack_order(results) + ([WORST] if (summary["attack"] == WORST).any() else [])
@@ -45,14 +52,26 @@ def robust_accuracy_figure(summary: pd.DataFrame, labels: dict[str, str], losses
             data = summary[summary["attack"] == attack].copy()
             data["label"] = data["loss"].map(lambda s: labels.get(s, s))
             data["accuracy (%)"] = 100 * data["mean"]
-            sns.lineplot(data=data, x="eps", y="accuracy (%)", hue="label", hue_order=names, palette=colours,
-                         marker="o", ax=ax, legend=ax is axes[-1], estimator=None, errorbar=None)
+            sns.lineplot(
+                data=data,
+                x="eps",
+                y="accuracy (%)",
+                hue="label",
+                hue_order=names,
+                palette=colours,
+                marker="o",
+                ax=ax,
+                legend=ax is axes[-1],
+                estimator=None,
+                errorbar=None,
+            )
             for spec, name in zip(losses, names):
                 d = data[data["loss"] == spec].sort_values("eps")
                 if d.empty or d["ci_low"].isna().all():
                     continue
-                ax.fill_between(d["eps"], 100 * d["ci_low"], 100 * d["ci_high"], color=colours[name], alpha=0.18,
-                                linewidth=0)
+                ax.fill_between(
+                    d["eps"], 100 * d["ci_low"], 100 * d["ci_high"], color=colours[name], alpha=0.18, linewidth=0
+                )
             title = "worst case over attacks (per sample)" if attack == WORST else attack
             ax.set_title(title)
             ax.set_xlabel("ε (L∞ perturbation budget)")
@@ -80,8 +99,19 @@ def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Seque
         axes = fig.subplots(1, len(attacks), sharey=True, squeeze=False)[0]
         for ax, attack in zip(axes, attacks):
             d = data[data["attack"] == attack]
-            sns.stripplot(data=d, x="ε", y="accuracy (%)", hue="label", hue_order=names, palette=palette(names),
-                          dodge=True, jitter=False, size=4, ax=ax, legend=ax is axes[-1])
+            sns.stripplot(
+                data=d,
+                x="ε",
+                y="accuracy (%)",
+                hue="label",
+                hue_order=names,
+                palette=palette(names),
+                dodge=True,
+                jitter=False,
+                size=4,
+                ax=ax,
+                legend=ax is axes[-1],
+            )
             ax.set_title(f"{attack}: one dot per seed")
         if axes[-1].get_legend() is not None:
             sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1.0), title="loss", frameon=False)
@@ -96,19 +126,33 @@ def evolution_figure(history: pd.DataFrame) -> Figure:
     with _style(), sns.plotting_context("notebook", rc=_RC):
         fig = Figure(figsize=(11.0, 3.8), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
-        long = gens.melt(id_vars="generation", value_vars=["best_fitness", "median_fitness", "best_so_far"],
-                         var_name="series", value_name="fitness")
-        long["series"] = long["series"].map({"best_fitness": "best of generation", "median_fitness":
-                                             "median of generation", "best_so_far": "best so far"})
-        sns.lineplot(data=long, x="generation", y="fitness", hue="series", style="series", markers=True,
-                     dashes=True, ax=ax1)
+        long = gens.melt(
+            id_vars="generation",
+            value_vars=["best_fitness", "median_fitness", "best_so_far"],
+            var_name="series",
+            value_name="fitness",
+        )
+        long["series"] = long["series"].map(
+            {
+                "best_fitness": "best of generation",
+                "median_fitness": "median of generation",
+                "best_so_far": "best so far",
+            }
+        )
+        sns.lineplot(
+            data=long, x="generation", y="fitness", hue="series", style="series", markers=True, dashes=True, ax=ax1
+        )
         ax1.set_ylabel("fitness = 1 − val. accuracy (lower is better)")
         ax1.set_title("Evolution progress (trained candidates)")
         ax1.xaxis.get_major_locator().set_params(integer=True)
-        shares = pd.DataFrame({"generation": gens["generation"],
-                               "rejected by invariant": gens["rejected"] / gens["candidates"],
-                               "diverged": gens["diverged"] / gens["candidates"],
-                               "failed": gens["failed"] / gens["candidates"]})
+        shares = pd.DataFrame(
+            {
+                "generation": gens["generation"],
+                "rejected by invariant": gens["rejected"] / gens["candidates"],
+                "diverged": gens["diverged"] / gens["candidates"],
+                "failed": gens["failed"] / gens["candidates"],
+            }
+        )
         bottom = np.zeros(len(shares))
         colours = sns.color_palette("colorblind", 3)
         for colour, column in zip(colours, ["rejected by invariant", "diverged", "failed"]):
@@ -143,11 +187,15 @@ def effective_target_figure(analysis: Sequence[dict[str, Any]], labels: dict[str
             text = "none: pursues p → 1" if none else f"p* = {value:.3f}"
             if not none and a.get("label_smoothing_equivalent") is not None:
                 text += f"  (≈ label smoothing α = {a['label_smoothing_equivalent']:.3f})"
-            ax.text(0.01, bar.get_y() + bar.get_height() / 2, text, va="center", ha="left", fontsize=9,
-                    color="black")
+            ax.text(0.01, bar.get_y() + bar.get_height() / 2, text, va="center", ha="left", fontsize=9, color="black")
         for n in sorted(n_classes):
-            ax.axvline(1.0 / n, color="grey", linestyle=":", linewidth=1.2,
-                       label=f"1/n = {1 / n:.2f} (uniform outputs, n = {n})")
+            ax.axvline(
+                1.0 / n,
+                color="grey",
+                linestyle=":",
+                linewidth=1.2,
+                label=f"1/n = {1 / n:.2f} (uniform outputs, n = {n})",
+            )
         fig.legend(loc="outside lower right", frameon=False, fontsize=8)
         ax.set_xlim(0, 1.02)
         ax.invert_yaxis()
@@ -163,4 +211,3 @@ def save_png(fig: Figure, path: str | Path) -> Path:
     fig.savefig(tmp, dpi=DPI, format="png")
     tmp.replace(path)
     return path
-

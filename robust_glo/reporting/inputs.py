@@ -14,10 +14,10 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
                            evolve/reevaluation.csv the top candidates re-trained on fresh seeds
     analysis/analysis.json `analyze_loss(...).to_dict()` of every loss; analysis/figures/*.png
 """
+
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,9 +44,23 @@ ANALYSIS_FIGURES = Path("analysis") / "figures"
 REQUIRED_RESULT_COLUMNS = ("loss", "seed", "attack", "eps", "accuracy")
 
 # Everything a report is built from (small files: no model weights), as glob patterns under the folder.
-INPUT_PATTERNS = (RESULTS, FLAGS, OUTCOMES, TRAINING, LOSSES, SUITE, STAGES, ENVIRONMENT, "evolve/history.csv",
-                  "evolve/best_loss.json", "evolve/generations.csv", "evolve/reevaluation.csv", "evolve/config.json",
-                  "analysis/*.json", "analysis/figures/*.png")
+INPUT_PATTERNS = (
+    RESULTS,
+    FLAGS,
+    OUTCOMES,
+    TRAINING,
+    LOSSES,
+    SUITE,
+    STAGES,
+    ENVIRONMENT,
+    "evolve/history.csv",
+    "evolve/best_loss.json",
+    "evolve/generations.csv",
+    "evolve/reevaluation.csv",
+    "evolve/config.json",
+    "analysis/*.json",
+    "analysis/figures/*.png",
+)
 
 
 @dataclass
@@ -111,13 +125,14 @@ def load_inputs(root: str | Path) -> ReportInputs:
         raise ConfigError(f"report directory {str(root)!r} does not exist")
     results_path = root / RESULTS
     if not results_path.is_file():
-        raise ConfigError(f"{str(root)!r} holds no {RESULTS}; run `robust-glo benchmark SUITE --out {root}` "
-                          "first (the report is built from its results)")
+        raise ConfigError(
+            f"{str(root)!r} holds no {RESULTS}; run `robust-glo benchmark SUITE --out {root}` "
+            "first (the report is built from its results)"
+        )
     results = _read_csv(results_path)
     missing = [c for c in REQUIRED_RESULT_COLUMNS if c not in results.columns]
     if missing:
-        raise ConfigError(f"{results_path} lacks column(s) {', '.join(missing)}; it has "
-                          f"{', '.join(results.columns)}")
+        raise ConfigError(f"{results_path} lacks column(s) {', '.join(missing)}; it has {', '.join(results.columns)}")
     if results.empty:
         raise ConfigError(f"{results_path} has no rows")
     inputs = ReportInputs(root=root, results=results)
@@ -180,8 +195,3 @@ def copy_inputs(src: str | Path, dst: str | Path) -> list[Path]:
             shutil.copy2(path, target)
             copied.append(target)
     return copied
-
-
-def slug(text: str) -> str:
-    """A file-name-safe version of a label."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "x"

@@ -1,5 +1,6 @@
 """A small document model and its two renderings: Markdown (figures linked) and self-contained HTML
 (figures embedded as base64 PNG, no external resources)."""
+
 from __future__ import annotations
 
 import base64
@@ -7,7 +8,6 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import pandas as pd
 
@@ -41,7 +41,7 @@ class Code:
     language: str = ""
 
 
-Block = Union[Paragraph, Bullets, Table, Image, Code]
+Block = Paragraph | Bullets | Table | Image | Code
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Section:
     blocks: list[Block] = field(default_factory=list)
     anchor: str = ""
 
-    def add(self, *blocks: Block) -> "Section":
+    def add(self, *blocks: Block) -> Section:
         self.blocks.extend(blocks)
         return self
 
@@ -140,8 +140,9 @@ def html_table(frame: pd.DataFrame, caption: str = "") -> str:
     parts = ["<table>"]
     if caption:
         parts.append(f"<caption>{_inline(caption)}</caption>")
-    parts.append("<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-                 + "</tr></thead><tbody>")
+    parts.append(
+        "<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns) + "</tr></thead><tbody>"
+    )
     for row in frame.itertuples(index=False):
         parts.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
     parts.append("</tbody></table>")
@@ -154,14 +155,25 @@ def image_data_uri(path: Path) -> str:
 
 def to_html(doc: Document) -> str:
     """One self-contained HTML page: inline CSS, figures as base64 data URIs."""
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>{html.escape(doc.title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>",
-           f"<h1>{html.escape(doc.title)}</h1>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(doc.title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+        f"<h1>{html.escape(doc.title)}</h1>",
+    ]
     if doc.subtitle:
         out.append(f'<p class="subtitle">{_inline(doc.subtitle)}</p>')
-    out.append("<nav>" + "".join(f'<a href="#{s.anchor or anchor(s.title)}">{html.escape(s.title)}</a>'
-                                 for s in doc.sections) + "</nav>")
+    out.append(
+        "<nav>"
+        + "".join(f'<a href="#{s.anchor or anchor(s.title)}">{html.escape(s.title)}</a>' for s in doc.sections)
+        + "</nav>"
+    )
     for section in doc.sections:
         out.append(f'<section id="{section.anchor or anchor(section.title)}">')
         out.append(f"<h2>{html.escape(section.title)}</h2>")

@@ -4,6 +4,7 @@ Statistics come from `robust_glo.robustness.summarize` (means, intervals over se
 differences to the baseline, p-values adjusted for the comparisons shown); this module only selects,
 orders and formats them.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,10 +74,18 @@ def summary_stats(inputs: ReportInputs, settings: StatsSettings) -> pd.DataFrame
     outcomes = inputs.outcomes
     if outcomes is not None:
         kept = set(zip(results["loss"].astype(str), results["seed"].astype(int)))
-        outcomes = outcomes[[(str(l), int(s)) in kept for l, s in zip(outcomes["loss"], outcomes["seed"])]]
-    return summarize(results, outcomes=outcomes, baseline=settings.baseline, confidence=CONFIDENCE,
-                     group_by=("attack", "eps"), correction=settings.correction, alpha=settings.alpha,
-                     n_boot=settings.n_boot, boot_seed=settings.boot_seed)
+        outcomes = outcomes[[(str(loss), int(s)) in kept for loss, s in zip(outcomes["loss"], outcomes["seed"])]]
+    return summarize(
+        results,
+        outcomes=outcomes,
+        baseline=settings.baseline,
+        confidence=CONFIDENCE,
+        group_by=("attack", "eps"),
+        correction=settings.correction,
+        alpha=settings.alpha,
+        n_boot=settings.n_boot,
+        boot_seed=settings.boot_seed,
+    )
 
 
 def interval_kind(summary: pd.DataFrame) -> str:
@@ -144,10 +153,12 @@ def _nan(value: Any) -> bool:
 
 
 def cell(row: Any) -> str:
-    """"85.3 [84.1, 86.4] ↑*" for a summary row: mean and 95% interval in %, `↑*` / `↓*` when the
+    """ "85.3 [84.1, 86.4] ↑*" for a summary row: mean and 95% interval in %, `↑*` / `↓*` when the
     difference to the baseline is significant after the correction, `⚠` when a seed's evaluation is
     flagged unreliable."""
-    text = pct(row["mean"]) if _nan(row["ci_low"]) else f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
+    text = (
+        pct(row["mean"]) if _nan(row["ci_low"]) else f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
+    )
     if bool(row.get("significant", False)) and bool(row.get("compared", False)):
         text += " ↑*" if row["diff"] > 0 else " ↓*"
     if "reliable" in row and not bool(row["reliable"]):
@@ -156,7 +167,7 @@ def cell(row: Any) -> str:
 
 
 def diff_cell(row: Any) -> str:
-    """"+10.7 [+8.2, +13.1] p=0.004*": difference to the baseline in points with its interval and the
+    """ "+10.7 [+8.2, +13.1] p=0.004*": difference to the baseline in points with its interval and the
     adjusted p (`*`: significant)."""
     if _nan(row["diff"]):
         return "—"
@@ -192,7 +203,11 @@ def _cells(inputs: ReportInputs, summary: pd.DataFrame, render, *, skip_baseline
     table.index.name = "loss"
     clean = clean_rows(summary).set_index("loss")
     for header, attack, eps in shown_columns(inputs, summary):
-        at = clean if attack == CLEAN else summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
+        at = (
+            clean
+            if attack == CLEAN
+            else summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
+        )
         table[header] = [render(at.loc[s]) if s in at.index else "—" for s in losses]
     return table.reset_index()
 
@@ -218,18 +233,29 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
         if r["attack"] == WORST and n_attacks < 2:
             continue
         base = r["loss"] == r["baseline"]
-        rows.append({"attack": r["attack"], "eps": fmt_eps(r["eps"]), "loss": inputs.label(r["loss"]),
-                     "seeds": int(r["n_seeds"]), "images": "—" if _nan(r["n_images"]) else int(r["n_images"]),
-                     "mean (%)": pct(r["mean"], 2),
-                     "95% interval (%)": "—" if _nan(r["ci_low"]) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
-                     f"Δ vs {inputs.label(r['baseline'])} (pts)": "—" if base or _nan(r["diff"]) else f"{100 * r['diff']:+.2f}",
-                     "Δ 95% interval (pts)": "—" if base or _nan(r["diff_ci_low"]) else
-                     f"[{100 * r['diff_ci_low']:+.2f}, {100 * r['diff_ci_high']:+.2f}]",
-                     "p (raw)": "—" if base else f"{fmt_p(r['p_value'])} ({r['p_test'] or '—'})",
-                     "p (adjusted)": fmt_p(r["p_adjusted"]),
-                     "significant": "yes" if bool(r["significant"]) else "",
-                     "p Welch (seeds)": fmt_p(r["p_welch"]), "p paired (images)": fmt_p(r["p_images"]),
-                     "reliable": "yes" if bool(r.get("reliable", True)) else "NO"})
+        rows.append(
+            {
+                "attack": r["attack"],
+                "eps": fmt_eps(r["eps"]),
+                "loss": inputs.label(r["loss"]),
+                "seeds": int(r["n_seeds"]),
+                "images": "—" if _nan(r["n_images"]) else int(r["n_images"]),
+                "mean (%)": pct(r["mean"], 2),
+                "95% interval (%)": "—" if _nan(r["ci_low"]) else f"[{pct(r['ci_low'], 2)}, {pct(r['ci_high'], 2)}]",
+                f"Δ vs {inputs.label(r['baseline'])} (pts)": "—"
+                if base or _nan(r["diff"])
+                else f"{100 * r['diff']:+.2f}",
+                "Δ 95% interval (pts)": "—"
+                if base or _nan(r["diff_ci_low"])
+                else f"[{100 * r['diff_ci_low']:+.2f}, {100 * r['diff_ci_high']:+.2f}]",
+                "p (raw)": "—" if base else f"{fmt_p(r['p_value'])} ({r['p_test'] or '—'})",
+                "p (adjusted)": fmt_p(r["p_adjusted"]),
+                "significant": "yes" if bool(r["significant"]) else "",
+                "p Welch (seeds)": fmt_p(r["p_welch"]),
+                "p paired (images)": fmt_p(r["p_images"]),
+                "reliable": "yes" if bool(r.get("reliable", True)) else "NO",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -252,12 +278,18 @@ def training_table(inputs: ReportInputs) -> pd.DataFrame:
     t = inputs.training
     if t is None or t.empty:
         return pd.DataFrame()
-    return pd.DataFrame({
-        "loss": [inputs.label(s) for s in t["loss"]], "seed": t["seed"], "status": t["status"],
-        "steps": t["steps"], "val. accuracy (%)": [pct(v, 2) for v in t["val_accuracy"]],
-        "test accuracy (%)": [pct(v, 2) for v in t["test_accuracy"]],
-        "test images": t.get("n_test", pd.Series(["—"] * len(t))),
-        "seconds": [_num(v, 1) for v in t["seconds"]]})
+    return pd.DataFrame(
+        {
+            "loss": [inputs.label(s) for s in t["loss"]],
+            "seed": t["seed"],
+            "status": t["status"],
+            "steps": t["steps"],
+            "val. accuracy (%)": [pct(v, 2) for v in t["val_accuracy"]],
+            "test accuracy (%)": [pct(v, 2) for v in t["test_accuracy"]],
+            "test images": t.get("n_test", pd.Series(["—"] * len(t))),
+            "seconds": [_num(v, 1) for v in t["seconds"]],
+        }
+    )
 
 
 def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
@@ -274,29 +306,41 @@ def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
         if not math.isnan(best):
             best_so_far = min(best_so_far, best)
         val = trained["val_accuracy"].astype(float) if "val_accuracy" in trained else pd.Series(dtype=float)
-        rows.append({"generation": int(gen), "candidates": len(g), "trained": len(trained),
-                     "rejected": int((g["status"] == "rejected").sum()),
-                     "diverged": int((g["status"] == "diverged").sum()),
-                     "failed": int((g["status"] == "failed").sum()),
-                     "share_rejected": float((g["status"] == "rejected").mean()),
-                     "best_fitness": best, "median_fitness": float(fit.median()) if len(fit) else math.nan,
-                     "best_so_far": best_so_far if best_so_far < math.inf else math.nan,
-                     "best_val_accuracy": float(val.max()) if len(val) else math.nan,
-                     "seconds": float(g["seconds"].astype(float).sum()) if "seconds" in g else math.nan})
+        rows.append(
+            {
+                "generation": int(gen),
+                "candidates": len(g),
+                "trained": len(trained),
+                "rejected": int((g["status"] == "rejected").sum()),
+                "diverged": int((g["status"] == "diverged").sum()),
+                "failed": int((g["status"] == "failed").sum()),
+                "share_rejected": float((g["status"] == "rejected").mean()),
+                "best_fitness": best,
+                "median_fitness": float(fit.median()) if len(fit) else math.nan,
+                "best_so_far": best_so_far if best_so_far < math.inf else math.nan,
+                "best_val_accuracy": float(val.max()) if len(val) else math.nan,
+                "seconds": float(g["seconds"].astype(float).sum()) if "seconds" in g else math.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def evolution_table(history: pd.DataFrame) -> pd.DataFrame:
     gens = evolution_generations(history)
-    out = pd.DataFrame({
-        "generation": gens["generation"], "candidates": gens["candidates"], "trained": gens["trained"],
-        "rejected by invariant": [f"{r} ({s:.0%})" for r, s in zip(gens["rejected"], gens["share_rejected"])],
-        "diverged": gens["diverged"], "failed": gens["failed"],
-        "best fitness": [_num(v) for v in gens["best_fitness"]],
-        "median fitness": [_num(v) for v in gens["median_fitness"]],
-        "best so far": [_num(v) for v in gens["best_so_far"]],
-        "best val. accuracy (%)": [pct(v, 2) for v in gens["best_val_accuracy"]],
-    })
+    out = pd.DataFrame(
+        {
+            "generation": gens["generation"],
+            "candidates": gens["candidates"],
+            "trained": gens["trained"],
+            "rejected by invariant": [f"{r} ({s:.0%})" for r, s in zip(gens["rejected"], gens["share_rejected"])],
+            "diverged": gens["diverged"],
+            "failed": gens["failed"],
+            "best fitness": [_num(v) for v in gens["best_fitness"]],
+            "median fitness": [_num(v) for v in gens["median_fitness"]],
+            "best so far": [_num(v) for v in gens["best_so_far"]],
+            "best val. accuracy (%)": [pct(v, 2) for v in gens["best_val_accuracy"]],
+        }
+    )
     return out
 
 
@@ -308,11 +352,17 @@ def reevaluation_table(reevaluation: pd.DataFrame) -> pd.DataFrame:
     for rank, g in r.groupby("rank", sort=True):
         first = g.iloc[0]
         theta = ", ".join(f"{float(first[f'theta{k}']):.2f}" for k in range(8))
-        rows.append({"rank in search": int(rank), "generation": int(first["generation"]),
-                     "candidate": int(first["index"]), "θ": f"[{theta}]",
-                     "search fitness": _num(float(first["search_fitness"])),
-                     "re-evaluated fitness (mean)": float(g["fitness"].astype(float).mean()),
-                     "seeds": len(g)})
+        rows.append(
+            {
+                "rank in search": int(rank),
+                "generation": int(first["generation"]),
+                "candidate": int(first["index"]),
+                "θ": f"[{theta}]",
+                "search fitness": _num(float(first["search_fitness"])),
+                "re-evaluated fitness (mean)": float(g["fitness"].astype(float).mean()),
+                "seeds": len(g),
+            }
+        )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -334,15 +384,18 @@ def analysis_table(inputs: ReportInputs) -> pd.DataFrame:
         p_star = a.get("effective_target")
         alpha = a.get("label_smoothing_equivalent")
         inv = a.get("invariant") or {}
-        rows.append({
-            "loss": inputs.label(spec),
-            "classes": a.get("classes"),
-            "effective target p*": "none (pursues p → 1)" if p_star is None else f"{p_star:.4f}",
-            "label-smoothing equivalent α": "—" if alpha is None else f"{alpha:.4f}",
-            "target logit rises at init": "yes" if a.get("target_logit_rises_at_init") else "NO",
-            "invariant (paper / exact)": ("—" if not inv else
-                                          f"{_pass(inv.get('paper'))} / {_pass(inv.get('exact'))}"),
-        })
+        rows.append(
+            {
+                "loss": inputs.label(spec),
+                "classes": a.get("classes"),
+                "effective target p*": "none (pursues p → 1)" if p_star is None else f"{p_star:.4f}",
+                "label-smoothing equivalent α": "—" if alpha is None else f"{alpha:.4f}",
+                "target logit rises at init": "yes" if a.get("target_logit_rises_at_init") else "NO",
+                "invariant (paper / exact)": (
+                    "—" if not inv else f"{_pass(inv.get('paper'))} / {_pass(inv.get('exact'))}"
+                ),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -361,15 +414,30 @@ def flags_summary(inputs: ReportInputs) -> pd.DataFrame:
     for check, g in flags.groupby("check", sort=False):
         status = g["status"].astype(str)
         failed = g[status == "fail"]
-        where = ", ".join(f"{inputs.label(r['loss'])} seed {r['seed']}" for r in failed.to_dict("records")
-                          if "loss" in r and "seed" in r)
-        reasons = sorted({str(d) for d in g.loc[status == "not run", "detail"] if str(d).strip()}) \
-            if "detail" in g else []
-        explanation = (str(g["explanation"].dropna().iloc[0]) if "explanation" in g and g["explanation"].notna().any()
-                       else EXPLANATIONS.get(str(check), ""))
-        rows.append({"check": check, "passed": int((status == "pass").sum()), "failed": int((status == "fail").sum()),
-                     "not run": int((status == "not run").sum()), "failed in": where or "—",
-                     "why not run": "; ".join(reasons) or "—", "what it means": explanation})
+        where = ", ".join(
+            f"{inputs.label(r['loss'])} seed {r['seed']}"
+            for r in failed.to_dict("records")
+            if "loss" in r and "seed" in r
+        )
+        reasons = (
+            sorted({str(d) for d in g.loc[status == "not run", "detail"] if str(d).strip()}) if "detail" in g else []
+        )
+        explanation = (
+            str(g["explanation"].dropna().iloc[0])
+            if "explanation" in g and g["explanation"].notna().any()
+            else EXPLANATIONS.get(str(check), "")
+        )
+        rows.append(
+            {
+                "check": check,
+                "passed": int((status == "pass").sum()),
+                "failed": int((status == "fail").sum()),
+                "not run": int((status == "not run").sum()),
+                "failed in": where or "—",
+                "why not run": "; ".join(reasons) or "—",
+                "what it means": explanation,
+            }
+        )
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -379,9 +447,14 @@ def flag_failures(inputs: ReportInputs) -> pd.DataFrame:
     if flags is None or flags.empty or "status" not in flags.columns:
         return pd.DataFrame(columns=["loss", "seed", "check", "detail"])
     failed = flags[flags["status"].astype(str) == "fail"]
-    return pd.DataFrame({"loss": [inputs.label(s) for s in failed.get("loss", [])],
-                         "seed": list(failed.get("seed", [])), "check": list(failed["check"]),
-                         "detail": list(failed.get("detail", [""] * len(failed)))})
+    return pd.DataFrame(
+        {
+            "loss": [inputs.label(s) for s in failed.get("loss", [])],
+            "seed": list(failed.get("seed", [])),
+            "check": list(failed["check"]),
+            "detail": list(failed.get("detail", [""] * len(failed))),
+        }
+    )
 
 
 def unreliable_evaluations(inputs: ReportInputs) -> list[tuple[str, int]]:
@@ -400,14 +473,26 @@ def stages_table(stages: dict[str, Any] | None) -> pd.DataFrame:
     rows = []
     for name, s in stages["stages"].items():
         pieces = s.get("pieces", {})
-        rows.append({"stage": name, "status": s.get("status", ""),
-                     "wall time, last run (s)": _secs(s.get("last_seconds")),
-                     "wall time, all runs (s)": _secs(s.get("total_seconds")),
-                     "pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—"})
+        rows.append(
+            {
+                "stage": name,
+                "status": s.get("status", ""),
+                "wall time, last run (s)": _secs(s.get("last_seconds")),
+                "wall time, all runs (s)": _secs(s.get("total_seconds")),
+                "pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—",
+            }
+        )
     total_last = sum(float(s.get("last_seconds") or 0) for s in stages["stages"].values())
     total_all = sum(float(s.get("total_seconds") or 0) for s in stages["stages"].values())
-    rows.append({"stage": "total", "status": "", "wall time, last run (s)": _secs(total_last),
-                 "wall time, all runs (s)": _secs(total_all), "pieces": ""})
+    rows.append(
+        {
+            "stage": "total",
+            "status": "",
+            "wall time, last run (s)": _secs(total_last),
+            "wall time, all runs (s)": _secs(total_all),
+            "pieces": "",
+        }
+    )
     return pd.DataFrame(rows)
 
 

@@ -3,17 +3,59 @@
 >>> from robust_glo.robustness import evaluate_model
 >>> table = evaluate_model(model, images, labels, attacks=["fgsm", "pgd:steps=20"], eps=[0, 0.05, 0.1])
 """
-from robust_glo.robustness.attacks import (NORM, AttackContext, AttackEntry, AttackSpec, get_attack_entry,
-                                           list_attacks, parse_attack, register_attack, resolve_attacks)
-from robust_glo.robustness.checks import (DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, EXPLANATIONS,
-                                          check_reliability, describe_flags)
-from robust_glo.robustness.evaluate import (RESULT_COLUMNS, Evaluation, check_eps, check_inputs, evaluate_model,
-                                            generate_adversarial, run_evaluation)
+
+from robust_glo.robustness.attacks import (
+    NORM,
+    AttackContext,
+    AttackEntry,
+    AttackSpec,
+    get_attack_entry,
+    list_attacks,
+    parse_attack,
+    register_attack,
+    resolve_attacks,
+)
+from robust_glo.robustness.checks import (
+    DEFAULT_TOLERANCE,
+    DEFAULT_ZERO_GRAD_THRESHOLD,
+    EXPLANATIONS,
+    check_reliability,
+    describe_flags,
+)
+from robust_glo.robustness.evaluate import (
+    RESULT_COLUMNS,
+    Evaluation,
+    check_eps,
+    check_inputs,
+    evaluate_model,
+    generate_adversarial,
+    run_evaluation,
+)
 from robust_glo.robustness.statistics import mean_ci, summarize, welch_pvalue
 
 __all__ = [
-    "DEFAULT_TOLERANCE", "DEFAULT_ZERO_GRAD_THRESHOLD", "EXPLANATIONS", "NORM", "RESULT_COLUMNS", "AttackContext",
-    "AttackEntry", "AttackSpec", "Evaluation", "check_eps", "check_inputs", "check_reliability", "describe_flags",
-    "evaluate_model", "generate_adversarial", "get_attack_entry", "list_attacks", "mean_ci", "parse_attack", "register_attack",
-    "resolve_attacks", "run_evaluation", "summarize", "welch_pvalue",
+    "DEFAULT_TOLERANCE",
+    "DEFAULT_ZERO_GRAD_THRESHOLD",
+    "EXPLANATIONS",
+    "NORM",
+    "RESULT_COLUMNS",
+    "AttackContext",
+    "AttackEntry",
+    "AttackSpec",
+    "Evaluation",
+    "check_eps",
+    "check_inputs",
+    "check_reliability",
+    "describe_flags",
+    "evaluate_model",
+    "generate_adversarial",
+    "get_attack_entry",
+    "list_attacks",
+    "mean_ci",
+    "parse_attack",
+    "register_attack",
+    "resolve_attacks",
+    "run_evaluation",
+    "summarize",
+    "welch_pvalue",
 ]

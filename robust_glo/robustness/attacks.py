@@ -16,12 +16,13 @@ the network's training loss. Budgets follow the references:
   budgets, each attack run on the samples the previous ones did not break (torchattacks' own `AutoAttack`
   class uses 10 iterations, n_classes=10 and a clock seed, so it is not used).
 """
+
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -92,7 +93,7 @@ class AttackSpec:
     params: tuple[tuple[str, Any], ...] = field(default=())
 
     @classmethod
-    def create(cls, name: str, **params: Any) -> "AttackSpec":
+    def create(cls, name: str, **params: Any) -> AttackSpec:
         entry = get_attack_entry(name)
         checked = {key: _coerce(entry, key, value) for key, value in params.items()}
         spec = cls(name, tuple(sorted(checked.items())))
@@ -159,8 +160,7 @@ def parse_attack(spec: str | AttackSpec) -> AttackSpec:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ConfigError(f"attack spec {spec!r}: {pair!r} is not key=value; "
-                              f"{name} takes {_param_help(entry)}")
+            raise ConfigError(f"attack spec {spec!r}: {pair!r} is not key=value; {name} takes {_param_help(entry)}")
         params[key.strip()] = value.strip()
     return AttackSpec.create(name, **params)
 
@@ -227,11 +227,8 @@ def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
         raise ConfigError(f"attack {entry.name!r}: p_init must lie in (0, 1], got {params['p_init']}")
 
 
-def budgets_json(spec: AttackSpec, eps: float, n_classes: int) -> str:
-    return json.dumps(spec.budget(eps, n_classes), sort_keys=True)
-
-
 # --------------------------------------------------------------------------------------------- runners
+
 
 def _seeded(atk: Any, seed: int) -> Any:
     # torchattacks' APGD/APGDT/FAB/Square reseed the global RNG from `seed` on every call; the caller
@@ -244,14 +241,17 @@ def _checked(atk: Any, device: torch.device) -> Any:
     """Pin torchattacks' hidden settings: no normalization of its own, eval mode, our device."""
     atk.set_device(device)
     if atk.normalization_used is not None or atk._normalization_applied is not None:
-        raise ConfigError(f"torchattacks would normalize inputs for {atk.attack}; models must own their "
-                          "normalization (docs/attacks.md)")
+        raise ConfigError(
+            f"torchattacks would normalize inputs for {atk.attack}; models must own their "
+            "normalization (docs/attacks.md)"
+        )
     atk.set_model_training_mode(model_training=False, batchnorm_training=False, dropout_training=False)
     return atk
 
 
-def clean_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   check: Callable[[torch.Tensor], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def clean_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, check: Callable[[torch.Tensor], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits `(B, K)` and grad_x of the summed cross-entropy `(B, C, H, W)` at clean inputs `x`.
 
     Summed (not averaged) so that each sample's gradient does not depend on the batch size. `check`,
@@ -263,7 +263,7 @@ def clean_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         if check is not None:
             check(logits)
         loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-        grad, = torch.autograd.grad(loss, x)
+        (grad,) = torch.autograd.grad(loss, x)
     return logits.detach(), grad.detach()
 
 
@@ -279,8 +279,16 @@ def _pgd_alpha(params: dict, eps: float) -> float:
 def run_pgd(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
     import torchattacks
 
-    atk = _checked(torchattacks.PGD(ctx.model, eps=eps, alpha=_pgd_alpha(params, eps), steps=params["steps"],
-                                    random_start=params["random_start"]), ctx.device)
+    atk = _checked(
+        torchattacks.PGD(
+            ctx.model,
+            eps=eps,
+            alpha=_pgd_alpha(params, eps),
+            steps=params["steps"],
+            random_start=params["random_start"],
+        ),
+        ctx.device,
+    )
     restarts = params["restarts"]
     if restarts == 1:
         return atk(x, y)
@@ -302,8 +310,18 @@ def _apgd(loss: str) -> Runner:
     def run(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
         import torchattacks
 
-        atk = torchattacks.APGD(ctx.model, norm=NORM, eps=eps, steps=params["steps"], n_restarts=params["restarts"],
-                                seed=seed, loss=loss, eot_iter=1, rho=AA_RHO, verbose=False)
+        atk = torchattacks.APGD(
+            ctx.model,
+            norm=NORM,
+            eps=eps,
+            steps=params["steps"],
+            n_restarts=params["restarts"],
+            seed=seed,
+            loss=loss,
+            eot_iter=1,
+            rho=AA_RHO,
+            verbose=False,
+        )
         return _seeded(_checked(atk, ctx.device), seed)(x, y)
 
     return run
@@ -313,31 +331,63 @@ def _targets(params: dict, n_classes: int) -> int:
     return min(params["targets"], n_classes - 1)
 
 
-def run_apgd_t(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
+def run_apgd_t(
+    ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
+) -> torch.Tensor:
     import torchattacks
 
     # torchattacks.APGDT attacks the n_classes - 1 top wrong classes: pass targets + 1.
-    atk = torchattacks.APGDT(ctx.model, norm=NORM, eps=eps, steps=params["steps"], n_restarts=params["restarts"],
-                             seed=seed, eot_iter=1, rho=AA_RHO, verbose=False,
-                             n_classes=_targets(params, ctx.n_classes) + 1)
+    atk = torchattacks.APGDT(
+        ctx.model,
+        norm=NORM,
+        eps=eps,
+        steps=params["steps"],
+        n_restarts=params["restarts"],
+        seed=seed,
+        eot_iter=1,
+        rho=AA_RHO,
+        verbose=False,
+        n_classes=_targets(params, ctx.n_classes) + 1,
+    )
     return _seeded(_checked(atk, ctx.device), seed)(x, y)
 
 
-def run_fab_t(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
+def run_fab_t(
+    ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
+) -> torch.Tensor:
     import torchattacks
 
-    atk = torchattacks.FAB(ctx.model, norm=NORM, eps=eps, steps=params["steps"], n_restarts=params["restarts"],
-                           seed=seed, multi_targeted=True, n_classes=_targets(params, ctx.n_classes) + 1,
-                           verbose=False)
+    atk = torchattacks.FAB(
+        ctx.model,
+        norm=NORM,
+        eps=eps,
+        steps=params["steps"],
+        n_restarts=params["restarts"],
+        seed=seed,
+        multi_targeted=True,
+        n_classes=_targets(params, ctx.n_classes) + 1,
+        verbose=False,
+    )
     return _seeded(_checked(atk, ctx.device), seed)(x, y)
 
 
-def run_square(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
+def run_square(
+    ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
+) -> torch.Tensor:
     import torchattacks
 
-    atk = torchattacks.Square(ctx.model, norm=NORM, eps=eps, n_queries=params["n_queries"],
-                              n_restarts=params["restarts"], p_init=params["p_init"], loss="margin",
-                              resc_schedule=False, seed=seed, verbose=False)
+    atk = torchattacks.Square(
+        ctx.model,
+        norm=NORM,
+        eps=eps,
+        n_queries=params["n_queries"],
+        n_restarts=params["restarts"],
+        p_init=params["p_init"],
+        loss="margin",
+        resc_schedule=False,
+        seed=seed,
+        verbose=False,
+    )
     with torch.no_grad():  # gradient-free: no graph needed
         return _seeded(_checked(atk, ctx.device), seed)(x, y)
 
@@ -350,11 +400,12 @@ AA_COMPONENTS: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 
 
-def run_aa_reference(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict,
-                     seed: int) -> torch.Tensor:
+def run_aa_reference(
+    ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
+) -> torch.Tensor:
     adv = x.clone()
     todo = torch.arange(len(y), device=x.device)
-    for i, (name, component) in enumerate(AA_COMPONENTS):
+    for name, component in AA_COMPONENTS:
         entry = _ATTACKS[name]
         attempt = entry.runner(ctx, x[todo], y[todo], eps, {**entry.defaults, **component}, seed)
         fooled = ctx.predict(attempt) != y[todo]
@@ -367,71 +418,174 @@ def run_aa_reference(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: 
 
 # --------------------------------------------------------------------------------------------- budgets
 
+
 def _fgsm_budget(params: dict, eps: float, n_classes: int) -> dict:
     return {"loss": "ce", "steps": 1, "step_size": eps}
 
 
 def _pgd_budget(params: dict, eps: float, n_classes: int) -> dict:
-    return {"loss": "ce", "steps": params["steps"], "alpha": _pgd_alpha(params, eps),
-            "alpha_rule": "given" if params["alpha"] is not None else "2.5*eps/steps",
-            "random_start": params["random_start"], "restarts": params["restarts"]}
+    return {
+        "loss": "ce",
+        "steps": params["steps"],
+        "alpha": _pgd_alpha(params, eps),
+        "alpha_rule": "given" if params["alpha"] is not None else "2.5*eps/steps",
+        "random_start": params["random_start"],
+        "restarts": params["restarts"],
+    }
 
 
 def _apgd_budget(loss: str) -> Callable[[dict, float, int], dict]:
     def budget(params: dict, eps: float, n_classes: int) -> dict:
-        return {"loss": loss, "steps": params["steps"], "restarts": params["restarts"], "rho": AA_RHO,
-                "implementation": "torchattacks.APGD"}
+        return {
+            "loss": loss,
+            "steps": params["steps"],
+            "restarts": params["restarts"],
+            "rho": AA_RHO,
+            "implementation": "torchattacks.APGD",
+        }
+
     return budget
 
 
 def _apgd_t_budget(params: dict, eps: float, n_classes: int) -> dict:
-    return {"loss": "dlr-targeted", "steps": params["steps"], "restarts": params["restarts"], "rho": AA_RHO,
-            "targets": _targets(params, n_classes), "implementation": "torchattacks.APGDT"}
+    return {
+        "loss": "dlr-targeted",
+        "steps": params["steps"],
+        "restarts": params["restarts"],
+        "rho": AA_RHO,
+        "targets": _targets(params, n_classes),
+        "implementation": "torchattacks.APGDT",
+    }
 
 
 def _fab_t_budget(params: dict, eps: float, n_classes: int) -> dict:
-    return {"steps": params["steps"], "restarts": params["restarts"], "targets": _targets(params, n_classes),
-            "alpha_max": 0.1, "eta": 1.05, "beta": 0.9, "implementation": "torchattacks.FAB(multi_targeted)"}
+    return {
+        "steps": params["steps"],
+        "restarts": params["restarts"],
+        "targets": _targets(params, n_classes),
+        "alpha_max": 0.1,
+        "eta": 1.05,
+        "beta": 0.9,
+        "implementation": "torchattacks.FAB(multi_targeted)",
+    }
 
 
 def _square_budget(params: dict, eps: float, n_classes: int) -> dict:
-    return {"loss": "margin", "n_queries": params["n_queries"], "restarts": params["restarts"],
-            "p_init": params["p_init"], "resc_schedule": False, "implementation": "torchattacks.Square"}
+    return {
+        "loss": "margin",
+        "n_queries": params["n_queries"],
+        "restarts": params["restarts"],
+        "p_init": params["p_init"],
+        "resc_schedule": False,
+        "implementation": "torchattacks.Square",
+    }
 
 
 def _aa_budget(params: dict, eps: float, n_classes: int) -> dict:
-    return {"version": "standard (fra31/auto-attack)", "cascade": True,
-            "components": [{"attack": name, **_ATTACKS[name].budget({**_ATTACKS[name].defaults, **c}, eps, n_classes)}
-                           for name, c in AA_COMPONENTS]}
+    return {
+        "version": "standard (fra31/auto-attack)",
+        "cascade": True,
+        "components": [
+            {"attack": name, **_ATTACKS[name].budget({**_ATTACKS[name].defaults, **c}, eps, n_classes)}
+            for name, c in AA_COMPONENTS
+        ],
+    }
 
 
-register_attack(AttackEntry(
-    "fgsm", "FGSM, one signed-gradient step on cross-entropy", "gradient", {}, {}, 2, run_fgsm, _fgsm_budget,
-    uses_clean_grad=True))
-register_attack(AttackEntry(
-    "pgd", "PGD on cross-entropy (torchattacks.PGD): steps, alpha (default 2.5*eps/steps), random_start, restarts",
-    "gradient", {"steps": 10, "alpha": None, "random_start": True, "restarts": 1},
-    {"steps": int, "alpha": float, "random_start": bool, "restarts": int}, 2, run_pgd, _pgd_budget))
-register_attack(AttackEntry(
-    "apgd-ce", "APGD on cross-entropy (100 steps, 1 restart: AutoAttack reference)", "gradient",
-    {"steps": AA_STEPS, "restarts": AA_RESTARTS}, {"steps": int, "restarts": int}, 2, _apgd("ce"),
-    _apgd_budget("ce")))
-register_attack(AttackEntry(
-    "apgd-dlr", "APGD on the DLR margin loss (100 steps, 1 restart); needs >= 3 classes", "gradient",
-    {"steps": AA_STEPS, "restarts": AA_RESTARTS}, {"steps": int, "restarts": int}, 3, _apgd("dlr"),
-    _apgd_budget("dlr")))
-register_attack(AttackEntry(
-    "apgd-t", "targeted APGD-DLR over the 9 most likely wrong classes (100 steps); needs >= 4 classes", "gradient",
-    {"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},
-    {"steps": int, "restarts": int, "targets": int}, 4, run_apgd_t, _apgd_t_budget))
-register_attack(AttackEntry(
-    "fab-t", "targeted FAB over the 9 most likely wrong classes (100 steps)", "gradient",
-    {"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},
-    {"steps": int, "restarts": int, "targets": int}, 2, run_fab_t, _fab_t_budget))
-register_attack(AttackEntry(
-    "square", "Square attack, gradient-free (5000 queries, margin loss)", "gradient-free",
-    {"n_queries": SQUARE_QUERIES, "restarts": 1, "p_init": SQUARE_P_INIT},
-    {"n_queries": int, "restarts": int, "p_init": float}, 2, run_square, _square_budget))
-register_attack(AttackEntry(
-    "aa-reference", "standard AutoAttack: APGD-CE, APGD-T, FAB-T, Square with reference budgets; needs >= 4 classes",
-    "ensemble", {}, {}, 4, run_aa_reference, _aa_budget))
+register_attack(
+    AttackEntry(
+        "fgsm",
+        "FGSM, one signed-gradient step on cross-entropy",
+        "gradient",
+        {},
+        {},
+        2,
+        run_fgsm,
+        _fgsm_budget,
+        uses_clean_grad=True,
+    )
+)
+register_attack(
+    AttackEntry(
+        "pgd",
+        "PGD on cross-entropy (torchattacks.PGD): steps, alpha (default 2.5*eps/steps), random_start, restarts",
+        "gradient",
+        {"steps": 10, "alpha": None, "random_start": True, "restarts": 1},
+        {"steps": int, "alpha": float, "random_start": bool, "restarts": int},
+        2,
+        run_pgd,
+        _pgd_budget,
+    )
+)
+register_attack(
+    AttackEntry(
+        "apgd-ce",
+        "APGD on cross-entropy (100 steps, 1 restart: AutoAttack reference)",
+        "gradient",
+        {"steps": AA_STEPS, "restarts": AA_RESTARTS},
+        {"steps": int, "restarts": int},
+        2,
+        _apgd("ce"),
+        _apgd_budget("ce"),
+    )
+)
+register_attack(
+    AttackEntry(
+        "apgd-dlr",
+        "APGD on the DLR margin loss (100 steps, 1 restart); needs >= 3 classes",
+        "gradient",
+        {"steps": AA_STEPS, "restarts": AA_RESTARTS},
+        {"steps": int, "restarts": int},
+        3,
+        _apgd("dlr"),
+        _apgd_budget("dlr"),
+    )
+)
+register_attack(
+    AttackEntry(
+        "apgd-t",
+        "targeted APGD-DLR over the 9 most likely wrong classes (100 steps); needs >= 4 classes",
+        "gradient",
+        {"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},
+        {"steps": int, "restarts": int, "targets": int},
+        4,
+        run_apgd_t,
+        _apgd_t_budget,
+    )
+)
+register_attack(
+    AttackEntry(
+        "fab-t",
+        "targeted FAB over the 9 most likely wrong classes (100 steps)",
+        "gradient",
+        {"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},
+        {"steps": int, "restarts": int, "targets": int},
+        2,
+        run_fab_t,
+        _fab_t_budget,
+    )
+)
+register_attack(
+    AttackEntry(
+        "square",
+        "Square attack, gradient-free (5000 queries, margin loss)",
+        "gradient-free",
+        {"n_queries": SQUARE_QUERIES, "restarts": 1, "p_init": SQUARE_P_INIT},
+        {"n_queries": int, "restarts": int, "p_init": float},
+        2,
+        run_square,
+        _square_budget,
+    )
+)
+register_attack(
+    AttackEntry(
+        "aa-reference",
+        "standard AutoAttack: APGD-CE, APGD-T, FAB-T, Square with reference budgets; needs >= 4 classes",
+        "ensemble",
+        {},
+        {},
+        4,
+        run_aa_reference,
+        _aa_budget,
+    )
+)

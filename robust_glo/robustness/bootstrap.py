@@ -21,6 +21,7 @@ No library offers this crossed design (scipy.stats.bootstrap resamples one level
 Random numbers come from seed sequences named after what they draw (the image set, a loss), so adding a
 loss to a study does not change another loss's interval.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,7 @@ class HierarchicalBootstrap:
             draws = np.random.default_rng(block).integers(0, n, size=(size, n))
             counts = np.bincount((draws + n * np.arange(size)[:, None]).ravel(), minlength=size * n)
             weights = counts.reshape(size, n).astype(np.float32)  # (size, N) multiplicities
-            out[:, k * CHUNK:k * CHUNK + size] = (matrix @ weights.T) / n
+            out[:, k * CHUNK : k * CHUNK + size] = (matrix @ weights.T) / n
         return out
 
     def _seeds(self, loss: str, s: int) -> np.ndarray:

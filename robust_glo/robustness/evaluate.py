@@ -5,6 +5,7 @@ accuracy, the zero-gradient check and FGSM at every eps. Attacks then run only o
 samples (a misclassified input is already non-robust at any eps >= 0), and one forward pass on each
 adversarial batch gives its predictions: no other forward passes.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,21 +13,39 @@ import math
 import operator
 import time
 import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
 from torch import nn
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness.attacks import (NORM, RESERVED_LABELS, AttackContext, AttackSpec, clean_gradient,
-                                           resolve_attacks)
+from robust_glo.robustness.attacks import (
+    NORM,
+    RESERVED_LABELS,
+    AttackContext,
+    AttackSpec,
+    clean_gradient,
+    resolve_attacks,
+)
 from robust_glo.robustness.checks import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_reliability
 
-RESULT_COLUMNS = ["attack", "eps", "norm", "n", "correct", "accuracy", "max_perturbation", "out_of_range",
-                  "seconds", "params", "reliable", "flags"]
+RESULT_COLUMNS = [
+    "attack",
+    "eps",
+    "norm",
+    "n",
+    "correct",
+    "accuracy",
+    "max_perturbation",
+    "out_of_range",
+    "seconds",
+    "params",
+    "reliable",
+    "flags",
+]
 
 
 @dataclass
@@ -55,8 +74,9 @@ class Evaluation:
 def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
     """Refuse inputs that are not float images in [0, 1] `(N, ...)` with int labels `(N,)`."""
     if not isinstance(inputs, torch.Tensor) or not isinstance(labels, torch.Tensor):
-        raise ConfigError(f"inputs and labels must be torch tensors, got {type(inputs).__name__} and "
-                          f"{type(labels).__name__}")
+        raise ConfigError(
+            f"inputs and labels must be torch tensors, got {type(inputs).__name__} and {type(labels).__name__}"
+        )
     if not inputs.is_floating_point():
         raise ConfigError(f"inputs must be a float tensor in [0, 1], got dtype {inputs.dtype}")
     if inputs.dim() < 2 or len(inputs) == 0:
@@ -67,8 +87,10 @@ def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
         raise ConfigError(f"labels must be integer class indices, got dtype {labels.dtype}")
     lo, hi = float(inputs.min()), float(inputs.max())
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0.0 or hi > 1.0:
-        raise ConfigError(f"inputs must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); put normalization "
-                          "inside the model as its first layer")
+        raise ConfigError(
+            f"inputs must lie in [0, 1] (got min {lo:.4g}, max {hi:.4g}); put normalization "
+            "inside the model as its first layer"
+        )
 
 
 def check_eps(eps: float | Sequence[float]) -> list[float]:
@@ -111,7 +133,7 @@ class _Target(nn.Module):
         self.training = False
         model.eval()
 
-    def train(self, mode: bool = True) -> "_Target":  # noqa: ARG002 - the request is ignored on purpose
+    def train(self, mode: bool = True) -> _Target:  # noqa: ARG002 - the request is ignored on purpose
         self.training = False
         self.model.eval()
         return self
@@ -136,8 +158,11 @@ class StateGuard:
     def changed(self) -> list[str]:
         """Names of the state_dict entries that differ (bit for bit) from the snapshot."""
         now = self.model.state_dict()
-        return [k for k, v in self.saved.items()
-                if k not in now or now[k].shape != v.shape or not torch.equal(now[k].detach().to(v.device), v)]
+        return [
+            k
+            for k, v in self.saved.items()
+            if k not in now or now[k].shape != v.shape or not torch.equal(now[k].detach().to(v.device), v)
+        ]
 
     def restore(self) -> None:
         self.model.load_state_dict(self.saved)
@@ -166,26 +191,139 @@ def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
             model.to(home)
 
 
-def _rng_devices(device: torch.device) -> list[int]:
+def _rng_devices() -> list[int]:
     # torchattacks calls torch.cuda.manual_seed even for CPU attacks; fork every visible GPU's RNG so no
     # seed leaks into a later CUDA computation.
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
-def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-                   attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
-                   eps: float | Sequence[float] = (0.0, 0.05, 0.1), *, batch_size: int = 500,
-                   device: str | torch.device | None = None, seed: int = 0,
-                   tolerance: float = DEFAULT_TOLERANCE,
-                   zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
-                   progress: bool = False) -> Evaluation:
-    """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
+class _Tally:
+    """Per-input outcomes and per-(attack, eps) bookkeeping of one evaluation, filled batch by batch."""
 
-    `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
-    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
-    `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
-    RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
-    """
+    def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int):
+        self.n, self.specs, self.eps_list, self.seed = n, specs, eps_list, seed
+        self.attacked_eps = [e for e in eps_list if e > 0]
+        keys = [(s.label, e) for s in specs for e in self.attacked_eps]
+        self.clean_correct = torch.zeros(n, dtype=torch.bool)
+        self.clean_after = torch.zeros(n, dtype=torch.bool)  # clean predictions again, after the attacks
+        self.eps0_correct = torch.zeros(n, dtype=torch.bool)
+        self.zero_grad = torch.zeros(n, dtype=torch.bool)
+        self.robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.attacked_eps} for s in specs}
+        self.max_pert = dict.fromkeys(keys, 0.0)
+        self.out_of_range = dict.fromkeys(keys, 0)
+        self.seconds = dict.fromkeys(keys, 0.0)
+        self.clean_seconds = self.eps0_seconds = 0.0
+        self.n_classes = 0
+
+    def clean_pass(
+        self,
+        target: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        start: int,
+        check: Callable[[torch.Tensor], None] | None,
+        dev: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clean logits and CE input-gradient of one batch; returns (correct `(B,)`, grad `(B, C, H, W)`)."""
+        t0 = time.perf_counter()
+        logits, grad = clean_gradient(target, x, y, check=check)
+        self.n_classes = int(logits.shape[1])
+        correct = logits.argmax(1) == y
+        self.clean_seconds += time.perf_counter() - t0
+        stop = start + len(y)
+        self.clean_correct[start:stop] = correct.cpu()
+        self.zero_grad[start:stop] = (grad.flatten(1).abs().amax(1) == 0).cpu()
+        if 0.0 in self.eps_list:
+            # eps = 0 is not attacked, but re-predicted through the no-grad path adversarial inputs take,
+            # so that a nondeterministic model or pipeline shows up against clean accuracy.
+            t0 = time.perf_counter()
+            self.eps0_correct[start:stop] = (AttackContext(target, self.n_classes, dev).predict(x) == y).cpu()
+            self.eps0_seconds += time.perf_counter() - t0
+        return correct, grad
+
+    def attack(
+        self,
+        ctx: AttackContext,
+        spec: AttackSpec,
+        e: float,
+        batch: int,
+        xs: torch.Tensor,
+        ys: torch.Tensor,
+        where: torch.Tensor,
+    ) -> None:
+        """Run one attack at one eps on the correctly classified inputs `xs` of a batch (rows `where`)."""
+        t0 = time.perf_counter()
+        s = batch_seed(self.seed, spec.label, e, batch)
+        torch.manual_seed(s)
+        adv = spec.entry.runner(ctx, xs, ys, e, spec.resolved(), s).detach()
+        held = ctx.predict(adv) == ys
+        self.seconds[spec.label, e] += time.perf_counter() - t0
+        self.robust[spec.label][e][where] = held.cpu()
+        # Few full passes over adv: on small models these checks would otherwise cost as much as the
+        # attack's own forward pass.
+        lo, hi = (float(v) for v in torch.aminmax(adv))
+        d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
+        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
+            bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
+            self.out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
+        moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
+        self.max_pert[spec.label, e] = max(self.max_pert[spec.label, e], moved)
+
+    def worst(self) -> dict[float, torch.Tensor]:
+        """Per-input AND over the attacks, per eps (at eps = 0: the eps = 0 predictions)."""
+        out = {}
+        for e in self.eps_list:
+            held = self.eps0_correct.clone() if e == 0.0 else self.clean_correct.clone()
+            if e > 0.0:
+                for spec in self.specs:
+                    held &= self.robust[spec.label][e]
+            out[e] = held
+        return out
+
+    def rows(self, worst: dict[float, torch.Tensor]) -> pd.DataFrame:
+        """The results table without its reliability columns."""
+        n, k = self.n, self.n_classes
+        rows = [_row("clean", 0.0, n, int(self.clean_correct.sum()), self.clean_seconds, {})]
+        for spec in self.specs:
+            for e in self.eps_list:
+                if e == 0.0:
+                    rows.append(
+                        _row(
+                            spec.label,
+                            e,
+                            n,
+                            int(self.eps0_correct.sum()),
+                            self.eps0_seconds,
+                            spec.budget(e, k),
+                            max_perturbation=0.0,
+                            out_of_range=0,
+                        )
+                    )
+                else:
+                    rows.append(
+                        _row(
+                            spec.label,
+                            e,
+                            n,
+                            int(self.robust[spec.label][e].sum()),
+                            self.seconds[spec.label, e],
+                            spec.budget(e, k),
+                            max_perturbation=self.max_pert[spec.label, e],
+                            out_of_range=self.out_of_range[spec.label, e],
+                        )
+                    )
+        for e in self.eps_list:
+            rows.append(_row("worst", e, n, int(worst[e].sum()), 0.0, {"over": [s.label for s in self.specs]}))
+        return pd.DataFrame(rows)
+
+    def zero_grad_share(self) -> float:
+        correct = int(self.clean_correct.sum())
+        return float(self.zero_grad[self.clean_correct].float().mean()) if correct else float("nan")
+
+
+def _checked_arguments(
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attacks, eps, batch_size, device, seed
+) -> tuple[list[AttackSpec], list[float], int, torch.device, int]:
     specs = resolve_attacks(attacks)
     clash = [s.label for s in specs if s.label in RESERVED_LABELS]
     if clash:
@@ -194,56 +332,60 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     check_inputs(inputs, labels)
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    batch_size = int(batch_size)
     if device is None:
         dev = _model_device(model)
     else:
         from robust_glo.utils.device import resolve_device
+
         dev = resolve_device(device)
     try:
         seed = operator.index(seed)  # ints and numpy integers
     except TypeError:
         raise ConfigError(f"seed must be an integer, got {seed!r}") from None
+    return specs, eps_list, int(batch_size), dev, seed
 
+
+def run_evaluation(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
+    *,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
+    progress: bool = False,
+) -> Evaluation:
+    """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
+
+    `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
+    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
+    `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
+    RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
+    """
+    specs, eps_list, batch_size, dev, seed = _checked_arguments(
+        model, inputs, labels, attacks, eps, batch_size, device, seed
+    )
     n = len(labels)
+    tally = _Tally(n, specs, eps_list, seed)
     wants_grad = any(s.entry.uses_clean_grad for s in specs)
-    attacked_eps = [e for e in eps_list if e > 0]
-    clean_correct = torch.zeros(n, dtype=torch.bool)
-    zero_grad = torch.zeros(n, dtype=torch.bool)
-    eps0_correct = torch.zeros(n, dtype=torch.bool)
-    robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in attacked_eps} for s in specs}
-    max_pert = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
-    out_of_range = {(s.label, e): 0 for s in specs for e in attacked_eps}
-    seconds = {(s.label, e): 0.0 for s in specs for e in attacked_eps}
-    clean_after = torch.zeros(n, dtype=torch.bool)
-    clean_seconds = eps0_seconds = 0.0
-
     bar = None
     if progress:
         from tqdm.auto import tqdm
-        bar = tqdm(total=math.ceil(n / batch_size) * (1 + len(specs) * len(attacked_eps)), desc="evaluate",
-                   leave=False)
+
+        bar = tqdm(
+            total=math.ceil(n / batch_size) * (1 + len(specs) * len(tally.attacked_eps)), desc="evaluate", leave=False
+        )
     guard = StateGuard(model)
-    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
+    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
         for b, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            x = inputs[start:stop].to(dev, torch.float32)
-            y = labels[start:stop].to(dev, torch.int64)
-            t0 = time.perf_counter()
-            logits, grad = clean_gradient(target, x, y, check=(lambda out: _check_output(out, labels, specs, len(y)))
-                                          if b == 0 else None)
-            n_classes = int(logits.shape[1])
-            correct = logits.argmax(1) == y
-            clean_seconds += time.perf_counter() - t0
-            clean_correct[start:stop] = correct.cpu()
-            zero_grad[start:stop] = (grad.flatten(1).abs().amax(1) == 0).cpu()
-            if 0.0 in eps_list:
-                # eps = 0 is not attacked, but re-predicted through the no-grad path adversarial inputs
-                # take, so that a nondeterministic model or pipeline shows up against clean accuracy.
-                t0 = time.perf_counter()
-                ctx0 = AttackContext(target, n_classes, dev)
-                eps0_correct[start:stop] = (ctx0.predict(x) == y).cpu()
-                eps0_seconds += time.perf_counter() - t0
+            x = inputs[start : start + batch_size].to(dev, torch.float32)
+            y = labels[start : start + batch_size].to(dev, torch.int64)
+            check = (lambda out, rows=len(y): _check_output(out, labels, specs, rows)) if b == 0 else None
+            correct, grad = tally.clean_pass(target, x, y, start, check, dev)
             if bar is not None:
                 bar.update(1)
             keep = correct.nonzero().squeeze(1)
@@ -251,80 +393,66 @@ def run_evaluation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                 xs, ys, gs = x, y, grad
             else:
                 xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
-            ctx = AttackContext(target, n_classes, dev, clean_grad=gs)
+            ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs)
             for spec in specs:
-                params = spec.resolved()
-                for e in attacked_eps:
+                for e in tally.attacked_eps:
                     if len(keep):
-                        t0 = time.perf_counter()
-                        s = batch_seed(seed, spec.label, e, b)
-                        torch.manual_seed(s)
-                        adv = spec.entry.runner(ctx, xs, ys, e, params, s).detach()
-                        held = ctx.predict(adv) == ys
-                        seconds[spec.label, e] += time.perf_counter() - t0
-                        robust[spec.label][e][start + keep.cpu()] = held.cpu()
-                        # Few full passes over adv: on small models these checks would otherwise cost
-                        # as much as the attack's own forward pass.
-                        lo, hi = (float(v) for v in torch.aminmax(adv))
-                        d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
-                        if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
-                            bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
-                            out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
-                        moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
-                        max_pert[spec.label, e] = max(max_pert[spec.label, e], moved)
+                        tally.attack(ctx, spec, e, b, xs, ys, start + keep.cpu())
                     if bar is not None:
                         bar.update(1)
             # Clean predictions once more, after every attack on this batch: a model whose mode or state
             # an attack changed (BatchNorm statistics, dropout) predicts differently now.
-            clean_after[start:stop] = (ctx.predict(x) == y).cpu()
+            tally.clean_after[start : start + len(y)] = (ctx.predict(x) == y).cpu()
     if bar is not None:
         bar.close()
     changed = guard.changed()
     if changed:  # put the model back as it was; the flag below marks these results unreliable
         guard.restore()
 
-    correct_count = int(clean_correct.sum())
-    zero_grad_share = float(zero_grad[clean_correct].float().mean()) if correct_count else float("nan")
-    rows = [_row("clean", 0.0, n, correct_count, clean_seconds, {})]
+    worst = tally.worst()
+    _assert_invariants(tally.clean_correct, tally.robust, worst)
+    results = tally.rows(worst)
+    robust = tally.robust
     for spec in specs:
-        for e in eps_list:
-            if e == 0.0:
-                rows.append(_row(spec.label, e, n, int(eps0_correct.sum()), eps0_seconds,
-                                 spec.budget(e, n_classes), max_perturbation=0.0, out_of_range=0))
-            else:
-                rows.append(_row(spec.label, e, n, int(robust[spec.label][e].sum()), seconds[spec.label, e],
-                                 spec.budget(e, n_classes), max_perturbation=max_pert[spec.label, e],
-                                 out_of_range=out_of_range[spec.label, e]))
-    worst: dict[float, torch.Tensor] = {}
-    for e in eps_list:
-        held = eps0_correct.clone() if e == 0.0 else clean_correct.clone()
-        for spec in specs:
-            if e > 0.0:
-                held &= robust[spec.label][e]
-        worst[e] = held
-        rows.append(_row("worst", e, n, int(held.sum()), 0.0, {"over": [s.label for s in specs]}))
-    _assert_invariants(clean_correct, robust, worst)
-    results = pd.DataFrame(rows)
-    for spec in specs:
-        robust[spec.label][0.0] = eps0_correct.clone() if 0.0 in eps_list else clean_correct.clone()
+        robust[spec.label][0.0] = tally.eps0_correct.clone() if 0.0 in eps_list else tally.clean_correct.clone()
     robust["worst"] = worst
-    flags = check_reliability(results, zero_grad_share, tolerance=tolerance,
-                              zero_grad_threshold=zero_grad_threshold,
-                              clean_changed=int((clean_after != clean_correct).sum()), state_changed=changed)
+    flags = check_reliability(
+        results,
+        tally.zero_grad_share(),
+        tolerance=tolerance,
+        zero_grad_threshold=zero_grad_threshold,
+        clean_changed=int((tally.clean_after != tally.clean_correct).sum()),
+        state_changed=changed,
+    )
     failed = flags.loc[flags["status"] == "fail", "check"].tolist()
     results["reliable"] = not failed
     results["flags"] = ";".join(failed)
-    results = results[RESULT_COLUMNS]
-    return Evaluation(results, flags, clean_correct, robust, zero_grad_share, n_classes, seed, specs)
+    return Evaluation(
+        results[RESULT_COLUMNS],
+        flags,
+        tally.clean_correct,
+        robust,
+        tally.zero_grad_share(),
+        tally.n_classes,
+        seed,
+        specs,
+    )
 
 
-def evaluate_model(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
-                   attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
-                   eps: float | Sequence[float] = (0.0, 0.05, 0.1), *, batch_size: int = 500,
-                   device: str | torch.device | None = None, seed: int = 0,
-                   tolerance: float = DEFAULT_TOLERANCE,
-                   zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
-                   progress: bool = False) -> pd.DataFrame:
+def evaluate_model(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
+    *,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
+    progress: bool = False,
+) -> pd.DataFrame:
     """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
 
     Columns: attack, eps, norm ("Linf"), n, correct, accuracy, max_perturbation, out_of_range, seconds,
@@ -332,20 +460,38 @@ def evaluate_model(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     Rows: "clean"; each attack at each eps; "worst" (per-sample worst case over the attacks) per eps.
     `run_evaluation` takes the same arguments and also returns the checks table and per-sample outcomes.
     """
-    return run_evaluation(model, inputs, labels, attacks, eps, batch_size=batch_size, device=device, seed=seed,
-                          tolerance=tolerance, zero_grad_threshold=zero_grad_threshold,
-                          progress=progress).results
+    return run_evaluation(
+        model,
+        inputs,
+        labels,
+        attacks,
+        eps,
+        batch_size=batch_size,
+        device=device,
+        seed=seed,
+        tolerance=tolerance,
+        zero_grad_threshold=zero_grad_threshold,
+        progress=progress,
+    ).results
 
 
-def generate_adversarial(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: str | AttackSpec,
-                         eps: float, *, seed: int = 0, device: str | torch.device | None = None) -> torch.Tensor:
+def generate_adversarial(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str | AttackSpec,
+    eps: float,
+    *,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
     """Adversarial inputs `(N, C, H, W)` for every input (correctly classified or not), in one batch,
     under the same isolation as `evaluate_model` (eval mode, forked RNG). For inspection and tests."""
     spec = resolve_attacks([attack])[0]
     eps = check_eps([eps])[0]
     check_inputs(inputs, labels)
     dev = _model_device(model) if device is None else torch.device(device)
-    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices(dev)):
+    with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
         x, y = inputs.to(dev, torch.float32), labels.to(dev, torch.int64)
         logits, grad = clean_gradient(target, x, y, check=lambda out: _check_output(out, labels, [spec], len(y)))
         if eps == 0.0:
@@ -356,8 +502,9 @@ def generate_adversarial(model: nn.Module, inputs: torch.Tensor, labels: torch.T
         return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach()
 
 
-def _assert_invariants(clean: torch.Tensor, robust: dict[str, dict[float, torch.Tensor]],
-                       worst: dict[float, torch.Tensor]) -> None:
+def _assert_invariants(
+    clean: torch.Tensor, robust: dict[str, dict[float, torch.Tensor]], worst: dict[float, torch.Tensor]
+) -> None:
     """What holds by construction (an input counts as robust only if it was classified correctly, and the
     worst case is the per-sample AND over the attacks); a violation is a bug here, not in the model."""
     for label, by_eps in robust.items():
@@ -382,12 +529,29 @@ def _check_output(out: object, labels: torch.Tensor, specs: list[AttackSpec], ro
         raise ConfigError(f"labels must lie in [0, {k - 1}] for a model with {k} outputs; got [{lo}, {hi}]")
     for spec in specs:
         if k < spec.entry.min_classes:
-            raise ConfigError(f"attack {spec.label!r} needs >= {spec.entry.min_classes} classes; "
-                              f"the model has {k}")
+            raise ConfigError(f"attack {spec.label!r} needs >= {spec.entry.min_classes} classes; the model has {k}")
 
 
-def _row(attack: str, eps: float, n: int, correct: int, seconds: float, params: dict, *,
-         max_perturbation: float = float("nan"), out_of_range: int = 0) -> dict:
-    return {"attack": attack, "eps": float(eps), "norm": NORM, "n": n, "correct": correct,
-            "accuracy": correct / n, "max_perturbation": max_perturbation, "out_of_range": out_of_range,
-            "seconds": seconds, "params": json.dumps(params, sort_keys=True)}
+def _row(
+    attack: str,
+    eps: float,
+    n: int,
+    correct: int,
+    seconds: float,
+    params: dict,
+    *,
+    max_perturbation: float = float("nan"),
+    out_of_range: int = 0,
+) -> dict:
+    return {
+        "attack": attack,
+        "eps": float(eps),
+        "norm": NORM,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "max_perturbation": max_perturbation,
+        "out_of_range": out_of_range,
+        "seconds": seconds,
+        "params": json.dumps(params, sort_keys=True),
+    }

@@ -10,6 +10,7 @@ it (to bootstrap over images and to pair networks that saw the same images). One
 attacked); `images` is a fingerprint of those images and labels, so that only outcomes on the very same
 images are paired. `unpack_bits(bits, n)` gives the booleans back.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,12 +43,28 @@ def image_fingerprint(inputs: torch.Tensor, labels: torch.Tensor) -> str:
 
 def outcome_rows(robust: dict[str, dict[float, torch.Tensor]], clean: torch.Tensor, images: str) -> pd.DataFrame:
     """Rows (`OUTCOME_COLUMNS`) for one evaluation: "clean", every attack at every eps, and "worst"."""
-    rows = [{"attack": "clean", "eps": 0.0, "n": len(clean), "correct": int(clean.sum()), "images": images,
-             "bits": pack_bits(clean)}]
+    rows = [
+        {
+            "attack": "clean",
+            "eps": 0.0,
+            "n": len(clean),
+            "correct": int(clean.sum()),
+            "images": images,
+            "bits": pack_bits(clean),
+        }
+    ]
     order = [a for a in robust if a != "worst"] + (["worst"] if "worst" in robust else [])
     for attack in order:
         for eps in sorted(robust[attack]):
             held = robust[attack][eps]
-            rows.append({"attack": attack, "eps": float(eps), "n": len(held), "correct": int(held.sum()),
-                         "images": images, "bits": pack_bits(held)})
+            rows.append(
+                {
+                    "attack": attack,
+                    "eps": float(eps),
+                    "n": len(held),
+                    "correct": int(held.sum()),
+                    "images": images,
+                    "bits": pack_bits(held),
+                }
+            )
     return pd.DataFrame(rows, columns=OUTCOME_COLUMNS)

@@ -11,11 +11,12 @@ into one row per loss x attack x eps with
 - the p-values adjusted for the number of comparisons shown (Holm by default, or Benjamini-Hochberg),
   with statsmodels' `multipletests`; `significant` is decided on the adjusted p only.
 """
+
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,14 +24,38 @@ from scipy import stats
 
 from robust_glo.errors import ConfigError
 
-SUMMARY_STATS = ["n_seeds", "n_images", "mean", "std", "sem", "ci_low", "ci_high", "interval", "baseline",
-                 "baseline_mean", "diff", "diff_ci_low", "diff_ci_high", "p_value", "p_test", "p_welch", "p_images",
-                 "compared", "p_adjusted", "correction", "significant", "n_unreliable", "reliable"]
+SUMMARY_STATS = [
+    "n_seeds",
+    "n_images",
+    "mean",
+    "std",
+    "sem",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "baseline",
+    "baseline_mean",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_value",
+    "p_test",
+    "p_welch",
+    "p_images",
+    "compared",
+    "p_adjusted",
+    "correction",
+    "significant",
+    "n_unreliable",
+    "reliable",
+]
 
 # Corrections for multiple comparisons (statsmodels.stats.multitest.multipletests method names).
-CORRECTIONS = {"holm": "Holm (family-wise error rate)",
-               "fdr_bh": "Benjamini-Hochberg (false discovery rate)",
-               "bonferroni": "Bonferroni (family-wise error rate)"}
+CORRECTIONS = {
+    "holm": "Holm (family-wise error rate)",
+    "fdr_bh": "Benjamini-Hochberg (false discovery rate)",
+    "bonferroni": "Bonferroni (family-wise error rate)",
+}
 CORRECTION_ALIASES = {"bh": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
 DEFAULT_CORRECTION = "holm"
 DEFAULT_BOOTSTRAP = 10_000
@@ -96,11 +121,21 @@ def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
-def summarize(results: pd.DataFrame, *, outcomes: pd.DataFrame | None = None, value: str = "accuracy",
-              compare: str = "loss", group_by: Sequence[str] = ("dataset", "model", "attack", "eps"),
-              baseline: str | None = None, confidence: float = 0.95,
-              bounds: tuple[float, float] | None = (0.0, 1.0), correction: str = DEFAULT_CORRECTION,
-              alpha: float = 0.05, n_boot: int = DEFAULT_BOOTSTRAP, boot_seed: int = 0) -> pd.DataFrame:
+def summarize(
+    results: pd.DataFrame,
+    *,
+    outcomes: pd.DataFrame | None = None,
+    value: str = "accuracy",
+    compare: str = "loss",
+    group_by: Sequence[str] = ("dataset", "model", "attack", "eps"),
+    baseline: str | None = None,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    correction: str = DEFAULT_CORRECTION,
+    alpha: float = 0.05,
+    n_boot: int = DEFAULT_BOOTSTRAP,
+    boot_seed: int = 0,
+) -> pd.DataFrame:
     """One row per `compare` value x `group_by` cell (the columns of these present in `results`).
 
     Columns: the keys, then `SUMMARY_STATS`:
@@ -135,39 +170,32 @@ def summarize(results: pd.DataFrame, *, outcomes: pd.DataFrame | None = None, va
     has_flag = "reliable" in results.columns
     cells = results.groupby(keys + [compare], sort=False, dropna=False)
     base_rows = results[results[compare] == base]
-    base_values = ({_as_tuple(k): g[value].to_numpy(float) for k, g in base_rows.groupby(keys, sort=False, dropna=False)}
-                   if keys else {(): base_rows[value].to_numpy(float)})
-    n_attacks = (len({a for a in results["attack"] if a not in ("clean", "worst")})
-                 if "attack" in results.columns else 0)
+    base_values = (
+        {_as_tuple(k): g[value].to_numpy(float) for k, g in base_rows.groupby(keys, sort=False, dropna=False)}
+        if keys
+        else {(): base_rows[value].to_numpy(float)}
+    )
+    n_attacks = len({a for a in results["attack"] if a not in ("clean", "worst")}) if "attack" in results.columns else 0
     rows = []
     for key, group in cells:
         key = _as_tuple(key)
         cell, who = key[:-1], key[-1]
-        where = dict(zip(keys, cell))
-        values = group[value].to_numpy(float)
-        mean, std, low, high = mean_ci(values, confidence)
-        n = int((~np.isnan(values)).sum())
-        ref = base_values.get(cell, np.array([]))
-        ref_mean = float(np.nanmean(ref)) if len(ref) and not np.isnan(ref).all() else math.nan
-        unreliable = int((~group["reliable"].astype(bool)).sum()) if has_flag else 0
-        row = {**where, compare: who, "n_seeds": n, "n_images": math.nan, "mean": mean, "std": std,
-               "sem": std / math.sqrt(n) if n > 1 else math.nan, "ci_low": low, "ci_high": high,
-               "interval": INTERVAL_T, "baseline": base, "baseline_mean": ref_mean, "diff": mean - ref_mean,
-               "diff_ci_low": math.nan, "diff_ci_high": math.nan, "p_value": math.nan, "p_test": "",
-               "p_welch": math.nan if who == base else welch_pvalue(values, ref), "p_images": math.nan,
-               "compared": who != base and _shown(where, n_attacks), "n_unreliable": unreliable,
-               "reliable": unreliable == 0}
-        est = boot.cell(str(who), str(base), where) if boot is not None and value == "accuracy" else None
-        if est is not None:
-            row.update(n_images=est.n_images, ci_low=est.ci_low, ci_high=est.ci_high, interval=INTERVAL_BOOTSTRAP)
-            if who != base and est.diff_ci_low is not None:
-                row.update(diff_ci_low=est.diff_ci_low, diff_ci_high=est.diff_ci_high, p_value=est.p_value,
-                           p_test="bootstrap", p_images=est.p_images)
-        elif who != base:
-            row.update(p_value=row["p_welch"], p_test="welch")
-        if bounds is not None and not math.isnan(row["ci_low"]):
-            row["ci_low"], row["ci_high"] = max(row["ci_low"], bounds[0]), min(row["ci_high"], bounds[1])
-        rows.append(row)
+        rows.append(
+            _cell_row(
+                dict(zip(keys, cell)),
+                who,
+                group,
+                base,
+                base_values.get(cell, np.array([])),
+                value=value,
+                compare=compare,
+                confidence=confidence,
+                bounds=bounds,
+                boot=boot,
+                n_attacks=n_attacks,
+                has_flag=has_flag,
+            )
+        )
     out = pd.DataFrame(rows, columns=keys + [compare] + SUMMARY_STATS)
     family = out["compared"].astype(bool)
     out["p_adjusted"] = math.nan
@@ -180,6 +208,69 @@ def summarize(results: pd.DataFrame, *, outcomes: pd.DataFrame | None = None, va
     ordered = out.assign(**{f"_rank_{c}": out[c].map(r) for c, r in ranks.items()})
     by = [f"_rank_{c}" if c in ranks else c for c in sort_cols]
     return ordered.sort_values(by, kind="stable")[out.columns].reset_index(drop=True)
+
+
+def _cell_row(
+    where: dict,
+    who: object,
+    group: pd.DataFrame,
+    base: object,
+    ref: np.ndarray,
+    *,
+    value: str,
+    compare: str,
+    confidence: float,
+    bounds: tuple[float, float] | None,
+    boot,
+    n_attacks: int,
+    has_flag: bool,
+) -> dict:
+    """The summary row of one loss (`who`) in one cell (`where`), against the baseline's values `ref`."""
+    values = group[value].to_numpy(float)
+    mean, std, low, high = mean_ci(values, confidence)
+    n = int((~np.isnan(values)).sum())
+    ref_mean = float(np.nanmean(ref)) if len(ref) and not np.isnan(ref).all() else math.nan
+    unreliable = int((~group["reliable"].astype(bool)).sum()) if has_flag else 0
+    row = {
+        **where,
+        compare: who,
+        "n_seeds": n,
+        "n_images": math.nan,
+        "mean": mean,
+        "std": std,
+        "sem": std / math.sqrt(n) if n > 1 else math.nan,
+        "ci_low": low,
+        "ci_high": high,
+        "interval": INTERVAL_T,
+        "baseline": base,
+        "baseline_mean": ref_mean,
+        "diff": mean - ref_mean,
+        "diff_ci_low": math.nan,
+        "diff_ci_high": math.nan,
+        "p_value": math.nan,
+        "p_test": "",
+        "p_welch": math.nan if who == base else welch_pvalue(values, ref),
+        "p_images": math.nan,
+        "compared": who != base and _shown(where, n_attacks),
+        "n_unreliable": unreliable,
+        "reliable": unreliable == 0,
+    }
+    est = boot.cell(str(who), str(base), where) if boot is not None and value == "accuracy" else None
+    if est is not None:
+        row.update(n_images=est.n_images, ci_low=est.ci_low, ci_high=est.ci_high, interval=INTERVAL_BOOTSTRAP)
+        if who != base and est.diff_ci_low is not None:
+            row.update(
+                diff_ci_low=est.diff_ci_low,
+                diff_ci_high=est.diff_ci_high,
+                p_value=est.p_value,
+                p_test="bootstrap",
+                p_images=est.p_images,
+            )
+    elif who != base:
+        row.update(p_value=row["p_welch"], p_test="welch")
+    if bounds is not None and not math.isnan(row["ci_low"]):
+        row["ci_low"], row["ci_high"] = max(row["ci_low"], bounds[0]), min(row["ci_high"], bounds[1])
+    return row
 
 
 def _shown(where: dict, n_attacks: int) -> bool:

@@ -7,6 +7,7 @@ Run directory layout:
     model.pt          final weights (state_dict; loaded with weights_only=True)
     checkpoint.pt     resumable state while the run is in progress (removed when it finishes)
 """
+
 from __future__ import annotations
 
 import math
@@ -41,10 +42,9 @@ class TrainResult:
 
 def budget_steps(config: TrainConfig, n_train: int) -> tuple[int, tuple[int, ...]]:
     """The step budget and step-schedule milestones, converting epochs with the training-set size."""
-    per_epoch = max(1, n_train // min(config.batch_size, n_train))
+    per_epoch = config.recipe.steps_per_epoch(n_train)
     steps = config.steps if config.steps is not None else math.ceil(config.epochs * per_epoch)
-    milestones = tuple(config.milestones) or tuple(int(e * per_epoch) for e in config.milestone_epochs)
-    return steps, milestones
+    return steps, config.recipe.milestone_steps(n_train)
 
 
 def _is_finished(out_dir: Path, config: TrainConfig) -> bool:
@@ -52,8 +52,9 @@ def _is_finished(out_dir: Path, config: TrainConfig) -> bool:
     if not (metrics.is_file() and cfg.is_file()):
         return False
     stored = read_json(cfg)
-    return stored == config.to_dict() and (read_json(metrics).get("status") == "diverged"
-                                           or (out_dir / "model.pt").is_file())
+    return stored == config.to_dict() and (
+        read_json(metrics).get("status") == "diverged" or (out_dir / "model.pt").is_file()
+    )
 
 
 def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
@@ -64,14 +65,20 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
     config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
     from robust_glo.data.registry import DATASETS
 
-    model = create_model(config.model or DATASETS[config.dataset].default_model, DATASETS[config.dataset],
-                         seed=config.seed)
+    model = create_model(
+        config.model or DATASETS[config.dataset].default_model, DATASETS[config.dataset], seed=config.seed
+    )
     model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
     return model.to(device).eval()
 
 
-def train_run(config: TrainConfig, out_dir: str | Path | None = None, *, splits: DatasetSplits | None = None,
-              progress: bool = True) -> TrainResult:
+def train_run(
+    config: TrainConfig,
+    out_dir: str | Path | None = None,
+    *,
+    splits: DatasetSplits | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train one (loss, dataset, model, seed) combination, reusing `out_dir` when it already holds it."""
     config = config.resolved()
     loss_fn = get_loss(config.loss)  # resolve first: a bad spec fails before any work
@@ -79,39 +86,68 @@ def train_run(config: TrainConfig, out_dir: str | Path | None = None, *, splits:
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and _is_finished(out, config):
         metrics = read_json(out / "metrics.json")
-        model = (load_trained_model(out, device) if (out / "model.pt").is_file()
-                 else create_model(config.model, _info(config), seed=config.seed))
-        return TrainResult(metrics["status"], config, model, metrics.get("val_accuracy"),
-                           metrics.get("test_accuracy"), metrics.get("seconds", 0.0), metrics, out, reused=True)
+        model = (
+            load_trained_model(out, device)
+            if (out / "model.pt").is_file()
+            else create_model(config.model, _info(config), seed=config.seed)
+        )
+        return TrainResult(
+            metrics["status"],
+            config,
+            model,
+            metrics.get("val_accuracy"),
+            metrics.get("test_accuracy"),
+            metrics.get("seconds", 0.0),
+            metrics,
+            out,
+            reused=True,
+        )
     if splits is None:
-        splits = load_dataset(config.dataset, root=config.data_root, val_size=config.val_size,
-                              test_size=config.test_size, train_fraction=config.train_fraction,
-                              split_seed=config.split_seed)
+        splits = load_dataset(
+            config.dataset, root=config.data_root, test_size=config.test_size, **config.recipe.split_options()
+        )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config.to_dict())
-        atomic_write_json(out / "environment.json",
-                          run_metadata(seed=config.seed, split_seed=config.split_seed) | {"data_source": splits.source})
+        atomic_write_json(
+            out / "environment.json",
+            run_metadata(seed=config.seed, split_seed=config.recipe.split_seed) | {"data_source": splits.source},
+        )
     model = create_model(config.model, splits.info, seed=config.seed)
-    steps, milestones = budget_steps(config, len(splits.train))
-    result = fit(model, loss_fn, splits.train, steps=steps, batch_size=config.batch_size, lr=config.lr,
-                 momentum=config.momentum, weight_decay=config.weight_decay, nesterov=config.nesterov,
-                 schedule=config.schedule, milestones=milestones, gamma=config.gamma, seed=config.seed,
-                 device=device, augment=bool(config.augment), amp=config.amp,
-                 progress=f"{config.loss} seed {config.seed}" if progress else False,
-                 checkpoint_path=(out / "checkpoint.pt") if out is not None else None,
-                 checkpoint_every=config.checkpoint_every)
+    steps, _ = budget_steps(config, len(splits.train))
+    options = config.recipe.fit_options(len(splits.train), augment_default=splits.info.augment)
+    result = fit(
+        model,
+        loss_fn,
+        splits.train,
+        steps=steps,
+        seed=config.seed,
+        device=device,
+        **options,
+        progress=f"{config.loss} seed {config.seed}" if progress else False,
+        checkpoint_path=(out / "checkpoint.pt") if out is not None else None,
+        checkpoint_every=config.checkpoint_every,
+    )
     val_acc = test_acc = None
     if result.status == "ok":
-        val_acc = (evaluate_accuracy(model, splits.val, batch_size=config.eval_batch_size, device=device)
-                   if len(splits.val) else None)
-        test_acc = evaluate_accuracy(model, splits.test, batch_size=config.eval_batch_size, device=device)
-    metrics = {"status": result.status, "message": result.message, "steps": result.steps_done,
-               "budget_steps": steps, "loss_curve": result.loss_curve,
-               "final_train_loss": result.loss_curve[-1][1] if result.loss_curve else None,
-               "val_accuracy": val_acc, "test_accuracy": test_acc, "n_val": len(splits.val),
-               "n_test": len(splits.test), "seconds": result.seconds,
-               "samples_per_second": result.samples_per_second, "device": str(device)}
+        batch = config.recipe.eval_batch_size
+        val_acc = evaluate_accuracy(model, splits.val, batch_size=batch, device=device) if len(splits.val) else None
+        test_acc = evaluate_accuracy(model, splits.test, batch_size=batch, device=device)
+    metrics = {
+        "status": result.status,
+        "message": result.message,
+        "steps": result.steps_done,
+        "budget_steps": steps,
+        "loss_curve": result.loss_curve,
+        "final_train_loss": result.loss_curve[-1][1] if result.loss_curve else None,
+        "val_accuracy": val_acc,
+        "test_accuracy": test_acc,
+        "n_val": len(splits.val),
+        "n_test": len(splits.test),
+        "seconds": result.seconds,
+        "samples_per_second": result.samples_per_second,
+        "device": str(device),
+    }
     if out is not None:
         if result.status == "ok":
             tmp = out / "model.pt.tmp"

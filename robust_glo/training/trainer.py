@@ -1,12 +1,13 @@
 """The training loop: SGD with momentum on tensor-resident batches, divergence-aware and resumable."""
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -14,7 +15,7 @@ from tqdm.auto import tqdm
 
 from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
-from robust_glo.losses.user import NonFiniteLossError
+from robust_glo.errors import NonFiniteLossError, ResumeError
 
 
 @dataclass
@@ -27,14 +28,17 @@ class FitResult:
     message: str = ""
 
 
-def make_optimizer(model: nn.Module, *, lr: float, momentum: float, weight_decay: float,
-                   nesterov: bool = False) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
-                           nesterov=nesterov and momentum > 0)
+def make_optimizer(
+    model: nn.Module, *, lr: float, momentum: float, weight_decay: float, nesterov: bool = False
+) -> torch.optim.Optimizer:
+    return torch.optim.SGD(
+        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0
+    )
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, *, schedule: str, steps: int,
-                   milestones: tuple[int, ...] = (), gamma: float = 0.1):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, *, schedule: str, steps: int, milestones: tuple[int, ...] = (), gamma: float = 0.1
+):
     """Per-step learning-rate schedule: constant, step (x gamma at each milestone) or cosine to 0."""
     if schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
@@ -47,13 +51,29 @@ def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], train: Split, *,
-        steps: int, batch_size: int = 128, lr: float = 0.05, momentum: float = 0.9,
-        weight_decay: float = 5e-4, nesterov: bool = False, schedule: str = "cosine",
-        milestones: tuple[int, ...] = (), gamma: float = 0.1, seed: int = 0,
-        device: torch.device | str = "cpu", augment: bool = False, amp: bool = False,
-        progress: bool | str = False, checkpoint_path: str | Path | None = None,
-        checkpoint_every: int = 0, log_every: int = 50) -> FitResult:
+def fit(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train: Split,
+    *,
+    steps: int,
+    batch_size: int = 128,
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    nesterov: bool = False,
+    schedule: str = "cosine",
+    milestones: tuple[int, ...] = (),
+    gamma: float = 0.1,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    augment: bool = False,
+    amp: bool = False,
+    progress: bool | str = False,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 0,
+    log_every: int = 50,
+) -> FitResult:
     """Train `model` in place for `steps` SGD steps on `train`; returns status and loss curve.
 
     Weights init is the caller's; batch order, augmentation and dropout come from `seed` alone (the global
@@ -68,8 +88,9 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     scheduler = make_scheduler(optimizer, schedule=schedule, steps=steps, milestones=milestones, gamma=gamma)
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    autocast = (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda"
-                else nullcontext())
+    autocast = (
+        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+    )
     # Checking the loss every step costs a device sync; on CUDA check every few steps instead.
     check_every = 1 if device.type == "cpu" else 10
     curve: list[tuple[int, float]] = []
@@ -77,17 +98,16 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         if ckpt is not None and ckpt.is_file():
-            state = torch.load(ckpt, map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start_step = int(state["step"])
-            curve = [tuple(x) for x in state["curve"].tolist()]
-            loader = TensorLoader(train, batch_size=batch_size, seed=seed, device=device, augment=augment)
+            start_step, curve = _restore_checkpoint(ckpt, model, optimizer, scheduler, device)
         model.train()
-        bar = tqdm(total=steps, initial=start_step, desc=progress if isinstance(progress, str) else "train",
-                   disable=not progress, leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            total=steps,
+            initial=start_step,
+            desc=progress if isinstance(progress, str) else "train",
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         t0 = time.perf_counter()
         window = torch.zeros((), device=device)
         window_n = 0
@@ -130,24 +150,57 @@ def fit(model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.
     if status == "ok" and not _weights_finite(model):
         status, message = "diverged", "non-finite weights at the end of training"
     done = step - start_step
-    return FitResult(status=status, steps_done=step, loss_curve=curve, seconds=seconds,
-                     samples_per_second=done * loader.batch_size / seconds if seconds > 0 else 0.0,
-                     message=message)
+    return FitResult(
+        status=status,
+        steps_done=step,
+        loss_curve=curve,
+        seconds=seconds,
+        samples_per_second=done * loader.batch_size / seconds if seconds > 0 else 0.0,
+        message=message,
+    )
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int,
-                     curve: list[tuple[int, float]]) -> None:
+def _restore_checkpoint(
+    path: Path, model: nn.Module, optimizer, scheduler, device: torch.device
+) -> tuple[int, list[tuple[int, float]]]:
+    """Load a checkpoint of `_save_checkpoint` into the objects (and the forked RNG); returns the step it was
+    taken at and the loss curve so far. An unreadable or mismatched checkpoint is a `ResumeError`."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        return int(state["step"]), [tuple(x) for x in state["curve"].tolist()]
+    except (RuntimeError, KeyError, ValueError, EOFError, OSError) as exc:
+        raise ResumeError(
+            f"cannot resume from checkpoint {str(path)!r} ({type(exc).__name__}); delete it to train from the start"
+        ) from None
+
+
+def _save_checkpoint(
+    path: Path, model: nn.Module, optimizer, scheduler, step: int, curve: list[tuple[int, float]]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "step": step,
-                "curve": torch.tensor(curve, dtype=torch.float64).reshape(-1, 2)}, tmp)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": torch.get_rng_state(),
+            "step": step,
+            "curve": torch.tensor(curve, dtype=torch.float64).reshape(-1, 2),
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, split: Split, *, batch_size: int = 1000,
-                      device: torch.device | str = "cpu") -> float:
+def evaluate_accuracy(
+    model: nn.Module, split: Split, *, batch_size: int = 1000, device: torch.device | str = "cpu"
+) -> float:
     """Top-1 accuracy of `model` on a split, in eval mode (the model's mode is restored)."""
     was_training = model.training
     model.eval()

@@ -1,6 +1,14 @@
 """Small shared helpers: devices, atomic files, run metadata."""
+
 from robust_glo.utils.device import resolve_device
 from robust_glo.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from robust_glo.utils.metadata import run_metadata
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "resolve_device", "run_metadata"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+    "resolve_device",
+    "run_metadata",
+]

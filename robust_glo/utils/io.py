@@ -1,4 +1,5 @@
 """Atomic file writes: a crash never leaves a half-written result behind."""
+
 from __future__ import annotations
 
 import json

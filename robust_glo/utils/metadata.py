@@ -1,4 +1,5 @@
 """Library versions and hardware, recorded in every run directory."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,8 +11,20 @@ from typing import Any
 
 import torch
 
-_PACKAGES = ["robust-glo", "torch", "torchvision", "torchattacks", "cma", "numpy", "pandas", "scipy",
-             "seaborn", "matplotlib", "scikit-learn", "ray"]
+_PACKAGES = [
+    "robust-glo",
+    "torch",
+    "torchvision",
+    "torchattacks",
+    "cma",
+    "numpy",
+    "pandas",
+    "scipy",
+    "seaborn",
+    "matplotlib",
+    "scikit-learn",
+    "ray",
+]
 
 
 def library_versions() -> dict[str, str | None]:
@@ -25,9 +38,13 @@ def library_versions() -> dict[str, str | None]:
 
 
 def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "machine": platform.machine(),
-                            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                            "cuda": torch.cuda.is_available()}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -35,6 +52,10 @@ def hardware() -> dict[str, Any]:
 
 def run_metadata(**seeds: int) -> dict[str, Any]:
     """Versions, hardware, time and the seeds given, for `environment.json`."""
-    return {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "seeds": seeds, "versions": library_versions(), "hardware": hardware(),
-            "argv": sys.argv}
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seeds": seeds,
+        "versions": library_versions(),
+        "hardware": hardware(),
+        "argv": sys.argv,
+    }

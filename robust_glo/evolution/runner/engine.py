@@ -11,17 +11,19 @@
 Crash safety: see `store`. Resuming replays the state at the last generation boundary, asks the same
 population (checked against the records), and only evaluates what is not on disk yet.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.errors import ConfigError, ResumeError, RobustGloError
 from robust_glo.evolution.backends import Backend, Job, make_backend
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.evolution.optimizer import CMAES
@@ -72,8 +74,14 @@ class _Progress:
 
     def __init__(self, desc: str, total: int, enabled: bool):
         # No rate or ETA: rejected candidates finish instantly, so tqdm's rate would mislead.
-        self.bar = tqdm(total=total, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True,
-                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            disable=not enabled,
+            leave=True,
+            dynamic_ncols=True,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
+        )
 
     def show(self, records: Iterable[dict[str, Any]]) -> None:
         records = list(records)
@@ -92,14 +100,21 @@ def _check_resume(store: RunStore, config: EvolveConfig) -> None:
     stored = EvolveConfig.from_dict(read_json(store.path("config.json")), source=repr(str(store.path("config.json"))))
     diff = stored.result_differences(config)
     if diff:
-        detail = "; ".join(f"{k.replace('_', '-')} {getattr(config, k)!r} (run has {getattr(stored, k)!r})"
-                           for k in diff)
-        raise ConfigError(f"cannot resume {str(store.out)!r} with different settings: {detail}; "
-                          f"only execution options may change")
+        detail = "; ".join(
+            f"{k.replace('_', '-')} {getattr(config, k)!r} (run has {getattr(stored, k)!r})" for k in diff
+        )
+        raise ResumeError(
+            f"cannot resume {str(store.out)!r} with different settings: {detail}; only execution options may change"
+        )
 
 
-def run_evolution(config: EvolveConfig, *, resume: bool = False, backend: Backend | None = None,
-                  problem: TaylorGLOProblem | None = None) -> EvolutionResult:
+def run_evolution(
+    config: EvolveConfig,
+    *,
+    resume: bool = False,
+    backend: Backend | None = None,
+    problem: TaylorGLOProblem | None = None,
+) -> EvolutionResult:
     """Run (or, with `resume`, continue) an evolution described by `config` in `config.out`.
 
     `backend` and `problem` default to the ones the config names; pass them to reuse a Ray cluster or to
@@ -111,8 +126,9 @@ def run_evolution(config: EvolveConfig, *, resume: bool = False, backend: Backen
     store = RunStore(config.out, robust=config.fitness_spec.robust)
     existing = store.exists()
     if existing and not resume:
-        raise ConfigError(f"{str(store.out)!r} already holds an evolution run; pass --resume to continue it, "
-                          f"or choose another --out")
+        raise ConfigError(
+            f"{str(store.out)!r} already holds an evolution run; pass --resume to continue it, or choose another --out"
+        )
     if existing:
         _check_resume(store, config)
     problem = problem or TaylorGLOProblem.from_config(config)
@@ -132,9 +148,13 @@ def run_evolution(config: EvolveConfig, *, resume: bool = False, backend: Backen
 
 def _write_metadata(store: RunStore, config: EvolveConfig, problem: TaylorGLOProblem, resumed: bool) -> None:
     store.out.mkdir(parents=True, exist_ok=True)
-    meta = run_metadata(seed=config.seed, split_seed=config.split_seed)
-    meta |= {"data_source": problem.splits.source, "backend": config.backend, "n_classes": problem.n_classes,
-             "model": problem.model_name}
+    meta = run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
+    meta |= {
+        "data_source": problem.splits.source,
+        "backend": config.backend,
+        "n_classes": problem.n_classes,
+        "model": problem.model_name,
+    }
     env_path = store.path("environment.json")
     if resumed and env_path.is_file():
         first = read_json(env_path)
@@ -145,8 +165,9 @@ def _write_metadata(store: RunStore, config: EvolveConfig, problem: TaylorGLOPro
 
 
 class _Engine:
-    def __init__(self, config: EvolveConfig, store: RunStore, problem: TaylorGLOProblem, backend: Backend,
-                 t_start: float):
+    def __init__(
+        self, config: EvolveConfig, store: RunStore, problem: TaylorGLOProblem, backend: Backend, t_start: float
+    ):
         self.config, self.store, self.problem, self.backend = config, store, problem, backend
         self.t_start = t_start
         self.evaluated_now = 0
@@ -162,43 +183,60 @@ class _Engine:
         else:
             optimizer, start = state
         if start > cfg.total_generations:
-            raise ConfigError(f"the budget ({cfg.total_generations} generations) is less than the {start} this run "
-                              f"has finished; give generations >= {start}")
+            raise ConfigError(
+                f"the budget ({cfg.total_generations} generations) is less than the {start} this run "
+                f"has finished; give generations >= {start}"
+            )
         for g in range(start, cfg.total_generations):
             self._generation(optimizer, g)
         best, reevals = self._reevaluate()
         candidates = [store.candidates[k] for k in sorted(store.candidates)]
         trained = sum(r["status"] in TRAINING_STATUSES for r in candidates)
         return EvolutionResult(
-            out_dir=store.out, best=best, history=candidates, reevaluations=reevals, search_trainings=trained,
+            out_dir=store.out,
+            best=best,
+            history=candidates,
+            reevaluations=reevals,
+            search_trainings=trained,
             reeval_trainings=sum(r["status"] in TRAINING_STATUSES for r in store.reevaluations.values()),
             rejected=sum(r["status"] == "rejected" for r in candidates),
-            seconds=time.perf_counter() - self.t_start, evaluated_now=self.evaluated_now,
-            generations=list(store.generations))
+            seconds=time.perf_counter() - self.t_start,
+            evaluated_now=self.evaluated_now,
+            generations=list(store.generations),
+        )
 
     def _generation(self, optimizer: CMAES, g: int) -> None:
         cfg, store, problem = self.config, self.store, self.problem
         t0 = time.perf_counter()
         thetas = optimizer.ask()
         if len(thetas) != cfg.popsize:
-            raise RobustGloError(f"the CMA-ES state asks {len(thetas)} candidates, the config says popsize "
-                                 f"{cfg.popsize}")
+            raise RobustGloError(
+                f"the CMA-ES state asks {len(thetas)} candidates, the config says popsize {cfg.popsize}"
+            )
         for i, theta in enumerate(thetas):
             done = store.candidates.get((g, i))
             if done is not None and not np.array_equal(np.asarray(done["theta"]), theta):
-                raise RobustGloError(f"{str(store.path('evaluations.json'))!r} does not match the CMA-ES state "
-                                     f"at generation {g}, candidate {i}; the run directory was modified")
+                raise RobustGloError(
+                    f"{str(store.path('evaluations.json'))!r} does not match the CMA-ES state "
+                    f"at generation {g}, candidate {i}; the run directory was modified"
+                )
         seed = generation_seed(cfg.seed, g)
         keep = problem.screen(thetas)
         violation = problem.violation(thetas)
-        base = [{"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
-                for i in range(len(thetas))]
+        base = [
+            {"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
+            for i in range(len(thetas))
+        ]
         for i in np.flatnonzero(~keep):
             store.candidates.setdefault((g, int(i)), _record(base[i], Evaluation.rejected(float(violation[i]))))
         store.save()
-        jobs = [Job((g, int(i)), tuple(base[i]["theta"]), seed) for i in np.flatnonzero(keep)
-                if (g, int(i)) not in store.candidates]
+        jobs = [
+            Job((g, int(i)), tuple(base[i]["theta"]), seed)
+            for i in np.flatnonzero(keep)
+            if (g, int(i)) not in store.candidates
+        ]
         bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", len(thetas), cfg.progress)
+
         def mine() -> list[dict[str, Any]]:
             return [r for k, r in store.candidates.items() if k[0] == g]
 
@@ -223,16 +261,24 @@ class _Engine:
     def _summary(g: int, records: list[dict[str, Any]], optimizer: CMAES, seconds: float) -> dict[str, Any]:
         fitness = [r["fitness"] for r in records]
         counts = {s: sum(r["status"] == s for r in records) for s in ("trained", "rejected", "diverged", "failed")}
-        return {"generation": g, "best_fitness": min(fitness), "median_fitness": _median(fitness), **counts,
-                "sigma": optimizer.sigma, "seconds": seconds,
-                # pycma's termination criteria that hold (recorded only: the run length is the budget's)
-                "cma_stop": ";".join(sorted(optimizer.stop()))}
+        return {
+            "generation": g,
+            "best_fitness": min(fitness),
+            "median_fitness": _median(fitness),
+            **counts,
+            "sigma": optimizer.sigma,
+            "seconds": seconds,
+            # pycma's termination criteria that hold (recorded only: the run length is the budget's)
+            "cma_stop": ";".join(sorted(optimizer.stop())),
+        }
 
     # ---- final choice ------------------------------------------------------------------------------------
     def _top(self) -> list[dict[str, Any]]:
         """The k best distinct trained candidates of the whole search, best first."""
-        ranked = sorted((r for r in self.store.candidates.values() if r["status"] == "trained"),
-                        key=lambda r: (r["fitness"], r["generation"], r["index"]))
+        ranked = sorted(
+            (r for r in self.store.candidates.values() if r["status"] == "trained"),
+            key=lambda r: (r["fitness"], r["generation"], r["index"]),
+        )
         top, seen = [], set()
         for r in ranked:
             key = tuple(r["theta"])
@@ -249,18 +295,35 @@ class _Engine:
         if not top:
             return None, []
         seeds = [reeval_seed(cfg.seed, s) for s in range(cfg.reeval_seeds)]
-        jobs = [Job((r["generation"], r["index"], s), tuple(r["theta"]), seeds[s])
-                for r in top for s in range(cfg.reeval_seeds)
-                if (r["generation"], r["index"], s) not in store.reevaluations]
+        jobs = [
+            Job((r["generation"], r["index"], s), tuple(r["theta"]), seeds[s])
+            for r in top
+            for s in range(cfg.reeval_seeds)
+            if (r["generation"], r["index"], s) not in store.reevaluations
+        ]
         by_key = {(r["generation"], r["index"]): r for r in top}
-        bar = tqdm(total=len(top) * cfg.reeval_seeds, initial=len(top) * cfg.reeval_seeds - len(jobs),
-                   desc=f"re-evaluate top {len(top)}", disable=not cfg.progress, leave=True, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(top) * cfg.reeval_seeds,
+            initial=len(top) * cfg.reeval_seeds - len(jobs),
+            desc=f"re-evaluate top {len(top)}",
+            disable=not cfg.progress,
+            leave=True,
+            dynamic_ncols=True,
+        )
         try:
             for job, evaluation in self.backend.run(self.problem, jobs):
                 g, i, s = job.key
                 store.reevaluations[job.key] = _record(
-                    {"generation": g, "index": i, "seed_index": s, "seed": job.seed,
-                     "theta": list(job.theta), "search_fitness": by_key[(g, i)]["fitness"]}, evaluation)
+                    {
+                        "generation": g,
+                        "index": i,
+                        "seed_index": s,
+                        "seed": job.seed,
+                        "theta": list(job.theta),
+                        "search_fitness": by_key[(g, i)]["fitness"],
+                    },
+                    evaluation,
+                )
                 store.save()
                 self.evaluated_now += 1
                 bar.update(1)
@@ -278,12 +341,16 @@ class _Engine:
             return None, rows
         mean_fitness, rank, chosen, usable = min(summaries, key=lambda t: (t[0], t[1]))
         best = self._best_payload(chosen, rank, mean_fitness, usable)
-        save_theta_file(store.path("best_loss.json"), chosen["theta"], **{k: v for k, v in best.items()
-                                                                          if k not in ("kind", "theta")})
+        save_theta_file(
+            store.path("best_loss.json"),
+            chosen["theta"],
+            **{k: v for k, v in best.items() if k not in ("kind", "theta")},
+        )
         return best, rows
 
-    def _best_payload(self, chosen: dict[str, Any], rank: int, mean_fitness: float,
-                      evals: list[dict[str, Any]]) -> dict[str, Any]:
+    def _best_payload(
+        self, chosen: dict[str, Any], rank: int, mean_fitness: float, evals: list[dict[str, Any]]
+    ) -> dict[str, Any]:
         cfg = self.config
 
         def mean(key: str) -> float | None:
@@ -292,17 +359,30 @@ class _Engine:
 
         fitness = [e["fitness"] for e in evals]
         return {
-            "kind": "taylorglo", "theta": chosen["theta"],
+            "kind": "taylorglo",
+            "theta": chosen["theta"],
             "fitness": mean_fitness,
             "fitness_std": float(np.std(fitness, ddof=1)) if len(fitness) > 1 else 0.0,
-            "val_accuracy": mean("val_accuracy"), "robust_accuracy": mean("robust_accuracy"),
-            "reevaluations": [{k: e[k] for k in ("seed", "status", "fitness", "val_accuracy", "robust_accuracy")}
-                              for e in evals],
-            "search": {"generation": chosen["generation"], "index": chosen["index"], "fitness": chosen["fitness"],
-                       "val_accuracy": chosen["val_accuracy"], "rank_in_search": rank},
-            "fitness_spec": cfg.fitness, "invariant": cfg.invariant, "dataset": cfg.dataset,
-            "model": self.problem.model_name, "steps": cfg.steps, "seed": cfg.seed,
-            "n_classes": self.problem.n_classes, "created_by": "robust-glo evolve",
+            "val_accuracy": mean("val_accuracy"),
+            "robust_accuracy": mean("robust_accuracy"),
+            "reevaluations": [
+                {k: e[k] for k in ("seed", "status", "fitness", "val_accuracy", "robust_accuracy")} for e in evals
+            ],
+            "search": {
+                "generation": chosen["generation"],
+                "index": chosen["index"],
+                "fitness": chosen["fitness"],
+                "val_accuracy": chosen["val_accuracy"],
+                "rank_in_search": rank,
+            },
+            "fitness_spec": cfg.fitness,
+            "invariant": cfg.invariant,
+            "dataset": cfg.dataset,
+            "model": self.problem.model_name,
+            "steps": cfg.steps,
+            "seed": cfg.seed,
+            "n_classes": self.problem.n_classes,
+            "created_by": "robust-glo evolve",
         }
 
 
@@ -311,4 +391,3 @@ def load_history(out: str | Path) -> list[dict[str, Any]]:
     store = RunStore(out)
     store.load()
     return [store.candidates[k] for k in sorted(store.candidates)]
-

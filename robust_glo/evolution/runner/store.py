@@ -16,26 +16,43 @@ Every file is replaced atomically (write a temporary file, fsync, rename). evalu
 after each finished candidate; cma_state.pkl at each generation boundary, so that a resumed run asks the
 in-flight generation again from the same state (same RNG) and takes its finished candidates from disk.
 """
+
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
 import pickle
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-from robust_glo.errors import RobustGloError
+from robust_glo.errors import ResumeError, RobustGloError
 from robust_glo.evolution.optimizer import CMAES
 from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
-STATE_FORMAT = 1
-HISTORY_COLUMNS = (["generation", "index"] + [f"theta{k}" for k in range(8)]
-                   + ["status", "fitness", "val_accuracy", "seconds"])
-GENERATION_COLUMNS = ["generation", "best_fitness", "median_fitness", "trained", "rejected", "diverged", "failed",
-                      "sigma", "seconds", "cma_stop"]
-REEVAL_COLUMNS = (["rank", "generation", "index", "seed_index", "seed"] + [f"theta{k}" for k in range(8)]
-                  + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"])
+# 2: untrained candidates ranked by what went wrong (fitness bands), the training recipe nested.
+STATE_FORMAT = 2
+HISTORY_COLUMNS = (
+    ["generation", "index"] + [f"theta{k}" for k in range(8)] + ["status", "fitness", "val_accuracy", "seconds"]
+)
+GENERATION_COLUMNS = [
+    "generation",
+    "best_fitness",
+    "median_fitness",
+    "trained",
+    "rejected",
+    "diverged",
+    "failed",
+    "sigma",
+    "seconds",
+    "cma_stop",
+]
+REEVAL_COLUMNS = (
+    ["rank", "generation", "index", "seed_index", "seed"]
+    + [f"theta{k}" for k in range(8)]
+    + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"]
+)
 
 CandidateKey = tuple[int, int]  # (generation, index)
 ReevalKey = tuple[int, int, int]  # (generation, index, seed_index)
@@ -81,8 +98,10 @@ class RunStore:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise RobustGloError(f"another process is running the evolution in {str(self.out)!r}; "
-                                     f"wait for it to finish (or stop it) before resuming") from None
+                raise RobustGloError(
+                    f"another process is running the evolution in {str(self.out)!r}; "
+                    f"wait for it to finish (or stop it) before resuming"
+                ) from None
             yield
 
     # ---- evaluations ------------------------------------------------------------------------------------
@@ -94,9 +113,14 @@ class RunStore:
         if not p.is_file():
             return
         data = read_json(p)
+        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise ResumeError(
+                f"{str(p)!r} has state format {found!r}, this version reads {STATE_FORMAT}; "
+                "start a new run with another --out"
+            )
         self.candidates = {(r["generation"], r["index"]): r for r in data.get("candidates", [])}
-        self.reevaluations = {(r["generation"], r["index"], r["seed_index"]): r
-                              for r in data.get("reevaluations", [])}
+        self.reevaluations = {(r["generation"], r["index"], r["seed_index"]): r for r in data.get("reevaluations", [])}
         self.generations = list(data.get("generations", []))
 
     def save(self) -> None:
@@ -104,9 +128,15 @@ class RunStore:
         self.out.mkdir(parents=True, exist_ok=True)
         candidates = [self.candidates[k] for k in sorted(self.candidates)]
         reevals = [self.reevaluations[k] for k in sorted(self.reevaluations)]
-        atomic_write_json(self.path("evaluations.json"), {"format": STATE_FORMAT, "candidates": candidates,
-                                                          "reevaluations": reevals,
-                                                          "generations": self.generations})
+        atomic_write_json(
+            self.path("evaluations.json"),
+            {
+                "format": STATE_FORMAT,
+                "candidates": candidates,
+                "reevaluations": reevals,
+                "generations": self.generations,
+            },
+        )
         columns = HISTORY_COLUMNS + (["robust_accuracy"] if self.robust else [])
         atomic_write_text(self.path("history.csv"), _csv(columns, map(_flat, candidates)))
         atomic_write_text(self.path("generations.csv"), _csv(GENERATION_COLUMNS, self.generations))
@@ -126,7 +156,11 @@ class RunStore:
             return None
         try:
             state = pickle.loads(p.read_bytes())
+            if state.get("format") != STATE_FORMAT:
+                raise KeyError("format")
             return CMAES.loads(state["cma"]), int(state["generation"])
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, AttributeError) as exc:
-            raise RobustGloError(f"{str(p)!r} is not a readable CMA-ES checkpoint ({type(exc).__name__}); "
-                                 f"start a new run with another --out") from None
+            raise ResumeError(
+                f"{str(p)!r} is not a readable CMA-ES checkpoint ({type(exc).__name__}); "
+                f"start a new run with another --out"
+            ) from None

@@ -1,0 +1,98 @@
+"""What a robustness comparison runs: every loss trained on every seed, attacked on the test split."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from robust_glo.errors import ConfigError
+from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_eps, resolve_attacks
+
+# Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
+# (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks).
+EVALUATION_PROTOCOL = 2
+
+
+@dataclass
+class CompareConfig:
+    """A robustness comparison: every loss trained on every seed, attacked on the test split."""
+
+    losses: list[str] = field(default_factory=lambda: ["ce"])
+    dataset: str = "fashion-mnist"
+    model: str | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int = 1000
+    attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd"])
+    eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1])
+    test_size: int | None = None  # None: the whole test split
+    eval_batch_size: int = 500
+    attack_seed: int = 0
+    device: str = "auto"
+    data_root: str | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD
+    train: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields (lr, batch_size, ...)
+
+    def validated(self) -> CompareConfig:
+        from robust_glo.losses import get_loss
+
+        if not self.losses:
+            raise ConfigError("give at least one loss")
+        if len(set(self.losses)) != len(self.losses):
+            raise ConfigError(f"a loss is listed twice: {', '.join(self.losses)}")
+        for spec in self.losses:
+            get_loss(spec)  # a bad spec fails before any training
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"seeds must be distinct integers >= 0, got {self.seeds}")
+        attacks = [s.label for s in resolve_attacks(self.attacks)]
+        from robust_glo.training import TrainConfig
+
+        own = {"loss", "seed", "steps", "dataset", "model", "test_size", "device", "data_root"}
+        valid = sorted(set(TrainConfig.flat_field_names()) - own)
+        for key in self.train:
+            if key in own:
+                raise ConfigError(f"training option {key!r} has its own setting; drop it from the training options")
+            if key not in valid:
+                raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
+        if self.test_size is not None and self.test_size < 1:
+            raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
+        if self.eval_batch_size < 1:
+            raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        return dataclasses.replace(
+            self,
+            attacks=attacks,
+            eps=check_eps(self.eps),
+            losses=list(self.losses),
+            seeds=list(self.seeds),
+            train=dict(self.train),
+        )
+
+    def train_config(self, loss: str, seed: int):
+        from robust_glo.training import TrainConfig
+
+        return TrainConfig.from_dict(
+            {
+                "loss": loss,
+                "dataset": self.dataset,
+                "model": self.model,
+                "steps": self.steps,
+                "seed": seed,
+                "device": self.device,
+                "data_root": self.data_root,
+                **self.train,
+            }
+        ).resolved()
+
+    def evaluation_key(self) -> dict[str, Any]:
+        """What an evaluation depends on besides the model: a stored evaluation with another key is redone."""
+        return {
+            "protocol": EVALUATION_PROTOCOL,
+            "attacks": self.attacks,
+            "eps": self.eps,
+            "test_size": self.test_size,
+            "batch_size": self.eval_batch_size,
+            "attack_seed": self.attack_seed,
+            "tolerance": self.tolerance,
+            "zero_grad_threshold": self.zero_grad_threshold,
+        }

@@ -1,0 +1,254 @@
+"""Multi-loss, multi-seed robustness comparisons: train (or reuse) every network, attack it (or reuse its
+evaluation), gather and summarize. The folder layout is `robust_glo.comparison.layout`'s."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from robust_glo.comparison import layout
+from robust_glo.comparison.config import CompareConfig
+from robust_glo.comparison.store import (
+    _read_json,
+    _write_csv,
+    _write_json,
+    diverged_rows,
+    evaluate_and_store,
+    stored_evaluation,
+)
+from robust_glo.comparison.user_models import load_user_model
+from robust_glo.errors import ConfigError
+from robust_glo.robustness.checks import FLAG_COLUMNS, describe_flags
+from robust_glo.robustness.outcomes import OUTCOME_COLUMNS
+from robust_glo.robustness.statistics import summarize
+
+
+@dataclass
+class Comparison:
+    results: pd.DataFrame
+    flags: pd.DataFrame
+    summary: pd.DataFrame
+    out_dir: Path
+    log: list[str]
+    outcomes: pd.DataFrame | None = None
+
+
+def _headline(rows: pd.DataFrame) -> str:
+    parts = []
+    for r in rows.itertuples():
+        if r.attack != "clean" and r.eps == 0:
+            continue
+        parts.append(f"{r.attack}@{r.eps:g} {r.accuracy:.3f}" if r.attack != "clean" else f"clean {r.accuracy:.3f}")
+    reliable = bool(rows["reliable"].all())
+    return ", ".join(parts) + ("" if reliable else f"  UNRELIABLE: {rows['flags'].iloc[0]}")
+
+
+def run_comparison(
+    config: CompareConfig, out_dir: str | Path, *, progress: bool = False, echo: Callable[[str], None] | None = None
+) -> Comparison:
+    """Train each loss on each seed (reusing finished runs in `out_dir`), evaluate each model's robustness
+    on the test split (reusing finished evaluations), and write results.csv, flags.csv, summary.csv."""
+    from robust_glo.data import load_dataset
+    from robust_glo.training import train_run
+    from robust_glo.utils import run_metadata
+
+    echo = echo or _echo
+    config = config.validated()
+    out = Path(out_dir)
+    probe = config.train_config(config.losses[0], config.seeds[0])
+    # Training reports accuracy on the whole test split, so changing --test-size never retrains; the
+    # attacks run on the seeded test subset.
+    splits = load_dataset(config.dataset, root=config.data_root, **probe.recipe.split_options())
+    attacked = load_dataset(
+        config.dataset, root=config.data_root, test_size=config.test_size, **probe.recipe.split_options()
+    ).test
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", dataclasses.asdict(config))
+    _write_json(
+        out / "environment.json",
+        run_metadata(attack_seed=config.attack_seed, **{f"seed{i}": s for i, s in enumerate(config.seeds)})
+        | {"data_source": splits.source},
+    )
+    key = config.evaluation_key()
+    all_rows, all_flags, all_outcomes, log = [], [], [], []
+    for loss in config.losses:
+        for seed in config.seeds:
+            train_cfg = config.train_config(loss, seed)
+            run_dir = layout.run_dir(out, loss, seed)
+            ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
+            run_key = {**key, "train": train_cfg.to_dict()}
+            stored = stored_evaluation(run_dir, run_key)
+            outcomes = None
+            if stored is not None:
+                rows, flags, outcomes = stored
+                line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
+            else:
+                result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
+                trained = "reused training" if result.reused else f"trained in {result.seconds:.0f}s"
+                if result.status != "ok":
+                    rows = diverged_rows({**ident, "status": "diverged"}, config)
+                    flags = pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
+                    line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
+                else:
+                    rows, flags, outcomes, sec = evaluate_and_store(
+                        result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
+                    )
+                    line = f"{loss} seed {seed}: {trained}, evaluated in {sec:.0f}s"
+            if "status" not in rows:
+                rows.insert(4, "status", "ok")
+            echo(f"{line}\n    {_headline(rows) if rows['accuracy'].notna().any() else 'no accuracies'}")
+            log.append(line)
+            all_rows.append(rows)
+            all_flags.append(flags)
+            all_outcomes.append(outcomes)
+    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
+
+
+def evaluate_existing(
+    config: CompareConfig,
+    out_dir: str | Path,
+    *,
+    checkpoints: list[str] = (),
+    user_models: list[str] = (),
+    progress: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Evaluate finished run directories (`checkpoints`) and user models (`module:callable`) without
+    training. A checkpoint's dataset, loss and seed come from its config.json; a user model is evaluated
+    on `config.dataset` and reported with its spec as the loss."""
+    from robust_glo.data import load_dataset
+    from robust_glo.training import TrainConfig, load_trained_model
+    from robust_glo.utils import resolve_device, run_metadata
+
+    echo = echo or _echo
+    if not checkpoints and not user_models:
+        raise ConfigError("give --checkpoint DIR or --user-model module:callable to evaluate without training")
+    config = dataclasses.replace(config, losses=["ce"]).validated()
+    for ckpt in checkpoints:
+        if not (Path(ckpt) / "config.json").is_file() or not (Path(ckpt) / "model.pt").is_file():
+            raise ConfigError(f"checkpoint {ckpt!r} is not a finished training run (needs config.json and model.pt)")
+    users = {spec: load_user_model(spec) for spec in user_models}
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(
+        out / "config.json",
+        {
+            **dataclasses.asdict(config),
+            "losses": None,
+            "checkpoints": list(checkpoints),
+            "user_models": list(user_models),
+        },
+    )
+    _write_json(out / "environment.json", run_metadata(attack_seed=config.attack_seed))
+    key = config.evaluation_key()
+    all_rows, all_flags, all_outcomes, log = [], [], [], []
+    device = resolve_device(config.device)
+    for ckpt in checkpoints:
+        run_dir = Path(ckpt)
+        train_cfg = TrainConfig.from_dict(_read_json(run_dir / "config.json")).resolved()
+        weights = hashlib.sha1((run_dir / "model.pt").read_bytes()).hexdigest()
+        run_key = {**key, "train": train_cfg.to_dict(), "weights_sha1": weights}
+        where = layout.checkpoint_dir(out, run_dir)
+        ident = {
+            "loss": train_cfg.loss,
+            "seed": train_cfg.seed,
+            "dataset": train_cfg.dataset,
+            "model": train_cfg.model,
+            "status": "ok",
+        }
+        stored = stored_evaluation(where, run_key)
+        if stored is not None:
+            rows, flags, outcomes = stored
+            line = f"{ckpt}: reused evaluation"
+        else:
+            splits = load_dataset(
+                train_cfg.dataset,
+                root=config.data_root or train_cfg.data_root,
+                test_size=config.test_size or train_cfg.test_size,
+                **train_cfg.recipe.split_options(),
+            )
+            model = load_trained_model(run_dir, device)
+            rows, flags, outcomes, sec = evaluate_and_store(
+                model, splits.test, ident, where, config, run_key, progress=progress
+            )
+            line = f"{ckpt} ({train_cfg.loss}, seed {train_cfg.seed}): evaluated in {sec:.0f}s"
+        echo(f"{line}\n    {_headline(rows)}")
+        log.append(line)
+        all_rows.append(rows)
+        all_flags.append(flags)
+        all_outcomes.append(outcomes)
+    if user_models:
+        splits = load_dataset(config.dataset, root=config.data_root, test_size=config.test_size)
+        for spec, model in users.items():
+            ident = {"loss": spec, "seed": 0, "dataset": config.dataset, "model": "user", "status": "ok"}
+            rows, flags, outcomes, sec = evaluate_and_store(
+                model, splits.test, ident, layout.user_dir(out, spec), config, key, progress=progress
+            )
+            line = f"{spec}: evaluated in {sec:.0f}s"
+            echo(f"{line}\n    {_headline(rows)}")
+            log.append(line)
+            all_rows.append(rows)
+            all_flags.append(flags)
+            all_outcomes.append(outcomes)
+    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
+
+
+def _echo(line: str) -> None:
+    print(line, flush=True)  # progress shows up at once even when stdout is a file
+
+
+def _finish(
+    out: Path,
+    all_rows: list[pd.DataFrame],
+    all_flags: list[pd.DataFrame],
+    all_outcomes: list[pd.DataFrame | None],
+    log: list[str],
+    echo: Callable[[str], None],
+) -> Comparison:
+    results = pd.concat(all_rows, ignore_index=True)
+    flags = (
+        pd.concat([f for f in all_flags if len(f)], ignore_index=True)
+        if any(len(f) for f in all_flags)
+        else pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
+    )
+    found = [o for o in all_outcomes if o is not None and len(o)]
+    outcomes = (
+        pd.concat(found, ignore_index=True)
+        if found
+        else pd.DataFrame(columns=["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS)
+    )
+    summary = summarize(results, outcomes=outcomes, group_by=("dataset", "model", "attack", "eps"))
+    _write_csv(out / "results.csv", results)
+    _write_csv(out / "flags.csv", flags)
+    _write_csv(out / "outcomes.csv", outcomes)
+    _write_csv(out / "summary.csv", summary)
+    unreliable = results[~results["reliable"].astype(bool) & (results["status"] == "ok")][["loss", "seed"]]
+    for r in unreliable.drop_duplicates().itertuples():
+        f = flags[(flags["loss"] == r.loss) & (flags["seed"] == r.seed)]
+        echo(f"{r.loss} seed {r.seed}:\n" + "\n".join("    " + line for line in describe_flags(f).splitlines()))
+    return Comparison(results, flags, summary, out, log, outcomes)
+
+
+def summary_table(summary: pd.DataFrame) -> str:
+    """A compact text table: mean accuracy ± CI half-width per loss (rows) and attack@eps (columns), with
+    the p-value against the first loss adjusted for the comparisons shown (`*`: significant)."""
+    rows: dict[str, dict[str, str]] = {}
+    for r in summary.itertuples():
+        if r.attack != "clean" and r.eps == 0:
+            continue
+        column = "clean" if r.attack == "clean" else f"{r.attack}@{r.eps:g}"
+        half = (r.ci_high - r.ci_low) / 2 if not math.isnan(r.ci_high) else math.nan
+        text = f"{r.mean:.3f}" + ("" if math.isnan(half) else f"±{half:.3f}")
+        if bool(r.compared) and not math.isnan(r.p_adjusted):
+            text += f" p_adj={r.p_adjusted:.3f}" + ("*" if bool(r.significant) else "")
+        if not r.reliable:
+            text += " !"
+        rows.setdefault(str(r.loss), {})[column] = text
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    return frame.to_string()

@@ -1,0 +1,123 @@
+"""Evaluation files of one network: written atomically, read back only when made with the same key."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from robust_glo.comparison.config import CompareConfig
+from robust_glo.comparison.layout import EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCOMES_FILE
+from robust_glo.robustness import RESULT_COLUMNS, run_evaluation
+from robust_glo.robustness.checks import read_flags
+from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
+
+
+def _read_json(path: Path) -> Any:
+    from robust_glo.utils import read_json
+
+    return read_json(path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from robust_glo.utils import atomic_write_json
+
+    atomic_write_json(path, data)
+
+
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    from robust_glo.utils import atomic_write_text
+
+    atomic_write_text(path, frame.to_csv(index=False))
+
+
+def stored_evaluation(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+    """The stored evaluation in `where` (rows, flags, per-image outcomes) if it was made with exactly `key`."""
+    meta, table, flags, outcomes = where / EVAL_META, where / EVAL_FILE, where / FLAGS_FILE, where / OUTCOMES_FILE
+    if not all(p.is_file() for p in (meta, table, flags, outcomes)):
+        return None
+    try:
+        if _read_json(meta).get("key") != key:
+            return None
+        return (
+            pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]),
+            read_flags(flags),
+            pd.read_csv(outcomes, dtype={"bits": str, "images": str}),
+        )
+    except (OSError, ValueError):
+        return None
+
+
+def with_identity(frame: pd.DataFrame, ident: dict[str, Any]) -> pd.DataFrame:
+    out = frame.copy()
+    for i, (k, v) in enumerate(ident.items()):
+        out.insert(i, k, v)
+    return out
+
+
+def evaluate_and_store(
+    model: nn.Module,
+    test,
+    ident: dict[str, Any],
+    where: Path,
+    config: CompareConfig,
+    key: dict[str, Any],
+    *,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
+    """Evaluate `model` on split `test`, store the evaluation files in `where`, return the rows (with
+    `ident` columns first), the flags, the per-image outcomes and the seconds taken."""
+    from robust_glo.utils import resolve_device
+
+    t0 = time.perf_counter()
+    ev = run_evaluation(
+        model,
+        test.images,
+        test.labels,
+        config.attacks,
+        config.eps,
+        batch_size=config.eval_batch_size,
+        device=resolve_device(config.device),
+        seed=config.attack_seed,
+        tolerance=config.tolerance,
+        zero_grad_threshold=config.zero_grad_threshold,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - t0
+    rows = with_identity(ev.results, ident)
+    flags = with_identity(ev.flags, {k: ident[k] for k in ("loss", "seed")})
+    outcomes = with_identity(
+        outcome_rows(ev.robust, ev.clean_correct, image_fingerprint(test.images, test.labels)),
+        {k: ident[k] for k in ("loss", "seed", "dataset", "model")},
+    )
+    where.mkdir(parents=True, exist_ok=True)
+    _write_csv(where / EVAL_FILE, rows)
+    _write_csv(where / FLAGS_FILE, flags)
+    _write_csv(where / OUTCOMES_FILE, outcomes)
+    _write_json(
+        where / EVAL_META,
+        {
+            "key": key,
+            "seconds": seconds,
+            "n_classes": ev.n_classes,
+            "zero_grad_share": ev.zero_grad_share,
+            "reliable": ev.reliable,
+        },
+    )
+    return rows, flags, outcomes, seconds
+
+
+def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
+    """Placeholder rows (accuracy NaN) for a run that diverged: statistics skip them, tables show them."""
+    rows = [{"attack": "clean", "eps": 0.0}] + [{"attack": a, "eps": e} for a in config.attacks for e in config.eps]
+    rows += [{"attack": "worst", "eps": e} for e in config.eps]
+    frame = pd.DataFrame(rows)
+    for column in RESULT_COLUMNS:
+        if column not in frame:
+            frame[column] = math.nan
+    frame["norm"], frame["reliable"], frame["flags"] = "Linf", False, "diverged"
+    return with_identity(frame[RESULT_COLUMNS], ident)
