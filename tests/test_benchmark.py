@@ -195,3 +195,77 @@ def test_stage_errors_are_clear(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "has not been trained" in err and "train stage first" in err
     assert main(["benchmark", str(path), "--out", str(tmp_path / "o"), "--stages", "train,atack"]) == 2
     assert "unknown stage 'atack'" in capsys.readouterr().err
+
+
+TWO_EVOLUTIONS = """
+[suite]
+name = "two"
+dataset = "digits"
+device = "cpu"
+
+[evolve]                 # shared by both evolutions
+generations = 1
+popsize = 4
+steps = 15
+topk = 1
+reeval_seeds = 1
+progress = false
+
+[evolve.accuracy]
+fitness = "clean"
+
+[evolve.robust]
+fitness = "mix:0.5:fgsm:0.1"
+seed = 1
+attack_samples = 40
+
+[train]
+losses = ["ce", "evolved:accuracy", "evolved:robust"]
+seeds = 1
+steps = 15
+
+[attack]
+attacks = ["fgsm"]
+eps = [0, 0.1]
+n = 40
+
+[analyze]
+enabled = false
+
+[report]
+bootstrap = 1000
+"""
+
+
+def test_a_suite_with_two_evolutions(tmp_path):
+    suite_file = tmp_path / "two.toml"
+    suite_file.write_text(textwrap.dedent(TWO_EVOLUTIONS))
+    suite = load_suite(suite_file)
+    assert set(suite.evolutions) == {"accuracy", "robust"}
+    assert suite.evolutions["robust"]["fitness"] == "mix:0.5:fgsm:0.1" and suite.evolutions["robust"]["popsize"] == 4
+    out = tmp_path / "out"
+    run_benchmark(suite, out, progress=False, log=lambda line: None)
+    for name in ("accuracy", "robust"):
+        assert (out / "evolve" / name / "best_loss.json").is_file()
+    robust_history = pd.read_csv(out / "evolve" / "robust" / "history.csv")
+    assert "robust_accuracy" in robust_history.columns
+    labels = {row["given"]: row["label"] for row in json.loads((out / "losses.json").read_text())}
+    assert labels["evolved:robust"] == "taylorglo (evolved: robust)"
+    assert len(pd.read_csv(out / "results.csv")["loss"].unique()) == 3
+    report = (out / "report.md").read_text()
+    assert "## Evolution: accuracy" in report and "## Evolution: robust" in report
+    assert "evolve/robust/history.csv" in report
+
+
+def test_evolved_tokens_must_name_an_evolution(tmp_path):
+    from robust_glo.errors import ConfigError
+
+    bad = TWO_EVOLUTIONS.replace('"evolved:robust"]', '"evolved:fast"]')
+    path = tmp_path / "bad.toml"
+    path.write_text(textwrap.dedent(bad))
+    with pytest.raises(
+        ConfigError,
+        match=r"loss 'evolved:fast' names no evolution of this suite; valid: "
+        r"evolved:accuracy, evolved:robust",
+    ):
+        load_suite(path)

@@ -3,7 +3,8 @@
 Benchmark directory (everything the report reads is listed in `robust_glo.reporting.inputs`)::
 
     suite.json, environment.json, stages.json, losses.json
-    evolve/                         the evolution run directory (`run_evolution(..., resume=True)`)
+    evolve/                         the evolution run directory (`run_evolution(..., resume=True)`) of a
+                                    plain [evolve] table; evolve/<NAME>/ for each [evolve.NAME] table
     compare/                        the robustness comparison (`run_comparison`), laid out as
                                     `robust_glo.comparison.layout` says: runs/<loss>/seed<k>/ holds one
                                     training run (the train stage) and its evaluation files (attack)
@@ -29,13 +30,19 @@ import pandas as pd
 
 from robust_glo.benchmark import engines
 from robust_glo.benchmark.ledger import Ledger, StageCounter
-from robust_glo.benchmark.suite import EVOLVED, Suite
+from robust_glo.benchmark.suite import Suite, evolution_of
 from robust_glo.comparison import layout
 from robust_glo.errors import ConfigError
 from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
 EVOLVED_LABEL = "taylorglo (evolved)"
+
+
+def evolved_label(name: str) -> str:
+    """The display name of the loss an evolution found ("" is a plain [evolve] table's)."""
+    return EVOLVED_LABEL if not name else f"taylorglo (evolved: {name})"
+
 
 Log = Callable[[str], None]
 
@@ -102,7 +109,7 @@ class Benchmark:
             self.out / "environment.json",
             run_metadata(
                 attack=self.suite.attack_seed,
-                **({"evolve": int(self.suite.evolve.get("seed", 0))} if self.suite.evolve else {}),
+                **{f"evolve{':' + n if n else ''}": int(o.get("seed", 0)) for n, o in self.suite.evolutions.items()},
             )
             | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant},
         )
@@ -137,9 +144,13 @@ class Benchmark:
 
     # ------------------------------------------------------------------------------------------ losses
 
-    @property
-    def evolve_dir(self) -> Path:
-        return self.out / "evolve"
+    def evolve_dir(self, name: str = "") -> Path:
+        """The run directory of evolution `name` ("" for a plain [evolve] table)."""
+        return self.out / "evolve" / name if name else self.out / "evolve"
+
+    def _given_label(self, given: str) -> str:
+        name = evolution_of(given)
+        return given if name is None else evolved_label(self.suite.evolution_for(given))
 
     @property
     def compare_dir(self) -> Path:
@@ -150,33 +161,42 @@ class Benchmark:
         return layout.run_dir(self.compare_dir, piece.spec, piece.seed)
 
     def resolved_losses(self) -> list[str]:
-        """The suite's losses with "evolved" replaced by the evolve stage's best loss."""
+        """The suite's losses with `evolved` / `evolved:NAME` replaced by that evolution's best loss."""
         out = []
         for spec in self.suite.losses:
-            if spec == EVOLVED:
-                best = self.evolve_dir / "best_loss.json"
+            if evolution_of(spec) is not None:
+                best = self.evolve_dir(self.suite.evolution_for(spec)) / "best_loss.json"
                 if not best.is_file():
                     raise ConfigError(
                         f"the evolved loss is not available yet ({best} is missing); run the evolve stage first"
                     )
-                spec = evolved_spec(best)
+                resolved = evolved_spec(best)
+                if resolved in out:
+                    other = self.suite.losses[out.index(resolved)]
+                    raise ConfigError(
+                        f"{spec!r} found the same loss as {other!r} ({resolved}); give the evolutions different "
+                        "seeds or budgets, or list the loss once"
+                    )
+                spec = resolved
             out.append(spec)
         return out
 
     def _write_losses(self, losses: list[str]) -> None:
         rows = []
         for given, spec in zip(self.suite.losses, losses):
-            role = "evolved" if given == EVOLVED else ("baseline" if given == self.suite.baseline else "reference")
-            rows.append(
-                {"spec": spec, "label": EVOLVED_LABEL if given == EVOLVED else spec, "role": role, "given": given}
-            )
+            evolved = evolution_of(given) is not None
+            role = "evolved" if evolved else ("baseline" if given == self.suite.baseline else "reference")
+            row = {"spec": spec, "label": self._given_label(given) if evolved else spec, "role": role, "given": given}
+            if evolved:
+                row["evolution"] = self.suite.evolution_for(given)
+            rows.append(row)
         for spec in self.suite.extra_losses:
             rows.append({"spec": spec, "label": spec, "role": "analysis only", "given": spec})
         atomic_write_json(self.out / "losses.json", rows)
 
     def pieces(self) -> list[Piece]:
         return [
-            Piece(spec, seed, f"{layout.loss_slug(spec)}/seed{seed}", EVOLVED_LABEL if given == EVOLVED else given)
+            Piece(spec, seed, f"{layout.loss_slug(spec)}/seed{seed}", self._given_label(given))
             for given, spec in zip(self.suite.losses, self.resolved_losses())
             for seed in self.suite.seeds
         ]
@@ -184,22 +204,24 @@ class Benchmark:
     # ------------------------------------------------------------------------------------------ stages
 
     def stage_evolve(self, counter: StageCounter) -> None:
+        """Run (or resume) every evolution of the suite, one after the other."""
         s = self.suite
-        config = engines.evolve_config(
-            s.evolve or {},
-            dataset=s.dataset,
-            model=s.model,
-            out=self.evolve_dir,
-            data_root=s.data_root,
-            device=s.device,
-            progress=self.progress,
-        )
-        evaluated = engines.run_evolution(config)
-        if evaluated:
-            counter.done += evaluated
-        else:
-            counter.reused += 1
-            self.log(f"[evolve] reused the finished run in {self.evolve_dir}")
+        for name, options in s.evolutions.items():
+            config = engines.evolve_config(
+                options,
+                dataset=s.dataset,
+                model=s.model,
+                out=self.evolve_dir(name),
+                data_root=s.data_root,
+                device=s.device,
+                progress=self.progress,
+            )
+            evaluated = engines.run_evolution(config)
+            if evaluated:
+                counter.done += evaluated
+            else:
+                counter.reused += 1
+                self.log(f"[evolve] reused the finished run in {self.evolve_dir(name)}")
 
     def stage_train(self, counter: StageCounter) -> None:
         """Train every loss x seed into the comparison's run directories (finished ones are reused)."""

@@ -21,12 +21,14 @@ def describe(suite: Suite) -> str:
         f"  {s.description.strip()}" if s.description.strip() else "",
         f"  dataset {s.dataset}, model {s.model or 'the dataset default'}, device {s.device}",
     ]
-    if s.evolve is not None:
-        e = s.evolve
+    from robust_glo.evolution.config import EvolveConfig
+
+    defaults = EvolveConfig()
+    for name, e in s.evolutions.items():
         lines.append(
-            f"  evolve:  {e.get('generations', '?')} generations x popsize {e.get('popsize', '?')}, "
-            f"{e.get('steps', '?')} steps per candidate, fitness {e.get('fitness', 'clean')}, "
-            f"invariant {e.get('invariant', 'paper')}"
+            f"  evolve{' ' + name if name else ''}:  {e.get('generations', defaults.generations)} generations x "
+            f"popsize {e.get('popsize', defaults.popsize)}, {e.get('steps', defaults.steps)} steps per candidate, "
+            f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}"
         )
     lines.append(
         f"  train:   {len(s.losses)} losses x {len(s.seeds)} seeds = {len(s.losses) * len(s.seeds)} runs "

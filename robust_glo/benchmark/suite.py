@@ -60,6 +60,19 @@ from robust_glo.training.config import PRESETS, TrainConfig
 from robust_glo.utils.parsing import parse_fraction_of_one, read_toml
 
 EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
+# With several evolutions ([evolve.NAME] tables), `evolved:NAME` stands for NAME's loss.
+EVOLVED_PREFIX = EVOLVED + ":"
+DEFAULT_EVOLUTION = ""  # the name of the one evolution of a plain [evolve] table
+
+
+def evolution_of(token: str) -> str | None:
+    """The evolution a loss token names ("" for `evolved`, NAME for `evolved:NAME`), or None for a loss spec."""
+    if token == EVOLVED:
+        return DEFAULT_EVOLUTION
+    if token.startswith(EVOLVED_PREFIX):
+        return token[len(EVOLVED_PREFIX) :]
+    return None
+
 
 SECTIONS = ("suite", "evolve", "train", "attack", "analyze", "report", "variants")
 SUITE_KEYS = ("name", "description", "dataset", "model", "data_root", "device")
@@ -94,7 +107,8 @@ class Suite:
     attack_seed: int
     attack_tolerance: float | None = None  # None: the robustness harness's defaults
     zero_grad_threshold: float | None = None
-    evolve: dict[str, Any] | None = None  # evolution config keys, or None for no evolution
+    # Evolution config keys by evolution name ("" for a plain [evolve] table); empty: no evolution.
+    evolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
     analyze: bool = True
     analyze_classes: int | None = None
     extra_losses: list[str] = field(default_factory=list)
@@ -115,7 +129,24 @@ class Suite:
 
     @property
     def has_evolution(self) -> bool:
-        return self.evolve is not None
+        return bool(self.evolutions)
+
+    @property
+    def evolve(self) -> dict[str, Any] | None:
+        """The options of a plain [evolve] table (None when there is none)."""
+        return self.evolutions.get(DEFAULT_EVOLUTION)
+
+    def evolution_for(self, token: str) -> str:
+        """The evolution name behind an `evolved` / `evolved:NAME` loss token (`evolved` means the only one)."""
+        name = evolution_of(token)
+        if name == DEFAULT_EVOLUTION and DEFAULT_EVOLUTION not in self.evolutions and len(self.evolutions) == 1:
+            return next(iter(self.evolutions))
+        if name is None or name not in self.evolutions:
+            raise ConfigError(
+                f"loss {token!r} names no evolution of this suite; evolutions: "
+                f"{', '.join(repr(n or EVOLVED) for n in self.evolutions) or 'none'}"
+            )
+        return name
 
     def compare_config(self, losses: list[str] | None = None) -> Any:
         """The robustness comparison (`robust_glo.comparison.CompareConfig`) of the train and attack
@@ -160,8 +191,8 @@ class Suite:
         for spec in specs:
             if spec in self.losses or spec in added:
                 raise ConfigError(f"loss {spec!r} is already in suite {self.name!r}: {', '.join(self.losses)}")
-            if spec == EVOLVED:
-                raise ConfigError(f"{EVOLVED!r} is the suite's own evolved loss; give a loss spec")
+            if evolution_of(spec) is not None:
+                raise ConfigError(f"{spec!r} is one of the suite's own evolved losses; give a loss spec")
             try:
                 get_loss(spec)
             except RobustGloError as exc:
@@ -266,8 +297,8 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     default_name = Path(source).stem if source != "<suite>" else "suite"
     name = _string(s.get("name", default_name), w, "name") + (f"-{variant}" if variant else "")
 
-    evolve = _parse_evolve(data.get("evolve"), where.sub("evolve"), dataset, model)
-    losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolve is not None)
+    evolutions = _parse_evolutions(data.get("evolve"), where.sub("evolve"), dataset, model)
+    losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolutions)
     attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(
         data["attack"], where.sub("attack")
     )
@@ -291,7 +322,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
         attack_seed=attack_seed,
         attack_tolerance=tolerance,
         zero_grad_threshold=zero_grad,
-        evolve=evolve,
+        evolutions=evolutions,
         analyze=analyze,
         analyze_classes=classes,
         extra_losses=extra,
@@ -311,7 +342,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     except TypeError as exc:  # a value TrainConfig cannot take (e.g. milestones of the wrong shape)
         raise ConfigError(f"{where.sub('train')}: {exc}") from None
     try:
-        suite.compare_config([spec for spec in losses if spec != EVOLVED] or ["ce"]).validated()
+        suite.compare_config([spec for spec in losses if evolution_of(spec) is None] or ["ce"]).validated()
     except RobustGloError as exc:
         raise ConfigError(f"{where.sub('attack')}: {exc}") from None
     return suite
@@ -320,9 +351,26 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
 # ----------------------------------------------------------------------------------------- sections
 
 
-def _parse_evolve(table: Any, w: _Where, dataset: str, model: str | None) -> dict[str, Any] | None:
+def _parse_evolutions(table: Any, w: _Where, dataset: str, model: str | None) -> dict[str, dict[str, Any]]:
+    """A plain [evolve] table -> {"": options}; [evolve.NAME] tables -> {NAME: shared options + NAME's}, where
+    the shared options are the plain keys of [evolve]."""
     if table is None:
-        return None
+        return {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{w}: must be a table")
+    named = {k: v for k, v in table.items() if isinstance(v, dict)}
+    shared = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    if not named:
+        return {DEFAULT_EVOLUTION: _parse_evolve(shared, w, dataset, model)}
+    out = {}
+    for name, options in named.items():
+        if not name or not all(c.isalnum() or c in "-_" for c in name):
+            raise ConfigError(f"{w}: evolution name {name!r} must be letters, digits, - or _")
+        out[name] = _parse_evolve({**shared, **options}, w.sub(f"evolve.{name}"), dataset, model)
+    return out
+
+
+def _parse_evolve(table: dict[str, Any], w: _Where, dataset: str, model: str | None) -> dict[str, Any]:
     owned = sorted(set(table) & set(EVOLVE_OWNED))
     if owned:
         raise ConfigError(
@@ -338,7 +386,9 @@ def _parse_evolve(table: Any, w: _Where, dataset: str, model: str | None) -> dic
         raise ConfigError(f"{w}: {exc}") from None
 
 
-def _parse_train(t: dict[str, Any], w: _Where, has_evolution: bool) -> tuple[list[str], list[int], dict]:
+def _parse_train(
+    t: dict[str, Any], w: _Where, evolutions: dict[str, dict[str, Any]]
+) -> tuple[list[str], list[int], dict]:
     fields = [name for name in TrainConfig.flat_field_names() if name not in TRAIN_OWNED]
     _check_keys(t, TRAIN_KEYS + tuple(fields), w)
     if "losses" not in t:
@@ -347,9 +397,14 @@ def _parse_train(t: dict[str, Any], w: _Where, has_evolution: bool) -> tuple[lis
     if not losses:
         raise ConfigError(f"{w}: 'losses' is empty; give at least one loss spec")
     for spec in losses:
-        if spec == EVOLVED:
-            if not has_evolution:
-                raise ConfigError(f"{w}: loss {EVOLVED!r} needs an [evolve] table (it is the loss evolution finds)")
+        name = evolution_of(spec)
+        if name is not None:
+            if not evolutions:
+                raise ConfigError(f"{w}: loss {spec!r} needs an [evolve] table (it is the loss evolution finds)")
+            known = name in evolutions or (name == DEFAULT_EVOLUTION and len(evolutions) == 1)
+            if not known:
+                names = ", ".join(f"{EVOLVED_PREFIX}{n}" if n else EVOLVED for n in evolutions)
+                raise ConfigError(f"{w}: loss {spec!r} names no evolution of this suite; valid: {names}")
             continue
         _check_loss(spec, w, "losses")
     if len(set(losses)) != len(losses):

@@ -16,7 +16,7 @@ import pandas as pd
 
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
-from robust_glo.reporting.inputs import ReportInputs, copy_inputs, load_inputs
+from robust_glo.reporting.inputs import EvolutionInputs, ReportInputs, copy_inputs, load_inputs
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.utils import atomic_write_text
@@ -99,8 +99,10 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
         figs["per_seed"] = F.save_png(
             F.per_seed_figure(inputs.results, labels, inputs.losses), out / FIGURES / "per_seed.png"
         )
-    if inputs.history is not None and not inputs.history.empty:
-        figs["evolution"] = F.save_png(F.evolution_figure(inputs.history), out / FIGURES / "evolution.png")
+    for evo in inputs.evolutions:
+        if not evo.history.empty:
+            stem = f"evolution-{evo.name}" if evo.name else "evolution"
+            figs[stem] = F.save_png(F.evolution_figure(evo.history), out / FIGURES / f"{stem}.png")
     if inputs.analysis:
         figs["effective_target"] = F.save_png(
             F.effective_target_figure(inputs.analysis, inputs.labels), out / FIGURES / "effective_target.png"
@@ -132,8 +134,10 @@ def _document(
     doc.sections.append(_summary_section(inputs, summary, settings))
     doc.sections.append(_curves_section(inputs, figs, summary))
     doc.sections.append(_statistics_section(inputs, summary, settings))
-    if "evolution" in figs:
-        doc.sections.append(_evolution_section(inputs, figs))
+    for evo in inputs.evolutions:
+        stem = f"evolution-{evo.name}" if evo.name else "evolution"
+        if stem in figs:
+            doc.sections.append(_evolution_section(inputs, evo, figs[stem]))
     if inputs.analysis:
         doc.sections.append(_analysis_section(inputs, figs))
     doc.sections.append(_reliability_section(inputs))
@@ -203,7 +207,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
     items.append(
         f"Attacks run: {attack_text or 'none'}, all L∞ with cross-entropy (or margin) on the logits, "
         f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
-        f"true robustness."
+        f"true robustness ({docs_ref('attacks.md', inputs.root)})."
     )
     strong = {"apgd-ce", "apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t"}
     ran = {a.split(":")[0] for a in attacks}
@@ -317,38 +321,48 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T
     return section
 
 
-def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
-    history = inputs.history
-    section = Section("Evolution", anchor="evolution")
+def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path) -> Section:
+    history = evo.history
+    title = f"Evolution: {evo.name}" if evo.name else "Evolution"
+    section = Section(title, anchor=f"evolution-{evo.name}" if evo.name else "evolution")
     gens = T.evolution_generations(history)
     rejected = int(gens["rejected"].sum())
     total = int(gens["candidates"].sum())
+    suite = inputs.suite or {}
+    config = (suite.get("evolutions") or {"": suite.get("evolve") or {}}).get(evo.name) or {}
+    fitness = config.get("fitness", "clean")
+    meaning = (
+        "1 − validation accuracy"
+        if fitness == "clean"
+        else f"`{fitness}`: 1 − ((1 − w) · clean + w · robust validation accuracy)"
+    )
     section.add(
         Paragraph(
             f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
             f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
-            f"1 − validation accuracy after a short training run."
+            f"{meaning} after a short training run; candidates not trained to the end rank "
+            f"after every trained one ({docs_ref('method.md', inputs.root)})."
         )
     )
     section.add(
         Image(
-            figs["evolution"],
+            figure,
             "Left: best and median fitness of the trained candidates per generation, "
             "and the best so far. Right: the share of each generation that was not "
             "trained to the end.",
             alt="evolution progress",
         )
     )
-    section.add(Table(T.evolution_table(history), "Per generation (from evolve/history.csv)."))
-    if inputs.reevaluation is not None and not inputs.reevaluation.empty:
+    section.add(Table(T.evolution_table(history), f"Per generation (from {evo.folder}/history.csv)."))
+    if evo.reevaluation is not None and not evo.reevaluation.empty:
         section.add(
             Table(
-                T.reevaluation_table(inputs.reevaluation),
-                "The best candidates of the search, re-trained on fresh seeds (evolve/reevaluation.csv); "
+                T.reevaluation_table(evo.reevaluation),
+                f"The best candidates of the search, re-trained on fresh seeds ({evo.folder}/reevaluation.csv); "
                 "the lowest mean fitness is the evolved loss.",
             )
         )
-    best = inputs.best_loss
+    best = evo.best_loss
     if best and best.get("theta"):
         theta = ", ".join(f"{float(t):.4f}" for t in best["theta"])
         extra = {
@@ -356,7 +370,7 @@ def _evolution_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
             for k, v in best.items()
             if k not in ("kind", "theta") and v is not None and not isinstance(v, (dict, list))
         }
-        text = f"The evolved loss (evolve/best_loss.json): θ = [{theta}]"
+        text = f"The evolved loss ({evo.folder}/best_loss.json): θ = [{theta}]"
         if extra:
             text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
         section.add(Paragraph(text + "."))
@@ -453,7 +467,10 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
             f"seed and loss)"
             + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")
-            + (f"; evolution seed {suite['evolve'].get('seed', 0)}" if suite.get("evolve") else "")
+            + "".join(
+                f"; evolution{' ' + n if n else ''} seed {o.get('seed', 0)}"
+                for n, o in (suite.get("evolutions") or ({"": suite["evolve"]} if suite.get("evolve") else {})).items()
+            )
             + "."
         )
     )
@@ -480,7 +497,7 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     if env.get("versions"):
         section.add(Table(T.versions_table(env), "Library versions."))
     if suite:
-        shown = {k: v for k, v in suite.items() if v not in (None, [], {}) or k in ("evolve",)}
+        shown = {k: v for k, v in suite.items() if v not in (None, [], {})}
         section.add(Paragraph("The resolved suite (suite.json):"), Code(_compact_json(shown), "json"))
     return section
 

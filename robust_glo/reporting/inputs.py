@@ -12,6 +12,7 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
     environment.json       seeds, library versions, hardware
     evolve/history.csv     one row per evolution candidate; evolve/best_loss.json the evolved loss;
                            evolve/reevaluation.csv the top candidates re-trained on fresh seeds
+    evolve/<NAME>/...      the same for each named evolution of a suite with [evolve.NAME] tables
     analysis/analysis.json `analyze_loss(...).to_dict()` of every loss; analysis/figures/*.png
 """
 
@@ -35,9 +36,6 @@ LOSSES = "losses.json"
 SUITE = "suite.json"
 STAGES = "stages.json"
 ENVIRONMENT = "environment.json"
-HISTORY = Path("evolve") / "history.csv"
-REEVALUATION = Path("evolve") / "reevaluation.csv"
-BEST_LOSS = Path("evolve") / "best_loss.json"
 ANALYSIS = Path("analysis") / "analysis.json"
 ANALYSIS_FIGURES = Path("analysis") / "figures"
 
@@ -58,9 +56,25 @@ INPUT_PATTERNS = (
     "evolve/generations.csv",
     "evolve/reevaluation.csv",
     "evolve/config.json",
+    "evolve/*/history.csv",
+    "evolve/*/best_loss.json",
+    "evolve/*/generations.csv",
+    "evolve/*/reevaluation.csv",
+    "evolve/*/config.json",
     "analysis/*.json",
     "analysis/figures/*.png",
 )
+
+
+@dataclass
+class EvolutionInputs:
+    """The files of one evolution: `name` is "" for a suite's plain [evolve] table."""
+
+    name: str
+    folder: str  # relative to the report, e.g. "evolve" or "evolve/robust"
+    history: pd.DataFrame
+    reevaluation: pd.DataFrame | None = None
+    best_loss: dict[str, Any] | None = None
 
 
 @dataclass
@@ -72,9 +86,7 @@ class ReportInputs:
     flags: pd.DataFrame | None = None
     outcomes: pd.DataFrame | None = None
     training: pd.DataFrame | None = None
-    history: pd.DataFrame | None = None
-    reevaluation: pd.DataFrame | None = None
-    best_loss: dict[str, Any] | None = None
+    evolutions: list[EvolutionInputs] = field(default_factory=list)
     analysis: list[dict[str, Any]] = field(default_factory=list)
     analysis_figures: list[Path] = field(default_factory=list)
     suite: dict[str, Any] | None = None
@@ -148,12 +160,7 @@ def load_inputs(root: str | Path) -> ReportInputs:
             raise ConfigError(f"cannot read {str(root / OUTCOMES)!r}: {exc}") from None
     if (root / TRAINING).is_file():
         inputs.training = _read_csv(root / TRAINING)
-    if (root / HISTORY).is_file():
-        inputs.history = _read_csv(root / HISTORY)
-    if (root / REEVALUATION).is_file():
-        inputs.reevaluation = _read_csv(root / REEVALUATION)
-    if (root / BEST_LOSS).is_file():
-        inputs.best_loss = _read_json(root / BEST_LOSS)
+    inputs.evolutions = _read_evolutions(root)
     if (root / ANALYSIS).is_file():
         data = _read_json(root / ANALYSIS)
         inputs.analysis = data if isinstance(data, list) else [data]
@@ -166,6 +173,22 @@ def load_inputs(root: str | Path) -> ReportInputs:
         inputs.labels = {d["spec"]: d.get("label") or short_label(d["spec"]) for d in _read_json(root / LOSSES)}
     _unique_labels(inputs)
     return inputs
+
+
+def _read_evolutions(root: Path) -> list[EvolutionInputs]:
+    """evolve/ (a plain [evolve] table) and every evolve/<NAME>/ that holds a history.csv."""
+    folders = [("", root / "evolve")] + [(p.parent.name, p.parent) for p in sorted(root.glob("evolve/*/history.csv"))]
+    out = []
+    for name, folder in folders:
+        if not (folder / "history.csv").is_file():
+            continue
+        evo = EvolutionInputs(name, folder.relative_to(root).as_posix(), _read_csv(folder / "history.csv"))
+        if (folder / "reevaluation.csv").is_file():
+            evo.reevaluation = _read_csv(folder / "reevaluation.csv")
+        if (folder / "best_loss.json").is_file():
+            evo.best_loss = _read_json(folder / "best_loss.json")
+        out.append(evo)
+    return out
 
 
 def _unique_labels(inputs: ReportInputs) -> None:
