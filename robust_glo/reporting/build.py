@@ -18,6 +18,7 @@ from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
 from robust_glo.reporting.inputs import EvolutionInputs, ReportInputs, copy_inputs, load_inputs
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
+from robust_glo.reporting.verdict import build_verdict
 from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.utils import atomic_write_text
 
@@ -131,6 +132,7 @@ def _document(
         f"{', '.join(T.attack_order(res)) or 'none'}."
     ).strip()
     doc = Document(title=title, subtitle=subtitle)
+    doc.sections.append(_verdict_section(inputs, summary, settings))
     doc.sections.append(_summary_section(inputs, summary, settings))
     doc.sections.append(_curves_section(inputs, figs, summary))
     doc.sections.append(_statistics_section(inputs, summary, settings))
@@ -176,20 +178,53 @@ def _join(values: list[Any]) -> str:
     return ", ".join(map(str, values))
 
 
+def _training_budget(inputs: ReportInputs) -> str:
+    train = (inputs.suite or {}).get("train") or {}
+    if train.get("steps"):
+        return f"{train['steps']} SGD steps"
+    if train.get("epochs"):
+        return f"{train['epochs']:g} epochs"
+    return f"the {train.get('preset', 'default')} recipe"
+
+
+def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
+    res = T.measured(inputs.results)
+    seeds = sorted({int(s) for s in res["seed"]})
+    n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
+    dataset = ", ".join(map(str, dict.fromkeys(res["dataset"]))) if "dataset" in res else "this dataset"
+    budget = (
+        f"{_training_budget(inputs)}, {len(seeds)} seeds, {_join(n_images) or 'all'} test images, "
+        f"attacks {', '.join(T.attack_order(res)) or 'none'}"
+    )
+    labels = {s: inputs.label(s) for s in inputs.losses}
+    verdict = build_verdict(
+        summary,
+        labels,
+        settings.baseline,
+        dataset=dataset,
+        budget=budget,
+        correction=settings.correction_name.split(" (")[0],
+    )
+    section = Section("Verdict", anchor="verdict")
+    section.add(Paragraph(f"**{verdict.answer}**"))
+    section.add(
+        Paragraph(
+            "Written by the report code from the statistics below (differences in percentage points "
+            "with their 95% interval over seeds and test images; significance after the correction "
+            "for the comparisons shown)."
+        )
+    )
+    section.add(Bullets(verdict.bullets))
+    return section
+
+
 def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> list[str]:
-    res, suite = inputs.results, inputs.suite or {}
+    res = inputs.results
     seeds = T.seeds_list(inputs)
     items = []
     res = T.measured(res)
     n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
-    train = suite.get("train") or {}
-    budget = (
-        f"{train['steps']} SGD steps"
-        if train.get("steps")
-        else f"{train['epochs']:g} epochs"
-        if train.get("epochs")
-        else f"the {train.get('preset', 'default')} recipe"
-    )
+    budget = _training_budget(inputs)
     items.append(
         f"Each network was trained for {budget} ({len(seeds)} seeds: {_join(seeds)}) and attacked on "
         f"{_join(n_images) or 'all'} test images. The conclusions hold for this budget: a longer run can "
