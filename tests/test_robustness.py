@@ -509,3 +509,47 @@ def test_flag_statuses_are_read_back_as_text(tmp_path):
     old = flags.assign(status=flags["status"].replace({"not run": "n/a"}))
     old.to_csv(tmp_path / "old.csv", index=False)
     assert (read_flags(tmp_path / "old.csv")["status"] == flags["status"]).all()
+
+
+# ------------------------------------------------------------------ where attacks run: cascades, min_eps
+
+
+def test_a_cascaded_attack_runs_only_where_the_earlier_ones_failed():
+    model = mlp()
+    x, y = data(model, n=64)
+    ev = run_evaluation(model, x, y, ["pgd:steps=2", "apgd-ce:cascade=true:steps=5"], [0.0, 0.05, 0.2], seed=1)
+    for eps in (0.05, 0.2):
+        pgd, apgd = ev.robust["pgd:steps=2"][eps], ev.robust["apgd-ce:cascade=true:steps=5"][eps]
+        assert not (apgd & ~pgd).any()  # its row is the worst case of PGD and itself
+        assert torch.equal(ev.robust["worst"][eps], apgd)
+    row = ev.results[(ev.results.attack == "apgd-ce:cascade=true:steps=5") & (ev.results.eps == 0.2)]
+    assert json.loads(row["params"].item())["cascade_after"] == ["pgd:steps=2"]
+    assert ev.reliable, ev.flags
+
+
+def test_min_eps_runs_an_attack_only_at_the_larger_budgets():
+    model = mlp()
+    x, y = data(model, n=48)
+    ev = run_evaluation(model, x, y, ["fgsm", "pgd:steps=3:min_eps=0.1"], [0.0, 0.05, 0.1], seed=1)
+    rows = set(zip(ev.results.attack, ev.results.eps))
+    assert ("pgd:min_eps=0.1:steps=3", 0.1) in rows and ("pgd:min_eps=0.1:steps=3", 0.05) not in rows
+    assert torch.equal(ev.robust["worst"][0.05], ev.robust["fgsm"][0.05])  # only FGSM ran at 0.05
+    with pytest.raises(ConfigError, match="min_eps must lie in"):
+        parse_attack("pgd:min_eps=2")
+    with pytest.raises(ConfigError, match="cascade"):
+        parse_attack("pgd:after=fgsm")
+
+
+def test_gradient_free_breaks_are_counted_per_input():
+    x, y = data(linear_model(n_classes=10, seed=3), n=40, wrong=0)
+    masked = run_evaluation(
+        linear_model(n_classes=10, seed=3, scale=1e4),
+        x,
+        y,
+        ["fgsm", "pgd:steps=5", "square:cascade=true:n_queries=300"],
+        [0.1],
+        seed=0,
+    )
+    flag = masked.flags.set_index("check").loc["gradient_free_not_better"]
+    assert flag["status"] == "fail" and flag["value"] > 0.1
+    assert "broke" in flag["detail"] and "that every gradient attack missed at eps=0.1" in flag["detail"]

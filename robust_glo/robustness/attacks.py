@@ -97,7 +97,7 @@ class AttackSpec:
         entry = get_attack_entry(name)
         checked = {key: _coerce(entry, key, value) for key, value in params.items()}
         spec = cls(name, tuple(sorted(checked.items())))
-        _validate(entry, spec.resolved())
+        _validate(entry, {**spec.resolved(), **{k: v for k, v in spec.params if k in SCHEDULE_TYPES}})
         return spec
 
     @property
@@ -114,7 +114,20 @@ class AttackSpec:
         return ":".join([self.name] + [f"{k}={_format(v)}" for k, v in self.params])
 
     def resolved(self) -> dict[str, Any]:
-        return {**self.entry.defaults, **dict(self.params)}
+        """The attack's own parameters (defaults filled in), without the schedule options."""
+        return {**self.entry.defaults, **{k: v for k, v in self.params if k not in SCHEDULE_TYPES}}
+
+    @property
+    def cascade(self) -> bool:
+        return bool(dict(self.params).get("cascade", False))
+
+    @property
+    def min_eps(self) -> float:
+        return float(dict(self.params).get("min_eps", 0.0))
+
+    def runs_at(self, eps: float) -> bool:
+        """Whether the attack runs at budget `eps` (> 0); eps = 0 rows exist for every attack."""
+        return eps == 0.0 or eps >= self.min_eps
 
     def budget(self, eps: float, n_classes: int) -> dict[str, Any]:
         """Everything that was run at `eps`, as recorded in the `params` column."""
@@ -191,10 +204,23 @@ def _param_help(entry: AttackEntry) -> str:
     return ", ".join(f"{k} ({t.__name__}, default {_format(entry.defaults[k])})" for k, t in entry.types.items())
 
 
+# Options every attack takes, which decide where it runs rather than how:
+# - cascade: run only on the inputs that every attack listed before it (at the same eps) left correct, as
+#   AutoAttack does; its row is then the per-input worst case of those attacks and itself.
+# - min_eps: run only at the budgets eps >= min_eps (the expensive attacks where the cheap ones leave few
+#   inputs standing).
+SCHEDULE_TYPES: dict[str, type] = {"cascade": bool, "min_eps": float}
+SCHEDULE_DEFAULTS: dict[str, Any] = {"cascade": False, "min_eps": 0.0}
+
+
 def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
-    if key not in entry.types:
-        raise ConfigError(f"attack {entry.name!r} has no parameter {key!r}; it takes {_param_help(entry)}")
-    kind = entry.types[key]
+    types = {**entry.types, **SCHEDULE_TYPES}
+    if key not in types:
+        raise ConfigError(
+            f"attack {entry.name!r} has no parameter {key!r}; it takes {_param_help(entry)}, "
+            "cascade (bool), min_eps (float)"
+        )
+    kind = types[key]
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -215,6 +241,8 @@ def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
 
 
 def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
+    if not 0.0 <= params.get("min_eps", 0.0) <= 1.0:
+        raise ConfigError(f"attack {entry.name!r}: min_eps must lie in [0, 1], got {params['min_eps']}")
     for key in ("steps", "restarts", "n_queries", "targets"):
         if key in params and params[key] < 1:
             raise ConfigError(f"attack {entry.name!r}: {key} must be >= 1, got {params[key]}")

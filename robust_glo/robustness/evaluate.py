@@ -203,12 +203,15 @@ class _Tally:
     def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int):
         self.n, self.specs, self.eps_list, self.seed = n, specs, eps_list, seed
         self.attacked_eps = [e for e in eps_list if e > 0]
-        keys = [(s.label, e) for s in specs for e in self.attacked_eps]
+        keys = [(s.label, e) for s in specs for e in self.attacked_eps if s.runs_at(e)]
         self.clean_correct = torch.zeros(n, dtype=torch.bool)
         self.clean_after = torch.zeros(n, dtype=torch.bool)  # clean predictions again, after the attacks
         self.eps0_correct = torch.zeros(n, dtype=torch.bool)
         self.zero_grad = torch.zeros(n, dtype=torch.bool)
-        self.robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.attacked_eps} for s in specs}
+        self.robust = {
+            s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.attacked_eps if s.runs_at(e)} for s in specs
+        }
+        self.attacked = {k: torch.zeros(n, dtype=torch.bool) for k in keys}  # the inputs each attack ran on
         self.max_pert = dict.fromkeys(keys, 0.0)
         self.out_of_range = dict.fromkeys(keys, 0)
         self.seconds = dict.fromkeys(keys, 0.0)
@@ -250,8 +253,23 @@ class _Tally:
         xs: torch.Tensor,
         ys: torch.Tensor,
         where: torch.Tensor,
+        earlier: list[AttackSpec] = (),
     ) -> None:
-        """Run one attack at one eps on the correctly classified inputs `xs` of a batch (rows `where`)."""
+        """Run one attack at one eps on the correctly classified inputs `xs` of a batch (rows `where`); with
+        `earlier` (a cascade), only on those of them that every earlier attack left correct."""
+        if earlier:
+            alive = torch.ones(len(where), dtype=torch.bool)
+            for other in earlier:
+                if other.runs_at(e):
+                    alive &= self.robust[other.label][e][where]
+            if not bool(alive.any()):
+                return
+            if not bool(alive.all()):
+                pick = alive.nonzero().squeeze(1).to(xs.device)
+                grad = ctx.clean_grad[pick] if ctx.clean_grad is not None else None
+                ctx = AttackContext(ctx.model, ctx.n_classes, ctx.device, clean_grad=grad)
+                xs, ys, where = xs[pick], ys[pick], where[alive]
+        self.attacked[spec.label, e][where] = True
         t0 = time.perf_counter()
         s = batch_seed(self.seed, spec.label, e, batch)
         torch.manual_seed(s)
@@ -276,7 +294,8 @@ class _Tally:
             held = self.eps0_correct.clone() if e == 0.0 else self.clean_correct.clone()
             if e > 0.0:
                 for spec in self.specs:
-                    held &= self.robust[spec.label][e]
+                    if spec.runs_at(e):
+                        held &= self.robust[spec.label][e]
             out[e] = held
         return out
 
@@ -299,7 +318,7 @@ class _Tally:
                             out_of_range=0,
                         )
                     )
-                else:
+                elif spec.runs_at(e):
                     rows.append(
                         _row(
                             spec.label,
@@ -307,7 +326,7 @@ class _Tally:
                             n,
                             int(self.robust[spec.label][e].sum()),
                             self.seconds[spec.label, e],
-                            spec.budget(e, k),
+                            {**spec.budget(e, k), **self.schedule(spec, e)},
                             max_perturbation=self.max_pert[spec.label, e],
                             out_of_range=self.out_of_range[spec.label, e],
                         )
@@ -315,6 +334,32 @@ class _Tally:
         for e in self.eps_list:
             rows.append(_row("worst", e, n, int(worst[e].sum()), 0.0, {"over": [s.label for s in self.specs]}))
         return pd.DataFrame(rows)
+
+    def schedule(self, spec: AttackSpec, e: float) -> dict:
+        """Where the attack ran, for the `params` column: after which attacks (a cascade), from which eps."""
+        out: dict = {}
+        if spec.cascade:
+            before = self.specs[: self.specs.index(spec)]
+            out["cascade_after"] = [s.label for s in before if s.runs_at(e)]
+        if spec.min_eps > 0:
+            out["min_eps"] = spec.min_eps
+        return out
+
+    def gradient_free_breaks(self) -> dict[tuple[str, float], float]:
+        """Share of all inputs that survived every gradient attack but a gradient-free attack broke, per
+        (gradient-free attack, eps): the per-input form of "a gradient-free attack must not do better"."""
+        out = {}
+        for free in (s for s in self.specs if s.kind == "gradient-free"):
+            for e in (e for e in self.attacked_eps if free.runs_at(e)):
+                grads = [s for s in self.specs if s.kind in ("gradient", "ensemble") and s.runs_at(e)]
+                if not grads:
+                    continue
+                survivors = self.clean_correct.clone()
+                for g in grads:
+                    survivors &= self.robust[g.label][e]
+                broke = survivors & self.attacked[free.label, e] & ~self.robust[free.label][e]
+                out[free.label, e] = float(broke.sum()) / self.n
+        return out
 
     def zero_grad_share(self) -> float:
         correct = int(self.clean_correct.sum())
@@ -394,10 +439,11 @@ def run_evaluation(
             else:
                 xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
             ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs)
-            for spec in specs:
+            for i, spec in enumerate(specs):
                 for e in tally.attacked_eps:
-                    if len(keep):
-                        tally.attack(ctx, spec, e, b, xs, ys, start + keep.cpu())
+                    if len(keep) and spec.runs_at(e):
+                        earlier = specs[:i] if spec.cascade else []
+                        tally.attack(ctx, spec, e, b, xs, ys, start + keep.cpu(), earlier)
                     if bar is not None:
                         bar.update(1)
             # Clean predictions once more, after every attack on this batch: a model whose mode or state
@@ -415,6 +461,7 @@ def run_evaluation(
     robust = tally.robust
     for spec in specs:
         robust[spec.label][0.0] = tally.eps0_correct.clone() if 0.0 in eps_list else tally.clean_correct.clone()
+    free_breaks = tally.gradient_free_breaks()
     robust["worst"] = worst
     flags = check_reliability(
         results,
@@ -423,6 +470,7 @@ def run_evaluation(
         zero_grad_threshold=zero_grad_threshold,
         clean_changed=int((tally.clean_after != tally.clean_correct).sum()),
         state_changed=changed,
+        free_breaks=free_breaks,
     )
     failed = flags.loc[flags["status"] == "fail", "check"].tolist()
     results["reliable"] = not failed
