@@ -10,7 +10,7 @@ from robust_glo.benchmark import EVOLVED, list_suites, load_suite, parse_suite
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 
-SHIPPED = ["quick", "fashion-mnist-full", "cifar10-allcnnc", "cifar10-resnet20", "mnist"]
+SHIPPED = ["quick", "fashion-mnist-standard", "fashion-mnist-full", "cifar10-allcnnc", "cifar10-resnet20", "mnist"]
 
 GOOD = """
 [suite]
@@ -160,3 +160,25 @@ def test_attack_tables_and_specs_give_the_same_labels(tmp_path):
     assert s.attacks == ["fgsm", "pgd:steps=2", "square:n_queries=50"]
     with pytest.raises(ConfigError, match="needs a 'name'"):
         load_suite(_write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', "{ steps = 2 }"), "n.toml"))
+
+
+def test_the_standard_study_holds_what_its_question_needs():
+    from robust_glo.analysis import analyze_loss
+
+    suite = load_suite("fashion-mnist-standard")
+    assert set(suite.evolutions) == {"accuracy", "robust"}
+    assert suite.evolutions["accuracy"]["fitness"] == "clean"
+    assert suite.evolutions["robust"]["fitness"].startswith(("mix:", "pgd:"))
+    same_budget = ("generations", "popsize", "steps", "seed")
+    assert all(suite.evolutions["accuracy"][k] == suite.evolutions["robust"][k] for k in same_budget)
+    assert {"ce", "label_smoothing:0.1", "baikal", "poly1", "focal:2", "evolved:accuracy", "evolved:robust"} <= set(
+        suite.losses
+    )
+    matched = [s for s in suite.losses if s.startswith("label_smoothing:") and s != "label_smoothing:0.1"]
+    baikal = analyze_loss("baikal", 10).effective_target
+    assert len(matched) == 1 and analyze_loss(matched[0], 10).effective_target == pytest.approx(baikal, abs=1e-4)
+    assert len(suite.seeds) >= 5 and suite.n_eval >= 500 and suite.eps == [0.0, 0.02, 0.05, 0.1]
+    families = {a.split(":")[0] for a in suite.attacks}
+    assert {"fgsm", "pgd", "apgd-ce", "square"} <= families and families & {"apgd-dlr", "apgd-t"}
+    pgd = next(a for a in suite.attacks if a.startswith("pgd"))
+    assert "restarts=2" in pgd and int(pgd.split("steps=")[1].split(":")[0]) >= 20

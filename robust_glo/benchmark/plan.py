@@ -41,7 +41,10 @@ def describe(suite: Suite) -> str:
     )
     if s.analyze:
         lines.append(f"  analyze: {len(s.losses) + len(s.extra_losses)} losses at {s.classes} classes")
-    lines.append(f"  report:  baseline {s.baseline}, alpha {s.alpha:g}")
+    lines.append(
+        f"  report:  baseline {s.baseline}, alpha {s.alpha:g}, {s.correction} correction, "
+        f"bootstrap {s.bootstrap:,} replicates (seed {s.bootstrap_seed})"
+    )
     if s.variants:
         lines.append(f"  variants: {', '.join(s.variants)} (--variant NAME)")
     return "\n".join(line for line in lines if line)
