@@ -243,3 +243,19 @@ def test_the_correction_counts_the_comparisons_shown():
     assert shown["p_adjusted"].to_numpy() == pytest.approx(adjust_pvalues(shown["p_value"].to_numpy(), "holm"))
     assert summary.loc[~summary["compared"], "p_adjusted"].isna().all()
     assert (summary["correction"] == "holm").all()
+
+
+def test_the_seed_level_is_not_shrunk_by_resampling_few_seeds():
+    """Three seeds at 40%, 50%, 60% on many images: the bootstrap SD of their mean must match the usual
+    standard error s / sqrt(S) with s the ddof=1 spread (0.0577), not the resampling-shrunk 0.0471."""
+    n = 20_000
+    order = np.random.default_rng(7).permutation(n)
+    seeds = []
+    for acc in (0.4, 0.5, 0.6):
+        bits = np.zeros(n, dtype=bool)
+        bits[order[: int(acc * n)]] = True
+        seeds.append(bits)
+    boot = HierarchicalBootstrap(_outcomes({"ce": seeds}), n_boot=2000, seed=1)
+    rows = boot._rows("ce", {"attack": "pgd", "eps": 0.1})
+    sd = float(np.std(boot._accuracy("ce", rows)))
+    assert sd == pytest.approx(0.1 / math.sqrt(3), rel=0.1)

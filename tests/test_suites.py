@@ -144,7 +144,10 @@ def test_missing_tables_syntax_and_names(tmp_path):
 def test_cli_check_and_errors(tmp_path, capsys):
     assert main(["benchmark", "quick", "--check"]) == 0
     out = capsys.readouterr().out
-    assert "5 losses x 3 seeds = 15 runs" in out and "fgsm, pgd at eps 0, 0.02, 0.05, 0.1" in out
+    assert (
+        "5 losses x 3 seeds = 15 runs" in out
+        and "fgsm, pgd, apgd-ce:cascade=true:min_eps=0.1 at eps 0, 0.02, 0.05, 0.1" in out
+    )
     bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))
     assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()

@@ -68,6 +68,7 @@ def test_without_strong_attacks_the_verdict_says_masking_is_not_ruled_out():
     rows += [_row("ce", "pgd", 0.1, 0.1), _row("ls", "pgd", 0.1, 0.2, 0.1, True, 0.001, unreliable=1)]
     verdict = _verdict(_summary(rows))
     assert any("cannot be told apart from gradient masking" in b for b in verdict.bullets)
+    assert "no attack outside the cross-entropy-gradient family" in verdict.answer
     assert "may be gradient masking" in verdict.answer
     assert "⚠ 1 of its evaluations failed a reliability check" in verdict.bullets[0]
 

@@ -254,6 +254,21 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         )
     elif "square" not in ran and "aa-reference" not in ran:
         items.append("Not run: a gradient-free attack (Square). Gradient masking cannot be ruled out.")
+    eps_values = sorted(e for e in res["eps"].astype(float).unique() if e > 0)
+    for a in attacks:
+        where = sorted(res.loc[res["attack"] == a, "eps"].astype(float).unique())
+        missing = [e for e in eps_values if e not in where]
+        if missing:
+            items.append(
+                f"`{a}` ran only at ε = {', '.join(f'{e:g}' for e in where if e > 0)}: at ε = "
+                f"{', '.join(f'{e:g}' for e in missing)} the worst case does not include it, so robustness there "
+                f"is measured by the cheaper attacks alone."
+            )
+        if ":cascade=true" in a:
+            items.append(
+                f"`{a}` ran as a cascade, on the inputs the attacks before it left correct: its column is "
+                f"the per-input worst case of those attacks and itself."
+            )
     shown = T.family(summary)
     raw = int((shown["p_value"] < settings.alpha).sum())
     adjusted = int(shown["significant"].astype(bool).sum())
@@ -266,8 +281,9 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
     fewest = int(summary["n_seeds"].min()) if len(summary) else 0
     if 1 < fewest < 10 and (summary["interval"] == INTERVAL_BOOTSTRAP).any():
         items.append(
-            f"With {fewest} seeds per loss, resampling seeds under-states their variance (by the factor "
-            f"(S − 1)/S = {(fewest - 1) / fewest:.2f}): intervals and p-values are somewhat optimistic."
+            f"With {fewest} seeds per loss, the seed-to-seed variation is estimated from {fewest} values (the "
+            f"bootstrap corrects resampling's (S − 1)/S shrinkage, but not the uncertainty of so few seeds); more "
+            f"seeds would make the intervals more trustworthy."
         )
     diverged = T.not_measured(inputs)
     if diverged:

@@ -156,7 +156,12 @@ def _answer(better: list, worse: list, base: str, dataset: str, budget: str, cor
     where = f"On {dataset}, at this budget ({budget})"
     if better:
         items = ", ".join(f"{name} at ε = {e:g}" for name, e in better)
-        caveat = "" if strong else ", but only FGSM/PGD-type attacks ran, so this may be gradient masking"
+        caveat = (
+            ""
+            if strong
+            else ", but no attack outside the cross-entropy-gradient family (no APGD-DLR, "
+            "APGD-T or Square) ran, so this may be gradient masking"
+        )
         return (
             f"{where}: more robust than {base} under the worst case of all attacks, significant after "
             f"{correction} correction: {items}{caveat}. No other loss shows evidence of being more robust."

@@ -14,8 +14,9 @@ images. Percentiles of the replicates give the intervals; the two-sided p-value 
 twice the smaller share of replicates on either side of zero (with the usual +1 correction), i.e. the
 smallest level at which the percentile interval would exclude zero.
 
-Known limit: with few seeds, resampling seeds under-states their variance by the factor (S - 1) / S
-(2/3 at three seeds); the intervals are then somewhat too narrow, which the report states.
+Resampling S seeds alone would under-state their variance by the factor (S - 1)/S (2/3 at three seeds);
+each replicate's deviation from the all-seed mean is scaled by sqrt(S / (S - 1)) to correct it. With very
+few seeds the seed level is still estimated from little data, which the report states.
 
 No library offers this crossed design (scipy.stats.bootstrap resamples one level), hence the code here.
 Random numbers come from seed sequences named after what they draw (the image set, a loss), so adding a
@@ -111,10 +112,19 @@ class HierarchicalBootstrap:
         return f[mask]
 
     def _accuracy(self, loss: str, rows: pd.DataFrame) -> np.ndarray:
-        """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images."""
+        """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images.
+
+        Resampling S seeds gives their mean a variance (S - 1)/S times too small; the deviation of the drawn
+        seeds' mean from the mean of all seeds (on the same drawn images) is scaled by sqrt(S / (S - 1)) to
+        undo that, so the seed level is neither under- nor over-stated (with one seed it contributes nothing).
+        """
         reps = self.replicates[rows.index]  # (S, B)
-        draws = self._seeds(loss, len(rows))  # (B, S)
-        return reps[draws.T, np.arange(self.n_boot)].mean(axis=0)
+        s = len(rows)
+        everyone = reps.mean(axis=0)
+        if s < 2:
+            return everyone
+        drawn = reps[self._seeds(loss, s).T, np.arange(self.n_boot)].mean(axis=0)
+        return everyone + math.sqrt(s / (s - 1)) * (drawn - everyone)
 
     def _interval(self, values: np.ndarray) -> tuple[float, float]:
         tail = (1 - self.confidence) / 2
