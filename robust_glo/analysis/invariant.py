@@ -20,9 +20,10 @@ from dataclasses import astuple, dataclass
 import numpy as np
 
 from robust_glo.errors import ConfigError
+from robust_glo.losses.taylorglo import N_PARAMS
 
 RULES = ("paper", "exact")
-N_PARAMS = 8
+
 COEFFICIENT_NAMES = ("c1", "ch", "chh", "cx", "cxx", "chx")
 
 

@@ -33,6 +33,7 @@ from robust_glo.benchmark.ledger import Ledger, StageCounter
 from robust_glo.benchmark.suite import Suite, evolution_of
 from robust_glo.comparison import layout
 from robust_glo.errors import ConfigError
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
@@ -78,8 +79,8 @@ def evolved_spec(best_loss: Path) -> str:
     """The inline spec `taylorglo:[t0,...,t7]` of an evolve run's best_loss.json (exact floats)."""
     data = read_json(best_loss)
     theta = data.get("theta") if isinstance(data, dict) else None
-    if not isinstance(theta, list) or len(theta) != 8:
-        raise ConfigError(f"{best_loss} does not hold a TaylorGLO theta of 8 numbers")
+    if not isinstance(theta, list) or len(theta) != N_PARAMS:
+        raise ConfigError(f"{best_loss} does not hold a TaylorGLO theta of {N_PARAMS} numbers")
     return "taylorglo:[" + ",".join(repr(float(t)) for t in theta) + "]"
 
 

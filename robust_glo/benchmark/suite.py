@@ -253,9 +253,29 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str | None = None) -> Suite:
-    """Validate a suite given as a dict (the parsed TOML)."""
-    where = _Where(source)
+def _parse_suite_table(
+    s: dict[str, Any], where: _Where, source: str, variant: str | None
+) -> tuple[str, str | None, str, dict[str, Any], _Where]:
+    """[suite]: dataset, model and the suite's name (with the variant's suffix)."""
+    w = where.sub("suite")
+    _check_keys(s, SUITE_KEYS, w)
+    dataset = _string(s.get("dataset", "fashion-mnist"), w, "dataset")
+    if dataset not in DATASETS:
+        raise ConfigError(f"{w}: unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    model = _optional_string(s.get("model"), w, "model")
+    if model is not None:
+        from robust_glo.models import list_models
+
+        if model not in list_models():
+            raise ConfigError(f"{w}: unknown model {model!r}; valid: {', '.join(list_models())}")
+    default_name = Path(source).stem if source != "<suite>" else "suite"
+    name = _string(s.get("name", default_name), w, "name") + (f"-{variant}" if variant else "")
+
+    return dataset, model, name, s, w
+
+
+def _apply_variant(data: Any, where: _Where, source: str, variant: str | None) -> tuple[dict[str, Any], list[str]]:
+    """The suite's tables with `variant`'s overrides merged in (checked), and the variants it offers."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a suite must be a TOML document of tables")
     _check_keys(data, SECTIONS, where, "the top level (tables)")
@@ -282,21 +302,14 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     for name in data:
         _require_table(data[name], where, name)
 
-    s = data["suite"]
-    w = where.sub("suite")
-    _check_keys(s, SUITE_KEYS, w)
-    dataset = _string(s.get("dataset", "fashion-mnist"), w, "dataset")
-    if dataset not in DATASETS:
-        raise ConfigError(f"{w}: unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    model = _optional_string(s.get("model"), w, "model")
-    if model is not None:
-        from robust_glo.models import list_models
+    return data, list(variants)
 
-        if model not in list_models():
-            raise ConfigError(f"{w}: unknown model {model!r}; valid: {', '.join(list_models())}")
-    default_name = Path(source).stem if source != "<suite>" else "suite"
-    name = _string(s.get("name", default_name), w, "name") + (f"-{variant}" if variant else "")
 
+def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str | None = None) -> Suite:
+    """Validate a suite given as a dict (the parsed TOML)."""
+    where = _Where(source)
+    data, variants = _apply_variant(data, where, source, variant)
+    dataset, model, name, s, w = _parse_suite_table(data["suite"], where, source, variant)
     evolutions = _parse_evolutions(data.get("evolve"), where.sub("evolve"), dataset, model)
     losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolutions)
     attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(

@@ -27,6 +27,7 @@ from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
 from robust_glo.errors import ConfigError
 from robust_glo.losses import taylorglo_f
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.training import make_scheduler
 
 
@@ -121,7 +122,7 @@ def train_population(
     """
     check_batchable(model)
     device = torch.device(device)
-    theta = torch.as_tensor(np.asarray(thetas, dtype=np.float64)).reshape(-1, 8)
+    theta = torch.as_tensor(np.asarray(thetas, dtype=np.float64)).reshape(-1, N_PARAMS)
     p = theta.shape[0]
     base = copy.deepcopy(model).to(device)
     params = {

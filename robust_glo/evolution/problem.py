@@ -45,6 +45,7 @@ from robust_glo.data import DatasetSplits, load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.losses import TaylorGLOLoss
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.losses.user import NonFiniteLossError
 from robust_glo.models import create_model
 from robust_glo.training import Recipe, evaluate_accuracy, fit
@@ -54,7 +55,6 @@ STATUSES = ("trained", "rejected", "diverged", "failed")
 DIVERGED_FITNESS = 2.0  # the band's lower end: 2 + 0.5 / (1 + steps trained)
 FAILED_FITNESS = 3.0
 REJECTED_FITNESS = 4.0  # the band's lower end: 4 + u / (1 + u), u = log(1 + violation)
-N_PARAMS = 8
 
 
 def diverged_fitness(steps_done: int) -> float:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness import EXPLANATIONS, summarize
 from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
@@ -351,7 +352,7 @@ def reevaluation_table(reevaluation: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for rank, g in r.groupby("rank", sort=True):
         first = g.iloc[0]
-        theta = ", ".join(f"{float(first[f'theta{k}']):.2f}" for k in range(8))
+        theta = ", ".join(f"{float(first[f'theta{k}']):.2f}" for k in range(N_PARAMS))
         rows.append(
             {
                 "rank in search": int(rank),

@@ -390,32 +390,18 @@ def _checked_arguments(
     return specs, eps_list, int(batch_size), dev, seed
 
 
-def run_evaluation(
+def _attack_batches(
     model: nn.Module,
     inputs: torch.Tensor,
     labels: torch.Tensor,
-    attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
-    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
-    *,
-    batch_size: int = 500,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    tolerance: float = DEFAULT_TOLERANCE,
-    zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
-    progress: bool = False,
-) -> Evaluation:
-    """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
-
-    `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
-    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
-    `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
-    RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
-    """
-    specs, eps_list, batch_size, dev, seed = _checked_arguments(
-        model, inputs, labels, attacks, eps, batch_size, device, seed
-    )
-    n = len(labels)
-    tally = _Tally(n, specs, eps_list, seed)
+    tally: _Tally,
+    dev: torch.device,
+    batch_size: int,
+    progress: bool,
+) -> list[str]:
+    """Every batch: clean pass, then each attack at each eps on the inputs still standing, then the clean
+    predictions once more; returns the state_dict entries the evaluation changed (restored if any)."""
+    specs, n = tally.specs, len(labels)
     wants_grad = any(s.entry.uses_clean_grad for s in specs)
     bar = None
     if progress:
@@ -452,9 +438,37 @@ def run_evaluation(
     if bar is not None:
         bar.close()
     changed = guard.changed()
-    if changed:  # put the model back as it was; the flag below marks these results unreliable
+    if changed:  # put the model back as it was; the flag marks these results unreliable
         guard.restore()
+    return changed
 
+
+def run_evaluation(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
+    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
+    *,
+    batch_size: int = 500,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
+    progress: bool = False,
+) -> Evaluation:
+    """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
+
+    `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
+    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
+    `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
+    RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
+    """
+    specs, eps_list, batch_size, dev, seed = _checked_arguments(
+        model, inputs, labels, attacks, eps, batch_size, device, seed
+    )
+    tally = _Tally(len(labels), specs, eps_list, seed)
+    changed = _attack_batches(model, inputs, labels, tally, dev, batch_size, progress)
     worst = tally.worst()
     _assert_invariants(tally.clean_correct, tally.robust, worst)
     results = tally.rows(worst)

@@ -88,11 +88,6 @@ def fit(
     scheduler = make_scheduler(optimizer, schedule=schedule, steps=steps, milestones=milestones, gamma=gamma)
     ckpt = Path(checkpoint_path) if checkpoint_path else None
     fork_devices = [device.index or 0] if device.type == "cuda" else []
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
-    )
-    # Checking the loss every step costs a device sync; on CUDA check every few steps instead.
-    check_every = 1 if device.type == "cpu" else 10
     curve: list[tuple[int, float]] = []
     start_step = 0
     with torch.random.fork_rng(devices=fork_devices):
@@ -109,42 +104,8 @@ def fit(
             dynamic_ncols=True,
         )
         t0 = time.perf_counter()
-        window = torch.zeros((), device=device)
-        window_n = 0
-        step = start_step
-        status, message = "ok", ""
-        for x, y in loader.iterate(steps, start_step=start_step):
-            with autocast:
-                logits = model(x)
-            try:
-                loss = loss_fn(logits, y)
-            except NonFiniteLossError as exc:
-                if step == 0:  # non-finite on fresh weights: the loss itself is broken
-                    raise
-                status, message = "diverged", str(exc)
-                break
-            if (step - start_step) % check_every == 0 and not math.isfinite(float(loss.detach())):
-                status, message = "diverged", f"non-finite training loss at step {step}"
-                break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            window += loss.detach().float()
-            window_n += 1
-            step += 1
-            if step % log_every == 0 or step == steps:
-                mean = float(window) / window_n
-                curve.append((step, mean))
-                window.zero_()
-                window_n = 0
-                bar.set_postfix(loss=f"{mean:.4f}")
-                if not math.isfinite(mean):
-                    status, message = "diverged", f"non-finite training loss before step {step}"
-                    break
-            bar.update(1)
-            if ckpt is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
-                _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
+        loop = _Loop(model, loss_fn, optimizer, scheduler, device, amp, log_every, bar, curve)
+        step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every)
         bar.close()
         seconds = time.perf_counter() - t0
     if status == "ok" and not _weights_finite(model):
@@ -158,6 +119,68 @@ def fit(
         samples_per_second=done * loader.batch_size / seconds if seconds > 0 else 0.0,
         message=message,
     )
+
+
+class _Loop:
+    """The SGD steps of `fit`: forward (under autocast), loss, divergence checks, update, loss curve."""
+
+    def __init__(
+        self,
+        model,
+        loss_fn,
+        optimizer,
+        scheduler,
+        device: torch.device,
+        amp: bool,
+        log_every: int,
+        bar,
+        curve: list[tuple[int, float]],
+    ):
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+        )
+        # Checking the loss every step costs a device sync; on CUDA check every few steps instead.
+        self.check_every = 1 if device.type == "cpu" else 10
+        self.log_every, self.bar, self.curve = log_every, bar, curve
+        self.window = torch.zeros((), device=device)
+        self.window_n = 0
+
+    def run(
+        self, loader: TensorLoader, steps: int, start_step: int, ckpt: Path | None, checkpoint_every: int
+    ) -> tuple[int, str, str]:
+        """Steps `start_step` .. `steps`; returns (the step reached, status, message)."""
+        step = start_step
+        for x, y in loader.iterate(steps, start_step=start_step):
+            with self.autocast:
+                logits = self.model(x)
+            try:
+                loss = self.loss_fn(logits, y)
+            except NonFiniteLossError as exc:
+                if step == 0:  # non-finite on fresh weights: the loss itself is broken
+                    raise
+                return step, "diverged", str(exc)
+            if (step - start_step) % self.check_every == 0 and not math.isfinite(float(loss.detach())):
+                return step, "diverged", f"non-finite training loss at step {step}"
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            self.window += loss.detach().float()
+            self.window_n += 1
+            step += 1
+            if step % self.log_every == 0 or step == steps:
+                mean = float(self.window) / self.window_n
+                self.curve.append((step, mean))
+                self.window.zero_()
+                self.window_n = 0
+                self.bar.set_postfix(loss=f"{mean:.4f}")
+                if not math.isfinite(mean):
+                    return step, "diverged", f"non-finite training loss before step {step}"
+            self.bar.update(1)
+            if ckpt is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
+                _save_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, step, self.curve)
+        return step, "ok", ""
 
 
 def _restore_checkpoint(

@@ -30,6 +30,7 @@ from robust_glo.evolution.optimizer import CMAES
 from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
 from robust_glo.evolution.runner.store import RunStore
 from robust_glo.losses import save_theta_file
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_json, read_json, run_metadata
 
 TRAINING_STATUSES = ("trained", "diverged")  # the statuses that spent a training run
@@ -177,7 +178,7 @@ class _Engine:
         cfg, store = self.config, self.store
         state = store.load_state()
         if state is None:
-            optimizer = CMAES(dim=8, mean=0.0, sigma=cfg.sigma0, popsize=cfg.popsize, seed=cfg.seed)
+            optimizer = CMAES(dim=N_PARAMS, mean=0.0, sigma=cfg.sigma0, popsize=cfg.popsize, seed=cfg.seed)
             start = 0
             store.save_state(optimizer, 0)
         else:

@@ -29,12 +29,13 @@ from typing import Any
 
 from robust_glo.errors import ResumeError, RobustGloError
 from robust_glo.evolution.optimizer import CMAES
+from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 
 # 2: untrained candidates ranked by what went wrong (fitness bands), the training recipe nested.
 STATE_FORMAT = 2
 HISTORY_COLUMNS = (
-    ["generation", "index"] + [f"theta{k}" for k in range(8)] + ["status", "fitness", "val_accuracy", "seconds"]
+    ["generation", "index"] + [f"theta{k}" for k in range(N_PARAMS)] + ["status", "fitness", "val_accuracy", "seconds"]
 )
 GENERATION_COLUMNS = [
     "generation",
@@ -50,7 +51,7 @@ GENERATION_COLUMNS = [
 ]
 REEVAL_COLUMNS = (
     ["rank", "generation", "index", "seed_index", "seed"]
-    + [f"theta{k}" for k in range(8)]
+    + [f"theta{k}" for k in range(N_PARAMS)]
     + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"]
 )
 
