@@ -76,6 +76,7 @@ def tiny(tmp_path_factory):
     return suite, out
 
 
+@pytest.mark.slow
 def test_end_to_end_writes_every_stage_and_the_report(tiny):
     _, out = tiny
     stages = json.loads((out / "stages.json").read_text())["stages"]
@@ -101,6 +102,7 @@ def test_end_to_end_writes_every_stage_and_the_report(tiny):
     assert run["out"] == str(out) and f"load average was {run['load_start']:g} at the start" in rep
 
 
+@pytest.mark.slow
 def test_rerun_reuses_every_finished_piece(tiny):
     suite, out = tiny
     patterns = (
@@ -130,6 +132,7 @@ def test_rerun_reuses_every_finished_piece(tiny):
         assert s["total_seconds"] == pytest.approx(totals[name] + s["last_seconds"], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_lost_pieces_are_redone_and_only_they(tiny):
     suite, out = tiny
     runs = sorted((out / "compare" / "runs").glob("*/seed*"))

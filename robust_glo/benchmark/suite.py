@@ -428,37 +428,7 @@ def _parse_train(
     preset = options.get("preset", "default")
     if preset not in PRESETS:
         raise ConfigError(f"{w}: unknown preset {preset!r}; valid: {', '.join(PRESETS)}")
-    types = TrainConfig.flat_field_types()
-    for key, value in options.items():
-        _check_train_value(key, value, types[key], w)
     return losses, seeds, options
-
-
-def _check_train_value(key: str, value: Any, type_text: Any, w: _Where) -> None:
-    """A light type check of a TrainConfig override (values are then checked by TrainConfig.validate)."""
-    text = str(type_text)
-    if isinstance(value, bool) and "bool" not in text:
-        raise ConfigError(f"{w}: {key} must be a number, got {value!r}")
-    if text.startswith("tuple"):
-        if not isinstance(value, list) or not all(_is_number(v) for v in value):
-            raise ConfigError(f"{w}: {key} must be a list of numbers, got {value!r}")
-    elif text.startswith("int") and not (isinstance(value, int) and not isinstance(value, bool)):
-        raise ConfigError(f"{w}: {key} must be an integer, got {value!r}")
-    elif text.startswith("float") and not _is_number(value):
-        raise ConfigError(f"{w}: {key} must be a number, got {value!r}")
-    elif text.startswith("bool") and not isinstance(value, bool):
-        raise ConfigError(f"{w}: {key} must be true or false, got {value!r}")
-    elif text.startswith("str") and not isinstance(value, str):
-        raise ConfigError(f"{w}: {key} must be a string, got {value!r}")
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isfinite(value):
-        raise ConfigError(f"{w}: {key} must be finite, got {value!r}")
-    if (
-        key in ("steps", "batch_size", "test_size", "val_size", "eval_batch_size")
-        and value is not None
-        and value < 1
-        and not (key == "val_size" and value == 0)
-    ):
-        raise ConfigError(f"{w}: {key} must be >= 1, got {value!r}")
 
 
 def _parse_seeds(value: Any, w: _Where) -> list[int]:

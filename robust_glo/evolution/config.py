@@ -17,7 +17,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import Recipe, split_recipe
-from robust_glo.utils.parsing import parse_number
+from robust_glo.utils.parsing import check_field_types, parse_number
 from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
@@ -191,7 +191,7 @@ class EvolveConfig:
     # ---- validation ---------------------------------------------------------------------------------
     def validate(self) -> EvolveConfig:
         """Check every value; raise a one-line `ConfigError` naming the first bad one."""
-        _check_type(self)
+        check_field_types(self, skip=("recipe",), dashes=True)
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
         if self.model is not None:
@@ -249,27 +249,6 @@ class EvolveConfig:
         # The model default is resolved, so `model = None` and the dataset's default model agree.
         a["model"], b["model"] = self.resolved_model(), other.resolved_model()
         return [k for k in a if k not in EXECUTION_OPTIONS and a[k] != b[k]]
-
-
-def _check_type(config: EvolveConfig) -> None:
-    """Reject values of the wrong type (TOML strings for numbers and so on) with a one-line message."""
-    hints = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
-    for f in dataclasses.fields(config):
-        if f.name == "recipe":
-            continue  # Recipe.validate checks its own
-        value = getattr(config, f.name)
-        kind = str(f.type).replace(" ", "")
-        optional = kind.endswith("|None")
-        base = kind.removesuffix("|None")
-        if value is None:
-            if optional:
-                continue
-            raise ConfigError(f"{f.name.replace('_', '-')} needs a value ({base})")
-        ok = isinstance(value, hints[base]) and not (base in ("int", "float") and isinstance(value, bool))
-        if not ok:
-            raise ConfigError(
-                f"{f.name.replace('_', '-')} must be {'a' if base != 'int' else 'an'} {base}, got {value!r}"
-            )
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import SCHEDULES, Recipe, split_recipe
+from robust_glo.utils.parsing import check_field_types
 
 __all__ = ["PRESETS", "SCHEDULES", "TrainConfig"]
 
@@ -77,12 +78,6 @@ class TrainConfig:
         return own + Recipe.field_names()
 
     @classmethod
-    def flat_field_types(cls) -> dict[str, Any]:
-        """Flat key -> its annotation (as text), for light type checks of files and flags."""
-        own = {f.name: f.type for f in dataclasses.fields(cls) if f.name != "recipe"}
-        return {**own, **{f.name: f.type for f in dataclasses.fields(Recipe)}}
-
-    @classmethod
     def from_preset(cls, preset: str, **overrides: Any) -> TrainConfig:
         """The preset's recipe with `overrides` (flat keys) on top (None values are ignored).
 
@@ -101,6 +96,8 @@ class TrainConfig:
         return cls.from_dict({**values, "preset": preset})
 
     def validate(self) -> TrainConfig:
+        """Check every value (the recipe's too); raise a one-line `ConfigError` naming the first bad one."""
+        check_field_types(self, skip=("recipe", "extra"))
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
         if self.steps is None and self.epochs is None:

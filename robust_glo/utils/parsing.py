@@ -62,3 +62,30 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         return tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{str(p)!r} is not valid TOML ({exc})") from None
+
+
+_HINTS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def check_field_types(config: Any, *, skip: tuple[str, ...] = (), dashes: bool = False) -> None:
+    """Reject dataclass field values of the wrong type (a TOML string for a number, ...) with a one-line
+    `ConfigError`; only the simple annotations `str`, `int`, `float`, `bool` (optionally `| None`) are
+    checked. `dashes` spells names as flags (`reeval-seeds`)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        kind = str(f.type).replace(" ", "")
+        optional = kind.endswith("|None")
+        base = kind.removesuffix("|None")
+        if f.name in skip or base not in _HINTS:
+            continue
+        name = f.name.replace("_", "-") if dashes else f.name
+        value = getattr(config, f.name)
+        if value is None:
+            if optional:
+                continue
+            raise ConfigError(f"{name} needs a value ({base})")
+        ok = isinstance(value, _HINTS[base]) and not (base in ("int", "float") and isinstance(value, bool))
+        if not ok:
+            words = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+            raise ConfigError(f"{name} must be {words[base]}, got {value!r}")
