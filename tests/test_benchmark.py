@@ -272,3 +272,16 @@ def test_evolved_tokens_must_name_an_evolution(tmp_path):
         r"evolved:accuracy, evolved:robust",
     ):
         load_suite(path)
+
+
+def test_a_suite_with_the_l2_threat_model_reports_it(tmp_path):
+    text = NO_EVOLUTION.replace('attacks = ["fgsm"]', 'attacks = ["fgsm", "pgd:norm=l2:steps=3"]\neps_l2 = [0.5, 1.0]')
+    path = tmp_path / "l2.toml"
+    path.write_text(textwrap.dedent(text) + "[report]\nbootstrap = 1000\n")
+    out = tmp_path / "out"
+    run_benchmark(load_suite(path), out, progress=False, log=lambda line: None)
+    results = pd.read_csv(out / "results.csv")
+    l2 = results[results["norm"] == "L2"]
+    assert set(l2["attack"]) == {"pgd:norm=l2:steps=3", "worst:l2"} and set(l2["eps"]) == {0.5, 1.0}
+    report = (out / "report.md").read_text()
+    assert "worst:l2 ε=0.5 (%)" in report and "L2 radius 1" in report

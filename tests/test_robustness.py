@@ -353,6 +353,7 @@ def test_attack_spec_labels_are_canonical():
         "alpha": 0.01,
         "random_start": False,
         "restarts": 1,
+        "norm": "linf",
     }
 
 
@@ -553,3 +554,49 @@ def test_gradient_free_breaks_are_counted_per_input():
     flag = masked.flags.set_index("check").loc["gradient_free_not_better"]
     assert flag["status"] == "fail" and flag["value"] > 0.1
     assert "broke" in flag["detail"] and "that every gradient attack missed at eps=0.1" in flag["detail"]
+
+
+# ------------------------------------------------------------------ the L2 threat model
+
+
+def test_l2_attacks_stay_in_the_l2_ball_and_report_their_norm():
+    model = mlp(side=28)
+    x, y = data(model, n=24, side=28)
+    attacks = [
+        "fgsm",
+        "pgd:steps=3",
+        "pgd:norm=l2:steps=3",
+        "apgd-ce:cascade=true:norm=l2:steps=3",
+        "square:cascade=true:n_queries=30:norm=l2",
+    ]
+    ev = run_evaluation(model, x, y, attacks, [0.0, 0.1], eps_l2=[0.5, 1.0], seed=0)
+    table = ev.results
+    l2 = table[table["norm"] == "L2"]
+    assert set(l2["attack"]) == {
+        "pgd:norm=l2:steps=3",
+        "apgd-ce:cascade=true:norm=l2:steps=3",
+        "square:cascade=true:n_queries=30:norm=l2",
+        "worst:l2",
+    }
+    assert set(l2["eps"]) == {0.5, 1.0} and set(table[table["attack"] == "pgd:steps=3"]["norm"]) == {"Linf"}
+    attacked = l2[l2["attack"] != "worst:l2"]
+    assert (attacked["max_perturbation"] <= attacked["eps"] + 1e-4).all()
+    adv = generate_adversarial(model, x, y, "pgd:norm=l2:steps=5", 0.5, seed=0)
+    assert float((adv - x).flatten(1).norm(dim=1).max()) <= 0.5 + 1e-4 and float(adv.min()) >= 0.0
+    for eps in (0.5, 1.0):
+        expected = ev.clean_correct.clone()
+        for label in attacked["attack"].unique():
+            expected &= ev.robust[label][eps]
+        assert torch.equal(ev.robust["worst:l2"][eps], expected)
+    assert ev.reliable, ev.flags
+
+
+def test_l2_needs_radii_and_fgsm_stays_linf():
+    model = mlp()
+    x, y = data(model, n=8)
+    with pytest.raises(ConfigError, match="L2 attack: give its radii with eps_l2"):
+        run_evaluation(model, x, y, ["pgd:norm=l2"], [0.1])
+    with pytest.raises(ConfigError, match="L-infinity only"):
+        parse_attack("fgsm:norm=l2")
+    with pytest.raises(ConfigError, match="norm=l3 is not valid; valid: linf, l2"):
+        parse_attack("pgd:norm=l3")

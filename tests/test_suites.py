@@ -185,3 +185,15 @@ def test_the_standard_study_holds_what_its_question_needs():
     assert {"fgsm", "pgd", "apgd-ce", "square"} <= families and families & {"apgd-dlr", "apgd-t"}
     pgd = next(a for a in suite.attacks if a.startswith("pgd"))
     assert "restarts=2" in pgd and int(pgd.split("steps=")[1].split(":")[0]) >= 20
+    assert any(":norm=l2" in a for a in suite.attacks) and len([r for r in suite.eps_l2 if r > 0]) >= 2
+
+
+def test_l2_attacks_need_radii_in_a_suite(tmp_path):
+    text = GOOD.replace('attacks = ["fgsm", "pgd:steps=2"]', 'attacks = ["fgsm", "pgd:norm=l2:steps=2"]')
+    assert text != GOOD
+    path = tmp_path / "l2.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=r"L2 attack: give its radii with eps_l2"):
+        load_suite(path)
+    path.write_text(text.replace("[attack]", "[attack]\neps_l2 = [0.5, 1.0]"))
+    assert load_suite(path).eps_l2 == [0.5, 1.0]

@@ -80,7 +80,7 @@ TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those th
 # TrainConfig fields the suite sets elsewhere: [suite] (dataset, model, device, data_root), the seeds, and
 # [attack].n (the test images attacked; training accuracy is measured on the whole test split).
 TRAIN_OWNED = ("loss", "dataset", "model", "seed", "data_root", "device", "extra", "test_size")
-ATTACK_KEYS = ("attacks", "eps", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold")
+ATTACK_KEYS = ("attacks", "eps", "eps_l2", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold")
 ANALYZE_KEYS = ("classes", "extra_losses", "enabled")
 REPORT_KEYS = ("baseline", "alpha", "title", "correction", "bootstrap", "bootstrap_seed")
 EVOLVE_OWNED = ("dataset", "model", "out", "data_root", "device", "resume")
@@ -107,6 +107,7 @@ class Suite:
     attack_seed: int
     attack_tolerance: float | None = None  # None: the robustness harness's defaults
     zero_grad_threshold: float | None = None
+    eps_l2: list[float] = field(default_factory=list)  # L2 radii of the attacks given with norm=l2
     # Evolution config keys by evolution name ("" for a plain [evolve] table); empty: no evolution.
     evolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
     analyze: bool = True
@@ -171,6 +172,7 @@ class Suite:
             steps=recipe.steps,
             attacks=list(self.attacks),
             eps=list(self.eps),
+            eps_l2=list(self.eps_l2),
             test_size=self.n_eval,
             eval_batch_size=self.attack_batch_size,
             attack_seed=self.attack_seed,
@@ -312,7 +314,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     dataset, model, name, s, w = _parse_suite_table(data["suite"], where, source, variant)
     evolutions = _parse_evolutions(data.get("evolve"), where.sub("evolve"), dataset, model)
     losses, seeds, train = _parse_train(data["train"], where.sub("train"), evolutions)
-    attacks, eps, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(
+    attacks, eps, eps_l2, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(
         data["attack"], where.sub("attack")
     )
     analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
@@ -330,6 +332,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
         train=train,
         attacks=attacks,
         eps=eps,
+        eps_l2=eps_l2,
         n_eval=n_eval,
         attack_batch_size=batch_size,
         attack_seed=attack_seed,
@@ -449,7 +452,7 @@ def _parse_seeds(value: Any, w: _Where) -> list[int]:
 
 def _parse_attack(
     t: dict[str, Any], w: _Where
-) -> tuple[list[str], list[float], int | None, int, int, float | None, float | None]:
+) -> tuple[list[str], list[float], list[float], int | None, int, int, float | None, float | None]:
     _check_keys(t, ATTACK_KEYS, w)
     from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
 
@@ -494,7 +497,23 @@ def _parse_attack(
         if value is not None and not (_is_number(value) and 0 <= value <= 1):
             raise ConfigError(f"{w}: {key} must be a number in [0, 1], got {value!r}")
         thresholds.append(None if value is None else float(value))
-    return attacks, eps, n_eval, batch, seed, thresholds[0], thresholds[1]
+    eps_l2 = _parse_radii(t.get("eps_l2", []), w)
+    l2 = [a for a in attacks if ":norm=l2" in a]
+    if l2 and not any(e > 0 for e in eps_l2):
+        raise ConfigError(f"{w}: attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. [0.5, 1.0]")
+    return attacks, eps, eps_l2, n_eval, batch, seed, thresholds[0], thresholds[1]
+
+
+def _parse_radii(value: Any, w: _Where) -> list[float]:
+    """[attack] eps_l2: L2 radii (numbers >= 0) of the attacks given with norm=l2."""
+    from robust_glo.robustness import check_eps
+
+    if not isinstance(value, list) or any(isinstance(v, bool) or not _is_number(v) for v in value):
+        raise ConfigError(f"{w}: eps_l2 must be a list of L2 radii (numbers >= 0), got {value!r}")
+    try:
+        return check_eps(value, "l2")
+    except ConfigError as exc:
+        raise ConfigError(f"{w}: eps_l2: {exc}") from None
 
 
 def _parse_eps(value: Any, w: _Where) -> list[float]:

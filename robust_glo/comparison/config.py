@@ -25,6 +25,7 @@ class CompareConfig:
     steps: int = 1000
     attacks: list[str] = field(default_factory=lambda: ["fgsm", "pgd"])
     eps: list[float] = field(default_factory=lambda: [0.0, 0.05, 0.1])
+    eps_l2: list[float] = field(default_factory=list)  # L2 radii of the attacks given with norm=l2
     test_size: int | None = None  # None: the whole test split
     eval_batch_size: int = 500
     attack_seed: int = 0
@@ -45,7 +46,10 @@ class CompareConfig:
             get_loss(spec)  # a bad spec fails before any training
         if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
             raise ConfigError(f"seeds must be distinct integers >= 0, got {self.seeds}")
-        attacks = [s.label for s in resolve_attacks(self.attacks)]
+        specs = resolve_attacks(self.attacks)
+        attacks = [s.label for s in specs]
+        if any(s.norm == "l2" for s in specs) and not any(e > 0 for e in self.eps_l2):
+            raise ConfigError("L2 attacks (norm=l2) need their radii: give eps_l2, e.g. [0.5, 1.0]")
         from robust_glo.training import TrainConfig
 
         own = {"loss", "seed", "steps", "dataset", "model", "test_size", "device", "data_root"}
@@ -63,6 +67,7 @@ class CompareConfig:
             self,
             attacks=attacks,
             eps=check_eps(self.eps),
+            eps_l2=check_eps(self.eps_l2, "l2"),
             losses=list(self.losses),
             seeds=list(self.seeds),
             train=dict(self.train),
@@ -90,6 +95,7 @@ class CompareConfig:
             "protocol": EVALUATION_PROTOCOL,
             "attacks": self.attacks,
             "eps": self.eps,
+            **({"eps_l2": self.eps_l2} if self.eps_l2 else {}),
             "test_size": self.test_size,
             "batch_size": self.eval_batch_size,
             "attack_seed": self.attack_seed,

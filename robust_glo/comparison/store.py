@@ -86,6 +86,7 @@ def evaluate_and_store(
         tolerance=config.tolerance,
         zero_grad_threshold=config.zero_grad_threshold,
         progress=progress,
+        eps_l2=config.eps_l2,
     )
     seconds = time.perf_counter() - t0
     rows = with_identity(ev.results, ident)
@@ -113,11 +114,18 @@ def evaluate_and_store(
 
 def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
     """Placeholder rows (accuracy NaN) for a run that diverged: statistics skip them, tables show them."""
-    rows = [{"attack": "clean", "eps": 0.0}] + [{"attack": a, "eps": e} for a in config.attacks for e in config.eps]
-    rows += [{"attack": "worst", "eps": e} for e in config.eps]
+    from robust_glo.robustness import parse_attack
+
+    rows = [{"attack": "clean", "eps": 0.0, "norm": "Linf"}]
+    for a in config.attacks:
+        l2 = parse_attack(a).norm == "l2"
+        rows += [{"attack": a, "eps": e, "norm": "L2" if l2 else "Linf"} for e in (config.eps_l2 if l2 else config.eps)]
+    rows += [{"attack": "worst", "eps": e, "norm": "Linf"} for e in config.eps]
+    if any(parse_attack(a).norm == "l2" for a in config.attacks):
+        rows += [{"attack": "worst:l2", "eps": e, "norm": "L2"} for e in config.eps_l2]
     frame = pd.DataFrame(rows)
     for column in RESULT_COLUMNS:
         if column not in frame:
             frame[column] = math.nan
-    frame["norm"], frame["reliable"], frame["flags"] = "Linf", False, "diverged"
+    frame["reliable"], frame["flags"] = False, "diverged"
     return with_identity(frame[RESULT_COLUMNS], ident)

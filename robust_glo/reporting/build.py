@@ -240,7 +240,8 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "") for a in attacks
     )
     items.append(
-        f"Attacks run: {attack_text or 'none'}, all L∞ with cross-entropy (or margin) on the logits, "
+        f"Attacks run: {attack_text or 'none'}, L∞ unless marked `norm=l2` (then ε is an L2 radius), with "
+        f"cross-entropy (or margin, DLR) on the logits, "
         f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
         f"true robustness ({docs_ref('attacks.md', inputs.root)})."
     )
@@ -321,7 +322,8 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
     section.add(
         Image(
             figs["robust_accuracy"],
-            "Robust accuracy against the L∞ budget ε, one panel per attack "
+            "Robust accuracy against the budget ε (L∞, or the L2 radius for the attacks marked norm=l2, each norm "
+            "in its own panels), one panel per attack "
             "(the last, when present, is the per-sample worst case over all "
             f"attacks). Lines: mean over seeds; bands: {T.interval_kind(summary)}.",
             alt="robust accuracy against eps",

@@ -74,7 +74,8 @@ def robust_accuracy_figure(
                 )
             title = "worst case over attacks (per sample)" if attack == WORST else attack
             ax.set_title(title)
-            ax.set_xlabel("ε (L∞ perturbation budget)")
+            l2 = attack == "worst:l2" or ":norm=l2" in attack
+            ax.set_xlabel("L2 radius ε" if l2 else "ε (L∞ perturbation budget)")
             ax.set_ylabel("accuracy (%)")
         shown = summary[summary["attack"].isin(attacks)]
         low = pd.concat([shown["mean"], shown["ci_low"]]).min()

@@ -75,8 +75,11 @@ def build_verdict(
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
     worst = worst_attack(summary)
     attacks = [a for a in dict.fromkeys(summary["attack"]) if a not in ("clean", "worst")]
-    strong = [a for a in attacks if _family(a) in STRONG]
-    weak = [a for a in attacks if _family(a) in WEAK]
+    # The masking signature compares attacks of one threat model: L-infinity (and, separately, L2).
+    strong = [a for a in attacks if _family(a) in STRONG and ":norm=l2" not in a]
+    weak = [a for a in attacks if _family(a) in WEAK and ":norm=l2" not in a]
+    strong_l2 = [a for a in attacks if _family(a) in STRONG and ":norm=l2" in a]
+    weak_l2 = [a for a in attacks if _family(a) in WEAK and ":norm=l2" in a]
     eps_values = sorted(e for e in summary["eps"].unique() if e > 0)
     bullets: list[str] = []
     better, worse = [], []
@@ -91,24 +94,26 @@ def build_verdict(
                 _direction(c)
             ]
             parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({_diff_text(c)})")
-        if worst is not None:
-            for e in eps_values:
-                at = rows[(rows["attack"] == worst) & (rows["eps"] == e)]
-                if at.empty:
-                    continue
-                r = at.iloc[0]
+        for which in [w for w in (worst, "worst:l2") if w is not None and (rows["attack"] == w).any()]:
+            l2 = which == "worst:l2"
+            for e in sorted(rows.loc[(rows["attack"] == which) & (rows["eps"] > 0), "eps"].unique()):
+                r = rows[(rows["attack"] == which) & (rows["eps"] == e)].iloc[0]
                 direction = _direction(r)
+                where = f"L2 radius {e:g}" if l2 else f"ε = {e:g}"
                 if direction == "higher":
-                    better.append((name, e))
+                    better.append((name, where))
                 elif direction == "lower":
-                    worse.append((name, e))
+                    worse.append((name, where))
                 word = {
                     "higher": "more robust than",
                     "lower": "less robust than",
                     "": "no evidence of a difference from",
                 }[direction]
-                parts.append(f"at ε = {e:g} under the worst case of all attacks {word} {base} ({_diff_text(r)})")
-        masking = _masking(rows, weak, strong, eps_values)
+                scope = "the L2 attacks" if l2 else "all attacks"
+                parts.append(f"at {where} under the worst case of {scope} {word} {base} ({_diff_text(r)})")
+        masking = " ".join(
+            m for m in (_masking(rows, weak, strong, eps_values), _masking(rows, weak_l2, strong_l2, eps_values)) if m
+        )
         text = f"**{name}**: " + "; ".join(parts) + "." + (f" {masking}" if masking else "")
         if "n_unreliable" in rows and rows["n_unreliable"].max() > 0:
             text += (
@@ -155,7 +160,7 @@ def _masking(rows: pd.DataFrame, weak: list[str], strong: list[str], eps_values:
 def _answer(better: list, worse: list, base: str, dataset: str, budget: str, correction: str, strong: bool) -> str:
     where = f"On {dataset}, at this budget ({budget})"
     if better:
-        items = ", ".join(f"{name} at ε = {e:g}" for name, e in better)
+        items = ", ".join(f"{name} at {where}" for name, where in better)
         caveat = (
             ""
             if strong
@@ -171,5 +176,5 @@ def _answer(better: list, worse: list, base: str, dataset: str, budget: str, cor
         f"after {correction} correction."
     )
     if worse:
-        text += " Less robust than " + base + ": " + ", ".join(f"{n} at ε = {e:g}" for n, e in worse) + "."
+        text += " Less robust than " + base + ": " + ", ".join(f"{n} at {where}" for n, where in worse) + "."
     return text

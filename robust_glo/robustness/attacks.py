@@ -114,8 +114,18 @@ class AttackSpec:
         return ":".join([self.name] + [f"{k}={_format(v)}" for k, v in self.params])
 
     def resolved(self) -> dict[str, Any]:
-        """The attack's own parameters (defaults filled in), without the schedule options."""
-        return {**self.entry.defaults, **{k: v for k, v in self.params if k not in SCHEDULE_TYPES}}
+        """The attack's own parameters (defaults filled in) and its norm, without the schedule options."""
+        return {**self.entry.defaults, "norm": "linf", **{k: v for k, v in self.params if k not in SCHEDULE_TYPES}}
+
+    @property
+    def norm(self) -> str:
+        """ "linf" or "l2"."""
+        return str(dict(self.params).get("norm", "linf"))
+
+    @property
+    def norm_name(self) -> str:
+        """ "Linf" or "L2", as results record it."""
+        return NORMS[self.norm]
 
     @property
     def cascade(self) -> bool:
@@ -147,7 +157,8 @@ def register_attack(entry: AttackEntry) -> AttackEntry:
     return entry
 
 
-RESERVED_LABELS = ("clean", "worst")
+WORST, WORST_L2 = "worst", "worst:l2"  # the per-input worst case over the L-infinity / the L2 attacks
+RESERVED_LABELS = ("clean", WORST, WORST_L2)
 
 
 def list_attacks() -> dict[str, str]:
@@ -211,16 +222,26 @@ def _param_help(entry: AttackEntry) -> str:
 #   inputs standing).
 SCHEDULE_TYPES: dict[str, type] = {"cascade": bool, "min_eps": float}
 SCHEDULE_DEFAULTS: dict[str, Any] = {"cascade": False, "min_eps": 0.0}
+# The threat model: `norm=l2` attacks an L2 ball of radius eps (the budgets of a study's `eps_l2`), the
+# default `linf` an L-infinity ball. Every attack but FGSM takes it.
+NORMS = {"linf": "Linf", "l2": "L2"}
 
 
 def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
-    types = {**entry.types, **SCHEDULE_TYPES}
+    types = {**entry.types, **SCHEDULE_TYPES, "norm": str}
     if key not in types:
         raise ConfigError(
             f"attack {entry.name!r} has no parameter {key!r}; it takes {_param_help(entry)}, "
-            "cascade (bool), min_eps (float)"
+            "cascade (bool), min_eps (float), norm (linf or l2)"
         )
     kind = types[key]
+    if kind is str:
+        text = str(value).strip().lower()
+        if text not in NORMS:
+            raise ConfigError(f"attack {entry.name!r}: norm={value} is not valid; valid: {', '.join(NORMS)}")
+        if text == "l2" and entry.name == "fgsm":
+            raise ConfigError("attack 'fgsm' is L-infinity only; use pgd:norm=l2 for an L2 attack")
+        return text
     try:
         if kind is bool:
             if isinstance(value, str):
@@ -307,8 +328,9 @@ def _pgd_alpha(params: dict, eps: float) -> float:
 def run_pgd(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
     import torchattacks
 
+    kind = torchattacks.PGDL2 if params.get("norm") == "l2" else torchattacks.PGD
     atk = _checked(
-        torchattacks.PGD(
+        kind(
             ctx.model,
             eps=eps,
             alpha=_pgd_alpha(params, eps),
@@ -340,7 +362,7 @@ def _apgd(loss: str) -> Runner:
 
         atk = torchattacks.APGD(
             ctx.model,
-            norm=NORM,
+            norm=_norm(params),
             eps=eps,
             steps=params["steps"],
             n_restarts=params["restarts"],
@@ -355,6 +377,11 @@ def _apgd(loss: str) -> Runner:
     return run
 
 
+def _norm(params: dict) -> str:
+    """torchattacks' name of the threat model ("Linf" or "L2")."""
+    return NORMS[params.get("norm", "linf")]
+
+
 def _targets(params: dict, n_classes: int) -> int:
     return min(params["targets"], n_classes - 1)
 
@@ -367,7 +394,7 @@ def run_apgd_t(
     # torchattacks.APGDT attacks the n_classes - 1 top wrong classes: pass targets + 1.
     atk = torchattacks.APGDT(
         ctx.model,
-        norm=NORM,
+        norm=_norm(params),
         eps=eps,
         steps=params["steps"],
         n_restarts=params["restarts"],
@@ -387,7 +414,7 @@ def run_fab_t(
 
     atk = torchattacks.FAB(
         ctx.model,
-        norm=NORM,
+        norm=_norm(params),
         eps=eps,
         steps=params["steps"],
         n_restarts=params["restarts"],
@@ -406,7 +433,7 @@ def run_square(
 
     atk = torchattacks.Square(
         ctx.model,
-        norm=NORM,
+        norm=_norm(params),
         eps=eps,
         n_queries=params["n_queries"],
         n_restarts=params["restarts"],
@@ -435,7 +462,8 @@ def run_aa_reference(
     todo = torch.arange(len(y), device=x.device)
     for name, component in AA_COMPONENTS:
         entry = _ATTACKS[name]
-        attempt = entry.runner(ctx, x[todo], y[todo], eps, {**entry.defaults, **component}, seed)
+        part = {**entry.defaults, **component, "norm": params.get("norm", "linf")}
+        attempt = entry.runner(ctx, x[todo], y[todo], eps, part, seed)
         fooled = ctx.predict(attempt) != y[todo]
         adv[todo[fooled]] = attempt[fooled]
         todo = todo[~fooled]

@@ -172,7 +172,7 @@ def _cascaded(label: str) -> bool:
 
 def _pgd_le_fgsm(v: _View, tolerance: float) -> dict:
     # A cascaded PGD row is already the worst case of FGSM and PGD: nothing to compare.
-    pgds = [a for a in v.attacks if _family(a) == "pgd" and not _cascaded(a)]
+    pgds = [a for a in v.attacks if _family(a) == "pgd" and not _cascaded(a) and ":norm=l2" not in a]
     fgsms = [a for a in v.attacks if _family(a) == "fgsm"]
     fails, gap, judged = [], float("-inf"), False
     for e in (e for e in v.eps_values if e > 0.0):

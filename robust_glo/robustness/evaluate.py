@@ -24,7 +24,10 @@ from torch import nn
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks import (
     NORM,
+    NORMS,
     RESERVED_LABELS,
+    WORST,
+    WORST_L2,
     AttackContext,
     AttackSpec,
     clean_gradient,
@@ -93,19 +96,25 @@ def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-def check_eps(eps: float | Sequence[float]) -> list[float]:
-    """Distinct budgets, ascending; each in [0, 1]."""
+MAX_L2 = 100.0  # L2 radii in pixel units; above this nothing of an image is left to protect
+
+
+def check_eps(eps: float | Sequence[float], norm: str = "linf") -> list[float]:
+    """Distinct budgets, ascending: L-infinity ones in [0, 1], L2 radii (`norm="l2"`) in [0, 100]."""
     values = [eps] if isinstance(eps, (int, float)) else list(eps)
-    if not values:
+    high = 1.0 if norm == "linf" else MAX_L2
+    if not values and norm == "linf":
         raise ConfigError("no eps given; give budgets in [0, 1], e.g. 0,0.05,0.1")
     out = []
     for e in values:
         try:
             e = float(e)
         except (TypeError, ValueError):
-            raise ConfigError(f"eps {e!r} is not a number; give budgets in [0, 1]") from None
-        if not (math.isfinite(e) and 0.0 <= e <= 1.0):
-            raise ConfigError(f"eps {e!r} is outside [0, 1]; Linf budgets are fractions of the [0, 1] pixel range")
+            raise ConfigError(f"eps {e!r} is not a number; give budgets in [0, {high:g}]") from None
+        if not (math.isfinite(e) and 0.0 <= e <= high):
+            if norm == "linf":
+                raise ConfigError(f"eps {e!r} is outside [0, 1]; Linf budgets are fractions of the [0, 1] pixel range")
+            raise ConfigError(f"L2 radius {e!r} is outside [0, {high:g}]")
         out.append(e)
     return sorted(set(out))
 
@@ -200,16 +209,17 @@ def _rng_devices() -> list[int]:
 class _Tally:
     """Per-input outcomes and per-(attack, eps) bookkeeping of one evaluation, filled batch by batch."""
 
-    def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int):
+    def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int, eps_l2: list[float] = ()):
         self.n, self.specs, self.eps_list, self.seed = n, specs, eps_list, seed
+        self.eps_by_norm = {"linf": list(eps_list), "l2": list(eps_l2)}
         self.attacked_eps = [e for e in eps_list if e > 0]
-        keys = [(s.label, e) for s in specs for e in self.attacked_eps if s.runs_at(e)]
+        keys = [(s.label, e) for s in specs for e in self.eps_for(s) if s.runs_at(e)]
         self.clean_correct = torch.zeros(n, dtype=torch.bool)
         self.clean_after = torch.zeros(n, dtype=torch.bool)  # clean predictions again, after the attacks
         self.eps0_correct = torch.zeros(n, dtype=torch.bool)
         self.zero_grad = torch.zeros(n, dtype=torch.bool)
         self.robust = {
-            s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.attacked_eps if s.runs_at(e)} for s in specs
+            s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.eps_for(s) if s.runs_at(e)} for s in specs
         }
         self.attacked = {k: torch.zeros(n, dtype=torch.bool) for k in keys}  # the inputs each attack ran on
         self.max_pert = dict.fromkeys(keys, 0.0)
@@ -280,59 +290,79 @@ class _Tally:
         # Few full passes over adv: on small models these checks would otherwise cost as much as the
         # attack's own forward pass.
         lo, hi = (float(v) for v in torch.aminmax(adv))
-        d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
         if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
             bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
             self.out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
-        moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
+        if spec.norm == "l2":
+            moved = float((adv - xs).flatten(1).norm(dim=1).max()) if len(xs) else 0.0
+        else:
+            d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
+            moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
         self.max_pert[spec.label, e] = max(self.max_pert[spec.label, e], moved)
 
-    def worst(self) -> dict[float, torch.Tensor]:
-        """Per-input AND over the attacks, per eps (at eps = 0: the eps = 0 predictions)."""
-        out = {}
-        for e in self.eps_list:
-            held = self.eps0_correct.clone() if e == 0.0 else self.clean_correct.clone()
-            if e > 0.0:
-                for spec in self.specs:
-                    if spec.runs_at(e):
-                        held &= self.robust[spec.label][e]
-            out[e] = held
+    def eps_for(self, spec: AttackSpec) -> list[float]:
+        """The budgets an attack runs at (> 0): its norm's list, from its min_eps on."""
+        return [e for e in self.eps_by_norm[spec.norm] if e > 0 and spec.runs_at(e)]
+
+    def same_norm(self, norm: str) -> list[AttackSpec]:
+        return [s for s in self.specs if s.norm == norm]
+
+    def worst(self) -> dict[str, dict[float, torch.Tensor]]:
+        """Per-input AND over the attacks of each norm, per eps: {"worst": Linf, "worst:l2": L2 (when any
+        L2 attack ran)}; at eps = 0 the eps = 0 predictions."""
+        out: dict[str, dict[float, torch.Tensor]] = {}
+        for norm, name in (("linf", WORST), ("l2", WORST_L2)):
+            specs = self.same_norm(norm)
+            if norm == "l2" and not specs:
+                continue
+            out[name] = {}
+            for e in self.eps_by_norm[norm]:
+                held = self.eps0_correct.clone() if e == 0.0 else self.clean_correct.clone()
+                if e > 0.0:
+                    for spec in specs:
+                        if spec.runs_at(e):
+                            held &= self.robust[spec.label][e]
+                out[name][e] = held
         return out
 
-    def rows(self, worst: dict[float, torch.Tensor]) -> pd.DataFrame:
+    def rows(self, worst: dict[str, dict[float, torch.Tensor]]) -> pd.DataFrame:
         """The results table without its reliability columns."""
         n, k = self.n, self.n_classes
         rows = [_row("clean", 0.0, n, int(self.clean_correct.sum()), self.clean_seconds, {})]
         for spec in self.specs:
-            for e in self.eps_list:
-                if e == 0.0:
-                    rows.append(
-                        _row(
-                            spec.label,
-                            e,
-                            n,
-                            int(self.eps0_correct.sum()),
-                            self.eps0_seconds,
-                            spec.budget(e, k),
-                            max_perturbation=0.0,
-                            out_of_range=0,
-                        )
+            if 0.0 in self.eps_by_norm[spec.norm]:
+                rows.append(
+                    _row(
+                        spec.label,
+                        0.0,
+                        n,
+                        int(self.eps0_correct.sum()),
+                        self.eps0_seconds,
+                        spec.budget(0.0, k),
+                        max_perturbation=0.0,
+                        out_of_range=0,
+                        norm=spec.norm_name,
                     )
-                elif spec.runs_at(e):
-                    rows.append(
-                        _row(
-                            spec.label,
-                            e,
-                            n,
-                            int(self.robust[spec.label][e].sum()),
-                            self.seconds[spec.label, e],
-                            {**spec.budget(e, k), **self.schedule(spec, e)},
-                            max_perturbation=self.max_pert[spec.label, e],
-                            out_of_range=self.out_of_range[spec.label, e],
-                        )
+                )
+            for e in self.eps_for(spec):
+                rows.append(
+                    _row(
+                        spec.label,
+                        e,
+                        n,
+                        int(self.robust[spec.label][e].sum()),
+                        self.seconds[spec.label, e],
+                        {**spec.budget(e, k), **self.schedule(spec, e)},
+                        max_perturbation=self.max_pert[spec.label, e],
+                        out_of_range=self.out_of_range[spec.label, e],
+                        norm=spec.norm_name,
                     )
-        for e in self.eps_list:
-            rows.append(_row("worst", e, n, int(worst[e].sum()), 0.0, {"over": [s.label for s in self.specs]}))
+                )
+        for name, by_eps in worst.items():
+            norm = "l2" if name == WORST_L2 else "linf"
+            over = [s.label for s in self.same_norm(norm)]
+            for e, held in by_eps.items():
+                rows.append(_row(name, e, n, int(held.sum()), 0.0, {"over": over}, norm=NORMS[norm]))
         return pd.DataFrame(rows)
 
     def schedule(self, spec: AttackSpec, e: float) -> dict:
@@ -340,7 +370,7 @@ class _Tally:
         out: dict = {}
         if spec.cascade:
             before = self.specs[: self.specs.index(spec)]
-            out["cascade_after"] = [s.label for s in before if s.runs_at(e)]
+            out["cascade_after"] = [s.label for s in before if s.norm == spec.norm and s.runs_at(e)]
         if spec.min_eps > 0:
             out["min_eps"] = spec.min_eps
         return out
@@ -350,8 +380,8 @@ class _Tally:
         (gradient-free attack, eps): the per-input form of "a gradient-free attack must not do better"."""
         out = {}
         for free in (s for s in self.specs if s.kind == "gradient-free"):
-            for e in (e for e in self.attacked_eps if free.runs_at(e)):
-                grads = [s for s in self.specs if s.kind in ("gradient", "ensemble") and s.runs_at(e)]
+            for e in self.eps_for(free):
+                grads = [s for s in self.same_norm(free.norm) if s.kind in ("gradient", "ensemble") and s.runs_at(e)]
                 if not grads:
                     continue
                 survivors = self.clean_correct.clone()
@@ -367,13 +397,17 @@ class _Tally:
 
 
 def _checked_arguments(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attacks, eps, batch_size, device, seed
-) -> tuple[list[AttackSpec], list[float], int, torch.device, int]:
+    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attacks, eps, eps_l2, batch_size, device, seed
+) -> tuple[list[AttackSpec], list[float], list[float], int, torch.device, int]:
     specs = resolve_attacks(attacks)
     clash = [s.label for s in specs if s.label in RESERVED_LABELS]
     if clash:
         raise ConfigError(f"{clash[0]!r} is a reserved row name, not an attack")
     eps_list = check_eps(eps)
+    radii = check_eps(eps_l2, "l2")
+    l2 = [s.label for s in specs if s.norm == "l2"]
+    if l2 and not any(r > 0 for r in radii):
+        raise ConfigError(f"attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. 0.5,1.0")
     check_inputs(inputs, labels)
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -387,7 +421,7 @@ def _checked_arguments(
         seed = operator.index(seed)  # ints and numpy integers
     except TypeError:
         raise ConfigError(f"seed must be an integer, got {seed!r}") from None
-    return specs, eps_list, int(batch_size), dev, seed
+    return specs, eps_list, radii, int(batch_size), dev, seed
 
 
 def _attack_batches(
@@ -407,9 +441,8 @@ def _attack_batches(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(
-            total=math.ceil(n / batch_size) * (1 + len(specs) * len(tally.attacked_eps)), desc="evaluate", leave=False
-        )
+        per_batch = 1 + sum(len(tally.eps_for(s)) for s in specs)
+        bar = tqdm(total=math.ceil(n / batch_size) * per_batch, desc="evaluate", leave=False)
     guard = StateGuard(model)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
         for b, start in enumerate(range(0, n, batch_size)):
@@ -426,9 +459,9 @@ def _attack_batches(
                 xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
             ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs)
             for i, spec in enumerate(specs):
-                for e in tally.attacked_eps:
-                    if len(keep) and spec.runs_at(e):
-                        earlier = specs[:i] if spec.cascade else []
+                earlier = [s for s in specs[:i] if s.norm == spec.norm] if spec.cascade else []
+                for e in tally.eps_for(spec):
+                    if len(keep):
                         tally.attack(ctx, spec, e, b, xs, ys, start + keep.cpu(), earlier)
                     if bar is not None:
                         bar.update(1)
@@ -456,27 +489,36 @@ def run_evaluation(
     tolerance: float = DEFAULT_TOLERANCE,
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
+    eps_l2: Sequence[float] = (),
 ) -> Evaluation:
     """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
+
+    `eps` are the L-infinity budgets; `eps_l2` the L2 radii of the attacks given with `norm=l2`
+    (`pgd:norm=l2`, `apgd-ce:norm=l2`, ..., `aa-reference:norm=l2`). Rows carry the norm; the per-input
+    worst case is `worst` over the L-infinity attacks and `worst:l2` over the L2 ones.
 
     `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
     evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
     `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
     RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
     """
-    specs, eps_list, batch_size, dev, seed = _checked_arguments(
-        model, inputs, labels, attacks, eps, batch_size, device, seed
+    specs, eps_list, radii, batch_size, dev, seed = _checked_arguments(
+        model, inputs, labels, attacks, eps, eps_l2, batch_size, device, seed
     )
-    tally = _Tally(len(labels), specs, eps_list, seed)
+    tally = _Tally(len(labels), specs, eps_list, seed, radii)
     changed = _attack_batches(model, inputs, labels, tally, dev, batch_size, progress)
     worst = tally.worst()
-    _assert_invariants(tally.clean_correct, tally.robust, worst)
+    for norm, name in (("linf", WORST), ("l2", WORST_L2)):
+        if name in worst:
+            same = {s.label: tally.robust[s.label] for s in tally.same_norm(norm)}
+            _assert_invariants(tally.clean_correct, same, worst[name])
     results = tally.rows(worst)
+    free_breaks = tally.gradient_free_breaks()
     robust = tally.robust
     for spec in specs:
-        robust[spec.label][0.0] = tally.eps0_correct.clone() if 0.0 in eps_list else tally.clean_correct.clone()
-    free_breaks = tally.gradient_free_breaks()
-    robust["worst"] = worst
+        if 0.0 in tally.eps_by_norm[spec.norm]:
+            robust[spec.label][0.0] = tally.eps0_correct.clone()
+    robust.update(worst)
     flags = check_reliability(
         results,
         tally.zero_grad_share(),
@@ -514,6 +556,7 @@ def evaluate_model(
     tolerance: float = DEFAULT_TOLERANCE,
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
+    eps_l2: Sequence[float] = (),
 ) -> pd.DataFrame:
     """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
 
@@ -534,6 +577,7 @@ def evaluate_model(
         tolerance=tolerance,
         zero_grad_threshold=zero_grad_threshold,
         progress=progress,
+        eps_l2=eps_l2,
     ).results
 
 
@@ -550,7 +594,7 @@ def generate_adversarial(
     """Adversarial inputs `(N, C, H, W)` for every input (correctly classified or not), in one batch,
     under the same isolation as `evaluate_model` (eval mode, forked RNG). For inspection and tests."""
     spec = resolve_attacks([attack])[0]
-    eps = check_eps([eps])[0]
+    eps = check_eps([eps], spec.norm)[0]
     check_inputs(inputs, labels)
     dev = _model_device(model) if device is None else torch.device(device)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
@@ -604,11 +648,12 @@ def _row(
     *,
     max_perturbation: float = float("nan"),
     out_of_range: int = 0,
+    norm: str = NORM,
 ) -> dict:
     return {
         "attack": attack,
         "eps": float(eps),
-        "norm": NORM,
+        "norm": norm,
         "n": n,
         "correct": correct,
         "accuracy": correct / n,
