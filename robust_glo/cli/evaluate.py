@@ -44,6 +44,12 @@ def register(sub) -> None:
         metavar="LIST",
         help="comma-separated Linf budgets in [0, 1]; fractions like 8/255 work (default 0,0.05,0.1)",
     )
+    p.add_argument(
+        "--eps-l2",
+        default="",
+        metavar="LIST",
+        help="comma-separated L2 radii of the attacks given with norm=l2, e.g. pgd:norm=l2 (e.g. 0.5,1.0)",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (required)")
     p.add_argument(
         "--train-option",
@@ -127,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         attacks=[a for a in args.attacks.split(",") if a.strip()],
         eps=parse_eps(args.eps),
+        eps_l2=parse_eps(args.eps_l2) if args.eps_l2.strip() else [],
         test_size=args.test_size,
         eval_batch_size=args.eval_batch_size,
         attack_seed=args.attack_seed,
