@@ -211,7 +211,8 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
         Paragraph(
             "Written by the report code from the statistics below (differences in percentage points "
             "with their 95% interval over seeds and test images; significance after the correction "
-            "for the comparisons shown)."
+            f"for the comparisons shown: {docs_ref('statistics.md', inputs.root)}; the gradient-masking "
+            f"signature: {docs_ref('attacks.md', inputs.root)})."
         )
     )
     section.add(Bullets(verdict.bullets))
