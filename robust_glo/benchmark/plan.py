@@ -36,8 +36,9 @@ def describe(suite: Suite) -> str:
     )
     lines.append(f"           losses: {', '.join(s.losses)}; seeds: {', '.join(map(str, s.seeds))}")
     lines.append(
-        f"  attack:  {', '.join(s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)} on "
-        f"{s.n_eval or 'all'} test images per network"
+        f"  attack:  {', '.join(s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)}"
+        + (f" (L2 radii {', '.join(f'{e:g}' for e in s.eps_l2)})" if s.eps_l2 else "")
+        + f" on {s.n_eval or 'all'} test images per network"
     )
     if s.analyze:
         lines.append(f"  analyze: {len(s.losses) + len(s.extra_losses)} losses at {s.classes} classes")

@@ -262,8 +262,9 @@ def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
 
 
 def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
-    if not 0.0 <= params.get("min_eps", 0.0) <= 1.0:
-        raise ConfigError(f"attack {entry.name!r}: min_eps must lie in [0, 1], got {params['min_eps']}")
+    high = 1.0 if params.get("norm", "linf") == "linf" else 100.0  # L2 radii go beyond 1
+    if not 0.0 <= params.get("min_eps", 0.0) <= high:
+        raise ConfigError(f"attack {entry.name!r}: min_eps must lie in [0, {high:g}], got {params['min_eps']}")
     for key in ("steps", "restarts", "n_queries", "targets"):
         if key in params and params[key] < 1:
             raise ConfigError(f"attack {entry.name!r}: {key} must be >= 1, got {params[key]}")
