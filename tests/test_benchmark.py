@@ -285,3 +285,30 @@ def test_a_suite_with_the_l2_threat_model_reports_it(tmp_path):
     assert set(l2["attack"]) == {"pgd:norm=l2:steps=3", "worst:l2"} and set(l2["eps"]) == {0.5, 1.0}
     report = (out / "report.md").read_text()
     assert "worst:l2 ε=0.5 (%)" in report and "L2 radius 1" in report
+
+
+@pytest.mark.slow
+def test_the_ray_backend_gives_the_local_results(tmp_path):
+    ray = pytest.importorskip("ray")
+    path = tmp_path / "suite.toml"
+    path.write_text(textwrap.dedent(NO_EVOLUTION) + "[report]\nbootstrap = 1000\n")
+    suite = load_suite(path)
+    run_benchmark(suite, tmp_path / "local", progress=False, log=lambda line: None)
+    lines: list[str] = []
+    try:
+        run_benchmark(
+            suite,
+            tmp_path / "ray",
+            progress=False,
+            log=lines.append,
+            backend="ray",
+            ray_options={"num_cpus": 2, "cpus_per_task": 1},
+        )
+    finally:
+        ray.shutdown()
+    assert any(line.startswith("[attack] [ray]") for line in lines)
+    volatile = ["seconds"]
+    local = pd.read_csv(tmp_path / "local" / "results.csv").drop(columns=volatile)
+    remote = pd.read_csv(tmp_path / "ray" / "results.csv").drop(columns=volatile)
+    pd.testing.assert_frame_equal(local, remote)
+    assert (tmp_path / "local" / "outcomes.csv").read_text() == (tmp_path / "ray" / "outcomes.csv").read_text()

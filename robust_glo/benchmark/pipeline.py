@@ -87,11 +87,39 @@ def evolved_spec(best_loss: Path) -> str:
 class Benchmark:
     """The pipeline over one benchmark directory. `run(stages)` runs the stages in order."""
 
-    def __init__(self, suite: Suite, out: str | Path, *, progress: bool = True, log: Log = echo):
+    def __init__(
+        self,
+        suite: Suite,
+        out: str | Path,
+        *,
+        progress: bool = True,
+        log: Log = echo,
+        backend: str = "local",
+        ray_options: dict[str, Any] | None = None,
+    ):
+        if backend not in ("local", "ray"):
+            raise ConfigError(f"backend {backend!r} is unknown; valid: local, ray")
         self.suite = suite
         self.out = Path(out)
         self.progress = progress
         self.log = log
+        self.backend = backend
+        self.ray_options = dict(ray_options or {})
+
+    def _on_ray(self, losses: list[str], *, evaluate: bool) -> None:
+        """With the Ray backend: every (loss, seed) piece as a Ray task (the sequential pass then reuses them)."""
+        if self.backend != "ray":
+            return
+        from robust_glo.comparison.parallel import run_pieces_ray
+
+        stage = "attack" if evaluate else "train"
+        run_pieces_ray(
+            self.suite.compare_config(losses),
+            self.compare_dir,
+            evaluate=evaluate,
+            echo=lambda line: self.log(f"[{stage}] {line}"),
+            **self.ray_options,
+        )
 
     # ------------------------------------------------------------------------------------------ driver
 
@@ -231,6 +259,7 @@ class Benchmark:
         losses = self.resolved_losses()
         self._write_losses(losses)
         compare = self.suite.compare_config(losses)
+        self._on_ray(losses, evaluate=False)
         rows = []
         for piece in self.pieces():
             config = compare.train_config(piece.spec, piece.seed)
@@ -277,6 +306,7 @@ class Benchmark:
                     f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run the train stage first"
                 )
         before = {piece.name: _mtime(self.run_dir(piece) / layout.EVAL_META) for piece in pieces}
+        self._on_ray(losses, evaluate=True)
         names = {p.spec: p.display for p in pieces if p.display != p.spec}
 
         def relabel(line: str) -> None:
@@ -340,10 +370,18 @@ class Benchmark:
 
 
 def run_benchmark(
-    suite: Suite, out: str | Path, *, stages: Sequence[str] = STAGES, progress: bool = True, log: Log = echo
+    suite: Suite,
+    out: str | Path,
+    *,
+    stages: Sequence[str] = STAGES,
+    progress: bool = True,
+    log: Log = echo,
+    backend: str = "local",
+    ray_options: dict[str, Any] | None = None,
 ) -> BenchmarkResult:
-    """Run (or resume) `suite` into the benchmark directory `out`."""
-    return Benchmark(suite, out, progress=progress, log=log).run(stages)
+    """Run (or resume) `suite` into the benchmark directory `out`. `backend="ray"` runs the train and attack
+    pieces as Ray tasks (`ray_options`: address, num_cpus, cpus_per_task, gpus_per_task, max_retries)."""
+    return Benchmark(suite, out, progress=progress, log=log, backend=backend, ray_options=ray_options).run(stages)
 
 
 def _write_json_if_changed(path: Path, data: Any) -> None:

@@ -31,6 +31,23 @@ def register(sub) -> None:
         "suite's seeds and attacked like the others",
     )
     p.add_argument("--device", default=None, help="override the suite's device: auto, cpu, cuda, cuda:N")
+    p.add_argument(
+        "--backend",
+        default="local",
+        choices=("local", "ray"),
+        help="run the train and attack pieces here (local) or as Ray tasks (ray)",
+    )
+    p.add_argument("--ray-address", default=None, metavar="ADDR", help="join this Ray cluster (default: start one)")
+    p.add_argument(
+        "--cpus-per-task",
+        type=float,
+        default=1.0,
+        metavar="C",
+        help="CPUs (and torch threads) per Ray task (default 1)",
+    )
+    p.add_argument(
+        "--gpus-per-task", type=float, default=0.0, metavar="G", help="GPU share per Ray task, e.g. 0.25 (default 0)"
+    )
     p.add_argument("--check", action="store_true", help="validate the suite and print the plan, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -53,7 +70,19 @@ def run(args: argparse.Namespace) -> int:
         from robust_glo.errors import UsageError
 
         raise UsageError("robust-glo benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
-    result = run_benchmark(suite, args.out, stages=stages, progress=not args.quiet)
+    ray_options = {
+        "address": args.ray_address,
+        "cpus_per_task": args.cpus_per_task,
+        "gpus_per_task": args.gpus_per_task,
+    }
+    result = run_benchmark(
+        suite,
+        args.out,
+        stages=stages,
+        progress=not args.quiet,
+        backend=args.backend,
+        ray_options=ray_options if args.backend == "ray" else None,
+    )
     times = ", ".join(f"{name} {s.get('last_seconds', 0):.1f} s" for name, s in result.stages.items() if name in stages)
     print(
         f"benchmark {suite.name} finished in {args.out} ({times})"

@@ -54,20 +54,14 @@ def run_comparison(
 ) -> Comparison:
     """Train each loss on each seed (reusing finished runs in `out_dir`), evaluate each model's robustness
     on the test split (reusing finished evaluations), and write results.csv, flags.csv, summary.csv."""
-    from robust_glo.data import load_dataset
-    from robust_glo.training import train_run
     from robust_glo.utils import run_metadata
 
     echo = echo or _echo
     config = config.validated()
     out = Path(out_dir)
-    probe = config.train_config(config.losses[0], config.seeds[0])
     # Training reports accuracy on the whole test split, so changing --test-size never retrains; the
     # attacks run on the seeded test subset.
-    splits = load_dataset(config.dataset, root=config.data_root, **probe.recipe.split_options())
-    attacked = load_dataset(
-        config.dataset, root=config.data_root, test_size=config.test_size, **probe.recipe.split_options()
-    ).test
+    splits, attacked = comparison_splits(config)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "config.json", dataclasses.asdict(config))
     _write_json(
@@ -75,39 +69,87 @@ def run_comparison(
         run_metadata(attack_seed=config.attack_seed, **{f"seed{i}": s for i, s in enumerate(config.seeds)})
         | {"data_source": splits.source},
     )
-    key = config.evaluation_key()
     all_rows, all_flags, all_outcomes, log = [], [], [], []
     for loss in config.losses:
         for seed in config.seeds:
-            train_cfg = config.train_config(loss, seed)
-            run_dir = layout.run_dir(out, loss, seed)
-            ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
-            run_key = {**key, "train": train_cfg.to_dict()}
-            stored = stored_evaluation(run_dir, run_key)
-            outcomes = None
-            if stored is not None:
-                rows, flags, outcomes = stored
-                line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
-            else:
-                result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
-                trained = "reused training" if result.reused else f"trained in {result.seconds:.0f}s"
-                if result.status != "ok":
-                    rows = diverged_rows({**ident, "status": "diverged"}, config)
-                    flags = pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
-                    line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
-                else:
-                    rows, flags, outcomes, sec = evaluate_and_store(
-                        result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
-                    )
-                    line = f"{loss} seed {seed}: {trained}, evaluated in {sec:.0f}s"
-            if "status" not in rows:
-                rows.insert(4, "status", "ok")
+            rows, flags, outcomes, line = compute_piece(config, out, loss, seed, splits, attacked, progress=progress)
             echo(f"{line}\n    {_headline(rows) if rows['accuracy'].notna().any() else 'no accuracies'}")
             log.append(line)
             all_rows.append(rows)
             all_flags.append(flags)
             all_outcomes.append(outcomes)
     return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
+
+
+def compute_piece(
+    config: CompareConfig,
+    out: Path,
+    loss: str,
+    seed: int,
+    splits,
+    attacked,
+    *,
+    progress: bool = False,
+    evaluate: bool = True,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, str]:
+    """One (loss, seed) piece: train it (or reuse its run directory), then evaluate it (or reuse the stored
+    evaluation made with the same key). Returns its rows, flags, per-image outcomes and a log line; with
+    `evaluate=False` only trains (rows, flags and outcomes are None then)."""
+    from robust_glo.training import train_run
+
+    train_cfg = config.train_config(loss, seed)
+    run_dir = layout.run_dir(out, loss, seed)
+    ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
+    run_key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
+    stored = stored_evaluation(run_dir, run_key) if evaluate else None
+    if stored is not None:
+        rows, flags, outcomes = stored
+        line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
+    else:
+        result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
+        trained = "reused training" if result.reused else f"trained in {result.seconds:.0f}s"
+        if not evaluate:
+            return None, None, None, f"{loss} seed {seed}: {trained} ({result.status})"
+        outcomes = None
+        if result.status != "ok":
+            rows = diverged_rows({**ident, "status": "diverged"}, config)
+            flags = pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
+            line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
+        else:
+            rows, flags, outcomes, sec = evaluate_and_store(
+                result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
+            )
+            line = f"{loss} seed {seed}: {trained}, evaluated in {sec:.0f}s"
+    if "status" not in rows:
+        rows.insert(4, "status", "ok")
+    return rows, flags, outcomes, line
+
+
+def compare_splits_cached(config: CompareConfig, cache: dict):
+    """`comparison_splits`, kept in `cache` (one load per worker process)."""
+    key = repr(
+        (
+            config.dataset,
+            config.data_root,
+            config.test_size,
+            config.train_config(config.losses[0], config.seeds[0]).recipe,
+        )
+    )
+    if key not in cache:
+        cache[key] = comparison_splits(config)
+    return cache[key]
+
+
+def comparison_splits(config: CompareConfig):
+    """The splits a comparison trains on and the test images it attacks."""
+    from robust_glo.data import load_dataset
+
+    probe = config.train_config(config.losses[0], config.seeds[0])
+    splits = load_dataset(config.dataset, root=config.data_root, **probe.recipe.split_options())
+    attacked = load_dataset(
+        config.dataset, root=config.data_root, test_size=config.test_size, **probe.recipe.split_options()
+    ).test
+    return splits, attacked
 
 
 def evaluate_existing(
