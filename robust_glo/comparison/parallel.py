@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from robust_glo.comparison.config import CompareConfig
-from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.errors import RobustGloError
+from robust_glo.utils.ray_cluster import connect_ray
 
 _SPLITS: dict[str, Any] = {}  # per worker process: the data is loaded once
 
@@ -47,19 +48,7 @@ def run_pieces_ray(
 ) -> list[str]:
     """Train (and with `evaluate`, attack) every (loss, seed) piece of `config` as a Ray task; returns the
     log lines. Raises `RobustGloError` naming the pieces that failed, after the others finished."""
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("backend 'ray' needs Ray: pip install 'robust-glo[ray]'") from None
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
-            raise RobustGloError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from None
+    ray, _ = connect_ray(address, num_cpus)
     config = config.validated()
     remote = ray.remote(_piece_task).options(
         num_cpus=float(cpus_per_task),

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
 
@@ -107,22 +106,10 @@ class RayBackend(Backend):
         gpus_per_task: float = 0.0,
         max_retries: int = 2,
     ):
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError("backend 'ray' needs Ray: pip install 'robust-glo[ray]'") from None
+        from robust_glo.utils.ray_cluster import connect_ray
+
+        ray, self.started = connect_ray(address, num_cpus)
         self._ray = ray
-        self.started = False
-        if not ray.is_initialized():
-            try:
-                if address:
-                    ray.init(address=address, log_to_driver=False)
-                else:
-                    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
-                raise RobustGloError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from None
-            self.started = True
         self.cpus_per_task = float(cpus_per_task)
         self.gpus_per_task = float(gpus_per_task)
         self.max_retries = int(max_retries)
