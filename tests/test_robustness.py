@@ -600,3 +600,12 @@ def test_l2_needs_radii_and_fgsm_stays_linf():
         parse_attack("fgsm:norm=l2")
     with pytest.raises(ConfigError, match="norm=l3 is not valid; valid: linf, l2"):
         parse_attack("pgd:norm=l3")
+
+
+def test_eps0_rows_of_l2_attacks_hold_even_without_a_linf_eps0():
+    model = mlp(side=28)
+    x, y = data(model, n=16, side=28)
+    ev = run_evaluation(model, x, y, ["fgsm", "pgd:norm=l2:steps=2"], [0.1], eps_l2=[0.0, 0.5])
+    at = ev.results.set_index(["attack", "eps"])["accuracy"]
+    assert at["pgd:norm=l2:steps=2", 0.0] == at["clean", 0.0] == at["worst:l2", 0.0]
+    assert ev.flags.set_index("check").loc["eps0_equals_clean", "status"] == "pass"

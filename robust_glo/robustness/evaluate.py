@@ -210,17 +210,14 @@ class _Tally:
     """Per-input outcomes and per-(attack, eps) bookkeeping of one evaluation, filled batch by batch."""
 
     def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int, eps_l2: list[float] = ()):
-        self.n, self.specs, self.eps_list, self.seed = n, specs, eps_list, seed
+        self.n, self.specs, self.seed = n, specs, seed
         self.eps_by_norm = {"linf": list(eps_list), "l2": list(eps_l2)}
-        self.attacked_eps = [e for e in eps_list if e > 0]
-        keys = [(s.label, e) for s in specs for e in self.eps_for(s) if s.runs_at(e)]
+        keys = [(s.label, e) for s in specs for e in self.eps_for(s)]
         self.clean_correct = torch.zeros(n, dtype=torch.bool)
         self.clean_after = torch.zeros(n, dtype=torch.bool)  # clean predictions again, after the attacks
         self.eps0_correct = torch.zeros(n, dtype=torch.bool)
         self.zero_grad = torch.zeros(n, dtype=torch.bool)
-        self.robust = {
-            s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.eps_for(s) if s.runs_at(e)} for s in specs
-        }
+        self.robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.eps_for(s)} for s in specs}
         self.attacked = {k: torch.zeros(n, dtype=torch.bool) for k in keys}  # the inputs each attack ran on
         self.max_pert = dict.fromkeys(keys, 0.0)
         self.out_of_range = dict.fromkeys(keys, 0)
@@ -246,7 +243,7 @@ class _Tally:
         stop = start + len(y)
         self.clean_correct[start:stop] = correct.cpu()
         self.zero_grad[start:stop] = (grad.flatten(1).abs().amax(1) == 0).cpu()
-        if 0.0 in self.eps_list:
+        if any(0.0 in budgets for budgets in self.eps_by_norm.values()):
             # eps = 0 is not attacked, but re-predicted through the no-grad path adversarial inputs take,
             # so that a nondeterministic model or pipeline shows up against clean accuracy.
             t0 = time.perf_counter()
@@ -514,6 +511,7 @@ def run_evaluation(
             _assert_invariants(tally.clean_correct, same, worst[name])
     results = tally.rows(worst)
     free_breaks = tally.gradient_free_breaks()
+    zero_grad_share = tally.zero_grad_share()
     robust = tally.robust
     for spec in specs:
         if 0.0 in tally.eps_by_norm[spec.norm]:
@@ -521,7 +519,7 @@ def run_evaluation(
     robust.update(worst)
     flags = check_reliability(
         results,
-        tally.zero_grad_share(),
+        zero_grad_share,
         tolerance=tolerance,
         zero_grad_threshold=zero_grad_threshold,
         clean_changed=int((tally.clean_after != tally.clean_correct).sum()),
@@ -536,7 +534,7 @@ def run_evaluation(
         flags,
         tally.clean_correct,
         robust,
-        tally.zero_grad_share(),
+        zero_grad_share,
         tally.n_classes,
         seed,
         specs,
