@@ -69,6 +69,8 @@ class HierarchicalBootstrap:
         frame = outcomes.reset_index(drop=True).copy()
         frame["eps"] = frame["eps"].astype(float)
         self.keys = [k for k in KEYS if k in frame.columns]
+        for column in ["loss"] + [k for k in self.keys if k != "eps"]:
+            frame[column] = frame[column].astype(str)  # compared as text in every cell lookup
         self.frame = frame
         self.correct: dict[int, np.ndarray] = {}
         self.replicates = np.empty((len(frame), self.n_boot), dtype=np.float64)
@@ -105,10 +107,10 @@ class HierarchicalBootstrap:
 
     def _rows(self, loss: str, where: dict) -> pd.DataFrame:
         f = self.frame
-        mask = f["loss"].astype(str) == loss
+        mask = f["loss"] == loss
         for k in self.keys:
             if k in where:
-                mask &= (f[k].astype(float) == float(where[k])) if k == "eps" else (f[k].astype(str) == str(where[k]))
+                mask &= (f[k] == float(where[k])) if k == "eps" else (f[k] == str(where[k]))
         return f[mask]
 
     def _accuracy(self, loss: str, rows: pd.DataFrame) -> np.ndarray:

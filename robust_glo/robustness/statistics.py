@@ -163,7 +163,7 @@ def summarize(
     if base not in order:
         raise ConfigError(f"baseline {base!r} is not among the {compare} values: {', '.join(map(str, order))}")
     boot = None
-    if outcomes is not None and not outcomes.empty and compare == "loss":
+    if outcomes is not None and not outcomes.empty and compare == "loss" and value == "accuracy":
         from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 
         boot = HierarchicalBootstrap(outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence)
@@ -255,7 +255,7 @@ def _cell_row(
         "n_unreliable": unreliable,
         "reliable": unreliable == 0,
     }
-    est = boot.cell(str(who), str(base), where) if boot is not None and value == "accuracy" else None
+    est = boot.cell(str(who), str(base), where) if boot is not None else None
     if est is not None:
         row.update(n_images=est.n_images, ci_low=est.ci_low, ci_high=est.ci_high, interval=INTERVAL_BOOTSTRAP)
         if who != base and est.diff_ci_low is not None:
