@@ -74,6 +74,18 @@ def evolution_of(token: str) -> str | None:
     return None
 
 
+def resolve_evolution(token: str, evolutions: dict[str, Any]) -> str:
+    """The evolution an `evolved` / `evolved:NAME` token means among `evolutions` (`evolved` alone means the
+    only one); `ConfigError` naming the valid tokens otherwise."""
+    name = evolution_of(token)
+    if name == DEFAULT_EVOLUTION and DEFAULT_EVOLUTION not in evolutions and len(evolutions) == 1:
+        return next(iter(evolutions))
+    if name is None or name not in evolutions:
+        names = ", ".join(f"{EVOLVED_PREFIX}{n}" if n else EVOLVED for n in evolutions) or "none"
+        raise ConfigError(f"loss {token!r} names no evolution of this suite; valid: {names}")
+    return name
+
+
 SECTIONS = ("suite", "evolve", "train", "attack", "analyze", "report", "variants")
 SUITE_KEYS = ("name", "description", "dataset", "model", "data_root", "device")
 TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those the suite owns
@@ -139,15 +151,7 @@ class Suite:
 
     def evolution_for(self, token: str) -> str:
         """The evolution name behind an `evolved` / `evolved:NAME` loss token (`evolved` means the only one)."""
-        name = evolution_of(token)
-        if name == DEFAULT_EVOLUTION and DEFAULT_EVOLUTION not in self.evolutions and len(self.evolutions) == 1:
-            return next(iter(self.evolutions))
-        if name is None or name not in self.evolutions:
-            raise ConfigError(
-                f"loss {token!r} names no evolution of this suite; evolutions: "
-                f"{', '.join(repr(n or EVOLVED) for n in self.evolutions) or 'none'}"
-            )
-        return name
+        return resolve_evolution(token, self.evolutions)
 
     def compare_config(self, losses: list[str] | None = None) -> Any:
         """The robustness comparison (`robust_glo.comparison.CompareConfig`) of the train and attack
@@ -417,10 +421,10 @@ def _parse_train(
         if name is not None:
             if not evolutions:
                 raise ConfigError(f"{w}: loss {spec!r} needs an [evolve] table (it is the loss evolution finds)")
-            known = name in evolutions or (name == DEFAULT_EVOLUTION and len(evolutions) == 1)
-            if not known:
-                names = ", ".join(f"{EVOLVED_PREFIX}{n}" if n else EVOLVED for n in evolutions)
-                raise ConfigError(f"{w}: loss {spec!r} names no evolution of this suite; valid: {names}")
+            try:
+                resolve_evolution(spec, evolutions)
+            except ConfigError as exc:
+                raise ConfigError(f"{w}: {exc}") from None
             continue
         _check_loss(spec, w, "losses")
     if len(set(losses)) != len(losses):
