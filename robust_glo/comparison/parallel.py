@@ -20,17 +20,15 @@ from robust_glo.comparison.config import CompareConfig
 from robust_glo.errors import RobustGloError
 from robust_glo.utils.ray_cluster import connect_ray
 
-_SPLITS: dict[str, Any] = {}  # per worker process: the data is loaded once
-
 
 def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate: bool, threads: int) -> str:
     import torch
 
-    from robust_glo.comparison.runner import compare_splits_cached, compute_piece
+    from robust_glo.comparison.runner import comparison_splits, compute_piece
 
     torch.set_num_threads(threads)
     cfg = CompareConfig(**config)
-    splits, attacked = compare_splits_cached(cfg, _SPLITS)
+    splits, attacked = comparison_splits(cfg)  # the files are read once per worker (load_dataset's cache)
     return compute_piece(cfg, Path(out), loss, seed, splits, attacked, evaluate=evaluate)[3]
 
 

@@ -125,21 +125,6 @@ def compute_piece(
     return rows, flags, outcomes, line
 
 
-def compare_splits_cached(config: CompareConfig, cache: dict):
-    """`comparison_splits`, kept in `cache` (one load per worker process)."""
-    key = repr(
-        (
-            config.dataset,
-            config.data_root,
-            config.test_size,
-            config.train_config(config.losses[0], config.seeds[0]).recipe,
-        )
-    )
-    if key not in cache:
-        cache[key] = comparison_splits(config)
-    return cache[key]
-
-
 def comparison_splits(config: CompareConfig):
     """The splits a comparison trains on and the test images it attacks."""
     from robust_glo.data import load_dataset
