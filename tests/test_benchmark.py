@@ -12,6 +12,7 @@ import pytest
 import robust_glo.training
 from robust_glo.benchmark import load_suite, run_benchmark
 from robust_glo.cli import main
+from robust_glo.errors import ConfigError
 
 TINY = """
 [suite]
@@ -312,3 +313,27 @@ def test_the_ray_backend_gives_the_local_results(tmp_path):
     remote = pd.read_csv(tmp_path / "ray" / "results.csv").drop(columns=volatile)
     pd.testing.assert_frame_equal(local, remote)
     assert (tmp_path / "local" / "outcomes.csv").read_text() == (tmp_path / "ray" / "outcomes.csv").read_text()
+
+
+def test_population_training_gives_the_sequential_networks(tmp_path):
+    # The train stage with every piece in one population: the run directories are the sequential ones
+    # (same files, same config, test accuracies within float rounding), and a re-run reuses them all.
+    path = tmp_path / "suite.toml"
+    path.write_text(textwrap.dedent(NO_EVOLUTION))
+    suite = load_suite(path)
+    run_benchmark(suite, tmp_path / "seq", stages=["train"], progress=False, log=lambda _: None, population="off")
+    lines: list[str] = []
+    run_benchmark(suite, tmp_path / "pop", stages=["train"], progress=False, log=lines.append, population="on")
+    assert any("4 networks trained as populations" in line for line in lines)
+    seq = pd.read_csv(tmp_path / "seq" / "training.csv")
+    pop = pd.read_csv(tmp_path / "pop" / "training.csv")
+    assert (pop["status"] == "ok").all() and list(pop["steps"]) == list(seq["steps"])
+    assert (pop["test_accuracy"] - seq["test_accuracy"]).abs().max() <= 0.01
+    for run in (tmp_path / "pop").glob("compare/runs/*/seed*"):
+        twin = tmp_path / "seq" / run.relative_to(tmp_path / "pop")
+        assert (run / "config.json").read_text() == (twin / "config.json").read_text()
+        assert json.loads((run / "metrics.json").read_text())["trained_as"] == "population of 4"
+    run_benchmark(suite, tmp_path / "pop", stages=["train"], progress=False, log=lambda _: None, population="on")
+    assert _pieces(tmp_path / "pop", "train") == {"done": 0, "reused": 4, "failed": 0}
+    with pytest.raises(ConfigError, match="population 'sometimes' is unknown"):
+        run_benchmark(suite, tmp_path / "x", progress=False, population="sometimes")

@@ -37,6 +37,10 @@ from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
+# How the train stage trains: "on" = the seeds and losses of a suite as populations (one batched network,
+# robust_glo.training.population), "off" = one network after another, "auto" = on when the device is CUDA
+# (where evaluations/perf/gpu.sh measured it faster) and off on the CPU (where it is slower).
+POPULATION_MODES = ("auto", "on", "off")
 EVOLVED_LABEL = "taylorglo (evolved)"
 
 
@@ -96,15 +100,48 @@ class Benchmark:
         log: Log = echo,
         backend: str = "local",
         ray_options: dict[str, Any] | None = None,
+        population: str = "auto",
+        population_size: int = 0,
     ):
         if backend not in ("local", "ray"):
             raise ConfigError(f"backend {backend!r} is unknown; valid: local, ray")
+        if population not in POPULATION_MODES:
+            raise ConfigError(f"population {population!r} is unknown; valid: {', '.join(POPULATION_MODES)}")
+        if population == "on" and backend == "ray":
+            raise ConfigError("population training runs in this process; use it with backend local, not ray")
+        if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 0:
+            raise ConfigError(
+                f"population size must be an integer >= 0 (0: every piece at once), got {population_size!r}"
+            )
+        self.population = population
+        self.population_size = population_size
         self.suite = suite
         self.out = Path(out)
         self.progress = progress
         self.log = log
         self.backend = backend
         self.ray_options = dict(ray_options or {})
+
+    def population_enabled(self) -> bool:
+        """Whether the train stage trains its pieces as populations (see POPULATION_MODES)."""
+        if self.population != "auto":
+            return self.population == "on"
+        from robust_glo.utils import resolve_device
+
+        return self.backend == "local" and resolve_device(self.suite.device).type == "cuda"
+
+    def _as_populations(self, losses: list[str]) -> None:
+        """Train the unfinished pieces as populations; the sequential pass after it then reuses them."""
+        from robust_glo.training import train_runs_together
+
+        compare = self.suite.compare_config(losses)
+        pieces = self.pieces()
+        configs = [compare.train_config(p.spec, p.seed) for p in pieces]
+        results = train_runs_together(configs, [self.run_dir(p) for p in pieces], max_members=self.population_size)
+        trained = [r for r in results if not r.reused]
+        if trained:
+            seconds = sum({r.metrics.get("population_seconds", 0.0) for r in trained})
+            self.log(f"[train] {len(trained)} networks trained as populations in {seconds:.1f} s")
 
     def _on_ray(self, losses: list[str], *, evaluate: bool) -> None:
         """With the Ray backend: every (loss, seed) piece as a Ray task (the sequential pass then reuses them)."""
@@ -259,6 +296,8 @@ class Benchmark:
         losses = self.resolved_losses()
         self._write_losses(losses)
         compare = self.suite.compare_config(losses)
+        if self.population_enabled():
+            self._as_populations(losses)
         self._on_ray(losses, evaluate=False)
         rows = []
         for piece in self.pieces():
@@ -378,10 +417,23 @@ def run_benchmark(
     log: Log = echo,
     backend: str = "local",
     ray_options: dict[str, Any] | None = None,
+    population: str = "auto",
+    population_size: int = 0,
 ) -> BenchmarkResult:
     """Run (or resume) `suite` into the benchmark directory `out`. `backend="ray"` runs the train and attack
-    pieces as Ray tasks (`ray_options`: address, num_cpus, cpus_per_task, gpus_per_task, max_retries)."""
-    return Benchmark(suite, out, progress=progress, log=log, backend=backend, ray_options=ray_options).run(stages)
+    pieces as Ray tasks (`ray_options`: address, num_cpus, cpus_per_task, gpus_per_task, max_retries).
+    `population` ("auto", "on", "off") trains the pieces as populations of at most `population_size`
+    networks (0: all at once); "auto" does so on CUDA only."""
+    return Benchmark(
+        suite,
+        out,
+        progress=progress,
+        log=log,
+        backend=backend,
+        ray_options=ray_options,
+        population=population,
+        population_size=population_size,
+    ).run(stages)
 
 
 def _write_json_if_changed(path: Path, data: Any) -> None:

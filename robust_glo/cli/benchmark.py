@@ -48,6 +48,19 @@ def register(sub) -> None:
     p.add_argument(
         "--gpus-per-task", type=float, default=0.0, metavar="G", help="GPU share per Ray task, e.g. 0.25 (default 0)"
     )
+    p.add_argument(
+        "--population",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="train the suite's networks as populations, many in one batched network (auto: on CUDA only)",
+    )
+    p.add_argument(
+        "--population-size",
+        type=int,
+        default=0,
+        metavar="P",
+        help="at most P networks per population (default 0: every unfinished piece at once)",
+    )
     p.add_argument("--check", action="store_true", help="validate the suite and print the plan, run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
@@ -82,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         backend=args.backend,
         ray_options=ray_options if args.backend == "ray" else None,
+        population=args.population,
+        population_size=args.population_size,
     )
     times = ", ".join(f"{name} {s.get('last_seconds', 0):.1f} s" for name, s in result.stages.items() if name in stages)
     print(

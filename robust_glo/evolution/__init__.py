@@ -12,7 +12,6 @@ ties them together in a crash-safe run directory.
 from robust_glo.evolution.backends import BatchedBackend, Job, LocalBackend, RayBackend, make_backend
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.evolution.optimizer import CMAES
-from robust_glo.evolution.population import Population, population_loss, train_population
 from robust_glo.evolution.problem import (
     DIVERGED_FITNESS,
     FAILED_FITNESS,
@@ -41,7 +40,6 @@ __all__ = [
     "FitnessSpec",
     "Job",
     "LocalBackend",
-    "Population",
     "REJECTED_FITNESS",
     "RayBackend",
     "RunStore",
@@ -51,8 +49,6 @@ __all__ = [
     "load_history",
     "make_backend",
     "parse_fitness",
-    "population_loss",
     "reeval_seed",
     "run_evolution",
-    "train_population",
 ]

@@ -70,11 +70,6 @@ class BatchedBackend(Backend):
 
     name = "batched"
 
-    def check(self, problem: TaylorGLOProblem) -> None:
-        from robust_glo.evolution.population import check_batchable
-
-        check_batchable(problem.build_model(0), f"model {problem.model_name!r}")
-
     def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
         order = sorted(range(len(jobs)), key=lambda i: jobs[i].seed)
         for seed, group in itertools.groupby(order, key=lambda i: jobs[i].seed):

@@ -211,26 +211,9 @@ class TaylorGLOProblem:
                 raise ConfigError(f"dataset {self.dataset!r} has an empty validation split; set val-size >= 1")
         return self._splits
 
-    def fit_options(self, *, population: bool = False) -> dict[str, Any]:
-        """The recipe as keyword arguments of `fit` (or of `train_population`, which has no nesterov,
-        step schedule milestones or autocast)."""
-        options = self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
-        if population:
-            unsupported = [
-                name
-                for name, used in (
-                    ("nesterov", self.recipe.nesterov),
-                    ("amp", self.recipe.amp),
-                    ("schedule = step", self.recipe.schedule == "step"),
-                )
-                if used
-            ]
-            if unsupported:
-                raise ConfigError(
-                    f"the batched backend does not support {', '.join(unsupported)}; use the local or ray backend"
-                )
-            options = {k: options[k] for k in ("batch_size", "lr", "momentum", "weight_decay", "schedule", "augment")}
-        return options
+    def fit_options(self) -> dict[str, Any]:
+        """The recipe as keyword arguments of `fit` and of `train_population`."""
+        return self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
 
     def prepare(self) -> None:
         """Load the data and build the model once, so a bad dataset or model fails before any work."""
@@ -329,8 +312,8 @@ class TaylorGLOProblem:
     # ---- batched population training (torch.func) ---------------------------------------------------
     def evaluate_population(self, thetas: np.ndarray | Sequence[Sequence[float]], seed: int) -> list[Evaluation]:
         """Score thetas `(M, 8)` that share `seed`, training the ones that pass the invariant together
-        with `torch.func` (one vmapped model). Rejected ones are not trained."""
-        from robust_glo.evolution.population import train_population
+        as one population (`robust_glo.training.population`). Rejected ones are not trained."""
+        from robust_glo.training.population import train_population
 
         array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
         keep = self.screen(array)
@@ -343,13 +326,13 @@ class TaylorGLOProblem:
                 device = resolve_device(self.device)
                 base = self.build_model(seed)
                 pop = train_population(
-                    base,
-                    array[todo],
+                    [base] * len(todo),
+                    [TaylorGLOLoss(array[i]) for i in todo],
                     self.splits.train,
                     steps=self.steps,
-                    seed=seed,
+                    seeds=[seed] * len(todo),
                     device=device,
-                    **self.fit_options(population=True),
+                    **self.fit_options(),
                 )
                 accs = pop.accuracy(self.splits.val, batch_size=self.recipe.eval_batch_size)
                 share = (time.perf_counter() - t0) / len(todo)  # wall time, split evenly
@@ -360,7 +343,7 @@ class TaylorGLOProblem:
                     robust = None
                     if self.fitness.robust:
                         t1 = time.perf_counter()
-                        robust = self.robust_accuracy(pop.member(j), seed)
+                        robust = self.robust_accuracy(pop.member(j, self.build_model(seed)), seed)
                         extra = time.perf_counter() - t1
                     else:
                         extra = 0.0

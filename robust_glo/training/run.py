@@ -10,7 +10,9 @@ Run directory layout:
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
-from robust_glo.training.trainer import evaluate_accuracy, fit
+from robust_glo.training.trainer import FitResult, evaluate_accuracy, fit
 from robust_glo.utils import atomic_write_json, read_json, resolve_device, run_metadata
 
 
@@ -106,13 +108,7 @@ def train_run(
         splits = load_dataset(
             config.dataset, root=config.data_root, test_size=config.test_size, **config.recipe.split_options()
         )
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", config.to_dict())
-        atomic_write_json(
-            out / "environment.json",
-            run_metadata(seed=config.seed, split_seed=config.recipe.split_seed) | {"data_source": splits.source},
-        )
+    _start_run_dir(out, config, splits)
     model = create_model(config.model, splits.info, seed=config.seed)
     steps, _ = budget_steps(config, len(splits.train))
     options = config.recipe.fit_options(len(splits.train), augment_default=splits.info.augment)
@@ -128,6 +124,89 @@ def train_run(
         checkpoint_path=(out / "checkpoint.pt") if out is not None else None,
         checkpoint_every=config.checkpoint_every,
     )
+    return _finish_run(config, out, model, result, splits, steps, device)
+
+
+def train_runs_together(
+    configs: Sequence[TrainConfig],
+    out_dirs: Sequence[str | Path],
+    *,
+    splits: DatasetSplits | None = None,
+    max_members: int = 0,
+) -> list[TrainResult]:
+    """Train several (loss, seed) runs of one dataset, model and recipe as populations (the population
+    engine, `train_population`), writing each run directory exactly as `train_run` would; finished run
+    directories are reused. Runs whose configs differ in anything but loss and seed train in separate
+    populations; `max_members` caps a population's size (0: no cap). A population is not checkpointed:
+    an interruption loses the populations in flight, never a finished run directory."""
+    from robust_glo.training.population import train_population
+
+    configs = [c.resolved() for c in configs]
+    outs = [Path(o) for o in out_dirs]
+    results: list[TrainResult | None] = [None] * len(configs)
+    groups: dict[str, list[int]] = {}
+    for i, (config, out) in enumerate(zip(configs, outs)):
+        get_loss(config.loss)  # a bad spec fails before any work
+        if _is_finished(out, config):
+            results[i] = train_run(config, out, splits=splits, progress=False)  # reads it back
+            continue
+        shared = {k: v for k, v in config.to_dict().items() if k not in ("loss", "seed")}
+        groups.setdefault(json.dumps(shared, sort_keys=True, default=str), []).append(i)
+    for members in groups.values():
+        size = max_members if max_members > 0 else len(members)
+        for start in range(0, len(members), size):
+            chunk = members[start : start + size]
+            first = configs[chunk[0]]
+            data = (
+                splits
+                if splits is not None
+                else load_dataset(
+                    first.dataset, root=first.data_root, test_size=first.test_size, **first.recipe.split_options()
+                )
+            )
+            device = resolve_device(first.device)
+            steps, _ = budget_steps(first, len(data.train))
+            for i in chunk:
+                _start_run_dir(outs[i], configs[i], data)
+            models = [create_model(configs[i].model, data.info, seed=configs[i].seed) for i in chunk]
+            pop = train_population(
+                models,
+                [get_loss(configs[i].loss) for i in chunk],
+                data.train,
+                steps=steps,
+                seeds=[configs[i].seed for i in chunk],
+                device=device,
+                **first.recipe.fit_options(len(data.train), augment_default=data.info.augment),
+            )
+            for j, i in enumerate(chunk):
+                model = pop.member(j, create_model(configs[i].model, data.info, seed=configs[i].seed)).to(device)
+                extra = {"trained_as": f"population of {len(chunk)}", "population_seconds": pop.seconds}
+                results[i] = _finish_run(configs[i], outs[i], model, pop.results[j], data, steps, device, extra)
+    return [r for r in results if r is not None]
+
+
+def _start_run_dir(out: Path | None, config: TrainConfig, splits: DatasetSplits) -> None:
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", config.to_dict())
+    atomic_write_json(
+        out / "environment.json",
+        run_metadata(seed=config.seed, split_seed=config.recipe.split_seed) | {"data_source": splits.source},
+    )
+
+
+def _finish_run(
+    config: TrainConfig,
+    out: Path | None,
+    model: nn.Module,
+    result: FitResult,
+    splits: DatasetSplits,
+    steps: int,
+    device: torch.device,
+    extra: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Evaluate a trained model, write metrics.json and model.pt (atomically), and return the result."""
     val_acc = test_acc = None
     if result.status == "ok":
         batch = config.recipe.eval_batch_size
@@ -147,6 +226,7 @@ def train_run(
         "seconds": result.seconds,
         "samples_per_second": result.samples_per_second,
         "device": str(device),
+        **(extra or {}),
     }
     if out is not None:
         if result.status == "ok":

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The GPU figures of robust-glo in one command (about 5 minutes on one H100/H200):
+#   bash evaluations/perf/gpu.sh              population training vs sequential (small-cnn on Fashion-MNIST,
+#                                             allcnn-c and resnet20 on synthetic CIFAR-shaped data), attack
+#                                             throughput, and fashion-mnist-full's wall time from a stated
+#                                             fraction of it
+#   bash evaluations/perf/gpu.sh --smoke      the same at tiny sizes on any machine, CPU included (< 1 min)
+# Extra arguments go to evaluations/perf/gpu_population.py (--json PATH, --parts, --steps, --amp).
+# Python: $PYTHON, else the project's .venv, else python3 (which then needs torch, cma, torchattacks,
+# pandas, scipy, statsmodels, scikit-learn). Fashion-MNIST is read from $ROBUST_GLO_DATA/fashion-mnist
+# or the Debian package's folder; without it the small-cnn figures use synthetic data and say so.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+if [[ -n "${PYTHON:-}" ]]; then py="$PYTHON"
+elif [[ -x "$here/.venv/bin/python" ]]; then py="$here/.venv/bin/python"
+else py=python3
+fi
+export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+exec "$py" "$here/evaluations/perf/gpu_population.py" "$@"
