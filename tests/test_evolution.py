@@ -557,3 +557,12 @@ def test_reordering_tied_candidates_cannot_change_the_cmaes_state():
     assert np.array_equal(a.mean, b.mean) and a.sigma == b.sigma
     assert np.array_equal(a._es.sm.C, b._es.sm.C)  # pycma alone weights tied candidates by position
     assert np.array_equal(a.ask(), b.ask())
+
+
+def test_the_auto_backend_is_batched_on_cuda_and_local_elsewhere(monkeypatch):
+    from robust_glo.evolution import BatchedBackend, LocalBackend, make_backend
+
+    assert isinstance(make_backend(EvolveConfig(device="cpu")), LocalBackend)
+    monkeypatch.setattr("robust_glo.utils.resolve_device", lambda name: torch.device("cuda"))
+    assert isinstance(make_backend(EvolveConfig(device="cuda")), BatchedBackend)
+    assert isinstance(make_backend(EvolveConfig(device="cuda", backend="local")), LocalBackend)

@@ -22,7 +22,12 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
     ("--invariant", str, "RULE", "paper (default), exact or off: reject candidates before training"),
     ("--fitness", str, "SPEC", "clean (default), fgsm:EPS, pgd:EPS[:STEPS], mix:W:fgsm:EPS or mix:W:pgd:EPS"),
     ("--attack-samples", int, "N", "validation images attacked for a robust fitness (default 1000)"),
-    ("--backend", str, "NAME", "local (default), ray or batched (torch.func population training)"),
+    (
+        "--backend",
+        str,
+        "NAME",
+        "auto (default: batched on CUDA, else local), local, ray or batched (one population per generation)",
+    ),
     ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
     ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),
     ("--val-size", int, "N", "validation images carved from the training set (default: the dataset's)"),

@@ -147,7 +147,13 @@ class RayBackend(Backend):
 
 
 def make_backend(config: EvolveConfig) -> Backend:
-    """The backend named by `config.backend`, with its options."""
+    """The backend named by `config.backend`, with its options. `auto` is `batched` on CUDA (a generation as
+    one population: measured faster there, evaluations/perf/gpu.sh) and `local` elsewhere (on the CPU the
+    population is slower than training candidates one by one)."""
+    if config.backend == "auto":
+        from robust_glo.utils import resolve_device
+
+        return BatchedBackend() if resolve_device(config.device).type == "cuda" else LocalBackend()
     if config.backend == "local":
         return LocalBackend()
     if config.backend == "batched":

@@ -21,7 +21,7 @@ from robust_glo.utils.parsing import check_field_types, parse_number
 from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
-BACKENDS = ("local", "ray", "batched")
+BACKENDS = ("auto", "local", "ray", "batched")  # auto: batched on CUDA, local otherwise
 ATTACKS = ("fgsm", "pgd")
 FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd:EPS[:STEPS]"
 
@@ -139,7 +139,7 @@ class EvolveConfig:
     attack_samples: int = 1000  # validation images attacked for a robust fitness
     topk: int = 3  # candidates re-evaluated at the end
     reeval_seeds: int = 3  # fresh seeds each of them is re-trained on
-    backend: str = "local"
+    backend: str = "auto"  # see BACKENDS
     ray_address: str | None = None  # None: start a local Ray cluster
     num_cpus: int | None = None  # size of that local cluster (None: all cores)
     cpus_per_task: float = 1.0
