@@ -133,7 +133,9 @@ def test_same_seed_same_history_and_outputs(baseline, tmp_path):
         assert (out / name).is_file(), name
     history = pd.read_csv(out / "history.csv")
     assert list(history.columns) == (
-        ["generation", "index"] + [f"theta{k}" for k in range(8)] + ["status", "fitness", "val_accuracy", "seconds"]
+        ["generation", "index"]
+        + [f"theta{k}" for k in range(8)]
+        + ["status", "fitness", "val_accuracy", "seconds", "rung", "steps"]
     )
     assert len(history) == 12 and set(history["status"]) <= {"trained", "rejected", "diverged", "failed"}
     assert np.isfinite(history["fitness"]).all()
@@ -158,9 +160,9 @@ def test_rejected_candidates_are_never_trained_and_match_the_invariant(baseline,
     class Spy(TaylorGLOProblem):
         trained: list = []
 
-        def _train_and_score(self, theta, seed):
+        def _train_and_score(self, theta, seed, **options):
             Spy.trained.append(tuple(theta))
-            return super()._train_and_score(theta, seed)
+            return super()._train_and_score(theta, seed, **options)
 
     config = EvolveConfig.create(
         out=str(tmp_path / "exact"), **{**SMALL, "invariant": "exact", "steps": 5, "topk": 1, "reeval_seeds": 1}

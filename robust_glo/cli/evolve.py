@@ -28,6 +28,9 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
         "NAME",
         "auto (default: batched on CUDA, else local), local, ray or batched (one population per generation)",
     ),
+    ("--fidelity", str, "NAME", "flat (default: every candidate trains --steps) or halving (successive halving)"),
+    ("--eta", int, "ETA", "halving: the best 1/ETA of each rung are trained further (default 3)"),
+    ("--rungs", int, "R", "halving: rungs of steps/ETA^(R-1), ..., steps/ETA, steps (default 3)"),
     ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
     ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),
     ("--val-size", int, "N", "validation images carved from the training set (default: the dataset's)"),
@@ -102,12 +105,19 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     result = run_evolution(config, resume=args.resume)
     n = len(result.history)
-    diverged = sum(r["status"] == "diverged" for r in result.history)
+    count = {s: sum(r["status"] == s for r in result.history) for s in ("trained", "pruned", "collapsed", "diverged")}
     failed = sum(r["status"] == "failed" for r in result.history)
+    steps = sum(int(r.get("steps") or 0) for r in result.history)
+    halving = (
+        f"{count['pruned']} pruned at a lower rung, {count['collapsed']} collapsed, "
+        if config.fidelity == "halving"
+        else ""
+    )
     print(
         f"evolved on {config.dataset}/{config.resolved_model()}: {n} candidates "
         f"({result.rejected} rejected by the '{config.invariant}' invariant, "
-        f"{result.search_trainings - diverged} trained, {diverged} diverged, {failed} failed) "
+        f"{count['trained']} trained to {config.steps} steps, {halving}{count['diverged']} diverged, "
+        f"{failed} failed; {steps:,} training steps) "
         f"+ {result.reeval_trainings} re-evaluation trainings; {result.seconds:.1f}s "
         f"({result.evaluated_now} evaluations run now); run dir {result.out_dir}"
     )

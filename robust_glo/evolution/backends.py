@@ -27,11 +27,23 @@ from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
 
 @dataclass(frozen=True)
 class Job:
-    """One evaluation: `key` identifies it to the caller, theta `(8,)`, and the weights/batches seed."""
+    """One evaluation: `key` identifies it to the caller, theta `(8,)`, and the weights/batches seed.
+
+    A successive-halving rung adds `stop_at` (train that far), `state` (the file the candidate's training
+    resumes from and is saved to) and `collapse` (stop a collapsed candidate): see `TaylorGLOProblem.evaluate`.
+    """
 
     key: Any
     theta: tuple[float, ...]
     seed: int
+    stop_at: int | None = None
+    state: str | None = None
+    collapse: str = ""  # "", "loss" or "any": see TaylorGLOProblem.evaluate
+
+    def options(self) -> dict[str, Any]:
+        """The rung keywords of `TaylorGLOProblem.evaluate` that differ from its defaults (none when flat)."""
+        values = {"stop_at": self.stop_at, "state": self.state, "collapse": self.collapse}
+        return {k: v for k, v in values.items() if v not in (None, "")}
 
 
 class Backend:
@@ -62,29 +74,37 @@ class LocalBackend(Backend):
 
     def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
         for job in jobs:
-            yield job, problem.evaluate(job.theta, job.seed)
+            yield job, problem.evaluate(job.theta, job.seed, **job.options())
 
 
 class BatchedBackend(Backend):
-    """The jobs that share a seed (a generation, under common random numbers) train as one population."""
+    """The jobs that share a seed and budget (a generation's rung, under common random numbers) train as one
+    population. Rungs are trained from the start (the population keeps no per-candidate state)."""
 
     name = "batched"
 
     def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
-        order = sorted(range(len(jobs)), key=lambda i: jobs[i].seed)
-        for seed, group in itertools.groupby(order, key=lambda i: jobs[i].seed):
+        def group_key(i: int) -> tuple:
+            return (jobs[i].seed, jobs[i].stop_at or 0, jobs[i].collapse)
+
+        order = sorted(range(len(jobs)), key=group_key)
+        for (seed, stop_at, collapse), group in itertools.groupby(order, key=group_key):
             members = [jobs[i] for i in group]
-            results = problem.evaluate_population(np.array([j.theta for j in members]), seed)
+            results = problem.evaluate_population(
+                np.array([j.theta for j in members]), seed, stop_at=stop_at or None, collapse=collapse
+            )
             yield from zip(members, results)
 
 
-def _evaluate_task(problem: TaylorGLOProblem, theta: tuple[float, ...], seed: int, threads: int) -> Evaluation:
+def _evaluate_task(
+    problem: TaylorGLOProblem, theta: tuple[float, ...], seed: int, threads: int, options: dict[str, Any]
+) -> Evaluation:
     """The body of a Ray task. Torch threads are pinned so that results do not depend on the worker."""
     import torch
 
     if problem.threads is None:
         torch.set_num_threads(threads)
-    return problem.evaluate(theta, seed)
+    return problem.evaluate(theta, seed, **options)
 
 
 class RayBackend(Backend):
@@ -123,7 +143,9 @@ class RayBackend(Backend):
             self._problem_ref, self._problem_id = ray.put(problem), id(problem)
         threads = max(1, int(self.cpus_per_task))
         started = time.perf_counter()
-        pending = {self._remote.remote(self._problem_ref, job.theta, job.seed, threads): job for job in jobs}
+        pending = {
+            self._remote.remote(self._problem_ref, job.theta, job.seed, threads, job.options()): job for job in jobs
+        }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:

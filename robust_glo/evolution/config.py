@@ -21,6 +21,7 @@ from robust_glo.utils.parsing import check_field_types, parse_number
 from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
+FIDELITIES = ("flat", "halving")
 BACKENDS = ("auto", "local", "ray", "batched")  # auto: batched on CUDA, local otherwise
 ATTACKS = ("fgsm", "pgd")
 FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd:EPS[:STEPS]"
@@ -137,6 +138,9 @@ class EvolveConfig:
     invariant: str = "paper"
     fitness: str = "clean"
     attack_samples: int = 1000  # validation images attacked for a robust fitness
+    fidelity: str = "flat"  # "flat": every candidate trains `steps`; "halving": successive halving in rungs
+    eta: int = 3  # halving: the best 1/eta of a rung go on to the next
+    rungs: int = 3  # halving: rung budgets steps / eta^(rungs-1), ..., steps / eta, steps
     topk: int = 3  # candidates re-evaluated at the end
     reeval_seeds: int = 3  # fresh seeds each of them is re-trained on
     backend: str = "auto"  # see BACKENDS
@@ -213,6 +217,17 @@ class EvolveConfig:
             raise ConfigError(f"sigma0 must be a positive number, got {self.sigma0}")
         if self.invariant not in INVARIANT_RULES:
             raise ConfigError(f"invariant {self.invariant!r} is unknown; valid: {', '.join(INVARIANT_RULES)}")
+        if self.fidelity not in FIDELITIES:
+            raise ConfigError(f"fidelity {self.fidelity!r} is unknown; valid: {', '.join(FIDELITIES)}")
+        if self.eta < 2:
+            raise ConfigError(f"eta must be >= 2 (a rung keeps the best 1/eta), got {self.eta}")
+        if self.rungs < 1:
+            raise ConfigError(f"rungs must be >= 1, got {self.rungs}")
+        if self.fidelity == "halving" and self.steps < self.eta ** (self.rungs - 1):
+            raise ConfigError(
+                f"steps {self.steps} is too small for {self.rungs} rungs at eta {self.eta}: the first rung would "
+                f"train less than one step; give steps >= {self.eta ** (self.rungs - 1)} or fewer rungs"
+            )
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         parse_fitness(self.fitness)
@@ -235,6 +250,14 @@ class EvolveConfig:
     def total_generations(self) -> int:
         """The run length: `generations`, or enough generations for `evaluations` candidates when given."""
         return self.generations if self.evaluations is None else -(-self.evaluations // self.popsize)
+
+    def rung_steps(self) -> list[int]:
+        """The training budget of each rung, in steps: `[steps]` when flat; with halving
+        `round(steps / eta^(rungs - 1 - r))` for r = 0 .. rungs - 1 (the last is `steps`)."""
+        if self.fidelity != "halving":
+            return [self.steps]
+        budgets = [max(1, round(self.steps / self.eta ** (self.rungs - 1 - r))) for r in range(self.rungs)]
+        return sorted(set(budgets))
 
     @property
     def fitness_spec(self) -> FitnessSpec:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -51,7 +51,11 @@ from robust_glo.models import create_model
 from robust_glo.training import Recipe, evaluate_accuracy, fit
 from robust_glo.utils import resolve_device
 
-STATUSES = ("trained", "rejected", "diverged", "failed")
+STATUSES = ("trained", "pruned", "collapsed", "rejected", "diverged", "failed")
+# A model that predicts (nearly) one class: validation accuracy at most chance plus this margin.
+COLLAPSE_MARGIN = 0.02
+# The training loss "has not moved": its first and last logged means differ by at most this (relative).
+FLAT_LOSS_TOLERANCE = 1e-4
 DIVERGED_FITNESS = 2.0  # the band's lower end: 2 + 0.5 / (1 + steps trained)
 FAILED_FITNESS = 3.0
 REJECTED_FITNESS = 4.0  # the band's lower end: 4 + u / (1 + u), u = log(1 + violation)
@@ -81,6 +85,7 @@ class Evaluation:
     robust_accuracy: float | None = None
     seconds: float = 0.0
     message: str = ""
+    steps_trained: int | None = None  # SGD steps this evaluation ran (None: not trained)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +105,10 @@ class Evaluation:
         seconds: float = 0.0,
         val_accuracy: float | None = None,
         robust_accuracy: float | None = None,
+        steps_trained: int | None = None,
     ) -> Evaluation:
-        return cls("diverged", diverged_fitness(steps_done), val_accuracy, robust_accuracy, seconds, message)
+        trained = steps_done if steps_trained is None else steps_trained
+        return cls("diverged", diverged_fitness(steps_done), val_accuracy, robust_accuracy, seconds, message, trained)
 
     @classmethod
     def failed(cls, message: str, seconds: float = 0.0) -> Evaluation:
@@ -245,14 +252,30 @@ class TaylorGLOProblem:
         return np.where(np.isnan(margin), np.inf, np.maximum(-np.nan_to_num(margin, nan=0.0), 0.0))
 
     # ---- evaluation ----------------------------------------------------------------------------------
-    def evaluate(self, theta: Sequence[float], seed: int) -> Evaluation:
-        """Score one theta `(8,)`: rejected without training, or trained from weights and batches `seed`."""
+    def evaluate(
+        self,
+        theta: Sequence[float],
+        seed: int,
+        *,
+        stop_at: int | None = None,
+        state: str | None = None,
+        collapse: str = "",
+    ) -> Evaluation:
+        """Score one theta `(8,)`: rejected without training, or trained from weights and batches `seed`.
+
+        A successive-halving rung passes `stop_at` (train that far on the schedule of `steps`, scored on
+        clean validation accuracy: the robust fitness is computed at the full budget only) and `state`
+        (a file to resume the candidate's training from and to save it to). `collapse` turns a model into
+        status `collapsed` when its training loss has not moved ("loss"), or also when its validation
+        accuracy is at chance ("any"); "" never."""
         if not bool(self.screen([theta])[0]):
             return Evaluation.rejected(float(self.violation([theta])[0]))
         with torch_threads(self.threads):
-            return self._train_and_score(theta, seed)
+            return self._train_and_score(theta, seed, stop_at=stop_at, state=state, collapse=collapse)
 
-    def _train_and_score(self, theta: Sequence[float], seed: int) -> Evaluation:
+    def _train_and_score(
+        self, theta: Sequence[float], seed: int, *, stop_at: int | None, state: str | None, collapse: str
+    ) -> Evaluation:
         t0 = time.perf_counter()
         device = resolve_device(self.device)
         model = self.build_model(seed)
@@ -267,24 +290,75 @@ class TaylorGLOProblem:
                 device=device,
                 **self.fit_options(),
                 progress=False,
+                checkpoint_path=state,
+                stop_at=stop_at,
             )
             status, message, steps_done = result.status, result.message, result.steps_done
+            trained, curve = result.steps_done - result.start_step, result.loss_curve
         except NonFiniteLossError as exc:
-            status, message, steps_done = "diverged", str(exc), 0
+            status, message, steps_done, trained, curve = "diverged", str(exc), 0, 0, []
         if status != "ok":
-            return Evaluation.diverged(steps_done, message, seconds=time.perf_counter() - t0)
-        return self.score_model(model, seed, t0)
+            return Evaluation.diverged(steps_done, message, seconds=time.perf_counter() - t0, steps_trained=trained)
+        final = stop_at is None or stop_at >= self.steps
+        return self.score_model(model, seed, t0, final=final, steps_trained=trained, curve=curve, collapse=collapse)
 
-    def score_model(self, model: nn.Module, seed: int, t0: float) -> Evaluation:
-        """Validation (and robust validation) accuracy of a trained model -> `Evaluation("trained")`."""
+    def collapse_reason(self, accuracy: float, curve: Sequence[tuple[int, float]], mode: str = "any") -> str:
+        """Why a trained model counts as collapsed ("" when it does not): a training loss whose first and
+        last logged means are equal, or (mode "any") validation accuracy at or below chance (1/K +
+        COLLAPSE_MARGIN)."""
+        if not mode:
+            return ""
+        chance = 1.0 / self.n_classes
+        if mode == "any" and accuracy <= chance + COLLAPSE_MARGIN:
+            return f"validation accuracy {accuracy:.3f} is at chance ({chance:.3f})"
+        if len(curve) >= 2:
+            first, last = float(curve[0][1]), float(curve[-1][1])
+            if abs(last - first) <= FLAT_LOSS_TOLERANCE * max(1.0, abs(first)):
+                return f"the training loss has not moved ({first:.6g} -> {last:.6g})"
+        return ""
+
+    def score_model(
+        self,
+        model: nn.Module,
+        seed: int,
+        t0: float,
+        *,
+        final: bool = True,
+        steps_trained: int | None = None,
+        curve: Sequence[tuple[int, float]] = (),
+        collapse: str = "",
+    ) -> Evaluation:
+        """Validation (and, at the full budget, robust validation) accuracy of a trained model ->
+        `Evaluation("trained")`, or "collapsed" when `collapse_reason(..., collapse)` finds a reason."""
         device = resolve_device(self.device)
-        val = self.splits.val
-        acc = evaluate_accuracy(model, val, batch_size=self.recipe.eval_batch_size, device=device)
-        robust = self.robust_accuracy(model, seed) if self.fitness.robust else None
-        fitness = self.fitness.combine(acc, robust)
+        acc = evaluate_accuracy(model, self.splits.val, batch_size=self.recipe.eval_batch_size, device=device)
+        return self._scored(
+            acc, lambda: model, seed, t0, final=final, steps_trained=steps_trained, curve=curve, collapse=collapse
+        )
+
+    def _scored(
+        self,
+        acc: float,
+        get_model: Callable[[], nn.Module],
+        seed: int,
+        t0: float,
+        *,
+        final: bool,
+        steps_trained: int | None,
+        curve: Sequence[tuple[int, float]],
+        collapse: str,
+    ) -> Evaluation:
+        """The evaluation of a model with validation accuracy `acc` (`get_model` builds it when the robust
+        fitness needs it); `t0` is when its evaluation started."""
+        reason = self.collapse_reason(acc, curve, collapse)
+        if reason:
+            return Evaluation("collapsed", 1.0 - acc, acc, None, time.perf_counter() - t0, reason, steps_trained)
+        robust = self.robust_accuracy(get_model(), seed) if (self.fitness.robust and final) else None
+        fitness = self.fitness.combine(acc, robust) if final else 1.0 - acc
+        seconds = time.perf_counter() - t0
         if not math.isfinite(fitness):  # cannot happen for accuracies; guard pycma all the same
-            return Evaluation.diverged(self.steps, "non-finite fitness", time.perf_counter() - t0, acc, robust)
-        return Evaluation("trained", float(fitness), float(acc), robust, time.perf_counter() - t0)
+            return Evaluation.diverged(self.steps, "non-finite fitness", seconds, acc, robust)
+        return Evaluation("trained", float(fitness), float(acc), robust, seconds, "", steps_trained)
 
     def robust_accuracy(self, model: nn.Module, seed: int) -> float:
         """Accuracy under the fitness attack on the first `attack_samples` validation images.
@@ -310,9 +384,17 @@ class TaylorGLOProblem:
         return float(row["accuracy"].iloc[0])
 
     # ---- batched population training (torch.func) ---------------------------------------------------
-    def evaluate_population(self, thetas: np.ndarray | Sequence[Sequence[float]], seed: int) -> list[Evaluation]:
+    def evaluate_population(
+        self,
+        thetas: np.ndarray | Sequence[Sequence[float]],
+        seed: int,
+        *,
+        stop_at: int | None = None,
+        collapse: str = "",
+    ) -> list[Evaluation]:
         """Score thetas `(M, 8)` that share `seed`, training the ones that pass the invariant together
-        as one population (`robust_glo.training.population`). Rejected ones are not trained."""
+        as one population (`robust_glo.training.population`). Rejected ones are not trained. A rung
+        (`stop_at`) is trained from the start, not resumed: the population keeps no per-candidate state."""
         from robust_glo.training.population import train_population
 
         array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
@@ -332,22 +414,26 @@ class TaylorGLOProblem:
                     steps=self.steps,
                     seeds=[seed] * len(todo),
                     device=device,
+                    stop_at=stop_at,
                     **self.fit_options(),
                 )
                 accs = pop.accuracy(self.splits.val, batch_size=self.recipe.eval_batch_size)
                 share = (time.perf_counter() - t0) / len(todo)  # wall time, split evenly
+                final = stop_at is None or stop_at >= self.steps
                 for j, i in enumerate(todo):
-                    if pop.status[j] != "ok":
-                        out[i] = Evaluation.diverged(pop.steps_done[j], pop.messages[j], seconds=share)
+                    result = pop.results[j]
+                    if result.status != "ok":
+                        out[i] = Evaluation.diverged(result.steps_done, result.message, seconds=share)
                         continue
-                    robust = None
-                    if self.fitness.robust:
-                        t1 = time.perf_counter()
-                        robust = self.robust_accuracy(pop.member(j, self.build_model(seed)), seed)
-                        extra = time.perf_counter() - t1
-                    else:
-                        extra = 0.0
-                    out[i] = Evaluation(
-                        "trained", float(self.fitness.combine(accs[j], robust)), float(accs[j]), robust, share + extra
+                    t1 = time.perf_counter() - share
+                    out[i] = self._scored(
+                        float(accs[j]),
+                        lambda j=j: pop.member(j, self.build_model(seed)),
+                        seed,
+                        t1,
+                        final=final,
+                        steps_trained=result.steps_done,
+                        curve=result.loss_curve,
+                        collapse=collapse,
                     )
         return [e for e in out if e is not None]

@@ -390,20 +390,29 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path)
         if fitness == "clean"
         else f"`{fitness}`: 1 − ((1 − w) · clean + w · robust validation accuracy)"
     )
+    halving = config.get("fidelity") == "halving"
+    pruned, collapsed = int(gens["pruned"].sum()), int(gens["collapsed"].sum())
+    rungs_text = (
+        f" Successive halving (eta {config.get('eta', 3)}, {config.get('rungs', 3)} rungs) stopped {pruned} "
+        f"candidates at a lower rung and {collapsed} as collapsed (chance accuracy or a loss that did not "
+        f"move); {int(gens['steps'].sum()):,} training steps were spent in all."
+        if halving
+        else ""
+    )
     section.add(
         Paragraph(
             f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
             f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
             f"{meaning} after a short training run; candidates not trained to the end rank "
-            f"after every trained one ({docs_ref('method.md', inputs.root)})."
+            f"after every trained one ({docs_ref('method.md', inputs.root)}).{rungs_text}"
         )
     )
     section.add(
         Image(
             figure,
-            "Left: best and median fitness of the trained candidates per generation, "
-            "and the best so far. Right: the share of each generation that was not "
-            "trained to the end.",
+            "Left: best and median fitness of the candidates trained to the full budget, per generation, "
+            "and the best so far, against the training steps spent. Right: the share of each generation "
+            "that was not trained to the end.",
             alt="evolution progress",
         )
     )

@@ -120,15 +120,19 @@ def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Seque
 
 
 def evolution_figure(history: pd.DataFrame) -> Figure:
-    """Left: best and median fitness (1 - validation accuracy) of the trained candidates per generation,
-    and the best so far. Right: the share of each generation rejected by the invariant (and diverged or
-    failed), without training."""
+    """Left: best and median fitness (1 - validation accuracy) of the candidates trained to the full budget,
+    per generation, and the best so far, against the training steps spent so far (against the generation
+    for histories that do not record steps). Right: the share of each generation not trained to the end:
+    rejected by the invariant, pruned by successive halving, collapsed, diverged, failed."""
     gens = evolution_generations(history)
+    by_steps = bool(gens["steps_so_far"].notna().all() and (gens["steps"] > 0).any())
+    x = "training steps spent" if by_steps else "generation"
+    gens[x] = gens["steps_so_far"] if by_steps else gens["generation"]
     with _style(), sns.plotting_context("notebook", rc=_RC):
         fig = Figure(figsize=(11.0, 3.8), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
         long = gens.melt(
-            id_vars="generation",
+            id_vars=x,
             value_vars=["best_fitness", "median_fitness", "best_so_far"],
             var_name="series",
             value_name="fitness",
@@ -140,23 +144,24 @@ def evolution_figure(history: pd.DataFrame) -> Figure:
                 "best_so_far": "best so far",
             }
         )
-        sns.lineplot(
-            data=long, x="generation", y="fitness", hue="series", style="series", markers=True, dashes=True, ax=ax1
-        )
+        sns.lineplot(data=long, x=x, y="fitness", hue="series", style="series", markers=True, dashes=True, ax=ax1)
         ax1.set_ylabel("fitness = 1 − val. accuracy (lower is better)")
         ax1.set_title("Evolution progress (trained candidates)")
         ax1.xaxis.get_major_locator().set_params(integer=True)
-        shares = pd.DataFrame(
-            {
-                "generation": gens["generation"],
-                "rejected by invariant": gens["rejected"] / gens["candidates"],
-                "diverged": gens["diverged"] / gens["candidates"],
-                "failed": gens["failed"] / gens["candidates"],
-            }
-        )
+        columns = {
+            "rejected by invariant": "rejected",
+            "pruned (halving)": "pruned",
+            "collapsed": "collapsed",
+            "diverged": "diverged",
+            "failed": "failed",
+        }
+        shown = [name for name, col in columns.items() if col in ("rejected", "diverged", "failed") or gens[col].any()]
+        shares = pd.DataFrame({"generation": gens["generation"]})
+        for name in shown:
+            shares[name] = gens[columns[name]] / gens["candidates"]
         bottom = np.zeros(len(shares))
-        colours = sns.color_palette("colorblind", 3)
-        for colour, column in zip(colours, ["rejected by invariant", "diverged", "failed"]):
+        colours = sns.color_palette("colorblind", len(shown))
+        for colour, column in zip(colours, shown):
             values = shares[column].to_numpy(float)
             ax2.bar(shares["generation"], 100 * values, bottom=100 * bottom, color=colour, label=column)
             bottom += values

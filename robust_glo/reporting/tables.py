@@ -315,6 +315,10 @@ def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
                 "rejected": int((g["status"] == "rejected").sum()),
                 "diverged": int((g["status"] == "diverged").sum()),
                 "failed": int((g["status"] == "failed").sum()),
+                "pruned": int((g["status"] == "pruned").sum()),
+                "collapsed": int((g["status"] == "collapsed").sum()),
+                # training steps the generation spent (histories from before rungs were recorded: unknown)
+                "steps": float(g["steps"].fillna(0).astype(float).sum()) if "steps" in g else math.nan,
                 "share_rejected": float((g["status"] == "rejected").mean()),
                 "best_fitness": best,
                 "median_fitness": float(fit.median()) if len(fit) else math.nan,
@@ -323,7 +327,13 @@ def evolution_generations(history: pd.DataFrame) -> pd.DataFrame:
                 "seconds": float(g["seconds"].astype(float).sum()) if "seconds" in g else math.nan,
             }
         )
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    out["steps_so_far"] = out["steps"].cumsum()
+    return out
+
+
+def _steps(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{int(value):,}"
 
 
 def evolution_table(history: pd.DataFrame) -> pd.DataFrame:
@@ -336,6 +346,9 @@ def evolution_table(history: pd.DataFrame) -> pd.DataFrame:
             "rejected by invariant": [f"{r} ({s:.0%})" for r, s in zip(gens["rejected"], gens["share_rejected"])],
             "diverged": gens["diverged"],
             "failed": gens["failed"],
+            "pruned": gens["pruned"],
+            "collapsed": gens["collapsed"],
+            "training steps": [_steps(v) for v in gens["steps"]],
             "best fitness": [_num(v) for v in gens["best_fitness"]],
             "median fitness": [_num(v) for v in gens["median_fitness"]],
             "best so far": [_num(v) for v in gens["best_so_far"]],

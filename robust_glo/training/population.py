@@ -314,15 +314,17 @@ def train_population(
     amp: bool = False,
     log_every: int = 50,
     cudnn_benchmark: bool = True,
+    stop_at: int | None = None,
 ) -> Population:
     """Train member p = (models[p], losses[p], seeds[p]) for `steps` SGD steps on `train`, all at once.
 
     The models must share one architecture; their current weights are the members' starting points (the
     models themselves are not modified). Every option means what it means for `fit`, applied to every
     member. A member whose loss turns non-finite is marked diverged at that step and gets zero gradients
-    from then on; the others carry on unchanged. The global RNG is untouched. On CUDA, `cudnn_benchmark`
-    lets cuDNN time its algorithms for the population's fixed shapes (restored afterwards): the grouped
-    convolutions a population runs have slow defaults (evaluations/perf/gpu.sh measures both).
+    from then on; the others carry on unchanged. The global RNG is untouched. `stop_at` (< steps) trains
+    only that far on the schedule of `steps` (a successive-halving rung, trained from the start). On CUDA,
+    `cudnn_benchmark` lets cuDNN time its algorithms for the population's fixed shapes (restored
+    afterwards): the grouped convolutions of a population have slow defaults (evaluations/perf/gpu.sh).
     """
     p = len(models)
     if not (p == len(losses) == len(seeds)) or p == 0:
@@ -367,7 +369,8 @@ def train_population(
     t0 = time.perf_counter()
     with _cudnn_autotune(device.type == "cuda" and cudnn_benchmark):
         base.train()
-        for step, (x, y) in enumerate(batches.iterate(steps)):
+        end = steps if stop_at is None else min(int(stop_at), steps)
+        for step, (x, y) in enumerate(batches.iterate(end)):
             extra = masks.draw() if masks is not None else None
             with autocast:
                 logits = pop.forward(x, extra)
@@ -391,7 +394,7 @@ def train_population(
             scheduler.step()
             window += torch.where(alive, values.detach().float(), torch.zeros_like(window))
             window_n += 1
-            if (step + 1) % log_every == 0 or step + 1 == steps:
+            if (step + 1) % log_every == 0 or step + 1 == end:
                 means = (window / window_n).tolist()
                 for j in range(p):
                     curves[j].append((step + 1, means[j]))
@@ -405,7 +408,7 @@ def train_population(
         for t in params.values():
             weights_ok &= torch.isfinite(t).flatten(1).all(dim=1)
     for j, (died, ok) in enumerate(zip(died_at.tolist(), weights_ok.tolist())):
-        status, message, done = "ok", "", steps
+        status, message, done = "ok", "", end
         if died >= 0:
             status, done = "diverged", died
             message = messages[j] or f"non-finite training loss at step {died}"

@@ -26,6 +26,7 @@ class FitResult:
     seconds: float = 0.0
     samples_per_second: float = 0.0
     message: str = ""
+    start_step: int = 0  # the step a checkpoint resumed from (0 when trained from the start)
 
 
 def make_optimizer(
@@ -73,13 +74,16 @@ def fit(
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
     log_every: int = 50,
+    stop_at: int | None = None,
 ) -> FitResult:
     """Train `model` in place for `steps` SGD steps on `train`; returns status and loss curve.
 
     Weights init is the caller's; batch order, augmentation and dropout come from `seed` alone (the global
     torch RNG is forked, so it is left untouched). With `checkpoint_path`, the state is saved every
     `checkpoint_every` steps and an existing checkpoint there is resumed from, giving the same final
-    weights as an uninterrupted run on the CPU.
+    weights as an uninterrupted run on the CPU. `stop_at` (< steps) trains only that far on the schedule of
+    `steps` and saves the checkpoint there (a successive-halving rung): a later call with a larger
+    `stop_at` (or none) continues from it exactly.
     """
     device = torch.device(device)
     model.to(device)
@@ -90,6 +94,7 @@ def fit(
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     curve: list[tuple[int, float]] = []
     start_step = 0
+    end = steps if stop_at is None else min(int(stop_at), steps)
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
         if ckpt is not None and ckpt.is_file():
@@ -105,7 +110,9 @@ def fit(
         )
         t0 = time.perf_counter()
         loop = _Loop(model, loss_fn, optimizer, scheduler, device, amp, log_every, bar, curve)
-        step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every)
+        step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every, end=end)
+        if ckpt is not None and status == "ok" and step < steps and step > start_step:
+            _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
         bar.close()
         seconds = time.perf_counter() - t0
     if status == "ok" and not _weights_finite(model):
@@ -118,6 +125,7 @@ def fit(
         seconds=seconds,
         samples_per_second=done * loader.batch_size / seconds if seconds > 0 else 0.0,
         message=message,
+        start_step=start_step,
     )
 
 
@@ -147,11 +155,20 @@ class _Loop:
         self.window_n = 0
 
     def run(
-        self, loader: TensorLoader, steps: int, start_step: int, ckpt: Path | None, checkpoint_every: int
+        self,
+        loader: TensorLoader,
+        steps: int,
+        start_step: int,
+        ckpt: Path | None,
+        checkpoint_every: int,
+        *,
+        end: int | None = None,
     ) -> tuple[int, str, str]:
-        """Steps `start_step` .. `steps`; returns (the step reached, status, message)."""
+        """Steps `start_step` .. `end` (default `steps`) of a `steps`-long schedule; returns (the step
+        reached, status, message)."""
         step = start_step
-        for x, y in loader.iterate(steps, start_step=start_step):
+        end = steps if end is None else end
+        for x, y in loader.iterate(end, start_step=start_step):
             with self.autocast:
                 logits = self.model(x)
             try:
@@ -169,7 +186,7 @@ class _Loop:
             self.window += loss.detach().float()
             self.window_n += 1
             step += 1
-            if step % self.log_every == 0 or step == steps:
+            if step % self.log_every == 0 or step == end:
                 mean = float(self.window) / self.window_n
                 self.curve.append((step, mean))
                 self.window.zero_()

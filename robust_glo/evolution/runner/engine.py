@@ -14,6 +14,7 @@ population (checked against the records), and only evaluates what is not on disk
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,13 +28,31 @@ from robust_glo.errors import ConfigError, ResumeError, RobustGloError
 from robust_glo.evolution.backends import Backend, Job, make_backend
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.evolution.optimizer import CMAES
-from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
+from robust_glo.evolution.problem import STATUSES, Evaluation, TaylorGLOProblem
 from robust_glo.evolution.runner.store import RunStore
 from robust_glo.losses import save_theta_file
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_json, read_json, run_metadata
 
-TRAINING_STATUSES = ("trained", "diverged")  # the statuses that spent a training run
+TRAINING_STATUSES = ("trained", "pruned", "collapsed", "diverged")  # the statuses that spent training steps
+PRUNED_FITNESS = 1.0  # the pruned band [1, 1.5]; collapsed (1.5, 2]; see `final_fitness`
+
+
+def final_fitness(status: str, rung: int, n_rungs: int, rung_fitness: float) -> float:
+    """The fitness CMA-ES ranks a candidate of a successive-halving generation by (lower is better).
+
+    Survivors of the last rung keep their full-budget fitness in [0, 1]. A candidate pruned after rung r
+    (0-based, r < R - 1) ranks below every survivor, above every candidate pruned at an earlier rung, and
+    among those pruned at the same rung by its rung fitness f in [0, 1]: 1 + 0.5 ((R - 2 - r) + f) / (R - 1)
+    in [1, 1.5]. A collapsed candidate ranks below every pruned one, a later collapse and a better accuracy
+    first: 1.5 + 0.5 ((R - 1 - r) + f) / R in (1.5, 2] (f > 0: a collapsed model is at chance). Diverged,
+    failed and rejected keep their bands.
+    """
+    if status == "pruned":
+        return PRUNED_FITNESS + 0.5 * ((n_rungs - 2 - rung) + rung_fitness) / max(n_rungs - 1, 1)
+    if status == "collapsed":
+        return 1.5 + 0.5 * ((n_rungs - 1 - rung) + min(max(rung_fitness, 0.0), 1.0)) / n_rungs
+    raise ValueError(f"no halving band for status {status!r}")
 
 
 def generation_seed(seed: int, generation: int) -> int:
@@ -221,6 +240,8 @@ class _Engine:
                     f"{str(store.path('evaluations.json'))!r} does not match the CMA-ES state "
                     f"at generation {g}, candidate {i}; the run directory was modified"
                 )
+        if cfg.fidelity == "halving" and len(cfg.rung_steps()) > 1:
+            return self._halving_generation(optimizer, g, thetas, t0)
         seed = generation_seed(cfg.seed, g)
         keep = problem.screen(thetas)
         violation = problem.violation(thetas)
@@ -250,6 +271,15 @@ class _Engine:
                 bar.show(mine())
         finally:
             bar.close()
+        for i in range(len(thetas)):
+            r = store.candidates[(g, i)]
+            r.setdefault("rung", None if r["status"] == "rejected" else 0)
+            r.setdefault("steps", r.get("steps_trained") or 0)
+        self._tell(optimizer, g, thetas, t0)
+
+    def _tell(self, optimizer: CMAES, g: int, thetas: np.ndarray, t0: float) -> None:
+        """Give CMA-ES the generation's fitness, record its summary, and checkpoint the state."""
+        store = self.store
         records = [store.candidates[(g, i)] for i in range(len(thetas))]
         fitness = [r["fitness"] for r in records]
         optimizer.tell(thetas, fitness)
@@ -257,16 +287,84 @@ class _Engine:
         store.generations.append(self._summary(g, records, optimizer, time.perf_counter() - t0))
         store.save()
         store.save_state(optimizer, g + 1)
+        for path in store.path("states").glob(f"g{g}-*.pt"):  # rung states of this generation: done with
+            path.unlink(missing_ok=True)
+
+    def _halving_generation(self, optimizer: CMAES, g: int, thetas: np.ndarray, t0: float) -> None:
+        """Successive halving inside generation g (docs/method.md): every candidate that passes the invariant
+        trains to the first rung's budget; the best 1/eta of each rung (by clean validation fitness, ties by
+        index) resume from their saved state to the next budget, up to `steps`. Every rung's result is saved
+        as it arrives (evaluations.json "rungs"), so a resumed run recomputes only the jobs in flight."""
+        cfg, store, problem = self.config, self.store, self.problem
+        budgets = cfg.rung_steps()
+        n_rungs = len(budgets)
+        seed = generation_seed(cfg.seed, g)
+        keep = problem.screen(thetas)
+        violation = problem.violation(thetas)
+        base = [
+            {"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
+            for i in range(len(thetas))
+        ]
+        for i in np.flatnonzero(~keep):
+            record = _record(base[i], Evaluation.rejected(float(violation[i])))
+            store.candidates.setdefault((g, int(i)), {**record, "rung": None, "steps": 0})
+        store.save()
+        (store.path("states")).mkdir(parents=True, exist_ok=True)
+        contenders = [int(i) for i in np.flatnonzero(keep)]
+        bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", sum(1 for _ in contenders), cfg.progress)
+        try:
+            for r, budget in enumerate(budgets):
+                jobs = [
+                    Job(
+                        (g, i, r),
+                        tuple(base[i]["theta"]),
+                        seed,
+                        stop_at=budget if r < n_rungs - 1 else None,
+                        state=str(store.path("states") / f"g{g}-i{i}.pt"),
+                        # At the first rung a good loss can still be at chance (measured: docs/method.md),
+                        # so only a loss that has not moved counts as collapsed there.
+                        collapse="loss" if r == 0 else "any",
+                    )
+                    for i in contenders
+                    if (g, i, r) not in store.rungs
+                ]
+                for job, evaluation in self.backend.run(problem, jobs):
+                    store.rungs[job.key] = {**_record(base[job.key[1]], evaluation), "rung": r, "rung_steps": budget}
+                    store.save()
+                    self.evaluated_now += 1
+                ok = [i for i in contenders if store.rungs[(g, i, r)]["status"] == "trained"]
+                if r < n_rungs - 1:
+                    ranked = sorted(ok, key=lambda i: (store.rungs[(g, i, r)]["fitness"], i))
+                    contenders = ranked[: min(len(ranked), max(1, math.ceil(len(contenders) / cfg.eta)))]
+                bar.show([store.rungs[(g, i, r)] for i in ok])
+        finally:
+            bar.close()
+        for i in np.flatnonzero(keep):
+            i = int(i)
+            mine = [store.rungs[(g, i, r)] for r in range(n_rungs) if (g, i, r) in store.rungs]
+            last = mine[-1]
+            steps = sum(int(e.get("steps_trained") or 0) for e in mine)
+            record = {**last, "rung": last["rung"], "steps": steps}
+            record.pop("rung_steps", None)
+            if last["status"] == "trained" and last["rung"] < n_rungs - 1:
+                record["status"] = "pruned"
+                record["message"] = f"pruned after rung {last['rung'] + 1} of {n_rungs} ({last['rung_steps']} steps)"
+            if record["status"] in ("pruned", "collapsed"):
+                record["rung_fitness"] = last["fitness"]
+                record["fitness"] = final_fitness(record["status"], last["rung"], n_rungs, last["fitness"])
+            store.candidates[(g, i)] = record
+        self._tell(optimizer, g, thetas, t0)
 
     @staticmethod
     def _summary(g: int, records: list[dict[str, Any]], optimizer: CMAES, seconds: float) -> dict[str, Any]:
         fitness = [r["fitness"] for r in records]
-        counts = {s: sum(r["status"] == s for r in records) for s in ("trained", "rejected", "diverged", "failed")}
+        counts = {s: sum(r["status"] == s for r in records) for s in STATUSES}
         return {
             "generation": g,
             "best_fitness": min(fitness),
             "median_fitness": _median(fitness),
             **counts,
+            "steps": sum(int(r.get("steps") or 0) for r in records),  # training steps spent
             "sigma": optimizer.sigma,
             "seconds": seconds,
             # pycma's termination criteria that hold (recorded only: the run length is the budget's)

@@ -6,7 +6,10 @@ candidates in flight.
     cma_state.pkl        the CMA-ES state at the start of the next generation (pycma pickle_dumps)
     evaluations.json     every finished evaluation (the source of truth for --resume)
     history.csv          one row per candidate: generation, index, theta0..theta7, status, fitness,
-                         val_accuracy, seconds (+ robust_accuracy for a robust fitness)
+                         val_accuracy, seconds, rung (the last rung it trained in, 0-based), steps (the
+                         training steps it received) (+ robust_accuracy for a robust fitness)
+    rungs.csv            with successive halving: one row per candidate and rung it trained in
+    states/              with successive halving: the in-flight generation's training states
     generations.csv      one row per generation: best / median fitness, counts by status, sigma,
                          pycma termination criteria that hold (recorded; the budget sets the length)
     reevaluation.csv     the top candidates re-trained on fresh seeds
@@ -35,7 +38,14 @@ from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write
 # 2: untrained candidates ranked by what went wrong (fitness bands), the training recipe nested.
 STATE_FORMAT = 2
 HISTORY_COLUMNS = (
-    ["generation", "index"] + [f"theta{k}" for k in range(N_PARAMS)] + ["status", "fitness", "val_accuracy", "seconds"]
+    ["generation", "index"]
+    + [f"theta{k}" for k in range(N_PARAMS)]
+    + ["status", "fitness", "val_accuracy", "seconds", "rung", "steps"]
+)
+RUNG_COLUMNS = (
+    ["generation", "index", "rung", "rung_steps"]
+    + [f"theta{k}" for k in range(N_PARAMS)]
+    + ["status", "fitness", "val_accuracy", "robust_accuracy", "steps_trained", "seconds", "message"]
 )
 GENERATION_COLUMNS = [
     "generation",
@@ -45,6 +55,9 @@ GENERATION_COLUMNS = [
     "rejected",
     "diverged",
     "failed",
+    "pruned",
+    "collapsed",
+    "steps",
     "sigma",
     "seconds",
     "cma_stop",
@@ -80,6 +93,7 @@ class RunStore:
         self.robust = robust
         self.candidates: dict[CandidateKey, dict[str, Any]] = {}
         self.reevaluations: dict[ReevalKey, dict[str, Any]] = {}
+        self.rungs: dict[tuple[int, int, int], dict[str, Any]] = {}  # (generation, index, rung)
         self.generations: list[dict[str, Any]] = []
 
     def path(self, name: str) -> Path:
@@ -123,6 +137,7 @@ class RunStore:
         self.candidates = {(r["generation"], r["index"]): r for r in data.get("candidates", [])}
         self.reevaluations = {(r["generation"], r["index"], r["seed_index"]): r for r in data.get("reevaluations", [])}
         self.generations = list(data.get("generations", []))
+        self.rungs = {(r["generation"], r["index"], r["rung"]): r for r in data.get("rungs", [])}
 
     def save(self) -> None:
         """Write evaluations.json, then the CSV views of it (all atomic)."""
@@ -136,8 +151,12 @@ class RunStore:
                 "candidates": candidates,
                 "reevaluations": reevals,
                 "generations": self.generations,
+                **({"rungs": [self.rungs[k] for k in sorted(self.rungs)]} if self.rungs else {}),
             },
         )
+        if self.rungs:
+            rows = [self.rungs[k] for k in sorted(self.rungs)]
+            atomic_write_text(self.path("rungs.csv"), _csv(RUNG_COLUMNS, map(_flat, rows)))
         columns = HISTORY_COLUMNS + (["robust_accuracy"] if self.robust else [])
         atomic_write_text(self.path("history.csv"), _csv(columns, map(_flat, candidates)))
         atomic_write_text(self.path("generations.csv"), _csv(GENERATION_COLUMNS, self.generations))
