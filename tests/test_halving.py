@@ -138,3 +138,26 @@ def test_halving_options_are_checked():
     with pytest.raises(ConfigError, match="too small for 4 rungs"):
         EvolveConfig.create(out="x", fidelity="halving", rungs=4, eta=3, steps=20)
     assert np.array_equal(EvolveConfig.create(out="x", steps=600).rung_steps(), [600])
+
+
+def test_the_fidelity_benchmark_runs_end_to_end(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "evaluations/perf/evolution_fidelity.py"), "--smoke", "--search-seeds", "2"]
+        + ["--reeval-seeds", "1", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "evolution_fidelity.json").read_text())
+    assert len(summary["steps_ratio_halving_to_flat_best"]) == 2
+    assert sum(summary["halving_total_steps"]) < 2 * summary["flat_total_steps_mean"]
+    assert (tmp_path / "evolution_fidelity.png").stat().st_size > 0
+    assert "full-training equivalents until halving" in done.stdout
