@@ -568,3 +568,12 @@ def test_the_auto_backend_is_batched_on_cuda_and_local_elsewhere(monkeypatch):
     monkeypatch.setattr("robust_glo.utils.resolve_device", lambda name: torch.device("cuda"))
     assert isinstance(make_backend(EvolveConfig(device="cuda")), BatchedBackend)
     assert isinstance(make_backend(EvolveConfig(device="cuda", backend="local")), LocalBackend)
+
+
+@pytest.mark.slow
+def test_ray_backend_runs_successive_halving_like_local(ray_cluster, tmp_path):
+    halving = {**SMALL, "steps": 90, "popsize": 9, "fidelity": "halving", "topk": 1, "reeval_seeds": 1}
+    local = run_evolution(EvolveConfig.create(out=str(tmp_path / "local"), **halving))
+    remote = run_evolution(EvolveConfig.create(out=str(tmp_path / "ray"), **{**halving, "backend": "ray"}))
+    assert without_seconds(remote.history) == without_seconds(local.history)
+    assert {r["status"] for r in local.history} & {"pruned", "collapsed"}
