@@ -390,6 +390,8 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path)
         if fitness == "clean"
         else f"`{fitness}`: 1 − ((1 − w) · clean + w · robust validation accuracy)"
     )
+    by_steps = bool(gens["steps"].notna().all() and (gens["steps"] > 0).any())
+    x_axis = "training steps spent" if by_steps else "generation (this history does not record steps)"
     halving = config.get("fidelity") == "halving"
     pruned, collapsed = int(gens["pruned"].sum()), int(gens["collapsed"].sum())
     rungs_text = (
@@ -411,7 +413,7 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path)
         Image(
             figure,
             "Left: best and median fitness of the candidates trained to the full budget, per generation, "
-            "and the best so far, against the training steps spent. Right: the share of each generation "
+            f"and the best so far, against the {x_axis}. Right: the share of each generation "
             "that was not trained to the end.",
             alt="evolution progress",
         )
