@@ -242,16 +242,7 @@ class _Engine:
                 )
         if cfg.fidelity == "halving" and len(cfg.rung_steps()) > 1:
             return self._halving_generation(optimizer, g, thetas, t0)
-        seed = generation_seed(cfg.seed, g)
-        keep = problem.screen(thetas)
-        violation = problem.violation(thetas)
-        base = [
-            {"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
-            for i in range(len(thetas))
-        ]
-        for i in np.flatnonzero(~keep):
-            store.candidates.setdefault((g, int(i)), _record(base[i], Evaluation.rejected(float(violation[i]))))
-        store.save()
+        seed, keep, base = self._screen(g, thetas)
         jobs = [
             Job((g, int(i)), tuple(base[i]["theta"]), seed)
             for i in np.flatnonzero(keep)
@@ -277,6 +268,22 @@ class _Engine:
             r.setdefault("steps", r.get("steps_trained") or 0)
         self._tell(optimizer, g, thetas, t0)
 
+    def _screen(self, g: int, thetas: np.ndarray) -> tuple[int, np.ndarray, list[dict[str, Any]]]:
+        """Generation g's seed, which candidates pass the invariant, and every candidate's base record;
+        the rejected ones are recorded (never trained) and saved."""
+        seed = generation_seed(self.config.seed, g)
+        keep = self.problem.screen(thetas)
+        violation = self.problem.violation(thetas)
+        base = [
+            {"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
+            for i in range(len(thetas))
+        ]
+        for i in np.flatnonzero(~keep):
+            record = _record(base[i], Evaluation.rejected(float(violation[i])))
+            self.store.candidates.setdefault((g, int(i)), {**record, "rung": None, "steps": 0})
+        self.store.save()
+        return seed, keep, base
+
     def _tell(self, optimizer: CMAES, g: int, thetas: np.ndarray, t0: float) -> None:
         """Give CMA-ES the generation's fitness, record its summary, and checkpoint the state."""
         store = self.store
@@ -298,17 +305,7 @@ class _Engine:
         cfg, store, problem = self.config, self.store, self.problem
         budgets = cfg.rung_steps()
         n_rungs = len(budgets)
-        seed = generation_seed(cfg.seed, g)
-        keep = problem.screen(thetas)
-        violation = problem.violation(thetas)
-        base = [
-            {"generation": g, "index": i, "theta": [float(v) for v in thetas[i]], "seed": seed}
-            for i in range(len(thetas))
-        ]
-        for i in np.flatnonzero(~keep):
-            record = _record(base[i], Evaluation.rejected(float(violation[i])))
-            store.candidates.setdefault((g, int(i)), {**record, "rung": None, "steps": 0})
-        store.save()
+        seed, keep, base = self._screen(g, thetas)
         (store.path("states")).mkdir(parents=True, exist_ok=True)
         contenders = [int(i) for i in np.flatnonzero(keep)]
         bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", sum(1 for _ in contenders), cfg.progress)
