@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -134,3 +135,43 @@ def test_presets_hold_the_paper_recipes():
     assert (resnet.recipe.lr, resnet.steps, resnet.recipe.milestones) == (0.1, 64000, (32000, 48000))
     with pytest.raises(ConfigError, match="unknown preset"):
         TrainConfig.from_preset("vgg")
+
+
+def test_bf16_cpu_training_runs_and_stays_near_fp32():
+    from robust_glo.data import load_dataset
+    from robust_glo.losses import get_loss
+    from robust_glo.models import create_model
+    from robust_glo.training import fit
+
+    digits = load_dataset("digits")
+    results = {}
+    for bf16 in (False, True):
+        model = create_model("digits-cnn", digits.info, seed=0)
+        r = fit(model, get_loss("ce"), digits.train, steps=20, batch_size=64, seed=0, bf16_cpu=bf16, log_every=5)
+        assert r.status == "ok"
+        results[bf16] = [v for _, v in r.loss_curve]
+        assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+    # bfloat16 has 8 bits of mantissa: the losses agree to a few percent, not bit for bit.
+    assert results[True] != results[False]
+    np.testing.assert_allclose(results[True], results[False], rtol=0.05)
+
+
+def test_the_bf16_screening_script_runs(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bf16.json"
+    done = subprocess.run(
+        [sys.executable, str(root / "evaluations/perf/bf16_screening.py"), "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert len(summary["rows"]) == 3 and summary["speed_ratio_bf16_to_fp32"] > 0
+    assert "rank agreement" in done.stdout

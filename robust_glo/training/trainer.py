@@ -70,6 +70,7 @@ def fit(
     device: torch.device | str = "cpu",
     augment: bool = False,
     amp: bool = False,
+    bf16_cpu: bool = False,
     progress: bool | str = False,
     checkpoint_path: str | Path | None = None,
     checkpoint_every: int = 0,
@@ -83,7 +84,9 @@ def fit(
     `checkpoint_every` steps and an existing checkpoint there is resumed from, giving the same final
     weights as an uninterrupted run on the CPU. `stop_at` (< steps) trains only that far on the schedule of
     `steps` and saves the checkpoint there (a successive-halving rung): a later call with a larger
-    `stop_at` (or none) continues from it exactly.
+    `stop_at` (or none) continues from it exactly. `amp` trains under bfloat16 autocast on CUDA;
+    `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout (faster where the
+    CPU has bfloat16 instructions; evaluations/perf/bf16_screening.py measures what it changes).
     """
     device = torch.device(device)
     model.to(device)
@@ -109,7 +112,10 @@ def fit(
             dynamic_ncols=True,
         )
         t0 = time.perf_counter()
-        loop = _Loop(model, loss_fn, optimizer, scheduler, device, amp, log_every, bar, curve)
+        cpu_bf16 = bf16_cpu and device.type == "cpu"
+        if cpu_bf16:
+            model.to(memory_format=torch.channels_last)
+        loop = _Loop(model, loss_fn, optimizer, scheduler, device, amp, log_every, bar, curve, cpu_bf16=cpu_bf16)
         step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every, end=end)
         if ckpt is not None and status == "ok" and step < steps and step > start_step:
             _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
@@ -143,11 +149,17 @@ class _Loop:
         log_every: int,
         bar,
         curve: list[tuple[int, float]],
+        *,
+        cpu_bf16: bool = False,
     ):
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
-        self.autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
-        )
+        if amp and device.type == "cuda":
+            self.autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        elif cpu_bf16:
+            self.autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
+        else:
+            self.autocast = nullcontext()
+        self.channels_last = cpu_bf16
         # Checking the loss every step costs a device sync; on CUDA check every few steps instead.
         self.check_every = 1 if device.type == "cpu" else 10
         self.log_every, self.bar, self.curve = log_every, bar, curve
@@ -169,8 +181,12 @@ class _Loop:
         step = start_step
         end = steps if end is None else end
         for x, y in loader.iterate(end, start_step=start_step):
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             with self.autocast:
                 logits = self.model(x)
+            if logits.dtype != torch.float32:  # losses in float32, whatever the forward pass ran in
+                logits = logits.float()
             try:
                 loss = self.loss_fn(logits, y)
             except NonFiniteLossError as exc:
