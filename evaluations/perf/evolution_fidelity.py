@@ -174,6 +174,8 @@ def main() -> None:
 
 
 def _plot(table: pd.DataFrame, ce: float, path: Path) -> None:
+    """Each search seed as a thin step line; per fidelity, the mean over seeds (on a common grid of steps,
+    each seed holding its last value) and the min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -182,20 +184,33 @@ def _plot(table: pd.DataFrame, ce: float, path: Path) -> None:
 
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
-    sns.lineplot(
-        data=table,
-        x="steps",
-        y="best_reevaluated_accuracy",
-        hue="fidelity",
-        estimator="mean",
-        errorbar="sd",
-        marker="o",
-        ax=ax,
-    )
+    colours = dict(zip(("flat", "halving"), sns.color_palette("colorblind", 2)))
+    for fidelity, rows in table.groupby("fidelity"):
+        grid = np.linspace(0, rows["steps"].max(), 200)
+        values = []
+        for _, curve in rows.groupby("search_seed"):
+            curve = curve.sort_values("steps")
+            ax.step(
+                curve["steps"],
+                curve["best_reevaluated_accuracy"],
+                where="post",
+                color=colours[fidelity],
+                lw=0.7,
+                alpha=0.5,
+            )
+            idx = np.searchsorted(curve["steps"].to_numpy(), grid, side="right") - 1
+            col = curve["best_reevaluated_accuracy"].to_numpy()
+            values.append(np.where(idx >= 0, col[np.clip(idx, 0, None)], np.nan))
+        values = np.array(values)
+        ok = ~np.isnan(values).any(axis=0)
+        ax.plot(grid[ok], values[:, ok].mean(axis=0), color=colours[fidelity], lw=2.2, label=f"{fidelity} (mean)")
+        ax.fill_between(
+            grid[ok], values[:, ok].min(axis=0), values[:, ok].max(axis=0), color=colours[fidelity], alpha=0.15
+        )
     ax.axhline(ce, color="grey", linestyle=":", label="cross-entropy")
     ax.set_xlabel("training steps spent by the search")
     ax.set_ylabel("best candidate's re-evaluated val. accuracy")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, loc="lower right")
     fig.savefig(path, dpi=120)
 
 
