@@ -306,9 +306,9 @@ class _Engine:
         budgets = cfg.rung_steps()
         n_rungs = len(budgets)
         seed, keep, base = self._screen(g, thetas)
-        (store.path("states")).mkdir(parents=True, exist_ok=True)
+        store.path("states").mkdir(parents=True, exist_ok=True)
         contenders = [int(i) for i in np.flatnonzero(keep)]
-        bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", sum(1 for _ in contenders), cfg.progress)
+        bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", len(contenders), cfg.progress)
         try:
             for r, budget in enumerate(budgets):
                 jobs = [
