@@ -175,3 +175,26 @@ def test_the_bf16_screening_script_runs(tmp_path):
     summary = json.loads(out.read_text())
     assert len(summary["rows"]) == 3 and summary["speed_ratio_bf16_to_fp32"] > 0
     assert "rank agreement" in done.stdout
+
+
+def test_the_cpu_defaults_script_runs(tmp_path):
+    # evaluations/perf/cpu_defaults.py --smoke: both measurements at tiny sizes, written as JSON.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cpu.json"
+    done = subprocess.run(
+        [sys.executable, str(root / "evaluations/perf/cpu_defaults.py"), "--smoke", "--cpus", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert set(summary["validation_seconds"]) == {"1", "2"}
+    assert all(len(row) == 4 and min(row.values()) > 0 for row in summary["validation_seconds"].values())
+    assert summary["training"]["ratio_parallel_to_sequential"] > 0
