@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from robust_glo.benchmark.suite import Suite
 
 
@@ -25,9 +27,18 @@ def describe(suite: Suite) -> str:
 
     defaults = EvolveConfig()
     for name, e in s.evolutions.items():
+        fidelity = e.get("fidelity", defaults.fidelity)
+        if fidelity == "halving":
+            shape = {k: e[k] for k in ("steps", "eta", "rungs") if k in e}
+            halving = dataclasses.replace(defaults, fidelity=fidelity, **shape)
+            budget = (
+                f"successive halving (eta {halving.eta}) in rungs of {'/'.join(map(str, halving.rung_steps()))} steps"
+            )
+        else:
+            budget = f"{e.get('steps', defaults.steps)} steps per candidate"
         lines.append(
             f"  evolve{' ' + name if name else ''}:  {e.get('generations', defaults.generations)} generations x "
-            f"popsize {e.get('popsize', defaults.popsize)}, {e.get('steps', defaults.steps)} steps per candidate, "
+            f"popsize {e.get('popsize', defaults.popsize)}, {budget}, "
             f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}"
         )
     lines.append(
