@@ -337,3 +337,27 @@ def test_population_training_gives_the_sequential_networks(tmp_path):
     assert _pieces(tmp_path / "pop", "train") == {"done": 0, "reused": 4, "failed": 0}
     with pytest.raises(ConfigError, match="population 'sometimes' is unknown"):
         run_benchmark(suite, tmp_path / "x", progress=False, population="sometimes")
+
+
+def test_the_ray_backend_runs_the_evolution_on_the_same_cluster(tmp_path):
+    # --backend ray: the evolution's candidates become Ray tasks of the grid's shape, unless [evolve] chose.
+    from robust_glo.benchmark.pipeline import Benchmark
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(textwrap.dedent(TINY))
+    suite = load_suite(path)
+    options = suite.evolutions[""]
+    ray_options = {"address": "10.0.0.1:6379", "cpus_per_task": 2, "gpus_per_task": 0.5, "num_cpus": None}
+    bench = Benchmark(suite, tmp_path / "out", backend="ray", ray_options=ray_options)
+    evolve = bench._evolve_options(options)
+    assert evolve["backend"] == "ray" and evolve["ray_address"] == "10.0.0.1:6379"
+    assert evolve["cpus_per_task"] == 2 and evolve["gpus_per_task"] == 0.5 and "num_cpus" not in evolve
+    assert Benchmark(suite, tmp_path / "out")._evolve_options(options) == options  # local: untouched
+    chosen = {**options, "backend": "local"}
+    assert bench._evolve_options(chosen) == chosen  # the suite's own choice wins
+    from robust_glo.benchmark import engines
+
+    config = engines.evolve_config(
+        evolve, dataset="digits", model=None, out=tmp_path / "e", data_root=None, device="cpu", progress=False
+    )
+    assert config.backend == "ray" and config.ray_address == "10.0.0.1:6379" and config.cpus_per_task == 2

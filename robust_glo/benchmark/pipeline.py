@@ -274,7 +274,7 @@ class Benchmark:
         s = self.suite
         for name, options in s.evolutions.items():
             config = engines.evolve_config(
-                options,
+                self._evolve_options(options),
                 dataset=s.dataset,
                 model=s.model,
                 out=self.evolve_dir(name),
@@ -288,6 +288,16 @@ class Benchmark:
             else:
                 counter.reused += 1
                 self.log(f"[evolve] reused the finished run in {self.evolve_dir(name)}")
+
+    def _evolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """An [evolve] table's options; with the Ray backend, its candidates become Ray tasks on the same
+        cluster and task shape as the grid's pieces, unless the table chose a backend itself. The backend is
+        an execution option: a finished or half-done evolution resumes under either."""
+        if self.backend != "ray" or "backend" in options:
+            return options
+        names = {"address": "ray_address"}  # the other ray_options keys are the evolution's own names
+        given = {names.get(k, k): v for k, v in self.ray_options.items() if v is not None}
+        return {**options, "backend": "ray", **given}
 
     def stage_train(self, counter: StageCounter) -> None:
         """Train every loss x seed into the comparison's run directories (finished ones are reused)."""
