@@ -217,7 +217,24 @@ def write_synthetic(root: Path, *, optional: bool = True) -> pd.DataFrame:
                 "stages": {
                     "evolve": {"status": "done", "last_seconds": 12.5, "total_seconds": 30.25, "pieces": {"done": 1}},
                     "train": {"status": "done", "last_seconds": 40.0, "total_seconds": 80.0, "pieces": {"done": 9}},
-                }
+                },
+                "invocations": [
+                    {
+                        "started": "2025-01-01T00:00:00+00:00",
+                        "finished": None,
+                        "status": "running",
+                        "suite": "a.toml",
+                        "stages": ["train"],
+                    },
+                    {
+                        "started": "2025-01-02T00:00:00+00:00",
+                        "finished": "2025-01-02T01:00:00+00:00",
+                        "status": "done",
+                        "suite": "tiny",
+                        "stages": ["evolve", "train"],
+                        "out": "runs/tiny",
+                    },
+                ],
             }
         )
     )

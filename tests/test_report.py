@@ -168,6 +168,11 @@ def test_reproducibility_lists_stages_versions_hardware(report):
     assert "| evolve | done | 12.5 | 30.2 |" in rep or "| evolve | done | 12.5 | 30.3 |" in rep
     assert "| total |  | 52.5 | 110.2 |" in rep or "| total |  | 52.5 | 110.3 |" in rep
     assert "| torch | 9.9.9 |" in rep and "| cpu_count | 2 |" in rep
+    # Compute summed over the pieces: 18 candidates x 1.5 s + 4 re-evaluations x 1.0 s.
+    assert "| evolve | done | 12.5 | 30.2 | 31.0 |" in rep or "| evolve | done | 12.5 | 30.3 | 31.0 |" in rep
+    # The command is the last invocation's; a killed earlier one is listed as such.
+    assert "Made with `robust-glo benchmark tiny --out runs/tiny` (2 invocation(s))" in rep
+    assert "| 2025-01-01T00:00:00+00:00 | — | killed (no end recorded) | a.toml | train |" in rep
     assert "Seeds: training 0, 1, 2" in rep and "evolution seed 4" in rep
 
 

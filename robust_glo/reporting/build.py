@@ -512,13 +512,13 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     suite = inputs.suite or {}
     env = inputs.environment or {}
     runs = (inputs.stages or {}).get("invocations") or [{}]
-    first = runs[0]
-    ref = first.get("suite") or suite.get("ref") or suite.get("source") or suite.get("name", "SUITE")
-    variant = first.get("variant") or suite.get("variant")
+    last = runs[-1]
+    ref = last.get("suite") or suite.get("ref") or suite.get("source") or suite.get("name", "SUITE")
+    variant = last.get("variant") or suite.get("variant")
     cmd = (
         f"robust-glo benchmark {ref}"
         + (f" --variant {variant}" if variant else "")
-        + f" --out {first.get('out') or inputs.root}"
+        + f" --out {last.get('out') or inputs.root}"
     )
     section.add(
         Paragraph(
@@ -527,6 +527,15 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             + (f" Generated {env['created']}." if env.get("created") else "")
         )
     )
+    if len(runs) > 1:
+        section.add(
+            Table(
+                T.invocations_table(runs),
+                "Every `benchmark` invocation on this folder. Finished pieces are reused across them "
+                "(keyed by their full configuration), so a piece made by an earlier invocation, even one "
+                "that ran a different suite file or was killed, is the piece this suite would make.",
+            )
+        )
     section.add(
         Paragraph(
             f"Seeds: training {_join(T.seeds_list(inputs))} (weights, batch order; one network per "
@@ -539,7 +548,7 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             + "."
         )
     )
-    stages = T.stages_table(inputs.stages)
+    stages = T.stages_table(inputs.stages, T.piece_seconds(inputs))
     if not stages.empty:
         last = runs[-1]
         load = ""
@@ -554,7 +563,10 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             Table(
                 stages,
                 "Wall time of each stage: the last `benchmark` invocation, and the total over all "
-                "invocations (a resumed run reuses finished pieces)." + load,
+                "invocations (a resumed run reuses finished pieces; an invocation killed mid-stage records "
+                "no time for that stage). The compute column adds up the seconds of the stage's pieces "
+                "themselves (candidate trainings, trained networks, attack evaluations), wherever and "
+                "whenever they ran: with k pieces in parallel, wall time is about 1/k of it." + load,
             )
         )
     if env.get("hardware"):

@@ -480,34 +480,76 @@ def unreliable_evaluations(inputs: ReportInputs) -> list[tuple[str, int]]:
     return [(str(r.loss), int(r.seed)) for r in bad.itertuples()]
 
 
-def stages_table(stages: dict[str, Any] | None) -> pd.DataFrame:
-    """Stage wall times: the last invocation and the total over every invocation, with piece counts."""
+PIECE_SECONDS = "compute in its pieces (s)"
+
+
+def stages_table(stages: dict[str, Any] | None, piece_seconds: dict[str, float] | None = None) -> pd.DataFrame:
+    """Stage wall times: the last invocation and the total over every invocation, with piece counts, and
+    (`piece_seconds`, by stage) the seconds its results took to compute, summed over the pieces themselves:
+    unlike wall times, this counts work done by an invocation that was killed before it could record its
+    time, and counts parallel pieces once each."""
+    piece_seconds = piece_seconds or {}
     if not stages or not stages.get("stages"):
         return pd.DataFrame(columns=["stage", "wall time, last run (s)", "wall time, all runs (s)", "pieces"])
     rows = []
     for name, s in stages["stages"].items():
         pieces = s.get("pieces", {})
-        rows.append(
-            {
-                "stage": name,
-                "status": s.get("status", ""),
-                "wall time, last run (s)": _secs(s.get("last_seconds")),
-                "wall time, all runs (s)": _secs(s.get("total_seconds")),
-                "pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—",
-            }
-        )
+        row = {
+            "stage": name,
+            "status": s.get("status", ""),
+            "wall time, last run (s)": _secs(s.get("last_seconds")),
+            "wall time, all runs (s)": _secs(s.get("total_seconds")),
+        }
+        if piece_seconds:
+            row[PIECE_SECONDS] = _secs(piece_seconds.get(name))
+        rows.append(row | {"pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—"})
     total_last = sum(float(s.get("last_seconds") or 0) for s in stages["stages"].values())
     total_all = sum(float(s.get("total_seconds") or 0) for s in stages["stages"].values())
-    rows.append(
-        {
-            "stage": "total",
-            "status": "",
-            "wall time, last run (s)": _secs(total_last),
-            "wall time, all runs (s)": _secs(total_all),
-            "pieces": "",
-        }
-    )
+    total = {"stage": "total", "status": "", "wall time, last run (s)": _secs(total_last)}
+    total["wall time, all runs (s)"] = _secs(total_all)
+    if piece_seconds:
+        total[PIECE_SECONDS] = _secs(sum(piece_seconds.values()))
+    rows.append(total | {"pieces": ""})
     return pd.DataFrame(rows)
+
+
+def piece_seconds(inputs: ReportInputs) -> dict[str, float]:
+    """Seconds each stage's pieces took, summed from the results themselves: candidate and re-evaluation
+    trainings (evolve), trained networks (train), attack evaluations (attack)."""
+    out: dict[str, float] = {}
+    evolve = [
+        frame["seconds"].sum()
+        for e in inputs.evolutions
+        for frame in (e.history, e.reevaluation)
+        if frame is not None and "seconds" in frame
+    ]
+    if evolve:
+        out["evolve"] = float(sum(evolve))
+    if inputs.training is not None and "seconds" in inputs.training:
+        out["train"] = float(inputs.training["seconds"].fillna(0).sum())
+    if "seconds" in inputs.results:
+        out["attack"] = float(inputs.results["seconds"].fillna(0).sum())
+    return out
+
+
+def invocations_table(invocations: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per `benchmark` invocation: when, which suite and stages, how it ended. One that never
+    recorded an end while a later one ran was killed (the last one may still be running)."""
+    last = len(invocations) - 1
+    return pd.DataFrame(
+        [
+            {
+                "started": inv.get("started") or "—",
+                "finished": inv.get("finished") or "—",
+                "status": "killed (no end recorded)"
+                if inv.get("status") == "running" and i < last
+                else inv.get("status") or "—",
+                "suite": inv.get("suite") or "—",
+                "stages": ", ".join(inv.get("stages") or []) or "—",
+            }
+            for i, inv in enumerate(invocations)
+        ]
+    )
 
 
 def _secs(value: Any) -> str:
