@@ -308,6 +308,7 @@ def test_the_ray_backend_gives_the_local_results(tmp_path):
     finally:
         ray.shutdown()
     assert any(line.startswith("[attack] [ray]") for line in lines)
+    assert _pieces(tmp_path / "ray", "train") == {"done": 4, "reused": 0, "failed": 0}  # trained by Ray tasks
     volatile = ["seconds"]
     local = pd.read_csv(tmp_path / "local" / "results.csv").drop(columns=volatile)
     remote = pd.read_csv(tmp_path / "ray" / "results.csv").drop(columns=volatile)
@@ -325,6 +326,7 @@ def test_population_training_gives_the_sequential_networks(tmp_path):
     lines: list[str] = []
     run_benchmark(suite, tmp_path / "pop", stages=["train"], progress=False, log=lines.append, population="on")
     assert any("4 networks trained as populations" in line for line in lines)
+    assert _pieces(tmp_path / "pop", "train") == {"done": 4, "reused": 0, "failed": 0}  # trained, not reused
     seq = pd.read_csv(tmp_path / "seq" / "training.csv")
     pop = pd.read_csv(tmp_path / "pop" / "training.csv")
     assert (pop["status"] == "ok").all() and list(pop["steps"]) == list(seq["steps"])

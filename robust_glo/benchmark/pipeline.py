@@ -306,6 +306,9 @@ class Benchmark:
         losses = self.resolved_losses()
         self._write_losses(losses)
         compare = self.suite.compare_config(losses)
+        # Populations and Ray tasks train before the pass below, which then reuses their runs: a run counts
+        # as computed now when its metrics.json is newer than at the start of the stage.
+        before = {piece.name: _mtime(self.run_dir(piece) / "metrics.json") for piece in self.pieces()}
         if self.population_enabled():
             self._as_populations(losses)
         self._on_ray(losses, evaluate=False)
@@ -315,7 +318,8 @@ class Benchmark:
             run_dir = self.run_dir(piece)
             result = train_run(config, run_dir, progress=self.progress)  # reuses a finished run_dir
             m = result.metrics
-            if result.reused:
+            reused = result.reused and _mtime(run_dir / "metrics.json") == before[piece.name]
+            if reused:
                 counter.reused += 1
             elif result.status == "ok":
                 counter.done += 1
@@ -323,7 +327,7 @@ class Benchmark:
                 counter.failed += 1
                 counter.notes.append(f"{piece.label}: {result.status} ({m.get('message', '')})")
             self.log(
-                f"[train] {piece.label}: {'reused' if result.reused else result.status}, test accuracy "
+                f"[train] {piece.label}: {'reused' if reused else result.status}, test accuracy "
                 f"{_fmt(m.get('test_accuracy'))}, {m.get('seconds', 0.0):.1f} s"
             )
             rows.append(
