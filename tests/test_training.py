@@ -156,45 +156,34 @@ def test_bf16_cpu_training_runs_and_stays_near_fp32():
     np.testing.assert_allclose(results[True], results[False], rtol=0.05)
 
 
-def test_the_bf16_screening_script_runs(tmp_path):
+def _run_perf_script(name: str, out, *args: str):
+    """Run evaluations/perf/NAME --smoke ... --out OUT; returns (the completed process, the JSON it wrote)."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "bf16.json"
     done = subprocess.run(
-        [sys.executable, str(root / "evaluations/perf/bf16_screening.py"), "--smoke", "--out", str(out)],
+        [sys.executable, str(root / "evaluations/perf" / name), "--smoke", *args, "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=root,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def test_the_bf16_screening_script_runs(tmp_path):
+    done, summary = _run_perf_script("bf16_screening.py", tmp_path / "bf16.json")
     assert len(summary["rows"]) == 3 and summary["speed_ratio_bf16_to_fp32"] > 0
     assert "rank agreement" in done.stdout
 
 
 def test_the_cpu_defaults_script_runs(tmp_path):
     # evaluations/perf/cpu_defaults.py --smoke: both measurements at tiny sizes, written as JSON.
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "cpu.json"
-    done = subprocess.run(
-        [sys.executable, str(root / "evaluations/perf/cpu_defaults.py"), "--smoke", "--cpus", "2", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=root,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(out.read_text())
+    _, summary = _run_perf_script("cpu_defaults.py", tmp_path / "cpu.json", "--cpus", "2")
     assert set(summary["validation_seconds"]) == {"1", "2"}
     assert all(len(row) == 4 and min(row.values()) > 0 for row in summary["validation_seconds"].values())
     assert summary["training"]["ratio_parallel_to_sequential"] > 0

@@ -550,7 +550,6 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     )
     stages = T.stages_table(inputs.stages, T.piece_seconds(inputs))
     if not stages.empty:
-        last = runs[-1]
         load = ""
         if last.get("load_start") is not None and last.get("load_end") is not None:
             load = (

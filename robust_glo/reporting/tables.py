@@ -505,8 +505,12 @@ def stages_table(stages: dict[str, Any] | None, piece_seconds: dict[str, float] 
         rows.append(row | {"pieces": ", ".join(f"{k} {v}" for k, v in pieces.items() if v) or "—"})
     total_last = sum(float(s.get("last_seconds") or 0) for s in stages["stages"].values())
     total_all = sum(float(s.get("total_seconds") or 0) for s in stages["stages"].values())
-    total = {"stage": "total", "status": "", "wall time, last run (s)": _secs(total_last)}
-    total["wall time, all runs (s)"] = _secs(total_all)
+    total = {
+        "stage": "total",
+        "status": "",
+        "wall time, last run (s)": _secs(total_last),
+        "wall time, all runs (s)": _secs(total_all),
+    }
     if piece_seconds:
         total[PIECE_SECONDS] = _secs(sum(piece_seconds.values()))
     rows.append(total | {"pieces": ""})
