@@ -391,6 +391,10 @@ def test_resume_of_a_finished_run_does_nothing_and_can_extend(baseline, tmp_path
         run_evolution(config, resume=True)  # a second process never writes a run in progress
     again = run_evolution(config, resume=True)
     assert again.evaluated_now == 0 and again.best == baseline.best
+    # The eval batch is an execution option: a finished evolution made with another one is still finished.
+    other_batch = EvolveConfig.create(out=str(out), **SMALL, eval_batch_size=7)
+    assert other_batch.recipe.eval_batch_size != config.recipe.eval_batch_size
+    assert run_evolution(other_batch, resume=True).evaluated_now == 0
     longer = run_evolution(EvolveConfig.create(out=str(out), **{**SMALL, "generations": 3}), resume=True)
     assert without_seconds(longer.history[:12]) == without_seconds(baseline.history)
     assert len(longer.history) == 18 and longer.evaluated_now > 0

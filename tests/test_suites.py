@@ -145,7 +145,7 @@ def test_cli_check_and_errors(tmp_path, capsys):
     assert main(["benchmark", "quick", "--check"]) == 0
     out = capsys.readouterr().out
     assert (
-        "5 losses x 3 seeds = 15 runs" in out
+        "5 losses x 3 seeds = 15 runs of 500 steps" in out
         and "fgsm, pgd, apgd-ce:cascade=true:min_eps=0.1 at eps 0, 0.02, 0.05, 0.1" in out
     )
     bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))

@@ -90,6 +90,26 @@ def test_run_directory_is_complete_and_reused(digits, tmp_path):
     assert not changed.reused
 
 
+def test_eval_batch_size_is_an_execution_option(digits, tmp_path):
+    """A finished run is reused whatever eval batch it is asked for, and evaluation-mode accuracy does not
+    depend on the batch it is measured in (no batch statistics), which is why it may be reused."""
+    from robust_glo.comparison.store import _identity
+    from robust_glo.training import evaluate_accuracy
+
+    out = tmp_path / "run"
+    first = train_run(_cfg(eval_batch_size=500), out, splits=digits, progress=False)
+    again = train_run(_cfg(eval_batch_size=7), out, splits=digits, progress=False)
+    assert again.reused and again.val_accuracy == first.val_accuracy
+    assert not train_run(_cfg(eval_batch_size=7, lr=0.05), out, splits=digits, progress=False).reused
+    model = load_trained_model(tmp_path / "run")
+    by_batch = {b: evaluate_accuracy(model, digits.val, batch_size=b) for b in (1, 7, 250, 1000)}
+    assert len(set(by_batch.values())) == 1, by_batch
+    # A stored evaluation's key holds the training config: the eval batch does not change its identity either.
+    key = {"attacks": ["fgsm"], "train": _cfg(eval_batch_size=1000).to_dict()}
+    assert _identity(key) == _identity({**key, "train": _cfg(eval_batch_size=250).to_dict()})
+    assert _identity(key) != _identity({**key, "train": _cfg(eval_batch_size=250, lr=0.05).to_dict()})
+
+
 def test_epoch_budget_and_step_schedule(digits):
     from robust_glo.training import budget_steps, make_optimizer, make_scheduler
 

@@ -21,6 +21,10 @@ Both curves (best re-evaluated accuracy against steps spent, mean and spread ove
 
     .venv/bin/python evaluations/perf/evolution_fidelity.py                      # Fashion-MNIST defaults
     .venv/bin/python evaluations/perf/evolution_fidelity.py --smoke --out /tmp/f  # digits, seconds (tested)
+
+Searches and re-evaluations are stored in --out and reused, so an interrupted run resumes, and the work can
+be split over processes: `--only halving` in one, `--only flat` in another (one torch thread each), then
+one plain run with the same --out gathers them (nothing is trained again).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +54,19 @@ def _ce_accuracy(problem: TaylorGLOProblem, seeds: list[int]) -> list[float]:
         fit(model, get_loss("ce"), problem.splits.train, steps=problem.steps, seed=seed, **problem.fit_options())
         out.append(evaluate_accuracy(model, problem.splits.val, batch_size=problem.recipe.eval_batch_size))
     return out
+
+
+def _tag(seeds: list[int]) -> str:
+    return "seeds-" + "-".join(map(str, seeds))
+
+
+def _stored(path: Path, compute: Callable[[], list[float]]) -> list[float]:
+    """`compute()`, stored in `path` the first time and read from it after."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value))
+    return value
 
 
 def _curve(history: pd.DataFrame, reevaluate) -> pd.DataFrame:
@@ -79,6 +97,7 @@ def main() -> None:
     p.add_argument("--reeval-seeds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/perf/evolution_fidelity")
+    p.add_argument("--only", choices=("flat", "halving"), default=None, help="run only these searches (no summary)")
     args = p.parse_args()
     small = dict(dataset="digits", generations=2, popsize=9, steps=90)
     full = dict(dataset="fashion-mnist", generations=6, popsize=12, steps=600)
@@ -86,27 +105,35 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     common = dict(**sizes, eta=args.eta, rungs=args.rungs, topk=1, reeval_seeds=1, threads=args.threads, progress=False)
+    common["backend"] = "local"  # one process, --threads threads: split the work with --only instead
     problem = TaylorGLOProblem.from_config(EvolveConfig.create(out=str(out / "probe"), **common))
     fresh = [reeval_seed(10_000, k) for k in range(args.reeval_seeds)]  # one fresh set for every search
     t0 = time.perf_counter()
-    ce = _ce_accuracy(problem, fresh)
-    cache: dict[tuple, float] = {}
+    ce = _stored(out / f"ce-{_tag(fresh)}.json", lambda: _ce_accuracy(problem, fresh))
 
-    def reevaluate(theta: tuple) -> float:
-        if theta not in cache:
-            accs = [problem.evaluate(theta, s).val_accuracy or 0.0 for s in fresh]
-            cache[theta] = float(np.mean(accs))
-        return cache[theta]
+    def reevaluate(cache_file: Path) -> Callable[[tuple], float]:
+        """Re-evaluation of a theta on the fresh seeds, stored per search so that a rerun reuses it."""
+        cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+
+        def run(theta: tuple) -> float:
+            key = repr(tuple(round(t, 12) for t in theta))
+            if key not in cache:
+                cache[key] = float(np.mean([problem.evaluate(theta, s).val_accuracy or 0.0 for s in fresh]))
+                cache_file.write_text(json.dumps(cache, indent=1))
+            return cache[key]
+
+        return run
 
     curves, timing = [], {}
-    for fidelity in ("flat", "halving"):
+    for fidelity in [args.only] if args.only else ["flat", "halving"]:
         for s in range(args.search_seeds):
             config = EvolveConfig.create(out=str(out / f"{fidelity}-s{s}"), seed=s, fidelity=fidelity, **common)
             t1 = time.perf_counter()
             result = run_evolution(config, resume=True)
             timing[f"{fidelity}-s{s}"] = time.perf_counter() - t1
+            reevaluated = reevaluate(result.out_dir / f"reevaluated-{_tag(fresh)}.json")
             history = pd.read_csv(result.out_dir / "history.csv")
-            curve = _curve(history, reevaluate)
+            curve = _curve(history, reevaluated)
             curve["fidelity"], curve["search_seed"] = fidelity, s
             curves.append(curve)
             print(
@@ -114,6 +141,9 @@ def main() -> None:
                 f"{curve['best_reevaluated_accuracy'].iloc[-1]:.4f} ({timing[f'{fidelity}-s{s}']:.0f} s)",
                 flush=True,
             )
+    if args.only:
+        print(f"{args.only} searches done; run again without --only to gather them and print the ratios")
+        return
     table = pd.concat(curves, ignore_index=True)
     table.to_csv(out / "evolution_fidelity.csv", index=False)
     finals = table.groupby(["fidelity", "search_seed"]).last()

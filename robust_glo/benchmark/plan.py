@@ -31,19 +31,20 @@ def describe(suite: Suite) -> str:
         if fidelity == "halving":
             shape = {k: e[k] for k in ("steps", "eta", "rungs") if k in e}
             halving = dataclasses.replace(defaults, fidelity=fidelity, **shape)
-            budget = (
+            candidate = (
                 f"successive halving (eta {halving.eta}) in rungs of {'/'.join(map(str, halving.rung_steps()))} steps"
             )
         else:
-            budget = f"{e.get('steps', defaults.steps)} steps per candidate"
+            candidate = f"{e.get('steps', defaults.steps)} steps per candidate"
         lines.append(
             f"  evolve{' ' + name if name else ''}:  {e.get('generations', defaults.generations)} generations x "
-            f"popsize {e.get('popsize', defaults.popsize)}, {budget}, "
+            f"popsize {e.get('popsize', defaults.popsize)}, {candidate}, "
             f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}"
         )
+    options = ", ".join(f"{k}={v}" for k, v in train.items() if k not in ("steps", "epochs"))
     lines.append(
         f"  train:   {len(s.losses)} losses x {len(s.seeds)} seeds = {len(s.losses) * len(s.seeds)} runs "
-        f"of {budget} ({', '.join(f'{k}={v}' for k, v in train.items() if k not in ('steps', 'epochs'))})"
+        f"of {budget}" + (f" ({options})" if options else "")
     )
     lines.append(f"           losses: {', '.join(s.losses)}; seeds: {', '.join(map(str, s.seeds))}")
     lines.append(

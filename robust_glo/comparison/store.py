@@ -15,6 +15,7 @@ from robust_glo.comparison.layout import EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCO
 from robust_glo.robustness import RESULT_COLUMNS, run_evaluation
 from robust_glo.robustness.checks import read_flags
 from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
+from robust_glo.training.recipe import without_execution_options
 
 
 def _read_json(path: Path) -> Any:
@@ -41,7 +42,7 @@ def stored_evaluation(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, p
     if not all(p.is_file() for p in (meta, table, flags, outcomes)):
         return None
     try:
-        if _read_json(meta).get("key") != key:
+        if _identity(_read_json(meta).get("key")) != _identity(key):
             return None
         return (
             pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]),
@@ -50,6 +51,13 @@ def stored_evaluation(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, p
         )
     except (OSError, ValueError):
         return None
+
+
+def _identity(key: Any) -> Any:
+    """An evaluation key without the training run's execution options (an eval batch size changes no result)."""
+    if not isinstance(key, dict) or not isinstance(key.get("train"), dict):
+        return key
+    return {**key, "train": without_execution_options(key["train"])}
 
 
 def with_identity(frame: pd.DataFrame, ident: dict[str, Any]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from typing import Any
 
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
-from robust_glo.training.recipe import Recipe, split_recipe
+from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
 from robust_glo.utils.parsing import check_field_types, parse_number
 from robust_glo.utils.parsing import read_toml as _read_toml
 
@@ -45,6 +45,7 @@ EXECUTION_OPTIONS = frozenset(
         "device",
         "data_root",
         "progress",
+        *EXECUTION_RECIPE_OPTIONS,
     }
 )
 

@@ -25,6 +25,7 @@ from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
+from robust_glo.training.recipe import without_execution_options
 from robust_glo.training.trainer import FitResult, evaluate_accuracy, fit
 from robust_glo.utils import atomic_write_json, read_json, resolve_device, run_metadata
 
@@ -53,10 +54,8 @@ def _is_finished(out_dir: Path, config: TrainConfig) -> bool:
     metrics, cfg = out_dir / "metrics.json", out_dir / "config.json"
     if not (metrics.is_file() and cfg.is_file()):
         return False
-    stored = read_json(cfg)
-    return stored == config.to_dict() and (
-        read_json(metrics).get("status") == "diverged" or (out_dir / "model.pt").is_file()
-    )
+    same = without_execution_options(read_json(cfg)) == without_execution_options(config.to_dict())
+    return same and (read_json(metrics).get("status") == "diverged" or (out_dir / "model.pt").is_file())
 
 
 def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
