@@ -67,6 +67,7 @@ def test_evolve_from_the_top(tmp_path):
         out=tmp_path / "evo",
         progress=False,
         lr=0.1,
+        backend="local",
     )
     assert len(result.history) == 4 and (tmp_path / "evo" / "history.csv").is_file()
 
@@ -78,7 +79,7 @@ def test_a_user_loss_is_one_more_arm_of_a_suite(tmp_path, capsys):
     mine.write_text(textwrap.dedent(USER_LOSS))
     out = tmp_path / "out"
     spec = f"{mine}:smooth_ce"
-    assert main(["benchmark", str(suite), "--loss", spec, "--out", str(out), "--quiet"]) == 0
+    assert main(["benchmark", str(suite), "--backend", "local", "--loss", spec, "--out", str(out), "--quiet"]) == 0
     results = pd.read_csv(out / "results.csv")
     assert list(dict.fromkeys(results["loss"])) == ["ce", spec]
     assert sorted(results[results["loss"] == spec]["seed"].unique()) == [0, 1]  # the suite's seeds

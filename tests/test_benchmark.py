@@ -73,7 +73,7 @@ def tiny(tmp_path_factory):
     suite = base / "tiny.toml"
     suite.write_text(textwrap.dedent(TINY))
     out = base / "out"
-    assert main(["benchmark", str(suite), "--out", str(out), "--quiet"]) == 0
+    assert main(["benchmark", str(suite), "--backend", "local", "--out", str(out), "--quiet"]) == 0
     return suite, out
 
 
@@ -119,7 +119,7 @@ def test_rerun_reuses_every_finished_piece(tiny):
     results_before = (out / "results.csv").read_text()
     totals = {k: v["total_seconds"] for k, v in json.loads((out / "stages.json").read_text())["stages"].items()}
 
-    run_benchmark(load_suite(suite), out, progress=False, log=lambda _: None)
+    run_benchmark(load_suite(suite), out, backend="local", progress=False, log=lambda _: None)
 
     assert _mtimes(out, patterns) == before  # nothing trained, attacked or analyzed again
     assert (out / "results.csv").read_text() == results_before
@@ -145,7 +145,9 @@ def test_lost_pieces_are_redone_and_only_they(tiny):
     before = {r: ((r / "model.pt").stat().st_mtime_ns, (r / "evaluation.json").stat().st_mtime_ns) for r in keep}
     model_before = (lost_evaluation / "model.pt").stat().st_mtime_ns
 
-    run_benchmark(load_suite(suite), out, stages=["train", "attack"], progress=False, log=lambda _: None)
+    run_benchmark(
+        load_suite(suite), out, stages=["train", "attack"], backend="local", progress=False, log=lambda _: None
+    )
 
     assert _pieces(out, "train") == {"done": 1, "reused": 3, "failed": 0}
     assert _pieces(out, "attack") == {"done": 2, "reused": 2, "failed": 0}
@@ -172,7 +174,7 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
 
     monkeypatch.setattr(robust_glo.training, "train_run", crashing)
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(suite, tmp_path / "out", progress=False, log=lambda _: None)
+        run_benchmark(suite, tmp_path / "out", backend="local", progress=False, log=lambda _: None)
     data = json.loads((tmp_path / "out" / "stages.json").read_text())
     assert data["stages"]["train"]["status"] == "interrupted" and "attack" not in data["stages"]
     assert data["invocations"][-1]["status"] == "interrupted"
@@ -181,7 +183,7 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
     stamps = {p: p.stat().st_mtime_ns for p in finished}
 
     monkeypatch.setattr(robust_glo.training, "train_run", real)
-    run_benchmark(suite, tmp_path / "out", progress=False, log=lambda _: None)
+    run_benchmark(suite, tmp_path / "out", backend="local", progress=False, log=lambda _: None)
     assert _pieces(tmp_path / "out", "train") == {"done": 2, "reused": 2, "failed": 0}
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps
     stages = json.loads((tmp_path / "out" / "stages.json").read_text())["stages"]
@@ -194,10 +196,13 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
 def test_stage_errors_are_clear(tmp_path, capsys):
     path = tmp_path / "s.toml"
     path.write_text(textwrap.dedent(NO_EVOLUTION))
-    assert main(["benchmark", str(path), "--out", str(tmp_path / "o"), "--stages", "attack"]) == 2
+    assert main(["benchmark", str(path), "--backend", "local", "--out", str(tmp_path / "o"), "--stages", "attack"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "has not been trained" in err and "train stage first" in err
-    assert main(["benchmark", str(path), "--out", str(tmp_path / "o"), "--stages", "train,atack"]) == 2
+    assert (
+        main(["benchmark", str(path), "--backend", "local", "--out", str(tmp_path / "o"), "--stages", "train,atack"])
+        == 2
+    )
     assert "unknown stage 'atack'" in capsys.readouterr().err
 
 
@@ -248,7 +253,7 @@ def test_a_suite_with_two_evolutions(tmp_path):
     assert set(suite.evolutions) == {"accuracy", "robust"}
     assert suite.evolutions["robust"]["fitness"] == "mix:0.5:fgsm:0.1" and suite.evolutions["robust"]["popsize"] == 4
     out = tmp_path / "out"
-    run_benchmark(suite, out, progress=False, log=lambda line: None)
+    run_benchmark(suite, out, backend="local", progress=False, log=lambda line: None)
     for name in ("accuracy", "robust"):
         assert (out / "evolve" / name / "best_loss.json").is_file()
     robust_history = pd.read_csv(out / "evolve" / "robust" / "history.csv")
@@ -280,7 +285,7 @@ def test_a_suite_with_the_l2_threat_model_reports_it(tmp_path):
     path = tmp_path / "l2.toml"
     path.write_text(textwrap.dedent(text) + "[report]\nbootstrap = 1000\n")
     out = tmp_path / "out"
-    run_benchmark(load_suite(path), out, progress=False, log=lambda line: None)
+    run_benchmark(load_suite(path), out, backend="local", progress=False, log=lambda line: None)
     results = pd.read_csv(out / "results.csv")
     l2 = results[results["norm"] == "L2"]
     assert set(l2["attack"]) == {"pgd:norm=l2:steps=3", "worst:l2"} and set(l2["eps"]) == {0.5, 1.0}
@@ -294,7 +299,7 @@ def test_the_ray_backend_gives_the_local_results(tmp_path):
     path = tmp_path / "suite.toml"
     path.write_text(textwrap.dedent(NO_EVOLUTION) + "[report]\nbootstrap = 1000\n")
     suite = load_suite(path)
-    run_benchmark(suite, tmp_path / "local", progress=False, log=lambda line: None)
+    run_benchmark(suite, tmp_path / "local", backend="local", progress=False, log=lambda line: None)
     lines: list[str] = []
     try:
         run_benchmark(
@@ -322,9 +327,13 @@ def test_population_training_gives_the_sequential_networks(tmp_path):
     path = tmp_path / "suite.toml"
     path.write_text(textwrap.dedent(NO_EVOLUTION))
     suite = load_suite(path)
-    run_benchmark(suite, tmp_path / "seq", stages=["train"], progress=False, log=lambda _: None, population="off")
+    run_benchmark(
+        suite, tmp_path / "seq", stages=["train"], backend="local", progress=False, log=lambda _: None, population="off"
+    )
     lines: list[str] = []
-    run_benchmark(suite, tmp_path / "pop", stages=["train"], progress=False, log=lines.append, population="on")
+    run_benchmark(
+        suite, tmp_path / "pop", stages=["train"], backend="local", progress=False, log=lines.append, population="on"
+    )
     assert any("4 networks trained as populations" in line for line in lines)
     assert _pieces(tmp_path / "pop", "train") == {"done": 4, "reused": 0, "failed": 0}  # trained, not reused
     seq = pd.read_csv(tmp_path / "seq" / "training.csv")
@@ -335,10 +344,12 @@ def test_population_training_gives_the_sequential_networks(tmp_path):
         twin = tmp_path / "seq" / run.relative_to(tmp_path / "pop")
         assert (run / "config.json").read_text() == (twin / "config.json").read_text()
         assert json.loads((run / "metrics.json").read_text())["trained_as"] == "population of 4"
-    run_benchmark(suite, tmp_path / "pop", stages=["train"], progress=False, log=lambda _: None, population="on")
+    run_benchmark(
+        suite, tmp_path / "pop", stages=["train"], backend="local", progress=False, log=lambda _: None, population="on"
+    )
     assert _pieces(tmp_path / "pop", "train") == {"done": 0, "reused": 4, "failed": 0}
     with pytest.raises(ConfigError, match="population 'sometimes' is unknown"):
-        run_benchmark(suite, tmp_path / "x", progress=False, population="sometimes")
+        run_benchmark(suite, tmp_path / "x", backend="local", progress=False, population="sometimes")
 
 
 def test_the_ray_backend_runs_the_evolution_on_the_same_cluster(tmp_path):
@@ -354,7 +365,8 @@ def test_the_ray_backend_runs_the_evolution_on_the_same_cluster(tmp_path):
     evolve = bench._evolve_options(options)
     assert evolve["backend"] == "ray" and evolve["ray_address"] == "10.0.0.1:6379"
     assert evolve["cpus_per_task"] == 2 and evolve["gpus_per_task"] == 0.5 and "num_cpus" not in evolve
-    assert Benchmark(suite, tmp_path / "out")._evolve_options(options) == options  # local: untouched
+    local = Benchmark(suite, tmp_path / "out", backend="local")
+    assert local._evolve_options(options) == {**options, "backend": "local"}  # local on the CPU: in this process
     chosen = {**options, "backend": "local"}
     assert bench._evolve_options(chosen) == chosen  # the suite's own choice wins
     from robust_glo.benchmark import engines

@@ -565,19 +565,30 @@ def test_reordering_tied_candidates_cannot_change_the_cmaes_state():
     assert np.array_equal(a.ask(), b.ask())
 
 
-def test_the_auto_backend_is_batched_on_cuda_and_local_elsewhere(monkeypatch):
-    from robust_glo.evolution import BatchedBackend, LocalBackend, make_backend
+def test_the_auto_backend_is_batched_on_cuda_one_thread_ray_tasks_on_a_multicore_cpu(monkeypatch):
+    from robust_glo.benchmark.pipeline import resolve_benchmark_backend
+    from robust_glo.evolution import BatchedBackend, LocalBackend, make_backend, resolve_backend
 
-    assert isinstance(make_backend(EvolveConfig(device="cpu")), LocalBackend)
+    for cores, expected in ((1, "local"), (2, "ray"), (16, "ray")):
+        monkeypatch.setattr("robust_glo.utils.device.usable_cpus", lambda cores=cores: cores)
+        assert resolve_backend(EvolveConfig(device="cpu")) == expected
+        assert resolve_benchmark_backend("auto", "cpu") == expected
+        assert resolve_benchmark_backend("auto", "cpu", population="on") == "local"
+        assert resolve_backend(EvolveConfig(device="cpu", threads=2)) == "local"  # pinned threads: one process
+        assert resolve_backend(EvolveConfig(device="cpu", backend="local")) == "local"
+        assert resolve_benchmark_backend("local", "cpu") == "local"
+    assert isinstance(make_backend(EvolveConfig(device="cpu", threads=1)), LocalBackend)
+    monkeypatch.setattr("robust_glo.utils.device.resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr("robust_glo.utils.resolve_device", lambda name: torch.device("cuda"))
     assert isinstance(make_backend(EvolveConfig(device="cuda")), BatchedBackend)
     assert isinstance(make_backend(EvolveConfig(device="cuda", backend="local")), LocalBackend)
+    assert resolve_benchmark_backend("auto", "cuda") == "local"  # populations in this process
 
 
 @pytest.mark.slow
 def test_ray_backend_runs_successive_halving_like_local(ray_cluster, tmp_path):
     halving = {**SMALL, "steps": 90, "popsize": 9, "fidelity": "halving", "topk": 1, "reeval_seeds": 1}
-    local = run_evolution(EvolveConfig.create(out=str(tmp_path / "local"), **halving))
+    local = run_evolution(EvolveConfig.create(out=str(tmp_path / "local"), **{**halving, "backend": "local"}))
     remote = run_evolution(EvolveConfig.create(out=str(tmp_path / "ray"), **{**halving, "backend": "ray"}))
     assert without_seconds(remote.history) == without_seconds(local.history)
     assert {r["status"] for r in local.history} & {"pruned", "collapsed"}

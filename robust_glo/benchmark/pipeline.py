@@ -34,9 +34,18 @@ from robust_glo.benchmark.suite import Suite, evolution_of
 from robust_glo.comparison import layout
 from robust_glo.errors import ConfigError
 from robust_glo.losses.taylorglo import N_PARAMS
-from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, run_metadata
+from robust_glo.utils import (
+    atomic_write_json,
+    atomic_write_text,
+    parallel_cpu_workers,
+    read_json,
+    resolve_device,
+    run_metadata,
+)
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
+# Where the pieces run: in this process, or as Ray tasks; "auto" is resolved by resolve_benchmark_backend.
+BACKENDS = ("auto", "local", "ray")
 # How the train stage trains: "on" = the seeds and losses of a suite as populations (one batched network,
 # robust_glo.training.population), "off" = one network after another, "auto" = on when the device is CUDA
 # (where evaluations/perf/gpu.sh measured it faster) and off on the CPU (where it is slower).
@@ -98,15 +107,16 @@ class Benchmark:
         *,
         progress: bool = True,
         log: Log = echo,
-        backend: str = "local",
+        backend: str = "auto",
         ray_options: dict[str, Any] | None = None,
         population: str = "auto",
         population_size: int = 0,
     ):
-        if backend not in ("local", "ray"):
-            raise ConfigError(f"backend {backend!r} is unknown; valid: local, ray")
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend {backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         if population not in POPULATION_MODES:
             raise ConfigError(f"population {population!r} is unknown; valid: {', '.join(POPULATION_MODES)}")
+        backend = resolve_benchmark_backend(backend, suite.device, population)
         if population == "on" and backend == "ray":
             raise ConfigError("population training runs in this process; use it with backend local, not ray")
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 0:
@@ -126,8 +136,6 @@ class Benchmark:
         """Whether the train stage trains its pieces as populations (see POPULATION_MODES)."""
         if self.population != "auto":
             return self.population == "on"
-        from robust_glo.utils import resolve_device
-
         return self.backend == "local" and resolve_device(self.suite.device).type == "cuda"
 
     def _as_populations(self, losses: list[str]) -> None:
@@ -293,8 +301,11 @@ class Benchmark:
         """An [evolve] table's options; with the Ray backend, its candidates become Ray tasks on the same
         cluster and task shape as the grid's pieces, unless the table chose a backend itself. The backend is
         an execution option: a finished or half-done evolution resumes under either."""
-        if self.backend != "ray" or "backend" in options:
+        if "backend" in options:
             return options
+        if self.backend != "ray":
+            # A local benchmark keeps its evolution in this process on the CPU (batched on CUDA, by `auto`).
+            return options if resolve_device(self.suite.device).type == "cuda" else {**options, "backend": "local"}
         names = {"address": "ray_address"}  # the other ray_options keys are the evolution's own names
         given = {names.get(k, k): v for k, v in self.ray_options.items() if v is not None}
         return {**options, "backend": "ray", **given}
@@ -422,6 +433,15 @@ class Benchmark:
         self.log(f"[report] {paths.markdown} and {paths.html}")
 
 
+def resolve_benchmark_backend(backend: str, device: str | None, population: str = "auto") -> str:
+    """`auto` -> `ray` (a local cluster, one one-thread task per core, for the evolution's candidates and
+    the train and attack pieces) when the suite runs on a CPU with two or more usable cores and population
+    training is not forced on; `local` otherwise (CUDA: populations in this process). Others unchanged."""
+    if backend != "auto":
+        return backend
+    return "ray" if population != "on" and parallel_cpu_workers(device) >= 2 else "local"
+
+
 def run_benchmark(
     suite: Suite,
     out: str | Path,
@@ -429,13 +449,15 @@ def run_benchmark(
     stages: Sequence[str] = STAGES,
     progress: bool = True,
     log: Log = echo,
-    backend: str = "local",
+    backend: str = "auto",
     ray_options: dict[str, Any] | None = None,
     population: str = "auto",
     population_size: int = 0,
 ) -> BenchmarkResult:
-    """Run (or resume) `suite` into the benchmark directory `out`. `backend="ray"` runs the train and attack
-    pieces as Ray tasks (`ray_options`: address, num_cpus, cpus_per_task, gpus_per_task, max_retries).
+    """Run (or resume) `suite` into the benchmark directory `out`. `backend="ray"` runs the evolution's
+    candidates and the train and attack pieces as Ray tasks; "auto" picks it on a multi-core CPU
+    (`resolve_benchmark_backend`). `ray_options`: address, num_cpus, cpus_per_task, gpus_per_task,
+    max_retries.
     `population` ("auto", "on", "off") trains the pieces as populations of at most `population_size`
     networks (0: all at once); "auto" does so on CUDA only."""
     return Benchmark(

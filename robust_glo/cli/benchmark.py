@@ -33,9 +33,10 @@ def register(sub) -> None:
     p.add_argument("--device", default=None, help="override the suite's device: auto, cpu, cuda, cuda:N")
     p.add_argument(
         "--backend",
-        default="local",
-        choices=("local", "ray"),
-        help="run the train and attack pieces here (local) or as Ray tasks (ray)",
+        default="auto",
+        choices=("auto", "local", "ray"),
+        help="run the evolution's candidates and the train and attack pieces here (local) or as Ray tasks "
+        "(ray); auto (default): ray with one one-thread task per core on a multi-core CPU, else local",
     )
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="join this Ray cluster (default: start one)")
     p.add_argument(
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         stages=stages,
         progress=not args.quiet,
         backend=args.backend,
-        ray_options=ray_options if args.backend == "ray" else None,
+        ray_options=ray_options if args.backend != "local" else None,
         population=args.population,
         population_size=args.population_size,
     )

@@ -26,7 +26,8 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
         "--backend",
         str,
         "NAME",
-        "auto (default: batched on CUDA, else local), local, ray or batched (one population per generation)",
+        "auto (default: batched on CUDA; on a multi-core CPU without --threads, ray with one one-thread task "
+        "per core; else local), local, ray or batched (one population per generation)",
     ),
     ("--fidelity", str, "NAME", "flat (default: every candidate trains --steps) or halving (successive halving)"),
     ("--eta", int, "ETA", "halving: the best 1/ETA of each rung are trained further (default 3)"),

@@ -9,7 +9,14 @@ ties them together in a crash-safe run directory.
 >>> result.best["theta"]  # also in runs/evo/best_loss.json, loadable as taylorglo:runs/evo/best_loss.json
 """
 
-from robust_glo.evolution.backends import BatchedBackend, Job, LocalBackend, RayBackend, make_backend
+from robust_glo.evolution.backends import (
+    BatchedBackend,
+    Job,
+    LocalBackend,
+    RayBackend,
+    make_backend,
+    resolve_backend,
+)
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.evolution.optimizer import CMAES
 from robust_glo.evolution.problem import (
@@ -48,6 +55,7 @@ __all__ = [
     "generation_seed",
     "load_history",
     "make_backend",
+    "resolve_backend",
     "parse_fitness",
     "reeval_seed",
     "run_evolution",

@@ -4,6 +4,7 @@ A backend takes jobs (a theta `(8,)` and the seed of its weights and batches) an
 `(job, Evaluation)` pairs as they finish, in any order; the engine records each one as it arrives.
 
 - `LocalBackend`: one after another in this process.
+- `auto` (the default) resolves to one of these by device and cores: see `resolve_backend`.
 - `RayBackend`: each job is a Ray task. `address` joins an existing cluster, otherwise a local one starts
   (`ray.init(num_cpus=..., include_dashboard=False)`). `gpus_per_task` reserves a (fractional) GPU share.
   A task whose worker dies is retried `max_retries` times, then recorded as `failed` while the run goes on;
@@ -168,17 +169,26 @@ class RayBackend(Backend):
         self.started = False
 
 
-def make_backend(config: EvolveConfig) -> Backend:
-    """The backend named by `config.backend`, with its options. `auto` is `batched` on CUDA (a generation as
-    one population: measured faster there, evaluations/perf/gpu.sh) and `local` elsewhere (on the CPU the
-    population is slower than training candidates one by one)."""
-    if config.backend == "auto":
-        from robust_glo.utils import resolve_device
+def resolve_backend(config: EvolveConfig) -> str:
+    """The backend `config` runs on, `auto` resolved: `batched` on CUDA (a generation as one population:
+    measured faster there, evaluations/perf/gpu.sh); on a CPU with two or more usable cores and no pinned
+    `threads`, `ray` (a local cluster, one one-thread task per core: one-thread workers train more samples/s
+    than one multi-threaded process, evaluations/perf/cpu_defaults.py); `local` otherwise."""
+    if config.backend != "auto":
+        return config.backend
+    from robust_glo.utils import parallel_cpu_workers, resolve_device
 
-        return BatchedBackend() if resolve_device(config.device).type == "cuda" else LocalBackend()
-    if config.backend == "local":
+    if resolve_device(config.device).type == "cuda":
+        return "batched"
+    return "ray" if config.threads is None and parallel_cpu_workers(config.device) >= 2 else "local"
+
+
+def make_backend(config: EvolveConfig) -> Backend:
+    """The backend `resolve_backend(config)` names, with its options."""
+    name = resolve_backend(config)
+    if name == "local":
         return LocalBackend()
-    if config.backend == "batched":
+    if name == "batched":
         return BatchedBackend()
     return RayBackend(
         address=config.ray_address,

@@ -22,7 +22,7 @@ from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
 FIDELITIES = ("flat", "halving")
-BACKENDS = ("auto", "local", "ray", "batched")  # auto: batched on CUDA, local otherwise
+BACKENDS = ("auto", "local", "ray", "batched")  # auto: see backends.resolve_backend
 ATTACKS = ("fgsm", "pgd")
 FITNESS_USAGE = "clean | fgsm:EPS | pgd:EPS[:STEPS] | mix:W:fgsm:EPS | mix:W:pgd:EPS[:STEPS]"
 

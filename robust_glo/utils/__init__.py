@@ -1,6 +1,6 @@
 """Small shared helpers: devices, atomic files, run metadata."""
 
-from robust_glo.utils.device import resolve_device
+from robust_glo.utils.device import parallel_cpu_workers, resolve_device, usable_cpus
 from robust_glo.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
 from robust_glo.utils.metadata import run_metadata
 
@@ -9,6 +9,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "read_json",
+    "parallel_cpu_workers",
     "resolve_device",
+    "usable_cpus",
     "run_metadata",
 ]

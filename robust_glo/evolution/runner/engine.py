@@ -158,7 +158,7 @@ def run_evolution(
     try:
         backend.check(problem)
         with store.lock():
-            _write_metadata(store, config, problem, resumed=existing)
+            _write_metadata(store, config, problem, resumed=existing, backend=backend.name)
             store.load()
             return _Engine(config, store, problem, backend, t_start).run()
     finally:
@@ -166,12 +166,14 @@ def run_evolution(
             backend.close()
 
 
-def _write_metadata(store: RunStore, config: EvolveConfig, problem: TaylorGLOProblem, resumed: bool) -> None:
+def _write_metadata(
+    store: RunStore, config: EvolveConfig, problem: TaylorGLOProblem, resumed: bool, backend: str
+) -> None:
     store.out.mkdir(parents=True, exist_ok=True)
     meta = run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
     meta |= {
         "data_source": problem.splits.source,
-        "backend": config.backend,
+        "backend": backend,  # the one that ran (`auto` resolved)
         "n_classes": problem.n_classes,
         "model": problem.model_name,
     }
