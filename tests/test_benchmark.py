@@ -375,3 +375,32 @@ def test_the_ray_backend_runs_the_evolution_on_the_same_cluster(tmp_path):
         evolve, dataset="digits", model=None, out=tmp_path / "e", data_root=None, device="cpu", progress=False
     )
     assert config.backend == "ray" and config.ray_address == "10.0.0.1:6379" and config.cpus_per_task == 2
+
+
+def test_the_quick_suite_cost_script_times_both_arms(tmp_path):
+    """evaluations/perf/quick_suite_cost.py --smoke: the old settings (local, flat, eval batch 1,000) against
+    the defaults (`--backend auto`), each a real `robust-glo benchmark` run; a rerun reads both arms back."""
+    import subprocess
+    import sys
+
+    from robust_glo.benchmark.pipeline import resolve_benchmark_backend
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "evaluations/perf/quick_suite_cost.py"), "--smoke", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((tmp_path / "quick_suite_cost.json").read_text())
+    for arm in ("before", "after"):
+        assert set(summary["arms"][arm]["stage_seconds"]) == {"evolve", "train", "attack", "report"}
+    assert "--backend local" in summary["arms"]["before"]["command"]
+    bench = {arm: tmp_path / arm / "bench" for arm in ("before", "after")}
+    evolved = {arm: json.loads((bench[arm] / "evolve" / "environment.json").read_text()) for arm in bench}
+    assert evolved["before"]["backend"] == "local"
+    expected = "ray" if resolve_benchmark_backend("auto", "cpu") == "ray" else "local"
+    assert evolved["after"]["backend"] == expected
+    batch = {arm: json.loads((bench[arm] / "compare/runs/ce/seed0/config.json").read_text()) for arm in bench}
+    assert (batch["before"]["eval_batch_size"], batch["after"]["eval_batch_size"]) == (1000, 250)
+    history = pd.read_csv(bench["after"] / "evolve" / "history.csv")
+    assert history["rung"].max() >= 1  # the smoke suite's own halving ran in the after arm
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
+    assert again.returncode == 0 and again.stdout.count("finished earlier") == 2

@@ -74,8 +74,9 @@ def _before(text: str) -> str:
     return re.sub(r"(?m)^\[train\][^\n]*\n", lambda m: m.group(0) + "eval_batch_size = 1000\n", text)
 
 
-def _run_arm(name: str, suite: Path, out: Path, extra: list[str]) -> dict:
-    """`robust-glo benchmark SUITE --out OUT` in a fresh process; its stage seconds from stages.json."""
+def _run_arm(name: str, suite: Path | str, out: Path, extra: list[str]) -> dict:
+    """`robust-glo benchmark SUITE --out OUT` in a fresh process (in the repository root, so that a suite name
+    such as "quick" is the README's command); its stage seconds from stages.json."""
     done = out / "arm.json"
     if done.is_file():
         print(f"{name}: finished earlier, read from {done}", flush=True)
@@ -109,7 +110,7 @@ def main() -> None:
     print(f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f} at the start", flush=True)
     arms = {
         "before": _run_arm("before", before_suite, out / "before", ["--backend", "local"]),
-        "after": _run_arm("after", after_suite if args.smoke else SUITE, out / "after", []),
+        "after": _run_arm("after", after_suite if args.smoke else "quick", out / "after", []),
     }
     print(f"{'stage':8s} {'before (s)':>11s} {'after (s)':>10s} {'before/after':>13s}")
     for stage in STAGES:
