@@ -62,10 +62,12 @@ def run_benchmark(
     variant: str | None = None,
     losses: tuple[str, ...] = (),
     progress: bool = True,
+    backend: str = "auto",
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark suite (a name under evaluations/, a TOML path, or a `Suite`) into
     the folder `out`: evolve -> train -> attack -> analyze -> report. `losses` adds arms to the suite
-    (any loss spec, including `my_losses.py:fn`).
+    (any loss spec, including `my_losses.py:fn`). `backend`: "auto" (one one-thread Ray task per core on
+    a multi-core CPU, else this process), "local" or "ray", as `robust-glo benchmark --backend`.
 
     >>> result = run_benchmark("quick", "runs/quick")
     >>> result.report   # runs/quick/report.html
@@ -76,7 +78,7 @@ def run_benchmark(
     loaded = suite if isinstance(suite, Suite) else load_suite(suite, variant=variant)
     if losses:
         loaded = loaded.with_losses(list(losses))
-    return _run(loaded, out, progress=progress)
+    return _run(loaded, out, progress=progress, backend=backend)
 
 
 def evaluate_model(
