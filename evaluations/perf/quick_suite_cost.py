@@ -11,10 +11,10 @@ Each arm is a fresh benchmark directory run by the `robust-glo benchmark` comman
 directory is the main job's real output (its report can be committed). Printed, from each arm's
 stages.json: wall seconds per stage, the whole, and the ratio before / after, measured in this one run.
 
-    .venv/bin/python evaluations/perf/quick_suite_cost.py                  # both arms, ~35 min on 2 cores
+    .venv/bin/python evaluations/perf/quick_suite_cost.py                  # both arms, ~45 min on 2 cores
     .venv/bin/python evaluations/perf/quick_suite_cost.py --smoke          # a tiny digits suite (tested)
 
-A finished arm is not run again (its stages.json is read), so an interrupted run resumes with the arm in
+A finished arm is not run again (its arm.json is read back), so an interrupted run resumes with the arm in
 flight; pass a fresh --out to measure again. Writes --out/quick_suite_cost.json.
 """
 

@@ -298,13 +298,13 @@ class Benchmark:
                 self.log(f"[evolve] reused the finished run in {self.evolve_dir(name)}")
 
     def _evolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """An [evolve] table's options; with the Ray backend, its candidates become Ray tasks on the same
-        cluster and task shape as the grid's pieces, unless the table chose a backend itself. The backend is
-        an execution option: a finished or half-done evolution resumes under either."""
+        """An [evolve] table's options, unless the table chose a backend itself: with the Ray backend, its
+        candidates become Ray tasks on the same cluster and task shape as the grid's pieces; with the local one
+        they stay in this process (on CUDA `auto` still picks the batched backend). The backend is an execution
+        option: a finished or half-done evolution resumes under either."""
         if "backend" in options:
             return options
         if self.backend != "ray":
-            # A local benchmark keeps its evolution in this process on the CPU (batched on CUDA, by `auto`).
             return options if resolve_device(self.suite.device).type == "cuda" else {**options, "backend": "local"}
         names = {"address": "ray_address"}  # the other ray_options keys are the evolution's own names
         given = {names.get(k, k): v for k, v in self.ray_options.items() if v is not None}

@@ -4,12 +4,12 @@ A backend takes jobs (a theta `(8,)` and the seed of its weights and batches) an
 `(job, Evaluation)` pairs as they finish, in any order; the engine records each one as it arrives.
 
 - `LocalBackend`: one after another in this process.
-- `auto` (the default) resolves to one of these by device and cores: see `resolve_backend`.
 - `RayBackend`: each job is a Ray task. `address` joins an existing cluster, otherwise a local one starts
   (`ray.init(num_cpus=..., include_dashboard=False)`). `gpus_per_task` reserves a (fractional) GPU share.
   A task whose worker dies is retried `max_retries` times, then recorded as `failed` while the run goes on;
   an exception raised by the evaluation itself is a bug or a bad setting, and stops the run.
 - `BatchedBackend`: the jobs that share a seed are trained together with torch.func (see `population`).
+- `auto` (the default) resolves to one of these by device and cores: see `resolve_backend`.
 """
 
 from __future__ import annotations
