@@ -166,3 +166,91 @@ def test_random_crop_flip_is_a_shifted_or_flipped_window():
     for i in range(2):
         windows = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
         assert any(torch.equal(out[i], w) or torch.equal(out[i], w.flip(-1)) for w in windows)
+
+
+# ------------------------------------------------------------------------ datasets by registration
+
+_FIELDS = dict(num_classes=2, image_shape=(1, 2, 2), mean=(0.5,), std=(0.5,), default_val_size=1, default_model="mlp")
+
+
+def test_a_registered_dataset_works_everywhere_by_name(tmp_path):
+    """One decorator beside the loader is the whole registration: load_dataset, configs and the CLI see it."""
+    from robust_glo.data import Raw, register_dataset
+    from robust_glo.data import registry as registry_module
+    from robust_glo.training import TrainConfig
+
+    seen = {}
+
+    @register_dataset(
+        "tiny-test-set",
+        num_classes=3,
+        image_shape=(1, 4, 4),
+        mean=(0.5,),
+        std=(0.25,),
+        default_val_size=2,
+        default_model="mlp",
+        n_train=12,
+        n_test=6,
+    )
+    def load_tiny(root, download):
+        seen["root"], seen["download"] = root, download
+        g = torch.Generator().manual_seed(0)
+        images = torch.rand(18, 1, 4, 4, generator=g)
+        labels = torch.arange(18) % 3
+        return Raw(images[:12], labels[:12], images[12:], labels[12:], source="generated")
+
+    try:
+        assert DATASETS["tiny-test-set"].num_classes == 3
+        s = load_dataset("tiny-test-set", root=tmp_path, download=False)
+        assert (len(s.train), len(s.val), len(s.test)) == (10, 2, 6)
+        assert s.source == "generated" and seen == {"root": tmp_path, "download": False}
+        assert TrainConfig(dataset="tiny-test-set").resolved().model == "mlp"
+        with pytest.raises(ValueError, match="already registered"):
+            register_dataset("tiny-test-set", **_FIELDS)(load_tiny)
+    finally:
+        registry_module.unregister_dataset("tiny-test-set")
+    assert "tiny-test-set" not in DATASETS
+
+
+def test_a_loader_returning_a_plain_tuple_records_the_registered_source(tmp_path):
+    from robust_glo.data import register_dataset
+    from robust_glo.data import registry as registry_module
+
+    @register_dataset("plain-test-set", **_FIELDS, source="mine")
+    def load_plain(root, download):
+        x = torch.zeros(6, 1, 2, 2)
+        y = torch.tensor([0, 1, 0, 1, 0, 1])
+        return x, y, x[:2], y[:2]
+
+    try:
+        s = load_dataset("plain-test-set", root=tmp_path)
+        assert s.source == "mine" and (len(s.train), len(s.val), len(s.test)) == (5, 1, 2)
+    finally:
+        registry_module.unregister_dataset("plain-test-set")
+
+
+def test_a_loader_returning_the_wrong_shapes_is_named(tmp_path):
+    from robust_glo.data import register_dataset
+    from robust_glo.data import registry as registry_module
+
+    @register_dataset("bad-test-set", **_FIELDS)
+    def load_bad(root, download):
+        x = torch.zeros(6, 1, 3, 3)  # not the registered (1, 2, 2)
+        y = torch.zeros(6, dtype=torch.int64)
+        return x, y, x, y
+
+    try:
+        with pytest.raises(DatasetError, match=r"dataset 'bad-test-set'.*\(1, 3, 3\).*\(1, 2, 2\)"):
+            load_dataset("bad-test-set", root=tmp_path)
+    finally:
+        registry_module.unregister_dataset("bad-test-set")
+
+
+def test_every_builtin_dataset_is_registered_beside_its_loader():
+    from robust_glo.data import registry as registry_module
+    from robust_glo.data import sources
+
+    assert list(DATASETS) == ["fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "digits"]
+    for name in DATASETS:
+        loader = registry_module.dataset_loader(name)
+        assert loader.__module__ == sources.__name__, name

@@ -1,8 +1,17 @@
-"""Dataset names and their fixed facts (docs/data.md)."""
+"""Datasets by registration: `@register_dataset(name, ...)` on a loader records its facts (docs/data.md).
+
+The built-in datasets are registered beside their loaders in `sources.py`; a new one is one decorated
+function anywhere that is imported before use (docs/extending.md#add-a-dataset).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
 
 
 @dataclass(frozen=True)
@@ -16,20 +25,111 @@ class DatasetInfo:
     std: tuple[float, ...]
     default_val_size: int  # carved from the training set with a fixed seed
     default_model: str
-    augment: bool  # random crop + flip by default (the 32x32 sets)
+    augment: bool = False  # random crop + flip by default (the 32x32 sets)
+    # Images in the published training and test splits (None: known only once loaded). Sizes asked of a
+    # split (val_size, test_size, [attack] n) are checked against them when a configuration is validated.
+    n_train: int | None = None
+    n_test: int | None = None
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "fashion-mnist": DatasetInfo("fashion-mnist", 10, (1, 28, 28), (0.2860,), (0.3530,), 5000, "small-cnn", False),
-    "mnist": DatasetInfo("mnist", 10, (1, 28, 28), (0.1307,), (0.3081,), 5000, "small-cnn", False),
-    "cifar10": DatasetInfo(
-        "cifar10", 10, (3, 32, 32), (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 5000, "allcnn-c", True
-    ),
-    "cifar100": DatasetInfo(
-        "cifar100", 100, (3, 32, 32), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), 5000, "resnet20", True
-    ),
-    "svhn": DatasetInfo(
-        "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), 5000, "resnet20", True
-    ),
-    "digits": DatasetInfo("digits", 10, (1, 8, 8), (0.3050,), (0.3764,), 180, "digits-cnn", False),
-}
+class Raw(NamedTuple):
+    """What a loader returns: images float32 `(N, C, H, W)` in [0, 1], labels int64 `(N,)`, and optionally
+    where the files came from (`data_source` in environment.json; default: the registered `source`)."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str | None = None
+
+
+Loader = Callable[[Path, bool], "Raw | tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]"]
+
+DATASETS: dict[str, DatasetInfo] = {}
+_LOADERS: dict[str, tuple[Loader, str]] = {}
+
+
+def register_dataset(
+    name: str,
+    *,
+    num_classes: int,
+    image_shape: tuple[int, int, int],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    default_val_size: int,
+    default_model: str,
+    augment: bool = False,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    source: str = "torchvision",
+) -> Callable[[Loader], Loader]:
+    """Register `loader(root: Path, download: bool)` as dataset `name`, with its facts (`DatasetInfo`).
+
+    The loader returns `(train_images, train_labels, test_images, test_labels)` (or a `Raw`, whose
+    `source` overrides the registered `source`, the text recorded as `data_source`).
+    """
+    info = DatasetInfo(
+        name=name,
+        num_classes=int(num_classes),
+        image_shape=tuple(int(d) for d in image_shape),  # type: ignore[arg-type]
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        default_val_size=int(default_val_size),
+        default_model=default_model,
+        augment=bool(augment),
+        n_train=n_train,
+        n_test=n_test,
+    )
+    if len(info.image_shape) != 3 or not (len(info.mean) == len(info.std) == info.image_shape[0]):
+        raise ValueError(f"dataset {name!r}: image_shape must be (C, H, W) with C values each in mean and std")
+
+    def decorator(loader: Loader) -> Loader:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        DATASETS[name] = info
+        _LOADERS[name] = (loader, source)
+        return loader
+
+    return decorator
+
+
+def unregister_dataset(name: str) -> None:
+    """Remove a registered dataset (for tests and notebooks that register a temporary one)."""
+    DATASETS.pop(name, None)
+    _LOADERS.pop(name, None)
+
+
+def dataset_loader(name: str) -> Loader:
+    """The registered loader of dataset `name` (KeyError when there is none)."""
+    return _LOADERS[name][0]
+
+
+def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
+    """Call the registered loader; return its four tensors and where they came from, checked against the
+    registered facts (a one-line `DatasetError` naming the dataset when they disagree)."""
+    from robust_glo.errors import DatasetError
+
+    loader, default_source = _LOADERS[name]
+    out = loader(root, download)
+    if not isinstance(out, tuple) or len(out) not in (4, 5):
+        raise DatasetError(
+            f"dataset {name!r}: its loader must return (train_images, train_labels, test_images, test_labels), "
+            f"got {type(out).__name__}"
+        )
+    raw = Raw(*out)
+    info = DATASETS[name]
+    for part, images, labels in (
+        ("train", raw.train_images, raw.train_labels),
+        ("test", raw.test_images, raw.test_labels),
+    ):
+        shape = tuple(images.shape[1:])
+        if images.dim() != 4 or shape != info.image_shape:
+            raise DatasetError(
+                f"dataset {name!r}: the loader's {part} images have shape {shape}, registered {info.image_shape}"
+            )
+        if labels.dim() != 1 or len(labels) != len(images):
+            raise DatasetError(
+                f"dataset {name!r}: the loader's {part} labels have shape {tuple(labels.shape)}; "
+                f"need ({len(images)},), one per image"
+            )
+    return raw, raw.source or default_source

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from robust_glo.data import sources
-from robust_glo.data.registry import DATASETS, DatasetInfo
+from robust_glo.data.registry import DATASETS, DatasetInfo, Raw, load_raw
 from robust_glo.errors import DatasetError
 
 
@@ -39,31 +39,13 @@ class DatasetSplits:
     source: str  # where the files came from
 
 
-_CACHE: dict[tuple, tuple[sources.Raw, str]] = {}
+_CACHE: dict[tuple, tuple[Raw, str]] = {}
 
 
-def _load_raw(name: str, root: Path, download: bool) -> tuple[sources.Raw, str]:
+def _load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
     key = (name, str(root))
     if key not in _CACHE:
-        if name == "fashion-mnist":
-            raw = sources.load_fashion_mnist(root, download)
-            where = next(
-                (str(d) for d in sources.fashion_mnist_search_path(root) if sources._idx_dir_raw(d) is not None),
-                "torchvision",
-            )
-        elif name == "mnist":
-            raw, where = sources.load_mnist(root, download), "torchvision"
-        elif name in ("cifar10", "cifar100"):
-            raw, where = sources.load_cifar(name, root, download), "torchvision"
-        elif name == "svhn":
-            raw, where = sources.load_svhn(root, download), "torchvision"
-        elif name == "digits":
-            raw, where = sources.load_digits_raw(), "scikit-learn"
-        else:  # a name registered in DATASETS without a loader here
-            raise DatasetError(
-                f"dataset {name!r} has no loader; known: fashion-mnist, mnist, cifar10, cifar100, svhn, digits"
-            )
-        _CACHE[key] = (raw, where)
+        _CACHE[key] = load_raw(name, root, download)
     return _CACHE[key]
 
 
@@ -89,7 +71,7 @@ def load_dataset(
         raise DatasetError(f"train_fraction must lie in (0, 1], got {train_fraction}")
     info = DATASETS[name]
     root = Path(root) if root is not None else sources.default_root()
-    (x_train, y_train, x_test, y_test), where = _load_raw(name, root, download)
+    (x_train, y_train, x_test, y_test, _), where = _load_raw(name, root, download)
     val_size = info.default_val_size if val_size is None else int(val_size)
     if not 0 <= val_size < len(y_train):
         raise DatasetError(f"val_size must lie in [0, {len(y_train) - 1}] for {name}, got {val_size}")
