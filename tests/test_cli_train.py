@@ -75,3 +75,12 @@ def test_module_entry_point_subprocess():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nope:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_test_size_beyond_the_split_is_one_line_exit_2_before_training(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["train", "--dataset", "digits", "--steps", "5", "--test-size", "5000", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "test_size 5000" in err and "360" in err
+    assert not (out / "metrics.json").exists()

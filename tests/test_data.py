@@ -254,3 +254,54 @@ def test_every_builtin_dataset_is_registered_beside_its_loader():
     for name in DATASETS:
         loader = registry_module.dataset_loader(name)
         assert loader.__module__ == sources.__name__, name
+
+
+# ------------------------------------------------------------------------------- sizes against the data
+
+
+def test_a_test_size_larger_than_the_test_split_is_refused_naming_its_size():
+    with pytest.raises(DatasetError, match=r"^test_size 5000 is more than the 360 images in the test split of digits"):
+        load_dataset("digits", test_size=5000)
+    assert len(load_dataset("digits", test_size=360).test) == 360  # exactly the whole split is fine
+
+
+def test_sizes_are_checked_against_the_loaded_files_too(tmp_path):
+    _fake_mnist_dir(tmp_path / "MNIST" / "raw", n_train=30, n_test=12)
+    with pytest.raises(DatasetError, match="test_size 100 is more than the 12 images in the test split of mnist"):
+        load_dataset("mnist", root=tmp_path, val_size=5, test_size=100, download=False)
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        (
+            {"test_size": 5000},
+            "test_size 5000 is more than the 360 images in the test split of digits; give at most 360",
+        ),
+        ({"val_size": 5000}, "val_size 5000 leaves no training images: the training split of digits has 1437"),
+    ],
+)
+def test_sizes_are_refused_when_a_config_is_validated_before_any_data_or_training(tmp_path, options, expected):
+    import robust_glo
+    from robust_glo.errors import RobustGloError
+    from robust_glo.evolution import EvolveConfig
+    from robust_glo.training import TrainConfig
+
+    with pytest.raises(RobustGloError) as info:
+        TrainConfig.from_dict({"dataset": "digits", **options}).resolved()
+    assert expected in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(RobustGloError, match=expected.split(";")[0]):
+        robust_glo.train("ce", dataset="digits", steps=5, out=tmp_path / "run", **options)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    if "val_size" in options:
+        with pytest.raises(RobustGloError, match=expected.split(";")[0]):
+            EvolveConfig.create(dataset="digits", out=str(tmp_path / "evo"), **options)
+
+
+def test_a_comparison_refuses_a_test_size_the_dataset_does_not_have():
+    from robust_glo.comparison import CompareConfig
+    from robust_glo.errors import RobustGloError
+
+    with pytest.raises(RobustGloError, match="test_size 361 is more than the 360 images in the test split of digits"):
+        CompareConfig(dataset="digits", test_size=361).validated()
+    assert CompareConfig(dataset="digits", test_size=360).validated().test_size == 360

@@ -197,3 +197,18 @@ def test_l2_attacks_need_radii_in_a_suite(tmp_path):
         load_suite(path)
     path.write_text(text.replace("[attack]", "[attack]\neps_l2 = [0.5, 1.0]"))
     assert load_suite(path).eps_l2 == [0.5, 1.0]
+
+
+def test_attacked_images_beyond_the_test_split_are_refused_at_check(tmp_path, capsys):
+    text = GOOD.replace("eps = [0, 0.1]", "eps = [0, 0.1]\nn = 5000")
+    with pytest.raises(ConfigError) as info:
+        load_suite(_write(tmp_path, text))
+    message = str(info.value)
+    assert "[attack]: n 5000 is more than the 360 images in the test split of digits; give at most 360" in message
+    assert "\n" not in message
+    assert main(["benchmark", str(tmp_path / "s.toml"), "--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "360" in err
+    bigger_val = GOOD.replace("steps = 20", "steps = 20\nval_size = 2000")
+    with pytest.raises(ConfigError, match=r"\[train\]: val_size 2000 leaves no training images"):
+        load_suite(_write(tmp_path, bigger_val, "v.toml"))

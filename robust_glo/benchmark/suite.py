@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robust_glo.data.registry import DATASETS
+from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
 from robust_glo.robustness.statistics import check_correction
@@ -321,6 +321,10 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
     attacks, eps, eps_l2, n_eval, batch_size, attack_seed, tolerance, zero_grad = _parse_attack(
         data["attack"], where.sub("attack")
     )
+    try:
+        check_split_sizes(dataset, test_size=n_eval, test_key="n")
+    except RobustGloError as exc:
+        raise ConfigError(f"{where.sub('attack')}: {exc}") from None
     analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
     baseline, alpha, title, stats_options = _parse_report(data.get("report", {}), where.sub("report"), losses)
 

@@ -61,6 +61,9 @@ class CompareConfig:
                 raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
+        from robust_glo.data.registry import check_split_sizes
+
+        check_split_sizes(self.dataset, test_size=self.test_size)  # before any training
         if self.eval_batch_size < 1:
             raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         return dataclasses.replace(

@@ -104,6 +104,42 @@ def dataset_loader(name: str) -> Loader:
     return _LOADERS[name][0]
 
 
+def check_split_sizes(
+    name: str,
+    *,
+    val_size: int | None = None,
+    test_size: int | None = None,
+    val_key: str = "val_size",
+    test_key: str = "test_size",
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> None:
+    """Refuse sizes that the dataset's splits cannot give, with a one-line `DatasetError` naming the split's
+    size: a `val_size` that leaves no training images, a `test_size` beyond the test split.
+
+    The split sizes are the registered ones (`DatasetInfo.n_train`, `n_test`) unless given (those of the
+    files actually loaded); a size that is not known is not checked. `val_key` / `test_key` are the
+    names the user gave the sizes (`n` in a suite's [attack] table).
+    """
+    from robust_glo.errors import DatasetError
+
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    info = DATASETS[name]
+    n_train = info.n_train if n_train is None else n_train
+    n_test = info.n_test if n_test is None else n_test
+    if val_size is not None and n_train is not None and val_size >= n_train:
+        raise DatasetError(
+            f"{val_key} {val_size} leaves no training images: the training split of {name} has {n_train}; "
+            f"give at most {n_train - 1}"
+        )
+    if test_size is not None and n_test is not None and test_size > n_test:
+        raise DatasetError(
+            f"{test_key} {test_size} is more than the {n_test} images in the test split of {name}; give at most "
+            f"{n_test}, or leave it unset for the whole split"
+        )
+
+
 def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
     """Call the registered loader; return its four tensors and where they came from, checked against the
     registered facts (a one-line `DatasetError` naming the dataset when they disagree)."""

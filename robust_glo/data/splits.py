@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from robust_glo.data import sources
-from robust_glo.data.registry import DATASETS, DatasetInfo, Raw, load_raw
+from robust_glo.data.registry import DATASETS, DatasetInfo, Raw, check_split_sizes, load_raw
 from robust_glo.errors import DatasetError
 
 
@@ -63,7 +63,8 @@ def load_dataset(
 
     The validation set is carved from the shuffled training set with `split_seed` (default sizes are the
     paper's, e.g. 55k/5k for MNIST). `train_fraction` keeps that share of the remaining training set
-    (reduced-data experiments); `test_size` keeps a fixed subset of the test set.
+    (reduced-data experiments); `test_size` keeps a fixed subset of the test set. A `val_size` that leaves
+    no training images, or a `test_size` beyond the test split, is a one-line `DatasetError`.
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
@@ -77,6 +78,7 @@ def load_dataset(
         raise DatasetError(f"val_size must lie in [0, {len(y_train) - 1}] for {name}, got {val_size}")
     if test_size is not None and test_size <= 0:
         raise DatasetError(f"test_size must be positive, got {test_size}")
+    check_split_sizes(name, test_size=test_size, n_train=len(y_train), n_test=len(y_test))
     order = torch.randperm(len(y_train), generator=torch.Generator().manual_seed(split_seed))
     val_idx, train_idx = order[:val_size], order[val_size:]
     n_train = max(1, int(round(train_fraction * len(train_idx))))

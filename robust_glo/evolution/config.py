@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robust_glo.data.registry import DATASETS
+from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
 from robust_glo.utils.parsing import check_field_types, parse_number
@@ -233,6 +233,7 @@ class EvolveConfig:
             raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         parse_fitness(self.fitness)
         self.recipe.validate()
+        check_split_sizes(self.dataset, val_size=self.recipe.val_size)
         if not (math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0):
             raise ConfigError(f"cpus-per-task must be > 0, got {self.cpus_per_task}")
         if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):

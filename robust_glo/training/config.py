@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from robust_glo.data.registry import DATASETS
+from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import SCHEDULES, Recipe, split_recipe
 from robust_glo.utils.parsing import check_field_types
@@ -106,7 +106,12 @@ class TrainConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if self.test_size is not None and self.test_size < 1:
+            raise ConfigError(
+                f"test_size must be >= 1 (test images; unset: the whole test split), got {self.test_size}"
+            )
         self.recipe.validate()
+        check_split_sizes(self.dataset, val_size=self.recipe.val_size, test_size=self.test_size)
         return self
 
     def resolved(self) -> TrainConfig:
