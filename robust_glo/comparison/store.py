@@ -122,15 +122,19 @@ def evaluate_and_store(
 
 def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
     """Placeholder rows (accuracy NaN) for a run that diverged: statistics skip them, tables show them."""
-    from robust_glo.robustness import parse_attack
+    from robust_glo.robustness.attacks import ThreatModel, parse_attack
 
+    # The rows an evaluation would have written: each attack where it runs (min_eps), and a worst case only
+    # at the budgets where an attack of its threat model runs.
+    specs = {a: parse_attack(a) for a in config.attacks}
+    budgets = {ThreatModel.LINF: config.eps, ThreatModel.L2: config.eps_l2}
     rows = [{"attack": "clean", "eps": 0.0, "norm": "Linf"}]
-    for a in config.attacks:
-        l2 = parse_attack(a).norm == "l2"
-        rows += [{"attack": a, "eps": e, "norm": "L2" if l2 else "Linf"} for e in (config.eps_l2 if l2 else config.eps)]
-    rows += [{"attack": "worst", "eps": e, "norm": "Linf"} for e in config.eps]
-    if any(parse_attack(a).norm == "l2" for a in config.attacks):
-        rows += [{"attack": "worst:l2", "eps": e, "norm": "L2"} for e in config.eps_l2]
+    for a, spec in specs.items():
+        rows += [{"attack": a, "eps": e, "norm": spec.threat.display} for e in budgets[spec.threat] if spec.runs_at(e)]
+    for threat in ThreatModel:
+        same = [s for s in specs.values() if s.threat is threat]
+        ran = [e for e in budgets[threat] if any(s.runs_at(e) for s in same)]
+        rows += [{"attack": threat.worst_label, "eps": e, "norm": threat.display} for e in ran]
     frame = pd.DataFrame(rows)
     for column in RESULT_COLUMNS:
         if column not in frame:

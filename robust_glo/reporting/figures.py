@@ -16,6 +16,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from robust_glo.reporting.tables import WORST, attack_order, evolution_generations, fmt_eps
+from robust_glo.robustness.attacks import ThreatModel, spec_of_label
 
 _RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9}
 DPI = 110
@@ -74,7 +75,8 @@ def robust_accuracy_figure(
                 )
             title = "worst case over attacks (per sample)" if attack == WORST else attack
             ax.set_title(title)
-            l2 = attack == "worst:l2" or ":norm=l2" in attack
+            spec = spec_of_label(attack)
+            l2 = attack == ThreatModel.L2.worst_label or (spec is not None and spec.threat is ThreatModel.L2)
             ax.set_xlabel("L2 radius ε" if l2 else "ε (L∞ perturbation budget)")
             ax.set_ylabel("accuracy (%)")
         shown = summary[summary["attack"].isin(attacks)]

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from robust_glo.robustness.attacks import RESERVED_LABELS, WORST, WORST_L2, ThreatModel, spec_of_label
+
 DEFAULT_TOLERANCE = 0.01  # accuracy points allowed for noise in the attack-vs-attack comparisons
-DEFAULT_ZERO_GRAD_THRESHOLD = 0.05  # share of correctly classified inputs with an all-zero gradient
+# Share of correctly classified inputs with an all-zero gradient (and, separately, with a nonfinite one).
+DEFAULT_ZERO_GRAD_THRESHOLD = 0.05
 BUDGET_SLACK = 1e-5  # float32 rounding of x + eps
 
 EXPLANATIONS: dict[str, str] = {
@@ -52,6 +55,12 @@ EXPLANATIONS: dict[str, str] = {
         "attacks have nothing to follow there, so many zero gradients make robust accuracy look better "
         "than it is."
     ),
+    "nonfinite_gradients": (
+        "Share of correctly classified inputs whose cross-entropy input-gradient has a NaN or infinite entry. "
+        "A model whose head is a naive log(softmax(z)) gives NaN gradients once softmax underflows to 0; "
+        "sign(NaN) is 0, so FGSM moves nothing and accuracy under attack equals clean accuracy: the "
+        "numbers say nothing about robustness."
+    ),
     "perturbation_in_budget": (
         "Every adversarial input must stay within eps of the clean input (Linf) and inside [0, 1]."
     ),
@@ -62,17 +71,14 @@ STATUSES = ("pass", "fail", "not run")
 NOT_RUN = "not run"
 
 
-def _family(label: str) -> str:
-    return label.split(":", 1)[0]
-
-
 def _kind(label: str) -> str:
-    from robust_glo.robustness.attacks import get_attack_entry
+    spec = spec_of_label(label)
+    return spec.kind if spec is not None else "unknown"  # an attack from a newer registry: judged by nothing
 
-    try:
-        return get_attack_entry(_family(label)).kind
-    except Exception:  # an attack from a newer registry: judged by nothing
-        return "unknown"
+
+def _threat(label: str) -> ThreatModel | None:
+    spec = spec_of_label(label)
+    return spec.threat if spec is not None else None
 
 
 @dataclass(frozen=True)
@@ -81,17 +87,20 @@ class _View:
 
     acc: dict[tuple[str, float], float]  # (attack, eps) -> accuracy
     clean: float
-    attacks: list[str]  # without "clean" and "worst"
+    attacks: list[str]  # without "clean" and the worst-case rows
+    worst: list[str]  # the worst-case rows present ("worst", "worst:l2")
     eps_values: list[float]
     results: pd.DataFrame
 
     @classmethod
     def of(cls, results: pd.DataFrame) -> _View:
         acc = {(r.attack, float(r.eps)): float(r.accuracy) for r in results.itertuples()}
+        labels = list(dict.fromkeys(results["attack"]))
         return cls(
             acc,
             acc.get(("clean", 0.0), float("nan")),
-            [a for a in dict.fromkeys(results["attack"]) if a not in ("clean", "worst")],
+            [a for a in labels if a not in RESERVED_LABELS],
+            [a for a in (WORST, WORST_L2) if a in labels],
             sorted({float(e) for e in results["eps"]}),
             results,
         )
@@ -116,7 +125,7 @@ def _row(check: str, failures: list[str], why_not: str | None, value: float, thr
 
 
 def _eps0_equals_clean(v: _View) -> dict:
-    zero = [(a, v.acc[a, 0.0]) for a in v.attacks + ["worst"] if (a, 0.0) in v.acc]
+    zero = [(a, v.acc[a, 0.0]) for a in v.attacks + v.worst if (a, 0.0) in v.acc]
     fails = [f"{a} at eps=0: {x:.4f} != clean {v.clean:.4f}" for a, x in zero if x != v.clean]
     return _row(
         "eps0_equals_clean",
@@ -150,7 +159,7 @@ def _state_unchanged(state_changed: list[str] | None) -> dict:
 
 def _monotone_in_eps(v: _View, tolerance: float) -> dict:
     fails, rise = [], float("-inf")
-    for a in v.attacks + ["worst"]:
+    for a in v.attacks + v.worst:
         seq = [(e, v.acc[a, e]) for e in v.eps_values if (a, e) in v.acc]
         for (e0, v0), (e1, v1) in zip(seq, seq[1:]):
             rise = max(rise, v1 - v0)
@@ -166,14 +175,15 @@ def _monotone_in_eps(v: _View, tolerance: float) -> dict:
     )
 
 
-def _cascaded(label: str) -> bool:
-    return ":cascade=true" in label
-
-
 def _pgd_le_fgsm(v: _View, tolerance: float) -> dict:
-    # A cascaded PGD row is already the worst case of FGSM and PGD: nothing to compare.
-    pgds = [a for a in v.attacks if _family(a) == "pgd" and not _cascaded(a) and ":norm=l2" not in a]
-    fgsms = [a for a in v.attacks if _family(a) == "fgsm"]
+    specs = {a: spec_of_label(a) for a in v.attacks}
+    # A cascaded PGD row is already the worst case of FGSM and PGD: nothing to compare; FGSM is L-infinity.
+    pgds = [
+        a
+        for a, s in specs.items()
+        if s is not None and s.family == "pgd" and not s.cascade and s.threat is ThreatModel.LINF
+    ]
+    fgsms = [a for a, s in specs.items() if s is not None and s.family == "fgsm" and s.threat is ThreatModel.LINF]
     fails, gap, judged = [], float("-inf"), False
     for e in (e for e in v.eps_values if e > 0.0):
         for p in pgds:
@@ -214,16 +224,16 @@ def _gradient_free_not_better(v: _View, tolerance: float) -> dict:
     grads = [a for a in v.attacks if _kind(a) == "gradient"]
     fails, gap, judged = [], float("-inf"), False
     for e in (e for e in v.eps_values if e > 0.0):
-        best = [(v.acc[g, e], g) for g in grads if (g, e) in v.acc]
-        if not best:
-            continue
-        strongest, name = min(best)
         for a in free:
-            if (a, e) in v.acc:
-                judged = True
-                gap = max(gap, strongest - v.acc[a, e])
-                if v.acc[a, e] < strongest - tolerance:
-                    fails.append(f"{a} {v.acc[a, e]:.4f} < {name} {strongest:.4f} at eps={e:g}")
+            # Compared within a threat model only: an L2 radius and an L-infinity eps are different budgets.
+            best = [(v.acc[g, e], g) for g in grads if (g, e) in v.acc and _threat(g) is _threat(a)]
+            if not best or (a, e) not in v.acc:
+                continue
+            strongest, name = min(best)
+            judged = True
+            gap = max(gap, strongest - v.acc[a, e])
+            if v.acc[a, e] < strongest - tolerance:
+                fails.append(f"{a} {v.acc[a, e]:.4f} < {name} {strongest:.4f} at eps={e:g}")
     why = (
         None
         if judged
@@ -246,10 +256,28 @@ def _zero_gradients(share: float | None, threshold: float) -> dict:
     )
 
 
+def _nonfinite_gradients(share: float | None, threshold: float) -> dict:
+    if share is None:
+        return _row("nonfinite_gradients", [], "not measured by this evaluation", float("nan"), threshold)
+    ok = not math.isnan(share)
+    fails = (
+        [f"{share:.1%} of correctly classified inputs have a NaN or infinite CE gradient"]
+        if ok and share > threshold
+        else []
+    )
+    return _row(
+        "nonfinite_gradients",
+        fails,
+        None if ok else "no input was classified correctly",
+        share if ok else float("nan"),
+        threshold,
+    )
+
+
 def _perturbation_in_budget(v: _View) -> dict:
     fails, excess, judged = [], float("-inf"), False
     for r in v.results.itertuples():
-        if r.attack in ("clean", "worst") or (isinstance(r.max_perturbation, float) and math.isnan(r.max_perturbation)):
+        if r.attack in RESERVED_LABELS or (isinstance(r.max_perturbation, float) and math.isnan(r.max_perturbation)):
             continue
         judged = True
         excess = max(excess, r.max_perturbation - r.eps)
@@ -275,6 +303,7 @@ def check_reliability(
     clean_changed: int | None = None,
     state_changed: list[str] | None = None,
     free_breaks: dict[tuple[str, float], float] | None = None,
+    nonfinite_grad_share: float | None = None,
 ) -> pd.DataFrame:
     """Flags table (columns `FLAG_COLUMNS`, one row per check) for the results of ONE evaluation.
 
@@ -283,7 +312,9 @@ def check_reliability(
     CE input-gradient is all zero; `clean_changed` the number of inputs whose clean prediction changed
     between before and after the attacks; `state_changed` the state_dict entries the evaluation changed
     (None: not measured); `free_breaks` the share of inputs every gradient attack missed and a gradient-free
-    attack broke, per (attack, eps) (None: judged from the accuracies alone).
+    attack broke, per (attack, eps) (None: judged from the accuracies alone); `nonfinite_grad_share` the
+    share of correctly classified inputs whose CE input-gradient has a NaN or infinite entry, judged
+    against `zero_grad_threshold` (None: "not run").
     """
     v = _View.of(results)
     rows = [
@@ -296,6 +327,7 @@ def check_reliability(
         if free_breaks is None
         else _gradient_free_breaks(free_breaks, tolerance, any(_kind(a) == "gradient-free" for a in v.attacks)),
         _zero_gradients(zero_grad_share, zero_grad_threshold),
+        _nonfinite_gradients(nonfinite_grad_share, zero_grad_threshold),
         _perturbation_in_budget(v),
     ]
     return pd.DataFrame(rows, columns=FLAG_COLUMNS)

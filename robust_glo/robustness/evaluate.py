@@ -24,12 +24,11 @@ from torch import nn
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks import (
     NORM,
-    NORMS,
     RESERVED_LABELS,
-    WORST,
-    WORST_L2,
     AttackContext,
     AttackSpec,
+    ThreatModel,
+    autoattack_coverage,
     clean_gradient,
     resolve_attacks,
 )
@@ -56,8 +55,11 @@ class Evaluation:
     """Everything one evaluation measured.
 
     `results`: tidy rows (columns `RESULT_COLUMNS`): a "clean" row, one row per attack and eps, and a
-    per-sample "worst" row per eps. `flags`: the reliability checks (see `checks.py`).
+    per-sample worst-case row ("worst" for L-infinity, "worst:l2" for L2) per eps at which an attack of
+    that threat model ran. `flags`: the reliability checks (see `checks.py`).
     `robust[label][eps]`: per-sample bool `(N,)`, True where the model stayed correct.
+    `gradient_shares`: among the correctly classified inputs, the share whose CE input-gradient is all
+    zero ("zero") and the share with a NaN or infinite entry ("nonfinite"); NaN when none is correct.
     """
 
     results: pd.DataFrame
@@ -68,6 +70,7 @@ class Evaluation:
     n_classes: int
     seed: int
     attacks: list[AttackSpec] = field(default_factory=list)
+    gradient_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def reliable(self) -> bool:
@@ -211,12 +214,13 @@ class _Tally:
 
     def __init__(self, n: int, specs: list[AttackSpec], eps_list: list[float], seed: int, eps_l2: list[float] = ()):
         self.n, self.specs, self.seed = n, specs, seed
-        self.eps_by_norm = {"linf": list(eps_list), "l2": list(eps_l2)}
+        self.eps_by_norm = {ThreatModel.LINF: list(eps_list), ThreatModel.L2: list(eps_l2)}
         keys = [(s.label, e) for s in specs for e in self.eps_for(s)]
         self.clean_correct = torch.zeros(n, dtype=torch.bool)
         self.clean_after = torch.zeros(n, dtype=torch.bool)  # clean predictions again, after the attacks
         self.eps0_correct = torch.zeros(n, dtype=torch.bool)
-        self.zero_grad = torch.zeros(n, dtype=torch.bool)
+        self.zero_grad = torch.zeros(n, dtype=torch.bool)  # every entry of the CE input-gradient is 0
+        self.nonfinite_grad = torch.zeros(n, dtype=torch.bool)  # some entry is NaN or infinite
         self.robust = {s.label: {e: torch.zeros(n, dtype=torch.bool) for e in self.eps_for(s)} for s in specs}
         self.attacked = {k: torch.zeros(n, dtype=torch.bool) for k in keys}  # the inputs each attack ran on
         self.max_pert = dict.fromkeys(keys, 0.0)
@@ -242,7 +246,10 @@ class _Tally:
         self.clean_seconds += time.perf_counter() - t0
         stop = start + len(y)
         self.clean_correct[start:stop] = correct.cpu()
-        self.zero_grad[start:stop] = (grad.flatten(1).abs().amax(1) == 0).cpu()
+        flat = grad.flatten(1)
+        # Distinct: NaN == 0 is False, so a NaN gradient is nonfinite and never zero.
+        self.zero_grad[start:stop] = (flat == 0).all(1).cpu()
+        self.nonfinite_grad[start:stop] = (~torch.isfinite(flat)).any(1).cpu()
         if any(0.0 in budgets for budgets in self.eps_by_norm.values()):
             # eps = 0 is not attacked, but re-predicted through the no-grad path adversarial inputs take,
             # so that a nondeterministic model or pipeline shows up against clean accuracy.
@@ -290,7 +297,7 @@ class _Tally:
         if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
             bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
             self.out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
-        if spec.norm == "l2":
+        if spec.threat is ThreatModel.L2:
             moved = float((adv - xs).flatten(1).norm(dim=1).max()) if len(xs) else 0.0
         else:
             d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
@@ -298,28 +305,39 @@ class _Tally:
         self.max_pert[spec.label, e] = max(self.max_pert[spec.label, e], moved)
 
     def eps_for(self, spec: AttackSpec) -> list[float]:
-        """The budgets an attack runs at (> 0): its norm's list, from its min_eps on."""
-        return [e for e in self.eps_by_norm[spec.norm] if e > 0 and spec.runs_at(e)]
+        """The budgets an attack runs at (> 0): its threat model's list, from its min_eps on."""
+        return [e for e in self.eps_by_norm[spec.threat] if e > 0 and spec.runs_at(e)]
 
-    def same_norm(self, norm: str) -> list[AttackSpec]:
-        return [s for s in self.specs if s.norm == norm]
+    def same_norm(self, threat: ThreatModel | str) -> list[AttackSpec]:
+        threat = ThreatModel.parse(threat)
+        return [s for s in self.specs if s.threat is threat]
+
+    def ran_at(self, threat: ThreatModel, e: float) -> list[AttackSpec]:
+        """The attacks of `threat` that run at budget `e` (at e = 0: all of them, whose eps = 0 rows exist)."""
+        return [s for s in self.same_norm(threat) if s.runs_at(e)]
 
     def worst(self) -> dict[str, dict[float, torch.Tensor]]:
-        """Per-input AND over the attacks of each norm, per eps: {"worst": Linf, "worst:l2": L2 (when any
-        L2 attack ran)}; at eps = 0 the eps = 0 predictions."""
+        """Per-input AND over the attacks of each threat model, per eps: {"worst": Linf, "worst:l2": L2}.
+
+        A worst case exists at an eps > 0 only where at least one attack of that threat model ran there
+        (never a "worst case" over no attack, which would equal clean accuracy); at eps = 0 it is the
+        eps = 0 predictions, where 0 is among that threat model's budgets and it has an attack."""
         out: dict[str, dict[float, torch.Tensor]] = {}
-        for norm, name in (("linf", WORST), ("l2", WORST_L2)):
-            specs = self.same_norm(norm)
-            if norm == "l2" and not specs:
-                continue
-            out[name] = {}
-            for e in self.eps_by_norm[norm]:
-                held = self.eps0_correct.clone() if e == 0.0 else self.clean_correct.clone()
-                if e > 0.0:
-                    for spec in specs:
-                        if spec.runs_at(e):
-                            held &= self.robust[spec.label][e]
-                out[name][e] = held
+        for threat in ThreatModel:
+            by_eps: dict[float, torch.Tensor] = {}
+            for e in self.eps_by_norm[threat]:
+                ran = self.ran_at(threat, e)
+                if not ran:
+                    continue
+                if e == 0.0:
+                    by_eps[e] = self.eps0_correct.clone()
+                    continue
+                held = self.clean_correct.clone()
+                for spec in ran:
+                    held &= self.robust[spec.label][e]
+                by_eps[e] = held
+            if by_eps:
+                out[threat.worst_label] = by_eps
         return out
 
     def rows(self, worst: dict[str, dict[float, torch.Tensor]]) -> pd.DataFrame:
@@ -327,7 +345,7 @@ class _Tally:
         n, k = self.n, self.n_classes
         rows = [_row("clean", 0.0, n, int(self.clean_correct.sum()), self.clean_seconds, {})]
         for spec in self.specs:
-            if 0.0 in self.eps_by_norm[spec.norm]:
+            if 0.0 in self.eps_by_norm[spec.threat]:
                 rows.append(
                     _row(
                         spec.label,
@@ -355,11 +373,12 @@ class _Tally:
                         norm=spec.norm_name,
                     )
                 )
-        for name, by_eps in worst.items():
-            norm = "l2" if name == WORST_L2 else "linf"
-            over = [s.label for s in self.same_norm(norm)]
-            for e, held in by_eps.items():
-                rows.append(_row(name, e, n, int(held.sum()), 0.0, {"over": over}, norm=NORMS[norm]))
+        for threat in ThreatModel:
+            for e, held in worst.get(threat.worst_label, {}).items():
+                ran = self.ran_at(threat, e)
+                cover = autoattack_coverage(ran, e, threat, k)
+                params = {"over": [s.label for s in ran], "autoattack": cover.verified, "missing": list(cover.missing)}
+                rows.append(_row(threat.worst_label, e, n, int(held.sum()), 0.0, params, norm=threat.display))
         return pd.DataFrame(rows)
 
     def schedule(self, spec: AttackSpec, e: float) -> dict:
@@ -367,7 +386,7 @@ class _Tally:
         out: dict = {}
         if spec.cascade:
             before = self.specs[: self.specs.index(spec)]
-            out["cascade_after"] = [s.label for s in before if s.norm == spec.norm and s.runs_at(e)]
+            out["cascade_after"] = [s.label for s in before if s.threat is spec.threat and s.runs_at(e)]
         if spec.min_eps > 0:
             out["min_eps"] = spec.min_eps
         return out
@@ -378,7 +397,7 @@ class _Tally:
         out = {}
         for free in (s for s in self.specs if s.kind == "gradient-free"):
             for e in self.eps_for(free):
-                grads = [s for s in self.same_norm(free.norm) if s.kind in ("gradient", "ensemble") and s.runs_at(e)]
+                grads = [s for s in self.same_norm(free.threat) if s.kind in ("gradient", "ensemble") and s.runs_at(e)]
                 if not grads:
                     continue
                 survivors = self.clean_correct.clone()
@@ -389,8 +408,17 @@ class _Tally:
         return out
 
     def zero_grad_share(self) -> float:
-        correct = int(self.clean_correct.sum())
-        return float(self.zero_grad[self.clean_correct].float().mean()) if correct else float("nan")
+        return self.gradient_shares()["zero"]
+
+    def gradient_shares(self) -> dict[str, float]:
+        """Shares of the correctly classified inputs whose CE input-gradient is all zero ("zero") or has a
+        NaN or infinite entry ("nonfinite"); NaN when no input is classified correctly."""
+        if not bool(self.clean_correct.any()):
+            return {"zero": float("nan"), "nonfinite": float("nan")}
+        return {
+            "zero": float(self.zero_grad[self.clean_correct].float().mean()),
+            "nonfinite": float(self.nonfinite_grad[self.clean_correct].float().mean()),
+        }
 
 
 def _checked_arguments(
@@ -402,7 +430,7 @@ def _checked_arguments(
         raise ConfigError(f"{clash[0]!r} is a reserved row name, not an attack")
     eps_list = check_eps(eps)
     radii = check_eps(eps_l2, "l2")
-    l2 = [s.label for s in specs if s.norm == "l2"]
+    l2 = [s.label for s in specs if s.threat is ThreatModel.L2]
     if l2 and not any(r > 0 for r in radii):
         raise ConfigError(f"attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. 0.5,1.0")
     check_inputs(inputs, labels)
@@ -456,7 +484,7 @@ def _attack_batches(
                 xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
             ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs)
             for i, spec in enumerate(specs):
-                earlier = [s for s in specs[:i] if s.norm == spec.norm] if spec.cascade else []
+                earlier = [s for s in specs[:i] if s.threat is spec.threat] if spec.cascade else []
                 for e in tally.eps_for(spec):
                     if len(keep):
                         tally.attack(ctx, spec, e, b, xs, ys, start + keep.cpu(), earlier)
@@ -492,7 +520,9 @@ def run_evaluation(
 
     `eps` are the L-infinity budgets; `eps_l2` the L2 radii of the attacks given with `norm=l2`
     (`pgd:norm=l2`, `apgd-ce:norm=l2`, ..., `aa-reference:norm=l2`). Rows carry the norm; the per-input
-    worst case is `worst` over the L-infinity attacks and `worst:l2` over the L2 ones.
+    worst case is `worst` over the L-infinity attacks and `worst:l2` over the L2 ones, at the budgets where
+    at least one of them ran; its `params` record the attacks it is over (`over`) and whether they cover
+    the standard AutoAttack ensemble there (`autoattack`, `missing`: see `autoattack_coverage`).
 
     `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
     evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
@@ -505,26 +535,27 @@ def run_evaluation(
     tally = _Tally(len(labels), specs, eps_list, seed, radii)
     changed = _attack_batches(model, inputs, labels, tally, dev, batch_size, progress)
     worst = tally.worst()
-    for norm, name in (("linf", WORST), ("l2", WORST_L2)):
-        if name in worst:
-            same = {s.label: tally.robust[s.label] for s in tally.same_norm(norm)}
-            _assert_invariants(tally.clean_correct, same, worst[name])
+    for threat in ThreatModel:
+        if threat.worst_label in worst:
+            same = {s.label: tally.robust[s.label] for s in tally.same_norm(threat)}
+            _assert_invariants(tally.clean_correct, same, worst[threat.worst_label])
     results = tally.rows(worst)
     free_breaks = tally.gradient_free_breaks()
-    zero_grad_share = tally.zero_grad_share()
+    shares = tally.gradient_shares()
     robust = tally.robust
     for spec in specs:
-        if 0.0 in tally.eps_by_norm[spec.norm]:
+        if 0.0 in tally.eps_by_norm[spec.threat]:
             robust[spec.label][0.0] = tally.eps0_correct.clone()
     robust.update(worst)
     flags = check_reliability(
         results,
-        zero_grad_share,
+        shares["zero"],
         tolerance=tolerance,
         zero_grad_threshold=zero_grad_threshold,
         clean_changed=int((tally.clean_after != tally.clean_correct).sum()),
         state_changed=changed,
         free_breaks=free_breaks,
+        nonfinite_grad_share=shares["nonfinite"],
     )
     failed = flags.loc[flags["status"] == "fail", "check"].tolist()
     results["reliable"] = not failed
@@ -534,10 +565,11 @@ def run_evaluation(
         flags,
         tally.clean_correct,
         robust,
-        zero_grad_share,
+        shares["zero"],
         tally.n_classes,
         seed,
         specs,
+        shares,
     )
 
 
@@ -558,9 +590,10 @@ def evaluate_model(
 ) -> pd.DataFrame:
     """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
 
-    Columns: attack, eps, norm ("Linf"), n, correct, accuracy, max_perturbation, out_of_range, seconds,
-    params (JSON budget of what ran), reliable and flags (the failed reliability checks, ";"-joined).
-    Rows: "clean"; each attack at each eps; "worst" (per-sample worst case over the attacks) per eps.
+    Columns: attack, eps, norm ("Linf" or "L2"), n, correct, accuracy, max_perturbation, out_of_range,
+    seconds, params (JSON budget of what ran), reliable and flags (the failed reliability checks,
+    ";"-joined). Rows: "clean"; each attack at each eps it ran at; "worst" / "worst:l2" (per-sample worst
+    case over the attacks of that threat model that ran) per eps.
     `run_evaluation` takes the same arguments and also returns the checks table and per-sample outcomes.
     """
     return run_evaluation(

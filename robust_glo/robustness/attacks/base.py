@@ -1,0 +1,374 @@
+"""What every attack family shares: the runner's context, registry entries, typed specs and the registry.
+
+An attack spec is a string `name` or `name:key=value:key=value` (for example `pgd:steps=40:restarts=3`),
+or an `AttackSpec`. Specs are parsed once (`parse_attack`, `resolve_attacks`) into frozen `AttackSpec`
+values; code that reads stored results turns their `attack` labels back into specs with `spec_of_label`
+instead of matching strings.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from robust_glo.errors import ConfigError
+from robust_glo.robustness.threat import ThreatModel
+
+NORM = "Linf"  # the norm column of the rows that have no threat model of their own ("clean")
+
+# Reference AutoAttack (fra31/auto-attack, version="standard") budgets, the same for Linf and L2.
+AA_STEPS = 100
+AA_RESTARTS = 1
+AA_TARGETS = 9
+AA_RHO = 0.75
+SQUARE_QUERIES = 5000
+SQUARE_P_INIT = 0.8
+
+WORST, WORST_L2 = ThreatModel.LINF.worst_label, ThreatModel.L2.worst_label  # per-input worst-case rows
+RESERVED_LABELS = ("clean", WORST, WORST_L2)
+
+# Options every attack takes, which decide where it runs rather than how:
+# - cascade: run only on the inputs that every attack listed before it (at the same eps) left correct, as
+#   AutoAttack does; its row is then the per-input worst case of those attacks and itself.
+# - min_eps: run only at the budgets eps >= min_eps (the expensive attacks where the cheap ones leave few
+#   inputs standing).
+SCHEDULE_TYPES: dict[str, type] = {"cascade": bool, "min_eps": float}
+SCHEDULE_DEFAULTS: dict[str, Any] = {"cascade": False, "min_eps": 0.0}
+# The threat model: `norm=l2` attacks an L2 ball of radius eps (the budgets of a study's `eps_l2`), the
+# default `linf` an L-infinity ball.
+NORMS = {t.value: t.display for t in ThreatModel}
+BOTH_THREATS = (ThreatModel.LINF, ThreatModel.L2)
+_THREAT_WORDS = {ThreatModel.LINF: "L-infinity", ThreatModel.L2: "L2"}
+
+
+@dataclass
+class AttackContext:
+    """What a runner needs besides the batch.
+
+    `model` maps inputs `(B, C, H, W)` in [0, 1] to logits `(B, n_classes)` and is in eval mode;
+    `clean_grad` is grad_x of the summed CE at the clean inputs, `(B, C, H, W)`, for the batch given.
+    """
+
+    model: nn.Module
+    n_classes: int
+    device: torch.device
+    clean_grad: torch.Tensor | None = None
+    _grad_sign: torch.Tensor | None = field(default=None, repr=False)
+
+    def clean_grad_sign(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """sign(grad_x CE) at the clean inputs `(B, C, H, W)`, computed once per batch for every eps."""
+        if self._grad_sign is None:
+            grad = self.clean_grad if self.clean_grad is not None else clean_gradient(self.model, x, y)[1]
+            self._grad_sign = grad.sign()
+        return self._grad_sign
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted labels `(B,)` for inputs `(B, C, H, W)`."""
+        with torch.no_grad():
+            return self.model(x).argmax(1)
+
+
+Runner = Callable[[AttackContext, torch.Tensor, torch.Tensor, float, dict[str, Any], int], torch.Tensor]
+Budget = Callable[[dict[str, Any], float, int], dict[str, Any]]  # (params, eps, n_classes) -> record
+
+
+@dataclass(frozen=True)
+class AttackEntry:
+    """A registered attack family: defaults, parameter types, and the runner that crafts inputs.
+
+    `threats`: the threat models it takes (`norm=`); `validate(params)`, when given, sees the resolved
+    parameters (with the schedule options) of every spec and raises `ConfigError` for bad combinations.
+    """
+
+    name: str
+    summary: str
+    kind: str  # "gradient", "gradient-free" or "ensemble"
+    defaults: dict[str, Any]
+    types: dict[str, type]
+    min_classes: int
+    runner: Runner
+    budget: Budget
+    uses_clean_grad: bool = False  # the runner reads AttackContext.clean_grad (the clean pass's gradient)
+    threats: tuple[ThreatModel, ...] = BOTH_THREATS
+    validate: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An attack name with the parameters the user set (the rest take the entry's defaults)."""
+
+    name: str
+    params: tuple[tuple[str, Any], ...] = field(default=())
+
+    @classmethod
+    def create(cls, name: str, **params: Any) -> AttackSpec:
+        entry = get_attack_entry(name)
+        checked = {key: _coerce(entry, key, value) for key, value in params.items()}
+        spec = cls(name, tuple(sorted(checked.items())))
+        _validate(entry, {**spec.resolved(), **{k: v for k, v in spec.params if k in SCHEDULE_TYPES}})
+        return spec
+
+    @property
+    def entry(self) -> AttackEntry:
+        return get_attack_entry(self.name)
+
+    @property
+    def family(self) -> str:
+        """The registered name of the attack family ("pgd", "apgd-t", "aa-reference", ...)."""
+        return self.name
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def label(self) -> str:
+        """The canonical spec string, used as the `attack` column of results."""
+        return ":".join([self.name] + [f"{k}={_format(v)}" for k, v in self.params])
+
+    def resolved(self) -> dict[str, Any]:
+        """The attack's own parameters (defaults filled in) and its norm, without the schedule options."""
+        return {**self.entry.defaults, "norm": "linf", **{k: v for k, v in self.params if k not in SCHEDULE_TYPES}}
+
+    @property
+    def threat(self) -> ThreatModel:
+        return ThreatModel(dict(self.params).get("norm", "linf"))
+
+    @property
+    def norm(self) -> str:
+        """ "linf" or "l2" (the value of `threat`)."""
+        return self.threat.value
+
+    @property
+    def norm_name(self) -> str:
+        """ "Linf" or "L2", as results record it."""
+        return self.threat.display
+
+    @property
+    def cascade(self) -> bool:
+        return bool(dict(self.params).get("cascade", False))
+
+    @property
+    def min_eps(self) -> float:
+        return float(dict(self.params).get("min_eps", 0.0))
+
+    @property
+    def steps(self) -> int | None:
+        """Iterations per restart, where the family has them (None otherwise)."""
+        return self.resolved().get("steps")
+
+    @property
+    def restarts(self) -> int | None:
+        return self.resolved().get("restarts")
+
+    @property
+    def targets(self) -> int | None:
+        """Target classes as given (the run uses at most n_classes - 1), where the family is targeted."""
+        return self.resolved().get("targets")
+
+    @property
+    def n_queries(self) -> int | None:
+        """Model queries, where the family is query-based (Square)."""
+        return self.resolved().get("n_queries")
+
+    def runs_at(self, eps: float) -> bool:
+        """Whether the attack runs at budget `eps` (> 0); eps = 0 rows exist for every attack."""
+        return eps == 0.0 or eps >= self.min_eps
+
+    def budget(self, eps: float, n_classes: int) -> dict[str, Any]:
+        """Everything that was run at `eps`, as recorded in the `params` column."""
+        return self.entry.budget(self.resolved(), eps, n_classes)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_ATTACKS: dict[str, AttackEntry] = {}
+
+
+def register_attack(entry: AttackEntry | None = None, /, **fields: Any) -> AttackEntry:
+    """Register an attack family: `register_attack(name=..., summary=..., kind=..., defaults=...,
+    types=..., min_classes=..., runner=..., budget=...)` (the `AttackEntry` fields as keywords; `kind`
+    "gradient", `defaults`/`types` empty and `min_classes` 2 unless given), or `register_attack(entry)`."""
+    if entry is None:
+        fields = {"kind": "gradient", "defaults": {}, "types": {}, "min_classes": 2, **fields}
+        try:
+            entry = AttackEntry(**fields)
+        except TypeError as err:
+            raise TypeError(f"register_attack: {err}") from None
+    elif fields:
+        raise TypeError("register_attack takes an AttackEntry or keywords, not both")
+    if entry.name in _ATTACKS or entry.name in RESERVED_LABELS:
+        raise ValueError(f"attack {entry.name!r} is already registered")
+    _ATTACKS[entry.name] = entry
+    return entry
+
+
+def list_attacks() -> dict[str, str]:
+    """Attack name -> one-line summary."""
+    return {name: entry.summary for name, entry in _ATTACKS.items()}
+
+
+def get_attack_entry(name: str) -> AttackEntry:
+    if name not in _ATTACKS:
+        raise ConfigError(f"unknown attack {name!r}; valid: {', '.join(_ATTACKS)}")
+    return _ATTACKS[name]
+
+
+def parse_attack(spec: str | AttackSpec) -> AttackSpec:
+    """`"pgd:steps=40:restarts=3"` -> `AttackSpec("pgd", (("restarts", 3), ("steps", 40)))`."""
+    if isinstance(spec, AttackSpec):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise ConfigError(f"attack spec {spec!r} is empty; valid attacks: {', '.join(_ATTACKS)}")
+    name, *pairs = [part.strip() for part in spec.strip().split(":")]
+    entry = get_attack_entry(name)
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"attack spec {spec!r}: {pair!r} is not key=value; {name} takes {_param_help(entry)}")
+        params[key.strip()] = value.strip()
+    return AttackSpec.create(name, **params)
+
+
+def spec_of_label(label: object) -> AttackSpec | None:
+    """The `AttackSpec` behind a results-table `attack` label, or None for the rows that are no attack
+    ("clean", "worst", "worst:l2"), for a family this process has not registered, and for a label that no
+    longer parses (a parameter the family dropped): such a row is judged by nothing."""
+    if not isinstance(label, str) or label in RESERVED_LABELS:
+        return None
+    if label.split(":", 1)[0].strip() not in _ATTACKS:
+        return None
+    try:
+        return parse_attack(label)
+    except ConfigError:
+        return None
+
+
+def resolve_attacks(attacks: str | AttackSpec | list | tuple) -> list[AttackSpec]:
+    """A list of specs (or one comma-separated string) -> distinct `AttackSpec`s, in the order given."""
+    if isinstance(attacks, (str, AttackSpec)):
+        attacks = [a for a in str(attacks).split(",")] if isinstance(attacks, str) else [attacks]
+    specs = [parse_attack(a) for a in attacks]
+    if not specs:
+        raise ConfigError(f"no attack given; valid attacks: {', '.join(_ATTACKS)}")
+    labels = [s.label for s in specs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ConfigError(f"attack {duplicates[0]!r} is listed twice")
+    return specs
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _param_help(entry: AttackEntry) -> str:
+    if not entry.types:
+        return "no parameters"
+    return ", ".join(f"{k} ({t.__name__}, default {_format(entry.defaults[k])})" for k, t in entry.types.items())
+
+
+def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
+    types = {**entry.types, **SCHEDULE_TYPES, "norm": str}
+    if key not in types:
+        raise ConfigError(
+            f"attack {entry.name!r} has no parameter {key!r}; it takes {_param_help(entry)}, "
+            "cascade (bool), min_eps (float), norm (linf or l2)"
+        )
+    kind = types[key]
+    if kind is str:
+        text = str(value).strip().lower()
+        if text not in NORMS:
+            raise ConfigError(f"attack {entry.name!r}: norm={value} is not valid; valid: {', '.join(NORMS)}")
+        threat = ThreatModel(text)
+        if threat not in entry.threats:
+            only = " and ".join(_THREAT_WORDS[t] for t in entry.threats)
+            hint = "; use pgd:norm=l2 for an L2 attack" if threat is ThreatModel.L2 else ""
+            raise ConfigError(f"attack {entry.name!r} is {only} only{hint}")
+        return text
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                return value.lower() in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        out = float(value)
+        if not math.isfinite(out):
+            raise ValueError
+        return out
+    except (TypeError, ValueError):
+        raise ConfigError(f"attack {entry.name!r}: {key}={value} is not a valid {kind.__name__}") from None
+
+
+def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
+    high = 1.0 if params.get("norm", "linf") == "linf" else 100.0  # L2 radii go beyond 1
+    if not 0.0 <= params.get("min_eps", 0.0) <= high:
+        raise ConfigError(f"attack {entry.name!r}: min_eps must lie in [0, {high:g}], got {params['min_eps']}")
+    for key in ("steps", "restarts", "n_queries", "targets"):
+        if key in params and params[key] < 1:
+            raise ConfigError(f"attack {entry.name!r}: {key} must be >= 1, got {params[key]}")
+    if entry.validate is not None:
+        entry.validate(params)
+
+
+# ------------------------------------------------------------------------------------ runner helpers
+
+
+def _seeded(atk: Any, seed: int) -> Any:
+    # torchattacks' APGD/APGDT/FAB/Square reseed the global RNG from `seed` on every call; the caller
+    # runs inside torch.random.fork_rng, so this stays local to the evaluation.
+    atk.seed = seed
+    return atk
+
+
+def _checked(atk: Any, device: torch.device) -> Any:
+    """Pin torchattacks' hidden settings: no normalization of its own, eval mode, our device."""
+    atk.set_device(device)
+    if atk.normalization_used is not None or atk._normalization_applied is not None:
+        raise ConfigError(
+            f"torchattacks would normalize inputs for {atk.attack}; models must own their "
+            "normalization (docs/attacks.md)"
+        )
+    atk.set_model_training_mode(model_training=False, batchnorm_training=False, dropout_training=False)
+    return atk
+
+
+def _norm(params: dict) -> str:
+    """torchattacks' name of the threat model ("Linf" or "L2")."""
+    return ThreatModel(params.get("norm", "linf")).display
+
+
+def _targets(params: dict, n_classes: int) -> int:
+    return min(params["targets"], n_classes - 1)
+
+
+def clean_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, check: Callable[[torch.Tensor], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits `(B, K)` and grad_x of the summed cross-entropy `(B, C, H, W)` at clean inputs `x`.
+
+    Summed (not averaged) so that each sample's gradient does not depend on the batch size. `check`,
+    when given, sees the logits before the loss is computed (and may raise).
+    """
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        if check is not None:
+            check(logits)
+        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return logits.detach(), grad.detach()
