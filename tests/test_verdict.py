@@ -1,4 +1,5 @@
-"""The report's verdict, from hand-made statistics: what it claims follows the adjusted p-values only."""
+"""The report's verdict, from hand-made statistics: a claim counts only where the worst case at its budget
+is AutoAttack-verified and neither network failed a diagnostic there."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import math
 
 import pandas as pd
 
-from robust_glo.reporting.verdict import build_verdict
+from robust_glo.reporting.verdict import build_verdict, failed_diagnostics
+from robust_glo.robustness.attacks import autoattack_coverage
 
 NAN = math.nan
+AA = ["apgd-ce:cascade=true", "apgd-t:cascade=true", "fab-t:cascade=true", "square:cascade=true"]
 
 
 def _row(loss, attack, eps, mean, diff=NAN, significant=False, p_adj=NAN, unreliable=0):
@@ -27,55 +30,119 @@ def _row(loss, attack, eps, mean, diff=NAN, significant=False, p_adj=NAN, unreli
     }
 
 
-def _summary(rows):
-    return pd.DataFrame(rows)
+def _coverage(attacks, eps_values=(0.1,), norm="linf"):
+    return {(norm, e): autoattack_coverage(attacks, e, norm, 10) for e in eps_values}
 
 
-def _verdict(summary):
-    return build_verdict(summary, {}, "ce", dataset="fashion-mnist", budget="500 steps", correction="Holm")
+def _diag(loss, check, status, norm="Linf", eps=0.1, seed=0):
+    return {"loss": loss, "seed": seed, "check": check, "norm": norm, "eps": eps, "status": status, "value": 0.1}
 
 
-def test_a_significant_advantage_under_the_worst_case_is_the_answer():
-    rows = [_row("ce", "clean", 0.0, 0.88), _row("ls", "clean", 0.0, 0.87, -0.01, False, 0.4)]
-    for attack, diff in (("pgd", 0.05), ("square", 0.05), ("worst", 0.05)):
-        rows += [_row("ce", attack, 0.1, 0.2), _row("ls", attack, 0.1, 0.25, diff, True, 0.001)]
-    verdict = _verdict(_summary(rows))
-    assert "more robust than ce under the worst case of all attacks" in verdict.answer
-    assert "ls at ε = 0.1" in verdict.answer and "gradient masking" not in verdict.answer
-    assert "no evidence of a difference from ce (-1.0 points" in verdict.bullets[0]
-    assert "Gradient-masking signature" not in verdict.bullets[0]
-
-
-def test_an_advantage_that_vanishes_under_square_is_the_masking_signature():
-    rows = [_row("ce", "clean", 0.0, 0.88), _row("baikal", "clean", 0.0, 0.85, -0.03, True, 0.01)]
-    rows += [_row("ce", "pgd", 0.1, 0.11), _row("baikal", "pgd", 0.1, 0.23, 0.12, True, 0.001)]
-    rows += [_row("ce", "square", 0.1, 0.10), _row("baikal", "square", 0.1, 0.11, 0.01, False, 0.6)]
-    rows += [_row("ce", "worst", 0.1, 0.09), _row("baikal", "worst", 0.1, 0.10, 0.01, False, 0.7)]
-    verdict = _verdict(_summary(rows))
-    bullet = verdict.bullets[0]
-    assert "clean accuracy 85.0%, lower than ce (-3.0 points" in bullet
-    assert (
-        "Gradient-masking signature: at ε = 0.1 its advantage of +12.0 points under pgd vanishes to +1.0 "
-        "under square (by 11.0 points)"
-    ) in bullet
-    assert verdict.answer.startswith(
-        "On fashion-mnist, at this budget (500 steps): no evidence that any loss is more robust than ce"
+def _verdict(rows, coverage, diagnostics=None):
+    return build_verdict(
+        pd.DataFrame(rows),
+        {},
+        "ce",
+        dataset="fashion-mnist",
+        budget="500 steps",
+        correction="Holm",
+        coverage=coverage,
+        diagnostics=None if diagnostics is None else pd.DataFrame(diagnostics),
     )
 
 
-def test_without_strong_attacks_the_verdict_says_masking_is_not_ruled_out():
-    rows = [_row("ce", "clean", 0.0, 0.88), _row("ls", "clean", 0.0, 0.88, 0.0, False, 1.0)]
-    rows += [_row("ce", "pgd", 0.1, 0.1), _row("ls", "pgd", 0.1, 0.2, 0.1, True, 0.001, unreliable=1)]
-    verdict = _verdict(_summary(rows))
-    assert any("cannot be told apart from gradient masking" in b for b in verdict.bullets)
-    assert "no attack outside the cross-entropy-gradient family" in verdict.answer
-    assert "may be gradient masking" in verdict.answer
-    assert "⚠ 1 of its evaluations failed a reliability check" in verdict.bullets[0]
+def _advantage(loss="ls", diff=0.05):
+    rows = [_row("ce", "clean", 0.0, 0.88), _row(loss, "clean", 0.0, 0.87, -0.01, False, 0.4)]
+    rows += [_row("ce", "worst", 0.1, 0.2), _row(loss, "worst", 0.1, 0.2 + diff, diff, True, 0.001)]
+    return rows
 
 
-def test_less_robust_losses_are_named():
+def test_a_verified_significant_advantage_is_the_answer():
+    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"] + AA))
+    assert "more robust than ce under the AutoAttack-verified worst case" in verdict.answer
+    assert "ls at ε = 0.1" in verdict.answer and "not counted" not in verdict.answer
+    assert "AutoAttack-verified" in verdict.bullets[0]
+    assert "no evidence of a difference from ce (-1.0 points" in verdict.bullets[0]
+    assert verdict.claims["counted"].tolist() == [True]
+
+
+def test_a_claim_on_weaker_attacks_is_stated_but_not_counted():
+    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd", "apgd-ce:cascade=true", "square:n_queries=1000"]))
+    assert "no evidence that any loss is more robust" in verdict.answer
+    assert "1 further significant difference(s) are not counted" in verdict.answer
+    bullet = verdict.bullets[0]
+    assert "not verified against AutoAttack (worst case of: fgsm, pgd, apgd-ce:cascade=true" in bullet
+    assert "[not counted]" in bullet
+    assert (
+        "missing APGD-T (9 targets, 100 steps), FAB-T (9 targets, 100 steps), Square (5000 queries)"
+        in (verdict.bullets[-1])
+    )
+    assert verdict.claims["counted"].tolist() == [False]
+
+
+def test_coverage_is_decided_per_budget():
+    rows = _advantage()
+    rows += [_row("ce", "worst", 0.02, 0.7), _row("ls", "worst", 0.02, 0.8, 0.1, True, 0.001)]
+    coverage = {**_coverage(["fgsm"] + AA, (0.1,)), **_coverage(["fgsm"], (0.02,))}
+    verdict = _verdict(rows, coverage)
+    claims = verdict.claims.set_index("eps")
+    assert bool(claims.loc[0.1, "counted"]) and not bool(claims.loc[0.02, "counted"])
+    assert "ls at ε = 0.1" in verdict.answer and "ls at ε = 0.02" not in verdict.answer
+
+
+def test_a_failed_diagnostic_keeps_a_verified_claim_out_of_the_answer():
+    diagnostics = [_diag("ls", "transfer", "fail", seed=0), _diag("ls", "transfer", "pass", seed=1)]
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
+    assert "no evidence that any loss is more robust" in verdict.answer
+    assert "failed diagnostics: transfer (1 of 2 seeds)" in verdict.bullets[0]
+    assert verdict.claims.loc[0, "diagnostics_failed"] == "transfer (1 of 2 seeds)"
+
+
+def test_diagnostics_at_other_budgets_or_other_norms_do_not_count_here():
+    diagnostics = [
+        _diag("ls", "more_effort", "fail", eps=0.05),
+        _diag("ls", "transfer", "fail", norm="L2", eps=0.1),
+        _diag("ls", "targeted_vs_ce", "not run"),
+    ]
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
+    assert verdict.claims["counted"].tolist() == [True]
+    # ...but a budget-free one (gradients) and the norm-wide one (unbounded) count everywhere.
+    assert failed_diagnostics(pd.DataFrame([_diag("ls", "gradients", "fail", norm="", eps=NAN)]), "ls", "linf", 0.1)
+    unbounded = pd.DataFrame([_diag("ls", "unbounded", "fail", eps=0.3)])
+    assert failed_diagnostics(unbounded, "ls", "linf", 0.1) == ["unbounded (1 of 1 seed)"]
+    assert failed_diagnostics(unbounded, "ls", "l2", 0.1) == []
+
+
+def test_the_baselines_failed_diagnostic_also_blocks_the_claim():
+    diagnostics = [_diag("ce", "gradients", "fail", norm="", eps=NAN)]
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
+    assert not verdict.claims["counted"].any()
+    assert "ce failed diagnostics: gradients (1 of 1 seed)" in verdict.bullets[0]
+
+
+def test_less_robust_losses_are_named_and_a_budget_without_worst_row_has_no_claim():
     rows = [_row("ce", "clean", 0.0, 0.88), _row("poly", "clean", 0.0, 0.88, 0.0, False, 1.0)]
-    rows += [_row("ce", "apgd-dlr", 0.05, 0.4), _row("poly", "apgd-dlr", 0.05, 0.3, -0.1, True, 0.002)]
-    verdict = _verdict(_summary(rows))
+    rows += [_row("ce", "worst", 0.05, 0.4), _row("poly", "worst", 0.05, 0.3, -0.1, True, 0.002)]
+    # an attack row without a worst row (e.g. stored before the rule) is no claim
+    rows += [_row("ce", "pgd", 0.1, 0.2), _row("poly", "pgd", 0.1, 0.1, -0.1, True, 0.002)]
+    verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)))
     assert "no evidence that any loss is more robust" in verdict.answer
     assert "Less robust than ce: poly at ε = 0.05." in verdict.answer
+    assert verdict.claims["eps"].tolist() == [0.05]
+
+
+def test_l2_claims_need_an_l2_ensemble():
+    rows = [_row("ce", "clean", 0.0, 0.88), _row("ls", "clean", 0.0, 0.88, 0.0, False, 1.0)]
+    rows += [_row("ce", "worst:l2", 0.5, 0.3), _row("ls", "worst:l2", 0.5, 0.4, 0.1, True, 0.001)]
+    linf_only = _verdict(rows, _coverage(AA, (0.5,), "l2") | {})
+    assert not linf_only.claims["counted"].any()  # the L-infinity ensemble does not verify an L2 budget
+    l2 = _verdict(rows, _coverage([a + ":norm=l2" for a in AA], (0.5,), "l2"))
+    assert "ls at L2 radius 0.5" in l2.answer
+
+
+def test_a_p_value_at_its_floor_prints_as_a_bound():
+    rows = _advantage()
+    rows[-1]["p_at_floor"] = True
+    rows[-1]["p_adjusted"] = 0.0004
+    verdict = _verdict(rows, _coverage(["fgsm"] + AA))
+    assert "adjusted p ≤ 0.0004" in verdict.bullets[0]

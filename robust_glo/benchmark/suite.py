@@ -92,7 +92,7 @@ TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those th
 # TrainConfig fields the suite sets elsewhere: [suite] (dataset, model, device, data_root), the seeds, and
 # [attack].n (the test images attacked; training accuracy is measured on the whole test split).
 TRAIN_OWNED = ("loss", "dataset", "model", "seed", "data_root", "device", "extra", "test_size")
-ATTACK_KEYS = ("attacks", "eps", "eps_l2", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold")
+ATTACK_KEYS = ("attacks", "eps", "eps_l2", "n", "batch_size", "seed", "tolerance", "zero_grad_threshold", "diagnostics")
 ANALYZE_KEYS = ("classes", "extra_losses", "enabled")
 REPORT_KEYS = ("baseline", "alpha", "title", "correction", "bootstrap", "bootstrap_seed")
 EVOLVE_OWNED = ("dataset", "model", "out", "data_root", "device", "resume")
@@ -120,6 +120,8 @@ class Suite:
     attack_tolerance: float | None = None  # None: the robustness harness's defaults
     zero_grad_threshold: float | None = None
     eps_l2: list[float] = field(default_factory=list)  # L2 radii of the attacks given with norm=l2
+    # [attack.diagnostics]: robust_glo.robustness.diagnostics.DiagnosticSettings fields (defaults elsewhere)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
     # Evolution config keys by evolution name ("" for a plain [evolve] table); empty: no evolution.
     evolutions: dict[str, dict[str, Any]] = field(default_factory=dict)
     analyze: bool = True
@@ -183,6 +185,8 @@ class Suite:
             device=self.device,
             data_root=self.data_root,
             train=train,
+            diagnostics=dict(self.diagnostics),
+            transfer_from=self.baseline if self.baseline in losses else None,
             **extra,
         )
 
@@ -325,6 +329,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
         check_split_sizes(dataset, test_size=n_eval, test_key="n")
     except RobustGloError as exc:
         raise ConfigError(f"{where.sub('attack')}: {exc}") from None
+    diagnostics = _parse_diagnostics(data["attack"].get("diagnostics", {}), where.sub("attack.diagnostics"))
     analyze, classes, extra = _parse_analyze(data.get("analyze", {}), where.sub("analyze"))
     baseline, alpha, title, stats_options = _parse_report(data.get("report", {}), where.sub("report"), losses)
 
@@ -346,6 +351,7 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
         attack_seed=attack_seed,
         attack_tolerance=tolerance,
         zero_grad_threshold=zero_grad,
+        diagnostics=diagnostics,
         evolutions=evolutions,
         analyze=analyze,
         analyze_classes=classes,
@@ -510,6 +516,18 @@ def _parse_attack(
     if l2 and not any(e > 0 for e in eps_l2):
         raise ConfigError(f"{w}: attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. [0.5, 1.0]")
     return attacks, eps, eps_l2, n_eval, batch, seed, thresholds[0], thresholds[1]
+
+
+def _parse_diagnostics(value: Any, w: _Where) -> dict[str, Any]:
+    """[attack.diagnostics]: sizes and thresholds of the diagnostics (DiagnosticSettings), checked here."""
+    from robust_glo.robustness.diagnostics import DiagnosticSettings
+
+    _require_table(value, w, "diagnostics")
+    try:
+        DiagnosticSettings.from_dict(value)
+    except RobustGloError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+    return dict(value)
 
 
 def _parse_radii(value: Any, w: _Where) -> list[float]:

@@ -8,10 +8,12 @@ from typing import Any
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_eps, resolve_attacks
+from robust_glo.robustness.diagnostics import DiagnosticSettings
 
 # Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
-# (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks).
-EVALUATION_PROTOCOL = 2
+# (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks;
+# 3: worst-case rows only where an attack ran, AutoAttack coverage recorded, per-network diagnostics).
+EVALUATION_PROTOCOL = 3
 
 
 @dataclass
@@ -34,6 +36,10 @@ class CompareConfig:
     tolerance: float = DEFAULT_TOLERANCE
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD
     train: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields (lr, batch_size, ...)
+    # robust_glo.robustness.diagnostics.DiagnosticSettings fields ({"n": 0} skips the extra attacks)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    # The loss whose networks the transfer diagnostic crafts examples on (None: the first loss).
+    transfer_from: str | None = None
 
     def validated(self) -> CompareConfig:
         from robust_glo.losses import get_loss
@@ -66,8 +72,14 @@ class CompareConfig:
         check_split_sizes(self.dataset, test_size=self.test_size)  # before any training
         if self.eval_batch_size < 1:
             raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        diagnostics = DiagnosticSettings.from_dict(self.diagnostics).to_dict()
+        source = self.transfer_from if self.transfer_from is not None else self.losses[0]
+        if source not in self.losses:
+            raise ConfigError(f"transfer_from {source!r} is not one of the losses: {', '.join(self.losses)}")
         return dataclasses.replace(
             self,
+            diagnostics=diagnostics,
+            transfer_from=source,
             attacks=attacks,
             eps=check_eps(self.eps),
             eps_l2=check_eps(self.eps_l2, "l2"),
@@ -104,4 +116,8 @@ class CompareConfig:
             "attack_seed": self.attack_seed,
             "tolerance": self.tolerance,
             "zero_grad_threshold": self.zero_grad_threshold,
+            "diagnostics": DiagnosticSettings.from_dict(self.diagnostics).to_dict(),
         }
+
+    def diagnostic_settings(self) -> DiagnosticSettings:
+        return DiagnosticSettings.from_dict(self.diagnostics)

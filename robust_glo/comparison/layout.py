@@ -5,10 +5,14 @@ runs/<loss-slug>/seed<k>/               a training run directory (see robust_glo
     evaluation.csv                      its robustness rows (loss, seed, dataset, model + RESULT_COLUMNS)
     evaluation_flags.csv                its reliability checks
     evaluation_outcomes.csv             its per-image outcomes (see robust_glo.robustness.outcomes)
+    evaluation_diagnostics.csv          its diagnostics (see robust_glo.robustness.diagnostics)
     evaluation.json                     what the evaluation ran (written last; redone when it changes)
 checkpoints/<name>/                     the same evaluation files for an existing run directory
 user/<name>/                            the same for a user model
+transfer/seed<k>.csv, seed<k>.json     the transfer diagnostic of seed k (examples crafted on the
+                                        transfer source's network, evaluated on every other network)
 results.csv, flags.csv, outcomes.csv    every evaluation's rows, gathered
+diagnostics.csv                         every evaluation's diagnostics and the transfer rows, gathered
 summary.csv                             per loss x attack x eps (see docs/statistics.md)
 """
 
@@ -19,6 +23,7 @@ from pathlib import Path
 from robust_glo.utils.parsing import spec_slug
 
 EVAL_FILE, FLAGS_FILE, OUTCOMES_FILE = "evaluation.csv", "evaluation_flags.csv", "evaluation_outcomes.csv"
+DIAGNOSTICS_FILE = "evaluation_diagnostics.csv"
 EVAL_META = "evaluation.json"  # written last: its presence and key mark a finished evaluation
 
 
@@ -38,3 +43,9 @@ def checkpoint_dir(out: str | Path, checkpoint: str | Path) -> Path:
 
 def user_dir(out: str | Path, spec: str) -> Path:
     return Path(out) / "user" / loss_slug(spec)
+
+
+def transfer_files(out: str | Path, seed: int) -> tuple[Path, Path]:
+    """The transfer diagnostic's table and key of seed `seed` in comparison folder `out`."""
+    folder = Path(out) / "transfer"
+    return folder / f"seed{seed}.csv", folder / f"seed{seed}.json"

@@ -29,7 +29,7 @@ def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate
     torch.set_num_threads(threads)
     cfg = CompareConfig(**config)
     splits, attacked = comparison_splits(cfg)  # the files are read once per worker (load_dataset's cache)
-    return compute_piece(cfg, Path(out), loss, seed, splits, attacked, evaluate=evaluate)[3]
+    return compute_piece(cfg, Path(out), loss, seed, splits, attacked, evaluate=evaluate)[1]
 
 
 def run_pieces_ray(

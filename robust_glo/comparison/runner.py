@@ -15,6 +15,7 @@ import pandas as pd
 from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.store import (
+    EvaluationFiles,
     _read_json,
     _write_csv,
     _write_json,
@@ -22,9 +23,11 @@ from robust_glo.comparison.store import (
     evaluate_and_store,
     stored_evaluation,
 )
+from robust_glo.comparison.transfer import transfer_diagnostics
 from robust_glo.comparison.user_models import load_user_model
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.checks import FLAG_COLUMNS, describe_flags
+from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS
 from robust_glo.robustness.outcomes import OUTCOME_COLUMNS
 from robust_glo.robustness.statistics import summarize
 
@@ -37,6 +40,7 @@ class Comparison:
     out_dir: Path
     log: list[str]
     outcomes: pd.DataFrame | None = None
+    diagnostics: pd.DataFrame | None = None
 
 
 def _headline(rows: pd.DataFrame) -> str:
@@ -69,16 +73,17 @@ def run_comparison(
         run_metadata(attack_seed=config.attack_seed, **{f"seed{i}": s for i, s in enumerate(config.seeds)})
         | {"data_source": splits.source},
     )
-    all_rows, all_flags, all_outcomes, log = [], [], [], []
+    pieces, log = [], []
     for loss in config.losses:
         for seed in config.seeds:
-            rows, flags, outcomes, line = compute_piece(config, out, loss, seed, splits, attacked, progress=progress)
+            files, line = compute_piece(config, out, loss, seed, splits, attacked, progress=progress)
+            rows = files.rows
             echo(f"{line}\n    {_headline(rows) if rows['accuracy'].notna().any() else 'no accuracies'}")
             log.append(line)
-            all_rows.append(rows)
-            all_flags.append(flags)
-            all_outcomes.append(outcomes)
-    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
+            pieces.append(files)
+    results = pd.concat([p.rows for p in pieces], ignore_index=True)
+    transfer = transfer_diagnostics(config, out, attacked, results, echo=echo)
+    return _finish(out, pieces, log, echo, transfer)
 
 
 def compute_piece(
@@ -91,10 +96,10 @@ def compute_piece(
     *,
     progress: bool = False,
     evaluate: bool = True,
-) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame | None, str]:
+) -> tuple[EvaluationFiles | None, str]:
     """One (loss, seed) piece: train it (or reuse its run directory), then evaluate it (or reuse the stored
-    evaluation made with the same key). Returns its rows, flags, per-image outcomes and a log line; with
-    `evaluate=False` only trains (rows, flags and outcomes are None then)."""
+    evaluation made with the same key). Returns its evaluation files and a log line; with `evaluate=False`
+    only trains (the files are None then)."""
     from robust_glo.training import train_run
 
     train_cfg = config.train_config(loss, seed)
@@ -103,26 +108,29 @@ def compute_piece(
     run_key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
     stored = stored_evaluation(run_dir, run_key) if evaluate else None
     if stored is not None:
-        rows, flags, outcomes = stored
+        files = stored
         line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
     else:
         result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
         trained = "reused training" if result.reused else f"trained in {result.seconds:.0f}s"
         if not evaluate:
-            return None, None, None, f"{loss} seed {seed}: {trained} ({result.status})"
-        outcomes = None
+            return None, f"{loss} seed {seed}: {trained} ({result.status})"
         if result.status != "ok":
-            rows = diverged_rows({**ident, "status": "diverged"}, config)
-            flags = pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
+            files = EvaluationFiles(
+                diverged_rows({**ident, "status": "diverged"}, config),
+                pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS),
+                pd.DataFrame(columns=["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS),
+                pd.DataFrame(columns=["loss", "seed"] + DIAGNOSTIC_COLUMNS),
+            )
             line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
         else:
-            rows, flags, outcomes, sec = evaluate_and_store(
+            files = evaluate_and_store(
                 result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
             )
-            line = f"{loss} seed {seed}: {trained}, evaluated in {sec:.0f}s"
-    if "status" not in rows:
-        rows.insert(4, "status", "ok")
-    return rows, flags, outcomes, line
+            line = f"{loss} seed {seed}: {trained}, evaluated in {files.seconds:.0f}s"
+    if "status" not in files.rows:
+        files.rows.insert(4, "status", "ok")
+    return files, line
 
 
 def comparison_splits(config: CompareConfig):
@@ -156,7 +164,7 @@ def evaluate_existing(
     echo = echo or _echo
     if not checkpoints and not user_models:
         raise ConfigError("give --checkpoint DIR or --user-model module:callable to evaluate without training")
-    config = dataclasses.replace(config, losses=["ce"]).validated()
+    config = dataclasses.replace(config, losses=["ce"], transfer_from=None).validated()
     for ckpt in checkpoints:
         if not (Path(ckpt) / "config.json").is_file() or not (Path(ckpt) / "model.pt").is_file():
             raise ConfigError(f"checkpoint {ckpt!r} is not a finished training run (needs config.json and model.pt)")
@@ -174,7 +182,7 @@ def evaluate_existing(
     )
     _write_json(out / "environment.json", run_metadata(attack_seed=config.attack_seed))
     key = config.evaluation_key()
-    all_rows, all_flags, all_outcomes, log = [], [], [], []
+    pieces, log = [], []
     device = resolve_device(config.device)
     for ckpt in checkpoints:
         run_dir = Path(ckpt)
@@ -189,9 +197,8 @@ def evaluate_existing(
             "model": train_cfg.model,
             "status": "ok",
         }
-        stored = stored_evaluation(where, run_key)
-        if stored is not None:
-            rows, flags, outcomes = stored
+        files = stored_evaluation(where, run_key)
+        if files is not None:
             line = f"{ckpt}: reused evaluation"
         else:
             splits = load_dataset(
@@ -201,65 +208,56 @@ def evaluate_existing(
                 **train_cfg.recipe.split_options(),
             )
             model = load_trained_model(run_dir, device)
-            rows, flags, outcomes, sec = evaluate_and_store(
-                model, splits.test, ident, where, config, run_key, progress=progress
-            )
-            line = f"{ckpt} ({train_cfg.loss}, seed {train_cfg.seed}): evaluated in {sec:.0f}s"
-        echo(f"{line}\n    {_headline(rows)}")
+            files = evaluate_and_store(model, splits.test, ident, where, config, run_key, progress=progress)
+            line = f"{ckpt} ({train_cfg.loss}, seed {train_cfg.seed}): evaluated in {files.seconds:.0f}s"
+        echo(f"{line}\n    {_headline(files.rows)}")
         log.append(line)
-        all_rows.append(rows)
-        all_flags.append(flags)
-        all_outcomes.append(outcomes)
+        pieces.append(files)
     if user_models:
         splits = load_dataset(config.dataset, root=config.data_root, test_size=config.test_size)
         for spec, model in users.items():
             ident = {"loss": spec, "seed": 0, "dataset": config.dataset, "model": "user", "status": "ok"}
-            rows, flags, outcomes, sec = evaluate_and_store(
+            files = evaluate_and_store(
                 model, splits.test, ident, layout.user_dir(out, spec), config, key, progress=progress
             )
-            line = f"{spec}: evaluated in {sec:.0f}s"
-            echo(f"{line}\n    {_headline(rows)}")
+            line = f"{spec}: evaluated in {files.seconds:.0f}s"
+            echo(f"{line}\n    {_headline(files.rows)}")
             log.append(line)
-            all_rows.append(rows)
-            all_flags.append(flags)
-            all_outcomes.append(outcomes)
-    return _finish(out, all_rows, all_flags, all_outcomes, log, echo)
+            pieces.append(files)
+    return _finish(out, pieces, log, echo)
 
 
 def _echo(line: str) -> None:
     print(line, flush=True)  # progress shows up at once even when stdout is a file
 
 
+def _gather(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    found = [f for f in frames if f is not None and len(f)]
+    return pd.concat(found, ignore_index=True) if found else pd.DataFrame(columns=columns)
+
+
 def _finish(
     out: Path,
-    all_rows: list[pd.DataFrame],
-    all_flags: list[pd.DataFrame],
-    all_outcomes: list[pd.DataFrame | None],
+    pieces: list[EvaluationFiles],
     log: list[str],
     echo: Callable[[str], None],
+    transfer: pd.DataFrame | None = None,
 ) -> Comparison:
-    results = pd.concat(all_rows, ignore_index=True)
-    flags = (
-        pd.concat([f for f in all_flags if len(f)], ignore_index=True)
-        if any(len(f) for f in all_flags)
-        else pd.DataFrame(columns=["loss", "seed"] + FLAG_COLUMNS)
-    )
-    found = [o for o in all_outcomes if o is not None and len(o)]
-    outcomes = (
-        pd.concat(found, ignore_index=True)
-        if found
-        else pd.DataFrame(columns=["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS)
-    )
+    results = pd.concat([p.rows for p in pieces], ignore_index=True)
+    flags = _gather([p.flags for p in pieces], ["loss", "seed"] + FLAG_COLUMNS)
+    outcomes = _gather([p.outcomes for p in pieces], ["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS)
+    diagnostics = _gather([p.diagnostics for p in pieces] + [transfer], ["loss", "seed"] + DIAGNOSTIC_COLUMNS)
     summary = summarize(results, outcomes=outcomes, group_by=("dataset", "model", "attack", "eps"))
     _write_csv(out / "results.csv", results)
     _write_csv(out / "flags.csv", flags)
     _write_csv(out / "outcomes.csv", outcomes)
+    _write_csv(out / "diagnostics.csv", diagnostics)
     _write_csv(out / "summary.csv", summary)
     unreliable = results[~results["reliable"].astype(bool) & (results["status"] == "ok")][["loss", "seed"]]
     for r in unreliable.drop_duplicates().itertuples():
         f = flags[(flags["loss"] == r.loss) & (flags["seed"] == r.seed)]
         echo(f"{r.loss} seed {r.seed}:\n" + "\n".join("    " + line for line in describe_flags(f).splitlines()))
-    return Comparison(results, flags, summary, out, log, outcomes)
+    return Comparison(results, flags, summary, out, log, outcomes, diagnostics)
 
 
 def summary_table(summary: pd.DataFrame) -> str:

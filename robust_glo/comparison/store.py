@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,17 +12,22 @@ import pandas as pd
 from torch import nn
 
 from robust_glo.comparison.config import CompareConfig
-from robust_glo.comparison.layout import EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCOMES_FILE
+from robust_glo.comparison.layout import DIAGNOSTICS_FILE, EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCOMES_FILE
+from robust_glo.errors import RobustGloError
 from robust_glo.robustness import RESULT_COLUMNS, run_evaluation
 from robust_glo.robustness.checks import read_flags
+from robust_glo.robustness.diagnostics import read_diagnostics, run_diagnostics
 from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
 from robust_glo.training.recipe import without_execution_options
 
 
 def _read_json(path: Path) -> Any:
+    """A JSON object a run wrote; one that cannot be read is a one-line `StateFileError` naming it (callers
+    that can redo what it records catch it: an evaluation's record; a checkpoint's config.json cannot)."""
+    from robust_glo.training.run import RETRAIN
     from robust_glo.utils import read_json
 
-    return read_json(path)
+    return read_json(path, expect=dict, fix=RETRAIN)
 
 
 def _write_json(path: Path, data: Any) -> None:
@@ -36,20 +42,37 @@ def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
-def stored_evaluation(where: Path, key: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    """The stored evaluation in `where` (rows, flags, per-image outcomes) if it was made with exactly `key`."""
+@dataclass
+class EvaluationFiles:
+    """One network's evaluation as stored: its rows (identity columns + RESULT_COLUMNS), reliability flags,
+    per-image outcomes and diagnostics (`robust_glo.robustness.diagnostics`), and the seconds it took."""
+
+    rows: pd.DataFrame
+    flags: pd.DataFrame
+    outcomes: pd.DataFrame
+    diagnostics: pd.DataFrame
+    seconds: float = 0.0
+
+
+def stored_evaluation(where: Path, key: dict[str, Any]) -> EvaluationFiles | None:
+    """The stored evaluation in `where` if it was made with exactly `key` (None otherwise, or when a file
+    of it is missing or cannot be read: it is then redone)."""
     meta, table, flags, outcomes = where / EVAL_META, where / EVAL_FILE, where / FLAGS_FILE, where / OUTCOMES_FILE
-    if not all(p.is_file() for p in (meta, table, flags, outcomes)):
+    diagnostics = where / DIAGNOSTICS_FILE
+    if not all(p.is_file() for p in (meta, table, flags, outcomes, diagnostics)):
         return None
     try:
-        if _identity(_read_json(meta).get("key")) != _identity(key):
+        record = _read_json(meta)
+        if not isinstance(record, dict) or _identity(record.get("key")) != _identity(key):
             return None
-        return (
+        return EvaluationFiles(
             pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]),
             read_flags(flags),
             pd.read_csv(outcomes, dtype={"bits": str, "images": str}),
+            read_diagnostics(diagnostics),
+            float(record.get("seconds") or 0.0),
         )
-    except (OSError, ValueError):
+    except (OSError, ValueError, RobustGloError):
         return None
 
 
@@ -76,9 +99,9 @@ def evaluate_and_store(
     key: dict[str, Any],
     *,
     progress: bool = False,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, float]:
-    """Evaluate `model` on split `test`, store the evaluation files in `where`, return the rows (with
-    `ident` columns first), the flags, the per-image outcomes and the seconds taken."""
+) -> EvaluationFiles:
+    """Evaluate `model` on split `test` and run its diagnostics, store the evaluation files in `where`, and
+    return them (rows with `ident` columns first)."""
     from robust_glo.utils import resolve_device
 
     t0 = time.perf_counter()
@@ -96,8 +119,20 @@ def evaluate_and_store(
         progress=progress,
         eps_l2=config.eps_l2,
     )
+    attack_seconds = time.perf_counter() - t0
+    diag = run_diagnostics(
+        model,
+        test.images,
+        test.labels,
+        ev,
+        config.diagnostic_settings(),
+        seed=config.attack_seed,
+        batch_size=config.eval_batch_size,
+        device=resolve_device(config.device),
+    )
     seconds = time.perf_counter() - t0
     rows = with_identity(ev.results, ident)
+    diagnostics = with_identity(diag, {k: ident[k] for k in ("loss", "seed")})
     flags = with_identity(ev.flags, {k: ident[k] for k in ("loss", "seed")})
     outcomes = with_identity(
         outcome_rows(ev.robust, ev.clean_correct, image_fingerprint(test.images, test.labels)),
@@ -107,17 +142,20 @@ def evaluate_and_store(
     _write_csv(where / EVAL_FILE, rows)
     _write_csv(where / FLAGS_FILE, flags)
     _write_csv(where / OUTCOMES_FILE, outcomes)
+    _write_csv(where / DIAGNOSTICS_FILE, diagnostics)
     _write_json(
         where / EVAL_META,
         {
             "key": key,
             "seconds": seconds,
+            "attack_seconds": attack_seconds,
+            "diagnostics_seconds": seconds - attack_seconds,
             "n_classes": ev.n_classes,
             "zero_grad_share": ev.zero_grad_share,
             "reliable": ev.reliable,
         },
     )
-    return rows, flags, outcomes, seconds
+    return EvaluationFiles(rows, flags, outcomes, diagnostics, seconds)
 
 
 def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:

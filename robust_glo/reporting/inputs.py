@@ -5,6 +5,7 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
     results.csv            tidy robustness table: loss, seed, dataset, model, attack, eps, n, accuracy, ...
     flags.csv              reliability checks per evaluation: loss, seed, check, status, value, detail, ...
     outcomes.csv           per-image outcomes of every evaluation (the bootstrap over test images needs them)
+    diagnostics.csv        diagnostics per evaluation and budget: loss, seed, check, norm, eps, status, value, ...
     training.csv           one row per trained network: loss, seed, status, val/test accuracy, seconds
     losses.json            display labels: [{"spec": ..., "label": ..., "role": ...}]
     suite.json             the resolved suite
@@ -26,11 +27,14 @@ from typing import Any
 import pandas as pd
 
 from robust_glo.errors import ConfigError
+from robust_glo.utils import read_json_or_none
 from robust_glo.robustness.checks import read_flags
+from robust_glo.robustness.diagnostics import read_diagnostics
 
 RESULTS = "results.csv"
 FLAGS = "flags.csv"
 OUTCOMES = "outcomes.csv"
+DIAGNOSTICS = "diagnostics.csv"
 TRAINING = "training.csv"
 LOSSES = "losses.json"
 SUITE = "suite.json"
@@ -46,6 +50,7 @@ INPUT_PATTERNS = (
     RESULTS,
     FLAGS,
     OUTCOMES,
+    DIAGNOSTICS,
     TRAINING,
     LOSSES,
     SUITE,
@@ -85,6 +90,7 @@ class ReportInputs:
     results: pd.DataFrame
     flags: pd.DataFrame | None = None
     outcomes: pd.DataFrame | None = None
+    diagnostics: pd.DataFrame | None = None  # None: not recorded with these results (not run)
     training: pd.DataFrame | None = None
     evolutions: list[EvolutionInputs] = field(default_factory=list)
     analysis: list[dict[str, Any]] = field(default_factory=list)
@@ -116,11 +122,17 @@ def short_label(spec: str) -> str:
     return spec
 
 
+REWRITE = (
+    "run the benchmark again into the same folder (robust-glo benchmark SUITE --out DIR): it rewrites this file "
+    "and reuses every finished piece"
+)
+
+
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {exc}") from None
+    """A JSON input; one that cannot be read is a one-line `StateFileError` naming it and what to do."""
+    from robust_glo.utils import read_json
+
+    return read_json(path, fix=REWRITE)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -158,6 +170,11 @@ def load_inputs(root: str | Path) -> ReportInputs:
             inputs.outcomes = pd.read_csv(root / OUTCOMES, dtype={"bits": str, "images": str})
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {str(root / OUTCOMES)!r}: {exc}") from None
+    if (root / DIAGNOSTICS).is_file():
+        try:
+            inputs.diagnostics = read_diagnostics(root / DIAGNOSTICS)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {str(root / DIAGNOSTICS)!r}: {exc}") from None
     if (root / TRAINING).is_file():
         inputs.training = _read_csv(root / TRAINING)
     inputs.evolutions = _read_evolutions(root)
@@ -166,9 +183,11 @@ def load_inputs(root: str | Path) -> ReportInputs:
         inputs.analysis = data if isinstance(data, list) else [data]
     if (root / ANALYSIS_FIGURES).is_dir():
         inputs.analysis_figures = sorted((root / ANALYSIS_FIGURES).glob("*.png"))
-    for attr, name in (("suite", SUITE), ("stages", STAGES), ("environment", ENVIRONMENT)):
-        if (root / name).is_file():
-            setattr(inputs, attr, _read_json(root / name))
+    if (root / SUITE).is_file():
+        inputs.suite = _read_json(root / SUITE)
+    for attr, name in (("stages", STAGES), ("environment", ENVIRONMENT)):
+        # Metadata only: one that cannot be read is left out of the report (the benchmark rebuilds it).
+        setattr(inputs, attr, read_json_or_none(root / name, expect=dict))
     if (root / LOSSES).is_file():
         inputs.labels = {d["spec"]: d.get("label") or short_label(d["spec"]) for d in _read_json(root / LOSSES)}
     _unique_labels(inputs)

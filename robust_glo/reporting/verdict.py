@@ -1,37 +1,64 @@
 """The verdict a report opens with, written from the statistics (never by hand).
 
-For every loss against the baseline it says, in plain sentences:
+A robustness claim is "loss X is more (or less) robust than the baseline at budget (norm, ε)": the
+difference of their per-input worst cases at that budget, significant in the primary family after the
+correction for multiple comparisons. It counts as evidence only where
 
-- the cost (or gain) in clean accuracy;
-- at every ε, whether its accuracy under the worst case of all attacks differs from the baseline's after
-  the correction for multiple comparisons, with the difference and its interval;
-- whether an advantage it shows under the weak attacks (FGSM, PGD) shrinks or vanishes under the strong
-  ones (APGD-DLR, APGD-T, Square, the AutoAttack ensemble): the signature of gradient masking;
+1. the worst case at that (norm, ε) includes the standard AutoAttack ensemble at its reference budgets
+   (APGD-CE, APGD-T, FAB-T, Square with 5,000 queries; cascades allowed), decided per budget from what
+   actually ran there (`robust_glo.robustness.attacks.autoattack_coverage`), and
+2. neither the loss's networks nor the baseline's failed a diagnostic at that budget
+   (`robust_glo.robustness.diagnostics`: transfer, more effort, unbounded budget, APGD-T against APGD-CE,
+   gradients).
 
-and then one sentence that answers the suite's question for this dataset and budget, "no evidence" when
-that is the answer.
+Every other claim is still stated, with what stands behind it ("not verified against AutoAttack (worst
+case of: ...)", "failed diagnostics: ..."), but the answer sentence does not count it. A budget where no
+attack ran has no worst-case row and so no claim.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
-WEAK = ("fgsm", "pgd")
-STRONG = ("apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t")
+from robust_glo.robustness.attacks import WORST, WORST_L2
+
+NORM_OF_WORST = {WORST: "linf", WORST_L2: "l2"}
+DISPLAY_NORM = {"linf": "Linf", "l2": "L2"}
+ROBUST_WORDS = {"higher": "more robust than", "lower": "less robust than", "": "no evidence of a difference from"}
+CLAIM_COLUMNS = [
+    "loss",
+    "norm",
+    "eps",
+    "budget",
+    "direction",
+    "diff",
+    "diff_ci_low",
+    "diff_ci_high",
+    "p_adjusted",
+    "verified",
+    "attacks",
+    "diagnostics_failed",
+    "counted",
+]
+
+
+class CoverageLike(Protocol):
+    verified: bool
+    ran: tuple[str, ...]
+    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Verdict:
     bullets: list[str]
     answer: str
-
-
-def _family(attack: str) -> str:
-    return attack.split(":", 1)[0]
+    claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIM_COLUMNS))
 
 
 def _nan(value: Any) -> bool:
@@ -42,139 +69,198 @@ def _pts(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def _diff_text(row: pd.Series) -> str:
+def budget_text(norm: str, eps: float) -> str:
+    return f"L2 radius {eps:g}" if norm == "l2" else f"ε = {eps:g}"
+
+
+def p_text(row: Mapping[str, Any]) -> str:
+    """ "adjusted p = 0.012", "adjusted p = 3.1e-07" or "adjusted p ≤ 0.0001" (a p at its resolution floor)."""
+    p = row.get("p_adjusted")
+    if _nan(p):
+        return ""
+    if bool(row.get("p_at_floor", False)):
+        return f"adjusted p ≤ {p:.2g}"
+    return f"adjusted p = {p:.2g}" if p < 0.001 else f"adjusted p = {p:.3f}"
+
+
+def _diff_text(row: Mapping[str, Any]) -> str:
     text = f"{_pts(row['diff'])} points"
     if not _nan(row.get("diff_ci_low")):
         text += f" [{_pts(row['diff_ci_low'])}, {_pts(row['diff_ci_high'])}]"
-    if not _nan(row.get("p_adjusted")):
-        p = row["p_adjusted"]
-        text += f", adjusted p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}"
-    return text
+    p = p_text(row)
+    return text + (f", {p}" if p else "")
 
 
-def _direction(row: pd.Series) -> str:
+def _direction(row: Mapping[str, Any]) -> str:
     """ "higher", "lower" or "" (no evidence) after the correction."""
     if not bool(row.get("significant", False)):
         return ""
     return "higher" if row["diff"] > 0 else "lower"
 
 
-def worst_attack(summary: pd.DataFrame) -> str | None:
-    """The attack whose rows are the per-input worst case of everything that ran."""
-    attacks = [a for a in dict.fromkeys(summary["attack"]) if a not in ("clean", "worst")]
-    if not attacks:
-        return None
-    return "worst" if (summary["attack"] == "worst").any() and len(attacks) > 1 else attacks[0]
+def failed_diagnostics(diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float) -> list[str]:
+    """The diagnostics `loss` failed at budget (norm, eps), as "transfer (2 of 5 seeds)"; a budget-free
+    diagnostic (gradients) counts at every budget, `unbounded` at every budget of its norm."""
+    if diagnostics is None or diagnostics.empty:
+        return []
+    d = diagnostics[diagnostics["loss"].astype(str) == str(loss)]
+    if d.empty:
+        return []
+    seeds = d["seed"].nunique()
+    shown = DISPLAY_NORM[norm]
+    norms = d["norm"].fillna("").astype(str)
+    eps_col = pd.to_numeric(d["eps"], errors="coerce")
+    here = (norms == "") | ((norms == shown) & ((d["check"] == "unbounded") | np.isclose(eps_col, eps)))
+    failed = d[here & (d["status"] == "fail")]
+    out = []
+    for check, group in failed.groupby("check", sort=False):
+        out.append(f"{check} ({group['seed'].nunique()} of {seeds} seed{'s' if seeds != 1 else ''})")
+    return out
+
+
+def _coverage_text(cov: CoverageLike | None) -> str:
+    if cov is None:
+        return "AutoAttack coverage unknown"
+    if cov.verified:
+        return "AutoAttack-verified"
+    ran = ", ".join(cov.ran) if cov.ran else "no attack"
+    return f"not verified against AutoAttack (worst case of: {ran})"
 
 
 def build_verdict(
-    summary: pd.DataFrame, labels: dict[str, str], baseline: str, *, dataset: str, budget: str, correction: str
+    summary: pd.DataFrame,
+    labels: dict[str, str],
+    baseline: str,
+    *,
+    dataset: str,
+    budget: str,
+    correction: str,
+    coverage: Mapping[tuple[str, float], CoverageLike] | None = None,
+    diagnostics: pd.DataFrame | None = None,
 ) -> Verdict:
-    """The verdict for `summary` (from `summarize`, one row per loss x attack x eps)."""
+    """The verdict for `summary` (from `summarize`: one row per loss x attack x eps, with `significant`
+    decided within the primary family), per-budget AutoAttack `coverage` keyed by (norm "linf"/"l2", eps),
+    and the gathered `diagnostics` rows (loss, seed, check, norm, eps, status, ...)."""
+    coverage = dict(coverage or {})
     base = labels.get(baseline, baseline)
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
-    worst = worst_attack(summary)
-    attacks = [a for a in dict.fromkeys(summary["attack"]) if a not in ("clean", "worst")]
-    # The masking signature compares attacks of one threat model: L-infinity (and, separately, L2).
-    strong = [a for a in attacks if _family(a) in STRONG and ":norm=l2" not in a]
-    weak = [a for a in attacks if _family(a) in WEAK and ":norm=l2" not in a]
-    strong_l2 = [a for a in attacks if _family(a) in STRONG and ":norm=l2" in a]
-    weak_l2 = [a for a in attacks if _family(a) in WEAK and ":norm=l2" in a]
-    eps_values = sorted(e for e in summary["eps"].unique() if e > 0)
     bullets: list[str] = []
-    better, worse = [], []
+    claims: list[dict[str, Any]] = []
     for loss in losses:
         name = labels.get(loss, loss)
         rows = summary[summary["loss"] == loss]
-        clean = rows[rows["attack"] == "clean"]
         parts = []
+        clean = rows[rows["attack"] == "clean"]
         if not clean.empty:
             c = clean.iloc[0]
             word = {"higher": "higher than", "lower": "lower than", "": "no evidence of a difference from"}[
                 _direction(c)
             ]
             parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({_diff_text(c)})")
-        for which in [w for w in (worst, "worst:l2") if w is not None and (rows["attack"] == w).any()]:
-            l2 = which == "worst:l2"
-            for e in sorted(rows.loc[(rows["attack"] == which) & (rows["eps"] > 0), "eps"].unique()):
-                r = rows[(rows["attack"] == which) & (rows["eps"] == e)].iloc[0]
+        for label, norm in NORM_OF_WORST.items():
+            worst = rows[(rows["attack"] == label) & (rows["eps"].astype(float) > 0)]
+            for r in worst.sort_values("eps").to_dict("records"):
+                eps = float(r["eps"])
+                cov = _lookup(coverage, norm, eps)
+                failed = failed_diagnostics(diagnostics, loss, norm, eps)
+                base_failed = failed_diagnostics(diagnostics, baseline, norm, eps)
                 direction = _direction(r)
-                where = f"L2 radius {e:g}" if l2 else f"ε = {e:g}"
-                if direction == "higher":
-                    better.append((name, where))
-                elif direction == "lower":
-                    worse.append((name, where))
+                verified = bool(cov is not None and cov.verified)
+                counted = bool(direction) and verified and not failed and not base_failed
                 word = {
                     "higher": "more robust than",
                     "lower": "less robust than",
                     "": "no evidence of a difference from",
                 }[direction]
-                scope = "the L2 attacks" if l2 else "all attacks"
-                parts.append(f"at {where} under the worst case of {scope} {word} {base} ({_diff_text(r)})")
-        masking = " ".join(
-            m for m in (_masking(rows, weak, strong, eps_values), _masking(rows, weak_l2, strong_l2, eps_values)) if m
-        )
-        text = f"**{name}**: " + "; ".join(parts) + "." + (f" {masking}" if masking else "")
+                text = f"at {budget_text(norm, eps)} {word} {base} ({_diff_text(r)}; {_coverage_text(cov)})"
+                if failed:
+                    text += f", failed diagnostics: {', '.join(failed)}"
+                if base_failed:
+                    text += f", {base} failed diagnostics: {', '.join(base_failed)}"
+                if direction and not counted:
+                    text += " [not counted]"
+                parts.append(text)
+                claims.append(
+                    {
+                        "loss": name,
+                        "norm": DISPLAY_NORM[norm],
+                        "eps": eps,
+                        "budget": budget_text(norm, eps),
+                        "direction": {"higher": "more robust", "lower": "less robust", "": "no evidence"}[direction],
+                        "diff": r["diff"],
+                        "diff_ci_low": r.get("diff_ci_low", math.nan),
+                        "diff_ci_high": r.get("diff_ci_high", math.nan),
+                        "p_adjusted": r.get("p_adjusted", math.nan),
+                        "verified": verified,
+                        "attacks": "AutoAttack (" + ", ".join(cov.ran) + ")"
+                        if verified
+                        else ("worst case of: " + (", ".join(cov.ran) if cov and cov.ran else "?")),
+                        "diagnostics_failed": "; ".join(failed + [f"{base}: {f}" for f in base_failed]),
+                        "counted": counted,
+                    }
+                )
+        text = f"**{name}**: " + "; ".join(parts) + "."
         if "n_unreliable" in rows and rows["n_unreliable"].max() > 0:
             text += (
                 f" ⚠ {int(rows['n_unreliable'].max())} of its evaluations failed a reliability check "
                 "(see Reliability checks): read its numbers with care."
             )
         bullets.append(text)
-    if not strong:
-        bullets.append(
-            "No strong attack (APGD-DLR, APGD-T, Square, AutoAttack) was run: an advantage under FGSM "
-            "and PGD cannot be told apart from gradient masking."
-        )
-    answer = _answer(better, worse, base, dataset, budget, correction, bool(strong))
-    return Verdict(bullets, answer)
+    bullets.append(_coverage_bullet(coverage))
+    frame = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
+    return Verdict(bullets, _answer(frame, base, dataset, budget, correction, coverage), frame)
 
 
-def _masking(rows: pd.DataFrame, weak: list[str], strong: list[str], eps_values: list[float]) -> str:
-    """The gradient-masking signature: a significant advantage under FGSM/PGD that shrinks (by half or more)
-    or loses its significance under the strong attacks, at some eps."""
-    found = []
-    for e in eps_values:
-        at = rows[rows["eps"] == e].set_index("attack")
-        weak_rows = [at.loc[a] for a in weak if a in at.index]
-        strong_rows = [at.loc[a] for a in strong if a in at.index]
-        if not weak_rows or not strong_rows:
-            continue
-        best_weak = max(weak_rows, key=lambda r: r["diff"])
-        worst_strong = min(strong_rows, key=lambda r: r["diff"])
-        if not (bool(best_weak.get("significant", False)) and best_weak["diff"] > 0):
-            continue
-        shrink = best_weak["diff"] - worst_strong["diff"]
-        vanished = not (bool(worst_strong.get("significant", False)) and worst_strong["diff"] > 0)
-        if vanished or shrink >= 0.5 * best_weak["diff"]:
-            found.append(
-                f"at ε = {e:g} its advantage of {_pts(best_weak['diff'])} points under "
-                f"{best_weak.name} {'vanishes' if vanished else 'shrinks'} to {_pts(worst_strong['diff'])} "
-                f"under {worst_strong.name} (by {100 * shrink:.1f} points)"
-            )
-    if not found:
-        return ""
-    return "Gradient-masking signature: " + "; ".join(found) + "."
+def _lookup(coverage: Mapping[tuple[str, float], CoverageLike], norm: str, eps: float) -> CoverageLike | None:
+    for (n, e), cov in coverage.items():
+        if n == norm and math.isclose(float(e), eps, rel_tol=1e-9, abs_tol=1e-12):
+            return cov
+    return None
 
 
-def _answer(better: list, worse: list, base: str, dataset: str, budget: str, correction: str, strong: bool) -> str:
+def _coverage_bullet(coverage: Mapping[tuple[str, float], CoverageLike]) -> str:
+    if not coverage:
+        return "AutoAttack coverage: no budget with an attack was recorded, so no robustness claim is counted."
+    verified = [budget_text(n, e) for (n, e), c in sorted(coverage.items()) if c.verified]
+    other = [
+        f"{budget_text(n, e)} (missing {', '.join(c.missing) or '?'})"
+        for (n, e), c in sorted(coverage.items())
+        if not c.verified
+    ]
+    text = "AutoAttack coverage (APGD-CE, APGD-T, FAB-T and Square with 5,000 queries in the worst case): "
+    text += ("verified at " + ", ".join(verified)) if verified else "no budget is verified"
+    if other:
+        text += "; not verified at " + "; ".join(other) + ": claims there are stated but not counted"
+    return text + "."
+
+
+def _answer(
+    claims: pd.DataFrame,
+    base: str,
+    dataset: str,
+    budget: str,
+    correction: str,
+    coverage: Mapping[tuple[str, float], CoverageLike],
+) -> str:
     where = f"On {dataset}, at this budget ({budget})"
-    if better:
-        items = ", ".join(f"{name} at {where}" for name, where in better)
-        caveat = (
-            ""
-            if strong
-            else ", but no attack outside the cross-entropy-gradient family (no APGD-DLR, "
-            "APGD-T or Square) ran, so this may be gradient masking"
+    counted = claims[claims["counted"].astype(bool)]
+    better = counted[counted["direction"] == "more robust"]
+    worse = counted[counted["direction"] == "less robust"]
+    scope = "under the AutoAttack-verified worst case, with every diagnostic passed"
+    if not better.empty:
+        items = ", ".join(f"{r.loss} at {r.budget}" for r in better.itertuples())
+        text = f"{where}: more robust than {base} {scope}, significant after {correction} correction: {items}."
+    else:
+        text = f"{where}: no evidence that any loss is more robust than {base} {scope}, after {correction} correction."
+    if not worse.empty:
+        text += f" Less robust than {base}: " + ", ".join(f"{r.loss} at {r.budget}" for r in worse.itertuples()) + "."
+    significant = claims[claims["direction"] != "no evidence"]
+    uncounted = len(significant) - len(counted)
+    if uncounted:
+        text += (
+            f" {uncounted} further significant difference(s) are not counted: they rest on attacks weaker than "
+            "AutoAttack or on networks that failed a diagnostic (see the claims table)."
         )
-        return (
-            f"{where}: more robust than {base} under the worst case of all attacks, significant after "
-            f"{correction} correction: {items}{caveat}. No other loss shows evidence of being more robust."
-        )
-    text = (
-        f"{where}: no evidence that any loss is more robust than {base} under the worst case of all attacks "
-        f"after {correction} correction."
-    )
-    if worse:
-        text += " Less robust than " + base + ": " + ", ".join(f"{n} at {where}" for n, where in worse) + "."
+    if coverage and not any(c.verified for c in coverage.values()):
+        text += " No budget was covered by the full AutoAttack ensemble."
     return text

@@ -1,0 +1,160 @@
+"""Diagnostics that can fail, on digits: a well-behaved network passes them, a network whose head hides its
+gradients (a naive log(softmax)) fails them, and the verdict says so next to its claims."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from robust_glo.errors import ConfigError
+from robust_glo.reporting.verdict import build_verdict
+from robust_glo.robustness import run_evaluation
+from robust_glo.robustness.attacks import WORST, WORST_L2, coverage_from_results, parse_attack
+from robust_glo.robustness.diagnostics import (
+    DIAGNOSTIC_COLUMNS,
+    DiagnosticSettings,
+    run_diagnostics,
+    stronger_attack,
+    transfer_row,
+)
+from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
+from robust_glo.robustness.statistics import summarize
+
+N = 120
+
+
+def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 150) -> nn.Module:
+    gen = torch.Generator().manual_seed(0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.2, momentum=0.9)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(y), (128,), generator=gen)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def nets(digits):
+    torch.manual_seed(0)
+    x, y = digits.train.images, digits.train.labels
+    plain = _fit(nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), x, y)
+    torch.manual_seed(1)
+    batchnorm = _fit(
+        nn.Sequential(nn.Flatten(), nn.Linear(64, 64), nn.BatchNorm1d(64), nn.ReLU(), nn.Linear(64, 10)), x, y
+    )
+    return {"plain": plain, "batchnorm": batchnorm}
+
+
+class LogSoftmaxHead(nn.Module):
+    """A network that returns log(softmax(z)) of very confident logits: the probabilities of the wrong
+    classes underflow to 0, log(0) = -inf, and every input gradient is NaN."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return torch.log(torch.softmax(50.0 * self.net(x), dim=1))
+
+
+ATTACKS = ["fgsm", "pgd", "apgd-ce:cascade=true:min_eps=0.1", "apgd-t:cascade=true:min_eps=0.1"]
+SETTINGS = DiagnosticSettings(n=60, effort_factor=2, effort_restarts=2)
+
+
+def _evaluate(model, digits, attacks=ATTACKS, eps=(0, 0.05, 0.1), eps_l2=()):
+    x, y = digits.test.images[:N], digits.test.labels[:N]
+    ev = run_evaluation(model, x, y, attacks, list(eps), eps_l2=list(eps_l2), seed=0)
+    return ev, run_diagnostics(model, x, y, ev, SETTINGS, seed=0)
+
+
+def _status(diag: pd.DataFrame, check: str, eps: float | None = None) -> set[str]:
+    rows = diag[diag["check"] == check]
+    if eps is not None:
+        rows = rows[rows["eps"] == eps]
+    return set(rows["status"])
+
+
+@pytest.mark.parametrize("name", ["plain", "batchnorm"])
+def test_a_well_behaved_network_passes_the_diagnostics(nets, digits, name):
+    ev, diag = _evaluate(nets[name], digits)
+    assert list(diag.columns) == DIAGNOSTIC_COLUMNS
+    assert _status(diag, "gradients") == {"pass"}
+    assert _status(diag, "unbounded") == {"pass"}
+    assert _status(diag, "more_effort") == {"pass"}
+    assert _status(diag, "targeted_vs_ce", 0.1) == {"pass"}
+    assert _status(diag, "targeted_vs_ce", 0.05) == {"not run"}  # APGD ran only from eps 0.1
+    assert set(ev.results.loc[ev.results["attack"] == WORST, "eps"]) == {0.0, 0.05, 0.1}
+
+
+def test_a_log_softmax_head_fails_gradients_and_unbounded(nets, digits):
+    ev, diag = _evaluate(LogSoftmaxHead(nets["plain"]), digits)
+    gradients = diag[diag["check"] == "gradients"].iloc[0]
+    assert gradients["status"] == "fail" and gradients["value"] > 0.5
+    assert _status(diag, "unbounded") == {"fail"}  # PGD cannot move an input whose gradient is NaN
+
+
+def test_an_l2_only_attack_list_has_no_linf_worst_case_or_diagnostics(nets, digits):
+    ev, diag = _evaluate(nets["plain"], digits, attacks=["pgd:norm=l2"], eps=(0,), eps_l2=(0.5, 1.0))
+    worst = ev.results[ev.results["attack"] == WORST]
+    assert (worst["eps"] > 0).sum() == 0
+    assert set(ev.results.loc[ev.results["attack"] == WORST_L2, "eps"]) == {0.5, 1.0}
+    assert set(diag.loc[diag["norm"] != "", "norm"]) == {"L2"}
+    unbounded = diag[diag["check"] == "unbounded"].iloc[0]
+    assert unbounded["eps"] == pytest.approx(0.3 * 8)  # 0.3 * sqrt(64 pixels)
+
+
+def test_the_stronger_attack_strengthens_the_strongest_family():
+    specs = [parse_attack(a) for a in ["fgsm", "pgd:steps=20", "apgd-ce:cascade=true"]]
+    assert stronger_attack(specs, "linf", 5, 5).label == "apgd-ce:restarts=5:steps=500"
+    specs.append(parse_attack("apgd-t:cascade=true"))
+    assert stronger_attack(specs, "linf", 5, 5).label == "apgd-t:restarts=1:steps=500"
+    assert stronger_attack([parse_attack("fgsm")], "linf", 5, 5).label == "pgd:restarts=5:steps=50"
+    assert stronger_attack([parse_attack("pgd:norm=l2")], "l2", 2, 3).label == "pgd:norm=l2:restarts=3:steps=20"
+
+
+def test_transfer_fails_when_white_box_is_above_transfer():
+    assert transfer_row(0.30, 0.10, "linf", 0.1, 500, "ce", 0.01)["status"] == "fail"
+    assert transfer_row(0.05, 0.40, "linf", 0.1, 500, "ce", 0.01)["status"] == "pass"
+
+
+def test_bad_settings_are_refused():
+    with pytest.raises(ConfigError, match="unknown diagnostics option 'restarts'"):
+        DiagnosticSettings.from_dict({"restarts": 3})
+    with pytest.raises(ConfigError, match="n must be an integer >= 0"):
+        DiagnosticSettings.from_dict({"n": -1})
+
+
+def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digits):
+    """End to end on digits: a network with a log(softmax) head 'looks' far more robust than the plain one
+    under FGSM/PGD; the verdict states that difference but does not count it (no AutoAttack, failed
+    gradients and unbounded diagnostics)."""
+    results, outcomes, diagnostics = [], [], []
+    x, y = digits.test.images[:N], digits.test.labels[:N]
+    for loss, model in (("ce", nets["plain"]), ("masked", LogSoftmaxHead(nets["plain"]))):
+        ev, diag = _evaluate(model, digits, attacks=["fgsm", "pgd"], eps=(0, 0.1))
+        ident = {"loss": loss, "seed": 0, "dataset": "digits", "model": "mlp"}
+        results.append(ev.results.assign(**ident))
+        outcomes.append(outcome_rows(ev.robust, ev.clean_correct, image_fingerprint(x, y)).assign(**ident))
+        diagnostics.append(diag.assign(loss=loss, seed=0))
+    res = pd.concat(results, ignore_index=True)
+    summary = summarize(res, outcomes=pd.concat(outcomes, ignore_index=True), baseline="ce", n_boot=500)
+    coverage = {(t.value, e): c for (t, e), c in coverage_from_results(res, 10).items() if e > 0}
+    verdict = build_verdict(
+        summary,
+        {},
+        "ce",
+        dataset="digits",
+        budget="test",
+        correction="Holm",
+        coverage=coverage,
+        diagnostics=pd.concat(diagnostics, ignore_index=True),
+    )
+    claim = verdict.claims.iloc[0]
+    assert claim["direction"] == "more robust" and not claim["counted"]
+    assert "gradients (1 of 1 seed)" in claim["diagnostics_failed"]
+    assert "not verified against AutoAttack (worst case of: fgsm, pgd)" in verdict.bullets[0]
+    assert "no evidence that any loss is more robust" in verdict.answer
