@@ -1,4 +1,6 @@
-"""Statistics over seeds: t intervals and Welch p-values against hand-computed values."""
+"""Statistics over seeds and images: t intervals and Welch p-values against hand-computed values; the
+two-level bootstrap (joint seed draws, the normal-approximation p and its floor, Clopper-Pearson at 0%
+and 100%); the primary and secondary families of comparisons."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness import mean_ci, summarize, welch_pvalue
@@ -170,8 +173,9 @@ def test_identical_networks_differ_by_exactly_zero_and_are_not_significant():
     seeds = [rng.random(500) < 0.6 for _ in range(3)]
     boot = HierarchicalBootstrap(_outcomes({"ce": seeds, "twin": [s.copy() for s in seeds]}), n_boot=2000)
     est = boot.cell("twin", "ce", {"attack": "pgd", "eps": 0.1})
-    # Not exactly zero in every replicate (each arm draws its own seeds), but centred on it.
-    assert est.diff_ci_low < 0 < est.diff_ci_high and est.p_value > 0.5
+    # Both arms draw the same seeds and images in every replicate: the difference is exactly zero.
+    assert est.diff_ci_low == 0 == est.diff_ci_high and est.diff_se == 0
+    assert est.p_value == 1.0 and not est.p_at_floor
     assert math.isnan(est.p_images)  # no image differs
 
 
@@ -229,22 +233,6 @@ def test_a_real_difference_is_found_and_intervals_do_not_depend_on_other_losses(
     )
 
 
-def test_the_correction_counts_the_comparisons_shown():
-    rng = np.random.default_rng(6)
-    arms = {loss: [rng.random(300) < 0.5 for _ in range(2)] for loss in ("ce", "a", "b")}
-    rows = []
-    for attack, eps in (("clean", 0.0), ("fgsm", 0.0), ("fgsm", 0.1), ("pgd", 0.1), ("worst", 0.1)):
-        rows.append(_outcomes(arms, attack, eps))
-    outcomes = pd.concat(rows, ignore_index=True)
-    summary = summarize(_results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=1000)
-    shown = summary[summary["compared"]]
-    # 2 losses x (clean, fgsm@0.1, pgd@0.1, worst@0.1); fgsm at eps 0 repeats clean; ce is the baseline.
-    assert len(shown) == 8
-    assert shown["p_adjusted"].to_numpy() == pytest.approx(adjust_pvalues(shown["p_value"].to_numpy(), "holm"))
-    assert summary.loc[~summary["compared"], "p_adjusted"].isna().all()
-    assert (summary["correction"] == "holm").all()
-
-
 def test_the_seed_level_is_not_shrunk_by_resampling_few_seeds():
     """Three seeds at 40%, 50%, 60% on many images: the bootstrap SD of their mean must match the usual
     standard error s / sqrt(S) with s the ddof=1 spread (0.0577), not the resampling-shrunk 0.0471."""
@@ -257,5 +245,219 @@ def test_the_seed_level_is_not_shrunk_by_resampling_few_seeds():
         seeds.append(bits)
     boot = HierarchicalBootstrap(_outcomes({"ce": seeds}), n_boot=2000, seed=1)
     rows = boot._rows("ce", {"attack": "pgd", "eps": 0.1})
-    sd = float(np.std(boot._accuracy("ce", rows)))
+    sd = float(np.std(boot._accuracy(rows)))
     assert sd == pytest.approx(0.1 / math.sqrt(3), rel=0.1)
+
+
+# ------------------------------------------------------------------ the normal-approximation p-value
+
+from robust_glo.robustness.bootstrap import P_FLOOR, normal_pvalue  # noqa: E402
+from robust_glo.robustness.statistics import clopper_pearson  # noqa: E402
+
+HOLM_140 = 0.05 / 140  # Holm's first threshold over the 140 comparisons of the old standard report
+
+
+def _graded(shifts: dict[str, float], *, n: int = 1000, seeds: int = 3, seed: int = 8) -> pd.DataFrame:
+    """Clean outcomes of losses whose accuracy is 50% + shift: each image has a difficulty shared by all
+    networks, and each network adds its own noise."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.random(n)
+    arms = {
+        loss: [difficulty + 0.3 * rng.random(n) < 0.5 + shift for _ in range(seeds)] for loss, shift in shifts.items()
+    }
+    return _outcomes(arms, "clean", 0.0)
+
+
+def test_p_values_far_below_the_corrected_threshold_are_resolved():
+    """Two clear effects of different size: the percentile p of both sits at its floor 2 / (B + 1) (the old
+    report's problem), the normal p tells them apart, both far below Holm's first threshold at 140."""
+    outcomes = _graded({"ce": 0.0, "a": 0.05, "b": 0.065})
+    summary = summarize(_results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000)
+    a, b = (summary[summary.loss == loss].iloc[0] for loss in ("a", "b"))
+    assert a["p_percentile"] == b["p_percentile"] == pytest.approx(2 / 2001)
+    assert a["family"] == b["family"] == "primary"
+    assert b["p_adjusted"] < a["p_adjusted"] < HOLM_140 / 10
+    assert a["p_adjusted"] > 10 * b["p_adjusted"]  # resolved, not tied
+    assert not a["p_at_floor"] and not b["p_at_floor"]
+    # The p is the normal approximation from the observed difference and the bootstrap SE.
+    assert a["p_value"] == pytest.approx(2 * stats.norm.sf(abs(a["diff"]) / a["diff_se"]), rel=1e-9)
+
+
+def test_a_clear_call_does_not_depend_on_the_bootstrap_seed():
+    outcomes = _graded({"ce": 0.0, "a": 0.04})
+    results = _results_from(outcomes)
+    rows = [
+        summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=10_000, boot_seed=s).iloc[1]
+        for s in (0, 1, 2)
+    ]
+    p = np.array([r["p_value"] for r in rows])
+    assert (p < 0.01).all() and all(bool(r["significant"]) for r in rows)
+    assert p.max() / p.min() < 1.35  # the SE, not a count of replicates in the tail, sets the p
+    assert rows[0]["diff"] == rows[1]["diff"] == rows[2]["diff"]
+
+
+def test_the_p_value_floor():
+    assert normal_pvalue(0.0, 0.0) == (1.0, False)  # no difference, no spread: nothing to see
+    assert normal_pvalue(0.0, 0.02) == (1.0, False)
+    assert normal_pvalue(0.1, 0.0) == (P_FLOOR, True)  # a difference without spread cannot be resolved
+    assert normal_pvalue(0.5, 0.01) == (P_FLOOR, True)  # z = 50: below the floor
+    p, floor = normal_pvalue(0.05, 0.01)
+    assert p == pytest.approx(2 * stats.norm.sf(5.0)) and not floor
+    assert HierarchicalBootstrap.floor(5) == 2**-4  # exact sign test, 5 images all one way
+    assert HierarchicalBootstrap.floor(500) == P_FLOOR
+    # One network each, 30 images: right on all of them vs wrong on all. No spread in any replicate; the
+    # p cannot go below the exact sign test's 2^-29 on 30 images, and says so.
+    outcomes = _outcomes({"ce": [np.zeros(30, dtype=bool)], "all": [np.ones(30, dtype=bool)]})
+    est = HierarchicalBootstrap(outcomes, n_boot=500).cell("all", "ce", {"attack": "pgd", "eps": 0.1})
+    assert est.diff_se == 0 and est.p_at_floor and est.p_value == pytest.approx(2.0**-29)
+
+
+def test_percentile_p_method_reproduces_the_share_of_replicates():
+    outcomes = _graded({"ce": 0.0, "a": 0.02}, n=400)
+    boot = HierarchicalBootstrap(outcomes, n_boot=2000, p_method="percentile")
+    est = boot.cell("a", "ce", {"attack": "clean", "eps": 0.0})
+    assert est.p_value == est.p_percentile
+    normal = HierarchicalBootstrap(outcomes, n_boot=2000).cell("a", "ce", {"attack": "clean", "eps": 0.0})
+    assert normal.p_percentile == est.p_percentile and normal.p_value != est.p_value
+    with pytest.raises(ValueError, match="p_method"):
+        HierarchicalBootstrap(outcomes, n_boot=200, p_method="exact")
+
+
+# ------------------------------------------------------------------ 0% and 100% accuracy
+
+
+def test_zero_accuracy_gets_the_clopper_pearson_interval_and_a_finite_p():
+    n, rng = 500, np.random.default_rng(9)
+    outcomes = _outcomes(
+        {"ce": [rng.random(n) < 0.1 for _ in range(5)], "broken": [np.zeros(n, dtype=bool) for _ in range(5)]}
+    )
+    boot = HierarchicalBootstrap(outcomes, n_boot=2000)
+    est = boot.cell("broken", "ce", {"attack": "pgd", "eps": 0.1})
+    upper = 1 - 0.025 ** (1 / n)  # exact upper bound at 0 of 500 images: about 3.7 / N
+    assert est.exact and est.ci_low == 0 and est.ci_high == pytest.approx(upper)
+    assert est.ci_high == pytest.approx(3.689 / n, rel=0.01)
+    assert math.isfinite(est.p_value) and 0 < est.p_value < 1e-6
+    # The difference's interval also leaves room for the broken loss's possible accuracy.
+    plain = np.quantile(-boot._accuracy(boot._rows("ce", {"attack": "pgd", "eps": 0.1})), [0.025, 0.975])
+    assert est.diff_ci_high == pytest.approx(plain[1] + upper)
+    summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=2000)
+    row = summary[summary.loss == "broken"].iloc[0]
+    assert row["mean"] == 0 and row["ci_high"] == pytest.approx(upper) and math.isfinite(row["p_value"])
+
+
+def test_both_at_zero_and_at_one_hundred_percent():
+    n = 200
+    zeros = [np.zeros(n, dtype=bool) for _ in range(3)]
+    ones = [np.ones(n, dtype=bool) for _ in range(3)]
+    boot = HierarchicalBootstrap(_outcomes({"ce": zeros, "b": [z.copy() for z in zeros], "c": ones}), n_boot=500)
+    where = {"attack": "pgd", "eps": 0.1}
+    both = boot.cell("b", "ce", where)
+    upper = clopper_pearson(0, n)[1]
+    assert both.p_value == 1.0 and not both.p_at_floor
+    assert (both.ci_low, both.ci_high) == (0, pytest.approx(upper))
+    assert both.diff_ci_low == pytest.approx(-upper) and both.diff_ci_high == pytest.approx(upper)
+    full = boot.cell("c", "c", where)
+    assert full.ci_high == 1 and full.ci_low == pytest.approx(1 - upper)
+
+
+def test_zero_accuracy_without_outcomes_uses_the_number_of_images():
+    results = pd.DataFrame(
+        {"loss": ["ce"] * 3, "seed": [0, 1, 2], "attack": ["pgd"] * 3, "eps": [0.1] * 3, "n": [500] * 3}
+    ).assign(accuracy=0.0)
+    row = summarize(results).iloc[0]
+    assert row["interval"].startswith("t") and row["ci_low"] == 0
+    assert row["ci_high"] == pytest.approx(clopper_pearson(0, 500)[1])
+
+
+# ------------------------------------------------------------------ seeds drawn jointly
+
+
+def test_seeds_are_drawn_jointly_so_a_shared_seed_effect_cancels():
+    """Seed s moves both losses alike (same thresholds + 5 points): with one seed draw shared by both,
+    the difference keeps only the image noise; drawn independently (the old code), the 10-point seed
+    spread would enter the difference twice."""
+    n = 2000
+    difficulty = np.random.default_rng(10).random(n)
+    base = [difficulty < t for t in (0.35, 0.45, 0.55, 0.65)]
+    better = [difficulty < t + 0.05 for t in (0.35, 0.45, 0.55, 0.65)]
+    boot = HierarchicalBootstrap(_outcomes({"ce": base, "better": better}), n_boot=2000)
+    est = boot.cell("better", "ce", {"attack": "pgd", "eps": 0.1})
+    own = est.ci_high - est.ci_low  # the loss's own interval holds the seed spread
+    assert own > 0.15
+    assert est.diff_ci_high - est.diff_ci_low < 0.1 * own
+    assert est.diff_ci_low > 0.03 and est.p_value < 1e-6
+    # A loss with a different list of seeds (one missing) draws its own seeds.
+    rows = boot._rows("ce", {"attack": "pgd", "eps": 0.1})
+    assert boot._seed_list(rows) == ("0", "1", "2", "3")
+    short = HierarchicalBootstrap(_outcomes({"ce": base, "better": better[:3]}), n_boot=2000)
+    apart = short.cell("better", "ce", {"attack": "pgd", "eps": 0.1})
+    assert apart.diff_ci_high - apart.diff_ci_low > 5 * (est.diff_ci_high - est.diff_ci_low)
+
+
+# ------------------------------------------------------------------ families
+
+
+def _family_outcomes(with_worst: bool = True) -> pd.DataFrame:
+    """clean; fgsm and a cascaded pgd at eps 0.1 (pgd's column is the per-input worst case, as the last
+    attack of a cascade); one L2 attack at 0.5 (the only one: equal to worst:l2); eps = 0 repeats."""
+    rng = np.random.default_rng(11)
+    n, rows = 400, []
+    for loss, level in (("ce", 0.5), ("a", 0.6), ("b", 0.52)):
+        for seed in range(3):
+            clean = rng.random(n) < level + 0.3
+            fgsm = clean & (rng.random(n) < 0.8)
+            worst = fgsm & (rng.random(n) < 0.9)
+            l2 = clean & (rng.random(n) < 0.7)
+            cells = [("clean", 0.0, clean), ("fgsm", 0.0, clean), ("fgsm", 0.1, fgsm)]
+            cells += [("pgd:cascade=true", 0.1, worst), ("pgd:norm=l2", 0.5, l2)]
+            if with_worst:
+                cells += [("worst", 0.0, clean), ("worst", 0.1, worst), ("worst:l2", 0.5, l2)]
+            for attack, eps, bits in cells:
+                rows.append(
+                    {
+                        "loss": loss,
+                        "seed": seed,
+                        "attack": attack,
+                        "eps": eps,
+                        "n": n,
+                        "correct": int(bits.sum()),
+                        "images": "set",
+                        "bits": pack_bits(bits),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_families_primary_secondary_and_repeats():
+    outcomes = _family_outcomes()
+    results = outcomes.assign(accuracy=outcomes["correct"] / outcomes["n"]).drop(columns=["bits", "images"])
+    summary = summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=1000)
+    fam = {(r.loss, r.attack, r.eps): r.family for r in summary.itertuples()}
+    for loss in ("a", "b"):
+        assert fam[loss, "clean", 0.0] == fam[loss, "worst", 0.1] == fam[loss, "worst:l2", 0.5] == "primary"
+        assert fam[loss, "fgsm", 0.1] == "secondary"
+        assert fam[loss, "pgd:cascade=true", 0.1] == ""  # the cascade's last column is the worst case
+        assert fam[loss, "pgd:norm=l2", 0.5] == ""  # the only L2 attack: worst:l2 repeats it
+        assert fam[loss, "fgsm", 0.0] == fam[loss, "worst", 0.0] == ""
+    assert (summary.loc[summary.loss == "ce", "family"] == "").all()
+    assert (summary["compared"] == (summary["family"] != "")).all()
+    primary = summary[summary.family == "primary"]
+    secondary = summary[summary.family == "secondary"]
+    assert len(primary) == 6 and len(secondary) == 2
+    # Each family is corrected over its own members only.
+    for members in (primary, secondary):
+        assert members["p_adjusted"].to_numpy() == pytest.approx(adjust_pvalues(members["p_value"].to_numpy()))
+    assert secondary["p_adjusted"].max() < 1  # a real effect: the count (2, not 8) shows in the value
+    together = adjust_pvalues(summary.loc[summary.compared, "p_value"].to_numpy())
+    assert not np.allclose(summary.loc[summary.compared, "p_adjusted"].to_numpy(), together)
+    repeat = summary[(summary.loss == "a") & (summary.attack == "pgd:cascade=true")].iloc[0]
+    assert math.isnan(repeat["p_adjusted"]) and not repeat["significant"] and math.isfinite(repeat["p_value"])
+
+
+def test_without_worst_rows_the_primary_family_is_clean_accuracy():
+    outcomes = _family_outcomes(with_worst=False)
+    results = outcomes.assign(accuracy=outcomes["correct"] / outcomes["n"]).drop(columns=["bits", "images"])
+    summary = summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=500)
+    primary = summary[summary.family == "primary"]
+    assert set(primary["attack"]) == {"clean"}
+    assert set(summary.loc[summary.family == "secondary", "attack"]) == {"fgsm", "pgd:cascade=true", "pgd:norm=l2"}

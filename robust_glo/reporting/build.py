@@ -151,23 +151,30 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     base = inputs.label(settings.baseline)
     n_seeds = sorted({int(v) for v in summary["n_seeds"]})
     shown = T.family(summary)
+    n_secondary = int((summary["family"] == "secondary").sum()) if "family" in summary.columns else 0
+    families = (
+        f"over the {len(shown)} comparisons of the primary family (clean accuracy and the worst case per "
+        "budget)" + (f"; per-attack cells are corrected separately over {n_secondary}" if n_secondary else "")
+    )
     section = Section("Summary", anchor="summary")
     section.add(
         Table(
             T.headline_table(inputs, summary),
             f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
             f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
-            f"{settings.correction_name} correction over the {len(shown)} comparisons shown (adjusted "
-            f"p < {settings.alpha:g}, two-sided); `⚠`: a seed's evaluation failed a reliability check.",
+            f"{settings.correction_name} correction {families} (adjusted p < {settings.alpha:g}, "
+            "two-sided); `⚠`: a seed's evaluation failed a reliability check.",
         )
     )
     section.add(
         Table(
             T.difference_table(inputs, summary),
             f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
-            f"the test images) and the p-value adjusted by {settings.correction_name} over the same "
-            f"{len(shown)} comparisons (`*`: p < {settings.alpha:g}). See [Statistics](#statistics) for "
-            f"the method.",
+            f"the test images and the seeds) and the p-value adjusted by {settings.correction_name} "
+            f"{families} (`*`: p < {settings.alpha:g}; `p≤`: the p is at the smallest value the data "
+            "resolve; no p: the attack's outcomes are the worst case's, as for the last attack of a cascade "
+            "or the only attack at a budget, so it is not a comparison of its own). See "
+            "[Statistics](#statistics) for the method.",
         )
     )
     section.add(Paragraph("**What this does and does not show.**"), Bullets(_caveats(inputs, summary, settings)))
@@ -274,11 +281,18 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
     shown = T.family(summary)
     raw = int((shown["p_value"] < settings.alpha).sum())
     adjusted = int(shown["significant"].astype(bool).sum())
+    secondary = summary[summary["family"] == "secondary"] if "family" in summary.columns else summary.iloc[:0]
+    per_attack = (
+        f" Per attack, corrected separately: {int(secondary['significant'].astype(bool).sum())} of {len(secondary)}."
+        if len(secondary)
+        else ""
+    )
     items.append(
-        f"{adjusted} of {len(shown)} comparisons with {inputs.label(settings.baseline)} are significant after "
-        f"{settings.correction_name} correction (adjusted p < {settings.alpha:g}); {raw} would be at raw "
-        f"p < {settings.alpha:g}. The others show no evidence of a difference at this sample size, "
-        f"which is not evidence of equality."
+        f"{adjusted} of the {len(shown)} comparisons with {inputs.label(settings.baseline)} in the primary family "
+        f"(clean accuracy and the worst case per budget) are significant after {settings.correction_name} "
+        f"correction (adjusted p < {settings.alpha:g}); {raw} would be at raw p < {settings.alpha:g}."
+        f"{per_attack} The others show no evidence of a difference at this sample size, which is not evidence "
+        "of equality."
     )
     fewest = int(summary["n_seeds"].min()) if len(summary) else 0
     if 1 < fewest < 10 and (summary["interval"] == INTERVAL_BOOTSTRAP).any():
@@ -340,21 +354,33 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
 
 
 def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
+    from robust_glo.robustness.statistics import P_FLOOR
+
     section = Section("Statistics", anchor="statistics")
     base = inputs.label(settings.baseline)
     section.add(
         Paragraph(
             "How the numbers are computed. An accuracy varies with the network's training seed and with the test "
-            "images it is measured on, and every network here is attacked on the same test images. The intervals "
-            f"come from a bootstrap with {settings.n_boot:,} replicates (seed {settings.boot_seed}) that resamples "
-            "both: each replicate draws the test images once (with replacement, shared by every network, so that "
-            f"differences to {base} are paired on images) and, for each loss, its seeds (with replacement). The "
-            "95% interval is the 2.5–97.5 percentile range of the replicates; the p-value of a difference is "
-            f"twice the share of replicates on the far side of zero (so the smallest p it can give is "
-            f"{2 / (settings.n_boot + 1):.1g}). These p-values are then adjusted for the number "
-            f"of comparisons shown ({settings.correction_name}, statsmodels' `multipletests`); only adjusted "
-            "p-values mark significance. Welch's t-test over seeds and a paired t-test over images are listed "
-            "for reference; neither decides (the first ignores the images, the second the seeds). Details: "
+            "images it is measured on; every network here is attacked on the same test images, and seed s gives "
+            "every loss the same initial weights and batch order. The intervals come from a bootstrap with "
+            f"{settings.n_boot:,} replicates (seed {settings.boot_seed}) that resamples both: each replicate draws "
+            "the test images once and the seeds once (with replacement), shared by every network and every loss "
+            f"with the same seeds, so that differences to {base} are paired on images and on seeds (the "
+            "resampled seeds' spread is scaled by √(S/(S−1)) so few seeds are not under-stated). The 95% "
+            "interval is the 2.5–97.5 percentile range of the replicates; where a loss got no image right on any "
+            "seed (or every image on every seed) it is widened to at least the exact Clopper–Pearson interval "
+            "over the N test images (up to about 3.7/N above 0%), not a point. The p-value of a difference is "
+            "the normal approximation 2Φ(−|Δ|/SE), with Δ the observed difference and SE the standard "
+            "deviation of its bootstrap replicates, so it resolves p-values far below the corrected "
+            "thresholds; where the data cannot resolve it (no spread at all, or a p beyond the floor of "
+            f"{P_FLOOR:.0e} or of the exact sign test on the images that differ) it is shown as `p≤` that floor. "
+            "The percentile p (twice the share of replicates beyond zero) is listed for reference. The p-values "
+            f"are adjusted ({settings.correction_name}, statsmodels' `multipletests`) within two families "
+            "separately: the primary family (clean accuracy and the per-input worst case per threat model and "
+            "budget, the comparisons the verdict rests on) and the secondary family (each attack at each "
+            "budget, except an attack whose outcomes are those of the worst case); only adjusted p-values mark "
+            "significance. Welch's t-test over seeds and a paired t-test over images are listed for reference; "
+            "neither decides (the first ignores the images, the second the seeds). Details: "
             f"{docs_ref('statistics.md', inputs.root)}."
         )
     )
@@ -362,8 +388,9 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T
         Table(
             T.detail_table(inputs, summary),
             "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
-            f"to {base} in points with its interval, raw p (and the test that gave it), p adjusted by "
-            f"{settings.correction_name}, and the two reference tests.",
+            f"to {base} in points with its interval, raw p (and the test that gave it), its family, p adjusted "
+            f"by {settings.correction_name} within that family, and the reference p-values (percentile "
+            "bootstrap, Welch over seeds, paired over images).",
         )
     )
     section.add(

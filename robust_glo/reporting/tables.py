@@ -100,8 +100,13 @@ def interval_kind(summary: pd.DataFrame) -> str:
 
 
 def family(summary: pd.DataFrame) -> pd.DataFrame:
-    """The comparisons with the baseline that the tables show and the correction counts."""
-    return summary[summary["compared"].astype(bool)]
+    """The primary family of comparisons with the baseline: clean accuracy and the per-input worst case
+    per threat model and eps > 0, corrected together (per-attack cells form a secondary family, corrected
+    separately; see `robust_glo.robustness.summarize`). Summaries without a `family` column: every row
+    marked `compared`."""
+    if "family" not in summary.columns:
+        return summary[summary["compared"].astype(bool)]
+    return summary[summary["family"] == "primary"]
 
 
 def attack_order(results: pd.DataFrame) -> list[str]:
@@ -130,10 +135,13 @@ def pct(value: float, digits: int = 1) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}"
 
 
-def fmt_p(p: float) -> str:
+def fmt_p(p: float, at_floor: bool = False) -> str:
+    """A p-value: "0.028" from 0.001 up, "2.3e-09" below (small p-values are resolved, so they are shown),
+    "≤1.0e-12" when `at_floor` (the data resolve p only down to that value), "—" for NaN."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
+    text = f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    return f"≤{text}" if at_floor else text
 
 
 def fmt_eps(eps: float) -> str:
@@ -160,7 +168,7 @@ def cell(row: Any) -> str:
     text = (
         pct(row["mean"]) if _nan(row["ci_low"]) else f"{pct(row['mean'])} [{pct(row['ci_low'])}, {pct(row['ci_high'])}]"
     )
-    if bool(row.get("significant", False)) and bool(row.get("compared", False)):
+    if bool(row.get("significant", False)) and bool(row.get("compared", False)):  # within the row's family
         text += " ↑*" if row["diff"] > 0 else " ↓*"
     if "reliable" in row and not bool(row["reliable"]):
         text += " ⚠"
@@ -169,7 +177,7 @@ def cell(row: Any) -> str:
 
 def diff_cell(row: Any) -> str:
     """ "+10.7 [+8.2, +13.1] p=0.004*": difference to the baseline in points with its interval and the
-    adjusted p (`*`: significant)."""
+    p adjusted within its family (`*`: significant; "p≤1.0e-12" when the raw p is at its floor)."""
     if _nan(row["diff"]):
         return "—"
     text = f"{100 * row['diff']:+.1f}"
@@ -177,7 +185,8 @@ def diff_cell(row: Any) -> str:
         text += f" [{100 * row['diff_ci_low']:+.1f}, {100 * row['diff_ci_high']:+.1f}]"
     p = row.get("p_adjusted")
     if not _nan(p):
-        text += f" p={fmt_p(p)}" if p >= 0.001 else f" p{fmt_p(p)}"
+        floor = not _nan(row.get("p_at_floor")) and bool(row.get("p_at_floor"))
+        text += f" p{fmt_p(p, True)}" if floor else f" p={fmt_p(p)}"
         if bool(row.get("significant", False)):
             text += "*"
     return text
@@ -225,15 +234,15 @@ def difference_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFram
 
 def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
     """Every summary row, with the numbers in %, for readers who want them all (an attack's eps = 0 row
-    repeats the clean accuracy, and the worst case repeats a single attack: both are left out)."""
+    repeats the clean accuracy and is left out). `family`: primary (clean and worst case), secondary
+    (per-attack) or "—" (in no family: the baseline, or an attack whose outcomes are the worst case's);
+    p adjusted within its family; "≤" where the raw p is at its floor."""
     rows = []
-    n_attacks = len(attack_order(inputs.results))
     for r in summary.to_dict("records"):
         if r["attack"] != CLEAN and r["eps"] == 0.0 and (summary["attack"] == CLEAN).any():
             continue
-        if r["attack"] == WORST and n_attacks < 2:
-            continue
         base = r["loss"] == r["baseline"]
+        floor = not _nan(r.get("p_at_floor")) and bool(r.get("p_at_floor"))
         rows.append(
             {
                 "attack": r["attack"],
@@ -249,9 +258,11 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
                 "Δ 95% interval (pts)": "—"
                 if base or _nan(r["diff_ci_low"])
                 else f"[{100 * r['diff_ci_low']:+.2f}, {100 * r['diff_ci_high']:+.2f}]",
-                "p (raw)": "—" if base else f"{fmt_p(r['p_value'])} ({r['p_test'] or '—'})",
-                "p (adjusted)": fmt_p(r["p_adjusted"]),
+                "p (raw)": "—" if base else f"{fmt_p(r['p_value'], floor)} ({r['p_test'] or '—'})",
+                "family": "—" if _nan(r.get("family")) or not r.get("family") else str(r["family"]),
+                "p (adjusted)": fmt_p(r["p_adjusted"], floor),
                 "significant": "yes" if bool(r["significant"]) else "",
+                "p percentile": fmt_p(r.get("p_percentile", math.nan)),
                 "p Welch (seeds)": fmt_p(r["p_welch"]),
                 "p paired (images)": fmt_p(r["p_images"]),
                 "reliable": "yes" if bool(r.get("reliable", True)) else "NO",

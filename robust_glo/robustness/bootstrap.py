@@ -1,26 +1,44 @@
 """A two-level bootstrap over training seeds and test images, for accuracies and their differences.
 
 Robust accuracy varies for two reasons: the network (its seed) and the test images it happens to be
-measured on. The images are shared: every network of a comparison is attacked on the same test images,
-so seeds and images are crossed, not nested. Each bootstrap replicate therefore
+measured on. Both are shared across losses: every network of a comparison is attacked on the same test
+images, and seed s gives every loss the same initial weights and batch order, so the networks of one seed
+are correlated across losses (per image, a loss's seed-s network agrees with ce's seed-s network more than
+with ce's other seeds). Seeds and images are crossed, not nested, and both are paired across losses. Each
+bootstrap replicate therefore
 
 1. draws one multiset of test images (N draws with replacement from the N images), used for every
-   network and every cell of the replicate: this pairs networks on images, so a difference to the
-   baseline is judged on the very same images (a paired comparison), and
-2. draws, for each loss separately, S of its S seeds with replacement,
+   network and every cell of the replicate, and
+2. draws one multiset of seed indices (S draws with replacement from the S seeds), used for every loss
+   with the same list of seeds (a loss with a different list, e.g. one whose seed 3 diverged, draws its
+   own),
 
 and takes the accuracy of a loss as the mean over its drawn seeds of each seed's accuracy on the drawn
-images. Percentiles of the replicates give the intervals; the two-sided p-value of a difference is
-twice the smaller share of replicates on either side of zero (with the usual +1 correction), i.e. the
-smallest level at which the percentile interval would exclude zero.
+images. A difference to the baseline is then paired on images and on seeds: an image, or a seed, that
+moves both losses alike adds no noise to it.
 
 Resampling S seeds alone would under-state their variance by the factor (S - 1)/S (2/3 at three seeds);
 each replicate's deviation from the all-seed mean is scaled by sqrt(S / (S - 1)) to correct it. With very
 few seeds the seed level is still estimated from little data, which the report states.
 
+Intervals are percentiles of the replicates. Where a loss got no image right (or every image) on every
+seed, every replicate is 0 (or 1) and the percentile interval collapses to a point; it is then widened to
+at least the exact Clopper-Pearson interval of a proportion over the N distinct test images (N, not N * S:
+the seeds see the same images, so N is the conservative count), and a difference's interval is widened by
+the same slack on that arm's side.
+
+The p-value of a difference (`p_method="normal"`, the default) is the normal approximation
+p = 2 * Phi(-|d| / se), with d the observed difference (on all images and seeds) and se the standard
+deviation of its bootstrap replicates: unlike the percentile p (twice the share of replicates beyond
+zero, kept as `p_percentile`), whose floor 2 / (B + 1) sits near the corrected thresholds, it resolves
+small p-values. Where it cannot (se = 0 with d != 0, or a normal p below what the images can support),
+the p is reported at a floor, `p_at_floor`: the larger of `P_FLOOR` and 2^(1 - n_d), the exact sign
+(McNemar) test's p when all n_d images on which the two losses differ differ in the same direction, the
+smallest p any paired test on these images could give. See docs/statistics.md.
+
 No library offers this crossed design (scipy.stats.bootstrap resamples one level), hence the code here.
-Random numbers come from seed sequences named after what they draw (the image set, a loss), so adding a
-loss to a study does not change another loss's interval.
+Random numbers come from seed sequences named after what they draw (the image set, a list of seeds), so
+adding a loss to a study does not change another loss's interval.
 """
 
 from __future__ import annotations
@@ -34,15 +52,23 @@ import pandas as pd
 from scipy import stats
 
 from robust_glo.robustness.outcomes import unpack_bits
+from robust_glo.robustness.statistics import P_FLOOR, clopper_pearson
 
 CHUNK = 500  # replicates drawn per block (fixed: results do not depend on memory)
 KEYS = ("dataset", "model", "attack", "eps")
+P_METHODS = ("normal", "percentile")
+_TINY = 1e-12  # observed differences below this (rounding of equal means) count as zero
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Bootstrap results for one loss in one cell (diff_* and p_* are None for the baseline itself or
-    when the two were not measured on the same images)."""
+    """Bootstrap results for one loss in one cell (the diff_* and p_* fields are None for the baseline
+    itself or when the two were not measured on the same images).
+
+    `exact`: the accuracy interval was widened to the Clopper-Pearson interval (no image right on any
+    seed, or every image on every seed). `p_value` is the p of `p_method`; `p_percentile` the percentile p;
+    `p_at_floor` whether `p_value` is the floor of what the data resolve (the true p may be smaller);
+    `diff_se` the bootstrap standard error of the difference."""
 
     n_images: int
     ci_low: float
@@ -51,6 +77,10 @@ class Estimate:
     diff_ci_high: float | None = None
     p_value: float | None = None
     p_images: float | None = None
+    p_percentile: float | None = None
+    p_at_floor: bool = False
+    diff_se: float | None = None
+    exact: bool = False
 
 
 def _cell_seed(seed: int, *parts: object) -> np.random.SeedSequence:
@@ -58,14 +88,50 @@ def _cell_seed(seed: int, *parts: object) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed)] + [zlib.crc32(str(p).encode()) for p in parts])
 
 
+def normal_pvalue(diff: float, se: float, floor: float = P_FLOOR) -> tuple[float, bool]:
+    """(p, at_floor) of the normal approximation 2 * Phi(-|diff| / se).
+
+    p = 1 when diff = 0 (whatever se); the floor, with at_floor True, when se = 0 with diff != 0 (the
+    replicates cannot tell how small p is) or when the normal p falls below `floor`."""
+    if not math.isfinite(diff) or not math.isfinite(se):
+        return math.nan, False
+    if abs(diff) < _TINY:
+        return 1.0, False
+    if se <= 0:
+        return float(floor), True
+    p = float(2 * stats.norm.sf(abs(diff) / se))
+    if p < floor:
+        return float(floor), True
+    return min(p, 1.0), False
+
+
+def percentile_pvalue(diff: np.ndarray) -> float:
+    """Twice the smaller share of replicates on either side of zero, with the +1 correction:
+    min(1, 2 min((1 + #{d <= 0}) / (B + 1), (1 + #{d >= 0}) / (B + 1))); its floor is 2 / (B + 1)."""
+    b = len(diff)
+    below, above = int((diff <= 0).sum()), int((diff >= 0).sum())
+    return min(1.0, 2 * min((1 + below) / (b + 1), (1 + above) / (b + 1)))
+
+
 class HierarchicalBootstrap:
     """Replicate accuracies for every (loss, seed, cell) row of `outcomes` (see `outcomes.py`), computed
     once; `cell(loss, baseline, where)` then gives the intervals and p-values of one cell."""
 
-    def __init__(self, outcomes: pd.DataFrame, *, n_boot: int = 10_000, seed: int = 0, confidence: float = 0.95):
+    def __init__(
+        self,
+        outcomes: pd.DataFrame,
+        *,
+        n_boot: int = 10_000,
+        seed: int = 0,
+        confidence: float = 0.95,
+        p_method: str = "normal",
+    ):
         if n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {n_boot}")
+        if p_method not in P_METHODS:
+            raise ValueError(f"p_method must be one of {', '.join(P_METHODS)}, got {p_method!r}")
         self.n_boot, self.seed, self.confidence = int(n_boot), int(seed), float(confidence)
+        self.p_method = p_method
         frame = outcomes.reset_index(drop=True).copy()
         frame["eps"] = frame["eps"].astype(float)
         self.keys = [k for k in KEYS if k in frame.columns]
@@ -82,7 +148,7 @@ class HierarchicalBootstrap:
             for i, row in zip(group.index, matrix):
                 self.correct[i] = row.astype(bool)
             self.replicates[group.index] = self._resampled(matrix, str(images))
-        self._seed_draws: dict[tuple[str, int], np.ndarray] = {}
+        self._seed_draws: dict[tuple, np.ndarray] = {}
 
     def _resampled(self, matrix: np.ndarray, images: str) -> np.ndarray:
         """Accuracy of each row `(R, N)` on every replicate's image multiset -> `(R, B)`."""
@@ -97,23 +163,32 @@ class HierarchicalBootstrap:
             out[:, k * CHUNK : k * CHUNK + size] = (matrix @ weights.T) / n
         return out
 
-    def _seeds(self, loss: str, s: int) -> np.ndarray:
-        """Seed indices `(B, s)` drawn with replacement for `loss` (the same draw in every cell)."""
-        key = (loss, s)
-        if key not in self._seed_draws:
-            rng = np.random.default_rng(_cell_seed(self.seed, "seeds", loss, s))
-            self._seed_draws[key] = rng.integers(0, s, size=(self.n_boot, s))
-        return self._seed_draws[key]
+    def _seeds(self, seeds: tuple) -> np.ndarray:
+        """Seed indices `(B, S)` drawn with replacement for the seed list `seeds` (sorted): one draw per
+        list, shared by every loss and every cell with that list, so that losses are paired on seeds."""
+        if seeds not in self._seed_draws:
+            rng = np.random.default_rng(_cell_seed(self.seed, "seeds", *seeds))
+            self._seed_draws[seeds] = rng.integers(0, len(seeds), size=(self.n_boot, len(seeds)))
+        return self._seed_draws[seeds]
 
     def _rows(self, loss: str, where: dict) -> pd.DataFrame:
+        """The rows of `loss` in the cell `where`, in seed order (position k is the same seed for every
+        loss with the same seed list)."""
         f = self.frame
         mask = f["loss"] == loss
         for k in self.keys:
             if k in where:
                 mask &= (f[k] == float(where[k])) if k == "eps" else (f[k] == str(where[k]))
-        return f[mask]
+        rows = f[mask]
+        return rows.sort_values("seed", kind="stable") if "seed" in rows.columns else rows
 
-    def _accuracy(self, loss: str, rows: pd.DataFrame) -> np.ndarray:
+    @staticmethod
+    def _seed_list(rows: pd.DataFrame) -> tuple:
+        if "seed" in rows.columns and rows["seed"].is_unique:
+            return tuple(str(s) for s in rows["seed"])
+        return ("rows", len(rows))  # no seed names: a draw of its own per number of rows
+
+    def _accuracy(self, rows: pd.DataFrame) -> np.ndarray:
         """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images.
 
         Resampling S seeds gives their mean a variance (S - 1)/S times too small; the deviation of the drawn
@@ -125,13 +200,27 @@ class HierarchicalBootstrap:
         everyone = reps.mean(axis=0)
         if s < 2:
             return everyone
-        drawn = reps[self._seeds(loss, s).T, np.arange(self.n_boot)].mean(axis=0)
+        drawn = reps[self._seeds(self._seed_list(rows)).T, np.arange(self.n_boot)].mean(axis=0)
         return everyone + math.sqrt(s / (s - 1)) * (drawn - everyone)
+
+    def _per_image(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per-image accuracy `(N,)`: the mean over seeds of each image's outcome."""
+        return np.mean([self.correct[i] for i in rows.index], axis=0)
 
     def _interval(self, values: np.ndarray) -> tuple[float, float]:
         tail = (1 - self.confidence) / 2
         low, high = np.quantile(values, [tail, 1 - tail])
         return float(low), float(high)
+
+    def _exact(self, rows: pd.DataFrame, n: int) -> tuple[float, float] | None:
+        """The Clopper-Pearson interval over the N images when the pooled count over seeds and images is
+        0 or all of them (every replicate is then 0 or 1), else None."""
+        pooled = int(sum(int(self.correct[i].sum()) for i in rows.index))
+        if pooled == 0:
+            return clopper_pearson(0, n, self.confidence)
+        if pooled == n * len(rows):
+            return clopper_pearson(n, n, self.confidence)
+        return None
 
     def cell(self, loss: str, baseline: str, where: dict) -> Estimate | None:
         """Intervals for `loss` in the cell `where` (keys among dataset, model, attack, eps), and its
@@ -139,24 +228,60 @@ class HierarchicalBootstrap:
         rows = self._rows(loss, where)
         if rows.empty or rows["images"].nunique() != 1:
             return None
-        acc = self._accuracy(loss, rows)
+        acc = self._accuracy(rows)
         low, high = self._interval(acc)
         n_images = int(rows["n"].iloc[0])
+        exact = self._exact(rows, n_images)
+        if exact is not None:
+            low, high = min(low, exact[0]), max(high, exact[1])
         if loss == baseline:
-            return Estimate(n_images, low, high)
+            return Estimate(n_images, low, high, exact=exact is not None)
         base = self._rows(baseline, where)
         if base.empty or base["images"].nunique() != 1 or base["images"].iloc[0] != rows["images"].iloc[0]:
-            return Estimate(n_images, low, high)
-        diff = acc - self._accuracy(baseline, base)
+            return Estimate(n_images, low, high, exact=exact is not None)
+        diff = acc - self._accuracy(base)
         d_low, d_high = self._interval(diff)
-        b = self.n_boot
-        p = min(1.0, 2 * min((1 + int((diff <= 0).sum())) / (b + 1), (1 + int((diff >= 0).sum())) / (b + 1)))
-        return Estimate(n_images, low, high, d_low, d_high, p, self._paired_images(rows, base))
+        a, b = self._per_image(rows), self._per_image(base)
+        # A degenerate arm (no image, or every image, right on every seed) has no bootstrap spread: widen
+        # the difference by that arm's Clopper-Pearson slack on the side it can move.
+        base_exact = self._exact(base, n_images)
+        if exact is not None:
+            d_low, d_high = d_low - float(a.mean() - exact[0]), d_high + float(exact[1] - a.mean())
+        if base_exact is not None:
+            d_low, d_high = d_low - float(base_exact[1] - b.mean()), d_high + float(b.mean() - base_exact[0])
+        observed = float(a.mean() - b.mean())  # mean over seeds of each seed's accuracy (equal n per seed)
+        se = float(np.std(diff, ddof=1))
+        p_pct = percentile_pvalue(diff)
+        if self.p_method == "percentile":
+            floor = 2 / (self.n_boot + 1)
+            p, at_floor = p_pct, p_pct <= floor * (1 + 1e-9)
+        else:
+            n_d = int((a != b).sum())  # images on which the two losses differ (mean over seeds)
+            p, at_floor = normal_pvalue(observed, se, self.floor(n_d))
+        return Estimate(
+            n_images,
+            low,
+            high,
+            d_low,
+            d_high,
+            p,
+            self._paired_images(a, b),
+            p_percentile=p_pct,
+            p_at_floor=bool(at_floor),
+            diff_se=se,
+            exact=exact is not None,
+        )
 
-    def _paired_images(self, rows: pd.DataFrame, base: pd.DataFrame) -> float:
-        """Paired t-test over images of the per-image accuracy (mean over seeds); NaN when no image differs."""
-        a = np.mean([self.correct[i] for i in rows.index], axis=0)
-        b = np.mean([self.correct[i] for i in base.index], axis=0)
-        if np.all(a == b):
+    @staticmethod
+    def floor(n_differing: int) -> float:
+        """The smallest p reported for a difference resting on `n_differing` images: `P_FLOOR`, or the
+        exact sign test's 2^(1 - n) (all n differing images in one direction) when that is larger."""
+        return max(P_FLOOR, 2.0 ** (1 - n_differing)) if n_differing > 0 else 1.0
+
+    @staticmethod
+    def _paired_images(a: np.ndarray, b: np.ndarray) -> float:
+        """Paired t-test over images of the per-image accuracy (mean over seeds); NaN when undefined: no
+        image differs, or every image differs by the same amount (no spread)."""
+        if np.ptp(a - b) == 0:
             return math.nan
         return float(stats.ttest_rel(a, b).pvalue)

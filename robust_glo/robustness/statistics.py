@@ -5,11 +5,18 @@ into one row per loss x attack x eps with
 
 - the mean over seeds and its 95% interval. With the per-image outcomes (`outcomes.csv`) the interval
   comes from a two-level bootstrap that resamples seeds and test images (see `bootstrap.py`), so it
-  holds both sources of variation; without them it is Student's t interval over seeds alone;
-- the difference to a baseline loss with its own bootstrap interval and p-value (images paired: every
-  network saw the same test images), next to Welch's t-test over seeds and a paired t-test over images;
-- the p-values adjusted for the number of comparisons shown (Holm by default, or Benjamini-Hochberg),
-  with statsmodels' `multipletests`; `significant` is decided on the adjusted p only.
+  holds both sources of variation; without them it is Student's t interval over seeds alone. Where a
+  loss got no image (or every image) right on every seed, the interval is widened to at least the exact
+  Clopper-Pearson interval over the N test images;
+- the difference to a baseline loss with its own bootstrap interval and p-value (paired on images and
+  on seeds: every network saw the same test images, and seed s is shared by every loss). The p-value is
+  the normal approximation 2 * Phi(-|d| / se_boot) (`p_at_floor` where the data cannot resolve it), next
+  to the percentile bootstrap p, Welch's t-test over seeds and a paired t-test over images;
+- the family the comparison belongs to: "primary" (clean accuracy and the per-input worst case per threat
+  model and eps > 0: the verdict's comparisons), "secondary" (every other attack at eps > 0, unless its
+  outcomes are those of the worst case) or "" (the baseline, eps = 0 repeats, repeats of the worst case);
+- the p-values adjusted within each family separately (Holm by default, or Benjamini-Hochberg), with
+  statsmodels' `multipletests`; `significant` is decided on the adjusted p only.
 """
 
 from __future__ import annotations
@@ -38,11 +45,15 @@ SUMMARY_STATS = [
     "diff",
     "diff_ci_low",
     "diff_ci_high",
+    "diff_se",
     "p_value",
+    "p_at_floor",
     "p_test",
+    "p_percentile",
     "p_welch",
     "p_images",
     "compared",
+    "family",
     "p_adjusted",
     "correction",
     "significant",
@@ -58,7 +69,13 @@ CORRECTIONS = {
 }
 CORRECTION_ALIASES = {"bh": "fdr_bh", "benjamini-hochberg": "fdr_bh"}
 DEFAULT_CORRECTION = "holm"
+FAMILIES = ("primary", "secondary")  # corrected separately; "" = in no family
+WORST_BY_NORM = {"linf": "worst", "l2": "worst:l2"}  # the per-input worst case over a norm's attacks
 DEFAULT_BOOTSTRAP = 10_000
+# The smallest p reported (|z| > 7.1 in the normal approximation): far below any corrected threshold in use
+# (alpha / M < 1e-12 would take M > 5e10 comparisons), and far out in a tail that no bootstrap of B
+# replicates or N images can check, so smaller values would be precision without meaning.
+P_FLOOR = 1e-12
 INTERVAL_BOOTSTRAP = "bootstrap: seeds and images"
 INTERVAL_T = "t: seeds only"
 
@@ -121,6 +138,14 @@ def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper-Pearson) interval of a proportion of k successes in n trials (scipy's
+    `binomtest(k, n).proportion_ci(method="exact")`); at k = 0 its upper end is 1 - ((1 - c) / 2)^(1/n),
+    about 3.7 / n at 95%."""
+    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
 def summarize(
     results: pd.DataFrame,
     *,
@@ -135,18 +160,25 @@ def summarize(
     alpha: float = 0.05,
     n_boot: int = DEFAULT_BOOTSTRAP,
     boot_seed: int = 0,
+    p_method: str = "normal",
 ) -> pd.DataFrame:
     """One row per `compare` value x `group_by` cell (the columns of these present in `results`).
 
     Columns: the keys, then `SUMMARY_STATS`:
     n_seeds, n_images, mean (over seeds), std, sem; ci_low, ci_high and `interval` (which interval:
     the seeds-and-images bootstrap where `outcomes` cover the cell, else the t interval over seeds,
-    clipped to `bounds`); baseline, baseline_mean, diff (mean - baseline_mean) with diff_ci_low/high
-    (bootstrap only); p_value, the raw p of the test named in p_test ("bootstrap", else "welch");
-    p_welch (seeds only) and p_images (paired t-test over images on per-image accuracy averaged over
-    seeds; images only) for reference; compared (the row is one of the comparisons shown: not the
-    baseline, not an attack's eps = 0 repeat of clean accuracy, not the worst case when it repeats a
-    single attack); p_adjusted over the compared rows with `correction`; significant (p_adjusted <
+    clipped to `bounds`; either widened to at least the Clopper-Pearson interval over the N images when
+    no image, or every image, was right on any seed); baseline, baseline_mean, diff (mean -
+    baseline_mean) with diff_ci_low/high and diff_se (the bootstrap standard error; bootstrap only);
+    p_value, the raw p of the test named in p_test ("bootstrap": the normal approximation
+    2 Phi(-|diff| / diff_se) with `p_method="normal"`, else the percentile p; "welch" without outcomes);
+    p_at_floor (p_value is the floor of what the data resolve: the true p is at most that, tables print
+    "≤"); p_percentile (twice the share of bootstrap replicates beyond zero, floor 2 / (B + 1)), p_welch
+    (seeds only) and p_images (paired t-test over images on per-image accuracy averaged over seeds;
+    images only) for reference; family ("primary": clean accuracy and the worst case per threat model
+    and eps > 0; "secondary": the other attacks at eps > 0, except one whose outcomes equal the worst
+    case's on every network; "": the baseline, eps = 0 rows of attacks, those repeats); compared (in some
+    family); p_adjusted with `correction` within each family separately; significant (p_adjusted <
     alpha); n_unreliable (seeds whose evaluation was flagged) and reliable.
     """
     for column in (value, compare):
@@ -166,7 +198,7 @@ def summarize(
     if outcomes is not None and not outcomes.empty and compare == "loss" and value == "accuracy":
         from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 
-        boot = HierarchicalBootstrap(outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence)
+        boot = HierarchicalBootstrap(outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence, p_method=p_method)
     has_flag = "reliable" in results.columns
     cells = results.groupby(keys + [compare], sort=False, dropna=False)
     base_rows = results[results[compare] == base]
@@ -175,7 +207,6 @@ def summarize(
         if keys
         else {(): base_rows[value].to_numpy(float)}
     )
-    n_attacks = len({a for a in results["attack"] if a not in ("clean", "worst")}) if "attack" in results.columns else 0
     rows = []
     for key, group in cells:
         key = _as_tuple(key)
@@ -192,14 +223,16 @@ def summarize(
                 confidence=confidence,
                 bounds=bounds,
                 boot=boot,
-                n_attacks=n_attacks,
                 has_flag=has_flag,
             )
         )
     out = pd.DataFrame(rows, columns=keys + [compare] + SUMMARY_STATS)
-    family = out["compared"].astype(bool)
+    out["family"] = _families(out, results, keys, compare, base, value)
+    out["compared"] = out["family"] != ""
     out["p_adjusted"] = math.nan
-    out.loc[family, "p_adjusted"] = adjust_pvalues(out.loc[family, "p_value"].to_numpy(float), correction)
+    for name in FAMILIES:
+        members = out["family"] == name
+        out.loc[members, "p_adjusted"] = adjust_pvalues(out.loc[members, "p_value"].to_numpy(float), correction)
     out["correction"] = correction
     out["significant"] = out["p_adjusted"].lt(alpha)
     # Rows in order of first appearance (losses as given, attacks as listed), eps ascending.
@@ -222,7 +255,6 @@ def _cell_row(
     confidence: float,
     bounds: tuple[float, float] | None,
     boot,
-    n_attacks: int,
     has_flag: bool,
 ) -> dict:
     """The summary row of one loss (`who`) in one cell (`where`), against the baseline's values `ref`."""
@@ -247,11 +279,15 @@ def _cell_row(
         "diff": mean - ref_mean,
         "diff_ci_low": math.nan,
         "diff_ci_high": math.nan,
+        "diff_se": math.nan,
         "p_value": math.nan,
+        "p_at_floor": False,
         "p_test": "",
+        "p_percentile": math.nan,
         "p_welch": math.nan if who == base else welch_pvalue(values, ref),
         "p_images": math.nan,
-        "compared": who != base and _shown(where, n_attacks),
+        "compared": False,
+        "family": "",
         "n_unreliable": unreliable,
         "reliable": unreliable == 0,
     }
@@ -262,27 +298,104 @@ def _cell_row(
             row.update(
                 diff_ci_low=est.diff_ci_low,
                 diff_ci_high=est.diff_ci_high,
+                diff_se=est.diff_se,
                 p_value=est.p_value,
+                p_at_floor=est.p_at_floor,
                 p_test="bootstrap",
+                p_percentile=est.p_percentile,
                 p_images=est.p_images,
             )
-    elif who != base:
-        row.update(p_value=row["p_welch"], p_test="welch")
+    else:
+        if who != base:
+            row.update(p_value=row["p_welch"], p_test="welch")
+        exact = _exact_fallback(group, values) if value == "accuracy" else None
+        if exact is not None and not math.isnan(row["ci_low"]):
+            row["ci_low"], row["ci_high"] = min(row["ci_low"], exact[0]), max(row["ci_high"], exact[1])
     if bounds is not None and not math.isnan(row["ci_low"]):
         row["ci_low"], row["ci_high"] = max(row["ci_low"], bounds[0]), min(row["ci_high"], bounds[1])
     return row
 
 
-def _shown(where: dict, n_attacks: int) -> bool:
-    """Whether a cell is one of the comparisons a report shows (and so counts in the correction)."""
-    attack, eps = where.get("attack"), where.get("eps")
-    if attack is None or eps is None:
-        return True
-    if attack == "clean":
-        return True
-    if float(eps) == 0.0:
-        return False  # an attack at eps = 0 repeats clean accuracy
-    return attack != "worst" or n_attacks > 1
+def _exact_fallback(group: pd.DataFrame, values: np.ndarray) -> tuple[float, float] | None:
+    """Without outcomes: the Clopper-Pearson interval over the n images when every seed's accuracy is 0
+    (or 1) and the number of images `n` is known and the same for every seed, else None."""
+    if "n" not in group.columns or len(values) == 0 or np.isnan(values).any():
+        return None
+    n = pd.to_numeric(group["n"], errors="coerce").to_numpy(float)
+    if np.isnan(n).any() or (n != n[0]).any() or n[0] < 1:
+        return None
+    if (values == 0).all():
+        return clopper_pearson(0, int(n[0]))
+    if (values == 1).all():
+        return clopper_pearson(int(n[0]), int(n[0]))
+    return None
+
+
+def _norm(results: pd.DataFrame, attack: str) -> str:
+    """ "linf" or "l2" (or another norm, lower case) of an attack: the results' `norm` column, else its
+    label (":norm=l2")."""
+    if "norm" in results.columns:
+        norms = results.loc[results["attack"] == attack, "norm"].dropna().astype(str)
+        if not norms.empty:
+            return norms.iloc[0].strip().lower()
+    return "l2" if ":norm=l2" in attack else "linf"
+
+
+def _worst_name(norm: str) -> str:
+    return WORST_BY_NORM.get(norm, f"worst:{norm}")
+
+
+def _families(
+    out: pd.DataFrame, results: pd.DataFrame, keys: list[str], compare: str, base: object, value: str
+) -> list[str]:
+    """The family of each summary row (see `summarize`).
+
+    "primary": clean accuracy and the per-input worst case ("worst" for L-infinity, "worst:l2" for L2)
+    at each eps > 0; "secondary": every other attack at eps > 0; "": the baseline's rows, an attack's
+    eps = 0 row (it repeats clean accuracy), and an attack whose outcomes equal its norm's worst case at
+    that eps on every network (per (loss, seed), equal `correct`: as worst <= attack per image, equal
+    counts are equal outcomes; the last attack of a cascade, or the only attack at that eps)."""
+    if "attack" not in keys or "eps" not in keys:
+        return ["" if who == base else "primary" for who in out[compare]]
+    other = [k for k in keys if k not in ("attack", "eps")]
+    count = "correct" if "correct" in results.columns else value
+    network = [compare, "seed"]
+    tables: dict[tuple, dict] = {}
+    for key, group in results.groupby(other + ["attack", "eps"], sort=False, dropna=False):
+        key = _as_tuple(key)
+        if "seed" in results.columns:
+            tables[key] = dict(zip(map(tuple, group[network].astype(str).to_numpy()), group[count]))
+        else:  # no seed column: networks by position within each loss
+            tables[key] = {
+                (str(who), i): c for who, g in group.groupby(compare, sort=False) for i, c in enumerate(g[count])
+            }
+    norms = {a: _norm(results, a) for a in results["attack"].astype(str).unique()}
+    families = []
+    for row in out.to_dict("records"):
+        attack, eps = str(row["attack"]), float(row["eps"])
+        if row[compare] == base:
+            families.append("")
+        elif attack == "clean":
+            families.append("primary")
+        elif eps == 0.0:
+            families.append("")
+        elif attack in WORST_BY_NORM.values() or attack.startswith("worst:"):
+            families.append("primary")
+        else:
+            where = tuple(row[k] for k in other)
+            mine = tables.get(where + (attack, eps))
+            worst = tables.get(where + (_worst_name(norms.get(attack, "linf")), eps))
+            same = mine is not None and worst is not None and mine.keys() == worst.keys()
+            same = same and all(_equal(mine[k], worst[k]) for k in mine)
+            families.append("" if same else "secondary")
+    return families
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _as_tuple(key) -> tuple:
