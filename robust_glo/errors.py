@@ -31,6 +31,11 @@ class ResumeError(ConfigError):
     """A run directory cannot be resumed: it was made with other settings, or its state is unreadable."""
 
 
+class StateFileError(ResumeError):
+    """A file a run wrote cannot be read: cut short (a crash, a full disk), not JSON, or not the expected
+    shape. The message names the file and what to do; files that can be rebuilt or recomputed never raise it."""
+
+
 class DivergedError(RobustGloError):
     """A loss became non-finite. Raised where that cannot be recorded as a diverged run instead (e.g. on
     fresh weights, where the loss itself is broken); training records later divergence as a status."""

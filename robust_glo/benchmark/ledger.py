@@ -7,7 +7,9 @@
 
 `last_seconds` is the stage's time in the latest invocation that ran it; `total_seconds` adds up every
 invocation (what the results cost, a resumed run included). The file is rewritten atomically whenever a
-stage starts or ends, so a crash leaves the stage "running" with the pieces it finished on disk.
+stage starts or ends, so a crash leaves the stage "running" with the pieces it finished on disk. A file
+that cannot be read (cut short from outside) is started afresh, with a "rebuilt" note saying so: it holds
+only times, and the pieces themselves are judged by their own files.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robust_glo.utils import atomic_write_json, read_json
+from robust_glo.utils import atomic_write_json, read_json_or_none
 
 
 def _load() -> float | None:
@@ -54,11 +56,16 @@ class Ledger:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        data = read_json(self.path) if self.path.is_file() else {}
+        data = read_json_or_none(self.path, expect=dict) if self.path.is_file() else {}
+        stages, invocations = (data or {}).get("stages", {}), (data or {}).get("invocations", [])
         self.data: dict[str, Any] = {
-            "stages": dict(data.get("stages", {})),
-            "invocations": list(data.get("invocations", [])),
+            "stages": dict(stages) if isinstance(stages, dict) else {},
+            "invocations": list(invocations) if isinstance(invocations, list) else [],
         }
+        if data is None:  # cut short: it only records times, so it is rebuilt rather than blocking the run
+            self.data["rebuilt"] = f"{_now()}: {self.path.name} could not be read; the stage times before are lost"
+        elif "rebuilt" in data:
+            self.data["rebuilt"] = data["rebuilt"]
         self._invocation: dict[str, Any] | None = None
 
     def _save(self) -> None:

@@ -15,7 +15,10 @@ Benchmark directory (everything the report reads is listed in `robust_glo.report
 A piece is reused when its files exist and record the same inputs (training config, attack settings,
 loss spec); anything else is recomputed: the engines decide (train_run compares config.json, the
 comparison its evaluation key, the evolution its stored config). Every file is written atomically, so a
-crash costs only the piece in flight, and a re-run picks up from there.
+crash costs only the piece in flight, and a re-run picks up from there. A file damaged from outside (cut
+short by a copy or a full disk) costs no more: stages.json and environment.json are rebuilt, a record of a
+finished piece that cannot be read (metrics.json, an evaluation, an analysis record) has the piece
+recomputed, and a state that cannot be rebuilt stops the run with one line naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from robust_glo.utils import (
     atomic_write_text,
     parallel_cpu_workers,
     read_json,
+    read_json_or_none,
     resolve_device,
     run_metadata,
 )
@@ -88,10 +92,16 @@ class BenchmarkResult:
     pieces: dict[str, StageCounter] = field(default_factory=dict)
 
 
+BEST_LOSS_FIX = (
+    "run the evolve stage again (robust-glo benchmark SUITE --out DIR with the evolve stage resumes the finished "
+    "evolution and rewrites best_loss.json from its evaluations.json, training nothing)"
+)
+
+
 def evolved_spec(best_loss: Path) -> str:
     """The inline spec `taylorglo:[t0,...,t7]` of an evolve run's best_loss.json (exact floats)."""
-    data = read_json(best_loss)
-    theta = data.get("theta") if isinstance(data, dict) else None
+    data = read_json(best_loss, expect=dict, fix=BEST_LOSS_FIX)
+    theta = data.get("theta")
     if not isinstance(theta, list) or len(theta) != N_PARAMS:
         raise ConfigError(f"{best_loss} does not hold a TaylorGLO theta of {N_PARAMS} numbers")
     return "taylorglo:[" + ",".join(repr(float(t)) for t in theta) + "]"
@@ -403,7 +413,8 @@ class Benchmark:
         records = []
         for spec in specs:
             path = folder / f"{layout.loss_slug(spec)}.json"
-            if path.is_file() and (old := read_json(path)).get("spec") == spec and old.get("classes") == s.classes:
+            old = read_json_or_none(path, expect=dict)  # a record cut short is recomputed
+            if old is not None and old.get("spec") == spec and old.get("classes") == s.classes:
                 counter.reused += 1
                 records.append(old)
                 continue
@@ -414,11 +425,7 @@ class Benchmark:
         _write_json_if_changed(folder / "analysis.json", records)
         stamp = {"specs": specs, "classes": s.classes}
         figures = folder / "figures"
-        if (
-            (figures / "stamp.json").is_file()
-            and read_json(figures / "stamp.json") == stamp
-            and any(figures.glob("*.png"))
-        ):
+        if read_json_or_none(figures / "stamp.json") == stamp and any(figures.glob("*.png")):
             counter.reused += 1
         else:
             engines.plot_losses(specs, s.classes, figures)
@@ -474,7 +481,7 @@ def run_benchmark(
 
 def _write_json_if_changed(path: Path, data: Any) -> None:
     """Rewrite a gathered file only when its content changes, so that its timestamp tells when it did."""
-    if path.is_file() and read_json(path) == json.loads(json.dumps(data, default=str)):
+    if read_json_or_none(path) == json.loads(json.dumps(data, default=str)):
         return
     atomic_write_json(path, data)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from robust_glo.data.registry import DATASETS
@@ -81,7 +80,7 @@ def resolve_config(args: argparse.Namespace):
     """Defaults < stored run config (with --resume) < TOML file < flags, validated."""
     from robust_glo.evolution import EvolveConfig
     from robust_glo.evolution.config import read_toml
-    from robust_glo.utils import read_json
+    from robust_glo.evolution.runner.store import RunStore
 
     values: dict[str, Any] = {}
     if args.config:
@@ -94,9 +93,9 @@ def resolve_config(args: argparse.Namespace):
         raise ConfigError("give the budget as --generations or --evaluations, not both")
     if args.no_progress:
         values["progress"] = False
-    stored = Path(values.get("out", EvolveConfig.out)) / "config.json"
-    if args.resume and stored.is_file():
-        values = {**read_json(stored), **values}
+    store = RunStore(values.get("out", EvolveConfig.out))
+    if args.resume and store.exists():
+        values = {**store.stored_config(), **values}
     return EvolveConfig.from_dict(values)
 
 

@@ -27,9 +27,9 @@ from typing import Any
 import pandas as pd
 
 from robust_glo.errors import ConfigError
-from robust_glo.utils import read_json_or_none
 from robust_glo.robustness.checks import read_flags
 from robust_glo.robustness.diagnostics import read_diagnostics
+from robust_glo.utils import read_json_or_none
 
 RESULTS = "results.csv"
 FLAGS = "flags.csv"

@@ -6,12 +6,16 @@ Run directory layout:
     metrics.json      status, loss curve, validation and test accuracy, wall time, throughput
     model.pt          final weights (state_dict; loaded with weights_only=True)
     checkpoint.pt     resumable state while the run is in progress (removed when it finishes)
+
+A finished run is reused; one whose config.json, metrics.json or model.pt cannot be read (cut short by a
+crash or a full disk) is trained again.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +25,13 @@ import torch
 from torch import nn
 
 from robust_glo.data import DatasetSplits, load_dataset
-from robust_glo.errors import ConfigError
+from robust_glo.errors import ConfigError, StateFileError
 from robust_glo.losses import get_loss
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
 from robust_glo.training.recipe import without_execution_options
 from robust_glo.training.trainer import FitResult, evaluate_accuracy, fit
-from robust_glo.utils import atomic_write_json, read_json, resolve_device, run_metadata
+from robust_glo.utils import atomic_write_json, read_json, read_json_or_none, resolve_device, run_metadata
 
 
 @dataclass
@@ -50,26 +54,43 @@ def budget_steps(config: TrainConfig, n_train: int) -> tuple[int, tuple[int, ...
     return steps, config.recipe.milestone_steps(n_train)
 
 
+def _finished_metrics(out_dir: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The metrics of the finished run of `config` in `out_dir`, or None when there is none. A record that
+    cannot be read (config.json or metrics.json cut short) counts as no finished run: it is trained again."""
+    stored = read_json_or_none(out_dir / "config.json", expect=dict)
+    metrics = read_json_or_none(out_dir / "metrics.json", expect=dict)
+    if stored is None or metrics is None or metrics.get("status") not in ("ok", "diverged"):
+        return None
+    if without_execution_options(stored) != without_execution_options(config.to_dict()):
+        return None
+    return metrics if metrics["status"] == "diverged" or (out_dir / "model.pt").is_file() else None
+
+
 def _is_finished(out_dir: Path, config: TrainConfig) -> bool:
-    metrics, cfg = out_dir / "metrics.json", out_dir / "config.json"
-    if not (metrics.is_file() and cfg.is_file()):
-        return False
-    same = without_execution_options(read_json(cfg)) == without_execution_options(config.to_dict())
-    return same and (read_json(metrics).get("status") == "diverged" or (out_dir / "model.pt").is_file())
+    return _finished_metrics(out_dir, config) is not None
+
+
+RETRAIN = "delete the run directory and train it again"
 
 
 def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of a finished run directory and load its weights (weights_only=True)."""
+    """Rebuild the model of a finished run directory and load its weights (weights_only=True). A config.json
+    or model.pt that cannot be read is a one-line `StateFileError` naming it."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file() or not (run_dir / "model.pt").is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a finished training run (needs config.json and model.pt)")
-    config = TrainConfig.from_dict(read_json(run_dir / "config.json"))
+    config = TrainConfig.from_dict(read_json(run_dir / "config.json", expect=dict, fix=RETRAIN))
     from robust_glo.data.registry import DATASETS
 
     model = create_model(
         config.model or DATASETS[config.dataset].default_model, DATASETS[config.dataset], seed=config.seed
     )
-    model.load_state_dict(torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True))
+    weights = run_dir / "model.pt"
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise StateFileError(f"{str(weights)!r} cannot be read ({first}); {RETRAIN}") from None
     return model.to(device).eval()
 
 
@@ -85,13 +106,15 @@ def train_run(
     loss_fn = get_loss(config.loss)  # resolve first: a bad spec fails before any work
     device = resolve_device(config.device)
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None and _is_finished(out, config):
-        metrics = read_json(out / "metrics.json")
-        model = (
-            load_trained_model(out, device)
-            if (out / "model.pt").is_file()
-            else create_model(config.model, _info(config), seed=config.seed)
-        )
+    metrics = _finished_metrics(out, config) if out is not None else None
+    model = None
+    if metrics is not None and metrics["status"] == "ok":
+        try:
+            model = load_trained_model(out, device)
+        except StateFileError:  # model.pt cut short: the run is trained again
+            metrics = None
+    if metrics is not None:
+        model = model or create_model(config.model, _info(config), seed=config.seed)
         return TrainResult(
             metrics["status"],
             config,

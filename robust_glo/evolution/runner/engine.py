@@ -32,7 +32,7 @@ from robust_glo.evolution.problem import STATUSES, Evaluation, TaylorGLOProblem
 from robust_glo.evolution.runner.store import RunStore
 from robust_glo.losses import save_theta_file
 from robust_glo.losses.taylorglo import N_PARAMS
-from robust_glo.utils import atomic_write_json, read_json, run_metadata
+from robust_glo.utils import atomic_write_json, run_metadata
 
 TRAINING_STATUSES = ("trained", "pruned", "collapsed", "diverged")  # the statuses that spent training steps
 PRUNED_FITNESS = 1.0  # the pruned band [1, 1.5]; collapsed (1.5, 2]; see `final_fitness`
@@ -117,7 +117,7 @@ class _Progress:
 
 
 def _check_resume(store: RunStore, config: EvolveConfig) -> None:
-    stored = EvolveConfig.from_dict(read_json(store.path("config.json")), source=repr(str(store.path("config.json"))))
+    stored = EvolveConfig.from_dict(store.stored_config(), source=repr(str(store.path("config.json"))))
     diff = stored.result_differences(config)
     if diff:
         detail = "; ".join(
@@ -158,8 +158,8 @@ def run_evolution(
     try:
         backend.check(problem)
         with store.lock():
+            store.load()  # an unreadable evaluations.json stops the resume before anything is written
             _write_metadata(store, config, problem, resumed=existing, backend=backend.name)
-            store.load()
             return _Engine(config, store, problem, backend, t_start).run()
     finally:
         if owned:
@@ -179,7 +179,9 @@ def _write_metadata(
     }
     env_path = store.path("environment.json")
     if resumed and env_path.is_file():
-        first = read_json(env_path)
+        first = store.read_environment()
+        if first is None:  # cut short: metadata only, so it is rebuilt rather than blocking the resume
+            first = {**meta, "rebuilt": f"{env_path.name} could not be read on resume; the first run's entry is lost"}
         first.setdefault("resumes", []).append(meta)
         meta = first
     atomic_write_json(env_path, meta)

@@ -18,6 +18,10 @@ candidates in flight.
 Every file is replaced atomically (write a temporary file, fsync, rename). evaluations.json is rewritten
 after each finished candidate; cma_state.pkl at each generation boundary, so that a resumed run asks the
 in-flight generation again from the same state (same RNG) and takes its finished candidates from disk.
+
+A file damaged from outside (cut short by a copy or a full disk): environment.json is rebuilt on resume,
+the CSV views and best_loss.json are rewritten from evaluations.json; config.json, evaluations.json and
+cma_state.pkl cannot be rebuilt, and a resume stops with a one-line error naming the file, writing nothing.
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from robust_glo.errors import ResumeError, RobustGloError
+from robust_glo.errors import ResumeError, RobustGloError, StateFileError
 from robust_glo.evolution.optimizer import CMAES
 from robust_glo.losses.taylorglo import N_PARAMS
-from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from robust_glo.utils import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, read_json_or_none
 
 # 2: untrained candidates ranked by what went wrong (fitness bands), the training recipe nested.
 STATE_FORMAT = 2
@@ -66,6 +70,16 @@ REEVAL_COLUMNS = (
     ["rank", "generation", "index", "seed_index", "seed"]
     + [f"theta{k}" for k in range(N_PARAMS)]
     + ["status", "fitness", "val_accuracy", "robust_accuracy", "seconds", "search_fitness"]
+)
+
+# What to do with a state file that cannot be read: these two cannot be rebuilt from the others.
+CONFIG_FIX = (
+    "it records the run's settings, which a resume must match: restore it from a copy, or start a new run "
+    "with another --out"
+)
+EVALUATIONS_FIX = (
+    "it holds every finished candidate and is the source of truth for --resume: restore it from a copy, or "
+    "start a new run with another --out"
 )
 
 CandidateKey = tuple[int, int]  # (generation, index)
@@ -102,6 +116,14 @@ class RunStore:
     def exists(self) -> bool:
         return self.path("config.json").is_file()
 
+    def stored_config(self) -> dict[str, Any]:
+        """The flat keys of the run's config.json (a one-line `StateFileError` when it cannot be read)."""
+        return read_json(self.path("config.json"), expect=dict, fix=CONFIG_FIX)
+
+    def read_environment(self) -> dict[str, Any] | None:
+        """environment.json, or None when it is missing or cannot be read (it is metadata: rebuilt)."""
+        return read_json_or_none(self.path("environment.json"), expect=dict)
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold an exclusive lock on the run directory (released by the OS even after a SIGKILL), so that
@@ -127,17 +149,27 @@ class RunStore:
         p = self.path("evaluations.json")
         if not p.is_file():
             return
-        data = read_json(p)
-        if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
-            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        data = read_json(p, expect=dict, fix=EVALUATIONS_FIX)
+        if data.get("format") != STATE_FORMAT:
             raise ResumeError(
-                f"{str(p)!r} has state format {found!r}, this version reads {STATE_FORMAT}; "
+                f"{str(p)!r} has state format {data.get('format')!r}, this version reads {STATE_FORMAT}; "
                 "start a new run with another --out"
             )
-        self.candidates = {(r["generation"], r["index"]): r for r in data.get("candidates", [])}
-        self.reevaluations = {(r["generation"], r["index"], r["seed_index"]): r for r in data.get("reevaluations", [])}
-        self.generations = list(data.get("generations", []))
-        self.rungs = {(r["generation"], r["index"], r["rung"]): r for r in data.get("rungs", [])}
+        try:
+            self.candidates = {(r["generation"], r["index"]): r for r in data.get("candidates", [])}
+            self.reevaluations = {
+                (r["generation"], r["index"], r["seed_index"]): r for r in data.get("reevaluations", [])
+            }
+            self.generations = list(data.get("generations", []))
+            self.rungs = {(r["generation"], r["index"], r["rung"]): r for r in data.get("rungs", [])}
+        except KeyError as exc:
+            raise StateFileError(
+                f"{str(p)!r} cannot be read (a record lacks {exc.args[0]!r}); {EVALUATIONS_FIX}"
+            ) from None
+        except (TypeError, AttributeError):
+            raise StateFileError(
+                f"{str(p)!r} cannot be read (a record is not a JSON object); {EVALUATIONS_FIX}"
+            ) from None
 
     def save(self) -> None:
         """Write evaluations.json, then the CSV views of it (all atomic)."""
