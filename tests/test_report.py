@@ -333,4 +333,4 @@ def test_cells_show_the_interval_and_marks_from_the_adjusted_p():
         }
     )
     assert cell(row) == "50.0 [45.0, 55.0] ↑* ⚠"
-    assert diff_cell(row) == "+10.0 [+5.0, +15.0] p<0.001*"
+    assert diff_cell(row) == "+10.0 [+5.0, +15.0] p=4.0e-04*"

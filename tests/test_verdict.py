@@ -57,8 +57,11 @@ def _advantage(loss="ls", diff=0.05):
     return rows
 
 
+PASSED = [_diag("ls", "gradients", "pass", norm="", eps=NAN)]
+
+
 def test_a_verified_significant_advantage_is_the_answer():
-    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"] + AA))
+    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"] + AA), PASSED)
     assert "more robust than ce under the AutoAttack-verified worst case" in verdict.answer
     assert "ls at ε = 0.1" in verdict.answer and "not counted" not in verdict.answer
     assert "AutoAttack-verified" in verdict.bullets[0]
@@ -84,7 +87,7 @@ def test_coverage_is_decided_per_budget():
     rows = _advantage()
     rows += [_row("ce", "worst", 0.02, 0.7), _row("ls", "worst", 0.02, 0.8, 0.1, True, 0.001)]
     coverage = {**_coverage(["fgsm"] + AA, (0.1,)), **_coverage(["fgsm"], (0.02,))}
-    verdict = _verdict(rows, coverage)
+    verdict = _verdict(rows, coverage, PASSED)
     claims = verdict.claims.set_index("eps")
     assert bool(claims.loc[0.1, "counted"]) and not bool(claims.loc[0.02, "counted"])
     assert "ls at ε = 0.1" in verdict.answer and "ls at ε = 0.02" not in verdict.answer
@@ -104,7 +107,7 @@ def test_diagnostics_at_other_budgets_or_other_norms_do_not_count_here():
         _diag("ls", "transfer", "fail", norm="L2", eps=0.1),
         _diag("ls", "targeted_vs_ce", "not run"),
     ]
-    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics + PASSED)
     assert verdict.claims["counted"].tolist() == [True]
     # ...but a budget-free one (gradients) and the norm-wide one (unbounded) count everywhere.
     assert failed_diagnostics(pd.DataFrame([_diag("ls", "gradients", "fail", norm="", eps=NAN)]), "ls", "linf", 0.1)
@@ -125,7 +128,7 @@ def test_less_robust_losses_are_named_and_a_budget_without_worst_row_has_no_clai
     rows += [_row("ce", "worst", 0.05, 0.4), _row("poly", "worst", 0.05, 0.3, -0.1, True, 0.002)]
     # an attack row without a worst row (e.g. stored before the rule) is no claim
     rows += [_row("ce", "pgd", 0.1, 0.2), _row("poly", "pgd", 0.1, 0.1, -0.1, True, 0.002)]
-    verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)))
+    verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)), [_diag("poly", "gradients", "pass", norm="", eps=NAN)])
     assert "no evidence that any loss is more robust" in verdict.answer
     assert "Less robust than ce: poly at ε = 0.05." in verdict.answer
     assert verdict.claims["eps"].tolist() == [0.05]
@@ -136,7 +139,7 @@ def test_l2_claims_need_an_l2_ensemble():
     rows += [_row("ce", "worst:l2", 0.5, 0.3), _row("ls", "worst:l2", 0.5, 0.4, 0.1, True, 0.001)]
     linf_only = _verdict(rows, _coverage(AA, (0.5,), "l2") | {})
     assert not linf_only.claims["counted"].any()  # the L-infinity ensemble does not verify an L2 budget
-    l2 = _verdict(rows, _coverage([a + ":norm=l2" for a in AA], (0.5,), "l2"))
+    l2 = _verdict(rows, _coverage([a + ":norm=l2" for a in AA], (0.5,), "l2"), PASSED)
     assert "ls at L2 radius 0.5" in l2.answer
 
 
@@ -146,3 +149,10 @@ def test_a_p_value_at_its_floor_prints_as_a_bound():
     rows[-1]["p_adjusted"] = 0.0004
     verdict = _verdict(rows, _coverage(["fgsm"] + AA))
     assert "adjusted p ≤ 0.0004" in verdict.bullets[0]
+
+
+def test_a_claim_on_networks_never_diagnosed_is_not_counted():
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), None)
+    assert not verdict.claims["counted"].any()
+    assert verdict.claims.loc[0, "diagnostics_failed"] == "not run"
+    assert "diagnostics not run" in verdict.bullets[0]

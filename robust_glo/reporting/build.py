@@ -14,11 +14,13 @@ from typing import Any
 
 import pandas as pd
 
+from robust_glo.reporting import evidence as E
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
 from robust_glo.reporting.inputs import EvolutionInputs, ReportInputs, copy_inputs, load_inputs
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.reporting.verdict import build_verdict
+from robust_glo.robustness.attacks import spec_of_label
 from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.utils import atomic_write_text
 
@@ -142,6 +144,7 @@ def _document(
             doc.sections.append(_evolution_section(inputs, evo, figs[stem]))
     if inputs.analysis:
         doc.sections.append(_analysis_section(inputs, figs))
+    doc.sections.append(_diagnostics_section(inputs))
     doc.sections.append(_reliability_section(inputs))
     doc.sections.append(_reproducibility_section(inputs))
     return doc
@@ -204,6 +207,7 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
         f"attacks {', '.join(T.attack_order(res)) or 'none'}"
     )
     labels = {s: inputs.label(s) for s in inputs.losses}
+    coverage = E.report_coverage(inputs)
     verdict = build_verdict(
         summary,
         labels,
@@ -211,18 +215,68 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
         dataset=dataset,
         budget=budget,
         correction=settings.correction_name.split(" (")[0],
+        coverage=coverage,
+        diagnostics=inputs.diagnostics,
     )
     section = Section("Verdict", anchor="verdict")
     section.add(Paragraph(f"**{verdict.answer}**"))
     section.add(
         Paragraph(
-            "Written by the report code from the statistics below (differences in percentage points "
-            "with their 95% interval over seeds and test images; significance after the correction "
-            f"for the comparisons shown: {docs_ref('statistics.md', inputs.root)}; the gradient-masking "
-            f"signature: {docs_ref('attacks.md', inputs.root)})."
+            "Written by the report code from the statistics below. A claim counts as evidence only where the "
+            "worst case at its budget includes the standard AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, Square "
+            "with 5,000 queries) and neither network failed a diagnostic there "
+            f"({docs_ref('attacks.md', inputs.root)}); differences are in percentage points with their 95% "
+            "interval over seeds and test images, significance after the correction over the primary family "
+            f"({docs_ref('statistics.md', inputs.root)})."
         )
     )
+    table = E.claims_table(verdict.claims)
+    if not table.empty:
+        section.add(
+            Table(
+                table,
+                f"Every claim against {inputs.label(settings.baseline)}: per loss and budget, the worst-case "
+                "difference, the attacks that stand behind it, the diagnostics failed (by the loss, or by "
+                "the baseline) and whether the answer above counts it.",
+            )
+        )
     section.add(Bullets(verdict.bullets))
+    return section
+
+
+def _diagnostics_section(inputs: ReportInputs) -> Section:
+    section = Section("Diagnostics", anchor="diagnostics")
+    budgets = sorted(E.report_coverage(inputs))
+    table = E.diagnostics_table(inputs, budgets)
+    if table.empty:
+        section.add(
+            Paragraph(
+                "Not run: these results record no diagnostics (transfer, more effort, unbounded budget, APGD-T "
+                "against APGD-CE, gradients), so no claim here has passed them; re-run the attack stage to "
+                "compute them."
+            )
+        )
+        return section
+    section.add(
+        Paragraph(
+            "Could the attacks have been fooled? Each diagnostic measures one way they can be "
+            f"({docs_ref('attacks.md', inputs.root)}): `transfer` is white-box robust accuracy minus accuracy "
+            "on adversarial examples crafted on the baseline network of the same seed (positive: the white-box "
+            "attacks did worse than a transferred attack); `more_effort` the share of a subsample that a 5x "
+            "stronger attack broke beyond the worst case; `unbounded` the accuracy left at a budget that "
+            "destroys the image; `targeted_vs_ce` the share APGD-T broke that APGD-CE left standing; "
+            "`gradients` the share of correct inputs with an all-zero, NaN or infinite input gradient. "
+            f"Thresholds: {E.thresholds_text(inputs)}. A claim on a loss that fails one at its budget is not "
+            "counted."
+        )
+    )
+    section.add(
+        Table(
+            table,
+            "Per loss and budget: the diagnostic's figure in % (mean over seeds); `✗ k/S`: failed in k of S "
+            "seeds; `not run`: it could not be judged there (the detail is in diagnostics.csv).",
+        )
+    )
     return section
 
 
@@ -253,27 +307,34 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
         f"true robustness ({docs_ref('attacks.md', inputs.root)})."
     )
-    strong = {"apgd-ce", "apgd-dlr", "apgd-t", "square", "aa-reference", "fab-t"}
-    ran = {a.split(":")[0] for a in attacks}
-    if not ran & strong:
+    coverage = E.report_coverage(inputs)
+    unverified = [
+        f"{'L2 radius' if norm == 'l2' else 'ε ='} {eps:g} (missing {', '.join(cov.missing)})"
+        for (norm, eps), cov in sorted(coverage.items())
+        if not cov.verified
+    ]
+    if unverified:
         items.append(
-            "Not run: the stronger attacks (APGD, Square, the reference AutoAttack ensemble). A loss "
-            "that looks more robust here has not been tested against them, and such an advantage is what "
-            "gradient masking produces: read it as unconfirmed."
+            "Not AutoAttack-verified (the worst case there lacks part of the standard ensemble): "
+            + "; ".join(unverified)
+            + ". A loss that looks more robust there has not been tested against the full ensemble, and such "
+            "an advantage is what gradient masking produces: the verdict states those claims but does not count them."
         )
-    elif "square" not in ran and "aa-reference" not in ran:
-        items.append("Not run: a gradient-free attack (Square). Gradient masking cannot be ruled out.")
-    eps_values = sorted(e for e in res["eps"].astype(float).unique() if e > 0)
     for a in attacks:
-        where = sorted(res.loc[res["attack"] == a, "eps"].astype(float).unique())
-        missing = [e for e in eps_values if e not in where]
-        if missing:
+        spec = spec_of_label(a)
+        if spec is None:
+            continue
+        same = res[res["norm"] == spec.threat.display] if "norm" in res else res
+        budgets = sorted(e for e in same["eps"].astype(float).unique() if e > 0)
+        where = sorted(e for e in res.loc[res["attack"] == a, "eps"].astype(float).unique() if e > 0)
+        missing = [e for e in budgets if e not in where]
+        word = spec.threat.budget_word
+        if missing and where:
             items.append(
-                f"`{a}` ran only at ε = {', '.join(f'{e:g}' for e in where if e > 0)}: at ε = "
-                f"{', '.join(f'{e:g}' for e in missing)} the worst case does not include it, so robustness there "
-                f"is measured by the cheaper attacks alone."
+                f"`{a}` ran only at {word} {', '.join(f'{e:g}' for e in where)}: at {word} "
+                f"{', '.join(f'{e:g}' for e in missing)} the worst case does not include it."
             )
-        if ":cascade=true" in a:
+        if spec.cascade:
             items.append(
                 f"`{a}` ran as a cascade, on the inputs the attacks before it left correct: its column is "
                 f"the per-input worst case of those attacks and itself."

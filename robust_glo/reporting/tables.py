@@ -17,6 +17,7 @@ import pandas as pd
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness import EXPLANATIONS, summarize
+from robust_glo.robustness.attacks import WORST_L2, spec_of_label
 from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
 
 CLEAN = "clean"
@@ -110,8 +111,8 @@ def family(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def attack_order(results: pd.DataFrame) -> list[str]:
-    """Attacks as they appear, without the "clean" and "worst" rows."""
-    return [a for a in dict.fromkeys(results["attack"]) if a not in (CLEAN, WORST)]
+    """Attacks as they appear, without the "clean" and worst-case ("worst", "worst:l2") rows."""
+    return [a for a in dict.fromkeys(results["attack"]) if a not in (CLEAN, WORST, WORST_L2)]
 
 
 def clean_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -194,16 +195,16 @@ def diff_cell(row: Any) -> str:
 
 def shown_columns(inputs: ReportInputs, summary: pd.DataFrame) -> list[tuple[str, str, float]]:
     """(header, attack, eps) of the columns of the summary tables: clean, then each attack at each eps > 0,
-    then the per-sample worst case when more than one attack ran."""
+    then the per-sample worst case of each threat model (the comparisons of the primary family)."""
     columns = [("clean accuracy (%)", CLEAN, 0.0)]
-    attacks = attack_order(inputs.results)
-    if len(attacks) > 1:
-        attacks = attacks + [WORST]
-    for attack in attacks:
+    names = {WORST: "worst case", WORST_L2: "worst case L2"}
+    for attack in attack_order(inputs.results) + [WORST_L2, WORST]:
         rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
         for eps in sorted(rows["eps"].unique()):
-            name = "worst case" if attack == WORST else attack
-            columns.append((f"{name} ε={fmt_eps(eps)} (%)", attack, float(eps)))
+            name = names.get(attack, attack)
+            spec = spec_of_label(attack)
+            word = "r" if attack == WORST_L2 or (spec is not None and spec.threat.value == "l2") else "ε"
+            columns.append((f"{name} {word}={fmt_eps(eps)} (%)", attack, float(eps)))
     return columns
 
 

@@ -7,7 +7,7 @@ correction for multiple comparisons. It counts as evidence only where
 1. the worst case at that (norm, ε) includes the standard AutoAttack ensemble at its reference budgets
    (APGD-CE, APGD-T, FAB-T, Square with 5,000 queries; cascades allowed), decided per budget from what
    actually ran there (`robust_glo.robustness.attacks.autoattack_coverage`), and
-2. neither the loss's networks nor the baseline's failed a diagnostic at that budget
+2. the loss's networks were diagnosed, and neither they nor the baseline's failed a diagnostic at that budget
    (`robust_glo.robustness.diagnostics`: transfer, more effort, unbounded budget, APGD-T against APGD-CE,
    gradients).
 
@@ -118,6 +118,11 @@ def failed_diagnostics(diagnostics: pd.DataFrame | None, loss: str, norm: str, e
     return out
 
 
+def _diagnosed(diagnostics: pd.DataFrame | None, loss: str) -> bool:
+    """Whether diagnostics were recorded for `loss` (a claim without them cannot have passed them)."""
+    return diagnostics is not None and bool((diagnostics["loss"].astype(str) == str(loss)).any())
+
+
 def _coverage_text(cov: CoverageLike | None) -> str:
     if cov is None:
         return "AutoAttack coverage unknown"
@@ -166,13 +171,16 @@ def build_verdict(
                 base_failed = failed_diagnostics(diagnostics, baseline, norm, eps)
                 direction = _direction(r)
                 verified = bool(cov is not None and cov.verified)
-                counted = bool(direction) and verified and not failed and not base_failed
+                judged = _diagnosed(diagnostics, loss)
+                counted = bool(direction) and verified and judged and not failed and not base_failed
                 word = {
                     "higher": "more robust than",
                     "lower": "less robust than",
                     "": "no evidence of a difference from",
                 }[direction]
                 text = f"at {budget_text(norm, eps)} {word} {base} ({_diff_text(r)}; {_coverage_text(cov)})"
+                if not judged:
+                    text += ", diagnostics not run"
                 if failed:
                     text += f", failed diagnostics: {', '.join(failed)}"
                 if base_failed:
@@ -195,7 +203,9 @@ def build_verdict(
                         "attacks": "AutoAttack (" + ", ".join(cov.ran) + ")"
                         if verified
                         else ("worst case of: " + (", ".join(cov.ran) if cov and cov.ran else "?")),
-                        "diagnostics_failed": "; ".join(failed + [f"{base}: {f}" for f in base_failed]),
+                        "diagnostics_failed": "; ".join(failed + [f"{base}: {f}" for f in base_failed])
+                        if judged
+                        else "not run",
                         "counted": counted,
                     }
                 )
@@ -259,7 +269,7 @@ def _answer(
     if uncounted:
         text += (
             f" {uncounted} further significant difference(s) are not counted: they rest on attacks weaker than "
-            "AutoAttack or on networks that failed a diagnostic (see the claims table)."
+            "AutoAttack, or on networks that failed a diagnostic or were not diagnosed (see the claims table)."
         )
     if coverage and not any(c.verified for c in coverage.values()):
         text += " No budget was covered by the full AutoAttack ensemble."
