@@ -9,7 +9,7 @@ Benchmark directory (everything the report reads is listed in `robust_glo.report
                                     `robust_glo.comparison.layout` says: runs/<loss>/seed<k>/ holds one
                                     training run (the train stage) and its evaluation files (attack)
     analysis/<loss>.json            analyze_loss(...).to_dict() per loss; analysis.json; figures/
-    training.csv, results.csv, flags.csv, outcomes.csv    the tables of every piece, gathered
+    training.csv, results.csv, flags.csv, outcomes.csv, diagnostics.csv    the tables of every piece, gathered
     report.md, report.html, summary.csv, figures/
 
 A piece is reused when its files exist and record the same inputs (training config, attack settings,
@@ -403,6 +403,7 @@ class Benchmark:
             ("results.csv", comparison.results),
             ("flags.csv", comparison.flags),
             ("outcomes.csv", comparison.outcomes),
+            ("diagnostics.csv", comparison.diagnostics),
         ):
             atomic_write_text(self.out / name, frame.to_csv(index=False))
 
