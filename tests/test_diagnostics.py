@@ -128,14 +128,11 @@ def test_bad_settings_are_refused():
         DiagnosticSettings.from_dict({"n": -1})
 
 
-def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digits):
-    """End to end on digits: a network with a log(softmax) head 'looks' far more robust than the plain one
-    under FGSM/PGD; the verdict states that difference but does not count it (no AutoAttack, failed
-    gradients and unbounded diagnostics)."""
+def _real_verdict(models, digits, **evaluate):
     results, outcomes, diagnostics = [], [], []
     x, y = digits.test.images[:N], digits.test.labels[:N]
-    for loss, model in (("ce", nets["plain"]), ("masked", LogSoftmaxHead(nets["plain"]))):
-        ev, diag = _evaluate(model, digits, attacks=["fgsm", "pgd"], eps=(0, 0.1))
+    for loss, model in models.items():
+        ev, diag = _evaluate(model, digits, **evaluate)
         ident = {"loss": loss, "seed": 0, "dataset": "digits", "model": "mlp"}
         results.append(ev.results.assign(**ident))
         outcomes.append(outcome_rows(ev.robust, ev.clean_correct, image_fingerprint(x, y)).assign(**ident))
@@ -143,7 +140,7 @@ def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digit
     res = pd.concat(results, ignore_index=True)
     summary = summarize(res, outcomes=pd.concat(outcomes, ignore_index=True), baseline="ce", n_boot=500)
     coverage = {(t.value, e): c for (t, e), c in coverage_from_results(res, 10).items() if e > 0}
-    verdict = build_verdict(
+    return build_verdict(
         summary,
         {},
         "ce",
@@ -153,8 +150,28 @@ def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digit
         coverage=coverage,
         diagnostics=pd.concat(diagnostics, ignore_index=True),
     )
+
+
+def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digits):
+    """End to end on digits: a network with a log(softmax) head 'looks' far more robust than the plain one
+    under FGSM/PGD; the verdict states that difference but does not count it (no AutoAttack, failed
+    gradients and unbounded diagnostics)."""
+    models = {"ce": nets["plain"], "masked": LogSoftmaxHead(nets["plain"])}
+    verdict = _real_verdict(models, digits, attacks=["fgsm", "pgd"], eps=(0, 0.1))
     claim = verdict.claims.iloc[0]
     assert claim["direction"] == "more robust" and not claim["counted"]
     assert "gradients (1 of 1 seed)" in claim["diagnostics_failed"]
     assert "not verified against AutoAttack (worst case of: fgsm, pgd)" in verdict.bullets[0]
     assert "no evidence that any loss is more robust" in verdict.answer
+
+
+def test_the_verdict_of_an_l2_only_study_speaks_of_l2_radii_only(nets, digits):
+    """BatchNorm network against the plain one, L2 attacks only: claims exist at the L2 radii and nowhere
+    else, and they are stated as resting on L2 PGD alone."""
+    models = {"ce": nets["plain"], "bn": nets["batchnorm"]}
+    verdict = _real_verdict(models, digits, attacks=["pgd:norm=l2"], eps=(0,), eps_l2=(0.5, 1.0))
+    assert verdict.claims["budget"].tolist() == ["L2 radius 0.5", "L2 radius 1"]
+    assert "ε =" not in " ".join(verdict.claims["budget"])
+    assert set(verdict.claims["attacks"]) == {"worst case of: pgd:norm=l2"}
+    assert not verdict.claims["counted"].any()
+    assert "no budget is verified" in verdict.bullets[-1]
