@@ -42,4 +42,5 @@ class DivergedError(RobustGloError):
 
 
 class NonFiniteLossError(DivergedError, LossSpecError):
-    """A user loss returned NaN or infinity (training treats this as divergence after step 0)."""
+    """A user loss returned NaN or infinity, or a finite value whose gradient is not (training treats this
+    as divergence after step 0; the message says which)."""

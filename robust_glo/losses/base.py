@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -65,8 +66,13 @@ def parse_float_arg(
         value = float(arg)
     except ValueError:
         raise LossSpecError(f"loss spec {spec!r}: {what} must be a number, got {arg!r}") from None
-    if not torch.isfinite(torch.tensor(value)):
+    if not math.isfinite(value):
         raise LossSpecError(f"loss spec {spec!r}: {what} must be finite, got {arg!r}")
+    if not math.isfinite(float(torch.tensor(value, dtype=torch.float32))):  # losses run in float32
+        raise LossSpecError(
+            f"loss spec {spec!r}: {what} must be finite in float32, the precision losses run in "
+            f"(|value| <= {torch.finfo(torch.float32).max:.2g}), got {arg!r}"
+        )
     if (low is not None and value < low) or (high is not None and value > high):
         rng = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
         raise LossSpecError(f"loss spec {spec!r}: {what} must lie in {rng}, got {value:g}")

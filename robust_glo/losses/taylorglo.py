@@ -21,6 +21,7 @@ from robust_glo.errors import LossSpecError
 from robust_glo.losses.base import register_loss
 
 N_PARAMS = 8
+LOSS_DTYPE = torch.float32  # the loss is computed in float32 (from float32 logits), whatever the model's dtype
 
 
 def taylorglo_f(theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -39,8 +40,14 @@ class TaylorGLOLoss:
             raise LossSpecError(
                 f"loss spec {spec or theta!r}: TaylorGLO needs {N_PARAMS} parameters, got {len(values)}"
             )
-        if not all(math.isfinite(v) for v in values):
-            raise LossSpecError(f"loss spec {spec or theta!r}: TaylorGLO parameters must be finite")
+        for k, v in enumerate(values):
+            if not math.isfinite(v):
+                raise LossSpecError(f"loss spec {spec or theta!r}: TaylorGLO parameter t{k} = {v} is not finite")
+            if not math.isfinite(float(torch.tensor(v, dtype=LOSS_DTYPE))):
+                raise LossSpecError(
+                    f"loss spec {spec or theta!r}: TaylorGLO parameter t{k} = {v:g} is not finite in float32, the "
+                    f"precision the loss runs in; valid: |t| <= {torch.finfo(LOSS_DTYPE).max:.2g}"
+                )
         self.theta = torch.tensor(values, dtype=torch.float64)
         self.spec = spec or "taylorglo:[" + ",".join(repr(v) for v in values) + "]"
 

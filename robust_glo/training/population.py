@@ -38,7 +38,7 @@ from robust_glo.data.loader import iterate_eval, random_crop_flip
 from robust_glo.data.splits import Split
 from robust_glo.errors import ConfigError, NonFiniteLossError
 from robust_glo.losses.taylorglo import TaylorGLOLoss, taylorglo_f
-from robust_glo.training.trainer import FitResult, make_scheduler
+from robust_glo.training.trainer import FitResult, gradient_message, make_scheduler, weights_message
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -362,6 +362,7 @@ def train_population(
     )
     alive = torch.ones(p, dtype=torch.bool, device=device)
     died_at = torch.full((p,), -1, dtype=torch.long, device=device)
+    by_gradient = torch.zeros(p, dtype=torch.bool, device=device)  # died of a non-finite gradient
     window = torch.zeros(p, device=device)
     curves: list[list[tuple[int, float]]] = [[] for _ in range(p)]
     messages = [""] * p
@@ -388,6 +389,15 @@ def train_population(
                 break
             optimizer.zero_grad(set_to_none=True)
             torch.where(alive, values, torch.zeros_like(values)).sum().backward()
+            if step % check_every == 0:  # a finite value with a non-finite gradient: the member stops here
+                grad_ok = torch.ones(p, dtype=torch.bool, device=device)
+                for t in params.values():
+                    if t.grad is not None:
+                        grad_ok &= torch.isfinite(t.grad).flatten(1).all(dim=1)
+                newly = alive & ~grad_ok
+                died_at = torch.where(newly, torch.full_like(died_at, step), died_at)
+                by_gradient |= newly
+                alive = alive & grad_ok
             dead = ~alive
             for t in params.values():  # diverged members: keep NaN out of their momentum and weights
                 if t.grad is not None:
@@ -409,11 +419,15 @@ def train_population(
         weights_ok = torch.ones(p, dtype=torch.bool, device=device)
         for t in params.values():
             weights_ok &= torch.isfinite(t).flatten(1).all(dim=1)
-    for j, (died, ok) in enumerate(zip(died_at.tolist(), weights_ok.tolist())):
+    for j, (died, ok, grad) in enumerate(zip(died_at.tolist(), weights_ok.tolist(), by_gradient.tolist())):
         status, message, done = "ok", "", end
         if died >= 0:
             status, done = "diverged", died
-            message = messages[j] or f"non-finite training loss at step {died}"
+            if grad:
+                message = gradient_message(died)
+            else:
+                what = f"{messages[j]} at step {died}" if messages[j] else f"non-finite training loss at step {died}"
+                message = f"{what}, on finite weights" if ok else f"{weights_message(died, None)}; then {what}"
             curves[j] = [(s, v) for s, v in curves[j] if s <= died]
         elif not ok:
             status, message = "diverged", "non-finite weights at the end of training"

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
 from robust_glo.errors import NonFiniteLossError, ResumeError
+from robust_glo.losses.user import UserLoss
 
 
 @dataclass
@@ -50,6 +51,34 @@ def make_scheduler(
 
 def _weights_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+def _nonfinite_gradient(model: nn.Module) -> str | None:
+    """ "nan" or "inf" when a parameter's gradient holds one (NaN first), None when every gradient is finite."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all()):
+        return None
+    return "nan" if any(bool(torch.isnan(g).any()) for g in grads) else "inf"
+
+
+def gradient_message(step: int, value: float | None = None, kind: str | None = None) -> str:
+    """The divergence message of a loss whose value is finite and whose gradient is not."""
+    shown = f" ({value:.4g})" if value is not None else ""
+    what = f" ({kind})" if kind else ""
+    return (
+        f"non-finite gradient at step {step}: the loss value{shown} is finite but its gradient is not{what}; "
+        "the weights were not updated"
+    )
+
+
+def weights_message(step: int, last_checked: int | None) -> str:
+    """The divergence message of weights that an update made non-finite (the loss before it was finite)."""
+    if last_checked is not None and last_checked == step - 1:
+        return (
+            f"non-finite weights at step {step}: the update of step {step - 1} made them so, although its loss "
+            "value and gradient were finite (the update overflowed; a smaller lr may help)"
+        )
+    return f"non-finite weights at step {step}: an update before it made them so"
 
 
 def fit(
@@ -165,6 +194,13 @@ class _Loop:
         self.log_every, self.bar, self.curve = log_every, bar, curve
         self.window = torch.zeros((), device=device)
         self.window_n = 0
+        self.last_checked: int | None = None  # the last step whose loss value and gradient were checked finite
+
+    def _why(self, step: int, what: str) -> str:
+        """A non-finite loss explained: the weights an update made non-finite, or the value itself."""
+        if _weights_finite(self.model):
+            return f"{what}, on finite weights"
+        return f"{weights_message(step, self.last_checked)}; then {what}"
 
     def run(
         self,
@@ -192,11 +228,23 @@ class _Loop:
             except NonFiniteLossError as exc:
                 if step == 0:  # non-finite on fresh weights: the loss itself is broken
                     raise
-                return step, "diverged", str(exc)
-            if (step - start_step) % self.check_every == 0 and not math.isfinite(float(loss.detach())):
-                return step, "diverged", f"non-finite training loss at step {step}"
+                return step, "diverged", self._why(step, f"{exc} at step {step}")
+            check = (step - start_step) % self.check_every == 0
+            if check and not math.isfinite(float(loss.detach())):
+                return step, "diverged", self._why(step, f"non-finite training loss at step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if check:  # a finite value with a non-finite gradient would make the weights NaN: say so, now
+                kind = _nonfinite_gradient(self.model)
+                if kind is not None:
+                    value = float(loss.detach())
+                    if step == 0 and isinstance(self.loss_fn, UserLoss):  # on fresh weights: the loss is broken
+                        raise NonFiniteLossError(
+                            f"user loss {self.loss_fn.spec!r} returned a finite value ({value:.4g}) whose gradient "
+                            f"is non-finite ({kind}) on fresh weights"
+                        )
+                    return step, "diverged", gradient_message(step, value, kind)
+                self.last_checked = step
             self.optimizer.step()
             self.scheduler.step()
             self.window += loss.detach().float()
@@ -209,7 +257,7 @@ class _Loop:
                 self.window_n = 0
                 self.bar.set_postfix(loss=f"{mean:.4f}")
                 if not math.isfinite(mean):
-                    return step, "diverged", f"non-finite training loss before step {step}"
+                    return step, "diverged", self._why(step, f"non-finite training loss before step {step}")
             self.bar.update(1)
             if ckpt is not None and checkpoint_every and step % checkpoint_every == 0 and step < steps:
                 _save_checkpoint(ckpt, self.model, self.optimizer, self.scheduler, step, self.curve)
