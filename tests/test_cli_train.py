@@ -84,3 +84,11 @@ def test_a_test_size_beyond_the_split_is_one_line_exit_2_before_training(tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "test_size 5000" in err and "360" in err
     assert not (out / "metrics.json").exists()
+
+
+def test_a_model_that_does_not_fit_the_data_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["train", "--dataset", "digits", "--model", "allcnn-c", "--steps", "5", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "allcnn-c" in err and "8x8" in err
+    assert not out.exists()

@@ -126,12 +126,14 @@ def train_run(
             out,
             reused=True,
         )
+    # The model first: one that does not fit the data fails before any data is read or anything is written
+    # (its weights come from the seed alone, so building it earlier changes nothing).
+    model = create_model(config.model, _info(config), seed=config.seed)
     if splits is None:
         splits = load_dataset(
             config.dataset, root=config.data_root, test_size=config.test_size, **config.recipe.split_options()
         )
     _start_run_dir(out, config, splits)
-    model = create_model(config.model, splits.info, seed=config.seed)
     steps, _ = budget_steps(config, len(splits.train))
     options = config.recipe.fit_options(len(splits.train), augment_default=splits.info.augment)
     result = fit(
@@ -188,9 +190,9 @@ def train_runs_together(
             )
             device = resolve_device(first.device)
             steps, _ = budget_steps(first, len(data.train))
+            models = [create_model(configs[i].model, data.info, seed=configs[i].seed) for i in chunk]
             for i in chunk:
                 _start_run_dir(outs[i], configs[i], data)
-            models = [create_model(configs[i].model, data.info, seed=configs[i].seed) for i in chunk]
             pop = train_population(
                 models,
                 [get_loss(configs[i].loss) for i in chunk],
