@@ -270,21 +270,37 @@ def _graded(shifts: dict[str, float], *, n: int = 1000, seeds: int = 3, seed: in
 
 def test_p_values_far_below_the_corrected_threshold_are_resolved():
     """Two clear effects of different size: the percentile p of both sits at its floor 2 / (B + 1) (the old
-    report's problem), the normal p tells them apart, both far below Holm's first threshold at 140."""
-    outcomes = _graded({"ce": 0.0, "a": 0.05, "b": 0.065})
+    report's problem), the t-referenced p tells them apart, both below Holm's first threshold at 140."""
+    outcomes = _graded({"ce": 0.0, "a": 0.05, "b": 0.065}, seeds=5)
     summary = summarize(_results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000)
     a, b = (summary[summary.loss == loss].iloc[0] for loss in ("a", "b"))
     assert a["p_percentile"] == b["p_percentile"] == pytest.approx(2 / 2001)
     assert a["family"] == b["family"] == "primary"
-    assert b["p_adjusted"] < a["p_adjusted"] < HOLM_140 / 10
+    assert b["p_adjusted"] < a["p_adjusted"] < HOLM_140
     assert a["p_adjusted"] > 10 * b["p_adjusted"]  # resolved, not tied
     assert not a["p_at_floor"] and not b["p_at_floor"]
-    # The p is the normal approximation from the observed difference and the bootstrap SE.
-    assert a["p_value"] == pytest.approx(2 * stats.norm.sf(abs(a["diff"]) / a["diff_se"]), rel=1e-9)
+    # The p is Student's t with Welch-Satterthwaite df from the observed difference and the bootstrap SE;
+    # with 5 seeds the df lie between the seed level's 4 and the images' 999.
+    assert 4 <= a["diff_df"] < 999
+    assert a["p_value"] == pytest.approx(2 * stats.t.sf(abs(a["diff"]) / a["diff_se"], a["diff_df"]), rel=1e-9)
+    assert a["p_value"] > 2 * stats.norm.sf(abs(a["diff"]) / a["diff_se"])  # more conservative than the normal
+
+
+def test_with_few_seeds_a_seed_dominated_difference_gets_a_t_reference():
+    """Every image identical across seeds except a per-seed shift: the seed level dominates the variance,
+    so the df fall to about S - 1 and the interval widens by t / z."""
+    rng = np.random.default_rng(3)
+    base = rng.random(1000)
+    shifts = {"ce": [0.0, 0.02, -0.02], "a": [0.10, 0.02, 0.06]}
+    arms = {loss: [base < 0.5 + d for d in deltas] for loss, deltas in shifts.items()}
+    outcomes = _outcomes(arms, "clean", 0.0)
+    row = summarize(_results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000).iloc[1]
+    assert row["diff_df"] < 4
+    assert row["p_value"] > 3 * 2 * stats.norm.sf(abs(row["diff"]) / row["diff_se"])
 
 
 def test_a_clear_call_does_not_depend_on_the_bootstrap_seed():
-    outcomes = _graded({"ce": 0.0, "a": 0.04})
+    outcomes = _graded({"ce": 0.0, "a": 0.04}, seeds=5)
     results = _results_from(outcomes)
     rows = [
         summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=10_000, boot_seed=s).iloc[1]
@@ -336,10 +352,10 @@ def test_zero_accuracy_gets_the_clopper_pearson_interval_and_a_finite_p():
     upper = 1 - 0.025 ** (1 / n)  # exact upper bound at 0 of 500 images: about 3.7 / N
     assert est.exact and est.ci_low == 0 and est.ci_high == pytest.approx(upper)
     assert est.ci_high == pytest.approx(3.689 / n, rel=0.01)
-    assert math.isfinite(est.p_value) and 0 < est.p_value < 1e-6
+    assert math.isfinite(est.p_value) and 0 < est.p_value < 1e-3
     # The difference's interval also leaves room for the broken loss's possible accuracy.
     plain = np.quantile(-boot._accuracy(boot._rows("ce", {"attack": "pgd", "eps": 0.1})), [0.025, 0.975])
-    assert est.diff_ci_high == pytest.approx(plain[1] + upper)
+    assert est.diff_ci_high >= plain[1] + upper
     summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=2000)
     row = summary[summary.loss == "broken"].iloc[0]
     assert row["mean"] == 0 and row["ci_high"] == pytest.approx(upper) and math.isfinite(row["p_value"])
@@ -385,7 +401,7 @@ def test_seeds_are_drawn_jointly_so_a_shared_seed_effect_cancels():
     own = est.ci_high - est.ci_low  # the loss's own interval holds the seed spread
     assert own > 0.15
     assert est.diff_ci_high - est.diff_ci_low < 0.1 * own
-    assert est.diff_ci_low > 0.03 and est.p_value < 1e-6
+    assert est.diff_ci_low > 0.03 and est.p_value < 1e-3
     # A loss with a different list of seeds (one missing) draws its own seeds.
     rows = boot._rows("ce", {"attack": "pgd", "eps": 0.1})
     assert boot._seed_list(rows) == ("0", "1", "2", "3")

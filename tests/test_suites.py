@@ -9,6 +9,7 @@ import pytest
 from robust_glo.benchmark import EVOLVED, list_suites, load_suite, parse_suite
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
+from robust_glo.robustness.attacks import autoattack_coverage, parse_attack
 
 SHIPPED = ["quick", "fashion-mnist-standard", "fashion-mnist-full", "cifar10-allcnnc", "cifar10-resnet20", "mnist"]
 
@@ -144,10 +145,8 @@ def test_missing_tables_syntax_and_names(tmp_path):
 def test_cli_check_and_errors(tmp_path, capsys):
     assert main(["benchmark", "quick", "--check"]) == 0
     out = capsys.readouterr().out
-    assert (
-        "5 losses x 3 seeds = 15 runs of 500 steps" in out
-        and "fgsm, pgd, apgd-ce:cascade=true:min_eps=0.1 at eps 0, 0.02, 0.05, 0.1" in out
-    )
+    assert "5 losses x 3 seeds = 15 runs of 500 steps" in out
+    assert "fgsm, pgd, apgd-ce:cascade=true:min_eps=0.1, apgd-t:cascade=true:min_eps=0.1" in out
     bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))
     assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -181,11 +180,22 @@ def test_the_standard_study_holds_what_its_question_needs():
     baikal = analyze_loss("baikal", 10).effective_target
     assert len(matched) == 1 and analyze_loss(matched[0], 10).effective_target == pytest.approx(baikal, abs=1e-4)
     assert len(suite.seeds) >= 5 and suite.n_eval >= 500 and suite.eps == [0.0, 0.02, 0.05, 0.1]
-    families = {a.split(":")[0] for a in suite.attacks}
-    assert {"fgsm", "pgd", "apgd-ce", "square"} <= families and families & {"apgd-dlr", "apgd-t"}
-    pgd = next(a for a in suite.attacks if a.startswith("pgd"))
-    assert "restarts=2" in pgd and int(pgd.split("steps=")[1].split(":")[0]) >= 20
-    assert any(":norm=l2" in a for a in suite.attacks) and len([r for r in suite.eps_l2 if r > 0]) >= 2
+    # every budget it reports, L-infinity and L2, is AutoAttack-verified
+    for threat, budgets in (("linf", suite.eps), ("l2", suite.eps_l2)):
+        assert len([e for e in budgets if e > 0]) >= 2
+        for e in (e for e in budgets if e > 0):
+            assert autoattack_coverage(suite.attacks, e, threat, suite.classes).verified, (threat, e)
+    # AutoAttack's order: the cheap attacks first, every later one a cascade, no attack twice
+    specs = [parse_attack(a) for a in suite.attacks]
+    assert [s.family for s in specs[:2]] == ["fgsm", "pgd"]
+    assert all(s.cascade for s in specs if s.family not in ("fgsm", "pgd"))
+    assert "aa-reference" not in {s.family for s in specs}
+
+
+def test_the_quick_suite_is_autoattack_verified_at_its_largest_eps_only():
+    suite = load_suite("quick")
+    verified = [e for e in suite.eps if e > 0 and autoattack_coverage(suite.attacks, e, "linf", suite.classes).verified]
+    assert verified == [max(suite.eps)]
 
 
 def test_l2_attacks_need_radii_in_a_suite(tmp_path):

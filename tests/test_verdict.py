@@ -57,7 +57,22 @@ def _advantage(loss="ls", diff=0.05):
     return rows
 
 
-PASSED = [_diag("ls", "gradients", "pass", norm="", eps=NAN)]
+def _passing(losses=("ls", "poly"), budgets=(("Linf", 0.1), ("Linf", 0.05), ("Linf", 0.02), ("L2", 0.5))):
+    """Every blocking diagnostic judged and passed, for `losses` and the baseline ce (no transfer: it is
+    the source)."""
+    rows = []
+    for loss in (*losses, "ce"):
+        rows.append(_diag(loss, "gradients", "pass", norm="", eps=NAN))
+        for norm in {n for n, _ in budgets}:
+            rows.append(_diag(loss, "unbounded", "pass", norm=norm, eps=0.5))
+        for norm, eps in budgets:
+            rows.append(_diag(loss, "more_effort", "pass", norm=norm, eps=eps))
+            if loss != "ce":
+                rows.append(_diag(loss, "transfer", "pass", norm=norm, eps=eps))
+    return rows
+
+
+PASSED = _passing()
 
 
 def test_a_verified_significant_advantage_is_the_answer():
@@ -70,9 +85,9 @@ def test_a_verified_significant_advantage_is_the_answer():
 
 
 def test_a_claim_on_weaker_attacks_is_stated_but_not_counted():
-    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd", "apgd-ce:cascade=true", "square:n_queries=1000"]))
-    assert "no evidence that any loss is more robust" in verdict.answer
-    assert "1 further significant difference(s) are not counted" in verdict.answer
+    coverage = _coverage(["fgsm", "pgd", "apgd-ce:cascade=true", "square:n_queries=1000"])
+    verdict = _verdict(_advantage(), coverage)
+    assert "no robustness claim can be judged" in verdict.answer
     bullet = verdict.bullets[0]
     assert "not verified against AutoAttack (worst case of: fgsm, pgd, apgd-ce:cascade=true" in bullet
     assert "[not counted]" in bullet
@@ -94,7 +109,11 @@ def test_coverage_is_decided_per_budget():
 
 
 def test_a_failed_diagnostic_keeps_a_verified_claim_out_of_the_answer():
-    diagnostics = [_diag("ls", "transfer", "fail", seed=0), _diag("ls", "transfer", "pass", seed=1)]
+    diagnostics = (
+        [_diag("ls", "transfer", "fail", seed=0)]
+        + [dict(r, seed=1) for r in PASSED]
+        + [r for r in PASSED if not (r["loss"] == "ls" and r["check"] == "transfer")]
+    )
     verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
     assert "no evidence that any loss is more robust" in verdict.answer
     assert "failed diagnostics: transfer (1 of 2 seeds)" in verdict.bullets[0]
@@ -117,7 +136,9 @@ def test_diagnostics_at_other_budgets_or_other_norms_do_not_count_here():
 
 
 def test_the_baselines_failed_diagnostic_also_blocks_the_claim():
-    diagnostics = [_diag("ce", "gradients", "fail", norm="", eps=NAN)]
+    diagnostics = [_diag("ce", "gradients", "fail", norm="", eps=NAN)] + [
+        r for r in PASSED if not (r["loss"] == "ce" and r["check"] == "gradients")
+    ]
     verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
     assert not verdict.claims["counted"].any()
     assert "ce failed diagnostics: gradients (1 of 1 seed)" in verdict.bullets[0]
@@ -128,7 +149,7 @@ def test_less_robust_losses_are_named_and_a_budget_without_worst_row_has_no_clai
     rows += [_row("ce", "worst", 0.05, 0.4), _row("poly", "worst", 0.05, 0.3, -0.1, True, 0.002)]
     # an attack row without a worst row (e.g. stored before the rule) is no claim
     rows += [_row("ce", "pgd", 0.1, 0.2), _row("poly", "pgd", 0.1, 0.1, -0.1, True, 0.002)]
-    verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)), [_diag("poly", "gradients", "pass", norm="", eps=NAN)])
+    verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)), PASSED)
     assert "no evidence that any loss is more robust" in verdict.answer
     assert "Less robust than ce: poly at ε = 0.05." in verdict.answer
     assert verdict.claims["eps"].tolist() == [0.05]
@@ -154,5 +175,21 @@ def test_a_p_value_at_its_floor_prints_as_a_bound():
 def test_a_claim_on_networks_never_diagnosed_is_not_counted():
     verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), None)
     assert not verdict.claims["counted"].any()
-    assert verdict.claims.loc[0, "diagnostics_failed"] == "not run"
-    assert "diagnostics not run" in verdict.bullets[0]
+    assert verdict.claims.loc[0, "diagnostics_failed"].startswith("not run: more_effort, unbounded, gradients")
+    assert "diagnostics not run: more_effort" in verdict.bullets[0]
+
+
+def test_a_diagnostic_not_run_on_one_seed_blocks_the_claim_but_an_informational_one_does_not():
+    partly = [r for r in PASSED if not (r["loss"] == "ls" and r["check"] == "transfer")]
+    partly.append(_diag("ls", "transfer", "not run"))
+    verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), partly)
+    assert not verdict.claims["counted"].any()
+    assert "not run: transfer" in verdict.claims.loc[0, "diagnostics_failed"]
+    informational = PASSED + [_diag("ls", "targeted_vs_ce", "fail")]
+    assert _verdict(_advantage(), _coverage(["fgsm"] + AA), informational).claims["counted"].all()
+
+
+def test_without_any_verified_budget_no_claim_can_be_judged():
+    verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"]), PASSED)
+    assert "no robustness claim can be judged against ce" in verdict.answer
+    assert "1 significant difference(s) under weaker attacks are stated below but not counted" in verdict.answer

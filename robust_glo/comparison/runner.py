@@ -82,7 +82,8 @@ def run_comparison(
             log.append(line)
             pieces.append(files)
     results = pd.concat([p.rows for p in pieces], ignore_index=True)
-    transfer = transfer_diagnostics(config, out, attacked, results, echo=echo)
+    outcomes = _gather([p.outcomes for p in pieces], ["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS)
+    transfer = transfer_diagnostics(config, out, attacked, results, outcomes, echo=echo)
     return _finish(out, pieces, log, echo, transfer)
 
 

@@ -16,7 +16,6 @@ would stop at the first misclassification, which transfers worse). Results are s
 from __future__ import annotations
 
 import hashlib
-import math
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,10 @@ from robust_glo.comparison.store import _read_json, _write_csv, _write_json
 from robust_glo.robustness.attacks import WORST, WORST_L2
 from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS, read_diagnostics, transfer_row
 from robust_glo.robustness.evaluate import generate_adversarial
+from robust_glo.robustness.outcomes import unpack_bits
 
 CRAFT_STEPS = 40
-TRANSFER_VERSION = 1
+TRANSFER_VERSION = 2  # 2: per input, against the white-box worst case
 
 
 def _craft_spec(norm: str) -> str:
@@ -58,12 +58,13 @@ def _predict(model: torch.nn.Module, x: torch.Tensor, batch: int) -> torch.Tenso
 
 
 def transfer_diagnostics(
-    config: CompareConfig, out: Path, attacked: Any, results: pd.DataFrame, *, echo=print
+    config: CompareConfig, out: Path, attacked: Any, results: pd.DataFrame, outcomes: pd.DataFrame, *, echo=print
 ) -> pd.DataFrame:
     """Transfer rows (`DIAGNOSTIC_COLUMNS` plus loss and seed) of every network of `config` other than the
     source's, per seed, computed or read back from `out/transfer/`. `attacked` is the attacked test split
-    (`.images` `(N, C, H, W)`, `.labels` `(N,)`); `results` the gathered robustness rows (white-box worst
-    case per network). Seeds whose source network is missing (diverged) get no rows."""
+    (`.images` `(N, C, H, W)`, `.labels` `(N,)`); `results` and `outcomes` the gathered robustness rows and
+    per-image outcomes (the white-box worst case of each network, per input). Seeds whose source network is
+    missing (diverged) get no rows."""
     from robust_glo.training import load_trained_model
     from robust_glo.utils import resolve_device
 
@@ -98,7 +99,7 @@ def transfer_diagnostics(
             except (OSError, ValueError):
                 pass
         frame = _transfer_seed(
-            config, out, attacked, results, seed, source, targets, budgets, settings, device, load_trained_model
+            config, out, attacked, outcomes, seed, source, targets, budgets, settings, device, load_trained_model
         )
         table.parent.mkdir(parents=True, exist_ok=True)
         _write_csv(table, frame)
@@ -111,7 +112,21 @@ def transfer_diagnostics(
     return pd.concat(found, ignore_index=True)
 
 
-def _transfer_seed(config, out, attacked, results, seed, source, targets, budgets, settings, device, load):
+def _whitebox(outcomes: pd.DataFrame, loss: str, seed: int, label: str, eps: float) -> torch.Tensor | None:
+    """The per-input worst case `(N,)` of one network at one budget, from the gathered outcomes."""
+    rows = outcomes[
+        (outcomes["loss"].astype(str) == str(loss))
+        & (outcomes["seed"].astype(int) == int(seed))
+        & (outcomes["attack"] == label)
+        & (outcomes["eps"].astype(float) == float(eps))
+    ]
+    if rows.empty:
+        return None
+    row = rows.iloc[0]
+    return torch.from_numpy(unpack_bits(str(row["bits"]), int(row["n"])).copy())
+
+
+def _transfer_seed(config, out, attacked, outcomes, seed, source, targets, budgets, settings, device, load):
     images, labels = attacked.images, attacked.labels.to(torch.int64)
     batch = config.eval_batch_size
     src = load(layout.run_dir(out, source, seed), device)
@@ -142,14 +157,11 @@ def _transfer_seed(config, out, attacked, results, seed, source, targets, budget
         model = load(run_dir, device)
         model.eval()
         clean = _predict(model, images.to(device), batch).cpu() == labels
-        mine = results[(results["loss"] == loss) & (results["seed"] == seed)]
         for norm, eps in budgets:
-            label = WORST_L2 if norm == "l2" else WORST
-            white = mine[(mine["attack"] == label) & (mine["eps"].astype(float) == eps)]["accuracy"]
-            if white.empty or (isinstance(white.iloc[0], float) and math.isnan(white.iloc[0])):
+            white = _whitebox(outcomes, loss, seed, WORST_L2 if norm == "l2" else WORST, eps)
+            if white is None or len(white) != n:
                 continue
-            held = _predict(model, crafted[norm, eps].to(device), batch).cpu() == labels
-            transfer = float((held & clean).float().mean())
-            row = transfer_row(float(white.iloc[0]), transfer, norm, eps, n, source, settings.transfer_tolerance)
+            held = (_predict(model, crafted[norm, eps].to(device), batch).cpu() == labels) & clean
+            row = transfer_row(white, held, norm, eps, source, settings.transfer_tolerance)
             rows.append({"loss": loss, "seed": seed, **row})
     return pd.DataFrame(rows, columns=["loss", "seed"] + DIAGNOSTIC_COLUMNS)

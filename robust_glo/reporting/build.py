@@ -260,14 +260,16 @@ def _diagnostics_section(inputs: ReportInputs) -> Section:
     section.add(
         Paragraph(
             "Could the attacks have been fooled? Each diagnostic measures one way they can be "
-            f"({docs_ref('attacks.md', inputs.root)}): `transfer` is white-box robust accuracy minus accuracy "
-            "on adversarial examples crafted on the baseline network of the same seed (positive: the white-box "
-            "attacks did worse than a transferred attack); `more_effort` the share of a subsample that a 5x "
-            "stronger attack broke beyond the worst case; `unbounded` the accuracy left at a budget that "
-            "destroys the image; `targeted_vs_ce` the share APGD-T broke that APGD-CE left standing; "
-            "`gradients` the share of correct inputs with an all-zero, NaN or infinite input gradient. "
-            f"Thresholds: {E.thresholds_text(inputs)}. A claim on a loss that fails one at its budget is not "
-            "counted."
+            f"({docs_ref('attacks.md', inputs.root)}): `transfer` is the share of inputs the white-box attacks "
+            "left standing that adversarial examples crafted on the baseline network of the same seed broke; "
+            "`more_effort` the share of a subsample that a stronger attack (5x the iterations of the strongest "
+            "one that ran; 5 restarts, or APGD-T's 9 targets) broke beyond the worst case; `unbounded` the "
+            "accuracy left at a budget where any image can be turned mid-gray; `targeted_vs_ce` the share APGD-T "
+            "broke that APGD-CE and the attacks before it left standing (informational); `gradients` the share "
+            "of correct inputs with an all-zero, NaN or infinite input gradient. "
+            f"Thresholds: {E.thresholds_text(inputs)}. A claim counts only where every diagnostic but "
+            "`targeted_vs_ce` was judged and passed on every seed of the loss and of the baseline at its budget; "
+            "a diagnostic that was not run blocks it too."
         )
     )
     section.add(

@@ -119,7 +119,9 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
                 "budget": r["budget"],
                 "finding": r["direction"],
                 "difference (points)": diff,
-                "adjusted p": "–" if _isnan(p) else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}"),
+                "adjusted p": "–"
+                if _isnan(p)
+                else ("≤ " if r.get("p_at_floor") else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}"),
                 "attacks behind it": r["attacks"],
                 "diagnostics failed": r["diagnostics_failed"] or "none",  # "not run" when none were recorded
                 "counted": "yes" if r["counted"] else "no",

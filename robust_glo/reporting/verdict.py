@@ -7,9 +7,10 @@ correction for multiple comparisons. It counts as evidence only where
 1. the worst case at that (norm, ε) includes the standard AutoAttack ensemble at its reference budgets
    (APGD-CE, APGD-T, FAB-T, Square with 5,000 queries; cascades allowed), decided per budget from what
    actually ran there (`robust_glo.robustness.attacks.autoattack_coverage`), and
-2. the loss's networks were diagnosed, and neither they nor the baseline's failed a diagnostic at that budget
-   (`robust_glo.robustness.diagnostics`: transfer, more effort, unbounded budget, APGD-T against APGD-CE,
-   gradients).
+2. every blocking diagnostic (`BLOCKING`; the baseline's `BLOCKING_BASELINE`) was judged on every seed of
+   the loss and of the baseline at that budget, and none failed
+   (`robust_glo.robustness.diagnostics`: transfer, more effort, unbounded budget, gradients; APGD-T against
+   APGD-CE is informational).
 
 Every other claim is still stated, with what stands behind it ("not verified against AutoAttack (worst
 case of: ...)", "failed diagnostics: ..."), but the answer sentence does not count it. A budget where no
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from robust_glo.robustness.attacks import WORST, WORST_L2
+from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 
 NORM_OF_WORST = {WORST: "linf", WORST_L2: "l2"}
 DISPLAY_NORM = {"linf": "Linf", "l2": "L2"}
@@ -41,6 +43,7 @@ CLAIM_COLUMNS = [
     "diff_ci_low",
     "diff_ci_high",
     "p_adjusted",
+    "p_at_floor",
     "verified",
     "attacks",
     "diagnostics_failed",
@@ -98,29 +101,49 @@ def _direction(row: Mapping[str, Any]) -> str:
     return "higher" if row["diff"] > 0 else "lower"
 
 
-def failed_diagnostics(diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float) -> list[str]:
-    """The diagnostics `loss` failed at budget (norm, eps), as "transfer (2 of 5 seeds)"; a budget-free
-    diagnostic (gradients) counts at every budget, `unbounded` at every budget of its norm."""
+def _rows_at(diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float) -> pd.DataFrame:
+    """The diagnostics rows of `loss` that speak for budget (norm, eps): a budget-free one (gradients) at
+    every budget, `unbounded` at every budget of its norm, the others at their own (norm, eps)."""
     if diagnostics is None or diagnostics.empty:
-        return []
+        return pd.DataFrame(columns=["loss", "seed", "check", "norm", "eps", "status"])
     d = diagnostics[diagnostics["loss"].astype(str) == str(loss)]
-    if d.empty:
-        return []
-    seeds = d["seed"].nunique()
     shown = DISPLAY_NORM[norm]
     norms = d["norm"].fillna("").astype(str)
     eps_col = pd.to_numeric(d["eps"], errors="coerce")
     here = (norms == "") | ((norms == shown) & ((d["check"] == "unbounded") | np.isclose(eps_col, eps)))
-    failed = d[here & (d["status"] == "fail")]
+    return d[here]
+
+
+def failed_diagnostics(
+    diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float, checks: tuple[str, ...] | None = None
+) -> list[str]:
+    """The diagnostics (among `checks`, default all) `loss` failed at budget (norm, eps), as
+    "transfer (2 of 5 seeds)"."""
+    d = _rows_at(diagnostics, loss, norm, eps)
+    if checks is not None:
+        d = d[d["check"].isin(checks)]
+    if d.empty:
+        return []
+    seeds = diagnostics[diagnostics["loss"].astype(str) == str(loss)]["seed"].nunique()
     out = []
-    for check, group in failed.groupby("check", sort=False):
+    for check, group in d[d["status"] == "fail"].groupby("check", sort=False):
         out.append(f"{check} ({group['seed'].nunique()} of {seeds} seed{'s' if seeds != 1 else ''})")
     return out
 
 
-def _diagnosed(diagnostics: pd.DataFrame | None, loss: str) -> bool:
-    """Whether diagnostics were recorded for `loss` (a claim without them cannot have passed them)."""
-    return diagnostics is not None and bool((diagnostics["loss"].astype(str) == str(loss)).any())
+def unjudged_diagnostics(
+    diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float, required: tuple[str, ...]
+) -> list[str]:
+    """The `required` diagnostics that were not judged (pass or fail) on every seed of `loss` at (norm, eps):
+    a claim cannot have passed what did not run."""
+    if diagnostics is None or diagnostics.empty:
+        return list(required)
+    seeds = set(diagnostics.loc[diagnostics["loss"].astype(str) == str(loss), "seed"])
+    if not seeds:
+        return list(required)
+    d = _rows_at(diagnostics, loss, norm, eps)
+    judged = d[d["status"].isin(["pass", "fail"])]
+    return [c for c in required if set(judged.loc[judged["check"] == c, "seed"]) != seeds]
 
 
 def _coverage_text(cov: CoverageLike | None) -> str:
@@ -167,11 +190,18 @@ def build_verdict(
             for r in worst.sort_values("eps").to_dict("records"):
                 eps = float(r["eps"])
                 cov = _lookup(coverage, norm, eps)
-                failed = failed_diagnostics(diagnostics, loss, norm, eps)
-                base_failed = failed_diagnostics(diagnostics, baseline, norm, eps)
+                failed = [f for f in failed_diagnostics(diagnostics, loss, norm, eps) if f.split(" ")[0] in BLOCKING]
+                base_failed = [
+                    f
+                    for f in failed_diagnostics(diagnostics, baseline, norm, eps)
+                    if f.split(" ")[0] in BLOCKING_BASELINE
+                ]
+                unjudged = unjudged_diagnostics(diagnostics, loss, norm, eps, BLOCKING) + [
+                    f"{base}: {c}" for c in unjudged_diagnostics(diagnostics, baseline, norm, eps, BLOCKING_BASELINE)
+                ]
                 direction = _direction(r)
                 verified = bool(cov is not None and cov.verified)
-                judged = _diagnosed(diagnostics, loss)
+                judged = not unjudged
                 counted = bool(direction) and verified and judged and not failed and not base_failed
                 word = {
                     "higher": "more robust than",
@@ -180,7 +210,7 @@ def build_verdict(
                 }[direction]
                 text = f"at {budget_text(norm, eps)} {word} {base} ({_diff_text(r)}; {_coverage_text(cov)})"
                 if not judged:
-                    text += ", diagnostics not run"
+                    text += f", diagnostics not run: {', '.join(unjudged)}"
                 if failed:
                     text += f", failed diagnostics: {', '.join(failed)}"
                 if base_failed:
@@ -199,13 +229,16 @@ def build_verdict(
                         "diff_ci_low": r.get("diff_ci_low", math.nan),
                         "diff_ci_high": r.get("diff_ci_high", math.nan),
                         "p_adjusted": r.get("p_adjusted", math.nan),
+                        "p_at_floor": bool(r.get("p_at_floor", False)),
                         "verified": verified,
                         "attacks": "AutoAttack (" + ", ".join(cov.ran) + ")"
                         if verified
                         else ("worst case of: " + (", ".join(cov.ran) if cov and cov.ran else "?")),
-                        "diagnostics_failed": "; ".join(failed + [f"{base}: {f}" for f in base_failed])
-                        if judged
-                        else "not run",
+                        "diagnostics_failed": "; ".join(
+                            failed
+                            + [f"{base}: {f}" for f in base_failed]
+                            + ([f"not run: {', '.join(unjudged)}"] if unjudged else [])
+                        ),
                         "counted": counted,
                     }
                 )
@@ -257,6 +290,17 @@ def _answer(
     better = counted[counted["direction"] == "more robust"]
     worse = counted[counted["direction"] == "less robust"]
     scope = "under the AutoAttack-verified worst case, with every diagnostic passed"
+    if not any(c.verified for c in coverage.values()):
+        text = (
+            f"{where}: no robustness claim can be judged against {base}: no budget's worst case includes the "
+            "full AutoAttack ensemble."
+        )
+        significant = claims[claims["direction"] != "no evidence"]
+        if len(significant):
+            text += (
+                f" {len(significant)} significant difference(s) under weaker attacks are stated below but not counted."
+            )
+        return text
     if not better.empty:
         items = ", ".join(f"{r.loss} at {r.budget}" for r in better.itertuples())
         text = f"{where}: more robust than {base} {scope}, significant after {correction} correction: {items}."
@@ -271,6 +315,4 @@ def _answer(
             f" {uncounted} further significant difference(s) are not counted: they rest on attacks weaker than "
             "AutoAttack, or on networks that failed a diagnostic or were not diagnosed (see the claims table)."
         )
-    if coverage and not any(c.verified for c in coverage.values()):
-        text += " No budget was covered by the full AutoAttack ensemble."
     return text

@@ -27,9 +27,13 @@ at least the exact Clopper-Pearson interval of a proportion over the N distinct 
 the seeds see the same images, so N is the conservative count), and a difference's interval is widened by
 the same slack on that arm's side.
 
-The p-value of a difference (`p_method="normal"`, the default) is the normal approximation
-p = 2 * Phi(-|d| / se), with d the observed difference (on all images and seeds) and se the standard
-deviation of its bootstrap replicates: unlike the percentile p (twice the share of replicates beyond
+The p-value of a difference (`p_method="normal"`, the default) is p = 2 * P(T_df > |d| / se), with d the
+observed difference (on all images and seeds), se the standard deviation of its bootstrap replicates and
+T_df Student's t with Welch-Satterthwaite degrees of freedom: se^2 splits into an image part (the variance
+of the replicates with every seed kept, N - 1 df) and a seed part (the rest, S - 1 df), so with five seeds
+and a seed-dominated difference the reference is close to t with 4 df, not the normal (which would be
+anti-conservative); with image-dominated differences it is the normal. Intervals are stretched about the
+estimate by the same t / z factor. Unlike the percentile p (twice the share of replicates beyond
 zero, kept as `p_percentile`), whose floor 2 / (B + 1) sits near the corrected thresholds, it resolves
 small p-values. Where it cannot (se = 0 with d != 0, or a normal p below what the images can support),
 the p is reported at a floor, `p_at_floor`: the larger of `P_FLOOR` and 2^(1 - n_d), the exact sign
@@ -81,6 +85,7 @@ class Estimate:
     p_at_floor: bool = False
     diff_se: float | None = None
     exact: bool = False
+    df: float | None = None  # Satterthwaite degrees of freedom of the difference's t reference
 
 
 def _cell_seed(seed: int, *parts: object) -> np.random.SeedSequence:
@@ -88,18 +93,36 @@ def _cell_seed(seed: int, *parts: object) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed)] + [zlib.crc32(str(p).encode()) for p in parts])
 
 
-def normal_pvalue(diff: float, se: float, floor: float = P_FLOOR) -> tuple[float, bool]:
-    """(p, at_floor) of the normal approximation 2 * Phi(-|diff| / se).
+def satterthwaite_df(total_var: float, image_var: float, n_seeds: int, n_images: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of a variance made of a seed part, estimated from `n_seeds`
+    seeds (S - 1 df), and an image part, from `n_images` images (N - 1 df):
+    df = v^2 / (v_seed^2 / (S - 1) + v_img^2 / (N - 1)), with v_seed = max(v - v_img, 0).
+
+    With few seeds and a seed part that dominates, df approaches S - 1 (a t reference with heavy tails);
+    where images dominate it approaches N - 1 (the normal). inf when the variance is 0."""
+    seed_var = max(total_var - image_var, 0.0)
+    terms = (seed_var**2 / (n_seeds - 1) if n_seeds > 1 else 0.0) + (
+        image_var**2 / (n_images - 1) if n_images > 1 else 0.0
+    )
+    if total_var <= 0 or terms <= 0:
+        return math.inf
+    return max(1.0, total_var**2 / terms)
+
+
+def normal_pvalue(diff: float, se: float, floor: float = P_FLOOR, df: float = math.inf) -> tuple[float, bool]:
+    """(p, at_floor) of 2 * P(T_df > |diff| / se): Student's t with `df` degrees of freedom (the normal
+    when df is infinite).
 
     p = 1 when diff = 0 (whatever se); the floor, with at_floor True, when se = 0 with diff != 0 (the
-    replicates cannot tell how small p is) or when the normal p falls below `floor`."""
+    replicates cannot tell how small p is) or when p falls below `floor`."""
     if not math.isfinite(diff) or not math.isfinite(se):
         return math.nan, False
     if abs(diff) < _TINY:
         return 1.0, False
     if se <= 0:
         return float(floor), True
-    p = float(2 * stats.norm.sf(abs(diff) / se))
+    z = abs(diff) / se
+    p = float(2 * (stats.norm.sf(z) if math.isinf(df) else stats.t.sf(z, df)))
     if p < floor:
         return float(floor), True
     return min(p, 1.0), False
@@ -188,6 +211,19 @@ class HierarchicalBootstrap:
             return tuple(str(s) for s in rows["seed"])
         return ("rows", len(rows))  # no seed names: a draw of its own per number of rows
 
+    def _images_only(self, rows: pd.DataFrame) -> np.ndarray:
+        """Replicates `(B,)` of the mean over all seeds on the drawn images: the image part of the variation."""
+        return self.replicates[rows.index].mean(axis=0)
+
+    def _widened(self, low: float, high: float, center: float, df: float) -> tuple[float, float]:
+        """The percentile interval stretched about `center` by t_df / z at the interval's level, so that it
+        carries the same small-sample allowance as the p-value (unchanged when df is infinite)."""
+        if math.isinf(df):
+            return low, high
+        q = 1 - (1 - self.confidence) / 2
+        k = float(stats.t.ppf(q, df) / stats.norm.ppf(q))
+        return center - k * (center - low), center + k * (high - center)
+
     def _accuracy(self, rows: pd.DataFrame) -> np.ndarray:
         """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images.
 
@@ -231,6 +267,10 @@ class HierarchicalBootstrap:
         acc = self._accuracy(rows)
         low, high = self._interval(acc)
         n_images = int(rows["n"].iloc[0])
+        own_df = satterthwaite_df(
+            float(np.var(acc, ddof=1)), float(np.var(self._images_only(rows), ddof=1)), len(rows), n_images
+        )
+        low, high = self._widened(low, high, float(self._per_image(rows).mean()), own_df)
         exact = self._exact(rows, n_images)
         if exact is not None:
             low, high = min(low, exact[0]), max(high, exact[1])
@@ -251,13 +291,16 @@ class HierarchicalBootstrap:
             d_low, d_high = d_low - float(base_exact[1] - b.mean()), d_high + float(b.mean() - base_exact[0])
         observed = float(a.mean() - b.mean())  # mean over seeds of each seed's accuracy (equal n per seed)
         se = float(np.std(diff, ddof=1))
+        image_part = float(np.var(self._images_only(rows) - self._images_only(base), ddof=1))
+        df = satterthwaite_df(se**2, image_part, min(len(rows), len(base)), n_images)
+        d_low, d_high = self._widened(d_low, d_high, observed, df)
         p_pct = percentile_pvalue(diff)
         if self.p_method == "percentile":
             floor = 2 / (self.n_boot + 1)
             p, at_floor = p_pct, p_pct <= floor * (1 + 1e-9)
         else:
             n_d = int((a != b).sum())  # images on which the two losses differ (mean over seeds)
-            p, at_floor = normal_pvalue(observed, se, self.floor(n_d))
+            p, at_floor = normal_pvalue(observed, se, self.floor(n_d), df)
         return Estimate(
             n_images,
             low,
@@ -270,6 +313,7 @@ class HierarchicalBootstrap:
             p_at_floor=bool(at_floor),
             diff_se=se,
             exact=exact is not None,
+            df=df,
         )
 
     @staticmethod

@@ -5,23 +5,27 @@ attacks could have been fooled by the network. These are the questions a reviewe
 asks (Carlini et al. 2019, "On Evaluating Adversarial Robustness", sections 4-5; Tramer et al. 2020, "On
 Adaptive Attacks"), each answered with a measured figure and a stated threshold:
 
-- `more_effort`: a stronger version of the strongest attack that ran at (norm, ε) (5x its iterations, 5
-  restarts) on a subsample of the inputs the worst case left standing must not break more than
-  `effort_tolerance` of the subsample. Otherwise the attacks have not converged and robust accuracy is
-  over-stated.
-- `unbounded`: at a budget large enough to destroy the image (L∞ ε = 0.3; for L2 the radius 0.3·sqrt(d),
-  whose ball contains that L∞ ball), PGD must bring accuracy to about zero (at most `unbounded_tolerance`).
-  Otherwise something blocks the attacks (masked gradients, a non-differentiable head).
-- `targeted_vs_ce`: the share of inputs that APGD-CE left standing and APGD-T broke. A large gap means the
-  cross-entropy gradient is uninformative for this network, so every claim resting on CE-gradient attacks
-  (FGSM, PGD, APGD-CE) is suspect (Croce & Hein 2020 report the same pattern for masked defences).
+- `more_effort`: a stronger version of the strongest attack that ran at (norm, ε) (5x its iterations and 5
+  restarts; APGD-T 5x its iterations) on a subsample of the inputs the worst case left standing must not
+  break more than `effort_tolerance` of the subsample, nor more than `effort_relative` of the inputs still
+  standing (at least `effort_min_count` of them: at low robust accuracy an absolute tolerance could never
+  fail). Otherwise the attacks have not converged and robust accuracy is over-stated.
+- `unbounded`: at a budget that lets every image be replaced by mid-gray (L∞ ε = 0.5; for L2 the radius
+  0.5·sqrt(d), whose ball contains that L∞ ball), PGD must bring accuracy to about zero (at most
+  `unbounded_tolerance`). Otherwise something blocks the attacks (masked gradients, a non-differentiable
+  head). ε = 0.3 would not do: adversarially trained MNIST networks keep most of their accuracy there.
+- `targeted_vs_ce` (informational: it does not block a claim whose worst case includes APGD-T): the share of
+  inputs that every attack before APGD-T (APGD-CE among them) left standing and APGD-T broke. A large gap
+  means the cross-entropy gradient is uninformative for this network, so numbers resting on CE-gradient
+  attacks alone (FGSM, PGD, APGD-CE) mislead (Croce & Hein 2020 report the pattern for masked defences).
 - `gradients`: the share of correctly classified inputs whose CE input-gradient is all zero, NaN or
   infinite. `sign(NaN)` is 0, so FGSM and PGD do not move such an input and accuracy "under attack" is
   clean accuracy (a naive `log(softmax(z))` head does this).
 - `transfer` (computed across networks by `robust_glo.comparison.transfer`): adversarial examples crafted
-  on the baseline network of the same seed must not fool this network more often than its own white-box
-  attacks do. White-box robust accuracy above transfer accuracy means the white-box attacks were fooled
-  (Fu et al. 2020 report exactly this for label smoothing's PGD robustness).
+  on the baseline network of the same seed must not break more than `transfer_tolerance` of the inputs
+  that this network's own white-box worst case left standing (counted per input). Transferred examples
+  that succeed where the white-box attacks failed mean the white-box attacks were fooled (Fu et al. 2020
+  report exactly this for label smoothing's PGD robustness).
 
 `run_diagnostics` runs the first four on one network after its evaluation; `transfer_row` builds the
 fifth. Rows share `DIAGNOSTIC_COLUMNS`; `norm` and `eps` are empty/NaN for a diagnostic that does not
@@ -49,29 +53,35 @@ CHECKS = ("more_effort", "unbounded", "targeted_vs_ce", "gradients", "transfer")
 # Budget-independent diagnostics apply to every (norm, eps); `unbounded` to every eps of its norm.
 ALL_BUDGETS = ("gradients",)
 PER_NORM = ("unbounded",)
+# The diagnostics a claim needs passed on every seed: by the loss's networks, and by the baseline's (whose
+# networks are the transfer source, so they have no transfer row). `targeted_vs_ce` is informational.
+BLOCKING = ("more_effort", "unbounded", "gradients", "transfer")
+BLOCKING_BASELINE = ("more_effort", "unbounded", "gradients")
 
 EXPLANATIONS: dict[str, str] = {
     "more_effort": (
-        "A stronger version of the strongest attack (5x its iterations, 5 restarts) on a subsample of the inputs "
-        "still standing must not break more than the tolerance: otherwise the attacks had not converged and "
-        "robust accuracy is over-stated."
+        "A stronger version of the strongest attack (5x its iterations; 5 restarts, or APGD-T's 9 targets) on a "
+        "subsample of the inputs still standing must not break more than the tolerance of the subsample, nor "
+        "more than a tenth of the inputs still standing: otherwise the attacks had not converged and robust "
+        "accuracy is over-stated."
     ),
     "unbounded": (
-        "At a budget that destroys the image (L∞ ε 0.3, or the L2 ball that contains it), accuracy under PGD "
-        "must fall to about zero; otherwise something blocks the attacks (masked or non-finite gradients)."
+        "At a budget that lets any image become mid-gray (L∞ ε 0.5, or the L2 ball that contains it), accuracy "
+        "under PGD must fall to about zero; otherwise something blocks the attacks (masked or non-finite gradients)."
     ),
     "targeted_vs_ce": (
-        "Share of all inputs that APGD-CE left standing and targeted APGD-T broke: a large gap means the "
-        "cross-entropy gradient is uninformative for this network, so FGSM/PGD/APGD-CE numbers mislead."
+        "Share of all inputs that APGD-CE (and every attack before APGD-T) left standing and targeted APGD-T "
+        "broke: a large gap means the cross-entropy gradient is uninformative for this network, so "
+        "FGSM/PGD/APGD-CE numbers alone mislead (informational: APGD-T is in the worst case)."
     ),
     "gradients": (
         "Share of correctly classified inputs whose cross-entropy input-gradient is all zero, NaN or infinite: "
         "gradient attacks cannot move such inputs (sign(NaN) = 0), so their accuracy under attack is clean accuracy."
     ),
     "transfer": (
-        "Adversarial examples crafted on the baseline network of the same seed must not fool this network more "
-        "often than its own white-box attacks: white-box robust accuracy above transfer accuracy means the "
-        "white-box attacks were fooled."
+        "Adversarial examples crafted on the baseline network of the same seed must not break inputs that this "
+        "network's own white-box attacks left standing (more than the tolerance): if they do, the white-box "
+        "attacks were fooled."
     ),
 }
 
@@ -90,7 +100,9 @@ class DiagnosticSettings:
     effort_factor: int = 5
     effort_restarts: int = 5
     effort_tolerance: float = 0.02
-    unbounded_eps: float = 0.3
+    effort_relative: float = 0.1
+    effort_min_count: int = 2
+    unbounded_eps: float = 0.5
     unbounded_tolerance: float = 0.02
     targeted_gap: float = 0.03
     gradient_threshold: float = 0.05
@@ -99,7 +111,7 @@ class DiagnosticSettings:
     def validated(self) -> DiagnosticSettings:
         if isinstance(self.n, bool) or int(self.n) != self.n or self.n < 0:
             raise ConfigError(f"diagnostics n must be an integer >= 0, got {self.n!r}")
-        for key in ("effort_factor", "effort_restarts"):
+        for key in ("effort_factor", "effort_restarts", "effort_min_count"):
             value = getattr(self, key)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ConfigError(f"diagnostics {key} must be an integer >= 1, got {value!r}")
@@ -107,6 +119,7 @@ class DiagnosticSettings:
             raise ConfigError(f"diagnostics unbounded_eps must lie in (0, 1], got {self.unbounded_eps!r}")
         for key in (
             "effort_tolerance",
+            "effort_relative",
             "unbounded_tolerance",
             "targeted_gap",
             "gradient_threshold",
@@ -269,7 +282,7 @@ def _targeted_vs_ce(ev: Evaluation, norm: str, e: float, s: DiagnosticSettings) 
             "targeted_vs_ce", name, e, None, math.nan, s.targeted_gap, n, f"{missing} did not run at this budget"
         )
     a, t = ce[0], targeted[0]
-    if ev.attacks.index(a) > ev.attacks.index(t) and a.cascade:
+    if ev.attacks.index(a) > ev.attacks.index(t):
         return diagnostic_row(
             "targeted_vs_ce",
             name,
@@ -278,10 +291,15 @@ def _targeted_vs_ce(ev: Evaluation, norm: str, e: float, s: DiagnosticSettings) 
             math.nan,
             s.targeted_gap,
             n,
-            "APGD-CE ran after APGD-T in the cascade, so its standing inputs are APGD-T's",
+            "APGD-CE is listed after APGD-T, so what APGD-T broke beyond it cannot be told",
         )
-    gap = float((ev.robust[a.label][e] & ~ev.robust[t.label][e]).sum()) / n
-    detail = f"APGD-T broke {gap:.1%} of the inputs that APGD-CE left standing"
+    # Inputs every attack listed before APGD-T (APGD-CE among them) left standing: counting against this set,
+    # not APGD-CE's own, keeps breaks by other attacks out of APGD-T's share when APGD-T is a cascade.
+    before = ev.clean_correct.clone()
+    for other in ran[: ran.index(t)]:
+        before &= ev.robust[other.label][e]
+    gap = float((before & ~ev.robust[t.label][e]).sum()) / n
+    detail = f"APGD-T broke {gap:.1%} of the inputs that APGD-CE and every attack before it left standing"
     return diagnostic_row("targeted_vs_ce", name, e, gap > s.targeted_gap, gap, s.targeted_gap, n, detail)
 
 
@@ -315,11 +333,14 @@ def _more_effort(model, x, y, ev, norm, e, s, seed, batch_size, device) -> dict:
     )
     broke = int((~sub.robust[spec.label][e]).sum())
     value = broke / m
+    relative = broke / len(standing)
+    failed = value > s.effort_tolerance or (broke >= s.effort_min_count and relative > s.effort_relative)
     detail = (
         f"{spec.label} broke {broke} of the {len(standing)} inputs the worst case left standing "
-        f"in a {m}-input subsample"
+        f"in a {m}-input subsample ({relative:.0%} of them; fails above {s.effort_tolerance:.0%} of the subsample "
+        f"or {s.effort_relative:.0%} of those standing, at least {s.effort_min_count})"
     )
-    return diagnostic_row("more_effort", name, e, value > s.effort_tolerance, value, s.effort_tolerance, m, detail)
+    return diagnostic_row("more_effort", name, e, failed, value, s.effort_tolerance, m, detail)
 
 
 def unbounded_budget(norm: str, image_shape: tuple[int, ...], eps: float) -> float:
@@ -351,14 +372,20 @@ def _evaluate(model, x, y, spec: AttackSpec, norm: str, e: float, seed: int, bat
 
 
 def transfer_row(
-    whitebox: float, transfer: float, norm: str, eps: float, n: int, source: str, tolerance: float
+    whitebox: torch.Tensor, transferred: torch.Tensor, norm: str, eps: float, source: str, tolerance: float
 ) -> dict:
-    """The `transfer` row of one network at (norm, eps): white-box robust accuracy (the worst case) against
-    accuracy on adversarial examples crafted on `source` (both fractions of the same `n` inputs)."""
+    """The `transfer` row of one network at (norm, eps) from per-input outcomes `(N,)` (True: correct): its
+    white-box worst case and its predictions on the examples crafted on `source`. The figure is the share of
+    all N inputs that the white-box attacks left standing and the transferred examples broke."""
     name = "L2" if norm in ("l2", "L2") else "Linf"
-    gap = whitebox - transfer
-    detail = f"white-box worst case {whitebox:.1%}, examples transferred from {source} {transfer:.1%}"
-    return diagnostic_row("transfer", name, eps, gap > tolerance, gap, tolerance, n, detail)
+    n = len(whitebox)
+    missed = float((whitebox & ~transferred).sum()) / n
+    detail = (
+        f"white-box worst case {float(whitebox.float().mean()):.1%}, examples transferred from {source} "
+        f"{float(transferred.float().mean()):.1%}; the transferred examples broke {missed:.1%} of the inputs "
+        "the white-box attacks left standing"
+    )
+    return diagnostic_row("transfer", name, eps, missed > tolerance, missed, tolerance, n, detail)
 
 
 def read_diagnostics(path) -> pd.DataFrame:

@@ -10,7 +10,8 @@ into one row per loss x attack x eps with
   Clopper-Pearson interval over the N test images;
 - the difference to a baseline loss with its own bootstrap interval and p-value (paired on images and
   on seeds: every network saw the same test images, and seed s is shared by every loss). The p-value is
-  the normal approximation 2 * Phi(-|d| / se_boot) (`p_at_floor` where the data cannot resolve it), next
+  2 P(T_df > |d| / se_boot), Student's t with Welch-Satterthwaite df over the seed and image parts of the
+  bootstrap variance (`p_at_floor` where the data cannot resolve it), next
   to the percentile bootstrap p, Welch's t-test over seeds and a paired t-test over images;
 - the family the comparison belongs to: "primary" (clean accuracy and the per-input worst case per threat
   model and eps > 0: the verdict's comparisons), "secondary" (every other attack at eps > 0, unless its
@@ -46,6 +47,7 @@ SUMMARY_STATS = [
     "diff_ci_low",
     "diff_ci_high",
     "diff_se",
+    "diff_df",
     "p_value",
     "p_at_floor",
     "p_test",
@@ -171,7 +173,8 @@ def summarize(
     no image, or every image, was right on any seed); baseline, baseline_mean, diff (mean -
     baseline_mean) with diff_ci_low/high and diff_se (the bootstrap standard error; bootstrap only);
     p_value, the raw p of the test named in p_test ("bootstrap": the normal approximation
-    2 Phi(-|diff| / diff_se) with `p_method="normal"`, else the percentile p; "welch" without outcomes);
+    2 P(T_df > |diff| / diff_se) with `p_method="normal"` (df = diff_df, Welch-Satterthwaite over the seed
+    and image parts of the bootstrap variance), else the percentile p; "welch" without outcomes);
     p_at_floor (p_value is the floor of what the data resolve: the true p is at most that, tables print
     "≤"); p_percentile (twice the share of bootstrap replicates beyond zero, floor 2 / (B + 1)), p_welch
     (seeds only) and p_images (paired t-test over images on per-image accuracy averaged over seeds;
@@ -280,6 +283,7 @@ def _cell_row(
         "diff_ci_low": math.nan,
         "diff_ci_high": math.nan,
         "diff_se": math.nan,
+        "diff_df": math.nan,
         "p_value": math.nan,
         "p_at_floor": False,
         "p_test": "",
@@ -299,6 +303,7 @@ def _cell_row(
                 diff_ci_low=est.diff_ci_low,
                 diff_ci_high=est.diff_ci_high,
                 diff_se=est.diff_se,
+                diff_df=est.df if est.df is not None else math.nan,
                 p_value=est.p_value,
                 p_at_floor=est.p_at_floor,
                 p_test="bootstrap",
