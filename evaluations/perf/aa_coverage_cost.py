@@ -16,6 +16,11 @@ evaluations, timed in this one run:
 Prints the worst case of each at every eps, the gap `after - aa-reference` (the goal: at most 0.5 points at
 eps 0.1), and seconds per network (attacks and diagnostics apart) with the ratio after / before.
 
+With `--reference DIR` (a checkout of github.com/fra31/auto-attack, the authors' code: the folder holding
+its `autoattack` package), the authors' AutoAttack, `version="standard"`, also runs on the same images at
+every L-infinity eps, as a cross-check of `aa-reference` (torchattacks' ports at the reference budgets). It
+is not a dependency of robust-glo; the script only imports it from that folder.
+
     .venv/bin/python evaluations/perf/aa_coverage_cost.py                # ~20 min on 2 cores
     .venv/bin/python evaluations/perf/aa_coverage_cost.py --smoke        # digits, seconds
 
@@ -63,6 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--runs", default="runs/perf/aa_coverage_cost", help="where the network is trained")
     parser.add_argument("--out", default="evaluations/perf/results/aa_coverage_cost.json")
     parser.add_argument("--smoke", action="store_true", help="digits, 100 steps, 60 images: a seconds-long check")
+    parser.add_argument("--reference", help="folder with fra31/auto-attack's autoattack package (optional)")
     args = parser.parse_args(argv)
 
     suite = load_suite("fashion-mnist-standard")
@@ -112,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict:
     reference = run_evaluation(run.model, x, y, ["aa-reference"], eps, seed=suite.attack_seed)
     out["aa_reference"] = {"seconds": time.perf_counter() - t0, "worst": _worst(reference)}
 
+    if args.reference:
+        out["fra31"] = _fra31(args.reference, run.model, x, y, [e for e in eps if e > 0], suite.attack_seed)
     gaps = {e: out["after"]["worst"][e] - out["aa_reference"]["worst"][e] for e in out["aa_reference"]["worst"]}
     out["gap_after_minus_reference"] = gaps
     out["ratio_after_over_before"] = (attack_seconds + out["after"]["diagnostics_seconds"]) / out["before"]["seconds"]
@@ -121,11 +129,13 @@ def main(argv: list[str] | None = None) -> dict:
     out["environment"] = run_metadata()
 
     print(f"{args.loss} seed {args.seed}, {args.n} test images of {cfg.dataset}, {cfg.steps} steps")
-    print(f"{'eps':>6} {'before':>8} {'after':>8} {'aa-ref':>8} {'after-aa':>9}")
+    fra31 = out.get("fra31", {}).get("worst", {})
+    print(f"{'eps':>6} {'before':>8} {'after':>8} {'aa-ref':>8} {'after-aa':>9} {'fra31':>8}")
     for e in out["aa_reference"]["worst"]:
+        ref = f"{100 * fra31[e]:7.1f}%" if e in fra31 else "not run"
         print(
             f"{e:>6} {100 * out['before']['worst'][e]:7.1f}% {100 * out['after']['worst'][e]:7.1f}% "
-            f"{100 * out['aa_reference']['worst'][e]:7.1f}% {100 * gaps[e]:+8.1f}"
+            f"{100 * out['aa_reference']['worst'][e]:7.1f}% {100 * gaps[e]:+8.1f} {ref:>8}"
         )
     print(
         f"seconds per network: before {out['before']['seconds']:.0f}, after {attack_seconds:.0f} attacks + "
@@ -139,6 +149,25 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1, default=str))
     return out
+
+
+def _fra31(folder: str, model, x, y, eps_values, seed: int) -> dict:
+    """The authors' AutoAttack (version="standard") at every eps: robust accuracy and seconds."""
+    import sys
+
+    sys.path.insert(0, str(Path(folder).resolve()))
+    from autoattack import AutoAttack  # the authors' code, from the given folder only
+
+    model.eval()
+    worst, seconds = {}, {}
+    for e in eps_values:
+        t0 = time.perf_counter()
+        adversary = AutoAttack(model, norm="Linf", eps=e, version="standard", seed=seed, device="cpu", verbose=False)
+        adv = adversary.run_standard_evaluation(x.clone(), y.clone(), bs=500)
+        with torch.no_grad():
+            worst[f"{e:g}"] = float((model(adv).argmax(1) == y).float().mean())
+        seconds[f"{e:g}"] = time.perf_counter() - t0
+    return {"worst": worst, "seconds": seconds, "source": "github.com/fra31/auto-attack", "version": "standard"}
 
 
 if __name__ == "__main__":
