@@ -42,7 +42,14 @@ from robust_glo.training import fit, train_population
 from robust_glo.utils import resolve_device, run_metadata
 
 LOSSES = ["ce", "label_smoothing:0.1", "focal:2", "taylorglo:[0.3,0.6,-2.5,1.2,-0.2,3.0,1.0,-0.3]"]
-FULL_ATTACKS = ["fgsm", "pgd:steps=40:restarts=2", "apgd-ce", "apgd-t", "square", "aa-reference"]
+FULL_ATTACKS = [  # fashion-mnist-full's [attack] list
+    "fgsm",
+    "pgd:steps=40",
+    "apgd-ce:cascade=true",
+    "apgd-t:cascade=true",
+    "fab-t:cascade=true",
+    "square:cascade=true",
+]
 FULL_EPS = [0, 0.02, 0.05, 0.1, 0.15]
 
 
