@@ -30,7 +30,7 @@ from scipy.stats import spearmanr
 from robust_glo.evolution import CMAES, TaylorGLOProblem
 from robust_glo.losses import TaylorGLOLoss
 from robust_glo.training import evaluate_accuracy, fit
-from robust_glo.utils import run_metadata
+from robust_glo.utils import native_cpu_bf16, run_metadata
 
 
 def main() -> None:
@@ -45,8 +45,8 @@ def main() -> None:
     if args.smoke:
         args.dataset, args.candidates, args.steps = "digits", 3, 5
     torch.set_num_threads(args.threads)
-    supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    print(f"this CPU {'has' if supported else 'lacks'} oneDNN bfloat16 support (AVX-512 BF16 / AMX)", flush=True)
+    supported = native_cpu_bf16()  # run-time detection (robust_glo.utils.cpu_bf16_support)
+    print(f"this CPU {'has' if supported else 'lacks'} native bfloat16 (AVX-512 BF16 / AMX)", flush=True)
     problem = TaylorGLOProblem(dataset=args.dataset, steps=args.steps, threads=args.threads)
     pool = CMAES(popsize=8 * args.candidates, seed=0).ask()
     thetas = pool[problem.screen(pool)][: args.candidates]

@@ -195,7 +195,16 @@ class Benchmark:
                 attack=self.suite.attack_seed,
                 **{f"evolve{':' + n if n else ''}": int(o.get("seed", 0)) for n, o in self.suite.evolutions.items()},
             )
-            | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant},
+            | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant}
+            # the precision each stage computes in: training's resolved for this machine (training/precision.py);
+            # evolution candidates and every attack and diagnostic run in float32
+            | {
+                "precision": {
+                    "train": self.suite.train_config("ce", self.suite.seeds[0]).precision,
+                    "evolve": "fp32",
+                    "attack": "fp32",
+                }
+            },
         )
         ledger = Ledger(self.out / "stages.json")
         ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source, variant=self.suite.variant)

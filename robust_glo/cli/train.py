@@ -7,6 +7,7 @@ from pathlib import Path
 
 from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
+from robust_glo.training.precision import PRECISIONS
 from robust_glo.utils.parsing import spec_slug
 
 
@@ -31,6 +32,13 @@ def register(sub) -> None:
     p.add_argument("--train-fraction", type=float, default=None, help="share of the training set to use")
     p.add_argument("--test-size", type=positive_int, default=None)
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision on CUDA")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="fp32 (default), bf16 (bfloat16 autocast, on the CPU with channels_last), or auto: bf16 on a CPU "
+        "with AVX-512 BF16 or AMX, fp32 on other CPUs, --amp on CUDA. Training only; attacks stay fp32",
+    )
     p.add_argument("--checkpoint-every", type=nonneg_int, default=None, help="steps between checkpoints")
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/train/<loss>-s<seed>)")
     p.set_defaults(func=run)
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         "data_root": args.data_root,
         "device": args.device,
         "amp": args.amp or None,
+        "precision": args.precision,
         "checkpoint_every": args.checkpoint_every,
         "steps": args.steps,
         "epochs": args.epochs,
@@ -68,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{config.loss} on {config.dataset}/{result.config.model}, seed {config.seed}: "
         f"val accuracy {m['val_accuracy']:.4f}, test accuracy {m['test_accuracy']:.4f} "
-        f"(n={m['n_test']}), {m['steps']} steps in {m['seconds']:.1f}s{reused}; run dir {out}"
+        f"(n={m['n_test']}), {m['steps']} steps in {m['seconds']:.1f}s ({result.config.precision}){reused}; "
+        f"run dir {out}"
     )
     return 0

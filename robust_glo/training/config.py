@@ -9,6 +9,7 @@ from typing import Any
 
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
+from robust_glo.training.precision import check_precision, resolve_precision
 from robust_glo.training.recipe import SCHEDULES, Recipe, split_recipe
 from robust_glo.utils.parsing import check_field_types
 
@@ -66,6 +67,7 @@ class TrainConfig:
     test_size: int | None = None
     data_root: str | None = None
     device: str = "auto"
+    precision: str = "fp32"  # "fp32", "bf16" or "auto"; resolved() makes it concrete (training/precision.py)
     checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = only at the end
     preset: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -110,18 +112,21 @@ class TrainConfig:
             raise ConfigError(
                 f"test_size must be >= 1 (test images; unset: the whole test split), got {self.test_size}"
             )
+        check_precision(self.precision)
         self.recipe.validate()
         check_split_sizes(self.dataset, val_size=self.recipe.val_size, test_size=self.test_size)
         return self
 
     def resolved(self) -> TrainConfig:
-        """A validated copy with the model and augmentation defaults of the dataset filled in."""
+        """A validated copy with the model and augmentation defaults of the dataset filled in, and the
+        precision made concrete for this machine ("fp32" or "bf16": it is part of the run's identity)."""
         self.validate()
         info = DATASETS[self.dataset]
         recipe = (
             self.recipe if self.recipe.augment is not None else dataclasses.replace(self.recipe, augment=info.augment)
         )
-        return dataclasses.replace(self, model=self.model or info.default_model, recipe=recipe)
+        precision = resolve_precision(self.precision, self.device, amp=self.recipe.amp)
+        return dataclasses.replace(self, model=self.model or info.default_model, recipe=recipe, precision=precision)
 
     def to_dict(self) -> dict[str, Any]:
         """Flat keys: the run's own fields and the recipe's (as config.json stores them)."""

@@ -314,6 +314,7 @@ def train_population(
     device: torch.device | str = "cpu",
     augment: bool = False,
     amp: bool = False,
+    bf16_cpu: bool = False,
     log_every: int = 50,
     cudnn_benchmark: bool = True,
     stop_at: int | None = None,
@@ -322,11 +323,12 @@ def train_population(
 
     The models must share one architecture; their current weights are the members' starting points (the
     models themselves are not modified). Every option means what it means for `fit`, applied to every
-    member. A member whose loss turns non-finite is marked diverged at that step and gets zero gradients
-    from then on; the others carry on unchanged. The global RNG is untouched. `stop_at` (< steps) trains
-    only that far on the schedule of `steps` (a successive-halving rung, trained from the start). On CUDA,
-    `cudnn_benchmark` lets cuDNN time its algorithms for the population's fixed shapes (restored
-    afterwards): the grouped convolutions of a population have slow defaults (evaluations/perf/gpu.sh).
+    member (`bf16_cpu` without `fit`'s channels_last layout). A member whose loss turns non-finite is
+    marked diverged at that step and gets zero gradients from then on; the others carry on unchanged. The
+    global RNG is untouched. `stop_at` (< steps) trains only that far on the schedule of `steps` (a
+    successive-halving rung, trained from the start). On CUDA, `cudnn_benchmark` lets cuDNN time its
+    algorithms for the population's fixed shapes (restored afterwards): the grouped convolutions of a
+    population have slow defaults (evaluations/perf/gpu.sh).
     """
     p = len(models)
     if not (p == len(losses) == len(seeds)) or p == 0:
@@ -336,7 +338,7 @@ def train_population(
     device = torch.device(device)
     base = copy.deepcopy(models[0]).to(device)
     dropout_names = _replace_dropout(base)
-    use_amp = amp and device.type == "cuda"
+    use_amp = (amp and device.type == "cuda") or (bf16_cpu and device.type == "cpu")
     if use_amp:
         _batch_norm_in_float32(base)
     names = [n for n, _ in base.named_parameters()]
@@ -357,9 +359,7 @@ def train_population(
     sample = train.images[: batches.batch_size].to(device)
     masks = _Masks(_dropout_shapes(base, dropout_names, sample), seeds, device) if dropout_names else None
     loss_of = _Losses(losses)
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
-    )
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_amp else nullcontext()
     alive = torch.ones(p, dtype=torch.bool, device=device)
     died_at = torch.full((p,), -1, dtype=torch.long, device=device)
     by_gradient = torch.zeros(p, dtype=torch.bool, device=device)  # died of a non-finite gradient

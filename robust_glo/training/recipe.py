@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from robust_glo.errors import ConfigError
+from robust_glo.training.precision import legacy_precision
 
 SCHEDULES = ("constant", "step", "cosine")
 # Recipe fields that change how fast a run goes, not what it computes: finished runs and evolutions are
@@ -24,8 +25,14 @@ EXECUTION_RECIPE_OPTIONS = frozenset({"eval_batch_size"})
 
 
 def without_execution_options(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat training config (config.json's keys) without EXECUTION_RECIPE_OPTIONS: what identifies a run."""
-    return {k: v for k, v in flat.items() if k not in EXECUTION_RECIPE_OPTIONS}
+    """A flat training config (config.json's keys) without EXECUTION_RECIPE_OPTIONS: what identifies a run.
+
+    A config.json written before the `precision` option existed gets the precision it trained in
+    (`legacy_precision`: fp32, or unrecorded with `amp`), so that old float32 runs are still reused."""
+    out = {k: v for k, v in flat.items() if k not in EXECUTION_RECIPE_OPTIONS}
+    if "precision" not in out:
+        out["precision"] = legacy_precision(out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -46,7 +53,7 @@ class Recipe:
     val_size: int | None = None  # None: the dataset's default (5,000 for the 60k sets)
     train_fraction: float = 1.0  # share of the training split used (reduced-data studies)
     eval_batch_size: int = 250  # an execution option: see EXECUTION_RECIPE_OPTIONS
-    amp: bool = False  # bfloat16 autocast on CUDA
+    amp: bool = False  # bfloat16 autocast on CUDA (TrainConfig.precision covers the CPU too)
 
     def __post_init__(self) -> None:
         for name, kind in (("milestones", int), ("milestone_epochs", float)):

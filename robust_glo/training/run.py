@@ -29,6 +29,7 @@ from robust_glo.errors import ConfigError, StateFileError
 from robust_glo.losses import get_loss
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
+from robust_glo.training.precision import fit_precision_options
 from robust_glo.training.recipe import without_execution_options
 from robust_glo.training.trainer import FitResult, evaluate_accuracy, fit
 from robust_glo.utils import atomic_write_json, read_json, read_json_or_none, resolve_device, run_metadata
@@ -136,6 +137,7 @@ def train_run(
     _start_run_dir(out, config, splits)
     steps, _ = budget_steps(config, len(splits.train))
     options = config.recipe.fit_options(len(splits.train), augment_default=splits.info.augment)
+    options.update(fit_precision_options(config.precision))
     result = fit(
         model,
         loss_fn,
@@ -200,7 +202,8 @@ def train_runs_together(
                 steps=steps,
                 seeds=[configs[i].seed for i in chunk],
                 device=device,
-                **first.recipe.fit_options(len(data.train), augment_default=data.info.augment),
+                **first.recipe.fit_options(len(data.train), augment_default=data.info.augment)
+                | fit_precision_options(first.precision),
             )
             for j, i in enumerate(chunk):
                 model = pop.member(j, create_model(configs[i].model, data.info, seed=configs[i].seed)).to(device)
@@ -216,7 +219,8 @@ def _start_run_dir(out: Path | None, config: TrainConfig, splits: DatasetSplits)
     atomic_write_json(out / "config.json", config.to_dict())
     atomic_write_json(
         out / "environment.json",
-        run_metadata(seed=config.seed, split_seed=config.recipe.split_seed) | {"data_source": splits.source},
+        run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
+        | {"data_source": splits.source, "precision": config.precision},
     )
 
 
@@ -250,6 +254,7 @@ def _finish_run(
         "seconds": result.seconds,
         "samples_per_second": result.samples_per_second,
         "device": str(device),
+        "precision": config.precision,
         **(extra or {}),
     }
     if out is not None:

@@ -114,8 +114,9 @@ def fit(
     weights as an uninterrupted run on the CPU. `stop_at` (< steps) trains only that far on the schedule of
     `steps` and saves the checkpoint there (a successive-halving rung): a later call with a larger
     `stop_at` (or none) continues from it exactly. `amp` trains under bfloat16 autocast on CUDA;
-    `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout (faster where the
-    CPU has bfloat16 instructions; evaluations/perf/bf16_screening.py measures what it changes).
+    `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout during training
+    (faster where the CPU has bfloat16 instructions, much slower where it has not:
+    evaluations/perf/cpu_bf16.py; `TrainConfig.precision` chooses). The weights stay float32 throughout.
     """
     device = torch.device(device)
     model.to(device)
@@ -150,6 +151,8 @@ def fit(
             _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
         bar.close()
         seconds = time.perf_counter() - t0
+        if cpu_bf16:  # back to the usual layout: evaluation and attacks run the model as any other, in float32
+            model.to(memory_format=torch.contiguous_format)
     if status == "ok" and not _weights_finite(model):
         status, message = "diverged", "non-finite weights at the end of training"
     done = step - start_step

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+from typing import Any
+
 import torch
 
 from robust_glo.errors import ConfigError
@@ -39,3 +43,58 @@ def parallel_cpu_workers(device: str | torch.device | None = None) -> int:
         return 0
     cpus = usable_cpus()
     return cpus if cpus >= 2 else 0
+
+
+def _cpuinfo_flags() -> set[str] | None:
+    """The CPU flags /proc/cpuinfo lists (Linux), or None where there is no such file."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.partition(":")[2].split())
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_support() -> dict[str, Any]:
+    """What this CPU offers for bfloat16, detected at run time (JSON-ready; recorded in environment.json).
+
+    `native_bf16` is true where the CPU has AVX-512 BF16 or AMX-BF16, the instructions oneDNN's bfloat16
+    kernels need; without them PyTorch emulates bfloat16 and a bfloat16 training step is several times
+    *slower* than float32 (README, "bfloat16 on the CPU"). Torch's own run-time CPUID checks decide where
+    this PyTorch has them; otherwise the flags of /proc/cpuinfo do.
+    """
+    flags = _cpuinfo_flags()
+    cpu = getattr(torch, "cpu", None)
+
+    def torch_check(name: str) -> bool | None:
+        fn = getattr(cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else None
+        except Exception:  # noqa: BLE001 - a private check that may change: treat as unknown
+            return None
+
+    torch_avx512_bf16 = torch_check("_is_avx512_bf16_supported")
+    torch_amx = torch_check("_is_amx_tile_supported")
+    flag_avx512_bf16 = None if flags is None else "avx512_bf16" in flags
+    flag_amx_bf16 = None if flags is None else "amx_bf16" in flags
+    avx512_bf16 = torch_avx512_bf16 if torch_avx512_bf16 is not None else bool(flag_avx512_bf16)
+    amx_bf16 = torch_amx if torch_amx is not None else bool(flag_amx_bf16)  # AMX tiles come with AMX-BF16
+    try:
+        capability = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # noqa: BLE001
+        capability = None
+    return {
+        "cpu_capability": capability,  # the vector ISA PyTorch dispatches to (AVX2, AVX512, ...)
+        "avx512_bf16": bool(avx512_bf16),
+        "amx_bf16": bool(amx_bf16),
+        "native_bf16": bool(avx512_bf16 or amx_bf16),
+        "source": "torch" if torch_avx512_bf16 is not None else ("cpuinfo" if flags is not None else "none"),
+    }
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU runs bfloat16 natively (AVX-512 BF16 or AMX); see `cpu_bf16_support`."""
+    return bool(cpu_bf16_support()["native_bf16"])

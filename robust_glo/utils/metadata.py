@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from robust_glo.utils.device import cpu_bf16_support
+
 _PACKAGES = [
     "robust-glo",
     "torch",
@@ -44,6 +46,7 @@ def hardware() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
+        "cpu_bf16": cpu_bf16_support(),  # the bfloat16 support detected, which precision "auto" follows
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

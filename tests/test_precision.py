@@ -1,0 +1,188 @@
+"""Training precision: "fp32" / "bf16" / "auto" resolved per machine, part of a run's identity, recorded."""
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from robust_glo.errors import ConfigError
+from robust_glo.training import TrainConfig, train_run, train_runs_together
+from robust_glo.training import precision as precision_mod
+from robust_glo.training.precision import fit_precision_options, resolve_precision
+from robust_glo.training.recipe import without_execution_options
+from robust_glo.utils import device as device_mod
+
+
+def _cfg(**kw):
+    base = dict(loss="ce", dataset="digits", steps=20, batch_size=32, lr=0.1, device="cpu")
+    return TrainConfig.from_dict({**base, **kw})
+
+
+@pytest.fixture
+def cpu_has_bf16(monkeypatch):
+    """Set whether this CPU counts as having native bfloat16: `cpu_has_bf16(True)`."""
+
+    def set_native(native: bool) -> None:
+        monkeypatch.setattr(precision_mod, "native_cpu_bf16", lambda: native)
+
+    return set_native
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_resolves_by_the_cpu(cpu_has_bf16, native):
+    cpu_has_bf16(native)
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"  # asked for explicitly: honoured, however slow
+    assert resolve_precision("fp32", "cpu", amp=True) == "fp32"  # amp is CUDA's switch; it never acted on a CPU
+    assert _cfg(precision="auto").resolved().precision == ("bf16" if native else "fp32")
+    assert _cfg().resolved().precision == "fp32"  # the default stays float32 everywhere
+
+
+def test_auto_on_cuda_keeps_what_amp_says(cpu_has_bf16, monkeypatch):
+    cpu_has_bf16(True)
+    monkeypatch.setattr(precision_mod, "resolve_device", lambda device: torch.device("cuda"))
+    assert resolve_precision("auto", "auto") == "fp32"
+    assert resolve_precision("auto", "auto", amp=True) == "bf16"
+    assert resolve_precision("fp32", "auto", amp=True) == "bf16"  # the older switch still works on CUDA
+    assert resolve_precision("bf16", "auto") == "bf16"
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, auto"):
+        _cfg(precision="fp16").resolved()
+    with pytest.raises(ConfigError, match="not resolved"):
+        fit_precision_options("auto")
+
+
+def test_detection_reads_torch_or_cpuinfo(monkeypatch):
+    support = device_mod.cpu_bf16_support.__wrapped__
+    info = support()
+    assert set(info) >= {"cpu_capability", "avx512_bf16", "amx_bf16", "native_bf16", "source"}
+    assert info["native_bf16"] == (info["avx512_bf16"] or info["amx_bf16"])
+    # Without torch's checks, the flags of /proc/cpuinfo decide.
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, name, raising=False)
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert support() | {"cpu_capability": None} == {
+        "cpu_capability": None,
+        "avx512_bf16": True,
+        "amx_bf16": False,
+        "native_bf16": True,
+        "source": "cpuinfo",
+    }
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: {"avx2", "avx512f"})
+    assert support()["native_bf16"] is False
+    monkeypatch.setattr(device_mod, "_cpuinfo_flags", lambda: None)  # no /proc/cpuinfo, no torch checks: no
+    assert support()["native_bf16"] is False and support()["source"] == "none"
+
+
+def test_precision_is_part_of_a_runs_identity(digits, tmp_path, cpu_has_bf16):
+    out = tmp_path / "run"
+    cpu_has_bf16(False)
+    first = train_run(_cfg(precision="auto"), out, splits=digits, progress=False)
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["precision"] == "fp32"  # recorded resolved, never "auto"
+    assert train_run(_cfg(precision="fp32"), out, splits=digits, progress=False).reused
+    assert train_run(_cfg(precision="auto"), out, splits=digits, progress=False).reused
+    # On a CPU with bfloat16, "auto" means bf16: the float32 run is not that run, so it is trained again.
+    cpu_has_bf16(True)
+    again = train_run(_cfg(precision="auto"), out, splits=digits, progress=False)
+    assert not again.reused and again.config.precision == "bf16"
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+    assert train_run(_cfg(precision="bf16"), out, splits=digits, progress=False).reused
+    assert not train_run(_cfg(precision="fp32"), out, splits=digits, progress=False).reused
+    env = json.loads((out / "environment.json").read_text())
+    assert env["precision"] == "fp32" and "native_bf16" in env["hardware"]["cpu_bf16"]
+    assert json.loads((out / "metrics.json").read_text())["precision"] == "fp32"
+    assert first.val_accuracy is not None
+
+
+def test_a_run_stored_before_precision_existed_counts_as_fp32(digits, tmp_path):
+    out = tmp_path / "run"
+    train_run(_cfg(), out, splits=digits, progress=False)
+    legacy = json.loads((out / "config.json").read_text())
+    del legacy["precision"]
+    (out / "config.json").write_text(json.dumps(legacy))
+    assert train_run(_cfg(), out, splits=digits, progress=False).reused
+    assert not train_run(_cfg(precision="bf16"), out, splits=digits, progress=False).reused
+    # With amp the old record does not say whether it ran bfloat16 (CUDA) or float32 (CPU): never reused.
+    assert without_execution_options({"amp": True})["precision"] == "unrecorded"
+    assert without_execution_options({"amp": False}) == without_execution_options({"amp": False, "precision": "fp32"})
+
+
+def test_bf16_training_gives_finite_float32_weights_in_the_usual_layout(digits, tmp_path):
+    result = train_run(_cfg(precision="bf16", steps=30), tmp_path / "run", splits=digits, progress=False)
+    assert result.status == "ok" and result.val_accuracy > 0.5
+    for name, p in result.model.state_dict().items():
+        assert p.dtype in (torch.float32, torch.int64), name
+        assert torch.isfinite(p.float()).all(), name
+        assert p.is_contiguous(), name  # channels_last only while training
+
+
+def test_populations_train_in_bf16_on_the_cpu(digits, tmp_path):
+    configs = [_cfg(precision="bf16", seed=s) for s in (0, 1)]
+    results = train_runs_together(configs, [tmp_path / f"s{s}" for s in (0, 1)], splits=digits)
+    assert [r.status for r in results] == ["ok", "ok"]
+    for r in results:
+        assert r.config.precision == "bf16"
+        assert all(torch.isfinite(p).all() for p in r.model.parameters())
+
+
+def test_the_cpu_bf16_script_runs(tmp_path):
+    """evaluations/perf/cpu_bf16.py --smoke (digits, a few seconds): both ratios, the accuracies, the CPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cpu_bf16.json"
+    done = subprocess.run(
+        [sys.executable, str(root / "evaluations/perf/cpu_bf16.py"), "--smoke", "--threads", "2", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    assert summary["one_thread"]["ratio_bf16_to_fp32"] > 0 and summary["all_threads"]["ratio_bf16_to_fp32"] > 0
+    assert len(summary["val_accuracy"]["bf16"]) == 2 and isinstance(summary["accuracies_agree"], bool)
+    assert summary["auto_resolves_to"] == ("bf16" if summary["cpu_bf16"]["native_bf16"] else "fp32")
+    assert "bf16 / fp32" in done.stdout
+
+
+def test_a_suite_takes_precision_in_its_train_table(tmp_path, cpu_has_bf16):
+    from robust_glo.benchmark import load_suite
+
+    suite = """
+    [suite]
+    name = "t"
+    dataset = "digits"
+    [train]
+    losses = ["ce"]
+    seeds = 1
+    steps = 20
+    precision = "PRECISION"
+    [attack]
+    attacks = ["fgsm"]
+    eps = [0, 0.1]
+    """
+    path = tmp_path / "s.toml"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        cpu_has_bf16(native)
+        path.write_text(textwrap.dedent(suite.replace("PRECISION", "auto")))
+        assert load_suite(path).train_config("ce", 0).precision == expected
+    path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
+    with pytest.raises(ConfigError, match=r"\[train\].*precision must be one of"):
+        load_suite(path)
+
+
+def test_the_train_command_takes_precision(tmp_path, capsys):
+    from robust_glo.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--steps", "5", "--precision", "bf16", "--out", str(out)]) == 0
+    assert "(bf16)" in capsys.readouterr().out
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
