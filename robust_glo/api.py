@@ -2,6 +2,12 @@
 
 Each function builds the stage's typed configuration (validated once, with one-line errors naming the
 bad value) and runs it; the subpackages hold the configurations and engines for finer control.
+
+Values from a script are parsed once, here at the boundary: a numeric option takes any real scalar of
+its kind (an int, a numpy integer or float, a `Fraction`, a 0-d tensor; an integral float for an integer)
+or a string the command line would take ("1000", "0.05"); budgets (`eps`, `eps_l2`) take a real scalar,
+a string read as `--eps` reads it ("0,0.05,8/255") or a sequence of these. Anything else is a one-line
+`robust_glo.errors.ConfigError` (a `RobustGloError`) that quotes the value.
 """
 
 from __future__ import annotations
@@ -9,10 +15,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robust_glo.errors import ConfigError
+from robust_glo.utils.parsing import coerce_numbers, field_kinds, is_sequence, parse_integer, show
+
 if TYPE_CHECKING:  # imported lazily below: torch, pycma and pandas are slow to import
     from robust_glo.benchmark import BenchmarkResult, Suite
     from robust_glo.evolution import EvolutionResult
     from robust_glo.training import TrainResult
+
+# Lower bounds of the integer options, for the words of an error about one that cannot be read.
+_MINIMUMS = {
+    "steps": 1,
+    "seed": 0,
+    "batch_size": 1,
+    "eval_batch_size": 1,
+    "test_size": 1,
+    "val_size": 0,
+    "split_seed": 0,
+    "checkpoint_every": 0,
+    "generations": 1,
+    "evaluations": 1,
+    "attack_samples": 1,
+    "topk": 1,
+    "reeval_seeds": 1,
+    "max_retries": 0,
+}
 
 
 def train(
@@ -28,16 +55,21 @@ def train(
     """Train the dataset's model (or `model=...`) with `loss` for `steps` SGD steps from `seed`.
 
     `options` are further training settings with their flat names (`lr`, `batch_size`, `epochs`,
-    `schedule`, `model`, `preset`, ...; see docs/suites.md). With `out`, the run directory records the
-    configuration, seeds, versions, metrics and weights, and a finished run there is reused.
+    `schedule`, `model`, `preset`, ...; see docs/suites.md). Numbers may be numpy scalars or strings such
+    as "0.1" (see the module docstring). With `out`, the run directory records the configuration, seeds,
+    versions, metrics and weights, and a finished run there is reused. Raises `ConfigError` (one line) for
+    an unknown or bad option, before anything is trained.
 
     >>> result = train("label_smoothing:0.1", dataset="digits", steps=200)
     >>> result.test_accuracy, result.model   # the model maps images (N, C, H, W) in [0, 1] to logits (N, K)
     """
     from robust_glo.training import TrainConfig, train_run
+    from robust_glo.training.recipe import Recipe
 
     preset = options.pop("preset", "default")
-    config = TrainConfig.from_preset(preset, loss=loss, dataset=dataset, steps=steps, seed=seed, **options)
+    values = coerce_numbers({"steps": steps, "seed": seed, **options}, field_kinds(TrainConfig, Recipe), _MINIMUMS)
+    config = TrainConfig.from_preset(preset, loss=loss, dataset=dataset, **values)
+    config.validate()  # every value checked before anything is read or written
     return train_run(config, out, progress=progress)
 
 
@@ -45,14 +77,19 @@ def evolve(
     *, dataset: str = "fashion-mnist", out: str | Path = "runs/evolve", resume: bool = False, **options: Any
 ) -> EvolutionResult:
     """Discover a TaylorGLO loss with CMA-ES; `options` are the `robust-glo evolve` flags as keywords
-    (`generations`, `popsize`, `steps`, `fitness`, `invariant`, `backend`, `lr`, ...).
+    (`generations`, `popsize`, `steps`, `fitness`, `invariant`, `backend`, `lr`, ...). Numbers may be numpy
+    scalars or strings such as "20"; a bad option is a one-line `ConfigError` before anything runs.
 
     >>> result = evolve(dataset="digits", generations=3, popsize=8, steps=100, out="runs/evo")
     >>> result.best["theta"]   # 8 numbers; also runs/evo/best_loss.json, usable as taylorglo:runs/evo/best_loss.json
     """
     from robust_glo.evolution import EvolveConfig, run_evolution
+    from robust_glo.training.recipe import Recipe
 
-    return run_evolution(EvolveConfig.create(dataset=dataset, out=str(out), **options), resume=resume)
+    values = coerce_numbers(
+        {str(k).replace("-", "_"): v for k, v in options.items()}, field_kinds(EvolveConfig, Recipe), _MINIMUMS
+    )
+    return run_evolution(EvolveConfig.create(dataset=dataset, out=str(out), **values), resume=resume)
 
 
 def run_benchmark(
@@ -60,14 +97,15 @@ def run_benchmark(
     out: str | Path,
     *,
     variant: str | None = None,
-    losses: tuple[str, ...] = (),
+    losses: str | tuple[str, ...] | list[str] = (),
     progress: bool = True,
     backend: str = "auto",
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark suite (a name under evaluations/, a TOML path, or a `Suite`) into
     the folder `out`: evolve -> train -> attack -> analyze -> report. `losses` adds arms to the suite
-    (any loss spec, including `my_losses.py:fn`). `backend`: "auto" (one one-thread Ray task per core on
-    a multi-core CPU, else this process), "local" or "ray", as `robust-glo benchmark --backend`.
+    (one loss spec or a list of them, including `my_losses.py:fn`). `backend`: "auto" (one one-thread Ray
+    task per core on a multi-core CPU, else this process), "local" or "ray", as `robust-glo benchmark
+    --backend`. A bad suite or loss is a one-line `ConfigError` before anything runs.
 
     >>> result = run_benchmark("quick", "runs/quick")
     >>> result.report   # runs/quick/report.html
@@ -75,9 +113,12 @@ def run_benchmark(
     from robust_glo.benchmark import Suite, load_suite
     from robust_glo.benchmark import run_benchmark as _run
 
+    added = [losses] if isinstance(losses, str) else losses
+    if not is_sequence(added) or not all(isinstance(spec, str) for spec in added):
+        raise ConfigError(f"losses must be a loss spec or a list of them, got {show(losses)}")
     loaded = suite if isinstance(suite, Suite) else load_suite(suite, variant=variant)
-    if losses:
-        loaded = loaded.with_losses(list(losses))
+    if added:
+        loaded = loaded.with_losses(list(added))
     return _run(loaded, out, progress=progress, backend=backend)
 
 
@@ -86,6 +127,12 @@ def evaluate_model(
 ) -> Any:
     """Robust accuracy of `model` (images `(N, C, H, W)` in [0, 1] -> logits `(N, K)`) on `inputs` with
     integer `labels` `(N,)`, as a tidy pandas table (see `robust_glo.robustness.evaluate_model`).
+
+    `eps`: L-infinity budgets in [0, 1] as a number, a string such as "0,0.05,8/255", or a sequence of
+    these (`eps_l2=` the same for L2 radii); `options`: `batch_size`, `seed`, `device`, `eps_l2`, ...
+    The model is attacked in its own dtype (float64, float32, float16 or bfloat16; a parameter-free model
+    in the inputs' dtype). Raises a one-line `ConfigError` for a bad value, or an attack that cannot run in
+    the model's dtype, before any attack runs.
 
     >>> table = evaluate_model(model, images, labels, attacks=["fgsm", "pgd:steps=20"], eps=[0, 0.05, 0.1])
     """
@@ -96,10 +143,11 @@ def evaluate_model(
 
 def analyze_loss(loss: Any, classes: int = 10) -> Any:
     """The learning rule of any loss (a spec or a callable `loss(logits (N, K), targets (N,))`) for
-    `classes` classes: effective target p*, label-smoothing equivalent, pull/push, invariants.
+    `classes` classes (an integer >= 2 of any kind, or a string such as "10"): effective target p*,
+    label-smoothing equivalent, pull/push, invariants.
 
     >>> analyze_loss("baikal", 10).effective_target   # 0.3162...
     """
     from robust_glo.analysis import analyze_loss as _analyze
 
-    return _analyze(loss, classes)
+    return _analyze(loss, parse_integer(classes, "classes", minimum=2))

@@ -23,7 +23,7 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
 
     [attack]                      # every trained network is attacked on the first `n` test images
     attacks = ["fgsm", "pgd:steps=10"]   # attack specs, or tables {name = "pgd", steps = 10}
-    eps = [0, 0.05, 0.1, "8/255"]         # numbers or fractions in [0, 1]
+    eps = [0, 0.05, 0.1, "8/255"]         # numbers or fractions in [0, 1] (or "0,0.05,8/255", as --eps)
     n = 1000
 
     [analyze]                     # optional: learning rule and effective target of every loss
@@ -57,7 +57,7 @@ from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
 from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
-from robust_glo.utils.parsing import parse_fraction_of_one, read_toml
+from robust_glo.utils.parsing import parse_budgets, read_toml
 
 EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
 # With several evolutions ([evolve.NAME] tables), `evolved:NAME` stands for NAME's loss.
@@ -495,7 +495,7 @@ def _parse_attack(
         raise ConfigError(f"{w}: {exc}") from None
     if "eps" not in t:
         raise ConfigError(f"{w}: missing key 'eps' (a list of perturbation sizes in [0, 1], e.g. [0, 0.1])")
-    eps = _parse_eps(t["eps"], w)
+    eps = _budgets(t["eps"], w, "linf")
     n_eval = t.get("n")
     if n_eval is not None and not (isinstance(n_eval, int) and not isinstance(n_eval, bool) and n_eval >= 1):
         raise ConfigError(f"{w}: n (test images attacked) must be an integer >= 1, got {n_eval!r}")
@@ -511,7 +511,7 @@ def _parse_attack(
         if value is not None and not (_is_number(value) and 0 <= value <= 1):
             raise ConfigError(f"{w}: {key} must be a number in [0, 1], got {value!r}")
         thresholds.append(None if value is None else float(value))
-    eps_l2 = _parse_radii(t.get("eps_l2", []), w)
+    eps_l2 = _budgets(t.get("eps_l2", []), w, "l2")
     l2 = [a for a in attacks if ":norm=l2" in a]
     if l2 and not any(e > 0 for e in eps_l2):
         raise ConfigError(f"{w}: attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. [0.5, 1.0]")
@@ -530,32 +530,13 @@ def _parse_diagnostics(value: Any, w: _Where) -> dict[str, Any]:
     return dict(value)
 
 
-def _parse_radii(value: Any, w: _Where) -> list[float]:
-    """[attack] eps_l2: L2 radii (numbers >= 0) of the attacks given with norm=l2."""
-    from robust_glo.robustness import check_eps
-
-    if not isinstance(value, list) or any(isinstance(v, bool) or not _is_number(v) for v in value):
-        raise ConfigError(f"{w}: eps_l2 must be a list of L2 radii (numbers >= 0), got {value!r}")
+def _budgets(value: Any, w: _Where, norm: str) -> list[float]:
+    """[attack] eps (L-infinity budgets in [0, 1]) or eps_l2 (L2 radii of the attacks given with norm=l2):
+    read by the parser of every budget (`parse_budgets`: numbers, fractions such as "8/255", lists)."""
     try:
-        return check_eps(value, "l2")
+        return parse_budgets(value, norm, name="eps" if norm == "linf" else "eps_l2")
     except ConfigError as exc:
-        raise ConfigError(f"{w}: eps_l2: {exc}") from None
-
-
-def _parse_eps(value: Any, w: _Where) -> list[float]:
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"{w}: eps must be a non-empty list of numbers in [0, 1], got {value!r}")
-    out = []
-    for item in value:
-        try:
-            out.append(parse_fraction_of_one(item))
-        except (ValueError, ZeroDivisionError):
-            raise ConfigError(
-                f'{w}: eps value {item!r} is not a number in [0, 1] (use numbers or fractions such as "8/255")'
-            ) from None
-    if len(set(out)) != len(out):
-        raise ConfigError(f"{w}: eps lists a value twice: {value}")
-    return sorted(out)
+        raise ConfigError(f"{w}: {exc}") from None
 
 
 def _parse_analyze(t: dict[str, Any], w: _Where) -> tuple[bool, int | None, list[str]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
 from robust_glo.errors import ConfigError
-from robust_glo.utils.parsing import parse_number
+from robust_glo.utils.parsing import parse_budgets
 
 
 def register(sub) -> None:
@@ -85,17 +85,6 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def parse_eps(text: str) -> list[float]:
-    values = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            values.append(parse_number(part))
-        except ValueError:
-            raise ConfigError(f"--eps {part!r} is not a number; give budgets in [0, 1] such as 0,0.05,8/255") from None
-    return values
-
-
 def parse_train_options(items: list[str]) -> dict:
     import json
 
@@ -132,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
         seeds=list(range(args.seeds)),
         steps=args.steps,
         attacks=[a for a in args.attacks.split(",") if a.strip()],
-        eps=parse_eps(args.eps),
-        eps_l2=parse_eps(args.eps_l2) if args.eps_l2.strip() else [],
+        eps=parse_budgets(args.eps, "linf", name="--eps"),
+        eps_l2=parse_budgets(args.eps_l2, "l2", name="--eps-l2"),
         test_size=args.test_size,
         eval_batch_size=args.eval_batch_size,
         attack_seed=args.attack_seed,

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_eps, resolve_attacks
+from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
+from robust_glo.utils.parsing import is_sequence, parse_budgets, parse_integer, parse_real, show
 
 # Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
 # (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks;
@@ -18,7 +19,12 @@ EVALUATION_PROTOCOL = 3
 
 @dataclass
 class CompareConfig:
-    """A robustness comparison: every loss trained on every seed, attacked on the test split."""
+    """A robustness comparison: every loss trained on every seed, attacked on the test split.
+
+    `validated()` parses the values once into the types below: `eps` / `eps_l2` as `parse_budgets` reads them
+    (numbers, "0,0.05,8/255", sequences), integers of any kind (numpy, strings such as "500"), `losses` one
+    spec or a list, `seeds` any sequence of distinct integers >= 0; anything else is a one-line `ConfigError`.
+    """
 
     losses: list[str] = field(default_factory=lambda: ["ce"])
     dataset: str = "fashion-mnist"
@@ -44,17 +50,28 @@ class CompareConfig:
     def validated(self) -> CompareConfig:
         from robust_glo.losses import get_loss
 
-        if not self.losses:
+        losses = [self.losses] if isinstance(self.losses, str) else self.losses
+        if not is_sequence(losses) or not all(isinstance(spec, str) for spec in losses):
+            raise ConfigError(f"losses must be a loss spec or a list of them, got {show(self.losses)}")
+        losses = list(losses)
+        if not losses:
             raise ConfigError("give at least one loss")
-        if len(set(self.losses)) != len(self.losses):
-            raise ConfigError(f"a loss is listed twice: {', '.join(self.losses)}")
-        for spec in self.losses:
+        if len(set(losses)) != len(losses):
+            raise ConfigError(f"a loss is listed twice: {', '.join(losses)}")
+        for spec in losses:
             get_loss(spec)  # a bad spec fails before any training
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
-            raise ConfigError(f"seeds must be distinct integers >= 0, got {self.seeds}")
+        seeds = _seeds(self.seeds)
+        steps = None if self.steps is None else parse_integer(self.steps, "steps", minimum=1)  # None: epochs
+        test_size = None if self.test_size is None else parse_integer(self.test_size, "test_size", minimum=1)
+        eval_batch_size = parse_integer(self.eval_batch_size, "eval_batch_size", minimum=1)
+        attack_seed = parse_integer(self.attack_seed, "attack_seed", minimum=0)
+        tolerance = parse_real(self.tolerance, "tolerance", low=0.0, high=1.0)
+        zero_grad_threshold = parse_real(self.zero_grad_threshold, "zero_grad_threshold", low=0.0, high=1.0)
+        eps = parse_budgets(self.eps, "linf", name="eps")
+        eps_l2 = parse_budgets(self.eps_l2, "l2", name="eps_l2")
         specs = resolve_attacks(self.attacks)
         attacks = [s.label for s in specs]
-        if any(s.norm == "l2" for s in specs) and not any(e > 0 for e in self.eps_l2):
+        if any(s.norm == "l2" for s in specs) and not any(e > 0 for e in eps_l2):
             raise ConfigError("L2 attacks (norm=l2) need their radii: give eps_l2, e.g. [0.5, 1.0]")
         from robust_glo.training import TrainConfig
 
@@ -65,26 +82,28 @@ class CompareConfig:
                 raise ConfigError(f"training option {key!r} has its own setting; drop it from the training options")
             if key not in valid:
                 raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
-        if self.test_size is not None and self.test_size < 1:
-            raise ConfigError(f"test_size must be >= 1, got {self.test_size}")
         from robust_glo.data.registry import check_split_sizes
 
-        check_split_sizes(self.dataset, test_size=self.test_size)  # before any training
-        if self.eval_batch_size < 1:
-            raise ConfigError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
+        check_split_sizes(self.dataset, test_size=test_size)  # before any training
         diagnostics = DiagnosticSettings.from_dict(self.diagnostics).to_dict()
-        source = self.transfer_from if self.transfer_from is not None else self.losses[0]
-        if source not in self.losses:
-            raise ConfigError(f"transfer_from {source!r} is not one of the losses: {', '.join(self.losses)}")
+        source = self.transfer_from if self.transfer_from is not None else losses[0]
+        if source not in losses:
+            raise ConfigError(f"transfer_from {source!r} is not one of the losses: {', '.join(losses)}")
         return dataclasses.replace(
             self,
             diagnostics=diagnostics,
             transfer_from=source,
             attacks=attacks,
-            eps=check_eps(self.eps),
-            eps_l2=check_eps(self.eps_l2, "l2"),
-            losses=list(self.losses),
-            seeds=list(self.seeds),
+            eps=eps,
+            eps_l2=eps_l2,
+            losses=losses,
+            seeds=seeds,
+            steps=steps,
+            test_size=test_size,
+            eval_batch_size=eval_batch_size,
+            attack_seed=attack_seed,
+            tolerance=tolerance,
+            zero_grad_threshold=zero_grad_threshold,
             train=dict(self.train),
         )
 
@@ -121,3 +140,17 @@ class CompareConfig:
 
     def diagnostic_settings(self) -> DiagnosticSettings:
         return DiagnosticSettings.from_dict(self.diagnostics)
+
+
+def _seeds(value: Any) -> list[int]:
+    """Distinct integers >= 0 from a list, a range, an array or a tensor of them."""
+    bad = ConfigError(f"seeds must be a list of distinct integers >= 0, got {show(value)}")
+    if not is_sequence(value):
+        raise bad
+    try:
+        seeds = [parse_integer(s, "seed", minimum=0) for s in value]
+    except ConfigError:
+        raise bad from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise bad
+    return seeds

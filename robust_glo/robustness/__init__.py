@@ -5,6 +5,7 @@
 """
 
 from robust_glo.robustness.attacks import (
+    MODEL_DTYPES,
     NORM,
     AttackContext,
     AttackEntry,
@@ -24,12 +25,14 @@ from robust_glo.robustness.checks import (
     DEFAULT_TOLERANCE,
     DEFAULT_ZERO_GRAD_THRESHOLD,
     EXPLANATIONS,
+    budget_slack,
     check_reliability,
     describe_flags,
 )
 from robust_glo.robustness.evaluate import (
     RESULT_COLUMNS,
     Evaluation,
+    attack_dtype,
     check_eps,
     check_inputs,
     evaluate_model,
@@ -42,6 +45,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "DEFAULT_ZERO_GRAD_THRESHOLD",
     "EXPLANATIONS",
+    "MODEL_DTYPES",
     "NORM",
     "RESULT_COLUMNS",
     "AttackContext",
@@ -50,7 +54,9 @@ __all__ = [
     "Coverage",
     "Evaluation",
     "ThreatModel",
+    "attack_dtype",
     "autoattack_coverage",
+    "budget_slack",
     "check_eps",
     "check_inputs",
     "check_reliability",

@@ -11,16 +11,33 @@ per-sample worst case <= each attack) is asserted inside `run_evaluation` instea
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pandas as pd
+import torch
 
 from robust_glo.robustness.attacks import RESERVED_LABELS, WORST, WORST_L2, ThreatModel, spec_of_label
 
 DEFAULT_TOLERANCE = 0.01  # accuracy points allowed for noise in the attack-vs-attack comparisons
 # Share of correctly classified inputs with an all-zero gradient (and, separately, with a nonfinite one).
 DEFAULT_ZERO_GRAD_THRESHOLD = 0.05
-BUDGET_SLACK = 1e-5  # float32 rounding of x + eps
+BUDGET_SLACK = 1e-5  # float32 rounding of x + eps (float64 too)
+
+
+def budget_slack(dtype: torch.dtype, norm: str, image_shape: tuple[int, ...]) -> float:
+    """How far beyond its budget rounding may carry an adversarial input computed in `dtype`.
+
+    float32 and float64: `BUDGET_SLACK`. Narrower dtypes: one unit in the last place at 1 per pixel
+    (2^-10 for float16, 2^-7 for bfloat16): the most that rounding x + delta and the budget itself can add
+    for an input in [0, 1]; for `norm` "L2" summed in L2 over the `image_shape` pixels."""
+    unit = torch.finfo(dtype).eps
+    if unit <= torch.finfo(torch.float32).eps:
+        return BUDGET_SLACK
+    if ThreatModel.parse(norm) is ThreatModel.L2:
+        return unit * math.sqrt(math.prod(image_shape))
+    return unit
+
 
 EXPLANATIONS: dict[str, str] = {
     "eps0_equals_clean": (
@@ -274,23 +291,38 @@ def _nonfinite_gradients(share: float | None, threshold: float) -> dict:
     )
 
 
-def _perturbation_in_budget(v: _View) -> dict:
-    fails, excess, judged = [], float("-inf"), False
+def _perturbation_in_budget(v: _View, slack: float | Mapping[str, float]) -> dict:
+    """Every attack row's largest perturbation within its eps plus the rounding `slack` of the dtype the
+    attack ran in (one number, or one per norm display name: "Linf", "L2")."""
+
+    def slack_of(norm: object) -> float:
+        if not isinstance(slack, Mapping):
+            return float(slack)
+        return float(slack.get(str(norm), max(slack.values(), default=BUDGET_SLACK)))
+
+    fails, excess, judged, used = [], float("-inf"), False, []
+    has_norm = "norm" in v.results.columns
     for r in v.results.itertuples():
         if r.attack in RESERVED_LABELS or (isinstance(r.max_perturbation, float) and math.isnan(r.max_perturbation)):
             continue
         judged = True
+        allowed = slack_of(r.norm if has_norm else "Linf")
+        used.append(allowed)
         excess = max(excess, r.max_perturbation - r.eps)
-        if r.max_perturbation > r.eps + BUDGET_SLACK:
+        if r.max_perturbation > r.eps + allowed:
             fails.append(f"{r.attack} at eps={r.eps:g} moved an input by {r.max_perturbation:.5f}")
         if r.out_of_range:
             fails.append(f"{r.attack} at eps={r.eps:g} left [0, 1] on {r.out_of_range} inputs")
+    if used:
+        threshold = max(used)
+    else:
+        threshold = float(slack) if not isinstance(slack, Mapping) else max(slack.values(), default=BUDGET_SLACK)
     return _row(
         "perturbation_in_budget",
         fails,
         None if judged else "no attack ran at an eps > 0",
         excess if judged else float("nan"),
-        BUDGET_SLACK,
+        threshold,
     )
 
 
@@ -304,6 +336,7 @@ def check_reliability(
     state_changed: list[str] | None = None,
     free_breaks: dict[tuple[str, float], float] | None = None,
     nonfinite_grad_share: float | None = None,
+    budget_slack: float | Mapping[str, float] = BUDGET_SLACK,
 ) -> pd.DataFrame:
     """Flags table (columns `FLAG_COLUMNS`, one row per check) for the results of ONE evaluation.
 
@@ -314,7 +347,8 @@ def check_reliability(
     (None: not measured); `free_breaks` the share of inputs every gradient attack missed and a gradient-free
     attack broke, per (attack, eps) (None: judged from the accuracies alone); `nonfinite_grad_share` the
     share of correctly classified inputs whose CE input-gradient has a NaN or infinite entry, judged
-    against `zero_grad_threshold` (None: "not run").
+    against `zero_grad_threshold` (None: "not run"); `budget_slack` how far beyond eps rounding may carry a
+    perturbation (see `budget_slack()`: one number, or one per norm, "Linf" and "L2").
     """
     v = _View.of(results)
     rows = [
@@ -328,7 +362,7 @@ def check_reliability(
         else _gradient_free_breaks(free_breaks, tolerance, any(_kind(a) == "gradient-free" for a in v.attacks)),
         _zero_gradients(zero_grad_share, zero_grad_threshold),
         _nonfinite_gradients(nonfinite_grad_share, zero_grad_threshold),
-        _perturbation_in_budget(v),
+        _perturbation_in_budget(v, budget_slack),
     ]
     return pd.DataFrame(rows, columns=FLAG_COLUMNS)
 

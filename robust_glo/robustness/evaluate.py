@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -23,6 +22,7 @@ from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks import (
+    MODEL_DTYPES,
     NORM,
     RESERVED_LABELS,
     AttackContext,
@@ -30,9 +30,35 @@ from robust_glo.robustness.attacks import (
     ThreatModel,
     autoattack_coverage,
     clean_gradient,
+    dtype_name,
+    dtype_names,
     resolve_attacks,
 )
-from robust_glo.robustness.checks import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, check_reliability
+from robust_glo.robustness.checks import (
+    DEFAULT_TOLERANCE,
+    DEFAULT_ZERO_GRAD_THRESHOLD,
+    budget_slack,
+    check_reliability,
+)
+from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_real, show
+
+__all__ = [
+    "MAX_L2",
+    "RESULT_COLUMNS",
+    "Evaluation",
+    "StateGuard",
+    "attack_dtype",
+    "batch_seed",
+    "check_eps",
+    "check_inputs",
+    "evaluate_model",
+    "generate_adversarial",
+    "prepared_model",
+    "run_evaluation",
+]
+
+# Budgets are parsed by the one parser every entry point shares (numbers, "8/255", comma lists, sequences).
+check_eps = parse_budgets
 
 RESULT_COLUMNS = [
     "attack",
@@ -78,13 +104,18 @@ class Evaluation:
 
 
 def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
-    """Refuse inputs that are not float images in [0, 1] `(N, ...)` with int labels `(N,)`."""
+    """Refuse inputs that are not float images in [0, 1] `(N, ...)` (float64, float32, float16 or bfloat16)
+    with int labels `(N,)`."""
     if not isinstance(inputs, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise ConfigError(
             f"inputs and labels must be torch tensors, got {type(inputs).__name__} and {type(labels).__name__}"
         )
     if not inputs.is_floating_point():
         raise ConfigError(f"inputs must be a float tensor in [0, 1], got dtype {inputs.dtype}")
+    if inputs.dtype not in MODEL_DTYPES:
+        raise ConfigError(
+            f"inputs of dtype {dtype_name(inputs.dtype)} cannot be attacked; valid: {dtype_names(MODEL_DTYPES)}"
+        )
     if inputs.dim() < 2 or len(inputs) == 0:
         raise ConfigError(f"inputs must have shape (N, ...) with N >= 1, got {tuple(inputs.shape)}")
     if labels.dim() != 1 or len(labels) != len(inputs):
@@ -99,27 +130,22 @@ def check_inputs(inputs: torch.Tensor, labels: torch.Tensor) -> None:
         )
 
 
-MAX_L2 = 100.0  # L2 radii in pixel units; above this nothing of an image is left to protect
-
-
-def check_eps(eps: float | Sequence[float], norm: str = "linf") -> list[float]:
-    """Distinct budgets, ascending: L-infinity ones in [0, 1], L2 radii (`norm="l2"`) in [0, 100]."""
-    values = [eps] if isinstance(eps, (int, float)) else list(eps)
-    high = 1.0 if norm == "linf" else MAX_L2
-    if not values and norm == "linf":
-        raise ConfigError("no eps given; give budgets in [0, 1], e.g. 0,0.05,0.1")
-    out = []
-    for e in values:
-        try:
-            e = float(e)
-        except (TypeError, ValueError):
-            raise ConfigError(f"eps {e!r} is not a number; give budgets in [0, {high:g}]") from None
-        if not (math.isfinite(e) and 0.0 <= e <= high):
-            if norm == "linf":
-                raise ConfigError(f"eps {e!r} is outside [0, 1]; Linf budgets are fractions of the [0, 1] pixel range")
-            raise ConfigError(f"L2 radius {e!r} is outside [0, {high:g}]")
-        out.append(e)
-    return sorted(set(out))
+def attack_dtype(model: nn.Module, inputs: torch.Tensor) -> torch.dtype:
+    """The dtype `model` is attacked in: that of its floating-point parameters (one dtype), or for a model
+    without parameters the inputs' dtype; a `ConfigError` for mixed or unsupported dtypes."""
+    kinds = list(dict.fromkeys(p.dtype for p in model.parameters() if p.is_floating_point()))
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"the model's parameters mix dtypes {dtype_names(kinds)}; give them one dtype (e.g. model.float()) "
+            "so that it is attacked in one precision"
+        )
+    dtype = kinds[0] if kinds else inputs.dtype
+    if dtype not in MODEL_DTYPES:
+        raise ConfigError(
+            f"a {dtype_name(dtype)} model cannot be attacked; valid dtypes: {dtype_names(MODEL_DTYPES)} "
+            "(e.g. model.float())"
+        )
+    return dtype
 
 
 def batch_seed(seed: int, label: str, eps: float, batch: int) -> int:
@@ -297,10 +323,13 @@ class _Tally:
         if not (0.0 <= lo and hi <= 1.0):  # also catches NaN
             bad = ~torch.isfinite(adv) | (adv < 0) | (adv > 1)
             self.out_of_range[spec.label, e] += int(bad.flatten(1).any(1).sum())
+        # The perturbation in float32 at least (float16 / bfloat16 differences would round again).
+        wide = torch.promote_types(adv.dtype, torch.float32)
+        delta = adv.to(wide) - xs.to(wide)
         if spec.threat is ThreatModel.L2:
-            moved = float((adv - xs).flatten(1).norm(dim=1).max()) if len(xs) else 0.0
+            moved = float(delta.flatten(1).norm(dim=1).max()) if len(xs) else 0.0
         else:
-            d_lo, d_hi = (float(v) for v in torch.aminmax(adv - xs))
+            d_lo, d_hi = (float(v) for v in torch.aminmax(delta))
             moved = max(-d_lo, d_hi) if not (math.isnan(d_lo) or math.isnan(d_hi)) else math.inf
         self.max_pert[spec.label, e] = max(self.max_pert[spec.label, e], moved)
 
@@ -421,32 +450,58 @@ class _Tally:
         }
 
 
+@dataclass(frozen=True)
+class _Arguments:
+    """The arguments of one evaluation, parsed once into the types the rest trusts."""
+
+    specs: list[AttackSpec]
+    eps: list[float]
+    eps_l2: list[float]
+    batch_size: int
+    device: torch.device
+    seed: int
+    tolerance: float
+    zero_grad_threshold: float
+    dtype: torch.dtype  # the model's: inputs are attacked in it
+
+
 def _checked_arguments(
-    model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attacks, eps, eps_l2, batch_size, device, seed
-) -> tuple[list[AttackSpec], list[float], list[float], int, torch.device, int]:
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    attacks,
+    eps,
+    eps_l2,
+    batch_size,
+    device,
+    seed,
+    tolerance=DEFAULT_TOLERANCE,
+    zero_grad_threshold=DEFAULT_ZERO_GRAD_THRESHOLD,
+) -> _Arguments:
     specs = resolve_attacks(attacks)
     clash = [s.label for s in specs if s.label in RESERVED_LABELS]
     if clash:
         raise ConfigError(f"{clash[0]!r} is a reserved row name, not an attack")
-    eps_list = check_eps(eps)
-    radii = check_eps(eps_l2, "l2")
+    eps_list = parse_budgets(eps, "linf", name="eps")
+    radii = parse_budgets(eps_l2, "l2", name="eps_l2")
     l2 = [s.label for s in specs if s.threat is ThreatModel.L2]
     if l2 and not any(r > 0 for r in radii):
         raise ConfigError(f"attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. 0.5,1.0")
     check_inputs(inputs, labels)
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    batch_size = parse_integer(batch_size, "batch_size", minimum=1)
+    seed = parse_integer(seed, "seed", minimum=0)
+    tolerance = parse_real(tolerance, "tolerance", low=0.0, high=1.0)
+    zero_grad_threshold = parse_real(zero_grad_threshold, "zero_grad_threshold", low=0.0, high=1.0)
+    dtype = attack_dtype(model, inputs)
+    for spec in specs:
+        spec.check_dtype(dtype)
     if device is None:
         dev = _model_device(model)
     else:
         from robust_glo.utils.device import resolve_device
 
         dev = resolve_device(device)
-    try:
-        seed = operator.index(seed)  # ints and numpy integers
-    except TypeError:
-        raise ConfigError(f"seed must be an integer, got {seed!r}") from None
-    return specs, eps_list, radii, int(batch_size), dev, seed
+    return _Arguments(specs, eps_list, radii, batch_size, dev, seed, tolerance, zero_grad_threshold, dtype)
 
 
 def _attack_batches(
@@ -457,9 +512,11 @@ def _attack_batches(
     dev: torch.device,
     batch_size: int,
     progress: bool,
+    dtype: torch.dtype = torch.float32,
 ) -> list[str]:
-    """Every batch: clean pass, then each attack at each eps on the inputs still standing, then the clean
-    predictions once more; returns the state_dict entries the evaluation changed (restored if any)."""
+    """Every batch, in `dtype` (the model's): clean pass, then each attack at each eps on the inputs still
+    standing, then the clean predictions once more; returns the state_dict entries the evaluation changed
+    (restored if any)."""
     specs, n = tally.specs, len(labels)
     wants_grad = any(s.entry.uses_clean_grad for s in specs)
     bar = None
@@ -471,7 +528,7 @@ def _attack_batches(
     guard = StateGuard(model)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
         for b, start in enumerate(range(0, n, batch_size)):
-            x = inputs[start : start + batch_size].to(dev, torch.float32)
+            x = inputs[start : start + batch_size].to(dev, dtype)
             y = labels[start : start + batch_size].to(dev, torch.int64)
             check = (lambda out, rows=len(y): _check_output(out, labels, specs, rows)) if b == 0 else None
             correct, grad = tally.clean_pass(target, x, y, start, check, dev)
@@ -506,7 +563,7 @@ def run_evaluation(
     inputs: torch.Tensor,
     labels: torch.Tensor,
     attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
-    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
+    eps: float | str | Sequence[float | str] = (0.0, 0.05, 0.1),
     *,
     batch_size: int = 500,
     device: str | torch.device | None = None,
@@ -514,26 +571,39 @@ def run_evaluation(
     tolerance: float = DEFAULT_TOLERANCE,
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
-    eps_l2: Sequence[float] = (),
+    eps_l2: float | str | Sequence[float | str] = (),
 ) -> Evaluation:
     """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
 
-    `eps` are the L-infinity budgets; `eps_l2` the L2 radii of the attacks given with `norm=l2`
-    (`pgd:norm=l2`, `apgd-ce:norm=l2`, ..., `aa-reference:norm=l2`). Rows carry the norm; the per-input
-    worst case is `worst` over the L-infinity attacks and `worst:l2` over the L2 ones, at the budgets where
-    at least one of them ran; its `params` record the attacks it is over (`over`) and whether they cover
-    the standard AutoAttack ensemble there (`autoattack`, `missing`: see `autoattack_coverage`).
+    `eps` are the L-infinity budgets, in [0, 1]; `eps_l2` the L2 radii, in [0, 100], of the attacks given
+    with `norm=l2` (`pgd:norm=l2`, `apgd-ce:norm=l2`, ..., `aa-reference:norm=l2`). Each is one real
+    scalar (a float, a numpy scalar, a `Fraction`, ...), a string read as `--eps` reads it ("0,0.05,8/255"),
+    or a sequence of these; each budget once. Rows carry the norm; the per-input worst case is `worst` over
+    the L-infinity attacks and `worst:l2` over the L2 ones, at the budgets where at least one of them ran;
+    its `params` record the attacks it is over (`over`) and whether they cover the standard AutoAttack
+    ensemble there (`autoattack`, `missing`: see `autoattack_coverage`). `batch_size` (>= 1) and `seed`
+    (>= 0) are integers of any kind, or strings such as "500"; `tolerance` and `zero_grad_threshold` lie in
+    [0, 1].
 
     `model` maps a batch `(B, C, H, W)` to logits `(B, K)`; K (n_classes) is read from its output. It is
-    evaluated in eval mode, with its modes and device restored afterwards. Attacks run inside
+    evaluated in eval mode, with its modes and device restored afterwards, and attacked in its own dtype:
+    that of its floating-point parameters (float64, float32, float16 or bfloat16; a model without
+    parameters: the inputs' dtype), to which the inputs (any of those four dtypes) are cast; the budget
+    check allows that dtype's rounding (`robustness.checks.budget_slack`). Attacks run inside
     `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
     RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
+
+    Raises `ConfigError` (one line, before any attack runs) for an unknown attack, a bad budget or option,
+    inputs or labels of the wrong shape, dtype or range, a model whose parameters mix dtypes, and an
+    attack that cannot run in the model's dtype (torchattacks' APGD, APGD-T and Square run in float64
+    and float32, FAB-T and `aa-reference` in float32 only; FGSM and PGD in all four).
     """
-    specs, eps_list, radii, batch_size, dev, seed = _checked_arguments(
-        model, inputs, labels, attacks, eps, eps_l2, batch_size, device, seed
+    args = _checked_arguments(
+        model, inputs, labels, attacks, eps, eps_l2, batch_size, device, seed, tolerance, zero_grad_threshold
     )
-    tally = _Tally(len(labels), specs, eps_list, seed, radii)
-    changed = _attack_batches(model, inputs, labels, tally, dev, batch_size, progress)
+    specs, seed = args.specs, args.seed
+    tally = _Tally(len(labels), specs, args.eps, seed, args.eps_l2)
+    changed = _attack_batches(model, inputs, labels, tally, args.device, args.batch_size, progress, args.dtype)
     worst = tally.worst()
     for threat in ThreatModel:
         if threat.worst_label in worst:
@@ -547,11 +617,13 @@ def run_evaluation(
         if 0.0 in tally.eps_by_norm[spec.threat]:
             robust[spec.label][0.0] = tally.eps0_correct.clone()
     robust.update(worst)
+    image_shape = tuple(inputs.shape[1:])
     flags = check_reliability(
         results,
         shares["zero"],
-        tolerance=tolerance,
-        zero_grad_threshold=zero_grad_threshold,
+        tolerance=args.tolerance,
+        zero_grad_threshold=args.zero_grad_threshold,
+        budget_slack={t.display: budget_slack(args.dtype, t.display, image_shape) for t in ThreatModel},
         clean_changed=int((tally.clean_after != tally.clean_correct).sum()),
         state_changed=changed,
         free_breaks=free_breaks,
@@ -578,7 +650,7 @@ def evaluate_model(
     inputs: torch.Tensor,
     labels: torch.Tensor,
     attacks: str | Sequence[str | AttackSpec] = ("fgsm", "pgd"),
-    eps: float | Sequence[float] = (0.0, 0.05, 0.1),
+    eps: float | str | Sequence[float | str] = (0.0, 0.05, 0.1),
     *,
     batch_size: int = 500,
     device: str | torch.device | None = None,
@@ -586,7 +658,7 @@ def evaluate_model(
     tolerance: float = DEFAULT_TOLERANCE,
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
-    eps_l2: Sequence[float] = (),
+    eps_l2: float | str | Sequence[float | str] = (),
 ) -> pd.DataFrame:
     """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
 
@@ -594,7 +666,9 @@ def evaluate_model(
     seconds, params (JSON budget of what ran), reliable and flags (the failed reliability checks,
     ";"-joined). Rows: "clean"; each attack at each eps it ran at; "worst" / "worst:l2" (per-sample worst
     case over the attacks of that threat model that ran) per eps.
-    `run_evaluation` takes the same arguments and also returns the checks table and per-sample outcomes.
+    `run_evaluation` takes the same arguments (budgets as numbers, strings such as "0,8/255" or sequences;
+    any model dtype among float64, float32, float16, bfloat16) and raises the same one-line `ConfigError`s;
+    it also returns the checks table and per-sample outcomes.
     """
     return run_evaluation(
         model,
@@ -617,26 +691,42 @@ def generate_adversarial(
     inputs: torch.Tensor,
     labels: torch.Tensor,
     attack: str | AttackSpec,
-    eps: float,
+    eps: float | str,
     *,
     seed: int = 0,
     device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """Adversarial inputs `(N, C, H, W)` for every input (correctly classified or not), in one batch,
-    under the same isolation as `evaluate_model` (eval mode, forked RNG). For inspection and tests."""
-    spec = resolve_attacks([attack])[0]
-    eps = check_eps([eps], spec.norm)[0]
+    """Adversarial inputs for every input (correctly classified or not), in one batch, under the same
+    isolation as `evaluate_model` (eval mode, forked RNG). For inspection and tests.
+
+    `inputs` `(N, C, H, W)` in [0, 1] (float64, float32, float16 or bfloat16), integer `labels` `(N,)`;
+    `attack` one attack spec; `eps` one budget (a real scalar or a string such as "8/255"; an L2 radius
+    for a `norm=l2` attack); `seed` an integer >= 0. The attack runs in the model's dtype (see
+    `run_evaluation`); the result has the shape and dtype of `inputs`, on the evaluation device. Raises a
+    one-line `ConfigError` for what `run_evaluation` refuses, and for more than one attack or budget.
+    """
+    specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
+    if len(specs) != 1:
+        raise ConfigError(f"generate_adversarial takes one attack, got {show(attack)}")
+    spec = specs[0]
+    budgets = parse_budgets(eps, spec.norm, name="eps")
+    if len(budgets) != 1:
+        raise ConfigError(f"eps {show(eps)}: generate_adversarial takes one budget, got {len(budgets)}")
+    eps = budgets[0]
+    seed = parse_integer(seed, "seed", minimum=0)
     check_inputs(inputs, labels)
+    dtype = attack_dtype(model, inputs)
+    spec.check_dtype(dtype)
     dev = _model_device(model) if device is None else torch.device(device)
     with prepared_model(model, dev) as target, torch.random.fork_rng(devices=_rng_devices()):
-        x, y = inputs.to(dev, torch.float32), labels.to(dev, torch.int64)
+        x, y = inputs.to(dev, dtype), labels.to(dev, torch.int64)
         logits, grad = clean_gradient(target, x, y, check=lambda out: _check_output(out, labels, [spec], len(y)))
         if eps == 0.0:
-            return x.clone()
+            return inputs.to(dev).clone()
         s = batch_seed(seed, spec.label, eps, 0)
         torch.manual_seed(s)
         ctx = AttackContext(target, int(logits.shape[1]), dev, clean_grad=grad)
-        return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach()
+        return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach().to(inputs.dtype)
 
 
 def _assert_invariants(

@@ -108,6 +108,8 @@ class TrainConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
+        if self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed}")
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(
                 f"test_size must be >= 1 (test images; unset: the whole test split), got {self.test_size}"

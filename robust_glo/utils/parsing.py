@@ -1,13 +1,24 @@
-"""Parsers shared by every configuration source (flags, TOML files, specs): numbers and fractions,
-folder names for specs, TOML files. One implementation each, so that every place accepts the same
-spellings and fails with the same kind of message."""
+"""Parsers shared by every configuration source (the Python API, flags, TOML files, specs): numbers and
+fractions, budgets, integers, folder names for specs, TOML files. One implementation each, so that every
+place accepts the same spellings and fails with the same kind of message.
+
+Values from a script are parsed here once, at the boundary, into plain Python numbers that the rest of
+the code trusts: any real scalar (an int or float, a numpy scalar, a `fractions.Fraction`, a
+`decimal.Decimal`, a 0-d numpy array or torch tensor) is one number; a string is read as the command line
+reads it ("0.05", "8/255", and comma lists for budgets); anything else is a one-line `ConfigError` that
+quotes the value.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
 import hashlib
 import math
+import numbers
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -19,20 +30,86 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+MAX_L2 = 100.0  # L2 radii in pixel units; above this nothing of an image is left to protect
+_BUDGET_HIGH = {"linf": 1.0, "l2": MAX_L2}
+_BUDGET_EXAMPLE = {"linf": "0,0.05,8/255", "l2": "0.5,1"}
+_BUDGET_UNITS = {
+    "linf": "Linf budgets are fractions of the [0, 1] pixel range",
+    "l2": "L2 radii are in pixel units of images in [0, 1]",
+}
+
+
+def show(value: Any, width: int = 100) -> str:
+    """`repr(value)` on one line, cut to `width` characters: how error messages quote a value."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def real_number(value: Any) -> int | float | None:
+    """The plain Python number of a real scalar, or None when `value` is not one.
+
+    Real scalars: int, float, numpy scalars, `Fraction`, `Decimal`, 0-d numpy arrays and torch tensors; a
+    bool is not one. Integers stay ints. A float of a type narrower than float64 (`np.float32(0.1)`, a
+    float16 tensor) becomes the shortest decimal that rounds to it in its own precision (0.1, not
+    0.10000000149011612): that is the number that was written.
+    """
+    if isinstance(value, (bool, str, bytes)) or type(value).__name__ in ("bool_", "bool"):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+        itemsize = getattr(getattr(value, "dtype", None), "itemsize", 8)
+        if itemsize < 8 and math.isfinite(number):
+            kind = type(value)
+            return _shortest(number, lambda f: float(kind(f)))
+        return number
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "dtype") and hasattr(value, "item"):
+        if type(value).__name__ == "ndarray":
+            return real_number(value[()])  # its numpy scalar
+        if type(value).__module__.split(".")[0] == "torch":
+            number = value.item()
+            if isinstance(number, float) and value.dtype.itemsize < 8 and math.isfinite(number):
+                import torch
+
+                dtype = value.dtype
+                return _shortest(number, lambda f: torch.tensor(f, dtype=dtype).item())
+            return real_number(number)
+    return None
+
+
+def _shortest(number: float, rounds: Callable[[float], float]) -> float:
+    """The shortest decimal (as a float) that `rounds` maps back to `number`."""
+    for digits in range(1, 18):
+        candidate = float(f"{number:.{digits}g}")
+        if rounds(candidate) == number:
+            return candidate
+    return number
+
+
+def is_sequence(value: Any) -> bool:
+    """A list, tuple, range or other sequence, or a 1-d numpy array or torch tensor (not a string)."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return False
+    if isinstance(value, Sequence):
+        return True
+    return getattr(value, "ndim", None) == 1 and hasattr(value, "dtype") and hasattr(value, "__iter__")
+
 
 def parse_number(value: Any) -> float:
-    """A finite number from a number or a string such as "0.05" or "8/255"; ValueError otherwise."""
-    if isinstance(value, bool):
-        raise ValueError(value)
+    """A finite number from a real scalar or a string such as "0.05" or "8/255"; ValueError otherwise."""
     if isinstance(value, str):
         try:
             number = float(Fraction(value.strip()))
         except ZeroDivisionError:
             raise ValueError(value) from None
-    elif isinstance(value, (int, float)):
-        number = float(value)
     else:
-        raise ValueError(value)
+        real = real_number(value)
+        if real is None:
+            raise ValueError(value)
+        number = float(real)
     if not math.isfinite(number):
         raise ValueError(value)
     return number
@@ -44,6 +121,129 @@ def parse_fraction_of_one(value: Any) -> float:
     if not 0.0 <= number <= 1.0:
         raise ValueError(value)
     return number
+
+
+def parse_budgets(value: Any, norm: str = "linf", *, name: str | None = None) -> list[float]:
+    """Perturbation budgets, distinct and ascending: the one parser of every eps and eps_l2.
+
+    `value` is a real scalar (one budget), a string read as the command line's `--eps` reads it (numbers
+    and fractions such as "8/255", comma-separated), or a sequence of these (a list, a tuple, a 1-d array
+    or tensor), one budget each. `norm` "linf": budgets in [0, 1], at least one; "l2": radii in [0, 100],
+    possibly none. `name` (default "eps" / "eps_l2") names the value in errors, e.g. "--eps". Anything
+    else, a value out of range, or a budget listed twice is a one-line `ConfigError`.
+    """
+    if norm not in _BUDGET_HIGH:
+        raise ValueError(f"norm must be one of {', '.join(_BUDGET_HIGH)}, got {norm!r}")
+    name = name or ("eps" if norm == "linf" else "eps_l2")
+    high = _BUDGET_HIGH[norm]
+    example = _BUDGET_EXAMPLE[norm]
+    valid = f'give budgets in [0, {high:g}] as a number, a string such as "{example}", or a list of these'
+    out: list[float] = []
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",")] if value.strip() else []
+        for part in parts:
+            try:
+                out.append(parse_number(part))
+            except ValueError:
+                raise ConfigError(f"{name} {part!r} is not a number; {valid}") from None
+    elif (number := real_number(value)) is not None:
+        if not math.isfinite(number):
+            raise ConfigError(f"{name} {show(value)} is not a finite number; {valid}")
+        out.append(float(number))
+    elif is_sequence(value):
+        for item in value:
+            try:
+                out.append(parse_number(item))
+            except ValueError:
+                what = "a finite number" if real_number(item) is not None else "a number"
+                raise ConfigError(f"{name} {show(value)} holds {show(item)}, which is not {what}; {valid}") from None
+    else:
+        raise ConfigError(f"{name} {show(value)} is not a budget; {valid}")
+    if not out and norm == "linf":
+        raise ConfigError(f"no {name} given; {valid}")
+    for number in out:
+        if not 0.0 <= number <= high:
+            raise ConfigError(f"{name} {number!r} is outside [0, {high:g}]; {_BUDGET_UNITS[norm]}")
+    seen: set[float] = set()
+    for number in out:
+        if number in seen:
+            raise ConfigError(f"{name} lists a value twice ({number!r} in {show(value)}); give each budget once")
+        seen.add(number)
+    return sorted(out)
+
+
+def parse_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
+    """An int from an integer of any kind (numpy, 0-d tensor, an integral float or Fraction) or a string
+    the command line would take ("12"); below `minimum`, or anything else, is a one-line `ConfigError`."""
+    number: int | None = None
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    else:
+        real = real_number(value)
+        if isinstance(real, int):
+            number = real
+        elif isinstance(real, float) and math.isfinite(real) and real.is_integer():
+            number = int(real)
+    if number is None or (minimum is not None and number < minimum):
+        what = "an integer" if minimum is None else f"an integer >= {minimum}"
+        raise ConfigError(f"{name} must be {what}, got {show(value)}")
+    return number
+
+
+def parse_real(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
+    """A finite float from a real scalar or a number string ("0.05", "1/20"), within [low, high] where
+    given; anything else is a one-line `ConfigError`."""
+    try:
+        number = parse_number(value)
+    except ValueError:
+        number = None
+    if number is None or (low is not None and number < low) or (high is not None and number > high):
+        if low is not None and high is not None:
+            what = f"a number in [{low:g}, {high:g}]"
+        elif low is not None:
+            what = f"a number >= {low:g}"
+        elif high is not None:
+            what = f"a number <= {high:g}"
+        else:
+            what = "a number"
+        raise ConfigError(f"{name} must be {what}, got {show(value)}")
+    return number
+
+
+def field_kinds(*classes: Any) -> dict[str, str]:
+    """Field name -> annotation without spaces ("int", "float|None", "tuple[int,...]") of dataclasses."""
+    return {f.name: str(f.type).replace(" ", "") for cls in classes for f in dataclasses.fields(cls)}
+
+
+def coerce_numbers(
+    values: Mapping[str, Any], kinds: Mapping[str, str], minimums: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """`values` with the numbers of its int and float fields (per `kinds`, see `field_kinds`) made plain:
+    numpy scalars, Fractions, 0-d tensors, integral floats for ints and strings as the command line reads
+    them become int / float (a list of them for `tuple[int, ...]` / `tuple[float, ...]` fields). Plain ints
+    and floats, None, bools and values of other types are left for the configuration's own validation;
+    an unreadable number is a one-line `ConfigError` (with `minimums[name]` in the words for ints)."""
+    minimums = minimums or {}
+    out = dict(values)
+    for key, value in values.items():
+        base = kinds.get(key, "").removesuffix("|None")
+        if value is None or isinstance(value, bool):
+            continue
+        if base == "int" and not isinstance(value, int):
+            if isinstance(value, str) or real_number(value) is not None:
+                out[key] = parse_integer(value, key, minimum=minimums.get(key))
+        elif base == "float" and not isinstance(value, (int, float)):
+            if isinstance(value, str) or real_number(value) is not None:
+                out[key] = parse_real(value, key)
+        elif base in ("tuple[int,...]", "tuple[float,...]") and is_sequence(value):
+            items = list(value)
+            if all(isinstance(v, str) or real_number(v) is not None for v in items):
+                one = parse_integer if base.startswith("tuple[int") else parse_real
+                out[key] = tuple(one(v, key) for v in items)
+    return out
 
 
 def spec_slug(spec: str, *, width: int = 40) -> str:
@@ -71,8 +271,6 @@ def check_field_types(config: Any, *, skip: tuple[str, ...] = (), dashes: bool =
     """Reject dataclass field values of the wrong type (a TOML string for a number, ...) with a one-line
     `ConfigError`; only the simple annotations `str`, `int`, `float`, `bool` (optionally `| None`) are
     checked. `dashes` spells names as flags (`reeval-seeds`)."""
-    import dataclasses
-
     for f in dataclasses.fields(config):
         kind = str(f.type).replace(" ", "")
         optional = kind.endswith("|None")

@@ -13,6 +13,11 @@ registration:
   torchattacks' ports of Croce & Hein (2020) with the budgets of the reference AutoAttack code.
 - `aa-reference` (autoattack.py): the standard AutoAttack ensemble APGD-CE -> APGD-T -> FAB-T -> Square.
 
+Each family lists the model dtypes it runs in (`AttackEntry.dtypes`): FGSM and PGD all of `MODEL_DTYPES`
+(float64, float32, float16, bfloat16); torchattacks' APGD, APGD-T and Square float64 and float32 (they mix
+float32 tensors into their iterates); FAB-T and `aa-reference` float32 only (FAB casts to float32). A
+model of another dtype is refused by `AttackSpec.check_dtype` before anything runs.
+
 `autoattack_coverage` (coverage.py) says whether the attacks that ran at one (threat model, eps) include
 that ensemble at its reference budgets.
 """
@@ -22,6 +27,7 @@ from robust_glo.robustness.attacks.base import (
     AA_RHO,
     AA_STEPS,
     AA_TARGETS,
+    MODEL_DTYPES,
     NORM,
     NORMS,
     RESERVED_LABELS,
@@ -41,6 +47,8 @@ from robust_glo.robustness.attacks.base import (
     _seeded,
     _targets,
     clean_gradient,
+    dtype_name,
+    dtype_names,
     get_attack_entry,
     list_attacks,
     parse_attack,
@@ -69,6 +77,7 @@ __all__ = [
     "AA_RHO",
     "AA_STEPS",
     "AA_TARGETS",
+    "MODEL_DTYPES",
     "NORM",
     "NORMS",
     "RESERVED_LABELS",
@@ -92,6 +101,8 @@ __all__ = [
     "autoattack_coverage",
     "clean_gradient",
     "coverage_from_results",
+    "dtype_name",
+    "dtype_names",
     "get_attack_entry",
     "list_attacks",
     "parse_attack",

@@ -9,6 +9,7 @@ from robust_glo.robustness.attacks.base import (
     AA_RESTARTS,
     AA_RHO,
     AA_STEPS,
+    TORCHATTACKS_DTYPES,
     AttackContext,
     Budget,
     Runner,
@@ -53,6 +54,10 @@ def _apgd_budget(loss: str) -> Budget:
     return budget
 
 
+# torchattacks.APGD adds float32 tensors (its random start, step sizes) to the inputs, which promotes a
+# float16 or bfloat16 iterate to float32; float64 stays float64.
+_WHY = "torchattacks.APGD mixes float32 tensors into its iterates"
+
 run_apgd_ce = _apgd("ce")
 run_apgd_dlr = _apgd("dlr")
 
@@ -65,6 +70,8 @@ APGD_CE = register_attack(
     min_classes=2,
     runner=run_apgd_ce,
     budget=_apgd_budget("ce"),
+    dtypes=TORCHATTACKS_DTYPES,
+    dtype_reason=_WHY,
 )
 APGD_DLR = register_attack(
     name="apgd-dlr",
@@ -75,4 +82,6 @@ APGD_DLR = register_attack(
     min_classes=3,
     runner=run_apgd_dlr,
     budget=_apgd_budget("dlr"),
+    dtypes=TORCHATTACKS_DTYPES,
+    dtype_reason=_WHY,
 )

@@ -10,6 +10,7 @@ from robust_glo.robustness.attacks.base import (
     AA_RHO,
     AA_STEPS,
     AA_TARGETS,
+    TORCHATTACKS_DTYPES,
     AttackContext,
     _checked,
     _norm,
@@ -60,4 +61,6 @@ APGD_T = register_attack(
     min_classes=4,
     runner=run_apgd_t,
     budget=_apgd_t_budget,
+    dtypes=TORCHATTACKS_DTYPES,
+    dtype_reason="torchattacks.APGDT mixes float32 tensors into its iterates",
 )

@@ -13,6 +13,7 @@ from robust_glo.robustness.attacks.base import (
     AA_RESTARTS,
     AA_STEPS,
     AA_TARGETS,
+    MODEL_DTYPES,
     SQUARE_P_INIT,
     SQUARE_QUERIES,
     AttackContext,
@@ -63,4 +64,7 @@ AA_REFERENCE = register_attack(
     min_classes=4,
     runner=run_aa_reference,
     budget=_aa_budget,
+    # The dtypes every component runs in: FAB-T only takes float32.
+    dtypes=tuple(d for d in MODEL_DTYPES if all(d in get_attack_entry(n).dtypes for n, _ in AA_COMPONENTS)),
+    dtype_reason="its FAB-T component (torchattacks.FAB) casts the inputs to float32",
 )

@@ -18,6 +18,7 @@ from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.threat import ThreatModel
+from robust_glo.utils.parsing import MAX_L2, is_sequence, show
 
 NORM = "Linf"  # the norm column of the rows that have no threat model of their own ("clean")
 
@@ -43,6 +44,10 @@ SCHEDULE_DEFAULTS: dict[str, Any] = {"cascade": False, "min_eps": 0.0}
 # default `linf` an L-infinity ball.
 NORMS = {t.value: t.display for t in ThreatModel}
 BOTH_THREATS = (ThreatModel.LINF, ThreatModel.L2)
+# The model dtypes the harness attacks in: a model is attacked in its own parameter dtype. An attack family
+# lists those it can run in (`AttackEntry.dtypes`); the others are refused before anything runs.
+MODEL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+TORCHATTACKS_DTYPES = (torch.float64, torch.float32)  # torchattacks mixes float32 tensors into its iterates
 _THREAT_WORDS = {ThreatModel.LINF: "L-infinity", ThreatModel.L2: "L2"}
 
 
@@ -96,6 +101,9 @@ class AttackEntry:
     uses_clean_grad: bool = False  # the runner reads AttackContext.clean_grad (the clean pass's gradient)
     threats: tuple[ThreatModel, ...] = BOTH_THREATS
     validate: Callable[[dict[str, Any]], None] | None = None
+    # The model dtypes the runner works in (see MODEL_DTYPES), and why not the others, for the refusal.
+    dtypes: tuple[torch.dtype, ...] = TORCHATTACKS_DTYPES
+    dtype_reason: str = "its registration lists no others (AttackEntry.dtypes)"
 
 
 @dataclass(frozen=True)
@@ -184,6 +192,18 @@ class AttackSpec:
         """Everything that was run at `eps`, as recorded in the `params` column."""
         return self.entry.budget(self.resolved(), eps, n_classes)
 
+    def check_dtype(self, dtype: torch.dtype) -> None:
+        """Refuse, in one line naming it, a model dtype this attack cannot run in."""
+        entry = self.entry
+        if dtype in entry.dtypes:
+            return
+        everywhere = [n for n, e in _ATTACKS.items() if set(MODEL_DTYPES) <= set(e.dtypes)]
+        raise ConfigError(
+            f"attack {self.label!r} cannot attack a {dtype_name(dtype)} model: {entry.dtype_reason}; it runs in "
+            f"{dtype_names(entry.dtypes)}: cast the model (e.g. model.float()), or use "
+            f"{' or '.join(everywhere)}, which run in {dtype_names(MODEL_DTYPES)}"
+        )
+
     def __str__(self) -> str:
         return self.label
 
@@ -207,6 +227,17 @@ def register_attack(entry: AttackEntry | None = None, /, **fields: Any) -> Attac
         raise ValueError(f"attack {entry.name!r} is already registered")
     _ATTACKS[entry.name] = entry
     return entry
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """`torch.float16` -> "float16"."""
+    return str(dtype).removeprefix("torch.")
+
+
+def dtype_names(dtypes: tuple[torch.dtype, ...] | list[torch.dtype]) -> str:
+    """(float64, float32, float16) -> "float64, float32 and float16"."""
+    names = [dtype_name(d) for d in dtypes]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def list_attacks() -> dict[str, str]:
@@ -255,6 +286,10 @@ def resolve_attacks(attacks: str | AttackSpec | list | tuple) -> list[AttackSpec
     """A list of specs (or one comma-separated string) -> distinct `AttackSpec`s, in the order given."""
     if isinstance(attacks, (str, AttackSpec)):
         attacks = [a for a in str(attacks).split(",")] if isinstance(attacks, str) else [attacks]
+    elif not is_sequence(attacks):
+        raise ConfigError(
+            f"attacks {show(attacks)} is not an attack spec or a list of them; valid attacks: {', '.join(_ATTACKS)}"
+        )
     specs = [parse_attack(a) for a in attacks]
     if not specs:
         raise ConfigError(f"no attack given; valid attacks: {', '.join(_ATTACKS)}")
@@ -315,7 +350,7 @@ def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
 
 
 def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
-    high = 1.0 if params.get("norm", "linf") == "linf" else 100.0  # L2 radii go beyond 1
+    high = 1.0 if params.get("norm", "linf") == "linf" else MAX_L2  # L2 radii go beyond 1
     if not 0.0 <= params.get("min_eps", 0.0) <= high:
         raise ConfigError(f"attack {entry.name!r}: min_eps must lie in [0, {high:g}], got {params['min_eps']}")
     for key in ("steps", "restarts", "n_queries", "targets"):

@@ -58,4 +58,6 @@ FAB_T = register_attack(
     min_classes=2,
     runner=run_fab_t,
     budget=_fab_t_budget,
+    dtypes=(torch.float32,),
+    dtype_reason="torchattacks.FAB casts the inputs to float32",
 )

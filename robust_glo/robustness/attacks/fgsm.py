@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from robust_glo.robustness.attacks.base import AttackContext, register_attack
+from robust_glo.robustness.attacks.base import MODEL_DTYPES, AttackContext, register_attack
 from robust_glo.robustness.threat import ThreatModel
 
 
 def run_fgsm(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
-    # x + eps * sign(grad), the same float32 operations as torchattacks.FGSM.
+    # x + eps * sign(grad), the same operations as torchattacks.FGSM, in the dtype of x (the model's).
     return torch.add(x, ctx.clean_grad_sign(x, y), alpha=eps).clamp_(min=0, max=1).detach()
 
 
@@ -29,4 +29,5 @@ FGSM = register_attack(
     budget=_fgsm_budget,
     uses_clean_grad=True,
     threats=(ThreatModel.LINF,),
+    dtypes=MODEL_DTYPES,
 )

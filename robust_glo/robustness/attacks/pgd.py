@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness.attacks.base import AttackContext, _checked, register_attack
+from robust_glo.robustness.attacks.base import MODEL_DTYPES, AttackContext, _checked, register_attack
 
 
 def _pgd_alpha(params: dict, eps: float) -> float:
@@ -75,4 +75,5 @@ PGD = register_attack(
     runner=run_pgd,
     budget=_pgd_budget,
     validate=_pgd_validate,
+    dtypes=MODEL_DTYPES,  # torchattacks.PGD / PGDL2 keep the dtype of the inputs
 )

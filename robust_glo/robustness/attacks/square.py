@@ -9,6 +9,7 @@ from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks.base import (
     SQUARE_P_INIT,
     SQUARE_QUERIES,
+    TORCHATTACKS_DTYPES,
     AttackContext,
     _checked,
     _norm,
@@ -64,4 +65,6 @@ SQUARE = register_attack(
     runner=run_square,
     budget=_square_budget,
     validate=_square_validate,
+    dtypes=TORCHATTACKS_DTYPES,
+    dtype_reason="torchattacks.Square mixes float32 tensors into its iterates",
 )
