@@ -290,7 +290,7 @@ def test_a_suite_with_the_l2_threat_model_reports_it(tmp_path):
     l2 = results[results["norm"] == "L2"]
     assert set(l2["attack"]) == {"pgd:norm=l2:steps=3", "worst:l2"} and set(l2["eps"]) == {0.5, 1.0}
     report = (out / "report.md").read_text()
-    assert "worst:l2 ε=0.5 (%)" in report and "L2 radius 1" in report
+    assert "worst case L2 r=0.5 (%)" in report and "L2 radius 1" in report
 
 
 @pytest.mark.slow
