@@ -57,7 +57,7 @@ from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
 from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
-from robust_glo.utils.parsing import parse_budgets, read_toml
+from robust_glo.utils.parsing import MAX_SEED, SEED_RANGE, parse_budgets, read_toml
 
 EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
 # With several evolutions ([evolve.NAME] tables), `evolved:NAME` stands for NAME's loss.
@@ -456,12 +456,12 @@ def _parse_seeds(value: Any, w: _Where) -> list[int]:
     if (
         isinstance(value, list)
         and value
-        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SEED for v in value)
     ):
         if len(set(value)) != len(value):
             raise ConfigError(f"{w}: seeds lists a seed twice: {value}")
         return list(value)
-    raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers >= 0, got {value!r}")
+    raise ConfigError(f"{w}: seeds must be a count >= 1 or a list of integers in {SEED_RANGE}, got {value!r}")
 
 
 def _parse_attack(
@@ -503,8 +503,8 @@ def _parse_attack(
     if not (isinstance(batch, int) and not isinstance(batch, bool) and batch >= 1):
         raise ConfigError(f"{w}: batch_size must be an integer >= 1, got {batch!r}")
     seed = t.get("seed", 0)
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
-        raise ConfigError(f"{w}: seed must be an integer >= 0, got {seed!r}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED):
+        raise ConfigError(f"{w}: seed must be an integer in {SEED_RANGE}, got {seed!r}")
     thresholds = []
     for key in ("tolerance", "zero_grad_threshold"):
         value = t.get(key)
@@ -570,8 +570,8 @@ def _parse_report(t: dict[str, Any], w: _Where, losses: list[str]) -> tuple[str,
     if isinstance(replicates, bool) or not isinstance(replicates, int) or replicates < 1000:
         raise ConfigError(f"{w}: bootstrap must be an integer >= 1000 (replicates), got {replicates!r}")
     boot_seed = t.get("bootstrap_seed", 0)
-    if isinstance(boot_seed, bool) or not isinstance(boot_seed, int) or boot_seed < 0:
-        raise ConfigError(f"{w}: bootstrap_seed must be an integer >= 0, got {boot_seed!r}")
+    if isinstance(boot_seed, bool) or not isinstance(boot_seed, int) or not 0 <= boot_seed <= MAX_SEED:
+        raise ConfigError(f"{w}: bootstrap_seed must be an integer in {SEED_RANGE}, got {boot_seed!r}")
     return (
         baseline,
         float(alpha),

@@ -27,6 +27,17 @@ def nonneg_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """A seed flag: an integer in 0 .. 2**63-1 (what the random generators take)."""
+    from robust_glo.errors import ConfigError
+    from robust_glo.utils.parsing import SEED_RANGE, parse_seed
+
+    try:
+        return parse_seed(text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"expected an integer in {SEED_RANGE}, got {text!r}") from None
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dataset",

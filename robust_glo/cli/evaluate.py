@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
+from robust_glo.cli.common import add_data_args, positive_int, seed_int
 from robust_glo.errors import ConfigError
 from robust_glo.utils.parsing import parse_budgets
 
@@ -66,7 +66,7 @@ def register(sub) -> None:
         help="attack the first N test images of a fixed shuffle (default: the whole test split)",
     )
     p.add_argument("--eval-batch-size", type=positive_int, default=500, metavar="N")
-    p.add_argument("--attack-seed", type=nonneg_int, default=0, help="seed of the attacks' randomness")
+    p.add_argument("--attack-seed", type=seed_int, default=0, help="seed of the attacks' randomness")
     p.add_argument(
         "--checkpoint",
         action="append",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robust_glo.cli.common import add_data_args, nonneg_int, positive_int
+from robust_glo.cli.common import add_data_args, nonneg_int, positive_int, seed_int
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
 from robust_glo.training.precision import PRECISIONS
 from robust_glo.utils.parsing import spec_slug
@@ -18,7 +18,7 @@ def register(sub) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=positive_int, default=None, help="SGD steps (default 1000)")
     budget.add_argument("--epochs", type=float, default=None, help="budget in epochs instead of steps")
-    p.add_argument("--seed", type=nonneg_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--preset",
         default="default",

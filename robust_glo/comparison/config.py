@@ -9,7 +9,7 @@ from typing import Any
 from robust_glo.errors import ConfigError
 from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
-from robust_glo.utils.parsing import is_sequence, parse_budgets, parse_integer, parse_real, show
+from robust_glo.utils.parsing import SEED_RANGE, is_sequence, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 # Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
 # (2: attacks in locked eval mode, per-image outcomes, clean predictions re-checked after the attacks;
@@ -64,7 +64,7 @@ class CompareConfig:
         steps = None if self.steps is None else parse_integer(self.steps, "steps", minimum=1)  # None: epochs
         test_size = None if self.test_size is None else parse_integer(self.test_size, "test_size", minimum=1)
         eval_batch_size = parse_integer(self.eval_batch_size, "eval_batch_size", minimum=1)
-        attack_seed = parse_integer(self.attack_seed, "attack_seed", minimum=0)
+        attack_seed = parse_seed(self.attack_seed, "attack_seed")
         tolerance = parse_real(self.tolerance, "tolerance", low=0.0, high=1.0)
         zero_grad_threshold = parse_real(self.zero_grad_threshold, "zero_grad_threshold", low=0.0, high=1.0)
         eps = parse_budgets(self.eps, "linf", name="eps")
@@ -144,11 +144,11 @@ class CompareConfig:
 
 def _seeds(value: Any) -> list[int]:
     """Distinct integers >= 0 from a list, a range, an array or a tensor of them."""
-    bad = ConfigError(f"seeds must be a list of distinct integers >= 0, got {show(value)}")
+    bad = ConfigError(f"seeds must be a list of distinct integers in {SEED_RANGE}, got {show(value)}")
     if not is_sequence(value):
         raise bad
     try:
-        seeds = [parse_integer(s, "seed", minimum=0) for s in value]
+        seeds = [parse_seed(s, "seed") for s in value]
     except ConfigError:
         raise bad from None
     if not seeds or len(set(seeds)) != len(seeds):

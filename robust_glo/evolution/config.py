@@ -17,7 +17,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
-from robust_glo.utils.parsing import check_field_types, parse_number
+from robust_glo.utils.parsing import check_field_types, parse_number, parse_seed
 from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
@@ -211,7 +211,8 @@ class EvolveConfig:
             raise ConfigError(f"evaluations must be >= 1, got {self.evaluations}")
         if self.popsize < 2:
             raise ConfigError(f"popsize must be >= 2 (CMA-ES ranks the population), got {self.popsize}")
-        for name in ("seed", "max_retries"):
+        parse_seed(self.seed, "seed")
+        for name in ("max_retries",):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         if not (math.isfinite(self.sigma0) and self.sigma0 > 0):

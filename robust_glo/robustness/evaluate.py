@@ -40,7 +40,7 @@ from robust_glo.robustness.checks import (
     budget_slack,
     check_reliability,
 )
-from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_real, show
+from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 __all__ = [
     "MAX_L2",
@@ -489,7 +489,7 @@ def _checked_arguments(
         raise ConfigError(f"attack {l2[0]!r} is an L2 attack: give its radii with eps_l2, e.g. 0.5,1.0")
     check_inputs(inputs, labels)
     batch_size = parse_integer(batch_size, "batch_size", minimum=1)
-    seed = parse_integer(seed, "seed", minimum=0)
+    seed = parse_seed(seed, "seed")
     tolerance = parse_real(tolerance, "tolerance", low=0.0, high=1.0)
     zero_grad_threshold = parse_real(zero_grad_threshold, "zero_grad_threshold", low=0.0, high=1.0)
     dtype = attack_dtype(model, inputs)
@@ -713,7 +713,7 @@ def generate_adversarial(
     if len(budgets) != 1:
         raise ConfigError(f"eps {show(eps)}: generate_adversarial takes one budget, got {len(budgets)}")
     eps = budgets[0]
-    seed = parse_integer(seed, "seed", minimum=0)
+    seed = parse_seed(seed, "seed")
     check_inputs(inputs, labels)
     dtype = attack_dtype(model, inputs)
     spec.check_dtype(dtype)

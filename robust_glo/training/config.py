@@ -11,7 +11,7 @@ from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.training.precision import check_precision, resolve_precision
 from robust_glo.training.recipe import SCHEDULES, Recipe, split_recipe
-from robust_glo.utils.parsing import check_field_types
+from robust_glo.utils.parsing import check_field_types, parse_seed
 
 __all__ = ["PRESETS", "SCHEDULES", "TrainConfig"]
 
@@ -108,8 +108,7 @@ class TrainConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if self.epochs is not None and not self.epochs > 0:
             raise ConfigError(f"epochs must be > 0, got {self.epochs}")
-        if self.seed < 0:
-            raise ConfigError(f"seed must be an integer >= 0, got {self.seed}")
+        parse_seed(self.seed, "seed")
         if self.test_size is not None and self.test_size < 1:
             raise ConfigError(
                 f"test_size must be >= 1 (test images; unset: the whole test split), got {self.test_size}"

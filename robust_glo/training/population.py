@@ -190,7 +190,7 @@ class _Masks:
             self.shared = None
         else:
             self.generators = []
-            self.shared = torch.Generator(device=device).manual_seed(int(seeds[0]) * 1_000_003 + len(seeds))
+            self.shared = torch.Generator(device=device).manual_seed((int(seeds[0]) * 1_000_003 + len(seeds)) % 2**64)
         self.p = len(seeds)
 
     def draw(self) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from robust_glo.errors import ConfigError
 from robust_glo.training.precision import legacy_precision
+from robust_glo.utils.parsing import parse_seed
 
 SCHEDULES = ("constant", "step", "cosine")
 # Recipe fields that change how fast a run goes, not what it computes: finished runs and evolutions are
@@ -91,8 +92,9 @@ class Recipe:
             isinstance(self.val_size, bool) or not isinstance(self.val_size, int) or self.val_size < 0
         ):
             raise ConfigError(f"val_size must be an integer >= 0 (0: no validation split), got {self.val_size!r}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or self.split_seed < 0:
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
             raise ConfigError(f"split_seed must be an integer >= 0, got {self.split_seed!r}")
+        parse_seed(self.split_seed, "split_seed")
         for name in ("nesterov", "amp"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")

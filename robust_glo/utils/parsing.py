@@ -172,9 +172,10 @@ def parse_budgets(value: Any, norm: str = "linf", *, name: str | None = None) ->
     return sorted(out)
 
 
-def parse_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
+def parse_integer(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An int from an integer of any kind (numpy, 0-d tensor, an integral float or Fraction) or a string
-    the command line would take ("12"); below `minimum`, or anything else, is a one-line `ConfigError`."""
+    the command line would take ("12"); outside [`minimum`, `maximum`], or anything else, is a one-line
+    `ConfigError`."""
     number: int | None = None
     if isinstance(value, str):
         try:
@@ -187,10 +188,47 @@ def parse_integer(value: Any, name: str, *, minimum: int | None = None) -> int:
             number = real
         elif isinstance(real, float) and math.isfinite(real) and real.is_integer():
             number = int(real)
-    if number is None or (minimum is not None and number < minimum):
-        what = "an integer" if minimum is None else f"an integer >= {minimum}"
+    if number is None or (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        if maximum is not None:
+            low = "" if minimum is None else f"{minimum} .. "
+            what = f"an integer in {low}{maximum}" if maximum != MAX_SEED else f"an integer in {SEED_RANGE}"
+        else:
+            what = "an integer" if minimum is None else f"an integer >= {minimum}"
         raise ConfigError(f"{name} must be {what}, got {show(value)}")
     return number
+
+
+# The random generators (torch.Generator.manual_seed, numpy's SeedSequence) take 64-bit seeds; seeds
+# are kept to the signed 64-bit range so that every derived seed fits too.
+MAX_SEED = 2**63 - 1
+SEED_RANGE = f"0 .. 2**63-1 ({MAX_SEED}), the range of the random generators"
+
+
+def parse_seed(value: Any, name: str = "seed") -> int:
+    """A seed: an integer (of any kind, or a string such as "7") in 0 .. 2**63-1; anything else is a
+    one-line `ConfigError` naming the valid range."""
+    return parse_integer(value, name, minimum=0, maximum=MAX_SEED)
+
+
+_TRUE = ("true", "yes", "1")
+_FALSE = ("false", "no", "0")
+
+
+def parse_bool(value: Any, name: str) -> bool:
+    """A bool from True/False (numpy's too), the integers 1 and 0, or a string true/false, yes/no, 1/0 in
+    any case; anything else (another string, None, 2, a list) is a one-line `ConfigError`: a non-empty
+    string such as "no" is never taken as true."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    elif (number := real_number(value)) is not None and number in (0, 1):
+        return bool(number)
+    raise ConfigError(f"{name} must be true or false (a bool, or one of true/false, yes/no, 1/0), got {show(value)}")
 
 
 def parse_real(value: Any, name: str, *, low: float | None = None, high: float | None = None) -> float:
@@ -234,7 +272,11 @@ def coerce_numbers(
             continue
         if base == "int" and not isinstance(value, int):
             if isinstance(value, str) or real_number(value) is not None:
-                out[key] = parse_integer(value, key, minimum=minimums.get(key))
+                out[key] = (
+                    parse_seed(value, key)
+                    if key.endswith("seed")
+                    else parse_integer(value, key, minimum=minimums.get(key))
+                )
         elif base == "float" and not isinstance(value, (int, float)):
             if isinstance(value, str) or real_number(value) is not None:
                 out[key] = parse_real(value, key)

@@ -1,0 +1,79 @@
+"""More bad input refused in one line (#22, the tester's second round): seeds out of the generators'
+range, booleans from a script, models and options of the Python API, sizes against the data, empty list
+items and -0.0 budgets, adversarial inputs rounded in their own dtype, dataset loaders' returns."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+import robust_glo
+from robust_glo.cli import main
+from robust_glo.errors import ConfigError
+from robust_glo.utils.parsing import MAX_SEED, parse_seed
+
+
+def _one_line(exc) -> str:
+    text = str(exc.value)
+    assert "\n" not in text, text
+    return text
+
+
+def _suite(tmp_path, **sections: str) -> str:
+    base = {
+        "suite": 'name = "s"\ndataset = "digits"\ndevice = "cpu"',
+        "train": 'losses = ["ce"]\nseeds = 1\nsteps = 5',
+        "attack": 'attacks = ["fgsm"]\neps = [0, 0.1]\nn = 30',
+    }
+    base.update(sections)
+    text = "\n".join(f"[{name}]\n{body}" for name, body in base.items())
+    path = tmp_path / "s.toml"
+    path.write_text(textwrap.dedent(text))
+    return str(path)
+
+
+# ---- seeds ---------------------------------------------------------------------------------------------
+def test_parse_seed_names_the_range():
+    assert parse_seed(MAX_SEED) == MAX_SEED and parse_seed("7") == 7
+    for bad in (MAX_SEED + 1, 2**70, -1, "99999999999999999999999"):
+        with pytest.raises(ConfigError) as exc:
+            parse_seed(bad)
+        assert "0 .. 2**63-1" in _one_line(exc)
+
+
+def test_huge_seeds_are_refused_everywhere(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    big = "99999999999999999999999"
+    assert main(["train", "--dataset", "digits", "--steps", "2", "--seed", big, "--out", "T"]) == 2
+    assert "2**63-1" in capsys.readouterr().err
+    assert main(["evolve", "--dataset", "digits", "--seed", big, "--out", "E"]) == 2
+    assert "2**63-1" in capsys.readouterr().err
+    assert not (tmp_path / "T").exists() and not (tmp_path / "E").exists()
+    with pytest.raises(ConfigError, match=r"2\*\*63-1"):
+        robust_glo.train(dataset="digits", steps=2, seed=2**70)
+    with pytest.raises(ConfigError, match=r"2\*\*63-1"):
+        robust_glo.train(dataset="digits", steps=2, split_seed=2**64)
+    with pytest.raises(ConfigError, match=r"2\*\*63-1"):
+        robust_glo.evolve(dataset="digits", seed=2**70, out=str(tmp_path / "E"))
+    for section, body in (
+        ("evolve", "generations = 1\npopsize = 4\nsteps = 5\nseed = 99999999999999999999"),
+        ("train", 'losses = ["ce"]\nseeds = [99999999999999999999]\nsteps = 5'),
+    ):
+        path = _suite(tmp_path, **{section: body})
+        if section == "evolve":
+            path = _suite(tmp_path, evolve=body, train='losses = ["ce", "evolved"]\nseeds = 1\nsteps = 5')
+        assert main(["benchmark", path, "--check", "--out", "B"]) == 2
+        err = capsys.readouterr().err
+        assert "2**63-1" in err and err.count("\n") == 1, err
+
+
+def test_the_largest_seed_runs():
+    from robust_glo.data import load_dataset
+
+    result = robust_glo.train(dataset="digits", steps=2, seed=MAX_SEED, split_seed=MAX_SEED)
+    data = load_dataset("digits")
+    table = robust_glo.evaluate_model(
+        result.model, data.test.images[:8], data.test.labels[:8], ["pgd:steps=2"], 0.1, seed=MAX_SEED
+    )
+    assert len(table)
