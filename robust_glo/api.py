@@ -6,8 +6,10 @@ bad value) and runs it; the subpackages hold the configurations and engines for 
 Values from a script are parsed once, here at the boundary: a numeric option takes any real scalar of
 its kind (an int, a numpy integer or float, a `Fraction`, a 0-d tensor; an integral float for an integer)
 or a string the command line would take ("1000", "0.05"); budgets (`eps`, `eps_l2`) take a real scalar,
-a string read as `--eps` reads it ("0,0.05,8/255") or a sequence of these. Anything else is a one-line
-`robust_glo.errors.ConfigError` (a `RobustGloError`) that quotes the value.
+a string read as `--eps` reads it ("0,0.05,8/255") or a sequence of these; a bool option (`progress`,
+`resume`, `amp`, `nesterov`, ...) takes a bool or one of true/false, yes/no, 1/0 in any case (never a
+truthy string: "no" is false). Anything else is a one-line `robust_glo.errors.ConfigError` (a
+`RobustGloError`) that quotes the value.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robust_glo.errors import ConfigError
-from robust_glo.utils.parsing import coerce_numbers, field_kinds, is_sequence, parse_integer, show
+from robust_glo.utils.parsing import coerce_numbers, field_kinds, is_sequence, parse_bool, parse_integer, show
 
 if TYPE_CHECKING:  # imported lazily below: torch, pycma and pandas are slow to import
     from robust_glo.benchmark import BenchmarkResult, Suite
@@ -66,6 +68,7 @@ def train(
     from robust_glo.training import TrainConfig, train_run
     from robust_glo.training.recipe import Recipe
 
+    progress = parse_bool(progress, "progress")
     preset = options.pop("preset", "default")
     values = coerce_numbers({"steps": steps, "seed": seed, **options}, field_kinds(TrainConfig, Recipe), _MINIMUMS)
     config = TrainConfig.from_preset(preset, loss=loss, dataset=dataset, **values)
@@ -86,10 +89,12 @@ def evolve(
     from robust_glo.evolution import EvolveConfig, run_evolution
     from robust_glo.training.recipe import Recipe
 
+    resume = parse_bool(resume, "resume")
     values = coerce_numbers(
         {str(k).replace("-", "_"): v for k, v in options.items()}, field_kinds(EvolveConfig, Recipe), _MINIMUMS
     )
-    return run_evolution(EvolveConfig.create(dataset=dataset, out=str(out), **values), resume=resume)
+    config = EvolveConfig.create(dataset=dataset, out=str(out), **values)
+    return run_evolution(config, resume=resume, resume_hint=("call evolve(..., resume=True)", "another out"))
 
 
 def run_benchmark(
@@ -113,6 +118,7 @@ def run_benchmark(
     from robust_glo.benchmark import Suite, load_suite
     from robust_glo.benchmark import run_benchmark as _run
 
+    progress = parse_bool(progress, "progress")
     added = [losses] if isinstance(losses, str) else losses
     if not is_sequence(added) or not all(isinstance(spec, str) for spec in added):
         raise ConfigError(f"losses must be a loss spec or a list of them, got {show(losses)}")

@@ -11,7 +11,7 @@ import pytest
 import robust_glo
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
-from robust_glo.utils.parsing import MAX_SEED, parse_seed
+from robust_glo.utils.parsing import MAX_SEED, parse_bool, parse_seed
 
 
 def _one_line(exc) -> str:
@@ -77,3 +77,43 @@ def test_the_largest_seed_runs():
         result.model, data.test.images[:8], data.test.labels[:8], ["pgd:steps=2"], 0.1, seed=MAX_SEED
     )
     assert len(table)
+
+
+# ---- booleans ------------------------------------------------------------------------------------------
+def test_parse_bool_takes_bools_and_their_words_only():
+    import numpy as np
+
+    for value in (True, "true", "YES", "1", 1, np.bool_(True), " Yes "):
+        assert parse_bool(value, "x") is True
+    for value in (False, "false", "No", "0", 0, np.bool_(False)):
+        assert parse_bool(value, "x") is False
+    for value in ("maybe", "", None, 2, [True], "nein"):
+        with pytest.raises(ConfigError) as exc:
+            parse_bool(value, "resume")
+        assert "resume must be true or false" in _one_line(exc) and "yes/no" in str(exc.value)
+
+
+def test_bool_options_of_the_api_are_parsed_not_truthy(tmp_path, monkeypatch, capsys):
+    kw = dict(dataset="digits", generations=1, popsize=2, steps=2, topk=1, reeval_seeds=1, backend="local")
+    out = tmp_path / "evo"
+    robust_glo.evolve(out=out, progress="no", **kw)
+    assert capsys.readouterr().err == ""
+    for word in ("no", "false", "0", False):
+        with pytest.raises(ConfigError) as exc:
+            robust_glo.evolve(out=out, resume=word, progress=False, **kw)
+        text = _one_line(exc)
+        assert "resume=True" in text and "--resume" not in text, text
+    robust_glo.evolve(out=out, resume="yes", progress=False, **kw)  # resumes the finished run
+    with pytest.raises(ConfigError, match="resume must be true or false"):
+        robust_glo.evolve(out=out, resume="maybe", progress=False, **kw)
+    robust_glo.train(dataset="digits", steps=2, progress="no")
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ConfigError, match="progress must be true or false"):
+        robust_glo.train(dataset="digits", steps=2, progress="sometimes")
+    with pytest.raises(ConfigError, match="nesterov must be true or false"):
+        robust_glo.train(dataset="digits", steps=2, nesterov="perhaps")
+    result = robust_glo.train(dataset="digits", steps=2, nesterov="no", out=tmp_path / "t")
+    assert result.config.recipe.nesterov is False
+    with pytest.raises(ConfigError, match="progress must be true or false"):
+        robust_glo.run_benchmark("quick", tmp_path / "b", progress="loud")
+    assert not (tmp_path / "b").exists()

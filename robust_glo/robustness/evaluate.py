@@ -40,7 +40,7 @@ from robust_glo.robustness.checks import (
     budget_slack,
     check_reliability,
 )
-from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_real, parse_seed, show
+from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_bool, parse_real, parse_seed, show
 
 __all__ = [
     "MAX_L2",
@@ -601,6 +601,7 @@ def run_evaluation(
     args = _checked_arguments(
         model, inputs, labels, attacks, eps, eps_l2, batch_size, device, seed, tolerance, zero_grad_threshold
     )
+    progress = parse_bool(progress, "progress")
     specs, seed = args.specs, args.seed
     tally = _Tally(len(labels), specs, args.eps, seed, args.eps_l2)
     changed = _attack_batches(model, inputs, labels, tally, args.device, args.batch_size, progress, args.dtype)

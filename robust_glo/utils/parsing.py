@@ -218,7 +218,7 @@ def parse_bool(value: Any, name: str) -> bool:
     """A bool from True/False (numpy's too), the integers 1 and 0, or a string true/false, yes/no, 1/0 in
     any case; anything else (another string, None, 2, a list) is a one-line `ConfigError`: a non-empty
     string such as "no" is never taken as true."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if isinstance(value, bool) or type(value).__name__ in ("bool_", "bool"):
         return bool(value)
     if isinstance(value, str):
         word = value.strip().lower()
@@ -261,13 +261,17 @@ def coerce_numbers(
 ) -> dict[str, Any]:
     """`values` with the numbers of its int and float fields (per `kinds`, see `field_kinds`) made plain:
     numpy scalars, Fractions, 0-d tensors, integral floats for ints and strings as the command line reads
-    them become int / float (a list of them for `tuple[int, ...]` / `tuple[float, ...]` fields). Plain ints
+    them become int / float (a list of them for `tuple[int, ...]` / `tuple[float, ...]` fields), and bool
+    fields are read by `parse_bool` ("no" is false, "maybe" an error, never a truthy string). Plain ints
     and floats, None, bools and values of other types are left for the configuration's own validation;
     an unreadable number is a one-line `ConfigError` (with `minimums[name]` in the words for ints)."""
     minimums = minimums or {}
     out = dict(values)
     for key, value in values.items():
         base = kinds.get(key, "").removesuffix("|None")
+        if base == "bool" and value is not None:
+            out[key] = parse_bool(value, key)
+            continue
         if value is None or isinstance(value, bool):
             continue
         if base == "int" and not isinstance(value, int):

@@ -33,6 +33,7 @@ from robust_glo.evolution.runner.store import RunStore
 from robust_glo.losses import save_theta_file
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import atomic_write_json, run_metadata
+from robust_glo.utils.parsing import parse_bool
 
 TRAINING_STATUSES = ("trained", "pruned", "collapsed", "diverged")  # the statuses that spent training steps
 PRUNED_FITNESS = 1.0  # the pruned band [1, 1.5]; collapsed (1.5, 2]; see `final_fitness`
@@ -134,20 +135,25 @@ def run_evolution(
     resume: bool = False,
     backend: Backend | None = None,
     problem: TaylorGLOProblem | None = None,
+    resume_hint: tuple[str, str] = ("pass --resume", "another --out"),
 ) -> EvolutionResult:
     """Run (or, with `resume`, continue) an evolution described by `config` in `config.out`.
 
     `backend` and `problem` default to the ones the config names; pass them to reuse a Ray cluster or to
     customise the fitness. Raises `ConfigError` when `config.out` already holds a run and `resume` is
-    false, or when a resumed run's result-changing options differ from the stored ones.
+    false, or when a resumed run's result-changing options differ from the stored ones. `resume` is read by
+    `parse_bool` (True/False, or true/false, yes/no, 1/0); `resume_hint` words that error for the caller
+    (how to resume, how to start elsewhere).
     """
+    resume = parse_bool(resume, "resume")
     config.validate()
     t_start = time.perf_counter()
     store = RunStore(config.out, robust=config.fitness_spec.robust)
     existing = store.exists()
     if existing and not resume:
         raise ConfigError(
-            f"{str(store.out)!r} already holds an evolution run; pass --resume to continue it, or choose another --out"
+            f"{str(store.out)!r} already holds an evolution run; {resume_hint[0]} to continue it, "
+            f"or choose {resume_hint[1]}"
         )
     if existing:
         _check_resume(store, config)
