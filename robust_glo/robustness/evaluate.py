@@ -40,7 +40,7 @@ from robust_glo.robustness.checks import (
     budget_slack,
     check_reliability,
 )
-from robust_glo.utils.parsing import MAX_L2, parse_budgets, parse_integer, parse_bool, parse_real, parse_seed, show
+from robust_glo.utils.parsing import MAX_L2, parse_bool, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 __all__ = [
     "MAX_L2",
