@@ -301,7 +301,7 @@ def test_train_takes_numpy_and_string_numbers_and_records_plain_ones(tmp_path, m
 def test_evolve_takes_numpy_and_string_numbers(monkeypatch):
     import robust_glo.evolution as evolution
 
-    monkeypatch.setattr(evolution, "run_evolution", lambda config, resume=False: config)
+    monkeypatch.setattr(evolution, "run_evolution", lambda config, resume=False, **_: config)
     config = robust_glo.evolve(
         dataset="digits", generations=np.int64(2), popsize="6", steps=np.int32(10), sigma0=np.float32(0.5)
     )
