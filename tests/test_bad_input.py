@@ -117,3 +117,60 @@ def test_bool_options_of_the_api_are_parsed_not_truthy(tmp_path, monkeypatch, ca
     with pytest.raises(ConfigError, match="progress must be true or false"):
         robust_glo.run_benchmark("quick", tmp_path / "b", progress="loud")
     assert not (tmp_path / "b").exists()
+
+
+# ---- losses that cannot train --------------------------------------------------------------------------
+LOSSES = """
+import torch
+import torch.nn.functional as F
+def detached(logits, targets):
+    return F.cross_entropy(logits, targets).detach()
+def constant(logits, targets):
+    return torch.tensor(1.0)
+"""
+
+
+@pytest.mark.parametrize("name", ["detached", "constant"])
+def test_a_user_loss_without_gradient_is_refused_before_the_run_dir(tmp_path, capsys, monkeypatch, name):
+    from robust_glo.errors import LossSpecError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_losses.py").write_text(LOSSES)
+    assert main(["train", "--dataset", "digits", "--steps", "3", "--loss", f"my_losses.py:{name}", "--out", "R"]) == 2
+    err = capsys.readouterr().err
+    assert "does not depend on the logits" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "R").exists()
+    with pytest.raises(LossSpecError, match="does not depend on the logits"):
+        robust_glo.train(f"my_losses.py:{name}", dataset="digits", steps=3)
+
+
+def test_a_builtin_loss_that_overflows_on_fresh_weights_is_refused(tmp_path, capsys, monkeypatch):
+    from robust_glo.errors import NonFiniteLossError
+
+    monkeypatch.chdir(tmp_path)
+    spec = "taylorglo:[0,0,0,0,0,3e38,0,0]"
+    assert main(["train", "--dataset", "digits", "--steps", "3", "--loss", spec, "--out", "R"]) == 2
+    err = capsys.readouterr().err
+    assert spec in err and "not finite" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "R").exists()
+    # one that only overflows on the model's logits is caught after step 0, with the same error
+    import robust_glo.training.run as run
+
+    monkeypatch.setattr(run, "check_loss_on_probe", lambda *a, **k: None)
+    with pytest.raises(NonFiniteLossError) as exc:
+        robust_glo.train(spec, dataset="digits", steps=3)
+    assert spec in _one_line(exc) and "fresh weights" in str(exc.value)
+
+
+# ---- environment.json of a training run ----------------------------------------------------------------
+def test_a_reused_runs_damaged_environment_is_rebuilt(tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    robust_glo.train(dataset="digits", steps=2, out=out)
+    env = out / "environment.json"
+    env.write_text(env.read_text()[:20])
+    again = robust_glo.train(dataset="digits", steps=2, out=out)
+    assert again.reused
+    data = json.loads(env.read_text())
+    assert data["seeds"]["seed"] == 0 and "rebuilt" in data

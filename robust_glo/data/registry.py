@@ -104,6 +104,11 @@ def dataset_loader(name: str) -> Loader:
     return _LOADERS[name][0]
 
 
+def registered_source(name: str) -> str | None:
+    """The registered `source` of dataset `name` (what environment.json records when a loader gives none)."""
+    return _LOADERS[name][1] if name in _LOADERS else None
+
+
 def check_split_sizes(
     name: str,
     *,

@@ -14,7 +14,7 @@ import torch
 
 from robust_glo.errors import LossSpecError, NonFiniteLossError
 
-__all__ = ["NonFiniteLossError", "UserLoss", "load_user_loss"]
+__all__ = ["NonFiniteLossError", "UserLoss", "check_loss_on_probe", "load_user_loss"]
 
 
 class UserLoss:
@@ -35,12 +35,54 @@ class UserLoss:
             raise LossSpecError(
                 f"user loss {self.spec!r} returned a tensor of shape {tuple(value.shape)}, expected a scalar"
             )
+        if torch.is_grad_enabled() and logits.requires_grad and value.grad_fn is None:
+            raise LossSpecError(
+                f"user loss {self.spec!r} returned a value that does not depend on the logits (no gradient: "
+                "detached, a constant, or computed outside autograd); return a tensor computed from logits"
+            )
         if not math.isfinite(float(value.detach())):
             raise NonFiniteLossError(f"user loss {self.spec!r} returned a non-finite value ({float(value.detach())})")
         return value
 
     def __repr__(self) -> str:
         return f"UserLoss({self.spec!r})"
+
+
+def check_loss_on_probe(
+    loss_fn: Callable[..., torch.Tensor], num_classes: int, spec: str | None = None, *, batch: int = 4
+) -> None:
+    """Call a loss once on a batch (`batch` rows) of small random logits that require grad, before any run
+    directory is written.
+
+    A user loss that returns a detached value or a constant, a non-scalar, or raises is a one-line
+    `LossSpecError`; a non-finite value of a user loss is left to training (it reports it on fresh weights
+    the same way). A built-in loss whose value or gradient is not finite on these logits (parameters that
+    overflow in float32, say) is a one-line `NonFiniteLossError` naming its spec.
+    """
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, num_classes, generator=g).requires_grad_(True)
+    targets = torch.arange(batch) % num_classes
+    with torch.enable_grad():
+        if isinstance(loss_fn, UserLoss):
+            try:
+                loss_fn(logits, targets)
+            except NonFiniteLossError:
+                pass
+            return
+        value = loss_fn(logits, targets)
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            return
+        finite = math.isfinite(float(value.detach()))
+        grad_finite = True
+        if finite and value.grad_fn is not None:
+            (grad,) = torch.autograd.grad(value, logits, allow_unused=True)
+            grad_finite = grad is None or bool(torch.isfinite(grad).all())
+    if not (finite and grad_finite):
+        what = f"value ({float(value.detach())})" if not finite else "gradient"
+        raise NonFiniteLossError(
+            f"loss spec {spec or repr(loss_fn)!r}: the loss {what} is not finite on small random logits "
+            "(its parameters overflow in float32 when combined): give smaller parameters"
+        )
 
 
 def _load_module_from_file(path: Path, spec: str):

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from robust_glo.data import DatasetSplits, load_dataset
-from robust_glo.errors import ConfigError, StateFileError
+from robust_glo.errors import ConfigError, NonFiniteLossError, StateFileError
 from robust_glo.losses import get_loss
+from robust_glo.losses.user import check_loss_on_probe
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
 from robust_glo.training.precision import fit_precision_options
@@ -105,6 +106,7 @@ def train_run(
     """Train one (loss, dataset, model, seed) combination, reusing `out_dir` when it already holds it."""
     config = config.resolved()
     loss_fn = get_loss(config.loss)  # resolve first: a bad spec fails before any work
+    _probe(loss_fn, config)  # detached, constant, overflowing: before anything is written
     device = resolve_device(config.device)
     out = Path(out_dir) if out_dir is not None else None
     metrics = _finished_metrics(out, config) if out is not None else None
@@ -116,6 +118,7 @@ def train_run(
             metrics = None
     if metrics is not None:
         model = model or create_model(config.model, _info(config), seed=config.seed)
+        _rebuild_environment(out, config)
         return TrainResult(
             metrics["status"],
             config,
@@ -150,7 +153,22 @@ def train_run(
         checkpoint_path=(out / "checkpoint.pt") if out is not None else None,
         checkpoint_every=config.checkpoint_every,
     )
+    _refuse_broken_at_step_zero(config, result)
     return _finish_run(config, out, model, result, splits, steps, device)
+
+
+def _probe(loss_fn: Any, config: TrainConfig) -> None:
+    check_loss_on_probe(loss_fn, _info(config).num_classes, config.loss, batch=config.recipe.batch_size)
+
+
+def _refuse_broken_at_step_zero(config: TrainConfig, result: FitResult) -> None:
+    """A loss that is non-finite on fresh weights, before any update, is broken rather than diverged (a
+    built-in loss's parameters overflow, say): a one-line `NonFiniteLossError`, as for a user loss."""
+    if result.status == "diverged" and result.steps_done == 0 and getattr(result, "start_step", 0) == 0:
+        raise NonFiniteLossError(
+            f"loss spec {config.loss!r} is not finite on fresh weights, before any update "
+            f"({result.message}): its parameters overflow in float32 on this model's logits; give smaller parameters"
+        )
 
 
 def train_runs_together(
@@ -172,7 +190,7 @@ def train_runs_together(
     results: list[TrainResult | None] = [None] * len(configs)
     groups: dict[str, list[int]] = {}
     for i, (config, out) in enumerate(zip(configs, outs)):
-        get_loss(config.loss)  # a bad spec fails before any work
+        _probe(get_loss(config.loss), config)  # before any work
         if _is_finished(out, config):
             results[i] = train_run(config, out, splits=splits, progress=False)  # reads it back
             continue
@@ -207,6 +225,7 @@ def train_runs_together(
             )
             for j, i in enumerate(chunk):
                 model = pop.member(j, create_model(configs[i].model, data.info, seed=configs[i].seed)).to(device)
+                _refuse_broken_at_step_zero(configs[i], pop.results[j])
                 extra = {"trained_as": f"population of {len(chunk)}", "population_seconds": pop.seconds}
                 results[i] = _finish_run(configs[i], outs[i], model, pop.results[j], data, steps, device, extra)
     return [r for r in results if r is not None]
@@ -221,6 +240,27 @@ def _start_run_dir(out: Path | None, config: TrainConfig, splits: DatasetSplits)
         out / "environment.json",
         run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
         | {"data_source": splits.source, "precision": config.precision},
+    )
+
+
+def _rebuild_environment(out: Path, config: TrainConfig) -> None:
+    """A reused run's environment.json that cannot be read (cut short from outside) is metadata only: it is
+    written again from this machine, with a "rebuilt" note (the versions and hardware of the original
+    training are lost; the run itself is kept)."""
+    path = out / "environment.json"
+    if read_json_or_none(path, expect=dict) is not None:
+        return
+    from robust_glo.data.registry import registered_source
+
+    atomic_write_json(
+        path,
+        run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
+        | {
+            "data_source": registered_source(config.dataset),
+            "precision": config.precision,
+            "rebuilt": "environment.json could not be read and was written again when the run was reused: "
+            "versions and hardware are this machine's, not necessarily those the run was trained on",
+        },
     )
 
 
