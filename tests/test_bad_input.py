@@ -7,6 +7,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+import torch
+from torch import nn
 
 import robust_glo
 from robust_glo.cli import main
@@ -174,3 +176,36 @@ def test_a_reused_runs_damaged_environment_is_rebuilt(tmp_path):
     assert again.reused
     data = json.loads(env.read_text())
     assert data["seeds"]["seed"] == 0 and "rebuilt" in data
+
+
+# ---- lists with an empty item, -0.0 --------------------------------------------------------------------
+def test_an_empty_list_item_is_refused_quoting_the_whole_value(tmp_path, capsys, monkeypatch):
+    from robust_glo.robustness.attacks import resolve_attacks
+    from robust_glo.utils.parsing import parse_budgets
+
+    monkeypatch.chdir(tmp_path)
+    for flag, value in (("--eps", "8/255,"), ("--attacks", "fgsm,,pgd")):
+        assert main(["evaluate", "--loss", "ce", "--dataset", "digits", flag, value, "--out", "X"]) == 2
+        err = capsys.readouterr().err
+        assert f"{flag} {value!r} has an empty item" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "X").exists()
+    with pytest.raises(ConfigError, match="empty item"):
+        resolve_attacks("fgsm,")
+    with pytest.raises(ConfigError, match="empty item"):
+        parse_budgets(",0.1")
+
+
+def test_minus_zero_is_the_budget_zero():
+    from robust_glo.robustness import evaluate_model
+    from robust_glo.utils.parsing import parse_budgets
+
+    for value in (-0.0, "-0", [-0.0, 0.1]):
+        budgets = parse_budgets(value)
+        assert budgets[0] == 0.0 and str(budgets[0]) == "0.0"
+    with pytest.raises(ConfigError, match="twice"):
+        parse_budgets([0.0, -0.0])
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    x, y = torch.rand(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+    table = evaluate_model(model, x, y, ["fgsm"], eps=-0.0)
+    assert all(str(float(e)) == "0.0" for e in table["eps"])

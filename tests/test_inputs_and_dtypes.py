@@ -348,8 +348,8 @@ def test_compare_config_takes_script_values_and_keeps_its_key():
     json.dumps(other.evaluation_key())
     assert CompareConfig(dataset="digits", losses="label_smoothing:0.1").validated().losses == ["label_smoothing:0.1"]
     for kwargs, words in (
-        ({"seeds": 3}, "seeds must be a list of distinct integers >= 0, got 3"),
-        ({"seeds": [0, "x"]}, "seeds must be a list of distinct integers >= 0, got [0, 'x']"),
+        ({"seeds": 3}, "the range of the random generators, got 3"),
+        ({"seeds": [0, "x"]}, "the range of the random generators, got [0, 'x']"),
         ({"steps": "lots"}, "steps must be an integer >= 1, got 'lots'"),
         ({"eps": "0.1,0.1"}, "eps lists a value twice"),
         ({"losses": 3}, "losses must be a loss spec or a list of them, got 3"),

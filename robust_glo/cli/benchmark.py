@@ -70,13 +70,14 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from robust_glo.benchmark import STAGES, load_suite, run_benchmark
     from robust_glo.benchmark.plan import describe
+    from robust_glo.utils.parsing import split_list
 
     suite = load_suite(args.suite, args.variant)
     if args.loss:
         suite = suite.with_losses(args.loss)
     if args.device:
         suite.device = args.device
-    stages = STAGES if args.stages is None else tuple(s.strip() for s in args.stages.split(",") if s.strip())
+    stages = STAGES if args.stages is None else tuple(split_list(args.stages, "--stages", "train,attack"))
     if args.check:
         print(describe(suite))
         return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from robust_glo.cli.common import add_data_args, positive_int, seed_int
 from robust_glo.errors import ConfigError
-from robust_glo.utils.parsing import parse_budgets
+from robust_glo.utils.parsing import parse_budgets, split_list
 
 
 def register(sub) -> None:
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         seeds=list(range(args.seeds)),
         steps=args.steps,
-        attacks=[a for a in args.attacks.split(",") if a.strip()],
+        attacks=split_list(args.attacks, "--attacks", "fgsm,pgd"),
         eps=parse_budgets(args.eps, "linf", name="--eps"),
         eps_l2=parse_budgets(args.eps_l2, "l2", name="--eps-l2"),
         test_size=args.test_size,

@@ -98,6 +98,18 @@ def is_sequence(value: Any) -> bool:
     return getattr(value, "ndim", None) == 1 and hasattr(value, "dtype") and hasattr(value, "__iter__")
 
 
+def split_list(text: str, name: str, example: str) -> list[str]:
+    """The items of a comma-separated value ("fgsm,pgd"), stripped; an empty item ("fgsm,,pgd", a trailing
+    comma) is a one-line `ConfigError` quoting the whole value, never silently dropped. An empty or blank
+    `text` gives no items."""
+    if not text.strip():
+        return []
+    parts = [part.strip() for part in text.split(",")]
+    if any(not part for part in parts):
+        raise ConfigError(f"{name} {text!r} has an empty item; separate the items with single commas, e.g. {example!r}")
+    return parts
+
+
 def parse_number(value: Any) -> float:
     """A finite number from a real scalar or a string such as "0.05" or "8/255"; ValueError otherwise."""
     if isinstance(value, str):
@@ -140,7 +152,7 @@ def parse_budgets(value: Any, norm: str = "linf", *, name: str | None = None) ->
     valid = f'give budgets in [0, {high:g}] as a number, a string such as "{example}", or a list of these'
     out: list[float] = []
     if isinstance(value, str):
-        parts = [part.strip() for part in value.split(",")] if value.strip() else []
+        parts = split_list(value, name, example)
         for part in parts:
             try:
                 out.append(parse_number(part))
@@ -159,6 +171,7 @@ def parse_budgets(value: Any, norm: str = "linf", *, name: str | None = None) ->
                 raise ConfigError(f"{name} {show(value)} holds {show(item)}, which is not {what}; {valid}") from None
     else:
         raise ConfigError(f"{name} {show(value)} is not a budget; {valid}")
+    out = [0.0 if number == 0 else number for number in out]  # -0.0 is the budget 0
     if not out and norm == "linf":
         raise ConfigError(f"no {name} given; {valid}")
     for number in out:

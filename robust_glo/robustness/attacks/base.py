@@ -18,7 +18,7 @@ from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.threat import ThreatModel
-from robust_glo.utils.parsing import MAX_L2, is_sequence, show
+from robust_glo.utils.parsing import MAX_L2, is_sequence, show, split_list
 
 NORM = "Linf"  # the norm column of the rows that have no threat model of their own ("clean")
 
@@ -285,7 +285,7 @@ def spec_of_label(label: object) -> AttackSpec | None:
 def resolve_attacks(attacks: str | AttackSpec | list | tuple) -> list[AttackSpec]:
     """A list of specs (or one comma-separated string) -> distinct `AttackSpec`s, in the order given."""
     if isinstance(attacks, (str, AttackSpec)):
-        attacks = [a for a in str(attacks).split(",")] if isinstance(attacks, str) else [attacks]
+        attacks = split_list(attacks, "attacks", "fgsm,pgd") if isinstance(attacks, str) else [attacks]
     elif not is_sequence(attacks):
         raise ConfigError(
             f"attacks {show(attacks)} is not an attack spec or a list of them; valid attacks: {', '.join(_ATTACKS)}"
