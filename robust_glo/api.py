@@ -44,6 +44,19 @@ _MINIMUMS = {
 }
 
 
+def _folder(value: Any, name: str, *, optional: bool = False) -> Path | None:
+    """A folder argument: a str or path-like (None too where `optional`); anything else is a one-line
+    `ConfigError`."""
+    import os
+
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and str(os.fspath(value)).strip():
+        return Path(value)
+    what = "a folder path (a str or pathlib.Path)" + (", or None" if optional else "")
+    raise ConfigError(f"{name} must be {what}, got {show(value)}")
+
+
 def train(
     loss: str = "ce",
     *,
@@ -69,6 +82,7 @@ def train(
     from robust_glo.training.recipe import Recipe
 
     progress = parse_bool(progress, "progress")
+    out = _folder(out, "out", optional=True)
     preset = options.pop("preset", "default")
     values = coerce_numbers({"steps": steps, "seed": seed, **options}, field_kinds(TrainConfig, Recipe), _MINIMUMS)
     config = TrainConfig.from_preset(preset, loss=loss, dataset=dataset, **values)
@@ -90,6 +104,7 @@ def evolve(
     from robust_glo.training.recipe import Recipe
 
     resume = parse_bool(resume, "resume")
+    out = _folder(out, "out")
     values = coerce_numbers(
         {str(k).replace("-", "_"): v for k, v in options.items()}, field_kinds(EvolveConfig, Recipe), _MINIMUMS
     )
@@ -119,6 +134,7 @@ def run_benchmark(
     from robust_glo.benchmark import run_benchmark as _run
 
     progress = parse_bool(progress, "progress")
+    out = _folder(out, "out")
     added = [losses] if isinstance(losses, str) else losses
     if not is_sequence(added) or not all(isinstance(spec, str) for spec in added):
         raise ConfigError(f"losses must be a loss spec or a list of them, got {show(losses)}")
@@ -137,13 +153,21 @@ def evaluate_model(
     `eps`: L-infinity budgets in [0, 1] as a number, a string such as "0,0.05,8/255", or a sequence of
     these (`eps_l2=` the same for L2 radii); `options`: `batch_size`, `seed`, `device`, `eps_l2`, ...
     The model is attacked in its own dtype (float64, float32, float16 or bfloat16; a parameter-free model
-    in the inputs' dtype). Raises a one-line `ConfigError` for a bad value, or an attack that cannot run in
+    in the inputs' dtype). `model` is any `torch.nn.Module`; a plain callable `f(images) -> logits` is
+    wrapped as a parameter-free module (run in the inputs' dtype); anything else, and an unknown option,
+    is a one-line `ConfigError`. Raises a one-line `ConfigError` for a bad value, or an attack that cannot run in
     the model's dtype, before any attack runs.
 
     >>> table = evaluate_model(model, images, labels, attacks=["fgsm", "pgd:steps=20"], eps=[0, 0.05, 0.1])
     """
+    import inspect
+
     from robust_glo.robustness import evaluate_model as _evaluate
 
+    valid = [name for name, p in inspect.signature(_evaluate).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown evaluate_model option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     return _evaluate(model, inputs, labels, attacks, eps, **options)
 
 

@@ -209,3 +209,69 @@ def test_minus_zero_is_the_budget_zero():
     x, y = torch.rand(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
     table = evaluate_model(model, x, y, ["fgsm"], eps=-0.0)
     assert all(str(float(e)) == "0.0" for e in table["eps"])
+
+
+# ---- the Python API's model and options ----------------------------------------------------------------
+def _toy():
+    g = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    return model, torch.rand(8, 1, 4, 4, generator=g), torch.randint(0, 10, (8,), generator=g)
+
+
+def test_evaluate_model_takes_modules_and_wraps_plain_callables():
+    model, x, y = _toy()
+    table = robust_glo.evaluate_model(model, x, y, ["fgsm"], eps=[0, 0.1])
+    wrapped = robust_glo.evaluate_model(lambda images: model(images), x, y, ["fgsm"], eps=[0, 0.1])
+    assert list(table["accuracy"]) == list(wrapped["accuracy"])
+    adv = robust_glo.robustness.generate_adversarial(lambda images: model(images), x, y, "pgd:steps=2", 0.1)
+    assert adv.shape == x.shape
+    for bad in (42, "model.pt", {"weight": 1}):
+        with pytest.raises(ConfigError) as exc:
+            robust_glo.evaluate_model(bad, x, y, ["fgsm"], eps=0.1)
+        assert "is not a model" in _one_line(exc) and "nn.Module" in str(exc.value)
+
+
+def test_unknown_options_and_bad_out_folders_are_config_errors():
+    model, x, y = _toy()
+    with pytest.raises(ConfigError) as exc:
+        robust_glo.evaluate_model(model, x, y, ["fgsm"], eps=0.1, bogus=1)
+    assert "bogus" in _one_line(exc) and "batch_size" in str(exc.value)
+    with pytest.raises(ConfigError, match="out must be a folder path"):
+        robust_glo.train(dataset="digits", steps=2, out=123)
+    with pytest.raises(ConfigError, match="out must be a folder path"):
+        robust_glo.evolve(dataset="digits", out=123)
+    with pytest.raises(ConfigError, match="out must be a folder path"):
+        robust_glo.run_benchmark("quick", 123)
+
+
+# ---- adversarial inputs in their own dtype -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "model_dtype, input_dtype, attack, eps",
+    [
+        (torch.float32, torch.bfloat16, "pgd:steps=5", 0.1),
+        (torch.bfloat16, torch.bfloat16, "fgsm", 8 / 255),
+        (torch.float16, torch.float32, "pgd:steps=5", 0.1),
+        (torch.float16, torch.float16, "pgd:steps=5", 0.1),
+        (torch.float32, torch.bfloat16, "pgd:norm=l2:steps=5", 0.5),
+    ],
+)
+def test_adversarial_inputs_stay_within_the_budget_in_their_own_dtype(model_dtype, input_dtype, attack, eps):
+    from robust_glo.robustness import generate_adversarial
+
+    g = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    model = model.to(model_dtype)
+    x = torch.rand(32, 1, 8, 8, generator=g).to(input_dtype)
+    y = torch.randint(0, 10, (32,), generator=g)
+    adv = generate_adversarial(model, x, y, attack, eps)
+    assert adv.dtype == input_dtype
+    delta = adv.double() - x.double()
+    if "l2" in attack:
+        assert float(delta.flatten(1).norm(dim=1).max()) <= eps
+    else:
+        assert float(delta.abs().max()) <= eps
+    assert float(adv.double().min()) >= 0 and float(adv.double().max()) <= 1
+    assert float(delta.abs().max()) > 0.5 * (eps if "l2" not in attack else 0.01)  # the attack still moved

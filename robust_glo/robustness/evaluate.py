@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import torch
@@ -178,6 +179,32 @@ class _Target(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+
+class _FunctionModel(nn.Module):
+    """A plain callable `f(images) -> logits` as a parameter-free module (attacked in the inputs' dtype)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def as_model(model: Any) -> nn.Module:
+    """`model` as a module: an `nn.Module` as it is; a plain callable `f(images) -> logits` (a function, a
+    lambda, a jitted function) wrapped as a parameter-free module, so it runs in the inputs' dtype and its
+    gradient flows through whatever torch operations it uses; anything else (42, a string, a state_dict)
+    is a one-line `ConfigError`."""
+    if isinstance(model, nn.Module):
+        return model
+    if callable(model) and not isinstance(model, type):
+        return _FunctionModel(model)
+    raise ConfigError(
+        f"model {show(model)} is not a model; give a torch.nn.Module or a callable mapping images (N, C, H, W) "
+        "to logits (N, K)"
+    )
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -478,6 +505,7 @@ def _checked_arguments(
     tolerance=DEFAULT_TOLERANCE,
     zero_grad_threshold=DEFAULT_ZERO_GRAD_THRESHOLD,
 ) -> _Arguments:
+    as_model(model)
     specs = resolve_attacks(attacks)
     clash = [s.label for s in specs if s.label in RESERVED_LABELS]
     if clash:
@@ -598,6 +626,7 @@ def run_evaluation(
     attack that cannot run in the model's dtype (torchattacks' APGD, APGD-T and Square run in float64
     and float32, FAB-T and `aa-reference` in float32 only; FGSM and PGD in all four).
     """
+    model = as_model(model)
     args = _checked_arguments(
         model, inputs, labels, attacks, eps, eps_l2, batch_size, device, seed, tolerance, zero_grad_threshold
     )
@@ -706,6 +735,7 @@ def generate_adversarial(
     `run_evaluation`); the result has the shape and dtype of `inputs`, on the evaluation device. Raises a
     one-line `ConfigError` for what `run_evaluation` refuses, and for more than one attack or budget.
     """
+    model = as_model(model)
     specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
     if len(specs) != 1:
         raise ConfigError(f"generate_adversarial takes one attack, got {show(attack)}")
@@ -727,7 +757,36 @@ def generate_adversarial(
         s = batch_seed(seed, spec.label, eps, 0)
         torch.manual_seed(s)
         ctx = AttackContext(target, int(logits.shape[1]), dev, clean_grad=grad)
-        return spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach().to(inputs.dtype)
+        adversarial = spec.entry.runner(ctx, x, y, eps, spec.resolved(), s).detach()
+        return within_budget(adversarial, inputs.to(dev), eps, spec.norm)
+
+
+def within_budget(adversarial: torch.Tensor, clean: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """`adversarial` in the dtype of `clean`, within `eps` of it in that dtype: an attack run in another
+    dtype (a float16 model on float32 inputs) or rounding to a low-precision dtype (bfloat16) can land a
+    value just past the budget. The perturbation is clamped to the budget in float64 (L-infinity) or
+    scaled onto it (L2), and a value that rounding still puts outside is moved one step toward the clean
+    input; the result stays in [0, 1]."""
+    dtype = clean.dtype
+    base = clean.double()
+    delta = adversarial.double() - base
+    if norm == "l2":
+        norms = delta.flatten(1).norm(dim=1).clamp_min(1e-30)
+        delta = delta * (eps / norms).clamp(max=1.0).view(-1, *[1] * (delta.dim() - 1))
+    else:
+        delta = delta.clamp(-eps, eps)
+    out = (base + delta).clamp(0.0, 1.0).to(dtype)
+    for _ in range(8):  # rounding: at most a few steps of the dtype toward the clean input
+        diff = out.double() - base
+        if norm == "l2":
+            over_rows = diff.flatten(1).norm(dim=1) > eps
+            over = over_rows.view(-1, *[1] * (diff.dim() - 1)).expand_as(diff) & (diff != 0)
+        else:
+            over = diff.abs() > eps
+        if not bool(over.any()):
+            break
+        out = torch.where(over, torch.nextafter(out, clean), out)
+    return out
 
 
 def _assert_invariants(
