@@ -275,3 +275,85 @@ def test_adversarial_inputs_stay_within_the_budget_in_their_own_dtype(model_dtyp
         assert float(delta.abs().max()) <= eps
     assert float(adv.double().min()) >= 0 and float(adv.double().max()) <= 1
     assert float(delta.abs().max()) > 0.5 * (eps if "l2" not in attack else 0.01)  # the attack still moved
+
+
+# ---- dataset loaders -----------------------------------------------------------------------------------
+def _register(name, loader, **facts):
+    from robust_glo.data import register_dataset
+
+    values = dict(
+        num_classes=10,
+        image_shape=(1, 8, 8),
+        mean=(0.5,),
+        std=(0.3,),
+        default_val_size=20,
+        default_model="digits-cnn",
+        n_train=200,
+        n_test=50,
+        source="synthetic",
+    )
+    values.update(facts)
+    register_dataset(name, **values)(loader)
+
+
+def _arrays(n, dtype=torch.float32, scale=1.0, labels=torch.int64, high=10):
+    g = torch.Generator().manual_seed(n)
+    return (torch.rand(n, 1, 8, 8, generator=g) * scale).to(dtype), torch.randint(0, high, (n,), generator=g).to(labels)
+
+
+@pytest.mark.parametrize(
+    "kind, make, words",
+    [
+        ("u8", lambda: (*_arrays(200, torch.uint8, 255), *_arrays(50, torch.uint8, 255)), "are uint8; return float"),
+        ("255", lambda: (*_arrays(200, scale=255), *_arrays(50, scale=255)), "divide 0-255 values by 255"),
+        ("flt", lambda: (*_arrays(200, labels=torch.float32), *_arrays(50)), "train labels are float32"),
+        ("big", lambda: (*_arrays(200, high=12), *_arrays(50)), "train labels range over [0, 11]"),
+        ("list", lambda: (list(_arrays(200)[0]), _arrays(200)[1], *_arrays(50)), "are a list; return torch tensors"),
+    ],
+)
+def test_what_a_loader_returns_is_checked(kind, make, words):
+    from robust_glo.data import load_dataset
+    from robust_glo.data.registry import unregister_dataset
+    from robust_glo.errors import DatasetError
+
+    name = f"toy-{kind}"
+    _register(name, lambda root, download: make())
+    try:
+        with pytest.raises(DatasetError) as exc:
+            load_dataset(name)
+        assert name in _one_line(exc) and words in str(exc.value), str(exc.value)
+    finally:
+        unregister_dataset(name)
+
+
+def test_numpy_and_int32_loaders_are_converted_and_missing_files_named(tmp_path):
+    from robust_glo.data import load_dataset
+    from robust_glo.data.registry import unregister_dataset
+    from robust_glo.errors import DatasetError
+
+    _register(
+        "toy-np", lambda root, download: tuple(t.numpy() for t in (*_arrays(200, labels=torch.int32), *_arrays(50)))
+    )
+
+    def missing(root, download):
+        raise FileNotFoundError("no toy.npz")
+
+    _register("toy-missing", missing)
+    try:
+        data = load_dataset("toy-np")
+        assert data.train.images.dtype == torch.float32 and data.test.labels.dtype == torch.int64
+        with pytest.raises(DatasetError) as exc:
+            load_dataset("toy-missing", root=tmp_path)
+        assert "toy-missing" in _one_line(exc) and str(tmp_path) in str(exc.value) and "no toy.npz" in str(exc.value)
+    finally:
+        unregister_dataset("toy-np")
+        unregister_dataset("toy-missing")
+
+
+def test_register_dataset_refuses_too_few_classes_and_a_zero_std():
+    from robust_glo.errors import DatasetError
+
+    for facts, words in (({"num_classes": 1}, "num_classes must be an integer >= 2"), ({"std": (0.0,)}, "std must")):
+        with pytest.raises(DatasetError) as exc:
+            _register("toy-bad", lambda root, download: None, **facts)
+        assert "toy-bad" in _one_line(exc) and words in str(exc.value)

@@ -80,8 +80,17 @@ def register_dataset(
         n_train=n_train,
         n_test=n_test,
     )
+    from robust_glo.errors import DatasetError
+
     if len(info.image_shape) != 3 or not (len(info.mean) == len(info.std) == info.image_shape[0]):
-        raise ValueError(f"dataset {name!r}: image_shape must be (C, H, W) with C values each in mean and std")
+        raise DatasetError(f"dataset {name!r}: image_shape must be (C, H, W) with C values each in mean and std")
+    if info.num_classes < 2:
+        raise DatasetError(f"dataset {name!r}: num_classes must be an integer >= 2, got {num_classes!r}")
+    if not all(s > 0 and s < float("inf") for s in info.std):
+        raise DatasetError(
+            f"dataset {name!r}: std must be positive and finite per channel (inputs are divided by it), "
+            f"got {tuple(std)}"
+        )
 
     def decorator(loader: Loader) -> Loader:
         if name in DATASETS:
@@ -147,11 +156,22 @@ def check_split_sizes(
 
 def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
     """Call the registered loader; return its four tensors and where they came from, checked against the
-    registered facts (a one-line `DatasetError` naming the dataset when they disagree)."""
+    registered facts (a one-line `DatasetError` naming the dataset when they disagree).
+
+    Checked: images floating point in [0, 1] (uint8 or 0-255 values are refused, naming the range seen)
+    with the registered (C, H, W), made float32; labels integers in [0, num_classes), made int64; numpy
+    arrays are converted to tensors, anything else refused. A `FileNotFoundError` of the loader is a
+    one-line `DatasetError` naming the dataset and the folder it looked in."""
     from robust_glo.errors import DatasetError
 
     loader, default_source = _LOADERS[name]
-    out = loader(root, download)
+    try:
+        out = loader(root, download)
+    except FileNotFoundError as exc:
+        raise DatasetError(
+            f"dataset {name!r}: its loader found no files under {str(root)!r} ({exc}); put the files there, or "
+            "give the folder with --data-root (data_root= in Python)"
+        ) from None
     if not isinstance(out, tuple) or len(out) not in (4, 5):
         raise DatasetError(
             f"dataset {name!r}: its loader must return (train_images, train_labels, test_images, test_labels), "
@@ -159,10 +179,13 @@ def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
         )
     raw = Raw(*out)
     info = DATASETS[name]
+    parts = {}
     for part, images, labels in (
         ("train", raw.train_images, raw.train_labels),
         ("test", raw.test_images, raw.test_labels),
     ):
+        images = _tensor(images, name, f"{part} images")
+        labels = _tensor(labels, name, f"{part} labels")
         shape = tuple(images.shape[1:])
         if images.dim() != 4 or shape != info.image_shape:
             raise DatasetError(
@@ -173,4 +196,43 @@ def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
                 f"dataset {name!r}: the loader's {part} labels have shape {tuple(labels.shape)}; "
                 f"need ({len(images)},), one per image"
             )
-    return raw, raw.source or default_source
+        if not images.is_floating_point():
+            raise DatasetError(
+                f"dataset {name!r}: the loader's {part} images are {str(images.dtype).removeprefix('torch.')}; "
+                "return float images in [0, 1] (e.g. images.float() / 255)"
+            )
+        if len(images):
+            low, high = float(images.min()), float(images.max())
+            if not (0.0 <= low and high <= 1.0):  # NaN fails too
+                raise DatasetError(
+                    f"dataset {name!r}: the loader's {part} images range over [{low:g}, {high:g}]; return images "
+                    "in [0, 1]" + (" (divide 0-255 values by 255)" if high > 1.0 and high <= 255.0 else "")
+                )
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise DatasetError(
+                f"dataset {name!r}: the loader's {part} labels are {str(labels.dtype).removeprefix('torch.')}; "
+                f"return integer class indices in [0, {info.num_classes})"
+            )
+        if len(labels):
+            low, high = int(labels.min()), int(labels.max())
+            if low < 0 or high >= info.num_classes:
+                raise DatasetError(
+                    f"dataset {name!r}: the loader's {part} labels range over [{low}, {high}]; registered "
+                    f"num_classes {info.num_classes} needs class indices in [0, {info.num_classes - 1}]"
+                )
+        parts[part] = (images.to(torch.float32), labels.to(torch.int64))
+    checked = Raw(*parts["train"], *parts["test"], raw.source)
+    return checked, raw.source or default_source
+
+
+def _tensor(value: object, name: str, what: str) -> torch.Tensor:
+    """A loader's array as a tensor: a torch tensor as it is, a numpy array converted; else a DatasetError."""
+    from robust_glo.errors import DatasetError
+
+    if isinstance(value, torch.Tensor):
+        return value
+    if type(value).__module__.split(".")[0] == "numpy" and hasattr(value, "dtype"):
+        import numpy as np
+
+        return torch.from_numpy(np.ascontiguousarray(value))
+    raise DatasetError(f"dataset {name!r}: the loader's {what} are a {type(value).__name__}; return torch tensors")
