@@ -357,3 +357,37 @@ def test_register_dataset_refuses_too_few_classes_and_a_zero_std():
         with pytest.raises(DatasetError) as exc:
             _register("toy-bad", lambda root, download: None, **facts)
         assert "toy-bad" in _one_line(exc) and words in str(exc.value)
+
+
+# ---- sizes against the data ----------------------------------------------------------------------------
+def test_attack_samples_against_the_validation_split(tmp_path, capsys, monkeypatch):
+    import json
+
+    from robust_glo.evolution import EvolveConfig
+
+    monkeypatch.chdir(tmp_path)
+    args = ["evolve", "--dataset", "digits", "--fitness", "fgsm:0.1", "--out", "E"]
+    assert main([*args, "--attack-samples", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert "attack-samples 5000 is more than the 180 images in the validation split of digits" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "E").exists()
+    # the default is the whole split when smaller, recorded as the number; fashion-mnist keeps 1000
+    assert EvolveConfig.create(dataset="digits", fitness="fgsm:0.1").attack_samples == 180
+    assert EvolveConfig.create(dataset="fashion-mnist").attack_samples == 1000
+    assert EvolveConfig.create(dataset="digits", fitness="fgsm:0.1", val_size=50).attack_samples == 50
+    small = ["--generations", "1", "--popsize", "2", "--steps", "2", "--topk", "1", "--reeval-seeds", "1"]
+    assert main([*args, *small, "--backend", "local", "--attack-samples", "20"]) == 0
+    assert json.loads((tmp_path / "E" / "config.json").read_text())["attack_samples"] == 20
+
+
+def test_diagnostics_n_against_the_images_attacked(tmp_path, capsys):
+    from robust_glo.comparison import CompareConfig
+
+    path = _suite(tmp_path, **{"attack.diagnostics": "n = 5000"})
+    assert main(["benchmark", path, "--check", "--out", str(tmp_path / "B")]) == 2
+    err = capsys.readouterr().err
+    assert "diagnostics n 5000 is more than the 30 test images attacked" in err and err.count("\n") == 1, err
+    # the default (200) is clamped to a tiny [attack] n and recorded so; an explicit n within it is kept
+    assert CompareConfig(dataset="digits", test_size=30).validated().diagnostics["n"] == 30
+    assert CompareConfig(dataset="digits", test_size=30, diagnostics={"n": 10}).validated().diagnostics["n"] == 10
+    assert CompareConfig(dataset="digits").validated().diagnostics["n"] == 200

@@ -20,7 +20,12 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
     ("--out", str, "DIR", "run directory (default runs/evolve)"),
     ("--invariant", str, "RULE", "paper (default), exact or off: reject candidates before training"),
     ("--fitness", str, "SPEC", "clean (default), fgsm:EPS, pgd:EPS[:STEPS], mix:W:fgsm:EPS or mix:W:pgd:EPS"),
-    ("--attack-samples", int, "N", "validation images attacked for a robust fitness (default 1000)"),
+    (
+        "--attack-samples",
+        int,
+        "N",
+        "validation images attacked for a robust fitness (default 1000, or the whole validation split when smaller)",
+    ),
     (
         "--backend",
         str,

@@ -86,6 +86,7 @@ class CompareConfig:
 
         check_split_sizes(self.dataset, test_size=test_size)  # before any training
         diagnostics = DiagnosticSettings.from_dict(self.diagnostics).to_dict()
+        diagnostics = _diagnostics_within(diagnostics, "n" in self.diagnostics, self.dataset, test_size)
         source = self.transfer_from if self.transfer_from is not None else losses[0]
         if source not in losses:
             raise ConfigError(f"transfer_from {source!r} is not one of the losses: {', '.join(losses)}")
@@ -140,6 +141,24 @@ class CompareConfig:
 
     def diagnostic_settings(self) -> DiagnosticSettings:
         return DiagnosticSettings.from_dict(self.diagnostics)
+
+
+def _diagnostics_within(diagnostics: dict[str, Any], given: bool, dataset: str, test_size: int | None) -> dict:
+    """The diagnostics' subsample `n` against the images attacked (`test_size`, or the test split): a
+    larger `n` given explicitly is a one-line `ConfigError`; the default (200) is clamped to the images
+    attacked and recorded so (a tiny [attack] n)."""
+    from robust_glo.data.registry import DATASETS
+
+    attacked = test_size if test_size is not None else DATASETS[dataset].n_test
+    n = int(diagnostics.get("n", 0))
+    if attacked is None or n <= attacked:
+        return diagnostics
+    if given:
+        raise ConfigError(
+            f"diagnostics n {n} is more than the {attacked} test images attacked ([attack] n / test_size); give at "
+            f"most {attacked}, or 0 to skip the diagnostics' extra attacks"
+        )
+    return DiagnosticSettings.from_dict({**diagnostics, "n": attacked}).to_dict()
 
 
 def _seeds(value: Any) -> list[int]:

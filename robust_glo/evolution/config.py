@@ -118,6 +118,9 @@ def parse_fitness(spec: str) -> FitnessSpec:
     return FitnessSpec(text, attack, eps, weight, steps)
 
 
+DEFAULT_ATTACK_SAMPLES = 1000
+
+
 @dataclass
 class EvolveConfig:
     """Everything that determines an evolution run (docs/method.md defaults where they fit a CPU).
@@ -138,7 +141,9 @@ class EvolveConfig:
     sigma0: float = 1.2
     invariant: str = "paper"
     fitness: str = "clean"
-    attack_samples: int = 1000  # validation images attacked for a robust fitness
+    # Validation images attacked for a robust fitness. None: 1000, or the whole validation split when it
+    # is smaller (digits); validate() records the resolved number, and refuses more than the split holds.
+    attack_samples: int | None = None
     fidelity: str = "flat"  # "flat": every candidate trains `steps`; "halving": successive halving in rungs
     eta: int = 3  # halving: the best 1/eta of a rung go on to the next
     rungs: int = 3  # halving: rung budgets steps / eta^(rungs-1), ..., steps / eta, steps
@@ -204,7 +209,7 @@ class EvolveConfig:
 
             if self.model not in list_models():
                 raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(list_models())}")
-        for name in ("generations", "steps", "attack_samples", "topk", "reeval_seeds"):
+        for name in ("generations", "steps", "topk", "reeval_seeds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.evaluations is not None and self.evaluations < 1:
@@ -235,6 +240,7 @@ class EvolveConfig:
         parse_fitness(self.fitness)
         self.recipe.validate()
         check_split_sizes(self.dataset, val_size=self.recipe.val_size)
+        self._resolve_attack_samples()
         if not (math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0):
             raise ConfigError(f"cpus-per-task must be > 0, got {self.cpus_per_task}")
         if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
@@ -248,6 +254,21 @@ class EvolveConfig:
         if not str(self.out).strip():
             raise ConfigError("out must name a run directory")
         return self
+
+    def _resolve_attack_samples(self) -> None:
+        """attack_samples against the validation split (`val_size`, or the dataset's default): None becomes
+        min(1000, split), recorded; more than the split holds is refused for a robust fitness."""
+        n_val = self.recipe.val_size if self.recipe.val_size is not None else DATASETS[self.dataset].default_val_size
+        if self.attack_samples is None:
+            self.attack_samples = max(1, min(DEFAULT_ATTACK_SAMPLES, n_val))
+            return
+        if isinstance(self.attack_samples, bool) or not isinstance(self.attack_samples, int) or self.attack_samples < 1:
+            raise ConfigError(f"attack-samples must be an integer >= 1, got {self.attack_samples!r}")
+        if self.fitness_spec.robust and self.attack_samples > n_val:
+            raise ConfigError(
+                f"attack-samples {self.attack_samples} is more than the {n_val} images in the validation split of "
+                f"{self.dataset}; give at most {n_val}, or leave it unset for min(1000, the split)"
+            )
 
     @property
     def total_generations(self) -> int:
