@@ -391,3 +391,31 @@ def test_diagnostics_n_against_the_images_attacked(tmp_path, capsys):
     assert CompareConfig(dataset="digits", test_size=30).validated().diagnostics["n"] == 30
     assert CompareConfig(dataset="digits", test_size=30, diagnostics={"n": 10}).validated().diagnostics["n"] == 10
     assert CompareConfig(dataset="digits").validated().diagnostics["n"] == 200
+
+
+# ---- evolution CSV views -------------------------------------------------------------------------------
+def test_damaged_evolution_csvs_are_rebuilt_on_resume_and_named_by_the_report(tmp_path):
+    import pandas as pd
+
+    from robust_glo.errors import StateFileError
+    from robust_glo.reporting.inputs import load_inputs
+
+    root = tmp_path / "bench"
+    out = root / "evolve"
+    kw = dict(dataset="digits", generations=2, popsize=3, steps=2, topk=1, reeval_seeds=1, backend="local")
+    robust_glo.evolve(out=out, progress=False, **kw)
+    good = {name: (out / name).read_text() for name in ("history.csv", "generations.csv")}
+    pd.DataFrame({"loss": ["ce"], "seed": [0], "attack": ["clean"], "eps": [0.0], "accuracy": [0.9]}).to_csv(
+        root / "results.csv", index=False
+    )
+    assert len(load_inputs(root).evolutions[0].history) == 6
+    for name, keep in (("history.csv", 0.6), ("generations.csv", 0.7)):
+        (out / name).write_text(good[name][: int(len(good[name]) * keep)])
+        with pytest.raises(StateFileError) as exc:
+            load_inputs(root)
+        text = _one_line(exc)
+        assert name in text and "re-run the evolve stage" in text, text
+        result = robust_glo.evolve(out=out, resume=True, progress=False, **kw)
+        assert result.evaluated_now == 0
+        assert (out / name).read_text() == good[name]
+    assert len(load_inputs(root).evolutions[0].history) == 6

@@ -201,13 +201,46 @@ def _read_evolutions(root: Path) -> list[EvolutionInputs]:
     for name, folder in folders:
         if not (folder / "history.csv").is_file():
             continue
-        evo = EvolutionInputs(name, folder.relative_to(root).as_posix(), _read_csv(folder / "history.csv"))
+        history = _read_evolution_view(folder / "history.csv", "candidates", ("generation", "index", "status"))
+        if (folder / "generations.csv").is_file():
+            _read_evolution_view(folder / "generations.csv", "generations", ("generation",))
+        evo = EvolutionInputs(name, folder.relative_to(root).as_posix(), history)
         if (folder / "reevaluation.csv").is_file():
             evo.reevaluation = _read_csv(folder / "reevaluation.csv")
         if (folder / "best_loss.json").is_file():
             evo.best_loss = _read_json(folder / "best_loss.json")
         out.append(evo)
     return out
+
+
+def _read_evolution_view(path: Path, records: str, keys: tuple[str, ...]) -> pd.DataFrame:
+    """An evolution's CSV view (history.csv, generations.csv) checked whole: a file cut short (no final
+    newline, rows missing their key columns, fewer rows than evaluations.json holds `records` of) is a
+    one-line `StateFileError` naming it and the fix, never a report with wrong counts."""
+    from robust_glo.errors import StateFileError
+    from robust_glo.utils import read_json_or_none
+
+    fix = (
+        "re-run the evolve stage (robust-glo benchmark SUITE --out DIR, or robust-glo evolve --resume --out "
+        f"{str(path.parent)!r}): it rebuilds the file from evaluations.json"
+    )
+    text = path.read_text(errors="replace")
+    frame = _read_csv(path)
+    problem = None
+    if not text.endswith("\n"):
+        problem = "cut short: no final newline"
+    elif any(k not in frame.columns for k in keys):
+        problem = f"lacks column(s) {', '.join(k for k in keys if k not in frame.columns)}"
+    elif frame[list(keys)].isna().any().any():
+        problem = "a row lacks its " + "/".join(keys)
+    else:
+        stored = read_json_or_none(path.parent / "evaluations.json", expect=dict)
+        expected = len(stored.get(records, [])) if isinstance(stored, dict) else None
+        if expected is not None and len(frame) != expected:
+            problem = f"{len(frame)} rows, but evaluations.json holds {expected} {records}"
+    if problem:
+        raise StateFileError(f"{str(path)!r} is damaged ({problem}); {fix}")
+    return frame
 
 
 def _unique_labels(inputs: ReportInputs) -> None:

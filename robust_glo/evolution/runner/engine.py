@@ -166,6 +166,8 @@ def run_evolution(
         with store.lock():
             store.load()  # an unreadable evaluations.json stops the resume before anything is written
             _write_metadata(store, config, problem, resumed=existing, backend=backend.name)
+            if existing and store.candidates:
+                store.write_views()  # CSV views cut short from outside are rebuilt from evaluations.json
             return _Engine(config, store, problem, backend, t_start).run()
     finally:
         if owned:

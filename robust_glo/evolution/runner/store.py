@@ -186,6 +186,12 @@ class RunStore:
                 **({"rungs": [self.rungs[k] for k in sorted(self.rungs)]} if self.rungs else {}),
             },
         )
+        self.write_views()
+
+    def write_views(self) -> None:
+        """The CSV views of evaluations.json (history.csv, generations.csv, rungs.csv), rewritten from the
+        records in memory: on every save, and on resume, so that a view damaged from outside is rebuilt."""
+        candidates = [self.candidates[k] for k in sorted(self.candidates)]
         if self.rungs:
             rows = [self.rungs[k] for k in sorted(self.rungs)]
             atomic_write_text(self.path("rungs.csv"), _csv(RUNG_COLUMNS, map(_flat, rows)))
