@@ -80,7 +80,7 @@ def check_loss_on_probe(
     if not (finite and grad_finite):
         what = f"value ({float(value.detach())})" if not finite else "gradient"
         raise NonFiniteLossError(
-            f"loss spec {spec or repr(loss_fn)!r}: the loss {what} is not finite on small random logits "
+            f"loss spec {spec or repr(loss_fn)!r}: the loss {what} is not finite on a training batch of random logits "
             "(its parameters overflow in float32 when combined): give smaller parameters"
         )
 
