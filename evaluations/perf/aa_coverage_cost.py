@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0 = time.perf_counter()
     before = run_evaluation(run.model, x, y, BEFORE, eps, eps_l2=eps_l2, seed=suite.attack_seed)
+
+    def save() -> None:  # after every part: a run stopped midway keeps what it measured
+        if not args.smoke:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps(out, indent=1, default=str))
+            print(f"saved {', '.join(k for k in out if isinstance(out[k], dict))} to {args.out}", flush=True)
+
     out["before"] = {
         "attacks": BEFORE,
         "seconds": time.perf_counter() - t0,
@@ -95,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
         "worst_l2": _worst(before, "worst:l2"),
     }
 
+    save()
     t0 = time.perf_counter()
     after = run_evaluation(run.model, x, y, attacks_after, eps, eps_l2=eps_l2, seed=suite.attack_seed)
     attack_seconds = time.perf_counter() - t0
@@ -114,10 +122,12 @@ def main(argv: list[str] | None = None) -> dict:
         "diagnostics": diag.drop(columns=["detail"]).to_dict("records"),
     }
 
+    save()
     t0 = time.perf_counter()
     reference = run_evaluation(run.model, x, y, ["aa-reference"], eps, seed=suite.attack_seed)
     out["aa_reference"] = {"seconds": time.perf_counter() - t0, "worst": _worst(reference)}
 
+    save()
     if args.reference:
         out["fra31"] = _fra31(args.reference, run.model, x, y, [e for e in eps if e > 0], suite.attack_seed)
     gaps = {e: out["after"]["worst"][e] - out["aa_reference"]["worst"][e] for e in out["aa_reference"]["worst"]}
