@@ -36,6 +36,19 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
     ("--fidelity", str, "NAME", "flat (default: every candidate trains --steps) or halving (successive halving)"),
     ("--eta", int, "ETA", "halving: the best 1/ETA of each rung are trained further (default 3)"),
     ("--rungs", int, "R", "halving: rungs of steps/ETA^(R-1), ..., steps/ETA, steps (default 3)"),
+    (
+        "--rung-fitness",
+        str,
+        "NAME",
+        "halving: what a rung ranks by: stated (default: the run's fitness, robust part included) or clean",
+    ),
+    (
+        "--clean-margin",
+        float,
+        "M",
+        "rank candidates whose clean validation accuracy is more than M below cross-entropy's (same budget "
+        "and seed) below every candidate within M (default: no constraint)",
+    ),
     ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
     ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),
     ("--val-size", int, "N", "validation images carved from the training set (default: the dataset's)"),

@@ -40,10 +40,11 @@ class Job:
     stop_at: int | None = None
     state: str | None = None
     collapse: str = ""  # "", "loss" or "any": see TaylorGLOProblem.evaluate
+    reference: str | None = None  # a loss spec trained instead of theta: the clean-accuracy reference
 
     def options(self) -> dict[str, Any]:
-        """The rung keywords of `TaylorGLOProblem.evaluate` that differ from its defaults (none when flat)."""
-        values = {"stop_at": self.stop_at, "state": self.state, "collapse": self.collapse}
+        """The keywords of `TaylorGLOProblem.evaluate` that differ from its defaults (none when flat)."""
+        values = {"stop_at": self.stop_at, "state": self.state, "collapse": self.collapse, "reference": self.reference}
         return {k: v for k, v in values.items() if v not in (None, "")}
 
 
@@ -85,6 +86,11 @@ class BatchedBackend(Backend):
     name = "batched"
 
     def run(self, problem: TaylorGLOProblem, jobs: Sequence[Job]) -> Iterator[tuple[Job, Evaluation]]:
+        for job in jobs:  # a reference loss is not a TaylorGLO theta: trained on its own
+            if job.reference is not None:
+                yield job, problem.evaluate(job.theta, job.seed, **job.options())
+        jobs = [job for job in jobs if job.reference is None]
+
         def group_key(i: int) -> tuple:
             return (jobs[i].seed, jobs[i].stop_at or 0, jobs[i].collapse)
 

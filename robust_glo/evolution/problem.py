@@ -44,7 +44,7 @@ from robust_glo.analysis.invariant import invariant_holds_batch, invariant_margi
 from robust_glo.data import DatasetSplits, load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
-from robust_glo.losses import TaylorGLOLoss
+from robust_glo.losses import TaylorGLOLoss, get_loss
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.losses.user import NonFiniteLossError
 from robust_glo.models import create_model
@@ -161,6 +161,7 @@ class TaylorGLOProblem:
         attack_samples: int = 1000,
         device: str = "auto",
         threads: int | None = None,
+        robust_every_rung: bool = True,
     ):
         from robust_glo.data.registry import DATASETS
 
@@ -179,6 +180,7 @@ class TaylorGLOProblem:
         self.attack_samples = int(attack_samples)
         self.device = device
         self.threads = threads
+        self.robust_every_rung = bool(robust_every_rung)
         self._splits: DatasetSplits | None = None
 
     @classmethod
@@ -194,6 +196,7 @@ class TaylorGLOProblem:
             attack_samples=config.attack_samples,
             device=config.device,
             threads=config.threads,
+            robust_every_rung=config.rung_fitness == "stated",
         )
 
     # ---- pickling: ship the settings, not the data ---------------------------------------------------
@@ -260,26 +263,44 @@ class TaylorGLOProblem:
         stop_at: int | None = None,
         state: str | None = None,
         collapse: str = "",
+        reference: str | None = None,
     ) -> Evaluation:
         """Score one theta `(8,)`: rejected without training, or trained from weights and batches `seed`.
 
-        A successive-halving rung passes `stop_at` (train that far on the schedule of `steps`, scored on
-        clean validation accuracy: the robust fitness is computed at the full budget only) and `state`
-        (a file to resume the candidate's training from and to save it to). `collapse` turns a model into
-        status `collapsed` when its training loss has not moved ("loss"), or also when its validation
-        accuracy is at chance ("any"); "" never."""
+        A successive-halving rung passes `stop_at` (train that far on the schedule of `steps`) and `state`
+        (a file to resume the candidate's training from and to save it to); the rung is scored on the stated
+        fitness, or on clean validation accuracy below the full budget when `robust_every_rung` is off.
+        `collapse` turns a model into status `collapsed` when its training loss has not moved ("loss"), or
+        also when its validation accuracy is at chance ("any"); "" never.
+
+        `reference` (a loss spec such as "ce") trains that loss instead of theta, with the same weights,
+        batches and budget, and scores its clean validation accuracy only: the reference of the clean-accuracy
+        constraint (`EvolveConfig.clean_margin`)."""
+        if reference is not None:
+            with torch_threads(self.threads):
+                return self._train_and_score(
+                    (), seed, stop_at=stop_at, state=state, collapse="", loss=get_loss(reference), clean_only=True
+                )
         if not bool(self.screen([theta])[0]):
             return Evaluation.rejected(float(self.violation([theta])[0]))
         with torch_threads(self.threads):
             return self._train_and_score(theta, seed, stop_at=stop_at, state=state, collapse=collapse)
 
     def _train_and_score(
-        self, theta: Sequence[float], seed: int, *, stop_at: int | None, state: str | None, collapse: str
+        self,
+        theta: Sequence[float],
+        seed: int,
+        *,
+        stop_at: int | None,
+        state: str | None,
+        collapse: str,
+        loss: nn.Module | None = None,
+        clean_only: bool = False,
     ) -> Evaluation:
         t0 = time.perf_counter()
         device = resolve_device(self.device)
         model = self.build_model(seed)
-        loss = TaylorGLOLoss(theta)
+        loss = loss if loss is not None else TaylorGLOLoss(theta)
         try:
             result = fit(
                 model,
@@ -300,7 +321,9 @@ class TaylorGLOProblem:
         if status != "ok":
             return Evaluation.diverged(steps_done, message, seconds=time.perf_counter() - t0, steps_trained=trained)
         final = stop_at is None or stop_at >= self.steps
-        return self.score_model(model, seed, t0, final=final, steps_trained=trained, curve=curve, collapse=collapse)
+        return self.score_model(
+            model, seed, t0, final=final, steps_trained=trained, curve=curve, collapse=collapse, clean_only=clean_only
+        )
 
     def collapse_reason(self, accuracy: float, curve: Sequence[tuple[int, float]], mode: str = "any") -> str:
         """Why a trained model counts as collapsed ("" when it does not): a training loss whose first and
@@ -327,13 +350,23 @@ class TaylorGLOProblem:
         steps_trained: int | None = None,
         curve: Sequence[tuple[int, float]] = (),
         collapse: str = "",
+        clean_only: bool = False,
     ) -> Evaluation:
-        """Validation (and, at the full budget, robust validation) accuracy of a trained model ->
-        `Evaluation("trained")`, or "collapsed" when `collapse_reason(..., collapse)` finds a reason."""
+        """Validation (and, for a robust fitness, robust validation) accuracy of a trained model ->
+        `Evaluation("trained")`, or "collapsed" when `collapse_reason(..., collapse)` finds a reason.
+        `clean_only` scores 1 - clean validation accuracy whatever the fitness (a reference run)."""
         device = resolve_device(self.device)
         acc = evaluate_accuracy(model, self.splits.val, batch_size=self.recipe.eval_batch_size, device=device)
         return self._scored(
-            acc, lambda: model, seed, t0, final=final, steps_trained=steps_trained, curve=curve, collapse=collapse
+            acc,
+            lambda: model,
+            seed,
+            t0,
+            final=final,
+            steps_trained=steps_trained,
+            curve=curve,
+            collapse=collapse,
+            clean_only=clean_only,
         )
 
     def _scored(
@@ -347,14 +380,17 @@ class TaylorGLOProblem:
         steps_trained: int | None,
         curve: Sequence[tuple[int, float]],
         collapse: str,
+        clean_only: bool = False,
     ) -> Evaluation:
         """The evaluation of a model with validation accuracy `acc` (`get_model` builds it when the robust
-        fitness needs it); `t0` is when its evaluation started."""
+        fitness needs it); `t0` is when its evaluation started. The robust part is measured at the full
+        budget, and at every rung when `robust_every_rung` (a rung then ranks by the fitness it states)."""
         reason = self.collapse_reason(acc, curve, collapse)
         if reason:
             return Evaluation("collapsed", 1.0 - acc, acc, None, time.perf_counter() - t0, reason, steps_trained)
-        robust = self.robust_accuracy(get_model(), seed) if (self.fitness.robust and final) else None
-        fitness = self.fitness.combine(acc, robust) if final else 1.0 - acc
+        attacked = self.fitness.robust and not clean_only and (final or self.robust_every_rung)
+        robust = self.robust_accuracy(get_model(), seed) if attacked else None
+        fitness = self.fitness.combine(acc, robust) if attacked else 1.0 - acc
         seconds = time.perf_counter() - t0
         if not math.isfinite(fitness):  # cannot happen for accuracies; guard pycma all the same
             return Evaluation.diverged(self.steps, "non-finite fitness", seconds, acc, robust)

@@ -56,6 +56,25 @@ def final_fitness(status: str, rung: int, n_rungs: int, rung_fitness: float) -> 
     raise ValueError(f"no halving band for status {status!r}")
 
 
+REEVAL_KEYS = ("seed", "status", "fitness", "val_accuracy", "robust_accuracy", "objective")
+REFERENCE_LOSS = "ce"  # the clean-accuracy constraint's reference (EvolveConfig.clean_margin)
+
+
+def constrained_fitness(objective: float, accuracy: float, floor: float | None) -> float:
+    """The rank key of a trained candidate under the clean-accuracy constraint (lower is better), in [0, 1]
+    like the stated fitness, so the halving bands above it stay as they are.
+
+    A candidate whose clean validation accuracy reaches `floor` (cross-entropy's accuracy on the same budget
+    and seed, minus the margin) keeps its order by the stated fitness, halved into [0, 0.5]; one below it
+    ranks after all of those, the nearer the floor the better: 0.5 + 0.5 min(1, floor - accuracy), in
+    (0.5, 1]. CMA-ES only sees ranks, so the affine map changes nothing among candidates that meet the
+    constraint. `floor` None (the reference did not train) constrains nothing.
+    """
+    if floor is None or accuracy >= floor:
+        return 0.5 * objective
+    return 0.5 + 0.5 * min(1.0, floor - accuracy)
+
+
 def generation_seed(seed: int, generation: int) -> int:
     """Weights and batch-order seed shared by every candidate of `generation`."""
     return int(np.random.SeedSequence([seed, 1, generation]).generate_state(1)[0])
@@ -260,6 +279,7 @@ class _Engine:
             for i in np.flatnonzero(keep)
             if (g, int(i)) not in store.candidates
         ]
+        jobs += self._reference_jobs(("search", g, 0), seed)
         bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", len(thetas), cfg.progress)
 
         def mine() -> list[dict[str, Any]]:
@@ -268,7 +288,10 @@ class _Engine:
         bar.show(mine())
         try:
             for job, evaluation in self.backend.run(problem, jobs):
-                store.candidates[job.key] = _record(base[job.key[1]], evaluation)
+                if job.reference is None:
+                    store.candidates[job.key] = _record(base[job.key[1]], evaluation)
+                else:
+                    self._record_reference(job, evaluation)
                 store.save()
                 self.evaluated_now += 1
                 bar.show(mine())
@@ -278,7 +301,38 @@ class _Engine:
             r = store.candidates[(g, i)]
             r.setdefault("rung", None if r["status"] == "rejected" else 0)
             r.setdefault("steps", r.get("steps_trained") or 0)
+            self._constrain(r, ("search", g, 0))
         self._tell(optimizer, g, thetas, t0)
+
+    # ---- the clean-accuracy constraint -------------------------------------------------------------------
+    def _reference_jobs(self, key: tuple[str, int, int], seed: int, **options: Any) -> list[Job]:
+        """The reference training for `key` when the run has a clean-accuracy constraint and it is not on
+        disk yet (it trains next to the candidates, on the same backend)."""
+        if self.config.clean_margin is None or key in self.store.references:
+            return []
+        return [Job(key, (), seed, reference=REFERENCE_LOSS, **options)]
+
+    def _record_reference(self, job: Job, evaluation: Evaluation) -> None:
+        self.store.references[job.key] = {
+            "kind": job.key[0],
+            "at": [job.key[1], job.key[2]],
+            "loss": job.reference,
+            "seed": job.seed,
+            **evaluation.to_dict(),
+        }
+
+    def _constrain(self, record: dict[str, Any], key: tuple[str, int, int]) -> None:
+        """Turn a trained record's fitness into its rank under the clean-accuracy constraint (once: the stated
+        fitness is kept as `objective`, the floor as `clean_floor`)."""
+        margin = self.config.clean_margin
+        if margin is None or record["status"] != "trained" or "objective" in record:
+            return
+        reference = self.store.references.get(key)
+        ok = reference is not None and reference["status"] == "trained" and reference["val_accuracy"] is not None
+        floor = float(reference["val_accuracy"]) - margin if ok else None
+        record["objective"] = record["fitness"]
+        record["clean_floor"] = floor
+        record["fitness"] = constrained_fitness(record["fitness"], float(record["val_accuracy"]), floor)
 
     def _screen(self, g: int, thetas: np.ndarray) -> tuple[int, np.ndarray, list[dict[str, Any]]]:
         """Generation g's seed, which candidates pass the invariant, and every candidate's base record;
@@ -311,7 +365,8 @@ class _Engine:
 
     def _halving_generation(self, optimizer: CMAES, g: int, thetas: np.ndarray, t0: float) -> None:
         """Successive halving inside generation g (docs/method.md): every candidate that passes the invariant
-        trains to the first rung's budget; the best 1/eta of each rung (by clean validation fitness, ties by
+        trains to the first rung's budget; the best 1/eta of each rung (by the rung's fitness: the stated
+        one, or clean with `rung_fitness` "clean"; under the clean-accuracy constraint its rank; ties by
         index) resume from their saved state to the next budget, up to `steps`. Every rung's result is saved
         as it arrives (evaluations.json "rungs"), so a resumed run recomputes only the jobs in flight."""
         cfg, store, problem = self.config, self.store, self.problem
@@ -337,10 +392,25 @@ class _Engine:
                     for i in contenders
                     if (g, i, r) not in store.rungs
                 ]
+                jobs += self._reference_jobs(
+                    ("search", g, r),
+                    seed,
+                    stop_at=budget if r < n_rungs - 1 else None,
+                    state=str(store.path("states") / f"g{g}-reference.pt"),
+                )
                 for job, evaluation in self.backend.run(problem, jobs):
-                    store.rungs[job.key] = {**_record(base[job.key[1]], evaluation), "rung": r, "rung_steps": budget}
+                    if job.reference is None:
+                        store.rungs[job.key] = {
+                            **_record(base[job.key[1]], evaluation),
+                            "rung": r,
+                            "rung_steps": budget,
+                        }
+                    else:
+                        self._record_reference(job, evaluation)
                     store.save()
                     self.evaluated_now += 1
+                for i in contenders:
+                    self._constrain(store.rungs[(g, i, r)], ("search", g, r))
                 ok = [i for i in contenders if store.rungs[(g, i, r)]["status"] == "trained"]
                 if r < n_rungs - 1:
                     ranked = sorted(ok, key=lambda i: (store.rungs[(g, i, r)]["fitness"], i))
@@ -409,10 +479,12 @@ class _Engine:
             for s in range(cfg.reeval_seeds)
             if (r["generation"], r["index"], s) not in store.reevaluations
         ]
+        for s in range(cfg.reeval_seeds):
+            jobs += self._reference_jobs(("reeval", s, 0), seeds[s])
         by_key = {(r["generation"], r["index"]): r for r in top}
         bar = tqdm(
             total=len(top) * cfg.reeval_seeds,
-            initial=len(top) * cfg.reeval_seeds - len(jobs),
+            initial=len(top) * cfg.reeval_seeds - sum(job.reference is None for job in jobs),
             desc=f"re-evaluate top {len(top)}",
             disable=not cfg.progress,
             leave=True,
@@ -420,6 +492,10 @@ class _Engine:
         )
         try:
             for job, evaluation in self.backend.run(self.problem, jobs):
+                if job.reference is not None:
+                    self._record_reference(job, evaluation)
+                    store.save()
+                    continue
                 g, i, s = job.key
                 store.reevaluations[job.key] = _record(
                     {
@@ -438,6 +514,10 @@ class _Engine:
         finally:
             bar.close()
         rows, summaries = [], []
+        for (_, _, s), record in store.reevaluations.items():
+            self._constrain(record, ("reeval", s, 0))
+        if cfg.clean_margin is not None:
+            store.save()
         for rank, r in enumerate(top):
             evals = [store.reevaluations[(r["generation"], r["index"], s)] for s in range(cfg.reeval_seeds)]
             rows += [{**e, "rank": rank} for e in evals]
@@ -473,9 +553,12 @@ class _Engine:
             "fitness_std": float(np.std(fitness, ddof=1)) if len(fitness) > 1 else 0.0,
             "val_accuracy": mean("val_accuracy"),
             "robust_accuracy": mean("robust_accuracy"),
-            "reevaluations": [
-                {k: e[k] for k in ("seed", "status", "fitness", "val_accuracy", "robust_accuracy")} for e in evals
-            ],
+            **(
+                {"objective": mean("objective"), "clean_margin": cfg.clean_margin}
+                if cfg.clean_margin is not None
+                else {}
+            ),
+            "reevaluations": [{k: e[k] for k in REEVAL_KEYS if k in e} for e in evals],
             "search": {
                 "generation": chosen["generation"],
                 "index": chosen["index"],

@@ -7,7 +7,9 @@ candidates in flight.
     evaluations.json     every finished evaluation (the source of truth for --resume)
     history.csv          one row per candidate: generation, index, theta0..theta7, status, fitness,
                          val_accuracy, seconds, rung (the last rung it trained in, 0-based), steps (the
-                         training steps it received) (+ robust_accuracy for a robust fitness)
+                         training steps it received) (+ robust_accuracy for a robust fitness; + objective,
+                         the stated fitness, and clean_floor with a clean-accuracy constraint, where
+                         fitness is then the rank CMA-ES sees)
     rungs.csv            with successive halving: one row per candidate and rung it trained in
     states/              with successive halving: the in-flight generation's training states
     generations.csv      one row per generation: best / median fitness, counts by status, sigma,
@@ -46,6 +48,7 @@ HISTORY_COLUMNS = (
     + [f"theta{k}" for k in range(N_PARAMS)]
     + ["status", "fitness", "val_accuracy", "seconds", "rung", "steps"]
 )
+CONSTRAINT_COLUMNS = ["objective", "clean_floor"]  # with a clean-accuracy constraint (clean_margin)
 RUNG_COLUMNS = (
     ["generation", "index", "rung", "rung_steps"]
     + [f"theta{k}" for k in range(N_PARAMS)]
@@ -108,6 +111,9 @@ class RunStore:
         self.candidates: dict[CandidateKey, dict[str, Any]] = {}
         self.reevaluations: dict[ReevalKey, dict[str, Any]] = {}
         self.rungs: dict[tuple[int, int, int], dict[str, Any]] = {}  # (generation, index, rung)
+        # The clean-accuracy references (cross-entropy trained on a generation's or re-evaluation's seed):
+        # ("search", generation, rung) and ("reeval", seed_index, 0).
+        self.references: dict[tuple[str, int, int], dict[str, Any]] = {}
         self.generations: list[dict[str, Any]] = []
 
     def path(self, name: str) -> Path:
@@ -162,6 +168,7 @@ class RunStore:
             }
             self.generations = list(data.get("generations", []))
             self.rungs = {(r["generation"], r["index"], r["rung"]): r for r in data.get("rungs", [])}
+            self.references = {(r["kind"], r["at"][0], r["at"][1]): r for r in data.get("references", [])}
         except KeyError as exc:
             raise StateFileError(
                 f"{str(p)!r} cannot be read (a record lacks {exc.args[0]!r}); {EVALUATIONS_FIX}"
@@ -184,6 +191,7 @@ class RunStore:
                 "reevaluations": reevals,
                 "generations": self.generations,
                 **({"rungs": [self.rungs[k] for k in sorted(self.rungs)]} if self.rungs else {}),
+                **({"references": [self.references[k] for k in sorted(self.references)]} if self.references else {}),
             },
         )
         self.write_views()
@@ -194,8 +202,11 @@ class RunStore:
         candidates = [self.candidates[k] for k in sorted(self.candidates)]
         if self.rungs:
             rows = [self.rungs[k] for k in sorted(self.rungs)]
-            atomic_write_text(self.path("rungs.csv"), _csv(RUNG_COLUMNS, map(_flat, rows)))
+            extra = CONSTRAINT_COLUMNS if any("objective" in r for r in rows) else []
+            atomic_write_text(self.path("rungs.csv"), _csv(RUNG_COLUMNS + extra, map(_flat, rows)))
         columns = HISTORY_COLUMNS + (["robust_accuracy"] if self.robust else [])
+        if any("objective" in r for r in candidates):
+            columns += CONSTRAINT_COLUMNS
         atomic_write_text(self.path("history.csv"), _csv(columns, map(_flat, candidates)))
         atomic_write_text(self.path("generations.csv"), _csv(GENERATION_COLUMNS, self.generations))
 
