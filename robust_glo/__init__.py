@@ -2,9 +2,11 @@
 
 The short public API, one call per stage (each subpackage holds the stage's configuration and engine):
 
->>> from robust_glo import get_loss, train, evaluate_model, analyze_loss, evolve, run_benchmark
+>>> from robust_glo import get_loss, train, load_test_images, evaluate_model, analyze_loss, evolve, run_benchmark
 >>> loss = get_loss("label_smoothing:0.1")            # loss(logits (N, K), targets (N,)) -> scalar
 >>> net = train("baikal", dataset="digits", steps=200).model
+>>> images, labels = load_test_images("digits", n=200)  # (200, 1, 8, 8) float32 in [0, 1], (200,) int64
+>>> evaluate_model(net, images, labels, attacks=["fgsm"], eps=[0, 0.1])
 >>> analyze_loss("baikal", 10).effective_target       # 0.3162...
 >>> run_benchmark("quick", "runs/quick")              # evolve -> train -> attack -> analyze -> report
 
@@ -14,7 +16,8 @@ reporting -> benchmark -> cli. Documentation: docs/README.md.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from robust_glo.api import analyze_loss, evaluate_model, evolve, run_benchmark, train
+from robust_glo.api import analyze_loss, evaluate_model, evolve, load_test_images, run_benchmark, train
+from robust_glo.data import load_dataset
 from robust_glo.errors import RobustGloError
 from robust_glo.losses import get_loss, list_losses, register_loss
 from robust_glo.models import create_model, list_models, register_model
@@ -34,6 +37,8 @@ __all__ = [
     "get_loss",
     "list_losses",
     "list_models",
+    "load_dataset",
+    "load_test_images",
     "register_loss",
     "register_model",
     "run_benchmark",

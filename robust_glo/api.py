@@ -121,7 +121,7 @@ def run_benchmark(
     progress: bool = True,
     backend: str = "auto",
 ) -> BenchmarkResult:
-    """Run (or resume) a benchmark suite (a name under evaluations/, a TOML path, or a `Suite`) into
+    """Run (or resume) a benchmark suite (a shipped suite's name such as "quick", a TOML path, or a `Suite`) into
     the folder `out`: evolve -> train -> attack -> analyze -> report. `losses` adds arms to the suite
     (one loss spec or a list of them, including `my_losses.py:fn`). `backend`: "auto" (one one-thread Ray
     task per core on a multi-core CPU, else this process), "local" or "ray", as `robust-glo benchmark
@@ -169,6 +169,31 @@ def evaluate_model(
     if unknown:
         raise ConfigError(f"unknown evaluate_model option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
     return _evaluate(model, inputs, labels, attacks, eps, **options)
+
+
+def load_test_images(dataset: str = "fashion-mnist", n: int | None = None, *, root: str | Path | None = None) -> Any:
+    """The test split of `dataset` as `(images, labels)`: images float32 `(N, C, H, W)` in [0, 1], labels
+    int64 `(N,)`, ready for a model from `train` and for `evaluate_model`. `n` (an integer >= 1) keeps a fixed
+    seeded subset of n images that covers every class: the images a suite with `[attack] n = N` attacks
+    (default: the whole split). `root` is the data root (docs/data.md says where files are looked for and
+    downloaded). `robust_glo.load_dataset` gives the train and validation splits too.
+
+    >>> images, labels = load_test_images("digits", n=200)   # (200, 1, 8, 8), (200,)
+    """
+    from robust_glo.data import load_dataset
+    from robust_glo.errors import DatasetError
+
+    n = None if n is None else parse_integer(n, "n", minimum=1)
+    root = _folder(root, "root", optional=True)
+    test = load_dataset(dataset, root=root).test  # the files are read once and kept
+    if n is not None and n > len(test):
+        raise DatasetError(
+            f"n {n} is more than the {len(test)} images in the test split of {dataset}; give at most "
+            f"{len(test)}, or leave n unset for the whole split"
+        )
+    if n is not None:
+        test = load_dataset(dataset, root=root, test_size=n).test
+    return test.images, test.labels
 
 
 def analyze_loss(loss: Any, classes: int = 10) -> Any:

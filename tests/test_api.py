@@ -7,10 +7,11 @@ from importlib.metadata import version
 
 import pandas as pd
 import pytest
+import torch
 
 import robust_glo
 from robust_glo.cli import main
-from robust_glo.errors import ConfigError
+from robust_glo.errors import ConfigError, DatasetError
 
 USER_LOSS = """
 import torch.nn.functional as F
@@ -40,7 +41,8 @@ bootstrap = 1000
 
 
 def test_the_public_names_and_the_version():
-    for name in ("get_loss", "train", "evaluate_model", "analyze_loss", "evolve", "run_benchmark"):
+    names = ("get_loss", "train", "evaluate_model", "analyze_loss", "evolve", "run_benchmark")
+    for name in (*names, "load_test_images", "load_dataset"):
         assert callable(getattr(robust_glo, name)) and getattr(robust_glo, name).__doc__
     assert robust_glo.__version__ == version("robust-glo")
 
@@ -54,6 +56,22 @@ def test_train_evaluate_analyze_from_the_top(digits):
     assert robust_glo.analyze_loss("baikal", 10).effective_target == pytest.approx(10**-0.5, abs=1e-4)
     with pytest.raises(ConfigError, match="unknown training option"):
         robust_glo.train("ce", dataset="digits", steps=5, learning_rate=0.1)
+
+
+def test_test_images_from_the_top(digits):
+    images, labels = robust_glo.load_test_images("digits", n=200)
+    assert images.shape == (200, 1, 8, 8) and images.dtype == torch.float32 and labels.dtype == torch.int64
+    assert 0 <= images.min() and images.max() <= 1 and set(labels.tolist()) == set(range(10))
+    same = robust_glo.load_dataset("digits", test_size=200).test  # the images a suite with n = 200 attacks
+    assert torch.equal(images, same.images) and torch.equal(labels, same.labels)
+    whole, _ = robust_glo.load_test_images("digits")
+    assert torch.equal(whole, digits.test.images)
+    with pytest.raises(DatasetError, match=r"^n 361 is more than the 360 images in the test split of digits"):
+        robust_glo.load_test_images("digits", n=361)
+    with pytest.raises(ConfigError, match=r"^n must be an integer >= 1, got 0$"):
+        robust_glo.load_test_images("digits", n=0)
+    with pytest.raises(DatasetError, match="unknown dataset 'nope'; valid: fashion-mnist"):
+        robust_glo.load_test_images("nope")
 
 
 def test_evolve_from_the_top(tmp_path):

@@ -1,4 +1,4 @@
-"""Benchmark suites (`evaluations/*.toml`) and the pipeline that runs them:
+"""Benchmark suites (the shipped ones in `robust_glo/suites/*.toml`) and the pipeline that runs them:
 evolve -> train -> attack -> analyze -> report, each finished piece reused on a re-run.
 
 >>> from robust_glo.benchmark import load_suite, run_benchmark

@@ -1,4 +1,6 @@
-"""Benchmark suites: TOML files in `evaluations/` that say what `robust-glo benchmark` runs.
+"""Benchmark suites: TOML files that say what `robust-glo benchmark` runs. The shipped ones are package data
+in `robust_glo/suites/` (read through `importlib.resources`, so they come with an installed wheel; a
+source checkout also links them from `evaluations/`).
 
 A suite has one table per pipeline stage; every key is checked, and a mistake is a one-line
 `ConfigError` that names the file, the table, the bad key or value, and what is valid::
@@ -40,7 +42,7 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
     description = "..."
     train = { train_fraction = 0.1 }
 
-`load_suite("quick")` reads `evaluations/quick.toml`; a path reads that file.
+`load_suite("quick")` reads the shipped `robust_glo/suites/quick.toml`; a path reads that file.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError, RobustGloError
@@ -58,6 +62,9 @@ from robust_glo.losses import get_loss
 from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
 from robust_glo.utils.parsing import MAX_SEED, SEED_RANGE, parse_budgets, read_toml
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evolved by [evolve]
 # With several evolutions ([evolve.NAME] tables), `evolved:NAME` stands for NAME's loss.
@@ -219,27 +226,28 @@ class Suite:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def evaluations_dir() -> Path:
-    """The `evaluations/` folder of this checkout (next to the package), else of the working directory."""
-    here = Path(__file__).resolve().parents[2] / "evaluations"
-    return here if here.is_dir() else Path.cwd() / "evaluations"
+SUITES_PACKAGE = "robust_glo.suites"  # the shipped suites: package data, one NAME.toml per suite
+
+
+def _shipped() -> Traversable:
+    return resources.files(SUITES_PACKAGE)
 
 
 def list_suites() -> list[str]:
-    """Names of the suite files in `evaluations/`."""
-    folder = evaluations_dir()
-    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+    """Names of the shipped suites (the `.toml` files of the package `robust_glo.suites`)."""
+    return sorted(f.name[: -len(".toml")] for f in _shipped().iterdir() if f.name.endswith(".toml") and f.is_file())
 
 
-def suite_path(ref: str | Path) -> Path:
-    """A suite name (`quick`) -> `evaluations/quick.toml`; a path is returned as it is, if it exists."""
+def _find(ref: str | Path) -> Traversable:
+    """A suite name (`quick`) -> the shipped `quick.toml` resource; a path -> that file, if it exists."""
     text = str(ref)
     path = Path(text)
     if path.suffix == ".toml" or "/" in text or path.is_file():
         if not path.is_file():
-            raise ConfigError(f"suite file {text!r} does not exist")
+            hint = f"; the shipped suite {path.stem!r} is found by its name" if path.stem in list_suites() else ""
+            raise ConfigError(f"suite file {text!r} does not exist{hint}")
         return path
-    candidate = evaluations_dir() / f"{text}.toml"
+    candidate = _shipped() / f"{text}.toml"
     if not candidate.is_file():
         raise ConfigError(
             f"unknown suite {text!r}; valid: {', '.join(list_suites()) or '(none found)'}, or a path to a .toml file"
@@ -247,18 +255,26 @@ def suite_path(ref: str | Path) -> Path:
     return candidate
 
 
+def suite_path(ref: str | Path) -> Path:
+    """A suite name (`quick`) -> the shipped `robust_glo/suites/quick.toml`; a path is returned as it is, if
+    it exists (`evaluations/quick.toml` in a source checkout is a link to the shipped file)."""
+    return Path(str(_find(ref)))  # an installed package is files on disk (torch cannot run from a zip)
+
+
 def load_suite(ref: str | Path, variant: str | None = None) -> Suite:
     """Read and validate a suite by name or path, with `variant`'s overrides applied."""
-    path = suite_path(ref)
-    data = read_toml(path)
-    suite = parse_suite(data, source=_display_path(path), variant=variant)
+    found = _find(ref)
+    data = read_toml(found)
+    suite = parse_suite(data, source=_display_path(Path(str(found))), variant=variant)
     suite.ref = str(ref)
     return suite
 
 
 def _display_path(path: Path) -> str:
+    """The path relative to the working directory when inside it (links not followed, so that
+    `evaluations/quick.toml` is shown as given), else as it is."""
     try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
+        return str(Path(os.path.abspath(path)).relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

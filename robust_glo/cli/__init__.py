@@ -22,7 +22,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from robust_glo import __version__
+
     parser = _Parser(prog="robust-glo", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"robust-glo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMANDS:

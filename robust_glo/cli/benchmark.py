@@ -8,11 +8,13 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser(
         "benchmark",
-        help="run a suite (evaluations/NAME.toml or a path): evolve, train, attack, "
+        help="run a suite (a shipped one by name, or a .toml path): evolve, train, attack, "
         "analyze, report; a re-run reuses every finished piece",
     )
     p.add_argument(
-        "suite", metavar="SUITE", help="a suite name such as quick (evaluations/quick.toml), or a .toml path"
+        "suite",
+        metavar="SUITE",
+        help="a shipped suite's name such as quick (an unknown name lists them), or the path of a .toml file",
     )
     p.add_argument("--out", default=None, metavar="DIR", help="benchmark folder (created; re-use it to resume)")
     p.add_argument("--variant", default=None, metavar="NAME", help="apply the suite's [variants.NAME] overrides")

@@ -16,6 +16,7 @@ import decimal
 import hashlib
 import math
 import numbers
+import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -312,9 +313,10 @@ def spec_slug(spec: str, *, width: int = 40) -> str:
     return base if base == spec else f"{base}-{hashlib.sha1(spec.encode()).hexdigest()[:8]}"
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """A TOML file as a dict; a missing file or a syntax error is a one-line `ConfigError`."""
-    p = Path(path)
+def read_toml(path: Any) -> dict[str, Any]:
+    """A TOML file (a path, or a package resource from `importlib.resources.files`) as a dict; a missing
+    file or a syntax error is a one-line `ConfigError`."""
+    p = Path(path) if isinstance(path, (str, os.PathLike)) else path
     if not p.is_file():
         raise ConfigError(f"file {str(p)!r} does not exist")
     try:

@@ -1,0 +1,101 @@
+"""robust-glo as an installed package: the shipped suites are package data, found through
+importlib.resources from any folder, and a wheel built from this checkout carries them (`--version` too)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+import robust_glo
+from robust_glo.benchmark import list_suites, load_suite, suite_path
+from robust_glo.cli import main
+from robust_glo.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ["cifar10-allcnnc", "cifar10-resnet20", "fashion-mnist-full", "fashion-mnist-standard", "mnist", "quick"]
+# What a wheel is built from (pyproject.toml's readme is README.md); copied so the checkout gets no build/.
+SOURCES = ("pyproject.toml", "README.md", "robust_glo")
+
+
+def test_the_shipped_suites_are_package_resources(tmp_path, monkeypatch):
+    package = resources.files("robust_glo.suites")
+    assert sorted(f.name for f in package.iterdir() if f.name.endswith(".toml")) == [f"{n}.toml" for n in SHIPPED]
+    monkeypatch.chdir(tmp_path)  # found by name from any folder, not from the working directory
+    assert list_suites() == SHIPPED
+    for name in SHIPPED:
+        assert suite_path(name).read_bytes() == package.joinpath(f"{name}.toml").read_bytes()
+    suite = load_suite("quick")
+    assert suite.ref == "quick" and Path(suite.source) == Path(robust_glo.__file__).parent / "suites" / "quick.toml"
+
+
+def test_the_evaluations_links_read_the_shipped_files(monkeypatch):
+    monkeypatch.chdir(ROOT)  # a path argument reads that file, shown as given
+    for name in SHIPPED:
+        link = Path("evaluations", f"{name}.toml")
+        assert link.resolve() == (ROOT / "robust_glo" / "suites" / f"{name}.toml").resolve()
+        assert load_suite(link).source == str(link)
+    assert load_suite("evaluations/quick.toml", "digits").name == "quick-digits"
+
+
+def test_a_missing_suite_file_names_the_shipped_suite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"^suite file 'evaluations/quick.toml' does not exist; the shipped suite "):
+        load_suite("evaluations/quick.toml")
+    with pytest.raises(ConfigError, match=r"^suite file 'mine.toml' does not exist$"):
+        load_suite("mine.toml")
+    with pytest.raises(ConfigError, match=r"^unknown suite 'quik'; valid: cifar10-allcnnc, .*, quick, or a path"):
+        load_suite("quik")
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"robust-glo {version('robust-glo')}\n"
+
+
+def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_path):
+    """Build the wheel from a copy of the sources, install it into a folder of its own, and run it from a
+    third folder with only that folder in front of the environment's packages: the checkout's editable
+    install (a finder appended to sys.meta_path) comes after it, so the wheel's copy is what is imported."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path / "dist")]
+    subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("robust_glo-*.whl")
+    site = tmp_path / "site"
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True, timeout=300
+    )
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = os.environ | {"PYTHONPATH": str(site)}
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(args, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    where = run(sys.executable, "-c", "import robust_glo; print(robust_glo.__file__)")
+    assert Path(where.strip()) == site / "robust_glo" / "__init__.py"
+    script = site / "bin" / "robust-glo"  # the console script pip wrote for the wheel
+    assert run(str(script), "--version") == f"robust-glo {version('robust-glo')}\n"
+    plan = run(str(script), "benchmark", "quick", "--check")
+    assert plan.startswith(f"suite fashion-mnist-quick from {site / 'robust_glo' / 'suites' / 'quick.toml'}\n")
+    assert "variants: digits" in plan
+    assert run(sys.executable, "-m", "robust_glo", "benchmark", "quick", "--variant", "digits", "--check").startswith(
+        "suite quick-digits (variant digits) from "
+    )
