@@ -258,6 +258,26 @@ class HierarchicalBootstrap:
             return clopper_pearson(n, n, self.confidence)
         return None
 
+    def observed(self, loss: str, where: dict) -> float | None:
+        """The accuracy of `loss` in the cell `where` on all seeds and images (mean over seeds of each
+        seed's accuracy); None when `outcomes` do not cover the cell."""
+        rows = self._rows(loss, where)
+        if rows.empty or rows["images"].nunique() != 1:
+            return None
+        return float(self._per_image(rows).mean())
+
+    def accuracy_replicates(self, loss: str, where: dict) -> np.ndarray:
+        """The bootstrap replicates `(B,)` of `loss`'s accuracy in the cell `where`, drawn on the same image
+        multisets and seed lists as every other loss and cell (paired); `KeyError` when not covered."""
+        rows = self._rows(loss, where)
+        if rows.empty or rows["images"].nunique() != 1:
+            raise KeyError(f"no outcomes of {loss!r} at {where}")
+        return self._accuracy(rows)
+
+    def n_seeds(self, loss: str, where: dict) -> int:
+        """How many seeds (rows) `loss` has in the cell `where` (0 when not covered)."""
+        return len(self._rows(loss, where))
+
     def cell(self, loss: str, baseline: str, where: dict) -> Estimate | None:
         """Intervals for `loss` in the cell `where` (keys among dataset, model, attack, eps), and its
         difference to `baseline`; None when `outcomes` do not cover the cell."""

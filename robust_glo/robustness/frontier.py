@@ -1,0 +1,245 @@
+"""The label-smoothing frontier: does a loss give more robustness than label smoothing, tuned, gives at the
+same clean accuracy?
+
+Label smoothing trades clean accuracy for (apparent) robustness as its strength alpha grows, and a loss
+that trains toward a softer target (its effective target p* < 1, docs/method.md) may be label smoothing in
+disguise. So the question for any other loss is not "is it more robust than cross-entropy?" but "does it
+lie above what label smoothing reaches at its clean accuracy?". Label smoothing at several strengths (and
+cross-entropy, alpha 0) gives points (clean accuracy, robust accuracy) per budget; their upper envelope is
+the frontier, and a loss's *margin* is its robust accuracy minus the frontier's at the loss's own clean
+accuracy.
+
+The frontier between measured strengths: the points that no other point beats on both axes (the Pareto
+set: higher clean and higher robust accuracy are both better), sorted by clean accuracy and joined by
+straight lines. A loss whose clean accuracy lies above every frontier point is compared with the point of
+highest clean accuracy (conservative for a claim that it beats the frontier, since along a trade-off the
+frontier can only fall as clean accuracy rises); one whose clean accuracy lies below every point cannot be
+placed (the frontier there is not measured, and extrapolating it would flatter the loss): its margin is
+reported with `position = "below-range"` and never counts.
+
+Uncertainty: every replicate of the seeds-and-images bootstrap (`HierarchicalBootstrap`, paired across
+losses on seeds and images) rebuilds the frontier from that replicate's label-smoothing points and takes
+the loss's margin on the same replicate, so the interval covers the noise of the frontier, of the loss and
+of the images at once. p is two-sided, referred to Student's t with S - 1 degrees of freedom (S the fewest
+seeds of any arm involved): the seed part of the variance is at most all of it, so this is the
+conservative end of the Satterthwaite range the pairwise comparisons use (docs/statistics.md), and the
+interval is stretched about the margin by the same t / z factor. p is corrected across the losses and
+budgets placed.
+No library builds this frontier, hence the code here (numpy's `interp` does the interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from robust_glo.errors import ConfigError
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+from robust_glo.robustness.statistics import P_FLOOR, adjust_pvalues
+
+LABEL_SMOOTHING = "label_smoothing"
+POSITIONS = ("inside", "above-range", "below-range")
+FRONTIER_COLUMNS = [
+    "loss",
+    "attack",
+    "eps",
+    "clean",
+    "robust",
+    "frontier",
+    "margin",
+    "margin_ci_low",
+    "margin_ci_high",
+    "p_value",
+    "p_adjusted",
+    "position",
+    "beats",
+    "below",
+]
+
+
+def smoothing_alpha(loss: str) -> float | None:
+    """The label-smoothing strength a loss spec names: `ce` is 0, `label_smoothing:A` is A; None otherwise."""
+    text = str(loss).strip()
+    if text == "ce":
+        return 0.0
+    name, _, arg = text.partition(":")
+    if name != LABEL_SMOOTHING:
+        return None
+    try:
+        return float(arg) if arg else 0.1
+    except ValueError:
+        return None
+
+
+def smoothing_alpha_of_target(p_star: float, n_classes: int) -> float:
+    """The label-smoothing alpha whose target probability of the true class is `p_star`: label smoothing
+    trains toward 1 - alpha + alpha / K, so alpha = (1 - p*) K / (K - 1), clipped to [0, 1]."""
+    if n_classes < 2:
+        raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
+    return float(min(1.0, max(0.0, (1.0 - p_star) * n_classes / (n_classes - 1))))
+
+
+def envelope(clean: np.ndarray, robust: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Pareto points of (clean, robust) `(M,)` each, sorted by clean accuracy ascending (robust then
+    descends): a point is kept unless another is at least as good on both axes and better on one."""
+    order = np.lexsort((-robust, -clean))  # clean descending, ties: higher robust first
+    keep, best = [], -math.inf
+    for i in order:
+        if robust[i] > best:
+            keep.append(i)
+            best = robust[i]
+    keep = keep[::-1]
+    return clean[keep], robust[keep]
+
+
+def frontier_at(c: float, env_clean: np.ndarray, env_robust: np.ndarray) -> tuple[float, str]:
+    """The frontier's robust accuracy at clean accuracy `c` and where `c` lies (`POSITIONS`): linear
+    between Pareto points, the highest-clean point's value above them, NaN below them."""
+    if c < env_clean[0]:
+        return math.nan, "below-range"
+    if c > env_clean[-1]:
+        return float(env_robust[-1]), "above-range"
+    return float(np.interp(c, env_clean, env_robust)), "inside"
+
+
+@dataclass(frozen=True)
+class FrontierArms:
+    """The label-smoothing arms (loss spec -> alpha) and the losses placed against them."""
+
+    smoothing: dict[str, float]
+    others: list[str]
+
+    @classmethod
+    def split(cls, losses: Sequence[str]) -> FrontierArms:
+        smoothing = {str(loss): a for loss in losses if (a := smoothing_alpha(loss)) is not None}
+        return cls(smoothing, [str(loss) for loss in losses if str(loss) not in smoothing])
+
+
+def frontier_points(boot: HierarchicalBootstrap, arms: FrontierArms, attack: str, eps: float) -> pd.DataFrame:
+    """One row per label-smoothing arm at (attack, eps): alpha, clean and robust accuracy (means over seeds
+    and images) with their bootstrap intervals, and `pareto` (on the envelope)."""
+    rows = []
+    for loss, alpha in sorted(arms.smoothing.items(), key=lambda kv: kv[1]):
+        clean, robust = (
+            boot.observed(loss, {"attack": "clean", "eps": 0.0}),
+            boot.observed(loss, {"attack": attack, "eps": eps}),
+        )
+        if clean is None or robust is None:
+            continue
+        c_rep = boot.accuracy_replicates(loss, {"attack": "clean", "eps": 0.0})
+        r_rep = boot.accuracy_replicates(loss, {"attack": attack, "eps": eps})
+        tail = (1 - boot.confidence) / 2
+        rows.append(
+            {
+                "loss": loss,
+                "alpha": alpha,
+                "attack": attack,
+                "eps": eps,
+                "clean": clean,
+                "clean_ci_low": float(np.quantile(c_rep, tail)),
+                "clean_ci_high": float(np.quantile(c_rep, 1 - tail)),
+                "robust": robust,
+                "robust_ci_low": float(np.quantile(r_rep, tail)),
+                "robust_ci_high": float(np.quantile(r_rep, 1 - tail)),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    if len(frame):
+        env_c, env_r = envelope(frame["clean"].to_numpy(), frame["robust"].to_numpy())
+        frame["pareto"] = [bool(np.any((env_c == c) & (env_r == r))) for c, r in zip(frame["clean"], frame["robust"])]
+    return frame
+
+
+def frontier_margins(
+    boot: HierarchicalBootstrap,
+    losses: Sequence[str],
+    budgets: Sequence[tuple[str, float]],
+    *,
+    correction: str = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Each non-label-smoothing loss of `losses` placed against the label-smoothing frontier at every
+    (attack, eps) of `budgets` (the worst-case rows, say): `FRONTIER_COLUMNS`, one row per (loss, budget).
+
+    `margin` = robust accuracy - frontier at the loss's clean accuracy; its interval and p come from the
+    bootstrap replicates (the frontier rebuilt on each). `beats` / `below`: the interval excludes zero on
+    that side and the corrected p is below `alpha` (never for a loss `below-range`). At least two
+    label-smoothing arms (cross-entropy counts as alpha 0) are needed; fewer raise `ConfigError`."""
+    arms = FrontierArms.split(losses)
+    if len(arms.smoothing) < 2:
+        raise ConfigError(
+            f"the label-smoothing frontier needs at least two label-smoothing arms (ce counts as alpha 0), "
+            f"got {sorted(arms.smoothing) or 'none'}"
+        )
+    tail = (1 - boot.confidence) / 2
+    rows = []
+    for attack, eps in budgets:
+        clean_where, robust_where = {"attack": "clean", "eps": 0.0}, {"attack": attack, "eps": float(eps)}
+        points = {
+            loss: (boot.observed(loss, clean_where), boot.observed(loss, robust_where)) for loss in arms.smoothing
+        }
+        points = {k: v for k, v in points.items() if None not in v}
+        if len(points) < 2:
+            continue
+        names = sorted(points)
+        pts_c = np.array([points[k][0] for k in names])
+        pts_r = np.array([points[k][1] for k in names])
+        env_c, env_r = envelope(pts_c, pts_r)
+        rep_c = np.stack([boot.accuracy_replicates(k, clean_where) for k in names])  # (M, B)
+        rep_r = np.stack([boot.accuracy_replicates(k, robust_where) for k in names])
+        for loss in arms.others:
+            clean, robust = boot.observed(loss, clean_where), boot.observed(loss, robust_where)
+            if clean is None or robust is None:
+                continue
+            front, position = frontier_at(clean, env_c, env_r)
+            margin = robust - front
+            loss_c = boot.accuracy_replicates(loss, clean_where)
+            loss_r = boot.accuracy_replicates(loss, robust_where)
+            reps = np.empty(boot.n_boot)
+            for b in range(boot.n_boot):
+                ec, er = envelope(rep_c[:, b], rep_r[:, b])
+                value, _ = frontier_at(float(loss_c[b]), ec, er)
+                reps[b] = loss_r[b] - value
+            finite = reps[np.isfinite(reps)]
+            if position == "below-range" or len(finite) < boot.n_boot // 2:
+                low = high = p = math.nan
+            else:
+                seeds = min(boot.n_seeds(k, robust_where) for k in [loss, *names])
+                df = max(seeds - 1, 1)
+                stretch = float(stats.t.ppf(1 - tail, df) / stats.norm.ppf(1 - tail))
+                q_low, q_high = (float(v) for v in np.quantile(finite, [tail, 1 - tail]))
+                low, high = margin - stretch * (margin - q_low), margin + stretch * (q_high - margin)
+                se = float(np.std(finite, ddof=1))
+                if abs(margin) < 1e-12:
+                    p = 1.0
+                else:
+                    p = float(2 * stats.t.sf(abs(margin) / se, df)) if se > 0 else P_FLOOR
+            rows.append(
+                {
+                    "loss": loss,
+                    "attack": attack,
+                    "eps": float(eps),
+                    "clean": clean,
+                    "robust": robust,
+                    "frontier": front,
+                    "margin": margin,
+                    "margin_ci_low": low,
+                    "margin_ci_high": high,
+                    "p_value": p,
+                    "position": position,
+                }
+            )
+    frame = pd.DataFrame(rows, columns=[c for c in FRONTIER_COLUMNS if c not in ("p_adjusted", "beats", "below")])
+    tested = frame["p_value"].notna()
+    frame["p_adjusted"] = math.nan
+    if tested.any():
+        frame.loc[tested, "p_adjusted"] = adjust_pvalues(frame.loc[tested, "p_value"].tolist(), correction)
+    significant = tested & (frame["p_adjusted"] < alpha)
+    frame["beats"] = significant & (frame["margin_ci_low"] > 0)
+    frame["below"] = significant & (frame["margin_ci_high"] < 0)
+    return frame[FRONTIER_COLUMNS]

@@ -1,0 +1,122 @@
+"""The label-smoothing frontier: envelope, interpolation, and margins with bootstrap intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robust_glo.errors import ConfigError
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+from robust_glo.robustness.frontier import (
+    FrontierArms,
+    envelope,
+    frontier_at,
+    frontier_margins,
+    frontier_points,
+    smoothing_alpha,
+    smoothing_alpha_of_target,
+)
+from robust_glo.robustness.outcomes import pack_bits
+
+N = 600
+# loss -> (clean accuracy, robust accuracy at eps 0.1) of the synthetic networks
+TRUTH = {
+    "ce": (0.90, 0.10),
+    "label_smoothing:0.2": (0.88, 0.20),
+    "label_smoothing:0.6": (0.85, 0.30),
+    "label_smoothing:0.9": (0.80, 0.25),  # dominated by 0.6: not on the frontier
+    "beats": (0.87, 0.45),
+    "like_ls": (0.865, 0.265),
+    "worse_clean": (0.70, 0.60),
+    "better_clean": (0.95, 0.10),
+}
+
+
+def _outcomes(seeds=(0, 1, 2, 3, 4), rng_seed=0) -> pd.DataFrame:
+    rng = np.random.default_rng(rng_seed)
+    # Image difficulty shared by the networks of one seed (as on real data, where the same test images are
+    # hard for every loss), plus a little network-specific noise.
+    shared = {seed: rng.random(N) for seed in seeds}
+    rows = []
+    for loss, (pc, pr) in TRUTH.items():
+        for seed in seeds:
+            u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
+            clean = u < pc
+            robust = u < pr  # robust inputs are a subset of the clean ones
+            for attack, eps, bits in (("clean", 0.0, clean), ("worst", 0.1, robust)):
+                rows.append(
+                    {
+                        "loss": loss,
+                        "seed": seed,
+                        "dataset": "synthetic",
+                        "model": "m",
+                        "attack": attack,
+                        "eps": eps,
+                        "n": N,
+                        "correct": int(bits.sum()),
+                        "images": "img",
+                        "bits": pack_bits(bits),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def boot():
+    return HierarchicalBootstrap(_outcomes(), n_boot=1000, seed=0)
+
+
+def test_smoothing_arms_and_the_alpha_of_an_effective_target():
+    assert smoothing_alpha("ce") == 0.0 and smoothing_alpha("label_smoothing:0.76") == 0.76
+    assert smoothing_alpha("label_smoothing") == 0.1 and smoothing_alpha("baikal") is None
+    arms = FrontierArms.split(list(TRUTH))
+    assert set(arms.smoothing) == {"ce", "label_smoothing:0.2", "label_smoothing:0.6", "label_smoothing:0.9"}
+    # Baikal's p* = 1 / sqrt(10) is label smoothing at alpha 0.7597 (the standard suite's matched arm)
+    assert smoothing_alpha_of_target(1 / math.sqrt(10), 10) == pytest.approx(0.7597, abs=1e-4)
+    assert smoothing_alpha_of_target(1.0, 10) == 0.0 and smoothing_alpha_of_target(0.0, 10) == 1.0
+
+
+def test_the_envelope_keeps_the_pareto_points_and_interpolates_between_them():
+    clean = np.array([0.90, 0.88, 0.85, 0.80])
+    robust = np.array([0.10, 0.20, 0.30, 0.25])
+    env_c, env_r = envelope(clean, robust)
+    assert env_c.tolist() == [0.85, 0.88, 0.90] and env_r.tolist() == [0.30, 0.20, 0.10]
+    assert frontier_at(0.865, env_c, env_r) == (pytest.approx(0.25), "inside")
+    assert frontier_at(0.95, env_c, env_r) == (0.10, "above-range")  # the highest-clean point: conservative
+    value, where = frontier_at(0.70, env_c, env_r)
+    assert math.isnan(value) and where == "below-range"
+
+
+def test_margins_place_each_loss_against_the_frontier(boot):
+    table = frontier_margins(boot, list(TRUTH), [("worst", 0.1)]).set_index("loss")
+    assert set(table.index) == {"beats", "like_ls", "worse_clean", "better_clean"}
+    beats = table.loc["beats"]
+    assert beats["position"] == "inside" and beats["margin"] > 0.15
+    assert beats["margin_ci_low"] > 0 and bool(beats["beats"]) and not bool(beats["below"])
+    like = table.loc["like_ls"]
+    assert like["margin_ci_low"] < 0 < like["margin_ci_high"] and not bool(like["beats"])
+    worse = table.loc["worse_clean"]  # far more robust, but at a clean accuracy the frontier never reached
+    assert worse["position"] == "below-range" and math.isnan(worse["p_value"]) and not bool(worse["beats"])
+    assert table.loc["better_clean", "position"] == "above-range"
+    # the observed margin is robust minus the frontier built from the observed label-smoothing points
+    points = frontier_points(boot, FrontierArms.split(list(TRUTH)), "worst", 0.1).set_index("loss")
+    env_c, env_r = envelope(points["clean"].to_numpy(), points["robust"].to_numpy())
+    front, _ = frontier_at(beats["clean"], env_c, env_r)
+    assert beats["margin"] == pytest.approx(beats["robust"] - front)
+    assert not points.loc["label_smoothing:0.9", "pareto"] and points.loc["label_smoothing:0.6", "pareto"]
+
+
+def test_the_margins_are_corrected_across_losses_and_reproducible(boot):
+    a = frontier_margins(boot, list(TRUTH), [("worst", 0.1)])
+    b = frontier_margins(HierarchicalBootstrap(_outcomes(), n_boot=1000, seed=0), list(TRUTH), [("worst", 0.1)])
+    pd.testing.assert_frame_equal(a, b)
+    tested = a.dropna(subset=["p_value"])
+    assert (tested["p_adjusted"] >= tested["p_value"] - 1e-15).all()
+
+
+def test_fewer_than_two_smoothing_arms_is_an_error(boot):
+    with pytest.raises(ConfigError, match="at least two label-smoothing arms"):
+        frontier_margins(boot, ["ce", "beats"], [("worst", 0.1)])
