@@ -17,7 +17,6 @@ from robust_glo.robustness.frontier import (
     frontier_margins,
     frontier_points,
     smoothing_alpha,
-    smoothing_alpha_of_target,
 )
 from robust_glo.robustness.outcomes import pack_bits
 
@@ -69,14 +68,11 @@ def boot():
     return HierarchicalBootstrap(_outcomes(), n_boot=1000, seed=0)
 
 
-def test_smoothing_arms_and_the_alpha_of_an_effective_target():
+def test_the_smoothing_arms_of_a_study():
     assert smoothing_alpha("ce") == 0.0 and smoothing_alpha("label_smoothing:0.76") == 0.76
     assert smoothing_alpha("label_smoothing") == 0.1 and smoothing_alpha("baikal") is None
     arms = FrontierArms.split(list(TRUTH))
     assert set(arms.smoothing) == {"ce", "label_smoothing:0.2", "label_smoothing:0.6", "label_smoothing:0.9"}
-    # Baikal's p* = 1 / sqrt(10) is label smoothing at alpha 0.7597 (the standard suite's matched arm)
-    assert smoothing_alpha_of_target(1 / math.sqrt(10), 10) == pytest.approx(0.7597, abs=1e-4)
-    assert smoothing_alpha_of_target(1.0, 10) == 0.0 and smoothing_alpha_of_target(0.0, 10) == 1.0
 
 
 def test_the_envelope_keeps_the_pareto_points_and_interpolates_between_them():

@@ -76,14 +76,6 @@ def smoothing_alpha(loss: str) -> float | None:
         return None
 
 
-def smoothing_alpha_of_target(p_star: float, n_classes: int) -> float:
-    """The label-smoothing alpha whose target probability of the true class is `p_star`: label smoothing
-    trains toward 1 - alpha + alpha / K, so alpha = (1 - p*) K / (K - 1), clipped to [0, 1]."""
-    if n_classes < 2:
-        raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
-    return float(min(1.0, max(0.0, (1.0 - p_star) * n_classes / (n_classes - 1))))
-
-
 def envelope(clean: np.ndarray, robust: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The Pareto points of (clean, robust) `(M,)` each, sorted by clean accuracy ascending (robust then
     descends): a point is kept unless another is at least as good on both axes and better on one."""
