@@ -226,7 +226,7 @@ ALL_MISSING = (
     "APGD-CE (100 steps)",
     "APGD-T (9 targets, 100 steps)",
     "FAB-T (9 targets, 100 steps)",
-    "Square (5000 queries)",
+    "Square (5,000 queries)",
 )
 
 
@@ -240,7 +240,7 @@ def test_coverage_of_the_reference_ensemble_and_of_its_parts():
     )
     weak = AA_PARTS[:3] + ["square:n_queries=1000"]
     cover = autoattack_coverage(weak, 8 / 255, "linf", 10)
-    assert not cover.verified and cover.missing == ("Square (5000 queries)",)
+    assert not cover.verified and cover.missing == ("Square (5,000 queries)",)
     short = autoattack_coverage(["apgd-ce:steps=50"] + AA_PARTS[1:], 0.1, "linf", 10)
     assert short.missing == ("APGD-CE (100 steps)",)
     assert autoattack_coverage(["fgsm", "pgd"], 0.1, "linf", 10).missing == ALL_MISSING

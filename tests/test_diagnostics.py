@@ -166,7 +166,7 @@ def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digit
     claim = verdict.claims.iloc[0]
     assert claim["direction"] == "more robust" and not claim["counted"]
     assert "gradients (1 of 1 seed)" in claim["diagnostics_failed"]
-    assert "not verified against AutoAttack (worst case of: fgsm, pgd)" in verdict.bullets[0]
+    assert "not verified against AutoAttack (worst case of: FGSM, PGD-10)" in verdict.bullets[0]
     assert "no robustness claim can be judged" in verdict.answer
 
 
@@ -177,6 +177,6 @@ def test_the_verdict_of_an_l2_only_study_speaks_of_l2_radii_only(nets, digits):
     verdict = _real_verdict(models, digits, attacks=["pgd:norm=l2"], eps=(0,), eps_l2=(0.5, 1.0))
     assert verdict.claims["budget"].tolist() == ["L2 radius 0.5", "L2 radius 1"]
     assert "ε =" not in " ".join(verdict.claims["budget"])
-    assert set(verdict.claims["attacks"]) == {"worst case of: pgd:norm=l2"}
+    assert set(verdict.claims["attacks"]) == {"PGD-10 L2"} and not verdict.claims["verified"].any()
     assert not verdict.claims["counted"].any()
     assert "no budget is verified" in verdict.bullets[-1]

@@ -14,6 +14,7 @@ from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE,
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 from robust_glo.reporting import build_report
+from robust_glo.robustness.attacks import display_name
 
 SECTIONS = [
     "Summary",
@@ -72,9 +73,11 @@ def test_headline_numbers_match_the_results_table(report):
     summary = pd.read_csv(root / "summary.csv")
     rows = _headline_rows(paths.markdown.read_text())
     header = rows["__header__"]
+    names = {"FGSM": "fgsm", "PGD-10": "pgd:steps=10", "worst case": "worst"}  # readable names in headers
+    assert [names[display_name(a)] for a in ATTACKS] == ATTACKS
     expected_cols = (
         ["loss", "clean accuracy (%)"]
-        + [f"{a} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
+        + [f"{display_name(a)} ε={e:g} (%)" for a in ATTACKS for e in EPS if e > 0]
         + [f"worst case ε={e:g} (%)" for e in EPS if e > 0]
     )
     assert header == expected_cols
@@ -88,7 +91,7 @@ def test_headline_numbers_match_the_results_table(report):
                 if col.startswith("clean")
                 else (col.split(" ε=")[0], float(col.split("ε=")[1].split()[0]))
             )
-            attack = "worst" if attack == "worst case" else attack
+            attack = names.get(attack, attack)
             sel = results[(results.attack == attack) & (results.eps == eps) & (results.status == "ok")]
             row = summary[(summary.loss == loss) & (summary.attack == attack) & np.isclose(summary.eps, eps)].iloc[0]
             assert row["mean"] == pytest.approx(sel[sel.loss == loss]["accuracy"].mean(), abs=1e-12)
@@ -291,7 +294,7 @@ def test_statistics_table_lists_every_cell_once(report):
     _, results, paths = report
     stats_md = paths.markdown.read_text().split("## Statistics", 1)[1].split("\n## ", 1)[0]
     table = [row for row in stats_md.splitlines() if row.startswith("| ") and not row.startswith("| attack")]
-    table = [row for row in table if row.split(" | ")[0] in ("| clean", "| fgsm", "| pgd:steps=10", "| worst")]
+    table = [row for row in table if row.split(" | ")[0] in ("| clean", "| FGSM", "| PGD-10", "| worst case")]
     ok = results[results.status == "ok"]
     cells = ok[(ok.attack == "clean") | (ok.eps > 0)]
     assert len(table) == len(cells.drop_duplicates(["loss", "attack", "eps"]))

@@ -89,11 +89,14 @@ def test_a_claim_on_weaker_attacks_is_stated_but_not_counted():
     verdict = _verdict(_advantage(), coverage)
     assert "no robustness claim can be judged" in verdict.answer
     bullet = verdict.bullets[0]
-    assert "not verified against AutoAttack (worst case of: fgsm, pgd, apgd-ce:cascade=true" in bullet
+    assert "not verified against AutoAttack (worst case of: FGSM, PGD-10, APGD-CE, Square (1,000 queries))" in bullet
     assert "[not counted]" in bullet
-    assert (
-        "missing APGD-T (9 targets, 100 steps), FAB-T (9 targets, 100 steps), Square (5000 queries)"
-        in (verdict.bullets[-1])
+    # The last bullet names what ran (APGD-CE among it) and exactly what the ensemble lacks there.
+    assert verdict.bullets[-1] == (
+        "AutoAttack coverage (APGD-CE, APGD-T, FAB-T and Square with 5,000 queries in the worst case): no budget is "
+        "verified; at ε = 0.1 the worst case rests on FGSM, PGD-10, APGD-CE, Square (1,000 queries), and the "
+        "ensemble lacks APGD-T (9 targets, 100 steps), FAB-T (9 targets, 100 steps), Square (5,000 queries): claims "
+        "there are stated but not counted."
     )
     assert verdict.claims["counted"].tolist() == [False]
 
@@ -105,7 +108,9 @@ def test_coverage_is_decided_per_budget():
     verdict = _verdict(rows, coverage, PASSED)
     claims = verdict.claims.set_index("eps")
     assert bool(claims.loc[0.1, "counted"]) and not bool(claims.loc[0.02, "counted"])
-    assert "ls at ε = 0.1" in verdict.answer and "ls at ε = 0.02" not in verdict.answer
+    counted, rest = verdict.answer.split(" further significant difference(s) are not counted")
+    assert "ls at ε = 0.1." in counted and "ls at ε = 0.02" not in counted
+    assert rest.endswith(": more robust: ls at ε = 0.02.")
 
 
 def test_a_failed_diagnostic_keeps_a_verified_claim_out_of_the_answer():
@@ -192,4 +197,7 @@ def test_a_diagnostic_not_run_on_one_seed_blocks_the_claim_but_an_informational_
 def test_without_any_verified_budget_no_claim_can_be_judged():
     verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"]), PASSED)
     assert "no robustness claim can be judged against ce" in verdict.answer
-    assert "1 significant difference(s) under weaker attacks are stated below but not counted" in verdict.answer
+    assert verdict.answer.endswith(
+        "Under the weaker attacks, 1 significant difference(s), stated below but not counted: more robust: "
+        "ls at ε = 0.1."
+    )

@@ -131,7 +131,7 @@ def _document(
     subtitle = (
         f"{suite.get('description', '').strip()} Dataset {dataset}, model {model}; "
         f"{len(inputs.losses)} losses × {len(T.seeds_list(inputs))} seeds; attacks "
-        f"{', '.join(T.attack_order(res)) or 'none'}."
+        f"{T.attack_list(T.attack_order(res))}."
     ).strip()
     doc = Document(title=title, subtitle=subtitle)
     doc.sections.append(_verdict_section(inputs, summary, settings))
@@ -163,7 +163,8 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     section.add(
         Table(
             T.headline_table(inputs, summary),
-            f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
+            nowrap=True,
+            caption=f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
             f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
             f"{settings.correction_name} correction {families} (adjusted p < {settings.alpha:g}, "
             "two-sided); `⚠`: a seed's evaluation failed a reliability check.",
@@ -172,7 +173,8 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     section.add(
         Table(
             T.difference_table(inputs, summary),
-            f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
+            nowrap=True,
+            caption=f"Difference to {base} in percentage points, with its 95% interval (bootstrap, paired on "
             f"the test images and the seeds) and the p-value adjusted by {settings.correction_name} "
             f"{families} (`*`: p < {settings.alpha:g}; `p≤`: the p is at the smallest value the data "
             "resolve; no p: the attack's outcomes are the worst case's, as for the last attack of a cascade "
@@ -202,10 +204,7 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     seeds = sorted({int(s) for s in res["seed"]})
     n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
     dataset = ", ".join(map(str, dict.fromkeys(res["dataset"]))) if "dataset" in res else "this dataset"
-    budget = (
-        f"{_training_budget(inputs)}, {len(seeds)} seeds, {_join(n_images) or 'all'} test images, "
-        f"attacks {', '.join(T.attack_order(res)) or 'none'}"
-    )
+    budget = f"{_training_budget(inputs)}, {len(seeds)} seeds, {_join(n_images) or 'all'} test images"
     labels = {s: inputs.label(s) for s in inputs.losses}
     coverage = E.report_coverage(inputs)
     verdict = build_verdict(
@@ -220,6 +219,21 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     )
     section = Section("Verdict", anchor="verdict")
     section.add(Paragraph(f"**{verdict.answer}**"))
+    base = inputs.label(settings.baseline)
+    glance = E.verdict_table(verdict.claims, verdict.clean)
+    if not glance.empty:
+        section.add(
+            Table(
+                glance,
+                f"The verdict at a glance: difference to {base} in percentage points with its 95% interval, "
+                "per loss and budget (the worst case over the attacks there) and for clean accuracy; `↑` / `↓`: "
+                f"significantly more / less robust (or accurate) than {base} after {settings.correction_name} "
+                "correction over the primary family; a significant robustness claim is `counted` or `not "
+                "counted` (with why: the AutoAttack ensemble incomplete there, a diagnostic failed, or the networks "
+                "not diagnosed). The last two rows name the attacks behind each budget's worst case and "
+                "what it lacks of the standard AutoAttack ensemble.",
+            )
+        )
     section.add(
         Paragraph(
             "Written by the report code from the statistics below. A claim counts as evidence only where the "
@@ -230,17 +244,17 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
             f"({docs_ref('statistics.md', inputs.root)})."
         )
     )
+    section.add(Bullets(verdict.bullets))
     table = E.claims_table(verdict.claims)
     if not table.empty:
         section.add(
             Table(
                 table,
-                f"Every claim against {inputs.label(settings.baseline)}: per loss and budget, the worst-case "
-                "difference, the attacks that stand behind it, the diagnostics failed (by the loss, or by "
-                "the baseline) and whether the answer above counts it.",
+                f"Every claim against {base} in detail: per loss and budget, the worst-case difference, the "
+                "attacks that stand behind it, whether they include the AutoAttack ensemble, the diagnostics "
+                "failed (by the loss, or by the baseline) and whether the answer above counts it.",
             )
         )
-    section.add(Bullets(verdict.bullets))
     return section
 
 
@@ -300,11 +314,12 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         if "params" in res.columns
         else {}
     )
+    names = T.attack_names(attacks)
     attack_text = "; ".join(
-        f"`{a}`" + (f" ({_budget(params.get(a))})" if _budget(params.get(a)) else "") for a in attacks
+        f"{names[a]} (`{a}`" + (f": {_budget(params.get(a))})" if _budget(params.get(a)) else ")") for a in attacks
     )
     items.append(
-        f"Attacks run: {attack_text or 'none'}, L∞ unless marked `norm=l2` (then ε is an L2 radius), with "
+        f"Attacks run: {attack_text or 'none'}, L∞ unless marked L2 (then ε is an L2 radius), with "
         f"cross-entropy (or margin, DLR) on the logits, "
         f"never the network's training loss. Robust accuracy under these attacks is an upper bound on "
         f"true robustness ({docs_ref('attacks.md', inputs.root)})."
@@ -312,7 +327,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
     coverage = E.report_coverage(inputs)
     unverified = [
         f"{'L2 radius' if norm == 'l2' else 'ε ='} {eps:g} (missing {', '.join(cov.missing)})"
-        for (norm, eps), cov in sorted(coverage.items())
+        for (norm, eps), cov in sorted(coverage.items(), key=lambda kv: (kv[0][0] != "linf", float(kv[0][1])))
         if not cov.verified
     ]
     if unverified:
@@ -322,6 +337,8 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
             + ". A loss that looks more robust there has not been tested against the full ensemble, and such "
             "an advantage is what gradient masking produces: the verdict states those claims but does not count them."
         )
+    partial: dict[tuple[str, tuple[float, ...], tuple[float, ...]], list[str]] = {}
+    cascades = []
     for a in attacks:
         spec = spec_of_label(a)
         if spec is None:
@@ -330,17 +347,22 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         budgets = sorted(e for e in same["eps"].astype(float).unique() if e > 0)
         where = sorted(e for e in res.loc[res["attack"] == a, "eps"].astype(float).unique() if e > 0)
         missing = [e for e in budgets if e not in where]
-        word = spec.threat.budget_word
         if missing and where:
-            items.append(
-                f"`{a}` ran only at {word} {', '.join(f'{e:g}' for e in where)}: at {word} "
-                f"{', '.join(f'{e:g}' for e in missing)} the worst case does not include it."
-            )
+            partial.setdefault((spec.threat.budget_word, tuple(where), tuple(missing)), []).append(names[a])
         if spec.cascade:
-            items.append(
-                f"`{a}` ran as a cascade, on the inputs the attacks before it left correct: its column is "
-                f"the per-input worst case of those attacks and itself."
-            )
+            cascades.append(names[a])
+    for (word, where, missing), which in partial.items():
+        them, curves = ("it", "its curve has") if len(which) == 1 else ("them", "their curves have")
+        items.append(
+            f"{', '.join(which)} ran only at {word} {', '.join(f'{e:g}' for e in where)}: at {word} "
+            f"{', '.join(f'{e:g}' for e in missing)} the worst case does not include {them}, and {curves} no "
+            "points there."
+        )
+    if cascades:
+        items.append(
+            f"{', '.join(cascades)} ran as a cascade, each on the inputs the attacks before it left correct: "
+            "the column of each is the per-input worst case of those attacks and itself."
+        )
     shown = T.family(summary)
     raw = int((shown["p_value"] < settings.alpha).sum())
     adjusted = int(shown["significant"].astype(bool).sum())
@@ -400,17 +422,22 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
     section.add(
         Image(
             figs["robust_accuracy"],
-            "Robust accuracy against the budget ε (L∞, or the L2 radius for the attacks marked norm=l2, each norm "
-            "in its own panels), one panel per attack "
-            "(the last, when present, is the per-sample worst case over all "
-            f"attacks). Lines: mean over seeds; bands: {T.interval_kind(summary)}.",
+            "Robust accuracy against the budget ε (L∞, or the L2 radius for the attacks marked L2, each norm "
+            "in its own panels), one panel per attack, and per threat model the per-sample worst case over "
+            f"its attacks. Lines: mean over seeds; bands: {T.interval_kind(summary)}. A line stops where its "
+            "attack did not run (an attack that starts at a larger ε has no points below it); a point with no "
+            "line to it shows its interval as an error bar. Each loss keeps its colour, marker and line style "
+            "in every figure (a colour-blind-safe palette).",
             alt="robust accuracy against eps",
         )
     )
     if "per_seed" in figs:
         section.add(
             Image(
-                figs["per_seed"], "The individual networks behind the means: one dot per seed.", alt="per-seed accuracy"
+                figs["per_seed"],
+                "The individual networks behind the means: one dot per seed, one panel per attack, at the budgets "
+                "it ran at.",
+                alt="per-seed accuracy",
             )
         )
     return section
@@ -450,7 +477,8 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T
     section.add(
         Table(
             T.detail_table(inputs, summary),
-            "Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
+            nowrap=True,
+            caption="Every loss × attack × ε cell (from summary.csv): accuracy in %, its interval, the difference "
             f"to {base} in points with its interval, raw p (and the test that gave it), its family, p adjusted "
             f"by {settings.correction_name} within that family, and the reference p-values (percentile "
             "bootstrap, Welch over seeds, paired over images).",

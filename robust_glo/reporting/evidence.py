@@ -102,27 +102,96 @@ def thresholds_text(inputs: ReportInputs) -> str:
     return ", ".join(parts)
 
 
+def _diff(row: dict[str, Any]) -> str:
+    """ "+8.3 [+6.3, +10.4]": a difference in points with its 95% interval ("–" when there is none)."""
+    if _isnan(row.get("diff")):
+        return "–"
+    text = f"{100 * row['diff']:+.1f}"
+    if not _isnan(row.get("diff_ci_low")):
+        text += f" [{100 * row['diff_ci_low']:+.1f}, {100 * row['diff_ci_high']:+.1f}]"
+    return text
+
+
+def _p(row: dict[str, Any]) -> str:
+    p = row.get("p_adjusted")
+    if _isnan(p):
+        return "–"
+    return ("≤ " if row.get("p_at_floor") else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+
+
+SIGNS = {"more robust": "↑", "less robust": "↓", "higher": "↑", "lower": "↓"}
+
+
+def verdict_table(claims: pd.DataFrame, clean: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The verdict at a glance: one row per loss, one column per budget (and clean accuracy first); each cell
+    the difference to the baseline in points with its 95% interval, `↑` / `↓` where it is significant after
+    the correction (the number and its interval joined by no-break spaces), and for a significant
+    robustness claim whether the answer counts it ("counted", or "not counted" with the reason). Two
+    closing rows name, per budget, the attacks behind the worst case and what the AutoAttack ensemble
+    lacks there ("complete" when nothing). Returns a DataFrame of strings (empty when there are no
+    claims)."""
+    if claims.empty:
+        return pd.DataFrame()
+    budgets = list(
+        dict.fromkeys(
+            r["budget"] for r in sorted(claims.to_dict("records"), key=lambda r: (r["norm"] != "Linf", float(r["eps"])))
+        )
+    )
+    losses = list(dict.fromkeys(claims["loss"]))
+    has_clean = clean is not None and not clean.empty
+    columns = ["loss"] + (["clean accuracy"] if has_clean else []) + budgets
+    rows: list[dict[str, str]] = []
+    clean_by_loss = {r["loss"]: r for r in clean.to_dict("records")} if has_clean else {}
+    for loss in losses:
+        row = {"loss": str(loss)}
+        if has_clean:
+            c = clean_by_loss.get(loss)
+            row["clean accuracy"] = "–" if c is None else _signed(c)
+        for r in claims[claims["loss"] == loss].to_dict("records"):
+            text = _signed(r)
+            if r["direction"] != "no evidence":
+                text += " counted" if r["counted"] else f" not counted: {r['not_counted_because']}"
+            row[r["budget"]] = text
+        rows.append(row)
+    first = {r["budget"]: r for r in claims.to_dict("records")}
+    attacks = {"loss": "attacks behind it", **{b: first[b]["attacks"] for b in budgets}}
+    ensemble = {
+        "loss": "AutoAttack ensemble",
+        **{b: "complete" if first[b]["verified"] else f"lacks {first[b]['missing']}" for b in budgets},
+    }
+    if has_clean:
+        attacks["clean accuracy"] = ensemble["clean accuracy"] = "–"
+    rows += [attacks, ensemble]
+    return pd.DataFrame(rows, columns=columns).fillna("–")
+
+
+NBSP = "\u00a0"
+
+
+def _signed(row: dict[str, Any]) -> str:
+    """ "↑ +8.3 [+6.3, +10.4]" with no-break spaces, so that a narrow column never splits the number."""
+    sign = SIGNS.get(str(row.get("direction", "")), "")
+    return (f"{sign} {_diff(row)}" if sign else _diff(row)).replace(" ", NBSP)
+
+
 def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
-    """The verdict's claims, compact: loss x budget with the difference, its interval, adjusted p, the
-    attacks behind it, the diagnostics failed and whether the claim counts."""
+    """The verdict's claims in detail: one row per loss and budget with the finding, the difference and its
+    interval, adjusted p, the attacks behind it (readable names), whether the worst case there is
+    AutoAttack-verified, the diagnostics failed and whether the claim counts. Returns a DataFrame (empty
+    when there are no claims)."""
     if claims.empty:
         return pd.DataFrame()
     out = []
     for r in claims.to_dict("records"):
-        diff = f"{100 * r['diff']:+.1f}" if not _isnan(r["diff"]) else "–"
-        if not _isnan(r.get("diff_ci_low")):
-            diff += f" [{100 * r['diff_ci_low']:+.1f}, {100 * r['diff_ci_high']:+.1f}]"
-        p = r.get("p_adjusted")
         out.append(
             {
                 "loss": r["loss"],
                 "budget": r["budget"],
                 "finding": r["direction"],
-                "difference (points)": diff,
-                "adjusted p": "–"
-                if _isnan(p)
-                else ("≤ " if r.get("p_at_floor") else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}"),
+                "difference (points)": _diff(r),
+                "adjusted p": _p(r),
                 "attacks behind it": r["attacks"],
+                "AutoAttack-verified": "yes" if r["verified"] else "no",
                 "diagnostics failed": r["diagnostics_failed"] or "none",  # "not run" when none were recorded
                 "counted": "yes" if r["counted"] else "no",
             }

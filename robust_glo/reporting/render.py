@@ -26,6 +26,7 @@ class Bullets:
 class Table:
     frame: pd.DataFrame
     caption: str = ""
+    nowrap: bool = False  # HTML: keep each cell on one line (tables of numbers); the table then scrolls
 
 
 @dataclass
@@ -120,8 +121,12 @@ h1{font-size:1.8em;margin-bottom:.2em}h2{border-bottom:2px solid #e3e3e3;padding
 .subtitle{color:#555;margin-top:0}nav{background:#f6f7f9;padding:.6em 1em;border-radius:6px}
 nav a{margin-right:1em}table{border-collapse:collapse;margin:.6em 0 1.2em;font-size:.9em}
 th,td{border:1px solid #d8d8d8;padding:.3em .6em;text-align:left;vertical-align:top}
-th{background:#f0f2f5}tr:nth-child(even) td{background:#fafbfc}caption{caption-side:top;text-align:left;
-font-style:italic;color:#444;padding-bottom:.3em}figure{margin:1em 0 1.6em}figure img{max-width:100%;
+th{background:#f0f2f5}td{background:#fff}tr:nth-child(even) td{background:#fafbfc}
+.table-block{margin:.6em 0 1.2em}.table-block .caption{font-style:italic;color:#444;margin:0 0 .3em}
+.table-scroll{overflow-x:auto;max-width:100%}.table-scroll table{margin:0}
+.table-scroll th:first-child,.table-scroll td:first-child{position:sticky;left:0;z-index:1}
+table.nowrap td,td.nw{white-space:nowrap}
+figure{margin:1em 0 1.6em}figure img{max-width:100%;
 border:1px solid #eee}figcaption{font-style:italic;color:#444;font-size:.92em}
 pre{background:#f6f7f9;padding:.8em;overflow-x:auto;font-size:.85em;border-radius:6px}
 code{background:#f3f3f3;padding:0 .2em;border-radius:3px}
@@ -136,17 +141,32 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
 
 
-def html_table(frame: pd.DataFrame, caption: str = "") -> str:
-    parts = ["<table>"]
+def html_table(frame: pd.DataFrame, caption: str = "", *, nowrap: bool = False) -> str:
+    """A table as HTML inside a horizontally scrolling wrapper (`.table-scroll`, CSS overflow-x:auto), so a
+    table wider than the page scrolls instead of being cut off, its first column staying in view; the
+    caption stands above the wrapper. Cells of at most `SHORT_CELL` characters never wrap; `nowrap` keeps
+    every cell on one line. Returns the HTML."""
+    label = html.escape(re.sub(r"[`*]", "", caption.split(". ")[0]) or "table", quote=True)
+    parts = ['<div class="table-block">']
     if caption:
-        parts.append(f"<caption>{_inline(caption)}</caption>")
+        parts.append(f'<p class="caption">{_inline(caption)}</p>')
+    parts.append(f'<div class="table-scroll" role="region" tabindex="0" aria-label="{label}">')
+    parts.append('<table class="nowrap">' if nowrap else "<table>")
     parts.append(
         "<thead><tr>" + "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns) + "</tr></thead><tbody>"
     )
     for row in frame.itertuples(index=False):
-        parts.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>")
-    parts.append("</tbody></table>")
+        parts.append("<tr>" + "".join(_td(str(v)) for v in row) + "</tr>")
+    parts.append("</tbody></table></div></div>")
     return "".join(parts)
+
+
+SHORT_CELL = 24  # characters: a cell this short (a number with its interval, a budget) never wraps
+
+
+def _td(text: str) -> str:
+    nowrap = ' class="nw"' if len(text) <= SHORT_CELL else ""
+    return f"<td{nowrap}>{html.escape(text)}</td>"
 
 
 def image_data_uri(path: Path) -> str:
@@ -183,7 +203,7 @@ def to_html(doc: Document) -> str:
             elif isinstance(block, Bullets):
                 out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block.items) + "</ul>")
             elif isinstance(block, Table):
-                out.append(html_table(block.frame, block.caption))
+                out.append(html_table(block.frame, block.caption, nowrap=block.nowrap))
             elif isinstance(block, Image):
                 alt = html.escape(block.alt or block.caption or Path(block.path).stem)
                 cap = f"<figcaption>{_inline(block.caption)}</figcaption>" if block.caption else ""

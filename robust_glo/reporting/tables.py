@@ -8,6 +8,7 @@ orders and formats them.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,7 @@ import pandas as pd
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness import EXPLANATIONS, summarize
-from robust_glo.robustness.attacks import WORST_L2, spec_of_label
+from robust_glo.robustness.attacks import WORST_L2, display_name, spec_of_label
 from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
 
 CLEAN = "clean"
@@ -115,6 +116,22 @@ def attack_order(results: pd.DataFrame) -> list[str]:
     return [a for a in dict.fromkeys(results["attack"]) if a not in (CLEAN, WORST, WORST_L2)]
 
 
+def attack_names(attacks: Sequence[str]) -> dict[str, str]:
+    """Results-table attack labels -> their readable names (`display_name`: "PGD-20", "APGD-CE (cascade,
+    ε ≥ 0.1)"), for headers, panel titles and prose; returns a dict. Labels whose names would coincide
+    keep their spec, so that every name stays distinct."""
+    names = {a: display_name(a) for a in dict.fromkeys(attacks)}
+    taken = [n for n in names.values()]
+    return {a: (n if taken.count(n) == 1 else a) for a, n in names.items()}
+
+
+def attack_list(attacks: Sequence[str], *, schedule: bool = True) -> str:
+    """ "FGSM, PGD-10, APGD-CE" for attack labels (readable names, in their order; `schedule=False`
+    leaves out cascade and min_eps); "none" for no attack. Returns a string."""
+    names = [display_name(a, schedule=schedule) for a in dict.fromkeys(attacks)]
+    return ", ".join(dict.fromkeys(names)) or "none"
+
+
 def clean_rows(summary: pd.DataFrame) -> pd.DataFrame:
     """Clean accuracy per loss: the "clean" rows, else the eps = 0 rows of the first attack."""
     clean = summary[summary["attack"] == CLEAN]
@@ -197,7 +214,7 @@ def shown_columns(inputs: ReportInputs, summary: pd.DataFrame) -> list[tuple[str
     """(header, attack, eps) of the columns of the summary tables: clean, then each attack at each eps > 0,
     then the per-sample worst case of each threat model (the comparisons of the primary family)."""
     columns = [("clean accuracy (%)", CLEAN, 0.0)]
-    names = {WORST: "worst case", WORST_L2: "worst case L2"}
+    names = {WORST: "worst case", WORST_L2: "worst case L2", **attack_names(attack_order(inputs.results))}
     for attack in attack_order(inputs.results) + [WORST_L2, WORST]:
         rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
         for eps in sorted(rows["eps"].unique()):
@@ -239,6 +256,7 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
     (per-attack) or "—" (in no family: the baseline, or an attack whose outcomes are the worst case's);
     p adjusted within its family; "≤" where the raw p is at its floor."""
     rows = []
+    names = {WORST: "worst case", WORST_L2: "worst case L2", **attack_names(attack_order(summary))}
     for r in summary.to_dict("records"):
         if r["attack"] != CLEAN and r["eps"] == 0.0 and (summary["attack"] == CLEAN).any():
             continue
@@ -246,7 +264,7 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
         floor = not _nan(r.get("p_at_floor")) and bool(r.get("p_at_floor"))
         rows.append(
             {
-                "attack": r["attack"],
+                "attack": names.get(r["attack"], r["attack"]),
                 "eps": fmt_eps(r["eps"]),
                 "loss": inputs.label(r["loss"]),
                 "seeds": int(r["n_seeds"]),

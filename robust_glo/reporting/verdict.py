@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from robust_glo.robustness.attacks import WORST, WORST_L2
+from robust_glo.robustness.attacks import WORST, WORST_L2, display_name
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 
 NORM_OF_WORST = {WORST: "linf", WORST_L2: "l2"}
@@ -46,9 +46,13 @@ CLAIM_COLUMNS = [
     "p_at_floor",
     "verified",
     "attacks",
+    "missing",
     "diagnostics_failed",
     "counted",
+    "not_counted_because",
 ]
+CLEAN_COLUMNS = ["loss", "direction", "diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor"]
+DIRECTION = {"higher": "more robust", "lower": "less robust", "": "no evidence"}
 
 
 class CoverageLike(Protocol):
@@ -59,9 +63,14 @@ class CoverageLike(Protocol):
 
 @dataclass(frozen=True)
 class Verdict:
+    """The verdict: the `answer` sentence (the headline), one prose bullet per loss and the coverage bullet,
+    the `claims` (one row per loss and budget, `CLAIM_COLUMNS`) and the clean-accuracy comparisons
+    (`clean`, `CLEAN_COLUMNS`: "higher"/"lower" become "more"/"less" there too, meaning accuracy)."""
+
     bullets: list[str]
     answer: str
     claims: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLAIM_COLUMNS))
+    clean: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CLEAN_COLUMNS))
 
 
 def _nan(value: Any) -> bool:
@@ -146,13 +155,19 @@ def unjudged_diagnostics(
     return [c for c in required if set(judged.loc[judged["check"] == c, "seed"]) != seeds]
 
 
+def attack_names(labels: tuple[str, ...] | list[str], *, schedule: bool = False) -> str:
+    """ "FGSM, PGD-10, APGD-CE" for attack labels: their readable names (`display_name`), in order, without
+    where they ran (cascade, min_eps) unless `schedule`; "no attack" for none. Returns a string."""
+    names = list(dict.fromkeys(display_name(a, schedule=schedule) for a in labels))
+    return ", ".join(names) if names else "no attack"
+
+
 def _coverage_text(cov: CoverageLike | None) -> str:
     if cov is None:
         return "AutoAttack coverage unknown"
     if cov.verified:
         return "AutoAttack-verified"
-    ran = ", ".join(cov.ran) if cov.ran else "no attack"
-    return f"not verified against AutoAttack (worst case of: {ran})"
+    return f"not verified against AutoAttack (worst case of: {attack_names(cov.ran)})"
 
 
 def build_verdict(
@@ -174,6 +189,7 @@ def build_verdict(
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
     bullets: list[str] = []
     claims: list[dict[str, Any]] = []
+    cleans: list[dict[str, Any]] = []
     for loss in losses:
         name = labels.get(loss, loss)
         rows = summary[summary["loss"] == loss]
@@ -185,6 +201,14 @@ def build_verdict(
                 _direction(c)
             ]
             parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({_diff_text(c)})")
+            cleans.append(
+                {
+                    "loss": name,
+                    "direction": {"higher": "higher", "lower": "lower", "": "no evidence"}[_direction(c)],
+                    **{k: c.get(k, math.nan) for k in ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted")},
+                    "p_at_floor": bool(c.get("p_at_floor", False)),
+                }
+            )
         for label, norm in NORM_OF_WORST.items():
             worst = rows[(rows["attack"] == label) & (rows["eps"].astype(float) > 0)]
             for r in worst.sort_values("eps").to_dict("records"):
@@ -215,8 +239,13 @@ def build_verdict(
                     text += f", failed diagnostics: {', '.join(failed)}"
                 if base_failed:
                     text += f", {base} failed diagnostics: {', '.join(base_failed)}"
+                because = []
                 if direction and not counted:
                     text += " [not counted]"
+                    because = (["AutoAttack incomplete"] if not verified else []) + (
+                        ["diagnostic failed"] if failed or base_failed else []
+                    )
+                    because += ["not diagnosed"] if not judged else []
                 parts.append(text)
                 claims.append(
                     {
@@ -224,22 +253,22 @@ def build_verdict(
                         "norm": DISPLAY_NORM[norm],
                         "eps": eps,
                         "budget": budget_text(norm, eps),
-                        "direction": {"higher": "more robust", "lower": "less robust", "": "no evidence"}[direction],
+                        "direction": DIRECTION[direction],
                         "diff": r["diff"],
                         "diff_ci_low": r.get("diff_ci_low", math.nan),
                         "diff_ci_high": r.get("diff_ci_high", math.nan),
                         "p_adjusted": r.get("p_adjusted", math.nan),
                         "p_at_floor": bool(r.get("p_at_floor", False)),
                         "verified": verified,
-                        "attacks": "AutoAttack (" + ", ".join(cov.ran) + ")"
-                        if verified
-                        else ("worst case of: " + (", ".join(cov.ran) if cov and cov.ran else "?")),
+                        "attacks": attack_names(cov.ran) if cov is not None else "?",
+                        "missing": ", ".join(cov.missing) if cov is not None else "?",
                         "diagnostics_failed": "; ".join(
                             failed
                             + [f"{base}: {f}" for f in base_failed]
                             + ([f"not run: {', '.join(unjudged)}"] if unjudged else [])
                         ),
                         "counted": counted,
+                        "not_counted_because": "; ".join(because),
                     }
                 )
         text = f"**{name}**: " + "; ".join(parts) + "."
@@ -251,7 +280,8 @@ def build_verdict(
         bullets.append(text)
     bullets.append(_coverage_bullet(coverage))
     frame = pd.DataFrame(claims, columns=CLAIM_COLUMNS)
-    return Verdict(bullets, _answer(frame, base, dataset, budget, correction, coverage), frame)
+    answer = _answer(frame, base, dataset, budget, correction, coverage)
+    return Verdict(bullets, answer, frame, pd.DataFrame(cleans, columns=CLEAN_COLUMNS))
 
 
 def _lookup(coverage: Mapping[tuple[str, float], CoverageLike], norm: str, eps: float) -> CoverageLike | None:
@@ -262,19 +292,57 @@ def _lookup(coverage: Mapping[tuple[str, float], CoverageLike], norm: str, eps: 
 
 
 def _coverage_bullet(coverage: Mapping[tuple[str, float], CoverageLike]) -> str:
+    """The last bullet: per budget, whether the worst case includes the AutoAttack ensemble, and where it
+    does not, the attacks it rests on and exactly which components of the ensemble (at which budget) are
+    missing there; budgets alike are named together."""
     if not coverage:
         return "AutoAttack coverage: no budget with an attack was recorded, so no robustness claim is counted."
-    verified = [budget_text(n, e) for (n, e), c in sorted(coverage.items()) if c.verified]
-    other = [
-        f"{budget_text(n, e)} (missing {', '.join(c.missing) or '?'})"
-        for (n, e), c in sorted(coverage.items())
-        if not c.verified
-    ]
+    items = sorted(coverage.items(), key=lambda kv: (kv[0][0] != "linf", float(kv[0][1])))
+    verified = [budget_text(n, e) for (n, e), c in items if c.verified]
+    groups: dict[tuple[str, str, tuple[str, ...]], list[float]] = {}
+    for (norm, eps), cov in items:
+        if not cov.verified:
+            groups.setdefault((norm, attack_names(cov.ran), tuple(cov.missing)), []).append(eps)
     text = "AutoAttack coverage (APGD-CE, APGD-T, FAB-T and Square with 5,000 queries in the worst case): "
     text += ("verified at " + ", ".join(verified)) if verified else "no budget is verified"
-    if other:
-        text += "; not verified at " + "; ".join(other) + ": claims there are stated but not counted"
+    if groups:
+        parts = []
+        for (norm, ran, missing), budgets in groups.items():
+            where = _budgets_text([(norm, e) for e in budgets])
+            lacks = ", ".join(missing) if missing else "a component this report cannot name"
+            parts.append(f"at {where} the worst case rests on {ran}, and the ensemble lacks {lacks}")
+        text += "; " + "; ".join(parts) + ": claims there are stated but not counted"
     return text + "."
+
+
+def _budgets_text(budgets: list[tuple[str, float]]) -> str:
+    """ "ε = 0.02, 0.05 and L2 radius 1.5" for (norm, eps) pairs, each norm's budgets named once."""
+    by_norm: dict[str, list[float]] = {}
+    for norm, eps in budgets:
+        by_norm.setdefault(norm, []).append(float(eps))
+    parts = [
+        ("L2 radius " if norm == "l2" else "ε = ") + ", ".join(f"{e:g}" for e in sorted(values))
+        for norm, values in sorted(by_norm.items(), key=lambda kv: kv[0] != "linf")
+    ]
+    return " and ".join(parts)
+
+
+def _named(claims: pd.DataFrame) -> str:
+    """ "baikal at ε = 0.02, 0.05; taylorglo at ε = 0.05" for claims, grouped by loss in their order."""
+    by_loss: dict[str, list[tuple[str, float]]] = {}
+    for r in claims.itertuples():
+        by_loss.setdefault(str(r.loss), []).append(("l2" if r.norm == "L2" else "linf", float(r.eps)))
+    return "; ".join(f"{loss} at {_budgets_text(b)}" for loss, b in by_loss.items())
+
+
+def _by_direction(claims: pd.DataFrame) -> str:
+    """ "more robust: X at ε = 0.05; less robust: Y at ε = 0.1" for significant claims."""
+    parts = []
+    for word in ("more robust", "less robust"):
+        chosen = claims[claims["direction"] == word]
+        if len(chosen):
+            parts.append(f"{word}: {_named(chosen)}")
+    return "; ".join(parts)
 
 
 def _answer(
@@ -285,34 +353,38 @@ def _answer(
     correction: str,
     coverage: Mapping[tuple[str, float], CoverageLike],
 ) -> str:
+    """The headline: the counted claims in both directions, then the significant differences that are not
+    counted, named by loss and budget in both directions."""
     where = f"On {dataset}, at this budget ({budget})"
     counted = claims[claims["counted"].astype(bool)]
     better = counted[counted["direction"] == "more robust"]
     worse = counted[counted["direction"] == "less robust"]
+    significant = claims[claims["direction"] != "no evidence"]
+    uncounted = significant[~significant["counted"].astype(bool)]
     scope = "under the AutoAttack-verified worst case, with every diagnostic passed"
     if not any(c.verified for c in coverage.values()):
         text = (
             f"{where}: no robustness claim can be judged against {base}: no budget's worst case includes the "
             "full AutoAttack ensemble."
         )
-        significant = claims[claims["direction"] != "no evidence"]
-        if len(significant):
+        if len(uncounted):
             text += (
-                f" {len(significant)} significant difference(s) under weaker attacks are stated below but not counted."
+                f" Under the weaker attacks, {len(uncounted)} significant difference(s), stated below but not "
+                f"counted: {_by_direction(uncounted)}."
             )
         return text
     if not better.empty:
-        items = ", ".join(f"{r.loss} at {r.budget}" for r in better.itertuples())
-        text = f"{where}: more robust than {base} {scope}, significant after {correction} correction: {items}."
+        text = f"{where}: more robust than {base} {scope}, significant after {correction} correction: {_named(better)}."
     else:
         text = f"{where}: no evidence that any loss is more robust than {base} {scope}, after {correction} correction."
     if not worse.empty:
-        text += f" Less robust than {base}: " + ", ".join(f"{r.loss} at {r.budget}" for r in worse.itertuples()) + "."
-    significant = claims[claims["direction"] != "no evidence"]
-    uncounted = len(significant) - len(counted)
-    if uncounted:
+        text += f" Less robust than {base}: {_named(worse)}."
+    else:
+        text += f" No loss is shown less robust than {base} by that standard either."
+    if len(uncounted):
         text += (
-            f" {uncounted} further significant difference(s) are not counted: they rest on attacks weaker than "
-            "AutoAttack, or on networks that failed a diagnostic or were not diagnosed (see the claims table)."
+            f" {len(uncounted)} further significant difference(s) are not counted, because the worst case there "
+            "lacks part of the AutoAttack ensemble or a network failed a diagnostic or was not diagnosed (see the "
+            f"table): {_by_direction(uncounted)}."
         )
     return text

@@ -18,8 +18,9 @@ Each family lists the model dtypes it runs in (`AttackEntry.dtypes`): FGSM and P
 float32 tensors into their iterates); FAB-T and `aa-reference` float32 only (FAB casts to float32). A
 model of another dtype is refused by `AttackSpec.check_dtype` before anything runs.
 
-`autoattack_coverage` (coverage.py) says whether the attacks that ran at one (threat model, eps) include
-that ensemble at its reference budgets.
+`display_name` gives an attack's readable name for reports ("PGD-20", "APGD-CE (cascade, ε ≥ 0.1)",
+"Square (5,000 queries)"). `autoattack_coverage` (coverage.py) says whether the attacks that ran at one
+(threat model, eps) include that ensemble at its reference budgets.
 """
 
 from robust_glo.robustness.attacks.base import (
@@ -47,6 +48,7 @@ from robust_glo.robustness.attacks.base import (
     _seeded,
     _targets,
     clean_gradient,
+    display_name,
     dtype_name,
     dtype_names,
     get_attack_entry,
@@ -101,6 +103,7 @@ __all__ = [
     "autoattack_coverage",
     "clean_gradient",
     "coverage_from_results",
+    "display_name",
     "dtype_name",
     "dtype_names",
     "get_attack_entry",

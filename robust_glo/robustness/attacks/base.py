@@ -282,6 +282,74 @@ def spec_of_label(label: object) -> AttackSpec | None:
         return None
 
 
+# Readable titles of the built-in families; a family registered elsewhere is shown by its registered name.
+_TITLES = {
+    "fgsm": "FGSM",
+    "pgd": "PGD",
+    "apgd-ce": "APGD-CE",
+    "apgd-dlr": "APGD-DLR",
+    "apgd-t": "APGD-T",
+    "fab-t": "FAB-T",
+    "square": "Square",
+    "aa-reference": "AutoAttack",
+}
+_RESERVED_NAMES = {"clean": "clean", WORST: "worst case", WORST_L2: "worst case L2"}
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def display_name(attack: AttackSpec | str, *, schedule: bool = True) -> str:
+    """The readable name of an attack spec (or of a results-table `attack` label), for report headers,
+    figure titles and prose; returns a string.
+
+    `pgd:steps=20` -> "PGD-20", `square:n_queries=1000` -> "Square (1,000 queries)",
+    `apgd-ce:cascade=true:min_eps=0.1` -> "APGD-CE (cascade, ε ≥ 0.1)", `pgd:norm=l2` -> "PGD-10 L2"
+    (an L2 radius bound reads "r ≥ 1.5"). Parameters that differ from the family's defaults are named
+    (steps, targets, restarts, queries, or "key value" for the others), so distinct specs get distinct
+    names. `schedule=False` leaves out where the attack ran (`cascade`, `min_eps`): "APGD-CE".
+    The rows that are no attack read "clean", "worst case" and "worst case L2"; a label this process
+    cannot parse (an unregistered family) is returned as it is.
+    """
+    if isinstance(attack, str) and attack in _RESERVED_NAMES:
+        return _RESERVED_NAMES[attack]
+    spec = attack if isinstance(attack, AttackSpec) else spec_of_label(attack)
+    if spec is None:
+        return str(attack)
+    entry = spec.entry
+    params = spec.resolved()
+    title = _TITLES.get(spec.family, spec.family)
+    if spec.family == "pgd":
+        title = f"PGD-{params['steps']}"
+    if spec.threat is ThreatModel.L2:
+        title += " L2"
+    details = []
+    if spec.family == "square":
+        details.append(f"{params['n_queries']:,} queries")
+    for key, default in entry.defaults.items():
+        value = params.get(key)
+        if value == default or (spec.family == "pgd" and key == "steps") or key == "n_queries":
+            continue
+        if key in ("steps", "targets", "restarts"):
+            details.append(f"{_number(value)} {key}")
+        elif key == "random_start":
+            details.append("random start" if value else "no random start")
+        elif key == "alpha":
+            details.append(f"step {_number(value)}")
+        else:
+            details.append(f"{key} {_number(value)}")
+    if schedule and spec.cascade:
+        details.append("cascade")
+    if schedule and spec.min_eps > 0:
+        details.append(f"{'r' if spec.threat is ThreatModel.L2 else 'ε'} ≥ {spec.min_eps:g}")
+    return f"{title} ({', '.join(details)})" if details else title
+
+
 def resolve_attacks(attacks: str | AttackSpec | list | tuple) -> list[AttackSpec]:
     """A list of specs (or one comma-separated string) -> distinct `AttackSpec`s, in the order given."""
     if isinstance(attacks, (str, AttackSpec)):

@@ -54,7 +54,7 @@ class _Component:
     def need(self, n_classes: int) -> str:
         parts = [f"{_targets_needed(n_classes)} targets"] if self.targeted else []
         parts += [f"{self.steps} steps"] if self.steps is not None else []
-        parts += [f"{self.n_queries} queries"] if self.n_queries is not None else []
+        parts += [f"{self.n_queries:,} queries"] if self.n_queries is not None else []
         return f"{self.title} ({', '.join(parts)})"
 
     def met_by(self, spec: AttackSpec, n_classes: int) -> bool:
