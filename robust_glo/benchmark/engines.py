@@ -41,10 +41,11 @@ def evolve_config(
     return EvolveConfig.from_dict(values, source="[evolve]")
 
 
-def run_evolution(config: Any) -> int:
+def run_evolution(config: Any, *, require_best: bool = True) -> int:
     """Run the evolution of `config`, or continue it from its run directory (`--resume` semantics: finished
     candidates are read back, not retrained). Returns the number of evaluations this call ran (0 when the
-    run had already finished)."""
+    run had already finished). `require_best`: a run that trained no usable candidate is a `ConfigError`
+    (one search of several may come back empty; the choice among them then leaves it out)."""
     from robust_glo.evolution import run_evolution as _run
 
     try:
@@ -54,7 +55,7 @@ def run_evolution(config: Any) -> int:
             f"{exc} (the suite's [evolve] table changed since {config.out} was made: restore it, "
             f"or remove that folder to evolve again)"
         ) from None
-    if result.best is None:
+    if result.best is None and require_best:
         raise ConfigError(
             f"evolution in {config.out} trained no usable candidate, so there is no evolved loss; "
             "raise [evolve] generations or popsize, or check the training settings"

@@ -33,8 +33,10 @@ import pandas as pd
 
 from robust_glo.benchmark import engines
 from robust_glo.benchmark.ledger import Ledger, StageCounter
-from robust_glo.benchmark.suite import Suite, evolution_of
+from robust_glo.benchmark.searches import choose_search, search_dir
+from robust_glo.benchmark.suite import SEARCHES, Suite, evolution_of
 from robust_glo.comparison import layout
+from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import (
@@ -193,7 +195,12 @@ class Benchmark:
             self.out / "environment.json",
             run_metadata(
                 attack=self.suite.attack_seed,
-                **{f"evolve{':' + n if n else ''}": int(o.get("seed", 0)) for n, o in self.suite.evolutions.items()},
+                **{
+                    f"evolve{':' + n if n else ''}": [int(o.get("seed", 0)) + k for k in range(o.get(SEARCHES, 1))]
+                    if o.get(SEARCHES, 1) > 1
+                    else int(o.get("seed", 0))
+                    for n, o in self.suite.evolutions.items()
+                },
             )
             | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant}
             # the precision each stage computes in: training's resolved for this machine (training/precision.py);
@@ -300,21 +307,32 @@ class Benchmark:
         """Run (or resume) every evolution of the suite, one after the other."""
         s = self.suite
         for name, options in s.evolutions.items():
-            config = engines.evolve_config(
-                self._evolve_options(options),
-                dataset=s.dataset,
-                model=s.model,
-                out=self.evolve_dir(name),
-                data_root=s.data_root,
-                device=s.device,
-                progress=self.progress,
-            )
-            evaluated = engines.run_evolution(config)
-            if evaluated:
-                counter.done += evaluated
-            else:
-                counter.reused += 1
-                self.log(f"[evolve] reused the finished run in {self.evolve_dir(name)}")
+            n_searches = int(options.get(SEARCHES, 1))
+            options = {k: v for k, v in options.items() if k != SEARCHES}
+            seed = int(options.get("seed", 0))
+            for k in range(n_searches):
+                out = self.evolve_dir(name) if n_searches == 1 else search_dir(self.evolve_dir(name), k)
+                config = engines.evolve_config(
+                    self._evolve_options({**options, "seed": seed + k}),
+                    dataset=s.dataset,
+                    model=s.model,
+                    out=out,
+                    data_root=s.data_root,
+                    device=s.device,
+                    progress=self.progress,
+                )
+                evaluated = engines.run_evolution(config, require_best=n_searches == 1)
+                if evaluated:
+                    counter.done += evaluated
+                else:
+                    counter.reused += 1
+                    self.log(f"[evolve] reused the finished run in {out}")
+            if n_searches > 1:
+                summary = choose_search(self.evolve_dir(name), n_searches, DATASETS[s.dataset].num_classes)
+                self.log(
+                    f"[evolve] {n_searches} searches{' of ' + name if name else ''}: fitness "
+                    f"{summary['fitness_min']:.4f} to {summary['fitness_max']:.4f}; the best one's loss is trained"
+                )
 
     def _evolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """An [evolve] table's options, unless the table chose a backend itself: with the Ray backend, its

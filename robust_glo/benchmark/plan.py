@@ -40,6 +40,12 @@ def describe(suite: Suite) -> str:
             f"  evolve{' ' + name if name else ''}:  {e.get('generations', defaults.generations)} generations x "
             f"popsize {e.get('popsize', defaults.popsize)}, {candidate}, "
             f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}"
+            + (
+                f"; {e['searches']} independent searches (seeds {e.get('seed', defaults.seed)} to "
+                f"{e.get('seed', defaults.seed) + e['searches'] - 1}), the best one's loss trained"
+                if e.get("searches", 1) > 1
+                else ""
+            )
         )
     options = ", ".join(f"{k}={v}" for k, v in train.items() if k not in ("steps", "epochs"))
     lines.append(

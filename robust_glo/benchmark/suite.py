@@ -70,6 +70,10 @@ EVOLVED = "evolved"  # the token in [train].losses that stands for the loss evol
 # With several evolutions ([evolve.NAME] tables), `evolved:NAME` stands for NAME's loss.
 EVOLVED_PREFIX = EVOLVED + ":"
 DEFAULT_EVOLUTION = ""  # the name of the one evolution of a plain [evolve] table
+# [evolve] searches = K: K independent CMA-ES searches per evolution (seeds seed .. seed + K - 1); the
+# benchmark trains the loss of the best one and reports every search's (docs/suites.md).
+SEARCHES = "searches"
+MAX_SEARCHES = 20
 
 
 def evolution_of(token: str) -> str | None:
@@ -424,12 +428,19 @@ def _parse_evolve(table: dict[str, Any], w: _Where, dataset: str, model: str | N
             f"(dataset and model come from [suite], the output folder from --out)"
         )
     options = dict(table)
+    searches = options.pop(SEARCHES, 1)
+    if isinstance(searches, bool) or not isinstance(searches, int) or not 1 <= searches <= MAX_SEARCHES:
+        raise ConfigError(
+            f"{w}: {SEARCHES} must be an integer from 1 to {MAX_SEARCHES} (independent CMA-ES searches, seeds "
+            f"seed, seed + 1, ...), got {searches!r}"
+        )
     try:
         from robust_glo.benchmark import engines
 
-        return engines.validate_evolve_options(options, dataset=dataset, model=model)
+        validated = engines.validate_evolve_options(options, dataset=dataset, model=model)
     except RobustGloError as exc:
         raise ConfigError(f"{w}: {exc}") from None
+    return {**validated, SEARCHES: searches} if searches > 1 else validated
 
 
 def _parse_train(
