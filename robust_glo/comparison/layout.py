@@ -49,3 +49,9 @@ def transfer_files(out: str | Path, seed: int) -> tuple[Path, Path]:
     """The transfer diagnostic's table and key of seed `seed` in comparison folder `out`."""
     folder = Path(out) / "transfer"
     return folder / f"seed{seed}.csv", folder / f"seed{seed}.json"
+
+
+def crafted_file(out: str | Path, seed: int) -> Path:
+    """The transfer examples crafted on the source network of seed `seed` (with their key), written by
+    that network's piece so that crafting runs in parallel with the other pieces."""
+    return Path(out) / "transfer" / f"seed{seed}.crafted.pt"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,13 +24,14 @@ from robust_glo.comparison.store import (
     evaluate_and_store,
     stored_evaluation,
 )
-from robust_glo.comparison.transfer import transfer_diagnostics
+from robust_glo.comparison.transfer import store_crafted, transfer_diagnostics
 from robust_glo.comparison.user_models import load_user_model
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.checks import FLAG_COLUMNS, describe_flags
 from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS
 from robust_glo.robustness.outcomes import OUTCOME_COLUMNS
 from robust_glo.robustness.statistics import summarize
+from robust_glo.utils import resolve_device
 
 
 @dataclass
@@ -129,6 +131,12 @@ def compute_piece(
                 result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
             )
             line = f"{loss} seed {seed}: {trained}, evaluated in {files.seconds:.0f}s"
+            if loss == config.transfer_from and len(config.losses) > 1:
+                # The transfer examples are crafted here, on the source network, in parallel with the other
+                # pieces; the transfer diagnostic then only runs forward passes (transfer.py).
+                t0 = time.perf_counter()
+                if store_crafted(config, out, seed, result.model, attacked, files.rows, resolve_device(config.device)):
+                    line += f"; transfer examples crafted in {time.perf_counter() - t0:.0f}s"
     if "status" not in files.rows:
         files.rows.insert(4, "status", "ok")
     return files, line

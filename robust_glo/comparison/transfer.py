@@ -16,6 +16,7 @@ would stop at the first misclassification, which transfers worse). Results are s
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from robust_glo.comparison.store import _read_json, _write_csv, _write_json
 from robust_glo.robustness.attacks import WORST, WORST_L2
 from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS, read_diagnostics, transfer_row
 from robust_glo.robustness.evaluate import generate_adversarial
-from robust_glo.robustness.outcomes import unpack_bits
+from robust_glo.robustness.outcomes import image_fingerprint, unpack_bits
 
 CRAFT_STEPS = 40
 TRANSFER_VERSION = 2  # 2: per input, against the white-box worst case
@@ -126,18 +127,33 @@ def _whitebox(outcomes: pd.DataFrame, loss: str, seed: int, label: str, eps: flo
     return torch.from_numpy(unpack_bits(str(row["bits"]), int(row["n"])).copy())
 
 
-def _transfer_seed(config, out, attacked, outcomes, seed, source, targets, budgets, settings, device, load):
+def craft_key(config: CompareConfig, out: Path, seed: int, budgets: list[tuple[str, float]], attacked: Any) -> dict:
+    """What the crafted examples of seed `seed` depend on: the source network's weights, the budgets, the
+    craft attacks, the attack seed and the attacked images."""
+    return {
+        "version": TRANSFER_VERSION,
+        "source_weights": _weights(layout.run_dir(out, config.transfer_from, seed)),
+        "budgets": [[norm, float(eps)] for norm, eps in budgets],
+        "craft": [_craft_spec("linf"), _craft_spec("l2")],
+        "attack_seed": config.attack_seed,
+        "images": image_fingerprint(attacked.images, attacked.labels),
+    }
+
+
+def craft_examples(
+    config: CompareConfig, model: torch.nn.Module, attacked: Any, budgets: list[tuple[str, float]], device
+) -> dict[tuple[str, float], torch.Tensor]:
+    """PGD examples `(N, C, H, W)` crafted on `model` (the source network) at every (norm, eps) of `budgets`."""
     images, labels = attacked.images, attacked.labels.to(torch.int64)
     batch = config.eval_batch_size
-    src = load(layout.run_dir(out, source, seed), device)
-    src.eval()
+    model.eval()
     crafted: dict[tuple[str, float], torch.Tensor] = {}
     for norm, eps in budgets:
         parts = []
         for i in range(0, len(labels), batch):
             parts.append(
                 generate_adversarial(
-                    src,
+                    model,
                     images[i : i + batch],
                     labels[i : i + batch],
                     _craft_spec(norm),
@@ -146,8 +162,57 @@ def _transfer_seed(config, out, attacked, outcomes, seed, source, targets, budge
                     device=device,
                 ).cpu()
             )
-        crafted[norm, eps] = torch.cat(parts)
-    del src
+        crafted[norm, float(eps)] = torch.cat(parts)
+    return crafted
+
+
+def store_crafted(
+    config: CompareConfig, out: Path, seed: int, model: torch.nn.Module, attacked: Any, results: pd.DataFrame, device
+) -> bool:
+    """Craft and store the transfer examples of seed `seed` on its source network `model` (called by the
+    source's own piece, so that crafting runs in parallel with the other pieces); nothing when stored ones
+    with the same key exist. Returns whether it crafted."""
+    budgets = _budgets(results[results["status"] == "ok"] if "status" in results else results)
+    if not budgets:
+        return False
+    key = craft_key(config, out, seed, budgets, attacked)
+    if _read_crafted(out, seed, key) is not None:
+        return False
+    crafted = craft_examples(config, model, attacked, budgets, device)
+    path = layout.crafted_file(out, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save({"key": key, "examples": {f"{n}:{e!r}": x for (n, e), x in crafted.items()}}, tmp)
+    tmp.replace(path)
+    return True
+
+
+def _read_crafted(out: Path, seed: int, key: dict) -> dict[tuple[str, float], torch.Tensor] | None:
+    """The stored crafted examples of seed `seed` when their key is `key` (None otherwise, or unreadable)."""
+    path = layout.crafted_file(out, seed)
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    out_map = {}
+    for name, tensor in data["examples"].items():
+        norm, _, eps = name.partition(":")
+        out_map[norm, float(eps)] = tensor
+    return out_map
+
+
+def _transfer_seed(config, out, attacked, outcomes, seed, source, targets, budgets, settings, device, load):
+    images, labels = attacked.images, attacked.labels.to(torch.int64)
+    batch = config.eval_batch_size
+    crafted = _read_crafted(out, seed, craft_key(config, out, seed, budgets, attacked))
+    if crafted is None or any(b not in crafted for b in budgets):
+        src = load(layout.run_dir(out, source, seed), device)
+        crafted = craft_examples(config, src, attacked, budgets, device)
+        del src
     rows = []
     n = len(labels)
     for loss in targets:
