@@ -326,10 +326,7 @@ class _Tally:
         """Run one attack at one eps on the correctly classified inputs `xs` of a batch (rows `where`); with
         `earlier` (a cascade), only on those of them that every earlier attack left correct."""
         if earlier:
-            alive = torch.ones(len(where), dtype=torch.bool)
-            for other in earlier:
-                if other.runs_at(e):
-                    alive &= self.robust[other.label][e][where]
+            alive = self.standing(e, where, earlier)
             if not bool(alive.any()):
                 return
             if not bool(alive.all()):
@@ -343,7 +340,31 @@ class _Tally:
         torch.manual_seed(s)
         adv = spec.entry.runner(ctx, xs, ys, e, spec.resolved(), s).detach()
         held = ctx.predict(adv) == ys
-        self.seconds[spec.label, e] += time.perf_counter() - t0
+        self.record(spec, e, where, xs, adv, held, time.perf_counter() - t0)
+
+    def standing(self, e: float, where: torch.Tensor, earlier: Sequence[AttackSpec]) -> torch.Tensor:
+        """Which of the inputs at rows `where` `(n,)` every attack of `earlier` that ran at `e` left
+        correct: bool `(n,)` (all True for no earlier attack)."""
+        alive = torch.ones(len(where), dtype=torch.bool)
+        for other in earlier:
+            if other.runs_at(e):
+                alive &= self.robust[other.label][e][where]
+        return alive
+
+    def record(
+        self,
+        spec: AttackSpec,
+        e: float,
+        where: torch.Tensor,
+        xs: torch.Tensor,
+        adv: torch.Tensor,
+        held: torch.Tensor,
+        seconds: float,
+    ) -> None:
+        """Book one attack's result at `e` on the inputs at rows `where` `(n,)`: clean inputs `xs` and
+        adversarial inputs `adv` `(n, C, H, W)`, `held` `(n,)` True where the prediction stayed correct,
+        and the seconds it took."""
+        self.seconds[spec.label, e] += seconds
         self.robust[spec.label][e][where] = held.cpu()
         # Few full passes over adv: on small models these checks would otherwise cost as much as the
         # attack's own forward pass.
@@ -635,6 +656,13 @@ def run_evaluation(
     specs, seed = args.specs, args.seed
     tally = _Tally(len(labels), specs, args.eps, seed, args.eps_l2)
     changed = _attack_batches(model, inputs, labels, tally, args.device, args.batch_size, progress, args.dtype)
+    return _finish(tally, args, changed, tuple(inputs.shape[1:]))
+
+
+def _finish(tally: _Tally, args: _Arguments, changed: list[str], image_shape: tuple[int, ...]) -> Evaluation:
+    """The `Evaluation` of a filled tally: worst cases, results table and reliability checks; `changed`:
+    the state_dict entries the attacks changed, `image_shape` `(C, H, W)` (for the budget slack)."""
+    specs, seed = args.specs, args.seed
     worst = tally.worst()
     for threat in ThreatModel:
         if threat.worst_label in worst:
@@ -648,7 +676,6 @@ def run_evaluation(
         if 0.0 in tally.eps_by_norm[spec.threat]:
             robust[spec.label][0.0] = tally.eps0_correct.clone()
     robust.update(worst)
-    image_shape = tuple(inputs.shape[1:])
     flags = check_reliability(
         results,
         shares["zero"],
