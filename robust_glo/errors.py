@@ -24,7 +24,8 @@ class ConfigError(RobustGloError, ValueError):
 
 
 class UsageError(RobustGloError):
-    """A command line that cannot be parsed: a missing or malformed flag (printed without the prefix)."""
+    """A command line that cannot be parsed: a missing or malformed flag (printed with the same
+    `robust-glo: error: ` prefix as every other error, naming the subcommand)."""
 
 
 class ResumeError(ConfigError):

@@ -1,6 +1,8 @@
 """`robust-glo` command line: one module per subcommand, each with `register(subparsers)`.
 
-Usage errors and `RobustGloError`s print one line to stderr and exit with code 2.
+Every error, a bad command line or a `RobustGloError`, prints one line to stderr that starts with
+`robust-glo: error: ` and exits with code 2. A Ctrl-C prints one line saying what a re-run resumes (each
+subcommand's `interrupted(args)` words it) and exits with code 130.
 """
 
 from __future__ import annotations
@@ -9,37 +11,93 @@ import argparse
 import importlib
 import sys
 
+from robust_glo.cli.common import ERROR_PREFIX
 from robust_glo.errors import RobustGloError, UsageError
 
 # Each name is a module robust_glo.cli.<name> with `register(subparsers)`; the parser it adds sets
-# `func=run` where `run(args) -> int`.
-COMMANDS = ["train", "losses", "analyze", "report", "evolve", "benchmark", "evaluate"]
+# `func=run` where `run(args) -> int`, and may set `interrupted=f` where `f(args) -> str` says what a
+# re-run after Ctrl-C does. The order is the order of `robust-glo --help`.
+COMMANDS = ["benchmark", "evolve", "train", "evaluate", "analyze", "report", "losses"]
+
+DESCRIPTION = """\
+Discover loss functions by evolution (TaylorGLO with CMA-ES) and test, with adversarial attacks and
+honest statistics, whether they make networks more robust than cross-entropy and label smoothing.
+
+The main job is `robust-glo benchmark quick --out runs/quick`: evolve a loss, train it and the baseline
+losses over several seeds, attack every network (FGSM, PGD, AutoAttack), and write a report
+(runs/quick/report.html). Each stage is also a command of its own."""
+
+EPILOG = """\
+conventions, the same on every command that has them:
+  --loss SPEC          a loss: ce, label_smoothing:0.1, baikal, taylorglo:[...], or your own
+                       my_losses.py:fn (robust-glo losses lists them)
+  --seed S             the seed of one run; --seeds N|LIST the training seeds of several
+                       (N: seeds 0..N-1, or a list such as 0,5,9, as a suite's seeds)
+  --out DIR            where results go; re-running with the same DIR reuses finished work
+  --no-progress        no progress bars (alias --quiet)
+  --threads N          torch threads of the process (Ray tasks: --cpus-per-task)
+  --device DEV         auto (CUDA when present), cpu, cuda, cuda:N
+errors print one line starting with "robust-glo: error:" and exit with code 2.
+
+examples:
+  robust-glo benchmark quick --out runs/quick          the whole study, resumable
+  robust-glo train --loss baikal --dataset digits --steps 200
+  robust-glo evaluate --loss ce --loss label_smoothing:0.1 --seeds 3 --out runs/cmp
+  robust-glo <command> --help                          every flag of a command
+
+documentation: README.md and docs/ (docs/README.md) in the source repository."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("robust-glo").strip()
+        hint = f" (see robust-glo {command} --help)" if command else " (see robust-glo --help)"
+        raise UsageError(f"{command + ': ' if command else ''}{message}{hint}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from robust_glo import __version__
 
-    parser = _Parser(prog="robust-glo", description=__doc__.splitlines()[0])
+    parser = _Parser(
+        prog="robust-glo",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"robust-glo {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, title="commands")
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"robust_glo.cli.{name}").register(sub)
     return parser
 
 
+def interrupted_message(args: argparse.Namespace | None) -> str:
+    """The line printed on Ctrl-C: what a re-run of the same command does, in the command's own words."""
+    explain = getattr(args, "interrupted", None)
+    text = explain(args) if callable(explain) else "nothing was kept; re-run the command"
+    return f"robust-glo: interrupted; {text}"
+
+
+def _close_bars() -> None:
+    """Close the progress bars an interrupt left open, so that the message starts a line of its own."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = None
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except RobustGloError as exc:
-        print(f"robust-glo: error: {exc}" if not isinstance(exc, UsageError) else f"error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("robust-glo: interrupted; finished work is saved, re-run to resume", file=sys.stderr)
+        _close_bars()
+        print(interrupted_message(args), file=sys.stderr)
         return 130

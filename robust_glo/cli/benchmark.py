@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, set_threads
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -32,7 +34,7 @@ def register(sub) -> None:
         help="add a loss to the suite's losses, e.g. my_losses.py:fn (repeatable); it is trained on the "
         "suite's seeds and attacked like the others",
     )
-    p.add_argument("--device", default=None, help="override the suite's device: auto, cpu, cuda, cuda:N")
+    add_device_arg(p, default=None, what="override the suite's device: auto, cpu, cuda, cuda:N")
     p.add_argument(
         "--backend",
         default="auto",
@@ -64,9 +66,23 @@ def register(sub) -> None:
         metavar="P",
         help="at most P networks per population (default 0: every unfinished piece at once)",
     )
+    add_threads_arg(
+        p,
+        "torch threads of this process with the local backend (default: torch's; with --backend auto it picks "
+        "local); Ray tasks use --cpus-per-task",
+    )
     p.add_argument("--check", action="store_true", help="validate the suite and print the plan, run nothing")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    add_progress_arg(p)
+    p.set_defaults(func=run, interrupted=interrupted)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    if not args.out:
+        return "nothing was written; re-run the command"
+    return (
+        f"every finished piece is saved in {args.out}; re-run the same command (same --out) to resume "
+        "(stages.json records the interrupted stage)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,7 +102,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out is None:
         from robust_glo.errors import UsageError
 
-        raise UsageError("robust-glo benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
+        raise UsageError("benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
+    backend = args.backend
+    if args.threads is not None:
+        if backend == "ray":
+            from robust_glo.errors import ConfigError
+
+            raise ConfigError("--threads sets this process's torch threads; Ray tasks take --cpus-per-task instead")
+        backend = "local"  # as evolve's auto backend: --threads means one process of that many threads
+        set_threads(args.threads)
     ray_options = {
         "address": args.ray_address,
         "cpus_per_task": args.cpus_per_task,
@@ -96,9 +120,9 @@ def run(args: argparse.Namespace) -> int:
         suite,
         args.out,
         stages=stages,
-        progress=not args.quiet,
-        backend=args.backend,
-        ray_options=ray_options if args.backend != "local" else None,
+        progress=args.progress,
+        backend=backend,
+        ray_options=ray_options if backend != "local" else None,
         population=args.population,
         population_size=args.population_size,
     )

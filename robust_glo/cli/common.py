@@ -1,10 +1,13 @@
-"""Argument helpers shared by subcommands."""
+"""Argument helpers shared by subcommands: the flags that mean the same thing on every subcommand that
+has them (see `robust_glo.cli` for the conventions) are added here, once."""
 
 from __future__ import annotations
 
 import argparse
 
 from robust_glo.data.registry import DATASETS
+
+ERROR_PREFIX = "robust-glo: error: "  # every CLI error: usage errors and RobustGloErrors alike
 
 
 def positive_int(text: str) -> int:
@@ -38,14 +41,77 @@ def seed_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer in {SEED_RANGE}, got {text!r}") from None
 
 
-def add_data_args(p: argparse.ArgumentParser) -> None:
+def seed_list(text: str) -> list[int]:
+    """`--seeds`: a count N (the seeds 0 .. N-1) or a comma list of seeds ("0,5,9"), as a suite's `seeds`."""
+    from robust_glo.errors import ConfigError
+    from robust_glo.utils.parsing import SEED_RANGE, parse_seed
+
+    if "," not in text:
+        return list(range(positive_int(text)))
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give a count N or seeds such as 0,5,9")
+    try:
+        seeds = [parse_seed(item) for item in items]
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count N or seeds in {SEED_RANGE} such as 0,5,9, got {text!r}"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
+    return seeds
+
+
+def add_data_args(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+    """--dataset, --model, --data-root, --device. Without `defaults` the flags default to None, so that a
+    --config file can set them (the help still names the default the configuration fills in)."""
     p.add_argument(
         "--dataset",
-        default="fashion-mnist",
+        default="fashion-mnist" if defaults else None,
         choices=list(DATASETS),
         metavar="NAME",
         help=f"one of {', '.join(DATASETS)} (default fashion-mnist)",
     )
     p.add_argument("--model", default=None, metavar="NAME", help="model name (default: the dataset's)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="where datasets are looked for / downloaded")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    add_device_arg(p, default="auto" if defaults else None)
+
+
+def add_device_arg(p: argparse.ArgumentParser, *, default: str | None = "auto", what: str = "") -> None:
+    p.add_argument(
+        "--device",
+        default=default,
+        metavar="DEV",
+        help=what or "auto (default: CUDA when present), cpu, cuda, cuda:N",
+    )
+
+
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    """`--no-progress` (alias `--quiet`, the benchmark's old spelling): no progress bars. Bars go to stderr;
+    the results printed on stdout are the same either way."""
+    p.add_argument(
+        "--no-progress",
+        "--quiet",
+        dest="progress",
+        action="store_false",
+        help="no progress bars (alias: --quiet); the printed results are the same",
+    )
+
+
+def add_threads_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help=what
+        or "torch threads of this process (default: torch's); results are bit-identical only at the same thread count",
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply `--threads` to this process (None: leave torch's default)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))

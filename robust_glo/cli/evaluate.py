@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from robust_glo.cli.common import add_data_args, positive_int, seed_int
+from robust_glo.cli.common import (
+    add_data_args,
+    add_progress_arg,
+    add_threads_arg,
+    positive_int,
+    seed_int,
+    seed_list,
+    set_threads,
+)
 from robust_glo.errors import ConfigError
 from robust_glo.utils.parsing import parse_budgets, split_list
 
@@ -29,8 +36,17 @@ def register(sub) -> None:
         help="loss spec, repeatable; the first is the baseline of the p-values (default: ce)",
     )
     add_data_args(p)
-    p.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds 0..N-1 per loss (default 3)")
-    p.add_argument("--steps", type=positive_int, default=1000, help="SGD steps per training run (default 1000)")
+    p.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=[0, 1, 2],
+        metavar="N|LIST",
+        help="training seeds per loss: a count N (seeds 0..N-1) or a list such as 0,5,9, as a suite's seeds "
+        "(default 3)",
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=1000, metavar="N", help="SGD steps per training run (default 1000)"
+    )
     p.add_argument(
         "--attacks",
         default="fgsm,pgd",
@@ -65,8 +81,17 @@ def register(sub) -> None:
         metavar="N",
         help="attack the first N test images of a fixed shuffle (default: the whole test split)",
     )
-    p.add_argument("--eval-batch-size", type=positive_int, default=500, metavar="N")
-    p.add_argument("--attack-seed", type=seed_int, default=0, help="seed of the attacks' randomness")
+    p.add_argument(
+        "--eval-batch-size",
+        type=positive_int,
+        default=500,
+        metavar="N",
+        help="images per attack batch (default 500); the attacks draw their randomness per batch, so a stored "
+        "evaluation is reused only at the same size",
+    )
+    p.add_argument(
+        "--attack-seed", type=seed_int, default=0, metavar="S", help="seed of the attacks' randomness (default 0)"
+    )
     p.add_argument(
         "--checkpoint",
         action="append",
@@ -82,7 +107,25 @@ def register(sub) -> None:
         help="evaluate a trained nn.Module (or a no-argument callable returning one) on --dataset (repeatable)",
     )
     p.add_argument("--list-attacks", action="store_true", help="list the attacks and their budgets, then exit")
-    p.set_defaults(func=run)
+    add_threads_arg(p)
+    add_progress_arg(p)
+    p.set_defaults(func=run, interrupted=interrupted)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    if not args.out:
+        return "nothing was written; re-run the command"
+    return (
+        f"every finished training and evaluation is saved in {args.out}; re-run the same command to reuse them "
+        "(the piece in flight starts again)"
+    )
+
+
+def _echo(line: str) -> None:
+    """A log line with long loss specs (inline TaylorGLO parameters) shown by their display names."""
+    from robust_glo.losses import shorten_specs
+
+    print(shorten_specs(line), flush=True)
 
 
 def parse_train_options(items: list[str]) -> dict:
@@ -118,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         losses=args.loss or ["ce"],
         dataset=args.dataset,
         model=args.model,
-        seeds=list(range(args.seeds)),
+        seeds=list(args.seeds),
         steps=args.steps,
         attacks=split_list(args.attacks, "--attacks", "fgsm,pgd"),
         eps=parse_budgets(args.eps, "linf", name="--eps"),
@@ -130,13 +173,18 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         train=parse_train_options(args.train_option),
     )
-    progress = sys.stderr.isatty()
+    set_threads(args.threads)
     if existing:
         comparison = evaluate_existing(
-            config, args.out, checkpoints=args.checkpoint, user_models=args.user_model, progress=progress
+            config,
+            args.out,
+            checkpoints=args.checkpoint,
+            user_models=args.user_model,
+            progress=args.progress,
+            echo=_echo,
         )
     else:
-        comparison = run_comparison(config, args.out, progress=progress)
+        comparison = run_comparison(config, args.out, progress=args.progress, echo=_echo)
     out = Path(args.out)
     print()
     print(summary_table(comparison.summary))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from robust_glo.cli.common import add_progress_arg
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 
@@ -65,8 +66,14 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
     ("--cpus-per-task", float, "C", "CPUs per Ray task (default 1)"),
     ("--gpus-per-task", float, "G", "GPU share per Ray task, e.g. 0.25 (default 0)"),
     ("--max-retries", int, "N", "Ray retries of a task whose worker died (default 2)"),
-    ("--threads", int, "N", "torch threads per evaluation (default: torch's; Ray: cpus-per-task)"),
-    ("--device", str, "DEV", "auto (CUDA when present), cpu, cuda, cuda:N"),
+    (
+        "--threads",
+        int,
+        "N",
+        "torch threads per evaluation (default: torch's; Ray tasks: --cpus-per-task); results are bit-identical "
+        "only at the same thread count",
+    ),
+    ("--device", str, "DEV", "auto (default: CUDA when present), cpu, cuda, cuda:N"),
     ("--data-root", str, "DIR", "where datasets are looked for / downloaded"),
 ]
 
@@ -90,8 +97,18 @@ def register(sub) -> None:
         action="store_true",
         help="continue the run in --out (after a crash or kill) without redoing finished work",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=run)
+    add_progress_arg(p)
+    p.set_defaults(func=run, interrupted=interrupted)
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    out = getattr(args, "run_out", None)
+    if out is None:
+        return "nothing was written; re-run the command"
+    return (
+        f"every finished candidate is saved in {out}; re-run the command with --resume to continue "
+        "(the candidates in flight train again)"
+    )
 
 
 def resolve_config(args: argparse.Namespace):
@@ -109,7 +126,7 @@ def resolve_config(args: argparse.Namespace):
             values[_dest(flag)] = value
     if args.generations is not None and args.evaluations is not None:
         raise ConfigError("give the budget as --generations or --evaluations, not both")
-    if args.no_progress:
+    if not args.progress:
         values["progress"] = False
     store = RunStore(values.get("out", EvolveConfig.out))
     if args.resume and store.exists():
@@ -121,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from robust_glo.evolution import run_evolution
 
     config = resolve_config(args)
+    args.run_out = config.out  # for `interrupted`
     result = run_evolution(config, resume=args.resume)
     n = len(result.history)
     count = {s: sum(r["status"] == s for r in result.history) for s in ("trained", "pruned", "collapsed", "diverged")}

@@ -7,6 +7,11 @@ finds every piece finished and only reads it, so the results are those of the lo
 identical bit for bit when the tasks use the same number of torch threads as the local run
 (`cpus_per_task`). A piece whose worker dies is retried `max_retries` times; a piece that fails is
 reported, and every finished piece stays on disk for the next run to reuse.
+
+While the tasks run, a tqdm bar counts the pieces done out of all of them, with rate and ETA (the
+workers' own bars are not forwarded: `log_to_driver=False`). Pieces already finished on disk are not sent
+to Ray at all: they start the count (tqdm's `initial`), so that the rate and ETA are those of the pieces
+that run.
 """
 
 from __future__ import annotations
@@ -16,8 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.errors import RobustGloError
+from robust_glo.losses import display_name, shorten_specs
 from robust_glo.utils.ray_cluster import connect_ray
 
 
@@ -32,6 +40,23 @@ def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate
     return compute_piece(cfg, Path(out), loss, seed, splits, attacked, evaluate=evaluate)[1]
 
 
+def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, evaluate: bool) -> bool:
+    """Whether the piece is on disk already (what `compute_piece` would reuse); in doubt, False."""
+    from robust_glo.comparison import layout
+    from robust_glo.comparison.store import stored_evaluation
+    from robust_glo.training.run import _is_finished
+
+    try:
+        train_cfg = config.train_config(loss, seed)
+        run_dir = layout.run_dir(out, loss, seed)
+        if evaluate:
+            key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
+            return stored_evaluation(run_dir, key) is not None
+        return _is_finished(run_dir, train_cfg.resolved())
+    except Exception:  # the task finds out for itself
+        return False
+
+
 def run_pieces_ray(
     config: CompareConfig,
     out: str | Path,
@@ -43,11 +68,20 @@ def run_pieces_ray(
     gpus_per_task: float = 0.0,
     max_retries: int = 2,
     echo: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> list[str]:
     """Train (and with `evaluate`, attack) every (loss, seed) piece of `config` as a Ray task; returns the
-    log lines. Raises `RobustGloError` naming the pieces that failed, after the others finished."""
-    ray, _ = connect_ray(address, num_cpus)
+    log lines (long loss specs shown by their display names, `robust_glo.losses.display_name`). With
+    `progress`, a bar on stderr counts the pieces done out of all, with an ETA. Raises `RobustGloError`
+    naming the pieces that failed, after the others finished."""
     config = config.validated()
+    pieces = [(loss, seed) for loss in config.losses for seed in config.seeds]
+    todo = [(loss, seed) for loss, seed in pieces if not _finished_before(config, Path(out), loss, seed, evaluate)]
+    if len(todo) < len(pieces):
+        echo(f"[ray] {len(pieces) - len(todo)} of {len(pieces)} pieces finished before; {len(todo)} run as Ray tasks")
+    if not todo:
+        return []
+    ray, _ = connect_ray(address, num_cpus)
     remote = ray.remote(_piece_task).options(
         num_cpus=float(cpus_per_task),
         num_gpus=float(gpus_per_task),
@@ -58,21 +92,36 @@ def run_pieces_ray(
     payload = dataclasses.asdict(config)
     pending = {
         remote.remote(payload, str(Path(out).resolve()), loss, seed, evaluate, threads): (loss, seed)
-        for loss in config.losses
-        for seed in config.seeds
+        for loss, seed in todo
     }
     lines, failed = [], []
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        ref = done[0]
-        loss, seed = pending.pop(ref)
-        try:
-            line = ray.get(ref)
-        except Exception as exc:  # a worker's error or death: reported with its piece, the rest go on
-            failed.append(f"{loss} seed {seed}: {type(exc).__name__}: {str(exc).strip().splitlines()[-1]}")
-            continue
-        lines.append(line)
-        echo(f"[ray] {line}")
+    bar = tqdm(
+        total=len(pieces),
+        initial=len(pieces) - len(todo),
+        desc="attack pieces" if evaluate else "train pieces",
+        unit="piece",
+        disable=not progress,
+        leave=False,
+        dynamic_ncols=True,
+    )
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            ref = done[0]
+            loss, seed = pending.pop(ref)
+            bar.update(1)
+            try:
+                line = shorten_specs(ray.get(ref))
+            except Exception as exc:  # a worker's error or death: reported with its piece, the rest go on
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+                failed.append(f"{display_name(loss)} seed {seed}: {type(exc).__name__}: {reason}")
+                bar.set_postfix(failed=len(failed))
+                continue
+            lines.append(line)
+            with tqdm.external_write_mode():  # the line above the bar, not through it
+                echo(f"[ray] {line}")
+    finally:
+        bar.close()
     if failed:
         raise RobustGloError("pieces failed on Ray (finished ones are kept; re-run to retry): " + "; ".join(failed))
     return lines

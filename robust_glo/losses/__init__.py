@@ -13,6 +13,7 @@ from robust_glo.losses import builtin as _builtin  # noqa: F401  (registers the 
 from robust_glo.losses import taylorglo as _taylorglo  # noqa: F401
 from robust_glo.losses.base import LossEntry, LossFn, list_losses, register_loss, registry
 from robust_glo.losses.builtin import BaikalLoss, CrossEntropy, FocalLoss, Poly1Loss
+from robust_glo.losses.display import display_name, set_display_name, shorten_specs
 from robust_glo.losses.taylorglo import TaylorGLOLoss, load_theta_file, save_theta_file, taylorglo_f
 from robust_glo.losses.user import UserLoss, load_user_loss
 
@@ -49,11 +50,14 @@ __all__ = [
     "Poly1Loss",
     "TaylorGLOLoss",
     "UserLoss",
+    "display_name",
     "get_loss",
     "list_losses",
     "load_theta_file",
     "register_loss",
     "registry",
     "save_theta_file",
+    "set_display_name",
+    "shorten_specs",
     "taylorglo_f",
 ]

@@ -68,7 +68,7 @@ class TrainConfig:
     data_root: str | None = None
     device: str = "auto"
     precision: str = "fp32"  # "fp32", "bf16" or "auto"; resolved() makes it concrete (training/precision.py)
-    checkpoint_every: int = 0  # steps between resumable checkpoints; 0 = only at the end
+    checkpoint_every: int = 0  # steps between resumable checkpoints (0: none); not part of the run identity
     preset: str = "default"
     extra: dict[str, Any] = field(default_factory=dict)
     recipe: Recipe = field(default_factory=Recipe)

@@ -23,14 +23,18 @@ SCHEDULES = ("constant", "step", "cosine")
 # matched without them. The eval batch only splits evaluation-mode inference (no batch statistics), so the
 # accuracies it gives are the same at any size, up to float32 summation order in the kernels.
 EXECUTION_RECIPE_OPTIONS = frozenset({"eval_batch_size"})
+# A training run's own fields of the same kind: checkpoints save the state without touching it (a resumed
+# run ends with the same weights), so a run trained with or without them is the same run.
+EXECUTION_RUN_OPTIONS = frozenset({"checkpoint_every"})
 
 
 def without_execution_options(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat training config (config.json's keys) without EXECUTION_RECIPE_OPTIONS: what identifies a run.
+    """A flat training config (config.json's keys) without EXECUTION_RECIPE_OPTIONS and
+    EXECUTION_RUN_OPTIONS: what identifies a run.
 
     A config.json written before the `precision` option existed gets the precision it trained in
     (`legacy_precision`: fp32, or unrecorded with `amp`), so that old float32 runs are still reused."""
-    out = {k: v for k, v in flat.items() if k not in EXECUTION_RECIPE_OPTIONS}
+    out = {k: v for k, v in flat.items() if k not in EXECUTION_RECIPE_OPTIONS and k not in EXECUTION_RUN_OPTIONS}
     if "precision" not in out:
         out["precision"] = legacy_precision(out)
     return out

@@ -26,7 +26,7 @@ from torch import nn
 
 from robust_glo.data import DatasetSplits, load_dataset
 from robust_glo.errors import ConfigError, NonFiniteLossError, StateFileError
-from robust_glo.losses import get_loss
+from robust_glo.losses import display_name, get_loss
 from robust_glo.losses.user import check_loss_on_probe
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
@@ -149,7 +149,7 @@ def train_run(
         seed=config.seed,
         device=device,
         **options,
-        progress=f"{config.loss} seed {config.seed}" if progress else False,
+        progress=f"{display_name(config.loss)} seed {config.seed}" if progress else False,
         checkpoint_path=(out / "checkpoint.pt") if out is not None else None,
         checkpoint_every=config.checkpoint_every,
     )

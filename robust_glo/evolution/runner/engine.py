@@ -110,30 +110,63 @@ def _record(base: dict[str, Any], evaluation: Evaluation) -> dict[str, Any]:
 
 
 class _Progress:
-    """A tqdm bar for one generation: best and median fitness so far, rejected count."""
+    """The tqdm bar of one generation (or rung): candidates trained out of those that train, with rate and
+    ETA, the best trained candidate's fitness and validation accuracy, and how many the invariant rejected.
+
+    Rejected candidates are recorded before training starts and never train, so they are left out of the
+    count (the rate and ETA are then those of training alone); candidates read back on resume start the bar
+    (tqdm's `initial`), so they do not inflate the rate. The best is taken over candidates that trained
+    (status "trained") by their stated fitness (`objective` under the clean-accuracy constraint): the
+    bands of failed, diverged or rejected candidates are ranks, not fitnesses, and are never shown. The bar
+    opens at the first `show`, when the rejected ones are known.
+    """
 
     def __init__(self, desc: str, total: int, enabled: bool):
-        # No rate or ETA: rejected candidates finish instantly, so tqdm's rate would mislead.
-        self.bar = tqdm(
-            total=total,
-            desc=desc,
-            disable=not enabled,
+        self.desc, self.total, self.enabled = desc, total, enabled
+        self.bar: tqdm | None = None
+
+    def _open(self, rejected: int, done: int) -> tqdm:
+        return tqdm(
+            total=max(self.total - rejected, 0),
+            initial=done,
+            desc=self.desc,
+            unit="candidate",
+            disable=not self.enabled,
             leave=True,
             dynamic_ncols=True,
-            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]",
         )
+
+    @staticmethod
+    def postfix(records: Sequence[dict[str, Any]]) -> dict[str, str | int]:
+        """The bar's postfix: the best trained candidate (none: nothing trained yet), rejected count."""
+        trained = [r for r in records if r.get("status") == "trained" and r.get("fitness") is not None]
+        rejected = sum(r.get("status") == "rejected" for r in records)
+        out: dict[str, str | int] = {}
+        if trained:
+            best = min(trained, key=lambda r: float(r.get("objective", r["fitness"])))
+            out["best fitness"] = f"{float(best.get('objective', best['fitness'])):.4f}"
+            if best.get("val_accuracy") is not None:
+                out["val acc"] = f"{float(best['val_accuracy']):.4f}"
+            if best.get("robust_accuracy") is not None:
+                out["robust acc"] = f"{float(best['robust_accuracy']):.4f}"
+        if rejected:
+            out["rejected"] = rejected
+        return out
 
     def show(self, records: Iterable[dict[str, Any]]) -> None:
         records = list(records)
-        fitness = [r["fitness"] for r in records]
-        rejected = sum(r["status"] == "rejected" for r in records)
-        if fitness:
-            self.bar.set_postfix(best=f"{min(fitness):.4f}", median=f"{_median(fitness):.4f}", rejected=rejected)
-        self.bar.n = len(records)
+        rejected = sum(r.get("status") == "rejected" for r in records)
+        done = len(records) - rejected
+        if self.bar is None:
+            self.bar = self._open(rejected, done)
+        self.bar.set_postfix(self.postfix(records), refresh=False)
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
         self.bar.refresh()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _check_resume(store: RunStore, config: EvolveConfig) -> None:
