@@ -92,7 +92,7 @@ def _examples(name: str) -> list[str]:
     entry = get_attack_entry(name)
     out = [name]
     for key, kind in entry.types.items():
-        value = {int: "3", float: "0.5", bool: "false"}[kind]
+        value = {int: "3", float: "0.5", bool: "false", str: "train"}[kind]  # str: fgsm's loss
         if key == "random_start":
             continue
         out.append(f"{name}:{key}={value}")

@@ -128,7 +128,14 @@ def compute_piece(
             line = f"{loss} seed {seed}: diverged ({result.metrics.get('message', '')}); no evaluation"
         else:
             files = evaluate_and_store(
-                result.model, attacked, {**ident, "status": "ok"}, run_dir, config, run_key, progress=progress
+                result.model,
+                attacked,
+                {**ident, "status": "ok"},
+                run_dir,
+                config,
+                run_key,
+                progress=progress,
+                train_loss=loss,
             )
             line = f"{loss} seed {seed}: {trained}, evaluated in {files.seconds:.0f}s"
             if loss == config.transfer_from and len(config.losses) > 1:
@@ -217,7 +224,9 @@ def evaluate_existing(
                 **train_cfg.recipe.split_options(),
             )
             model = load_trained_model(run_dir, device)
-            files = evaluate_and_store(model, splits.test, ident, where, config, run_key, progress=progress)
+            files = evaluate_and_store(
+                model, splits.test, ident, where, config, run_key, progress=progress, train_loss=train_cfg.loss
+            )
             line = f"{ckpt} ({train_cfg.loss}, seed {train_cfg.seed}): evaluated in {files.seconds:.0f}s"
         echo(f"{line}\n    {_headline(files.rows)}")
         log.append(line)

@@ -99,9 +99,11 @@ def evaluate_and_store(
     key: dict[str, Any],
     *,
     progress: bool = False,
+    train_loss: str | None = None,
 ) -> EvaluationFiles:
     """Evaluate `model` on split `test` and run its diagnostics, store the evaluation files in `where`, and
-    return them (rows with `ident` columns first)."""
+    return them (rows with `ident` columns first). `train_loss`: the loss spec the network was trained with
+    (for `fgsm:loss=train`; None for a network whose loss is not known)."""
     from robust_glo.utils import resolve_device
 
     t0 = time.perf_counter()
@@ -118,6 +120,7 @@ def evaluate_and_store(
         zero_grad_threshold=config.zero_grad_threshold,
         progress=progress,
         eps_l2=config.eps_l2,
+        train_loss=train_loss,
     )
     attack_seconds = time.perf_counter() - t0
     diag = run_diagnostics(

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from robust_glo.errors import ConfigError
+from robust_glo.losses import get_loss
 from robust_glo.robustness.attacks import (
     MODEL_DTYPES,
     NORM,
@@ -332,7 +333,7 @@ class _Tally:
             if not bool(alive.all()):
                 pick = alive.nonzero().squeeze(1).to(xs.device)
                 grad = ctx.clean_grad[pick] if ctx.clean_grad is not None else None
-                ctx = AttackContext(ctx.model, ctx.n_classes, ctx.device, clean_grad=grad)
+                ctx = AttackContext(ctx.model, ctx.n_classes, ctx.device, clean_grad=grad, train_loss=ctx.train_loss)
                 xs, ys, where = xs[pick], ys[pick], where[alive]
         self.attacked[spec.label, e][where] = True
         t0 = time.perf_counter()
@@ -563,10 +564,11 @@ def _attack_batches(
     batch_size: int,
     progress: bool,
     dtype: torch.dtype = torch.float32,
+    train_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> list[str]:
     """Every batch, in `dtype` (the model's): clean pass, then each attack at each eps on the inputs still
     standing, then the clean predictions once more; returns the state_dict entries the evaluation changed
-    (restored if any)."""
+    (restored if any). `train_loss`: the network's training loss, for `fgsm:loss=train`."""
     specs, n = tally.specs, len(labels)
     wants_grad = any(s.entry.uses_clean_grad for s in specs)
     bar = None
@@ -589,7 +591,7 @@ def _attack_batches(
                 xs, ys, gs = x, y, grad
             else:
                 xs, ys, gs = x[keep], y[keep], grad[keep] if wants_grad else None
-            ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs)
+            ctx = AttackContext(target, tally.n_classes, dev, clean_grad=gs, train_loss=train_loss)
             for i, spec in enumerate(specs):
                 earlier = [s for s in specs[:i] if s.threat is spec.threat] if spec.cascade else []
                 for e in tally.eps_for(spec):
@@ -622,6 +624,7 @@ def run_evaluation(
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
     eps_l2: float | str | Sequence[float | str] = (),
+    train_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """Attack `model` on `inputs` `(N, C, H, W)` in [0, 1] with integer `labels` `(N,)`.
 
@@ -642,6 +645,8 @@ def run_evaluation(
     check allows that dtype's rounding (`robustness.checks.budget_slack`). Attacks run inside
     `torch.random.fork_rng` from seeds derived from `seed`, so results are reproducible and the global
     RNG is untouched. Returns an `Evaluation` (results table, reliability flags, per-sample outcomes).
+    `train_loss` (a loss spec such as "baikal", or `loss(logits (B, K), targets (B,)) -> scalar`) is the
+    loss the network was trained with, needed by `fgsm:loss=train` (the TaylorGLO paper's protocol).
 
     Raises `ConfigError` (one line, before any attack runs) for an unknown attack, a bad budget or option,
     inputs or labels of the wrong shape, dtype or range, a model whose parameters mix dtypes, and an
@@ -654,9 +659,28 @@ def run_evaluation(
     )
     progress = parse_bool(progress, "progress")
     specs, seed = args.specs, args.seed
+    loss_fn = _training_loss(train_loss, specs)
     tally = _Tally(len(labels), specs, args.eps, seed, args.eps_l2)
-    changed = _attack_batches(model, inputs, labels, tally, args.device, args.batch_size, progress, args.dtype)
+    changed = _attack_batches(
+        model, inputs, labels, tally, args.device, args.batch_size, progress, args.dtype, train_loss=loss_fn
+    )
     return _finish(tally, args, changed, tuple(inputs.shape[1:]))
+
+
+def _training_loss(
+    train_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None, specs: Sequence[AttackSpec]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The training loss as a callable (a spec is built with `get_loss`); `ConfigError` before any attack
+    when an attack needs it and none was given."""
+    if train_loss is None:
+        needs = [s.label for s in specs if s.resolved().get("loss") == "train"]
+        if needs:
+            raise ConfigError(
+                f"attack {needs[0]!r} needs the network's training loss: pass train_loss= (a loss spec or a "
+                "callable); robust-glo benchmark and robust-glo evaluate pass it themselves"
+            )
+        return None
+    return get_loss(train_loss) if isinstance(train_loss, str) else train_loss
 
 
 def _finish(tally: _Tally, args: _Arguments, changed: list[str], image_shape: tuple[int, ...]) -> Evaluation:
@@ -717,6 +741,7 @@ def evaluate_model(
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     progress: bool = False,
     eps_l2: float | str | Sequence[float | str] = (),
+    train_loss: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> pd.DataFrame:
     """Robust accuracy table for `model` on `inputs` `(N, C, H, W)` in [0, 1] and `labels` `(N,)`.
 
@@ -741,6 +766,7 @@ def evaluate_model(
         zero_grad_threshold=zero_grad_threshold,
         progress=progress,
         eps_l2=eps_l2,
+        train_loss=train_loss,
     ).results
 
 

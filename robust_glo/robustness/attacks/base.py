@@ -56,14 +56,18 @@ class AttackContext:
     """What a runner needs besides the batch.
 
     `model` maps inputs `(B, C, H, W)` in [0, 1] to logits `(B, n_classes)` and is in eval mode;
-    `clean_grad` is grad_x of the summed CE at the clean inputs, `(B, C, H, W)`, for the batch given.
+    `clean_grad` is grad_x of the summed CE at the clean inputs, `(B, C, H, W)`, for the batch given;
+    `train_loss` is the loss the network was trained with, `loss(logits (B, K), targets (B,)) -> scalar`
+    (None when unknown), for the attacks that follow the TaylorGLO paper's protocol (`fgsm:loss=train`).
     """
 
     model: nn.Module
     n_classes: int
     device: torch.device
     clean_grad: torch.Tensor | None = None
+    train_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     _grad_sign: torch.Tensor | None = field(default=None, repr=False)
+    _train_sign: torch.Tensor | None = field(default=None, repr=False)
 
     def clean_grad_sign(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """sign(grad_x CE) at the clean inputs `(B, C, H, W)`, computed once per batch for every eps."""
@@ -71,6 +75,21 @@ class AttackContext:
             grad = self.clean_grad if self.clean_grad is not None else clean_gradient(self.model, x, y)[1]
             self._grad_sign = grad.sign()
         return self._grad_sign
+
+    def train_grad_sign(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """sign(grad_x of the network's training loss) at the clean inputs `(B, C, H, W)`, once per batch.
+        `ConfigError` when the context has no training loss."""
+        if self.train_loss is None:
+            raise ConfigError(
+                "attack 'fgsm:loss=train' needs the network's training loss: it is known to robust-glo benchmark "
+                "and robust-glo evaluate; from Python pass train_loss= to evaluate_model / run_evaluation"
+            )
+        if self._train_sign is None:
+            xg = x.detach().requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(self.train_loss(self.model(xg), y), xg)
+            self._train_sign = grad.detach().sign()
+        return self._train_sign
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Predicted labels `(B,)` for inputs `(B, C, H, W)`."""
@@ -341,6 +360,8 @@ def display_name(attack: AttackSpec | str, *, schedule: bool = True) -> str:
             details.append("random start" if value else "no random start")
         elif key == "alpha":
             details.append(f"step {_number(value)}")
+        elif key == "loss" and value == "train":
+            details.append("own training loss")
         else:
             details.append(f"{key} {_number(value)}")
     if schedule and spec.cascade:
@@ -388,6 +409,8 @@ def _coerce(entry: AttackEntry, key: str, value: Any) -> Any:
             "cascade (bool), min_eps (float), norm (linf or l2)"
         )
     kind = types[key]
+    if kind is str and key != "norm":  # a word (validated by the family), e.g. fgsm's loss
+        return str(value).strip().lower()
     if kind is str:
         text = str(value).strip().lower()
         if text not in NORMS:
