@@ -38,6 +38,7 @@ from robust_glo.benchmark.suite import SEARCHES, Suite, evolution_of
 from robust_glo.comparison import layout
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
+from robust_glo.losses import set_display_name
 from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.utils import (
     atomic_write_json,
@@ -175,6 +176,7 @@ class Benchmark:
             self.compare_dir,
             evaluate=evaluate,
             echo=lambda line: self.log(f"[{stage}] {line}"),
+            progress=self.progress,
             **self.ray_options,
         )
 
@@ -295,11 +297,12 @@ class Benchmark:
         atomic_write_json(self.out / "losses.json", rows)
 
     def pieces(self) -> list[Piece]:
-        return [
-            Piece(spec, seed, f"{layout.loss_slug(spec)}/seed{seed}", self._given_label(given))
-            for given, spec in zip(self.suite.losses, self.resolved_losses())
-            for seed in self.suite.seeds
-        ]
+        out = []
+        for given, spec in zip(self.suite.losses, self.resolved_losses()):
+            label = self._given_label(given)
+            set_display_name(spec, label)  # bars and log lines say "taylorglo (evolved)", not 8 floats
+            out += [Piece(spec, seed, f"{layout.loss_slug(spec)}/seed{seed}", label) for seed in self.suite.seeds]
+        return out
 
     # ------------------------------------------------------------------------------------------ stages
 

@@ -408,9 +408,17 @@ class _Engine:
         seed, keep, base = self._screen(g, thetas)
         store.path("states").mkdir(parents=True, exist_ok=True)
         contenders = [int(i) for i in np.flatnonzero(keep)]
-        bar = _Progress(f"generation {g + 1}/{cfg.total_generations}", len(contenders), cfg.progress)
-        try:
-            for r, budget in enumerate(budgets):
+        for r, budget in enumerate(budgets):
+            bar = _Progress(
+                f"generation {g + 1}/{cfg.total_generations} rung {r + 1}/{n_rungs}", len(contenders), cfg.progress
+            )
+            entered = list(contenders)
+
+            def rung_records(r: int = r, entered: list[int] = entered) -> list[dict[str, Any]]:
+                return [store.rungs[(g, i, r)] for i in entered if (g, i, r) in store.rungs]
+
+            try:
+                bar.show(rung_records())
                 jobs = [
                     Job(
                         (g, i, r),
@@ -442,15 +450,16 @@ class _Engine:
                         self._record_reference(job, evaluation)
                     store.save()
                     self.evaluated_now += 1
+                    bar.show(rung_records())
                 for i in contenders:
                     self._constrain(store.rungs[(g, i, r)], ("search", g, r))
                 ok = [i for i in contenders if store.rungs[(g, i, r)]["status"] == "trained"]
                 if r < n_rungs - 1:
                     ranked = sorted(ok, key=lambda i: (store.rungs[(g, i, r)]["fitness"], i))
                     contenders = ranked[: min(len(ranked), max(1, math.ceil(len(contenders) / cfg.eta)))]
-                bar.show([store.rungs[(g, i, r)] for i in ok])
-        finally:
-            bar.close()
+                bar.show(rung_records())
+            finally:
+                bar.close()
         for i in np.flatnonzero(keep):
             i = int(i)
             mine = [store.rungs[(g, i, r)] for r in range(n_rungs) if (g, i, r) in store.rungs]
