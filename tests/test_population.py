@@ -162,7 +162,7 @@ def test_the_gpu_script_runs_on_the_cpu_with_smoke(tmp_path):
         ["bash", str(root / "evaluations/perf/gpu.sh"), "--smoke", "--device", "cpu", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env=env,
         cwd=tmp_path,
     )
@@ -178,3 +178,5 @@ def test_the_gpu_script_runs_on_the_cpu_with_smoke(tmp_path):
     }
     assert figures["fashion_mnist_full"]["total_extrapolated_s"] > 0
     assert "extrapolated total" in done.stdout
+    attacks = json.loads((tmp_path / "runs/perf/population_attacks.json").read_text())  # then batched attacks
+    assert attacks["hardware"]["device"] == "cpu"

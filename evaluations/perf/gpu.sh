@@ -3,7 +3,9 @@
 #   bash evaluations/perf/gpu.sh              population training vs sequential (small-cnn on Fashion-MNIST,
 #                                             allcnn-c and resnet20 on synthetic CIFAR-shaped data), attack
 #                                             throughput, and fashion-mnist-full's wall time from a stated
-#                                             fraction of it
+#                                             fraction of it; then attacks batched across networks
+#                                             (population_attacks.py: P = 1, 4, 15 networks one by one vs as
+#                                             one population, and whether their per-image outcomes agree)
 #   bash evaluations/perf/gpu.sh --smoke      the same at tiny sizes on any machine, CPU included (< 1 min)
 # Extra arguments go to evaluations/perf/gpu_population.py (--json PATH, --parts, --steps, --amp).
 # Python: $PYTHON, else the project's .venv, else python3 (which then needs torch, cma, torchattacks,
@@ -17,4 +19,14 @@ else py=python3
 fi
 export PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-exec "$py" "$here/evaluations/perf/gpu_population.py" "$@"
+"$py" "$here/evaluations/perf/gpu_population.py" "$@"
+# The attack part takes --smoke (then at P = 1, 2 only) and --device from the arguments above.
+extra=()
+previous=""
+for arg in "$@"; do
+    [[ "$arg" == "--smoke" ]] && extra+=(--smoke --sizes 1,2)
+    [[ "$previous" == "--device" ]] && extra+=(--device "$arg")
+    previous="$arg"
+done
+exec "$py" "$here/evaluations/perf/population_attacks.py" "${extra[@]}" \
+    --out "${POPULATION_ATTACKS_OUT:-runs/perf/population_attacks.json}"
