@@ -38,9 +38,12 @@ from robust_glo.data.loader import iterate_eval, random_crop_flip
 from robust_glo.data.splits import Split
 from robust_glo.errors import ConfigError, NonFiniteLossError
 from robust_glo.losses.taylorglo import TaylorGLOLoss, taylorglo_f
+from robust_glo.training.recipe import Recipe
 from robust_glo.training.trainer import FitResult, gradient_message, make_scheduler, weights_message
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+_DEFAULT = Recipe()  # the keyword defaults below are the recipe's, written once (training/recipe.py)
 
 
 class _MemberDropout(nn.Module):
@@ -303,14 +306,14 @@ def train_population(
     *,
     steps: int,
     seeds: Sequence[int],
-    batch_size: int = 128,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    nesterov: bool = False,
-    schedule: str = "cosine",
+    batch_size: int = _DEFAULT.batch_size,
+    lr: float = _DEFAULT.lr,
+    momentum: float = _DEFAULT.momentum,
+    weight_decay: float = _DEFAULT.weight_decay,
+    nesterov: bool = _DEFAULT.nesterov,
+    schedule: str = _DEFAULT.schedule,
     milestones: tuple[int, ...] = (),
-    gamma: float = 0.1,
+    gamma: float = _DEFAULT.gamma,
     device: torch.device | str = "cpu",
     augment: bool = False,
     amp: bool = False,

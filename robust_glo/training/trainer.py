@@ -17,6 +17,9 @@ from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
 from robust_glo.errors import NonFiniteLossError, ResumeError
 from robust_glo.losses.user import UserLoss
+from robust_glo.training.recipe import Recipe
+
+_DEFAULT = Recipe()  # the keyword defaults below are the recipe's, written once (training/recipe.py)
 
 
 @dataclass
@@ -87,14 +90,14 @@ def fit(
     train: Split,
     *,
     steps: int,
-    batch_size: int = 128,
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    weight_decay: float = 5e-4,
-    nesterov: bool = False,
-    schedule: str = "cosine",
+    batch_size: int = _DEFAULT.batch_size,
+    lr: float = _DEFAULT.lr,
+    momentum: float = _DEFAULT.momentum,
+    weight_decay: float = _DEFAULT.weight_decay,
+    nesterov: bool = _DEFAULT.nesterov,
+    schedule: str = _DEFAULT.schedule,
     milestones: tuple[int, ...] = (),
-    gamma: float = 0.1,
+    gamma: float = _DEFAULT.gamma,
     seed: int = 0,
     device: torch.device | str = "cpu",
     augment: bool = False,
