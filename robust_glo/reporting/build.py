@@ -8,15 +8,18 @@ adjusted for the comparisons shown), written next to the report as summary.csv.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from robust_glo.reporting import evidence as E
 from robust_glo.reporting import figures as F
 from robust_glo.reporting import tables as T
+from robust_glo.reporting import verdict as V
 from robust_glo.reporting.inputs import EvolutionInputs, ReportInputs, copy_inputs, load_inputs
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.reporting.verdict import build_verdict
@@ -104,14 +107,25 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
         )
     for evo in inputs.evolutions:
         if not evo.history.empty:
-            stem = f"evolution-{evo.name}" if evo.name else "evolution"
-            figs[stem] = F.save_png(F.evolution_figure(evo.history), out / FIGURES / f"{stem}.png")
+            stem = _evolution_stem(evo)
+            seeds = {s.index: (s.config or {}).get("seed") for s in evo.searches}
+            figs[stem] = F.save_png(F.evolution_figure(evo.history, seeds), out / FIGURES / f"{stem}.png")
+            figs[f"{stem}-parameters"] = F.save_png(
+                F.search_space_figure(evo.history, T.parameter_importance(evo.history)),
+                out / FIGURES / f"{stem}-parameters.png",
+            )
+    study = T.frontier_study(inputs, settings, summary)
+    if study is not None and study.points:
+        figs["frontier"] = F.save_png(
+            F.frontier_figure(study, summary, labels, inputs.losses, _budget_titles(inputs, study.budgets)),
+            out / FIGURES / "frontier.png",
+        )
     if inputs.analysis:
         figs["effective_target"] = F.save_png(
             F.effective_target_figure(inputs.analysis, inputs.labels), out / FIGURES / "effective_target.png"
         )
 
-    doc = _document(inputs, summary, settings, figs)
+    doc = _document(inputs, summary, settings, figs, study)
     md_path = atomic_write_text(out / "report.md", to_markdown(doc, out))
     html_path = atomic_write_text(out / "report.html", to_html(doc))
     return ReportPaths(md_path, html_path, summary_path, list(figs.values()))
@@ -120,8 +134,16 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
 # ------------------------------------------------------------------------------------------ sections
 
 
+def _evolution_stem(evo: EvolutionInputs) -> str:
+    return f"evolution-{evo.name}" if evo.name else "evolution"
+
+
 def _document(
-    inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings, figs: dict[str, Path]
+    inputs: ReportInputs,
+    summary: pd.DataFrame,
+    settings: T.StatsSettings,
+    figs: dict[str, Path],
+    study: T.FrontierStudy | None = None,
 ) -> Document:
     suite = inputs.suite or {}
     title = suite.get("title") or f"robust-glo benchmark: {suite.get('name') or inputs.root.name}"
@@ -137,11 +159,13 @@ def _document(
     doc.sections.append(_verdict_section(inputs, summary, settings))
     doc.sections.append(_summary_section(inputs, summary, settings))
     doc.sections.append(_curves_section(inputs, figs, summary))
+    if study is not None:
+        doc.sections.append(_frontier_section(inputs, summary, settings, study, figs.get("frontier")))
     doc.sections.append(_statistics_section(inputs, summary, settings))
     for evo in inputs.evolutions:
-        stem = f"evolution-{evo.name}" if evo.name else "evolution"
+        stem = _evolution_stem(evo)
         if stem in figs:
-            doc.sections.append(_evolution_section(inputs, evo, figs[stem]))
+            doc.sections.append(_evolution_section(inputs, evo, figs))
     if inputs.analysis:
         doc.sections.append(_analysis_section(inputs, figs))
     doc.sections.append(_diagnostics_section(inputs))
@@ -443,6 +467,215 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
     return section
 
 
+def _budget_name(attack: str, eps: float) -> str:
+    """ "ε = 0.1" or "L2 radius 1.5" for a worst-case label and its eps."""
+    return V.budget_text(V.NORM_OF_WORST.get(attack, "linf"), eps)
+
+
+def _budget_titles(inputs: ReportInputs, budgets: list[tuple[str, float]]) -> dict[tuple[str, float], str]:
+    """Panel titles of the frontier figure: the budget and whether its worst case is AutoAttack-verified."""
+    coverage = E.report_coverage(inputs)
+    titles = {}
+    for attack, eps in budgets:
+        cov = V.coverage_at(coverage, V.NORM_OF_WORST.get(attack, "linf"), eps)
+        word = "AutoAttack-verified" if cov is not None and cov.verified else "not AutoAttack-verified"
+        titles[attack, eps] = f"worst case, {_budget_name(attack, eps)} ({word})"
+    return titles
+
+
+def _frontier_section(
+    inputs: ReportInputs,
+    summary: pd.DataFrame,
+    settings: T.StatsSettings,
+    study: T.FrontierStudy,
+    figure: Path | None,
+) -> Section:
+    """ "Against label smoothing": the frontier of the label-smoothing arms per worst-case budget and every
+    other loss's margin above it (`robust_glo.robustness.frontier`), in words, a figure and a table."""
+    section = Section("Against label smoothing", anchor="label-smoothing")
+    arms = sorted(study.smoothing.items(), key=lambda kv: kv[1])
+    arms_text = ", ".join(f"{inputs.label(s)} (α = {a:g})" for s, a in arms)
+    section.add(
+        Paragraph(
+            "Does a loss give more robustness than label smoothing, tuned, gives at the same clean accuracy? The "
+            f"label-smoothing arms of this study, {arms_text}, give one point (clean accuracy, worst-case robust "
+            "accuracy) each per budget; their upper envelope (the points no other arm beats on both axes, "
+            "joined by straight lines) is the frontier. A loss's margin is its robust accuracy minus the "
+            "frontier's at the loss's own clean accuracy: above the frontier's highest clean accuracy the "
+            "highest-clean arm's robust accuracy is used, and a loss whose clean accuracy lies below every "
+            "arm's is not placed (the frontier is not measured there). Intervals and p come from the same "
+            "bootstrap over seeds and test images as the rest of the report, the frontier rebuilt on every "
+            "replicate; p uses Student's t with S − 1 degrees of freedom and is corrected by "
+            f"{settings.correction_name} over every loss and budget placed. A loss **beats label smoothing** "
+            f"at a budget only where the margin's interval lies above zero and the corrected p is below "
+            f"{settings.alpha:g}. Method: {docs_ref('statistics.md', inputs.root)} (the label-smoothing frontier)."
+        )
+    )
+    if study.margins is None:
+        section.add(
+            Paragraph(
+                "Not computed: these results have no per-image outcomes (outcomes.csv), which the bootstrap of the "
+                "frontier needs; re-run the attack stage to record them."
+            )
+        )
+        return section
+    section.add(Bullets(_frontier_bullets(inputs, study)))
+    if figure is not None:
+        section.add(
+            Image(
+                figure,
+                "One panel per worst-case budget: clean accuracy (x) against the per-sample worst-case robust "
+                "accuracy (y), in %, means over seeds with 95% intervals (as in the summary) as error bars. The "
+                "label-smoothing arms on their Pareto envelope are ringed in black and joined by a black line "
+                "(a hollow marker is an arm off the envelope, dominated by another); the dotted continuation is "
+                "the level a loss beyond the "
+                "highest clean accuracy is compared with. Every other loss is drawn with its intervals and a "
+                "dashed line down (or up) to the frontier at its clean accuracy: the margin in the table. The "
+                "title says whether the budget's worst case includes the full AutoAttack ensemble.",
+                alt="the label-smoothing frontier",
+            )
+        )
+    names = {b: _budget_name(*b) for b in study.budgets}
+    section.add(
+        Table(
+            T.frontier_table(inputs, study.margins, names),
+            nowrap=True,
+            caption="Every loss against the label-smoothing frontier, per worst-case budget: clean and robust "
+            "accuracy (%), the frontier's robust accuracy at the loss's clean accuracy, the margin in points "
+            f"with its 95% interval (per comparison), p corrected by {settings.correction_name} over every "
+            "loss and budget (so an interval may exclude zero while the corrected p is not significant: the "
+            "result needs both), where its clean accuracy lies "
+            "(`inside` the arms' range, `above-range`: compared with the highest-clean arm, `below-range`: not "
+            "placed), the result (`above`: beats label smoothing; `below`: significantly below it; `on the "
+            "frontier`: no evidence either way after the correction; `not placed`), and the loss's effective "
+            "target p* with the "
+            "label-smoothing α that trains toward the same target (from the loss analysis; `none`: it pursues "
+            "p → 1).",
+        )
+    )
+    section.add(Paragraph(_equivalents_text(inputs, study)))
+    return section
+
+
+def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy) -> list[str]:
+    """Per worst-case budget: which attacks stand behind it (AutoAttack-verified or not), which losses beat
+    label smoothing there (only where `frontier_margins` says beats), which lie below it, which are on it
+    and which could not be placed."""
+    from robust_glo.robustness.diagnostics import BLOCKING
+
+    coverage = E.report_coverage(inputs)
+    margins = study.margins
+    items = []
+    for attack, eps in study.budgets:
+        norm = V.NORM_OF_WORST.get(attack, "linf")
+        cov = V.coverage_at(coverage, norm, eps)
+        verified = cov is not None and cov.verified
+        behind = (
+            "unknown attacks"
+            if cov is None
+            else f"{V.attack_names(cov.ran)}, "
+            + ("AutoAttack-verified" if verified else "not verified against AutoAttack")
+        )
+        here = margins[(margins["attack"] == attack) & (margins["eps"] == eps)]
+        head = f"At {_budget_name(attack, eps)} (worst case of {behind})"
+        if here.empty:
+            items.append(head + ": fewer than two label-smoothing arms were measured here, so no frontier.")
+            continue
+        parts = []
+        beats = here[here["beats"].astype(bool)]
+        if len(beats):
+            verb = "beats label smoothing" + (
+                "" if verified else " under these attacks, not verified against AutoAttack"
+            )
+            parts.append(f"{verb}: {_frontier_names(inputs, beats, inputs.diagnostics, norm, eps, BLOCKING)}")
+        else:
+            parts.append("no loss beats label smoothing")
+        below = here[here["below"].astype(bool)]
+        if len(below):
+            parts.append(f"below the frontier: {_frontier_names(inputs, below)}")
+        results = [T.frontier_result(r) for r in here.to_dict("records")]
+        on = here[[r == T.FRONTIER_RESULTS["on"] for r in results]]
+        if len(on):
+            parts.append(f"on the frontier (no evidence either way): {_frontier_names(inputs, on)}")
+        unplaced = here[[r == T.FRONTIER_RESULTS["none"] for r in results]]
+        if len(unplaced):
+            parts.append(
+                "not placed (clean accuracy below every label-smoothing arm's): "
+                + ", ".join(
+                    f"{inputs.label(r['loss'])} (clean {T.pct(r['clean'])}%)" for r in unplaced.to_dict("records")
+                )
+            )
+        items.append(head + ": " + "; ".join(parts) + ".")
+    return items
+
+
+def _frontier_names(
+    inputs: ReportInputs,
+    rows: pd.DataFrame,
+    diagnostics: pd.DataFrame | None = None,
+    norm: str = "linf",
+    eps: float = 0.0,
+    blocking: tuple[str, ...] = (),
+) -> str:
+    """ "X (+5.1 points [+1.2, +9.0] from the frontier at its clean accuracy 85.0%, corrected p = 0.012)",
+    with the blocking diagnostics a loss failed at the budget when `diagnostics` are given."""
+    out = []
+    for r in rows.to_dict("records"):
+        text = (
+            f"{inputs.label(r['loss'])} ({T.margin_cell(r)} points from the frontier at its clean accuracy "
+            f"{T.pct(r['clean'])}%, corrected p = {T.fmt_p(r['p_adjusted'])}"
+        )
+        if diagnostics is not None:
+            failed = [f for f in V.failed_diagnostics(diagnostics, r["loss"], norm, eps) if f.split(" ")[0] in blocking]
+            if failed:
+                text += f"; failed diagnostics: {', '.join(failed)}"
+        out.append(text + ")")
+    return ", ".join(out)
+
+
+ALPHA_TOLERANCE = 5e-4  # a strength written to 4 decimals (0.7597) stands for Baikal's 0.759746...
+
+
+def _equivalents_text(inputs: ReportInputs, study: T.FrontierStudy) -> str:
+    """The learning-rule reading: each placed loss's alpha(p*) against the strengths of label smoothing
+    measured, so a reader sees which losses the frontier covers at their own effective target."""
+    equivalents = T.label_smoothing_equivalents(inputs)
+    alphas = sorted(study.smoothing.values())
+    low, high = alphas[0], alphas[-1]
+    others = list(dict.fromkeys(study.margins["loss"])) if study.margins is not None else []
+    parts, outside = [], []
+    for loss in others:
+        if loss not in equivalents:
+            continue
+        p_star, alpha = equivalents[loss]
+        name = inputs.label(loss)
+        if alpha is None:
+            parts.append(f"{name}: none (it pursues p → 1, as cross-entropy does)")
+            continue
+        parts.append(f"{name}: α(p*) = {alpha:.3f} (p* = {p_star:.3f})")
+        if not low - ALPHA_TOLERANCE <= alpha <= high + ALPHA_TOLERANCE:
+            outside.append(name)
+    if not parts:
+        return (
+            "The learning-rule analysis (analysis.json) is not part of these results, so the losses' "
+            "label-smoothing equivalents α(p*) are not shown."
+        )
+    text = (
+        f"Label smoothing was measured at α = {', '.join(f'{a:g}' for a in alphas)}. By their learning rules "
+        "(Loss analysis), the other losses train toward the target of label smoothing at: " + "; ".join(parts) + "."
+    )
+    if outside:
+        text += (
+            f" The α(p*) of {_and(outside)} {'lies' if len(outside) == 1 else 'lie'} outside the strengths "
+            f"measured ({low:g} to {high:g}): label smoothing at "
+            + ("its effective target" if len(outside) == 1 else "their effective targets")
+            + " was not trained here, so this frontier cannot say whether "
+            + ("it is" if len(outside) == 1 else "they are")
+            + " label smoothing at α(p*) or something else."
+        )
+    return text
+
+
 def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
     from robust_glo.robustness.statistics import P_FLOOR
 
@@ -493,13 +726,17 @@ def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T
     return section
 
 
-def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path) -> Section:
+def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[str, Path]) -> Section:
     history = evo.history
+    stem = _evolution_stem(evo)
     title = f"Evolution: {evo.name}" if evo.name else "Evolution"
     section = Section(title, anchor=f"evolution-{evo.name}" if evo.name else "evolution")
-    gens = T.evolution_generations(history)
-    rejected = int(gens["rejected"].sum())
-    total = int(gens["candidates"].sum())
+    several = bool(evo.searches)
+    runs = [s.history for s in evo.searches] if several else [history]
+    gens = [T.evolution_generations(h) for h in runs]
+    rejected = sum(int(g["rejected"].sum()) for g in gens)
+    total = sum(int(g["candidates"].sum()) for g in gens)
+    trained = sum(int(g["trained"].sum()) for g in gens)
     suite = inputs.suite or {}
     config = (suite.get("evolutions") or {"": suite.get("evolve") or {}}).get(evo.name) or {}
     fitness = config.get("fitness", "clean")
@@ -508,40 +745,124 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path)
         if fitness == "clean"
         else f"`{fitness}`: 1 − ((1 − w) · clean + w · robust validation accuracy)"
     )
-    by_steps = bool(gens["steps"].notna().all() and (gens["steps"] > 0).any())
-    x_axis = "training steps spent" if by_steps else "generation (this history does not record steps)"
     halving = config.get("fidelity") == "halving"
-    pruned, collapsed = int(gens["pruned"].sum()), int(gens["collapsed"].sum())
+    pruned = sum(int(g["pruned"].sum()) for g in gens)
+    collapsed = sum(int(g["collapsed"].sum()) for g in gens)
+    steps = sum(int(g["steps"].fillna(0).sum()) for g in gens)
     rungs_text = (
         f" Successive halving (eta {config.get('eta', 3)}, {config.get('rungs', 3)} rungs) stopped {pruned} "
         f"candidates at a lower rung and {collapsed} as collapsed (chance accuracy or a loss that did not "
-        f"move); {int(gens['steps'].sum()):,} training steps were spent in all."
+        f"move); {steps:,} training steps were spent in all."
         if halving
         else ""
     )
+    if several:
+        seeds = [(s.config or {}).get("seed") for s in evo.searches]
+        seeds_text = ", ".join("?" if v is None else str(v) for v in seeds)
+        chosen = (evo.best_loss or {}).get("search", (evo.agreement or {}).get("chosen"))
+        opening = (
+            f"{len(evo.searches)} independent CMA-ES searches (seeds {seeds_text}, one run directory each, "
+            f"{evo.folder}/search0 … search{evo.searches[-1].index}) evaluated {total} candidates in all, "
+            f"{max(len(g) for g in gens)} generations each; the invariant rejected {rejected} "
+            f"({rejected / max(total, 1):.0%}) without training them."
+        )
+        choice = (
+            f" The benchmark trains the loss of the search whose best loss has the lowest re-evaluated fitness: "
+            f"search {chosen}."
+            if chosen is not None
+            else ""
+        )
+    else:
+        opening = (
+            f"CMA-ES evaluated {total} candidates over {len(gens[0])} generations; the invariant "
+            f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them."
+        )
+        choice = ""
     section.add(
         Paragraph(
-            f"CMA-ES evaluated {total} candidates over {len(gens)} generations; the invariant "
-            f"rejected {rejected} ({rejected / max(total, 1):.0%}) without training them. Fitness is "
-            f"{meaning} after a short training run; candidates not trained to the end rank "
-            f"after every trained one ({docs_ref('method.md', inputs.root)}).{rungs_text}"
+            f"{opening} Fitness is {meaning} after a short training run; candidates not trained to the end rank "
+            f"after every trained one ({docs_ref('method.md', inputs.root)}).{rungs_text}{choice}"
         )
+    )
+    if several:
+        section.add(Paragraph(_agreement_text(evo)))
+    only = (
+        f"Only the {trained} candidates trained to the full budget (status `trained`) are plotted: their "
+        "fitness is a fitness; the others carry rank bands above 1 (rejected, pruned, collapsed, diverged, "
+        "failed), which order the search but measure nothing."
     )
     section.add(
         Image(
-            figure,
-            "Left: best and median fitness of the candidates trained to the full budget, per generation, "
-            f"and the best so far, against the {x_axis}. Right: the share of each generation "
-            "that was not trained to the end.",
-            alt="evolution progress",
+            figs[stem],
+            "Optimization history. Left: the fitness of every trained candidate against its position in the "
+            "order of evaluation, "
+            + (
+                "one colour and marker per search, with each search's best so far as a step line. "
+                if several
+                else "with the best so far as a step line. "
+            )
+            + only
+            + " Right: the share of each generation"
+            + (" (summed over the searches)" if several else "")
+            + " that was not trained to the end.",
+            alt="optimization history",
         )
     )
-    section.add(Table(T.evolution_table(history), f"Per generation (from {evo.folder}/history.csv)."))
-    if evo.reevaluation is not None and not evo.reevaluation.empty:
+    importance = T.parameter_importance(history)
+    section.add(
+        Image(
+            figs[f"{stem}-parameters"],
+            "The search space. Left: parallel coordinates of the 8 TaylorGLO parameters θ0…θ7 (history.csv "
+            "theta0…theta7), one line per trained candidate"
+            + (" of every search" if several else "")
+            + ", coloured by its fitness (darker is better), the best "
+            + ("of each search" if several else "candidate")
+            + " in black. Right: parameter importance as |Spearman ρ| of each parameter with fitness over "
+            "the same candidates (scipy.stats.spearmanr), coloured by the sign of ρ. " + only,
+            alt="parameters and their importance",
+        )
+    )
+    if several and evo.searches_table is not None and not evo.searches_table.empty:
         section.add(
             Table(
-                T.reevaluation_table(evo.reevaluation),
-                f"The best candidates of the search, re-trained on fresh seeds ({evo.folder}/reevaluation.csv); "
+                T.searches_table(evo.searches_table),
+                nowrap=True,
+                caption=f"Every search's best loss ({evo.folder}/searches.csv): its re-evaluated fitness ± its "
+                "standard deviation over the re-evaluation seeds, validation and robust accuracy (%), the "
+                "effective target p* of its learning rule and the label-smoothing α that trains toward the "
+                "same target, its θ, and which one the benchmark trains.",
+            )
+        )
+    if several:
+        section.add(
+            Table(
+                T.search_generations_table(evo),
+                "Per search (from each search<k>/history.csv): candidates by outcome, training steps, the best "
+                "fitness the search met and the compute seconds of its candidates.",
+            )
+        )
+    section.add(
+        Table(
+            T.importance_table(importance),
+            f"Parameter importance over the {int(importance['n'].max()) if len(importance) else 0} trained "
+            "candidates: Spearman's rank correlation of each parameter with fitness (ρ > 0: larger θ, worse "
+            "fitness), its p uncorrected for the 8 parameters. With few candidates, and with CMA-ES sampling "
+            "around its own mean, a correlation describes where this search went, not a law of the loss.",
+        )
+    )
+    if not several:
+        section.add(Table(T.evolution_table(history), f"Per generation (from {evo.folder}/history.csv)."))
+    reeval, reeval_from = evo.reevaluation, f"{evo.folder}/reevaluation.csv"
+    if several:
+        chosen = (evo.best_loss or {}).get("search")
+        mine = [s for s in evo.searches if s.index == chosen]
+        reeval = mine[0].reevaluation if mine else None
+        reeval_from = f"{mine[0].folder}/reevaluation.csv, the chosen search" if mine else reeval_from
+    if reeval is not None and not reeval.empty:
+        section.add(
+            Table(
+                T.reevaluation_table(reeval),
+                f"The best candidates of the search, re-trained on fresh seeds ({reeval_from}); "
                 "the lowest mean fitness is the evolved loss.",
             )
         )
@@ -558,6 +879,40 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figure: Path)
             text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
         section.add(Paragraph(text + "."))
     return section
+
+
+def _agreement_text(evo: EvolutionInputs) -> str:
+    """How much the searches of an evolution agree, in words, from searches.json (and searches.csv)."""
+    agreement, table = evo.agreement, evo.searches_table
+    k = len(evo.searches)
+    if not agreement:
+        return f"How much the {k} searches agree is not recorded here ({evo.folder}/searches.json is absent)."
+    usable, empty = int(agreement.get("searches", 0)), int(agreement.get("empty", 0))
+    text = f"How much the searches agree ({evo.folder}/searches.json): {usable} of {usable + empty} found a usable loss"
+    text += f" ({empty} trained no candidate to the end and is listed, never chosen)" if empty else ""
+    lo, hi = agreement.get("fitness_min"), agreement.get("fitness_max")
+    if lo is not None and hi is not None:
+        text += (
+            f"; their best losses' re-evaluated fitness ranges from {lo:.4f} to {hi:.4f} (a spread of {hi - lo:.4f})"
+        )
+    p_lo, p_hi = agreement.get("p_star_min"), agreement.get("p_star_max")
+    if p_lo is not None and p_hi is not None:
+        text += f"; their effective targets p* from {p_lo:.3f} to {p_hi:.3f}"
+        if table is not None and "alpha_equivalent" in table:
+            alphas = pd.to_numeric(table["alpha_equivalent"], errors="coerce").dropna()
+            if len(alphas):
+                text += f" (label-smoothing α {alphas.min():.3f} to {alphas.max():.3f})"
+    distance = agreement.get("theta_distance_median")
+    if distance is not None and not (isinstance(distance, float) and math.isnan(distance)):
+        text += f"; the median distance between two searches' best θ is {distance:.2f}"
+        if table is not None and all(c in table for c in T.THETAS):
+            thetas = table[T.THETAS].apply(pd.to_numeric, errors="coerce").dropna()
+            if len(thetas):
+                norm = float(np.median(np.linalg.norm(thetas.to_numpy(float), axis=1)))
+                text += f", against a median length |θ| of {norm:.2f}"
+    elif usable < 2:
+        text += "; with fewer than two usable searches there is no distance between their θs to report"
+    return text + "."
 
 
 def _short(value: Any) -> str:
@@ -660,7 +1015,7 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             f"seed and loss)"
             + (f"; attack seed {suite['attack_seed']}" if "attack_seed" in suite else "")
             + "".join(
-                f"; evolution{' ' + n if n else ''} seed {o.get('seed', 0)}"
+                f"; evolution{' ' + n if n else ''} " + _evolution_seeds(o)
                 for n, o in (suite.get("evolutions") or ({"": suite["evolve"]} if suite.get("evolve") else {})).items()
             )
             + "."
@@ -694,6 +1049,17 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
         shown = {k: v for k, v in suite.items() if v not in (None, [], {})}
         section.add(Paragraph("The resolved suite (suite.json):"), Code(_compact_json(shown), "json"))
     return section
+
+
+def _and(names: list[str]) -> str:
+    """ "a", "a and b", "a, b and c"."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _evolution_seeds(config: dict[str, Any]) -> str:
+    """ "seed 4", or with `searches = K` "seeds 4 to 6 (3 searches)"."""
+    seed, k = int(config.get("seed", 0) or 0), int(config.get("searches", 1) or 1)
+    return f"seed {seed}" if k <= 1 else f"seeds {seed} to {seed + k - 1} ({k} searches)"
 
 
 def _compact_json(data: dict[str, Any]) -> str:

@@ -19,7 +19,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from robust_glo.reporting.tables import CLEAN, WORST, attack_names, attack_order, evolution_generations, fmt_eps
+from robust_glo.reporting.tables import (
+    CLEAN,
+    THETAS,
+    WORST,
+    FrontierStudy,
+    attack_names,
+    attack_order,
+    clean_rows,
+    evolution_generations,
+    fmt_eps,
+    trained_candidates,
+)
 from robust_glo.robustness.attacks import WORST_L2, spec_of_label
 
 _RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9}
@@ -113,12 +124,15 @@ def panel_order(results: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     return linf + l2
 
 
-def _panels(n: int, height: float, legend: bool = True) -> tuple[Figure, list[Axes]]:
-    """A figure with `n` panels that share the y axis, `PANEL_COLUMNS` to a row; unused cells hidden."""
-    ncols = max(1, min(PANEL_COLUMNS, n))
+def _panels(
+    n: int, height: float, legend: bool = True, sharey: bool = True, columns: int = PANEL_COLUMNS, width: float = 4.3
+) -> tuple[Figure, list[Axes]]:
+    """A figure with `n` panels of `width` x `height` inches that share the y axis (unless `sharey` is
+    False), `columns` to a row; unused cells hidden."""
+    ncols = max(1, min(columns, n))
     nrows = math.ceil(max(n, 1) / ncols)
-    fig = Figure(figsize=(4.3 * ncols + (2.2 if legend else 0.0), height * nrows + 0.5), layout="constrained")
-    grid = fig.subplots(nrows, ncols, sharey=True, squeeze=False)
+    fig = Figure(figsize=(width * ncols + (2.2 if legend else 0.0), height * nrows + 0.5), layout="constrained")
+    grid = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False)
     axes = [ax for row in grid for ax in row]
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -252,35 +266,66 @@ def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Seque
     return fig
 
 
-def evolution_figure(history: pd.DataFrame) -> Figure:
-    """Left: best and median fitness (1 - validation accuracy) of the candidates trained to the full budget,
-    per generation, and the best so far, against the training steps spent so far (against the generation
-    for histories that do not record steps). Right: the share of each generation not trained to the end:
-    rejected by the invariant, pruned by successive halving, collapsed, diverged, failed."""
+def _search_styles(searches: Sequence[int]) -> dict[int, LossStyle]:
+    """One colour, marker and line style per search index (the colour-blind palette of `loss_styles`)."""
+    styles = loss_styles([str(k) for k in searches])
+    return {k: styles[str(k)] for k in searches}
+
+
+def evolution_figure(history: pd.DataFrame, seeds: dict[int, Any] | None = None) -> Figure:
+    """The optimization history of an evolution (one search, or several stacked with a `search` column).
+
+    Left: the fitness of every candidate trained to the full budget (status "trained"; the others carry
+    rank bands above 1, not a fitness) against its position in the order of evaluation, one colour and
+    marker per search, and each search's best so far as a step line (dotted verticals: generation
+    boundaries). Right: the share of each generation (summed over the searches) that was not trained to
+    the end: rejected by the invariant, pruned by successive halving, collapsed, diverged, failed.
+    `seeds`: search index -> its CMA-ES seed, for the legend. Returns the Figure."""
+    trained = trained_candidates(history)
+    h = history if "search" in history.columns else history.assign(search=0)
+    searches = sorted({int(k) for k in h["search"]})
+    styles = _search_styles(searches)
+    several = len(searches) > 1
     gens = evolution_generations(history)
-    by_steps = bool(gens["steps_so_far"].notna().all() and (gens["steps"] > 0).any())
-    x = "training steps spent" if by_steps else "generation"
-    gens[x] = gens["steps_so_far"] if by_steps else gens["generation"]
     with _style(), sns.plotting_context("notebook", rc=_RC):
-        fig = Figure(figsize=(11.0, 3.8), layout="constrained")
-        ax1, ax2 = fig.subplots(1, 2)
-        long = gens.melt(
-            id_vars=x,
-            value_vars=["best_fitness", "median_fitness", "best_so_far"],
-            var_name="series",
-            value_name="fitness",
-        )
-        long["series"] = long["series"].map(
-            {
-                "best_fitness": "best of generation",
-                "median_fitness": "median of generation",
-                "best_so_far": "best so far",
-            }
-        )
-        sns.lineplot(data=long, x=x, y="fitness", hue="series", style="series", markers=True, dashes=True, ax=ax1)
-        ax1.set_ylabel("fitness = 1 − val. accuracy (lower is better)")
-        ax1.set_title("Evolution progress (trained candidates)")
+        fig = Figure(figsize=(12.0, 4.0), layout="constrained")
+        ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.6, 1.0])
+        first = h[h["search"] == searches[0]].sort_values(["generation", "index"], kind="stable")
+        bounds = np.flatnonzero(np.diff(first["generation"].to_numpy())) + 0.5
+        for x in bounds:
+            ax1.axvline(x, color="grey", linestyle=":", linewidth=0.9)
+        for k in searches:
+            mine = trained[trained["search"] == k]
+            if mine.empty:
+                continue
+            style = styles[k]
+            seed = (seeds or {}).get(k)
+            name = f"search {k}" + (f" (seed {seed})" if seed is not None else "") if several else "candidate"
+            ax1.scatter(
+                mine["order"],
+                mine["fitness"],
+                s=22,
+                color=style.colour,
+                marker=style.marker,
+                alpha=0.65,
+                label=f"{name}: trained" if several else "trained candidate",
+            )
+            ax1.plot(
+                mine["order"],
+                mine["best_so_far"],
+                color=style.colour,
+                linestyle=style.linestyle,
+                linewidth=1.8,
+                drawstyle="steps-post",
+                label=f"{name}: best so far" if several else "best so far",
+            )
+        if trained.empty:
+            ax1.text(0.5, 0.5, "no candidate was trained to the end", ha="center", va="center", transform=ax1.transAxes)
+        ax1.set_xlabel("candidate, in order of evaluation (dotted: generation boundaries)")
+        ax1.set_ylabel("fitness (lower is better)")
+        ax1.set_title("Optimization history (trained candidates)")
         ax1.xaxis.get_major_locator().set_params(integer=True)
+        ax1.legend(frameon=False, fontsize=8, ncol=3 if several else 2, loc="upper center", bbox_to_anchor=(0.5, -0.2))
         columns = {
             "rejected by invariant": "rejected",
             "pruned (halving)": "pruned",
@@ -301,10 +346,277 @@ def evolution_figure(history: pd.DataFrame) -> Figure:
         ax2.set_ylim(0, 100)
         ax2.set_xlabel("generation")
         ax2.set_ylabel("share of candidates (%)")
-        ax2.set_title("Not trained to the end")
+        ax2.set_title("Not trained to the end" + (" (all searches)" if several else ""))
         ax2.set_xticks(list(shares["generation"]))
-        ax2.legend(frameon=False, loc="upper right")
+        ax2.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
     return fig
+
+
+def search_space_figure(history: pd.DataFrame, importance: pd.DataFrame) -> Figure:
+    """Where the search went in the space of the 8 TaylorGLO parameters.
+
+    Left: a parallel-coordinate view (matplotlib `LineCollection`): one line per trained candidate through
+    its theta0..theta7, coloured by its fitness (viridis, a colour-blind-safe colour map; the best drawn
+    last, on top), each search's best trained candidate as a thick black line. Right: parameter importance
+    from `parameter_importance`, |Spearman rho| of each parameter with fitness, coloured by the sign of rho.
+    Returns the Figure."""
+    from matplotlib import colormaps
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import Normalize
+
+    trained = trained_candidates(history)
+    names = [c for c in THETAS if c in trained.columns]
+    with _style(), sns.plotting_context("notebook", rc=_RC):
+        fig = Figure(figsize=(12.0, 4.2), layout="constrained")
+        ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.7, 1.0])
+        x = np.arange(len(names), dtype=float)
+        if len(trained):
+            order = trained.sort_values("fitness", ascending=False, kind="stable")  # best last, on top
+            values = order[names].to_numpy(float)
+            fitness = order["fitness"].to_numpy(float)
+            norm = Normalize(vmin=float(fitness.min()), vmax=float(max(fitness.max(), fitness.min() + 1e-9)))
+            cmap = colormaps["viridis"]
+            lines = LineCollection(
+                [np.column_stack([x, v]) for v in values],
+                array=fitness,
+                cmap=cmap,
+                norm=norm,
+                linewidths=1.3,
+                alpha=0.85,
+            )
+            ax1.add_collection(lines)
+            several = trained["search"].nunique() > 1
+            for k, mine in trained.groupby("search", sort=True):
+                best = mine.loc[mine["fitness"].idxmin()]
+                ax1.plot(
+                    x,
+                    best[names].to_numpy(float),
+                    color="black",
+                    linewidth=2.6,
+                    linestyle=LINESTYLES[int(k) % len(LINESTYLES)],
+                    label=(f"search {int(k)}: best" if several else "best trained candidate")
+                    + f" (fitness {best['fitness']:.4f})",
+                )
+            low, high = float(np.nanmin(values)), float(np.nanmax(values))
+            pad = 0.05 * max(high - low, 1e-6)
+            ax1.set_ylim(low - pad, high + pad)
+            bar = fig.colorbar(lines, ax=ax1, pad=0.01)
+            bar.set_label("fitness (lower is better)")
+            ax1.legend(frameon=False, fontsize=8, loc="upper left")
+        else:
+            ax1.text(0.5, 0.5, "no candidate was trained to the end", ha="center", va="center", transform=ax1.transAxes)
+        for xi in x:
+            ax1.axvline(xi, color="grey", linewidth=0.8)
+        ax1.set_xlim(-0.2, len(names) - 0.8)
+        ax1.set_xticks(x, [f"θ{n.removeprefix('theta')}" for n in names])
+        ax1.set_ylabel("parameter value")
+        ax1.set_title(f"Parallel coordinates: the {len(trained)} trained candidates")
+        shown = importance.dropna(subset=["abs_rho"])
+        if shown.empty:
+            ax2.text(
+                0.5,
+                0.5,
+                "too few trained candidates\n(or no variation) to rank",
+                ha="center",
+                va="center",
+                transform=ax2.transAxes,
+            )
+            ax2.set_yticks([])
+        else:
+            colours = sns.color_palette(PALETTE)
+            labels = [f"θ{n.removeprefix('theta')}" for n in shown["parameter"]]
+            bars = ax2.barh(labels, shown["abs_rho"], color=[colours[3] if r > 0 else colours[0] for r in shown["rho"]])
+            for b, rho, p in zip(bars, shown["rho"], shown["p"]):
+                ax2.text(
+                    b.get_width() + 0.01,
+                    b.get_y() + b.get_height() / 2,
+                    f"ρ = {rho:+.2f}, p = {p:.2g}",
+                    va="center",
+                    fontsize=8,
+                )
+            ax2.invert_yaxis()
+            handles = [
+                Line2D([], [], color=colours[3], linewidth=6, label="ρ > 0: larger θ, worse fitness"),
+                Line2D([], [], color=colours[0], linewidth=6, label="ρ < 0: larger θ, better fitness"),
+            ]
+            ax2.legend(handles=handles, frameon=False, fontsize=8, loc="lower right")
+        ax2.set_xlim(0, 1.25)
+        ax2.set_xlabel("|Spearman ρ| of θ with fitness")
+        ax2.set_title("Parameter importance (rank correlation)")
+    return fig
+
+
+def frontier_figure(
+    study: FrontierStudy,
+    summary: pd.DataFrame,
+    labels: dict[str, str],
+    losses: Sequence[str],
+    titles: dict[tuple[str, float], str],
+) -> Figure:
+    """The label-smoothing frontier, one panel per worst-case budget of `study` (titled by `titles`): clean
+    accuracy (x) against robust accuracy (y), in %. The label-smoothing arms (ce is alpha 0) with their 95%
+    intervals as error bars, joined along their Pareto envelope (black line; a dominated arm is drawn
+    hollow, off the line), the envelope's level beyond its highest clean accuracy dotted (what a loss there
+    is compared with); every other loss with its intervals and a thin dashed line from its point to the
+    frontier at its clean accuracy (its margin). Each point is labelled with its loss's readable name, in
+    its colour and marker of `loss_styles`. Returns the Figure."""
+    from robust_glo.robustness.frontier import envelope
+
+    names = [labels.get(s, s) for s in losses]
+    styles = loss_styles(names)
+    budgets = [b for b in study.budgets if b in study.points]
+    clean = clean_rows(summary).set_index("loss")
+    with _style(), sns.plotting_context("notebook", rc=_RC):
+        fig, axes = _panels(len(budgets), 5.0, sharey=False, columns=3, width=5.6)
+        for ax, (attack, eps) in zip(axes, budgets):
+            texts: list[tuple[float, float, str]] = []
+            points = study.points[attack, eps].sort_values("clean")
+            robust = summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
+            env_c, env_r = envelope(points["clean"].to_numpy(float), points["robust"].to_numpy(float))
+            ax.plot(100 * env_c, 100 * env_r, color="black", linewidth=1.6, zorder=2, label="frontier")
+            ax.scatter(  # a ring around each arm on the envelope: visible even where it is a single point
+                100 * env_c, 100 * env_r, s=190, facecolors="none", edgecolors="black", linewidths=1.1, zorder=4
+            )
+            margins = (
+                study.margins[(study.margins["attack"] == attack) & (study.margins["eps"] == eps)]
+                if study.margins is not None
+                else pd.DataFrame(columns=["loss", "clean", "robust", "frontier"])
+            )
+            right = max([float(env_c[-1])] + [float(c) for c in margins["clean"]])
+            if right > env_c[-1]:
+                ax.plot(
+                    [100 * env_c[-1], 100 * right + 0.5],
+                    [100 * env_r[-1]] * 2,
+                    color="black",
+                    linestyle=":",
+                    linewidth=1.2,
+                    zorder=2,
+                )
+            for r in points.to_dict("records"):
+                name = labels.get(r["loss"], r["loss"])
+                _point(ax, r, styles[name], filled=bool(r["pareto"]))
+                texts.append((100 * r["clean"], 100 * r["robust"], f"{name} (α = 0)" if r["alpha"] == 0 else name))
+            for r in margins.to_dict("records"):
+                name = labels.get(r["loss"], r["loss"])
+                spec = r["loss"]
+                row = {
+                    "clean": r["clean"],
+                    "robust": r["robust"],
+                    "clean_low": clean.loc[spec, "ci_low"] if spec in clean.index else math.nan,
+                    "clean_high": clean.loc[spec, "ci_high"] if spec in clean.index else math.nan,
+                    "robust_low": robust.loc[spec, "ci_low"] if spec in robust.index else math.nan,
+                    "robust_high": robust.loc[spec, "ci_high"] if spec in robust.index else math.nan,
+                }
+                _point(ax, row, styles[name], filled=True)
+                texts.append((100 * r["clean"], 100 * r["robust"], name))
+                if np.isfinite(r["frontier"]):
+                    ax.plot(
+                        [100 * r["clean"]] * 2,
+                        [100 * r["frontier"], 100 * r["robust"]],
+                        color=styles[name].colour,
+                        linestyle="--",
+                        linewidth=1.0,
+                        alpha=0.8,
+                        zorder=1,
+                    )
+            ax.set_title(titles.get((attack, eps), f"{attack} {eps:g}"))
+            ax.set_xlabel("clean accuracy (%)")
+            ax.set_ylabel("robust accuracy (%)")
+            ax.margins(x=0.12, y=0.1)
+            _place_labels(ax, texts)
+        shown = [
+            labels.get(s, s)
+            for s in losses
+            if any(s in set(p["loss"]) for p in study.points.values())
+            or (study.margins is not None and s in set(study.margins["loss"]))
+        ]
+        _legend(fig, shown, styles, line=False)
+        fig.suptitle("Against label smoothing (error bars: 95% intervals)", fontsize=11)
+    return fig
+
+
+def _point(ax: Axes, row: dict[str, Any], style: LossStyle, *, filled: bool) -> None:
+    """One loss in a frontier panel: its (clean, robust) point in %, with error bars from its intervals."""
+    x, y = 100 * float(row["clean"]), 100 * float(row["robust"])
+    xerr = yerr = None
+    if np.isfinite(row.get("clean_low", math.nan)):
+        xerr = [[max(x - 100 * row["clean_low"], 0.0)], [max(100 * row["clean_high"] - x, 0.0)]]
+    if np.isfinite(row.get("robust_low", math.nan)):
+        yerr = [[max(y - 100 * row["robust_low"], 0.0)], [max(100 * row["robust_high"] - y, 0.0)]]
+    ax.errorbar(
+        [x],
+        [y],
+        xerr=xerr,
+        yerr=yerr,
+        fmt=style.marker,
+        color=style.colour,
+        markersize=7,
+        capsize=3,
+        elinewidth=1.1,
+        markerfacecolor=style.colour if filled else "white",
+        markeredgewidth=1.4,
+        zorder=3,
+    )
+
+
+# Where a point's label may go, tried in turn, in fractions of the panel: (dx, dy) from the point to the
+# label's nearer corner, and the side it extends to.
+_LABEL_SPOTS = (
+    (0.015, 0.012, "right", "up"),
+    (0.015, -0.012, "right", "down"),
+    (-0.015, 0.012, "left", "up"),
+    (-0.015, -0.012, "left", "down"),
+    (0.015, 0.07, "right", "up"),
+    (0.015, -0.07, "right", "down"),
+    (-0.015, 0.07, "left", "up"),
+    (-0.015, -0.07, "left", "down"),
+    (0.015, 0.13, "right", "up"),
+    (0.015, -0.13, "right", "down"),
+)
+_CHAR_WIDTH, _LINE_HEIGHT = 0.012, 0.04  # of an 8-point label, in fractions of a frontier panel
+
+
+def _place_labels(ax: Axes, labels: list[tuple[float, float, str]]) -> None:
+    """Label the points `labels` (x, y in data units, text) of a panel, each at the first of `_LABEL_SPOTS`
+    whose (estimated) box lies inside the panel and overlaps neither a label placed before nor another
+    point (the first spot when none does); call it after everything is drawn, so that the panel's limits
+    are final."""
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    points = [((x - x0) / (x1 - x0), (y - y0) / (y1 - y0)) for x, y, _ in labels]
+    boxes: list[tuple[float, float, float, float]] = []
+
+    def free(box: tuple[float, float, float, float], own: int) -> bool:
+        left, bottom, right, top = box
+        if left < 0 or right > 1 or bottom < 0 or top > 1:  # inside the panel, not over its neighbour
+            return False
+        if any(left < b[2] and b[0] < right and bottom < b[3] and b[1] < top for b in boxes):
+            return False
+        return not any(
+            left - 0.01 < px < right + 0.01 and bottom - 0.01 < py < top + 0.01
+            for k, (px, py) in enumerate(points)
+            if k != own
+        )
+
+    for k, ((fx, fy), (x, y, text)) in enumerate(zip(points, labels)):
+        width = _CHAR_WIDTH * len(text)
+        candidates = []
+        for dx, dy, side, way in _LABEL_SPOTS:
+            left = fx + dx if side == "right" else fx + dx - width
+            bottom = fy + dy if way == "up" else fy + dy - _LINE_HEIGHT
+            candidates.append((left, bottom, left + width, bottom + _LINE_HEIGHT))
+        box = next((b for b in candidates if free(b, k)), candidates[0])
+        boxes.append(box)
+        ax.annotate(
+            text,
+            (x, y),
+            xytext=(box[0], box[1]),
+            textcoords="axes fraction",
+            ha="left",
+            va="bottom",
+            fontsize=8,
+            color="black",
+            zorder=4,
+        )
 
 
 def effective_target_figure(analysis: Sequence[dict[str, Any]], labels: dict[str, str]) -> Figure:

@@ -14,12 +14,16 @@ Layout (written by `robust-glo benchmark`; only `results.csv` is required)::
     evolve/history.csv     one row per evolution candidate; evolve/best_loss.json the evolved loss;
                            evolve/reevaluation.csv the top candidates re-trained on fresh seeds
     evolve/<NAME>/...      the same for each named evolution of a suite with [evolve.NAME] tables
+    evolve[/<NAME>]/search<k>/...  with `[evolve] searches = K`: one evolution run directory per search
+                           (history.csv, best_loss.json, ...), next to searches.csv (one row per search),
+                           searches.json (how much they agree) and the chosen search's best_loss.json
     analysis/analysis.json `analyze_loss(...).to_dict()` of every loss; analysis/figures/*.png
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,20 +70,52 @@ INPUT_PATTERNS = (
     "evolve/*/generations.csv",
     "evolve/*/reevaluation.csv",
     "evolve/*/config.json",
+    "evolve/searches.csv",
+    "evolve/searches.json",
+    "evolve/*/searches.csv",
+    "evolve/*/searches.json",
+    "evolve/*/search*/history.csv",
+    "evolve/*/search*/best_loss.json",
+    "evolve/*/search*/generations.csv",
+    "evolve/*/search*/reevaluation.csv",
+    "evolve/*/search*/config.json",
     "analysis/*.json",
     "analysis/figures/*.png",
 )
 
 
+SEARCH_DIR = re.compile(r"search(\d+)")
+
+
+@dataclass
+class SearchInputs:
+    """One CMA-ES search of an evolution run with `[evolve] searches = K`: its run directory's files."""
+
+    index: int
+    folder: str  # relative to the report, e.g. "evolve/robust/search1"
+    history: pd.DataFrame
+    reevaluation: pd.DataFrame | None = None
+    best_loss: dict[str, Any] | None = None
+    config: dict[str, Any] | None = None
+
+
 @dataclass
 class EvolutionInputs:
-    """The files of one evolution: `name` is "" for a suite's plain [evolve] table."""
+    """The files of one evolution: `name` is "" for a suite's plain [evolve] table.
+
+    With several searches (`searches` not empty), `history` and `reevaluation` are those of every search
+    stacked, with a `search` column (the search's index); `searches_table` is searches.csv and
+    `agreement` searches.json (None when absent). With one search `searches` is empty and the frames are
+    the run directory's own, without a `search` column."""
 
     name: str
     folder: str  # relative to the report, e.g. "evolve" or "evolve/robust"
     history: pd.DataFrame
     reevaluation: pd.DataFrame | None = None
     best_loss: dict[str, Any] | None = None
+    searches: list[SearchInputs] = field(default_factory=list)
+    searches_table: pd.DataFrame | None = None
+    agreement: dict[str, Any] | None = None
 
 
 @dataclass
@@ -194,23 +230,86 @@ def load_inputs(root: str | Path) -> ReportInputs:
     return inputs
 
 
+def _search_dirs(folder: Path) -> list[tuple[int, Path]]:
+    """The search<k>/ run directories (holding a history.csv) of an evolution folder, by k."""
+    found = []
+    for path in folder.glob("search*/history.csv"):
+        match = SEARCH_DIR.fullmatch(path.parent.name)
+        if match:
+            found.append((int(match.group(1)), path.parent))
+    return sorted(found)
+
+
+def _is_searches(folder: Path) -> bool:
+    """Whether an evolution folder holds several searches (searches.csv, or search<k>/ run directories
+    without a history.csv of its own)."""
+    return (folder / "searches.csv").is_file() or (
+        not (folder / "history.csv").is_file() and bool(_search_dirs(folder))
+    )
+
+
 def _read_evolutions(root: Path) -> list[EvolutionInputs]:
-    """evolve/ (a plain [evolve] table) and every evolve/<NAME>/ that holds a history.csv."""
-    folders = [("", root / "evolve")] + [(p.parent.name, p.parent) for p in sorted(root.glob("evolve/*/history.csv"))]
+    """evolve/ (a plain [evolve] table) and every evolve/<NAME>/ that holds a history.csv, or (with
+    `[evolve] searches = K`) search<k>/ run directories; a search<k>/ folder of evolve/ itself is one of its
+    searches, not a named evolution."""
+    evolve = root / "evolve"
+    folders = [("", evolve)]
+    if evolve.is_dir():
+        plain_searches = _is_searches(evolve)
+        for sub in sorted(p for p in evolve.iterdir() if p.is_dir()):
+            if plain_searches and SEARCH_DIR.fullmatch(sub.name):
+                continue
+            if (sub / "history.csv").is_file() or _is_searches(sub):
+                folders.append((sub.name, sub))
     out = []
     for name, folder in folders:
+        rel = folder.relative_to(root).as_posix()
+        if _is_searches(folder):
+            evo = _read_searches(name, folder, rel)
+            if evo is not None:
+                out.append(evo)
+            continue
         if not (folder / "history.csv").is_file():
             continue
-        history = _read_evolution_view(folder / "history.csv", "candidates", ("generation", "index", "status"))
-        if (folder / "generations.csv").is_file():
-            _read_evolution_view(folder / "generations.csv", "generations", ("generation",))
-        evo = EvolutionInputs(name, folder.relative_to(root).as_posix(), history)
-        if (folder / "reevaluation.csv").is_file():
-            evo.reevaluation = _read_csv(folder / "reevaluation.csv")
-        if (folder / "best_loss.json").is_file():
-            evo.best_loss = _read_json(folder / "best_loss.json")
-        out.append(evo)
+        history, reevaluation, best = _read_run(folder)
+        out.append(EvolutionInputs(name, rel, history, reevaluation, best))
     return out
+
+
+def _read_run(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str, Any] | None]:
+    """history.csv (checked whole), reevaluation.csv and best_loss.json of one evolution run directory."""
+    history = _read_evolution_view(folder / "history.csv", "candidates", ("generation", "index", "status"))
+    if (folder / "generations.csv").is_file():
+        _read_evolution_view(folder / "generations.csv", "generations", ("generation",))
+    reevaluation = _read_csv(folder / "reevaluation.csv") if (folder / "reevaluation.csv").is_file() else None
+    best = _read_json(folder / "best_loss.json") if (folder / "best_loss.json").is_file() else None
+    return history, reevaluation, best
+
+
+def _read_searches(name: str, folder: Path, rel: str) -> EvolutionInputs | None:
+    """An evolution with several searches: every search<k>/ run directory, searches.csv, searches.json and
+    the chosen search's best_loss.json; None when no search has a history yet."""
+    searches = []
+    for index, sub in _search_dirs(folder):
+        history, reevaluation, best = _read_run(sub)
+        config = read_json_or_none(sub / "config.json", expect=dict)
+        searches.append(SearchInputs(index, f"{rel}/{sub.name}", history, reevaluation, best, config))
+    if not searches:
+        return None
+    history = pd.concat([s.history.assign(search=s.index) for s in searches], ignore_index=True)
+    reevals = [s.reevaluation.assign(search=s.index) for s in searches if s.reevaluation is not None]
+    evo = EvolutionInputs(
+        name,
+        rel,
+        history,
+        pd.concat(reevals, ignore_index=True) if reevals else None,
+        _read_json(folder / "best_loss.json") if (folder / "best_loss.json").is_file() else None,
+        searches,
+    )
+    if (folder / "searches.csv").is_file():
+        evo.searches_table = _read_csv(folder / "searches.csv")
+    evo.agreement = read_json_or_none(folder / "searches.json", expect=dict)
+    return evo
 
 
 def _read_evolution_view(path: Path, records: str, keys: tuple[str, ...]) -> pd.DataFrame:
@@ -266,6 +365,8 @@ def copy_inputs(src: str | Path, dst: str | Path) -> list[Path]:
     for pattern in INPUT_PATTERNS:
         for path in sorted(src.glob(pattern)):
             target = dst / path.relative_to(src)
+            if target in copied:
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
             copied.append(target)

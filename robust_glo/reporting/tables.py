@@ -74,10 +74,7 @@ def summary_stats(inputs: ReportInputs, settings: StatsSettings) -> pd.DataFrame
     results = measured(inputs.results).copy()
     results["eps"] = results["eps"].astype(float)
     results["accuracy"] = results["accuracy"].astype(float)
-    outcomes = inputs.outcomes
-    if outcomes is not None:
-        kept = set(zip(results["loss"].astype(str), results["seed"].astype(int)))
-        outcomes = outcomes[[(str(loss), int(s)) in kept for loss, s in zip(outcomes["loss"], outcomes["seed"])]]
+    outcomes = report_outcomes(inputs)
     return summarize(
         results,
         outcomes=outcomes,
@@ -89,6 +86,17 @@ def summary_stats(inputs: ReportInputs, settings: StatsSettings) -> pd.DataFrame
         n_boot=settings.n_boot,
         boot_seed=settings.boot_seed,
     )
+
+
+def report_outcomes(inputs: ReportInputs) -> pd.DataFrame | None:
+    """The per-image outcomes the report's statistics use: those of the networks that were measured (not
+    the placeholders of diverged runs); None without outcomes.csv."""
+    outcomes = inputs.outcomes
+    if outcomes is None:
+        return None
+    results = measured(inputs.results)
+    kept = set(zip(results["loss"].astype(str), results["seed"].astype(int)))
+    return outcomes[[(str(loss), int(s)) in kept for loss, s in zip(outcomes["loss"], outcomes["seed"])]]
 
 
 def interval_kind(summary: pd.DataFrame) -> str:
@@ -605,3 +613,277 @@ def hardware_table(environment: dict[str, Any] | None) -> pd.DataFrame:
 
 def seeds_list(inputs: ReportInputs) -> list[int]:
     return sorted(int(s) for s in np.unique(inputs.results["seed"]))
+
+
+# ------------------------------------------------------------------------------------------ the search
+
+
+THETAS = [f"theta{k}" for k in range(N_PARAMS)]
+
+
+def trained_candidates(history: pd.DataFrame) -> pd.DataFrame:
+    """The candidates trained to the full budget (status "trained"): the only ones whose fitness is a
+    fitness (the others carry rank bands above 1, docs/method.md), in the order they were evaluated
+    (search, generation, index), with `order` (0, 1, ... within each search) and `best_so_far` (the
+    running minimum of the search's fitness) added. Returns a DataFrame."""
+    h = history.copy()
+    if "search" not in h.columns:
+        h["search"] = 0
+    h = h.sort_values(["search", "generation", "index"], kind="stable").reset_index(drop=True)
+    h["order"] = h.groupby("search").cumcount()
+    trained = h[h["status"].astype(str) == "trained"].copy()
+    trained["fitness"] = trained["fitness"].astype(float)
+    trained["best_so_far"] = trained.groupby("search")["fitness"].cummin()
+    return trained.reset_index(drop=True)
+
+
+def parameter_importance(history: pd.DataFrame) -> pd.DataFrame:
+    """How strongly each TaylorGLO parameter goes with fitness among the trained candidates: Spearman's rank
+    correlation of theta_k with fitness (`scipy.stats.spearmanr`), its two-sided p and |rho|, sorted by
+    |rho| (largest first). rho > 0: larger theta_k, worse (higher) fitness. NaN where the parameter or the
+    fitness does not vary, or fewer than 3 candidates were trained. Columns: parameter, rho, abs_rho, p, n."""
+    from scipy import stats
+
+    trained = trained_candidates(history)
+    rows = []
+    for name in THETAS:
+        if name not in trained.columns:
+            continue
+        x = trained[name].astype(float).to_numpy()
+        y = trained["fitness"].to_numpy()
+        ok = np.isfinite(x) & np.isfinite(y)
+        x, y = x[ok], y[ok]
+        if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            rho, p = math.nan, math.nan
+        else:
+            result = stats.spearmanr(x, y)
+            rho, p = float(result.statistic), float(result.pvalue)
+        rows.append({"parameter": name, "rho": rho, "abs_rho": abs(rho), "p": p, "n": int(len(x))})
+    out = pd.DataFrame(rows, columns=["parameter", "rho", "abs_rho", "p", "n"])
+    return out.sort_values("abs_rho", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def importance_table(importance: pd.DataFrame) -> pd.DataFrame:
+    """`parameter_importance` formatted: θ_k, ρ, |ρ|, p, candidates."""
+    return pd.DataFrame(
+        {
+            "parameter": [f"θ{name.removeprefix('theta')}" for name in importance["parameter"]],
+            "Spearman ρ with fitness": [_signed(v) for v in importance["rho"]],
+            "|ρ|": [_num(v, 2) for v in importance["abs_rho"]],
+            "p (uncorrected)": [fmt_p(v) for v in importance["p"]],
+            "trained candidates": importance["n"],
+        }
+    )
+
+
+def _signed(value: float) -> str:
+    return "—" if _nan(value) else f"{value:+.2f}"
+
+
+def search_generations_table(evolution: Any) -> pd.DataFrame:
+    """One row per search of an evolution with several searches (`EvolutionInputs.searches`): its seed,
+    generations, candidates by status, training steps, best fitness in the search and compute seconds."""
+    rows = []
+    for s in evolution.searches:
+        gens = evolution_generations(s.history)
+        seed = (s.config or {}).get("seed", (s.best_loss or {}).get("seed"))
+        rows.append(
+            {
+                "search": s.index,
+                "seed": "—" if seed is None else seed,
+                "generations": len(gens),
+                "candidates": int(gens["candidates"].sum()),
+                "trained": int(gens["trained"].sum()),
+                "rejected": int(gens["rejected"].sum()),
+                "pruned": int(gens["pruned"].sum()),
+                "collapsed": int(gens["collapsed"].sum()),
+                "diverged or failed": int(gens["diverged"].sum() + gens["failed"].sum()),
+                "training steps": _steps(float(gens["steps"].sum())),
+                "best fitness in the search": _num(float(gens["best_fitness"].min())),
+                "seconds": _num(float(gens["seconds"].sum()), 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def searches_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """searches.csv formatted: one row per search with its seed, the re-evaluated fitness of its best loss
+    ± its sd over the re-evaluation seeds, validation and robust accuracy, p* and the label-smoothing alpha
+    it corresponds to, its θ, and whether it was chosen (a search that found no usable loss says so)."""
+    rows = []
+    for r in frame.to_dict("records"):
+        usable = _truthy(r.get("usable", True))
+        fit, sd = r.get("fitness"), r.get("fitness_std")
+        theta = [r.get(name) for name in THETAS]
+        rows.append(
+            {
+                "search": int(r["search"]),
+                "seed": "—" if _nan(r.get("seed")) else int(r["seed"]),
+                "fitness ± sd": "no usable loss"
+                if not usable or _nan(fit)
+                else (f"{fit:.4f}" + ("" if _nan(sd) else f" ± {float(sd):.4f}")),
+                "val. accuracy (%)": pct(_float(r.get("val_accuracy")), 2),
+                "robust accuracy (%)": pct(_float(r.get("robust_accuracy")), 2),
+                "p*": _num(_float(r.get("p_star"))),
+                "α equivalent": _num(_float(r.get("alpha_equivalent"))),
+                "θ": "—"
+                if not usable or any(_nan(_float(t)) for t in theta)
+                else "[" + ", ".join(f"{float(t):.2f}" for t in theta) + "]",
+                "chosen": "yes" if _truthy(r.get("chosen", False)) else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _float(value: Any) -> float:
+    try:
+        return math.nan if value is None or value == "" else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value) and not _nan(value)
+
+
+def label_smoothing_equivalents(inputs: ReportInputs) -> dict[str, tuple[float | None, float | None]]:
+    """Loss spec -> (p*, label-smoothing alpha equivalent) from the analysis results (analysis.json:
+    `effective_target`, `label_smoothing_equivalent`; None where a loss has none)."""
+    out = {}
+    for a in inputs.analysis:
+        p_star, alpha = a.get("effective_target"), a.get("label_smoothing_equivalent")
+        out[str(a.get("spec"))] = (
+            None if p_star is None else float(p_star),
+            None if alpha is None else float(alpha),
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the frontier
+
+FRONTIER_RESULTS = {"above": "above", "below": "below", "on": "on the frontier", "none": "not placed"}
+
+
+def frontier_result(row: Any) -> str:
+    """The one-word result of a `frontier_margins` row: "above" (beats label smoothing: interval above zero,
+    corrected p below alpha), "below" (the same on the other side), "not placed" (its clean accuracy is
+    below every label-smoothing arm's, or the replicates could not place it), "on the frontier" otherwise
+    (no evidence either way)."""
+    if bool(row["beats"]):
+        return FRONTIER_RESULTS["above"]
+    if bool(row["below"]):
+        return FRONTIER_RESULTS["below"]
+    if row["position"] == "below-range" or _nan(row["p_value"]):
+        return FRONTIER_RESULTS["none"]
+    return FRONTIER_RESULTS["on"]
+
+
+def margin_cell(row: Any) -> str:
+    """ "+5.1 [+1.2, +9.0]": a frontier margin in points with its interval ("—" where it is not placed)."""
+    if _nan(row["margin"]):
+        return "—"
+    text = f"{100 * row['margin']:+.1f}"
+    if not _nan(row["margin_ci_low"]):
+        text += f" [{100 * row['margin_ci_low']:+.1f}, {100 * row['margin_ci_high']:+.1f}]"
+    return text
+
+
+def frontier_table(
+    inputs: ReportInputs, margins: pd.DataFrame, budget_names: dict[tuple[str, float], str]
+) -> pd.DataFrame:
+    """One row per loss and worst-case budget of `frontier_margins`' output: clean and robust accuracy, the
+    frontier at the loss's clean accuracy, the margin with its interval, the corrected p, where the loss's
+    clean accuracy lies (inside / above-range / below-range of the label-smoothing arms'), the result,
+    and the loss's p* and label-smoothing alpha equivalent from the analysis."""
+    equivalents = label_smoothing_equivalents(inputs)
+    rows = []
+    for r in margins.to_dict("records"):
+        analysed = str(r["loss"]) in equivalents
+        p_star, alpha = equivalents.get(str(r["loss"]), (None, None))
+        rows.append(
+            {
+                "budget": budget_names.get((str(r["attack"]), float(r["eps"])), f"{r['attack']} {r['eps']:g}"),
+                "loss": inputs.label(str(r["loss"])),
+                "clean (%)": pct(r["clean"]),
+                "robust (%)": pct(r["robust"]),
+                "frontier at its clean (%)": pct(r["frontier"]),
+                "margin (pts) [95% interval]": margin_cell(r),
+                "p (corrected)": fmt_p(r["p_adjusted"]),
+                "position": r["position"],
+                "result": frontier_result(r),
+                "p*": ("none" if analysed else "—") if p_star is None else f"{p_star:.3f}",
+                "α(p*)": ("none" if analysed else "—") if alpha is None else f"{alpha:.3f}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class FrontierStudy:
+    """The label-smoothing frontier of a report: the worst-case `budgets` (attack label, eps) it is drawn
+    at, the label-smoothing arms' points per budget (`frontier_points`, with the summary's 95% intervals
+    as clean_low/high and robust_low/high), and every other loss's `margins` (`frontier_margins`' output;
+    None without per-image outcomes, which the bootstrap needs)."""
+
+    smoothing: dict[str, float]  # loss spec -> alpha
+    budgets: list[tuple[str, float]]
+    points: dict[tuple[str, float], pd.DataFrame]
+    margins: pd.DataFrame | None
+
+
+def worst_budgets(summary: pd.DataFrame) -> list[tuple[str, float]]:
+    """(attack label, eps) of every per-sample worst case at eps > 0 in `summary`: L-infinity ("worst")
+    first, then L2 ("worst:l2"), each by eps."""
+    out = []
+    for label in (WORST, WORST_L2):
+        rows = summary[(summary["attack"] == label) & (summary["eps"].astype(float) > 0)]
+        out += [(label, float(e)) for e in sorted(rows["eps"].astype(float).unique())]
+    return out
+
+
+def frontier_bootstrap(inputs: ReportInputs, settings: StatsSettings):
+    """The seeds-and-images bootstrap of the report's statistics (`summarize` builds the same one, with the
+    same outcomes, replicates, seed and confidence), over the clean and worst-case rows only: a row's
+    replicates depend only on its own outcomes, its image set and its seed list, so leaving the other
+    attacks out changes no number and saves their time. None without outcomes."""
+    from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+
+    outcomes = report_outcomes(inputs)
+    if outcomes is None or outcomes.empty:
+        return None
+    kept = outcomes[outcomes["attack"].astype(str).isin([CLEAN, WORST, WORST_L2])]
+    if kept.empty:
+        return None
+    return HierarchicalBootstrap(kept, n_boot=settings.n_boot, seed=settings.boot_seed, confidence=CONFIDENCE)
+
+
+def frontier_study(inputs: ReportInputs, settings: StatsSettings, summary: pd.DataFrame) -> FrontierStudy | None:
+    """The label-smoothing frontier of the report's measured losses, or None when the study has fewer than
+    two label-smoothing arms (`ce` counts as alpha 0) or no worst-case budget."""
+    from robust_glo.robustness.frontier import FrontierArms, frontier_margins, frontier_points
+
+    losses = [s for s in inputs.losses if s in set(summary["loss"])]
+    arms = FrontierArms.split(losses)
+    budgets = worst_budgets(summary)
+    if len(arms.smoothing) < 2 or not budgets:
+        return None
+    boot = frontier_bootstrap(inputs, settings)
+    if boot is None:
+        return FrontierStudy(arms.smoothing, budgets, {}, None)
+    clean = clean_rows(summary).set_index("loss")
+    points = {}
+    for attack, eps in budgets:
+        frame = frontier_points(boot, arms, attack, eps)
+        if frame.empty:
+            continue
+        robust = summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
+        for column, source in (("clean", clean), ("robust", robust)):
+            frame[f"{column}_low"] = [source.loc[s, "ci_low"] if s in source.index else math.nan for s in frame["loss"]]
+            frame[f"{column}_high"] = [
+                source.loc[s, "ci_high"] if s in source.index else math.nan for s in frame["loss"]
+            ]
+        points[attack, eps] = frame
+    margins = frontier_margins(boot, losses, budgets, correction=settings.correction, alpha=settings.alpha)
+    return FrontierStudy(arms.smoothing, budgets, points, margins)

@@ -284,6 +284,12 @@ def build_verdict(
     return Verdict(bullets, answer, frame, pd.DataFrame(cleans, columns=CLEAN_COLUMNS))
 
 
+def coverage_at(coverage: Mapping[tuple[str, float], CoverageLike], norm: str, eps: float) -> CoverageLike | None:
+    """The AutoAttack coverage of budget (norm "linf"/"l2", eps) in `coverage` (eps compared with a
+    tolerance); None when it has none."""
+    return _lookup(coverage, norm, eps)
+
+
 def _lookup(coverage: Mapping[tuple[str, float], CoverageLike], norm: str, eps: float) -> CoverageLike | None:
     for (n, e), cov in coverage.items():
         if n == norm and math.isclose(float(e), eps, rel_tol=1e-9, abs_tol=1e-12):

@@ -1,0 +1,207 @@
+"""The report's "Against label smoothing" section: the frontier of the label-smoothing arms per worst-case
+budget, every other loss's margin above it (the numbers of `frontier_margins`), its figure, and wording
+that says where the worst case is not AutoAttack-verified."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.container import ErrorbarContainer
+from synthetic_results import LOSSES, write_synthetic
+
+from robust_glo.reporting import build_report
+from robust_glo.reporting import evidence as E
+from robust_glo.reporting.build import _settings
+from robust_glo.reporting.figures import frontier_figure
+from robust_glo.reporting.inputs import load_inputs
+from robust_glo.reporting.tables import frontier_study, summary_stats
+from robust_glo.robustness.attacks.coverage import Coverage
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+from robust_glo.robustness.frontier import envelope, frontier_margins
+from robust_glo.robustness.outcomes import pack_bits
+
+N = 600
+SEEDS = (0, 1, 2, 3, 4)
+EPS = (0.1, 0.2)
+# loss -> (clean accuracy, robust accuracy at each eps of EPS)
+TRUTH = {
+    "ce": (0.90, (0.10, 0.05)),
+    "label_smoothing:0.2": (0.88, (0.20, 0.10)),
+    "label_smoothing:0.6": (0.85, (0.30, 0.15)),
+    "label_smoothing:0.9": (0.80, (0.25, 0.12)),  # dominated by 0.6: off the frontier
+    "poly1": (0.87, (0.45, 0.30)),  # far above it
+    "focal:2": (0.865, (0.265, 0.13)),  # on it
+    "sq": (0.86, (0.02, 0.01)),  # far below it
+    "baikal": (0.70, (0.60, 0.40)),  # clean accuracy below every arm's: not placed
+}
+ANALYSIS = {"poly1": (None, None), "focal:2": (0.8, 0.2222), "baikal": (0.3162, 0.7597)}
+
+
+def write_frontier_study(root) -> pd.DataFrame:
+    """results.csv, outcomes.csv, suite.json and analysis.json of a study with four label-smoothing arms."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    shared = {seed: rng.random(N) for seed in SEEDS}  # image difficulty, shared by a seed's networks
+    results, outcomes = [], []
+    for loss, (pc, robust) in TRUTH.items():
+        for seed in SEEDS:
+            u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
+            cells = [("clean", 0.0, u < pc), ("fgsm", 0.0, u < pc), ("worst", 0.0, u < pc)]
+            for eps, pr in zip(EPS, robust):
+                cells += [("fgsm", eps, u < pr), ("worst", eps, u < pr)]
+            for attack, eps, bits in cells:
+                key = {"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack}
+                key |= {"eps": eps, "n": N, "correct": int(bits.sum())}
+                outcomes.append(key | {"images": "img600", "bits": pack_bits(bits)})
+                results.append(key | {"norm": "Linf", "accuracy": bits.mean(), "status": "ok", "reliable": True})
+    pd.DataFrame(results).to_csv(root / "results.csv", index=False)
+    pd.DataFrame(outcomes).to_csv(root / "outcomes.csv", index=False)
+    suite = {"name": "frontier", "dataset": "digits", "baseline": "ce", "bootstrap": 1000, "bootstrap_seed": 0}
+    (root / "suite.json").write_text(json.dumps(suite))
+    (root / "analysis").mkdir(exist_ok=True)
+    analysis = [
+        {"spec": spec, "classes": 10, "effective_target": p, "label_smoothing_equivalent": a}
+        for spec, (p, a) in ANALYSIS.items()
+    ]
+    (root / "analysis" / "analysis.json").write_text(json.dumps(analysis))
+    return pd.DataFrame(outcomes)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frontier")
+    outcomes = write_frontier_study(root)
+    paths = build_report(root)
+    md = paths.markdown.read_text()
+    section = md.split("\n## Against label smoothing\n", 1)[1].split("\n## ", 1)[0]
+    return root, outcomes, paths, section
+
+
+def _rows(section: str) -> dict[tuple[str, str], list[str]]:
+    """The frontier table: (budget, loss) -> the other cells."""
+    out = {}
+    for line in section.splitlines():
+        if line.startswith("| ε = "):
+            cells = [c.strip() for c in line.strip("|").split(" | ")]
+            out[cells[0], cells[1]] = cells[2:]
+    return out
+
+
+def _expected_margins(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """`frontier_margins` on a bootstrap of every outcome (the report builds one of the clean and
+    worst-case rows only: the same replicates), with the suite's settings."""
+    boot = HierarchicalBootstrap(outcomes, n_boot=1000, seed=0)
+    return frontier_margins(boot, list(TRUTH), [("worst", e) for e in EPS], correction="holm", alpha=0.05)
+
+
+def test_the_table_is_frontier_margins_output(study):
+    _, outcomes, _, section = study
+    margins = _expected_margins(outcomes)
+    rows = _rows(section)
+    assert len(rows) == len(margins) == 4 * len(EPS)  # every non-smoothing loss at every budget
+    for r in margins.to_dict("records"):
+        cells = rows[f"ε = {r['eps']:g}", r["loss"]]
+        clean, robust, front, margin, p, position, result, p_star, alpha = cells
+        assert clean == f"{100 * r['clean']:.1f}" and robust == f"{100 * r['robust']:.1f}"
+        assert position == r["position"]
+        if r["position"] == "below-range":
+            assert front == margin == p == "—" and result == "not placed"
+            continue
+        assert front == f"{100 * r['frontier']:.1f}"
+        low, high = 100 * r["margin_ci_low"], 100 * r["margin_ci_high"]
+        assert margin == f"{100 * r['margin']:+.1f} [{low:+.1f}, {high:+.1f}]"
+        assert p == (f"{r['p_adjusted']:.3f}" if r["p_adjusted"] >= 0.001 else f"{r['p_adjusted']:.1e}")
+        assert result == ("above" if r["beats"] else "below" if r["below"] else "on the frontier")
+    by_loss = margins.groupby("loss")
+    assert by_loss["beats"].all()["poly1"] and by_loss["below"].all()["sq"]
+    assert not by_loss["beats"].any()[["focal:2", "sq", "baikal"]].any()
+    assert rows["ε = 0.1", "poly1"][7:] == ["none", "none"]  # pursues p -> 1
+    assert rows["ε = 0.1", "baikal"][7:] == ["0.316", "0.760"] and rows["ε = 0.1", "sq"][7:] == ["—", "—"]
+
+
+def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(study):
+    _, _, _, section = study
+    bullets = [line for line in section.splitlines() if line.startswith("- At ε = ")]
+    assert len(bullets) == len(EPS)
+    for bullet in bullets:
+        assert "(worst case of FGSM, not verified against AutoAttack)" in bullet
+        assert "): beats label smoothing under these attacks, not verified against AutoAttack: poly1 (+" in bullet
+        assert bullet.count("beats label smoothing") == 1  # only where frontier_margins says beats
+        assert "below the frontier: sq (" in bullet
+        assert "on the frontier (no evidence either way): focal:2 (" in bullet
+        assert "not placed (clean accuracy below every label-smoothing arm's): baikal (clean 70." in bullet
+    assert "Label smoothing was measured at α = 0, 0.2, 0.6, 0.9." in section
+    assert "The α(p*) of focal:2 lies outside" not in section  # 0.2222 is inside [0, 0.9]
+
+
+def test_the_figure_draws_the_envelope_and_every_other_loss(study):
+    root, _, paths, section = study
+    assert (root / "figures" / "frontier.png").is_file() and "](figures/frontier.png)" in section
+    inputs = load_inputs(root)
+    settings = _settings(inputs)
+    summary = summary_stats(inputs, settings)
+    result = frontier_study(inputs, settings, summary)
+    labels = {s: inputs.label(s) for s in inputs.losses}
+    titles = {b: f"panel {b[1]:g}" for b in result.budgets}
+    fig = frontier_figure(result, summary, labels, inputs.losses, titles)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["panel 0.1", "panel 0.2"]
+    for ax, budget in zip(axes, result.budgets):
+        points = result.points[budget]
+        env_c, env_r = envelope(points["clean"].to_numpy(), points["robust"].to_numpy())
+        (line,) = [line for line in ax.get_lines() if line.get_label() == "frontier"]
+        assert np.asarray(line.get_xdata()).tolist() == pytest.approx((100 * env_c).tolist())
+        assert np.asarray(line.get_ydata()).tolist() == pytest.approx((100 * env_r).tolist())
+        assert set(points["loss"]) == {s for s in TRUTH if s == "ce" or s.startswith("label_smoothing")}
+        drawn = {
+            (round(float(c[0].get_xdata()[0]), 6), round(float(c[0].get_ydata()[0]), 6))
+            for c in ax.containers
+            if isinstance(c, ErrorbarContainer)
+        }
+        margins = result.margins[result.margins["eps"] == budget[1]]
+        for frame in (points, margins):
+            for r in frame.itertuples():
+                assert (round(100 * r.clean, 6), round(100 * r.robust, 6)) in drawn
+        texts = {t.get_text() for t in ax.texts}
+        assert {"ce (α = 0)", "label_smoothing:0.2", "poly1", "sq", "baikal", "focal:2"} <= texts
+
+
+def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
+    write_frontier_study(tmp_path)
+    ensemble = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
+    monkeypatch.setattr(
+        E,
+        "report_coverage",
+        lambda inputs: {
+            ("linf", 0.1): Coverage(True, ensemble, ()),
+            ("linf", 0.2): Coverage(False, ("fgsm",), ("APGD-CE (100 steps)",)),
+        },
+    )
+    section = build_report(tmp_path).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
+    verified, unverified = [line for line in section.splitlines() if line.startswith("- At ε = ")]
+    assert (
+        verified.startswith("- At ε = 0.1 (worst case of APGD-CE, APGD-T, FAB-T, Square")
+        and "AutoAttack-verified)" in verified
+    )
+    assert "beats label smoothing: poly1 (+" in verified and "not verified" not in verified
+    assert unverified.startswith("- At ε = 0.2 (worst case of FGSM, not verified against AutoAttack)")
+    assert "beats label smoothing under these attacks, not verified against AutoAttack: poly1" in unverified
+
+
+def test_the_section_needs_two_smoothing_arms(tmp_path):
+    write_synthetic(tmp_path / "two")  # ce and label_smoothing:0.1: a frontier of two points
+    assert "\n## Against label smoothing\n" in build_report(tmp_path / "two").markdown.read_text()
+    one = tmp_path / "one"
+    write_synthetic(one)
+    for name in ("results.csv", "outcomes.csv"):
+        frame = pd.read_csv(one / name)
+        frame[frame["loss"] != LOSSES[1]].to_csv(one / name, index=False)  # only ce is left
+    md = build_report(one).markdown.read_text()
+    assert "Against label smoothing" not in md and not (one / "figures" / "frontier.png").exists()
+    bare = tmp_path / "bare"
+    write_synthetic(bare, optional=False)  # no outcomes: the frontier's bootstrap cannot run
+    section = build_report(bare).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
+    assert section.split("\n## ", 1)[0].count("Not computed: these results have no per-image outcomes") == 1
