@@ -65,7 +65,7 @@ def stored_evaluation(where: Path, key: dict[str, Any]) -> EvaluationFiles | Non
         record = _read_json(meta)
         if not isinstance(record, dict) or _identity(record.get("key")) != _identity(key):
             return None
-        return EvaluationFiles(
+        files = EvaluationFiles(
             pd.read_csv(table, keep_default_na=False, na_values=["", "NaN", "nan"]),
             read_flags(flags),
             pd.read_csv(outcomes, dtype={"bits": str, "images": str}),
@@ -74,6 +74,14 @@ def stored_evaluation(where: Path, key: dict[str, Any]) -> EvaluationFiles | Non
         )
     except (OSError, ValueError, RobustGloError):
         return None
+    _card(where, files, record)  # a reused evaluation gets (or refreshes) its card.json too
+    return files
+
+
+def _card(where: Path, files: EvaluationFiles, record: dict[str, Any]) -> None:
+    from robust_glo.comparison.cards import write_card
+
+    write_card(where, files.rows, files.flags, files.diagnostics, files.outcomes, record)
 
 
 def _identity(key: Any) -> Any:
@@ -102,9 +110,11 @@ def evaluate_and_store(
     train_loss: str | None = None,
 ) -> EvaluationFiles:
     """Evaluate `model` on split `test` and run its diagnostics, store the evaluation files in `where`, and
-    return them (rows with `ident` columns first). `train_loss`: the loss spec the network was trained with
+    return them (rows with `ident` columns first), then its card.json (`robust_glo.comparison.cards`).
+    `train_loss`: the loss spec the network was trained with
     (for `fgsm:loss=train`; None for a network whose loss is not known)."""
     from robust_glo.utils import resolve_device
+    from robust_glo.utils.metadata import code_version, library_versions
 
     t0 = time.perf_counter()
     ev = run_evaluation(
@@ -146,19 +156,21 @@ def evaluate_and_store(
     _write_csv(where / FLAGS_FILE, flags)
     _write_csv(where / OUTCOMES_FILE, outcomes)
     _write_csv(where / DIAGNOSTICS_FILE, diagnostics)
-    _write_json(
-        where / EVAL_META,
-        {
-            "key": key,
-            "seconds": seconds,
-            "attack_seconds": attack_seconds,
-            "diagnostics_seconds": seconds - attack_seconds,
-            "n_classes": ev.n_classes,
-            "zero_grad_share": ev.zero_grad_share,
-            "reliable": ev.reliable,
-        },
-    )
-    return EvaluationFiles(rows, flags, outcomes, diagnostics, seconds)
+    record = {
+        "key": key,
+        "seconds": seconds,
+        "attack_seconds": attack_seconds,
+        "diagnostics_seconds": seconds - attack_seconds,
+        "n_classes": ev.n_classes,
+        "zero_grad_share": ev.zero_grad_share,
+        "reliable": ev.reliable,
+        "code_version": code_version(),
+        "versions": library_versions(),
+    }
+    _write_json(where / EVAL_META, record)
+    files = EvaluationFiles(rows, flags, outcomes, diagnostics, seconds)
+    _card(where, files, record)
+    return files
 
 
 def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
