@@ -1,0 +1,231 @@
+"""The paper's protocol beside the strict one: how much of a gain measured the TaylorGLO paper's way
+survives the report's own protocol.
+
+The paper attacks each network with FGSM on its own training loss (`fgsm:loss=train`). Where the results
+hold that column, every loss other than the baseline gets, per budget where it ran, its difference to the
+baseline (points, bootstrap interval and corrected p, all read from the report's summary: each attack
+column is a cell of the statistics) under
+
+(a) FGSM on the network's own training loss (the paper's protocol),
+(b) FGSM on cross-entropy (the same attack on the loss every network shares), and
+(c) the per-input worst case over every attack that ran there (the strict protocol; AutoAttack-verified
+    at that budget or not, as the verdict decides it),
+
+and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a) when (a) > 0.
+(a) is a weaker attack: it stands behind no claim (the verdict rests on the worst case alone).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from robust_glo.reporting import tables as T
+from robust_glo.reporting import verdict as V
+from robust_glo.robustness.attacks import spec_of_label
+
+TITLE = "The paper's protocol beside the strict one"
+ANCHOR = "paper-protocol"
+PARTS = ("paper", "ce", "worst")  # (a), (b), (c)
+CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "significant")
+NO_GAIN = "no gain to keep"
+
+
+def paper_attacks(attacks: Sequence[str]) -> list[str]:
+    """The attack labels among `attacks` that are FGSM on the network's own training loss (`fgsm:loss=train`,
+    with any other parameters), in order."""
+    out = []
+    for label in dict.fromkeys(attacks):
+        spec = spec_of_label(str(label))
+        if spec is not None and spec.family == "fgsm" and spec.resolved().get("loss") == "train":
+            out.append(str(label))
+    return out
+
+
+def cross_entropy_partner(paper: str, attacks: Sequence[str]) -> str | None:
+    """The FGSM-on-cross-entropy label among `attacks` to set beside `paper`: the same threat model, loss
+    "ce", and preferably every other parameter (then the schedule: cascade, min_eps) equal; None when no
+    such FGSM ran."""
+    mine = spec_of_label(paper)
+    if mine is None:
+        return None
+
+    def without_loss(params: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in params.items() if k != "loss"}
+
+    same, schedule = without_loss(mine.resolved()), without_loss(dict(mine.params))
+    found = []
+    for label in dict.fromkeys(attacks):
+        spec = spec_of_label(str(label))
+        if spec is None or spec.family != "fgsm" or spec.threat is not mine.threat:
+            continue
+        if spec.resolved().get("loss") != "ce":
+            continue
+        differs = (without_loss(spec.resolved()) != same, without_loss(dict(spec.params)) != schedule)
+        found.append((*differs, len(spec.params), str(label)))
+    return min(found)[-1] if found else None
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _cell(summary: pd.DataFrame, loss: str, attack: str, eps: float) -> dict[str, Any] | None:
+    rows = summary[(summary["loss"] == loss) & (summary["attack"] == attack)]
+    rows = rows[[math.isclose(float(e), eps, rel_tol=1e-9, abs_tol=1e-12) for e in rows["eps"]]]
+    return rows.iloc[0].to_dict() if len(rows) else None
+
+
+def _values(cell: dict[str, Any] | None, worst: dict[str, Any] | None) -> dict[str, Any]:
+    """The difference of one summary cell. An attack whose outcomes are the worst case's on every network
+    is in no family and has no p of its own: its comparison is the worst case's, whose p it takes."""
+    if cell is None:
+        return {k: (False if k in ("p_at_floor", "significant") else math.nan) for k in CELL}
+    out = {k: cell.get(k, math.nan) for k in CELL}
+    if _nan(out["p_adjusted"]) and not cell.get("family") and worst is not None:
+        for k in ("p_adjusted", "p_at_floor", "significant"):
+            out[k] = worst.get(k, out[k])
+    out["p_at_floor"] = not _nan(out["p_at_floor"]) and bool(out["p_at_floor"])
+    out["significant"] = not _nan(out["significant"]) and bool(out["significant"])
+    return out
+
+
+def evidence(values: Mapping[str, Any]) -> str:
+    """ "gain", "loss" or "" (no evidence): significant after the correction and, where there is an
+    interval, the interval on the same side of zero."""
+    diff = values.get("diff")
+    if _nan(diff) or not values.get("significant") or diff == 0:
+        return ""
+    low, high = values.get("diff_ci_low"), values.get("diff_ci_high")
+    if diff > 0 and (_nan(low) or low > 0):
+        return "gain"
+    if diff < 0 and (_nan(high) or high < 0):
+        return "loss"
+    return ""
+
+
+def kept(paper_diff: float, worst_diff: float) -> float:
+    """(c) / (a): the share of the paper-protocol gain the strict worst case keeps; NaN when (a) <= 0."""
+    if _nan(paper_diff) or _nan(worst_diff) or paper_diff <= 0:
+        return math.nan
+    return float(worst_diff) / float(paper_diff)
+
+
+def protocol_rows(
+    summary: pd.DataFrame,
+    baseline: str,
+    attacks: Sequence[str],
+    coverage: Mapping[tuple[str, float], V.CoverageLike] | None = None,
+) -> pd.DataFrame:
+    """One row per loss other than `baseline`, paper-protocol attack and eps > 0 where both that attack and
+    its threat model's worst case have a summary cell: `loss`, `paper_attack`, `ce_attack` (None when no
+    FGSM on cross-entropy ran), `norm` ("linf"/"l2"), `eps`, for each of `paper_`, `ce_`, `worst_` the
+    summary's diff, diff_ci_low, diff_ci_high, p_adjusted, p_at_floor and significant, `verified` (the
+    worst case there includes the AutoAttack ensemble), `ran` (the attacks behind it, readable names) and
+    `kept` ((c) / (a), NaN when (a) <= 0). Empty when `attacks` hold no `fgsm:loss=train`."""
+    coverage = dict(coverage or {})
+    rows = []
+    losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
+    for paper in paper_attacks(attacks):
+        spec = spec_of_label(paper)
+        norm, worst_label = spec.threat.value, spec.threat.worst_label
+        partner = cross_entropy_partner(paper, attacks)
+        budgets = sorted({float(e) for e in summary.loc[summary["attack"] == paper, "eps"] if float(e) > 0})
+        for loss in losses:
+            for eps in budgets:
+                a, w = _cell(summary, loss, paper, eps), _cell(summary, loss, worst_label, eps)
+                if a is None or w is None:
+                    continue
+                b = _cell(summary, loss, partner, eps) if partner is not None else None
+                row: dict[str, Any] = {"loss": loss, "paper_attack": paper, "ce_attack": partner}
+                row |= {"norm": norm, "eps": eps}
+                for prefix, cell in zip(PARTS, (a, b, w)):
+                    row |= {f"{prefix}_{k}": v for k, v in _values(cell, w).items()}
+                cov = V.coverage_at(coverage, norm, eps)
+                row["verified"] = bool(cov is not None and cov.verified)
+                row["ran"] = V.attack_names(cov.ran) if cov is not None else ""
+                row["kept"] = kept(row["paper_diff"], row["worst_diff"])
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """The (a), (b) or (c) cell of a `protocol_rows` row, keyed like a summary row."""
+    return {k: row[f"{prefix}_{k}"] for k in CELL}
+
+
+def kept_text(row: Mapping[str, Any]) -> str:
+    """ "25%" ((c) / (a) as a share), or "no gain to keep" where (a) <= 0."""
+    return NO_GAIN if _nan(row["kept"]) else f"{100 * row['kept']:.0f}%"
+
+
+def coverage_text(row: Mapping[str, Any]) -> str:
+    if row["verified"]:
+        return "AutoAttack-verified"
+    return "not verified against AutoAttack" + (f" (worst case of: {row['ran']})" if row["ran"] else "")
+
+
+def protocol_table(rows: pd.DataFrame, labels: Mapping[str, str]) -> pd.DataFrame:
+    """The section's table: per loss and budget, (a), (b), (c) as difference cells (`tables.diff_cell`:
+    points, 95% interval, adjusted p), the worst case's AutoAttack coverage and kept."""
+    several = rows["paper_attack"].nunique() > 1
+    out = []
+    for r in rows.to_dict("records"):
+        line = {"loss": labels.get(r["loss"], r["loss"]), "budget": V.budget_text(r["norm"], r["eps"])}
+        if several:
+            line["paper's attack"] = T.attack_names(list(rows["paper_attack"].unique()))[r["paper_attack"]]
+        line["(a) FGSM, own training loss: Δ (pts)"] = T.diff_cell(part(r, "paper"))
+        line["(b) FGSM, cross-entropy: Δ (pts)"] = T.diff_cell(part(r, "ce")) if r["ce_attack"] else "not run"
+        line["(c) worst case: Δ (pts)"] = T.diff_cell(part(r, "worst"))
+        line["worst case"] = coverage_text(r)
+        line["kept (c)/(a)"] = kept_text(r)
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def _points(values: Mapping[str, Any]) -> str:
+    text = f"{100 * values['diff']:+.1f} points"
+    if not _nan(values.get("diff_ci_low")):
+        text += f" [{100 * values['diff_ci_low']:+.1f}, {100 * values['diff_ci_high']:+.1f}]"
+    return text
+
+
+def _clause(row: Mapping[str, Any]) -> str:
+    """What one budget supports, in words: the paper-protocol difference, then what the strict worst case
+    says, with its AutoAttack coverage."""
+    a, c = part(row, "paper"), part(row, "worst")
+    ea, ec = evidence(a), evidence(c)
+    where = f"at {V.budget_text(row['norm'], row['eps'])}"
+    checked = "AutoAttack-verified" if row["verified"] else "not verified against AutoAttack"
+    if ea == "gain":
+        head = f"{where} the paper's protocol shows a gain of {_points(a)}"
+        if ec == "gain":
+            return f"{head}, and the worst case ({checked}) keeps a gain of {_points(c)}, {kept_text(row)} of it"
+        if ec == "loss":
+            return f"{head}, but under the worst case ({checked}) it is less robust ({_points(c)})"
+        return f"{head}, but the worst case ({checked}) gives no evidence that any of it survives ({_points(c)})"
+    if ea == "loss":
+        head = f"{where} it is less robust even under the paper's protocol ({_points(a)})"
+    else:
+        word = "a gain" if a["diff"] > 0 else "a difference"
+        head = f"{where} the paper's protocol itself shows no evidence of {word} ({_points(a)})"
+    if ec == "gain":
+        return f"{head}, while the worst case ({checked}) shows a gain of {_points(c)}"
+    if ec == "loss":
+        return f"{head}, and under the worst case ({checked}) it is less robust ({_points(c)})"
+    return f"{head}, and the worst case ({checked}) no evidence of a difference ({_points(c)})"
+
+
+def protocol_sentences(rows: pd.DataFrame, labels: Mapping[str, str], baseline: str) -> list[str]:
+    """One sentence per loss: per budget, what the intervals and corrected p support under the paper's
+    protocol and under the worst case (a difference counts as evidence only where it is significant after
+    the correction and its interval lies on one side of zero)."""
+    base = labels.get(baseline, baseline)
+    out = []
+    for loss, group in rows.groupby("loss", sort=False):
+        clauses = [_clause(r) for r in group.to_dict("records")]
+        out.append(f"**{labels.get(loss, loss)}** against {base}: " + "; ".join(clauses) + ".")
+    return out

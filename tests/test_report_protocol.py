@@ -1,0 +1,257 @@
+"""The report's "The paper's protocol beside the strict one" section: per loss and budget, the difference to
+the baseline under FGSM on the network's own training loss (the TaylorGLO paper's protocol), FGSM on
+cross-entropy and the worst case, read from the statistics; kept = (c) / (a); no section without the
+`fgsm:loss=train` column."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robust_glo.comparison import CompareConfig, run_comparison
+from robust_glo.reporting import build_report
+from robust_glo.reporting import protocol as P
+from robust_glo.reporting.tables import diff_cell
+from robust_glo.robustness.attacks.coverage import Coverage
+from robust_glo.robustness.outcomes import pack_bits
+
+N = 600
+SEEDS = (0, 1, 2, 3, 4)
+EPS = (0.1, 0.2)
+PAPER, FGSM, PGD = "fgsm:loss=train", "fgsm", "pgd:steps=3"
+# loss -> (clean, {attack: robust accuracy at each eps of EPS}); every network's inputs share one difficulty
+# per image, so the per-input worst case is the weakest attack's (PGD here).
+TRUTH = {
+    "ce": (0.90, {PAPER: (0.30, 0.20), FGSM: (0.30, 0.20), PGD: (0.10, 0.05)}),
+    # a large gain under the paper's protocol, almost none left under the worst case
+    "baikal": (0.88, {PAPER: (0.70, 0.60), FGSM: (0.40, 0.30), PGD: (0.11, 0.055)}),
+    # a gain the worst case keeps
+    "label_smoothing:0.5": (0.89, {PAPER: (0.50, 0.40), FGSM: (0.45, 0.35), PGD: (0.30, 0.20)}),
+    # less robust even under the paper's protocol: no gain to keep
+    "sq": (0.87, {PAPER: (0.20, 0.10), FGSM: (0.20, 0.10), PGD: (0.04, 0.02)}),
+}
+
+
+def write_study(root, *, paper: bool = True) -> None:
+    """results.csv, outcomes.csv and suite.json of a study that ran FGSM on cross-entropy, PGD-3 and (with
+    `paper`) FGSM on each network's own training loss."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    shared = {seed: rng.random(N) for seed in SEEDS}
+    results, outcomes = [], []
+    for loss, (pc, robust) in TRUTH.items():
+        for seed in SEEDS:
+            u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
+            attacks = {a: r for a, r in robust.items() if paper or a != PAPER}
+            cells = [("clean", 0.0, u < pc), ("worst", 0.0, u < pc)] + [(a, 0.0, u < pc) for a in attacks]
+            for k, eps in enumerate(EPS):
+                cells += [(a, eps, u < r[k]) for a, r in attacks.items()]
+                cells.append(("worst", eps, u < min(r[k] for r in attacks.values())))
+            for attack, eps, bits in cells:
+                key = {"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack}
+                key |= {"eps": eps, "n": N, "correct": int(bits.sum())}
+                outcomes.append(key | {"images": "img600", "bits": pack_bits(bits)})
+                results.append(key | {"norm": "Linf", "accuracy": bits.mean(), "status": "ok", "reliable": True})
+    pd.DataFrame(results).to_csv(root / "results.csv", index=False)
+    pd.DataFrame(outcomes).to_csv(root / "outcomes.csv", index=False)
+    suite = {"name": "protocol", "dataset": "digits", "baseline": "ce", "bootstrap": 1000, "bootstrap_seed": 0}
+    (root / "suite.json").write_text(json.dumps(suite))
+
+
+def _section(md: str) -> str:
+    return md.split(f"\n## {P.TITLE}\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("protocol")
+    write_study(root)
+    paths = build_report(root)
+    md = paths.markdown.read_text()
+    summary = pd.read_csv(paths.summary)
+    return md, _section(md), summary, paths
+
+
+def _table(section: str) -> dict[tuple[str, str], list[str]]:
+    """The section's table: (loss, budget) -> (a), (b), (c), worst case, kept."""
+    out = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if line.startswith("| ") and len(cells) == 7 and cells[1].startswith("ε = "):
+            out[cells[0], cells[1]] = cells[2:]
+    return out
+
+
+def _row(summary: pd.DataFrame, loss: str, attack: str, eps: float) -> dict:
+    rows = summary[(summary["loss"] == loss) & (summary["attack"] == attack) & np.isclose(summary["eps"], eps)]
+    assert len(rows) == 1
+    return rows.iloc[0].to_dict()
+
+
+def test_the_numbers_are_the_statistics_differences(study):
+    _, section, summary, _ = study
+    table = _table(section)
+    assert set(table) == {(loss, f"ε = {eps:g}") for loss in TRUTH if loss != "ce" for eps in EPS}
+    for (loss, budget), (a, b, c, worst, kept) in table.items():
+        eps = float(budget.split("= ")[1])
+        paper, ce, strict = (_row(summary, loss, x, eps) for x in (PAPER, FGSM, "worst"))
+        assert paper["family"] == "secondary" and ce["family"] == "secondary" and strict["family"] == "primary"
+        assert (a, b, c) == (diff_cell(paper), diff_cell(ce), diff_cell(strict))
+        assert worst == "not verified against AutoAttack (worst case of: FGSM (own training loss), FGSM, PGD-3)"
+        if paper["diff"] > 0:
+            assert kept == f"{100 * strict['diff'] / paper['diff']:.0f}%"
+        else:
+            assert kept == "no gain to keep"
+
+
+def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
+    _, section, summary, _ = study
+    table = _table(section)
+    for eps in EPS:
+        budget = f"ε = {eps:g}"
+        ls = table["label_smoothing:0.5", budget][4]
+        baikal = table["baikal", budget][4]
+        assert 50 <= int(ls.rstrip("%")) <= 150  # most of the gain survives
+        assert 0 <= int(baikal.rstrip("%")) < 15  # little of it does
+        assert table["sq", budget][4] == "no gain to keep"
+    bullets = {line.split("**")[1]: line for line in section.splitlines() if line.startswith("- **")}
+    assert set(bullets) == {"baikal", "label_smoothing:0.5", "sq"}
+    for loss, text in bullets.items():
+        assert text.count(".") >= 1 and text.startswith(f"- **{loss}** against ce: ")
+        for eps in EPS:
+            a, c = _row(summary, loss, PAPER, eps), _row(summary, loss, "worst", eps)
+            clause = text.split(f"at ε = {eps:g} ", 1)[1].split("; at ε", 1)[0]
+            ea, ec = P.evidence(a), P.evidence(c)
+            assert ("shows a gain of" in clause.split(",")[0]) == (ea == "gain")
+            assert ("less robust even under the paper's protocol" in clause) == (ea == "loss")
+            if ea == "gain":
+                assert ("keeps a gain of" in clause) == (ec == "gain")
+                assert ("no evidence that any of it survives" in clause) == (ec == "")
+            assert "worst case (not verified against AutoAttack)" in clause
+            assert f"{100 * a['diff']:+.1f} points [{100 * a['diff_ci_low']:+.1f}, " in clause
+    # the designed study: Baikal's paper-protocol gain is real, label smoothing keeps a real gain, sq loses
+    assert all(P.evidence(_row(summary, "baikal", PAPER, e)) == "gain" for e in EPS)
+    assert all(P.evidence(_row(summary, "label_smoothing:0.5", "worst", e)) == "gain" for e in EPS)
+    assert all(P.evidence(_row(summary, "sq", PAPER, e)) == "loss" for e in EPS)
+
+
+def test_the_prose_says_the_paper_protocol_never_stands_behind_a_claim(study):
+    md, section, _, paths = study
+    assert "(a) is a weaker attack" in section and "never stands behind a claim" in section
+    assert f"[{P.TITLE}](#{P.ANCHOR})" in md  # in the contents and in the attacks caveat
+    assert "except FGSM (own training loss) (the paper's protocol" in md
+    assert "never the network's training loss" not in md
+    html = paths.html.read_text()
+    assert f'<section id="{P.ANCHOR}">' in html
+
+
+def test_no_section_without_the_column(tmp_path):
+    write_study(tmp_path, paper=False)
+    paths = build_report(tmp_path)
+    md = paths.markdown.read_text()
+    assert P.TITLE not in md
+    assert "never the network's training loss" in md
+
+
+def test_a_digits_comparison_gets_the_section_from_its_own_statistics(tmp_path):
+    # As `robust-glo report DIR` builds it from a comparison folder: the networks really trained and attacked.
+    config = CompareConfig(
+        dataset="digits",
+        losses=["ce", "label_smoothing:0.5", "baikal"],
+        seeds=[0],
+        steps=40,
+        attacks=["fgsm", PAPER, "pgd:steps=3"],
+        eps=[0.0, 0.1],
+        test_size=60,
+        diagnostics={"n": 0},
+        device="cpu",
+    )
+    run_comparison(config, tmp_path / "cmp", echo=lambda _: None)
+    paths = build_report(tmp_path / "cmp")
+    section = _section(paths.markdown.read_text())
+    summary = pd.read_csv(paths.summary)
+    table = _table(section)
+    assert set(table) == {("label_smoothing:0.5", "ε = 0.1"), ("baikal", "ε = 0.1")}
+    for (loss, _), (a, b, c, worst, kept) in table.items():
+        paper, ce, strict = (_row(summary, loss, x, 0.1) for x in (PAPER, FGSM, "worst"))
+        values = [P._values(r, strict) for r in (paper, ce, strict)]
+        assert (a, b, c) == tuple(diff_cell(v | {"diff": r["diff"]}) for v, r in zip(values, (paper, ce, strict)))
+        assert worst.startswith("not verified against AutoAttack (worst case of: ")
+        expected = f"{100 * strict['diff'] / paper['diff']:.0f}%" if paper["diff"] > 0 else "no gain to keep"
+        assert kept == expected
+    assert section.count("- **") == 2
+
+
+# ------------------------------------------------------------------------------------------ units
+
+
+def _summary_row(loss, attack, eps, diff, p=0.01, significant=True, family="secondary"):
+    return {
+        "loss": loss,
+        "attack": attack,
+        "eps": eps,
+        "diff": diff,
+        "diff_ci_low": diff - 0.02,
+        "diff_ci_high": diff + 0.02,
+        "p_adjusted": p,
+        "p_at_floor": False,
+        "significant": significant,
+        "family": family,
+    }
+
+
+def test_rows_take_coverage_a_missing_cross_entropy_fgsm_and_the_worst_cases_p():
+    summary = pd.DataFrame(
+        [
+            _summary_row("ce", PAPER, 0.1, math.nan, math.nan, False, ""),
+            _summary_row("ce", "worst", 0.1, math.nan, math.nan, False, ""),
+            _summary_row("x", PAPER, 0.1, 0.20),
+            # outcomes equal to the worst case's: in no family, it takes the worst case's p
+            _summary_row("x", "worst", 0.1, 0.05, 0.003, True, "primary"),
+            _summary_row("x", PAPER, 0.3, -0.01, 0.5, False),  # no worst case here: no row
+        ]
+    )
+    verified = {("linf", 0.1): Coverage(True, ("aa-reference",), ())}
+    rows = P.protocol_rows(summary, "ce", [PAPER, "aa-reference"], verified)
+    assert len(rows) == 1
+    r = rows.iloc[0].to_dict()
+    assert r["ce_attack"] is None and r["verified"] and r["ran"] == "AutoAttack"
+    assert math.isclose(r["kept"], 0.25)
+    table = P.protocol_table(rows, {})
+    assert table.iloc[0]["(b) FGSM, cross-entropy: Δ (pts)"] == "not run"
+    assert table.iloc[0]["worst case"] == "AutoAttack-verified"
+    assert table.iloc[0]["kept (c)/(a)"] == "25%"
+    (sentence,) = P.protocol_sentences(rows, {}, "ce")
+    assert "keeps a gain of +5.0 points [+3.0, +7.0], 25% of it" in sentence
+    assert "worst case (AutoAttack-verified)" in sentence
+
+    summary.loc[3, "family"] = ""
+    summary.loc[3, ["p_adjusted", "significant"]] = [math.nan, False]
+    summary.loc[2, "family"] = ""
+    summary.loc[2, ["p_adjusted", "significant"]] = [math.nan, False]
+    worst = summary.loc[3].to_dict() | {"p_adjusted": 0.004, "significant": True}
+    values = P._values(summary.loc[2].to_dict(), worst)
+    assert values["p_adjusted"] == 0.004 and values["significant"]
+
+
+def test_no_gain_to_keep_and_no_evidence_without_significance():
+    assert math.isnan(P.kept(0.0, 0.1)) and math.isnan(P.kept(-0.1, -0.2)) and P.kept(0.2, 0.3) == pytest.approx(1.5)
+    assert P.evidence({"diff": 0.1, "diff_ci_low": 0.05, "diff_ci_high": 0.15, "significant": True}) == "gain"
+    assert P.evidence({"diff": 0.1, "diff_ci_low": -0.01, "diff_ci_high": 0.2, "significant": True}) == ""
+    assert P.evidence({"diff": 0.1, "diff_ci_low": 0.05, "diff_ci_high": 0.15, "significant": False}) == ""
+    assert P.evidence({"diff": -0.1, "diff_ci_low": -0.2, "diff_ci_high": -0.05, "significant": True}) == "loss"
+
+
+def test_paper_attacks_and_their_cross_entropy_partner():
+    late = "fgsm:loss=train:min_eps=0.1"
+    attacks = ["pgd", "fgsm:min_eps=0.1", "fgsm", PAPER, late, "apgd-ce"]
+    assert P.paper_attacks(attacks) == [PAPER, late]
+    assert P.cross_entropy_partner(PAPER, attacks) == "fgsm"
+    assert P.cross_entropy_partner(late, attacks) == "fgsm:min_eps=0.1"
+    assert P.cross_entropy_partner(late, ["fgsm", late]) == "fgsm"
+    assert P.cross_entropy_partner(PAPER, ["pgd", PAPER]) is None
+    assert P.paper_attacks(["fgsm", "pgd", "clean", "worst", "not-registered:x=1"]) == []
