@@ -3,6 +3,7 @@ importlib.resources from any folder, and a wheel built from this checkout carrie
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from test_docs_snippets import LINKED, RUNNER, pin_to_one_core, python_blocks  # tests/, on sys.path under pytest
 
 import robust_glo
 from robust_glo.benchmark import list_suites, load_suite, suite_path
@@ -99,3 +101,21 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_p
     assert run(sys.executable, "-m", "robust_glo", "benchmark", "quick", "--variant", "digits", "--check").startswith(
         "suite quick-digits (variant digits) from "
     )
+
+    # The README's Python blocks, as written, against the installed wheel (tests/test_docs_snippets.py runs
+    # the docs/ pages against the checkout).
+    for name in LINKED:
+        (elsewhere / name).symlink_to(ROOT / name, target_is_directory=True)
+    blocks = python_blocks(ROOT / "README.md")
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER],
+        input=json.dumps(blocks),
+        cwd=elsewhere,
+        env=env | {"MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=pin_to_one_core,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("ran README.md:") == len(blocks) >= 4
