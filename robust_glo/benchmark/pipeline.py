@@ -40,6 +40,7 @@ from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.losses import set_display_name
 from robust_glo.losses.taylorglo import N_PARAMS
+from robust_glo.tracking import enabled as tracking_enabled
 from robust_glo.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -124,6 +125,8 @@ class Benchmark:
         ray_options: dict[str, Any] | None = None,
         population: str = "auto",
         population_size: int = 0,
+        track: bool | None = None,
+        tracking_uri: str | None = None,
     ):
         if backend not in BACKENDS:
             raise ConfigError(f"backend {backend!r} is unknown; valid: {', '.join(BACKENDS)}")
@@ -144,6 +147,9 @@ class Benchmark:
         self.log = log
         self.backend = backend
         self.ray_options = dict(ray_options or {})
+        # MLflow tracking (robust_glo.tracking): the arguments win over the suite's [suite] track / tracking_uri.
+        self.tracking_uri = tracking_uri or suite.tracking_uri
+        self.track = tracking_enabled(track, self.tracking_uri, bool(suite.track))
 
     def population_enabled(self) -> bool:
         """Whether the train stage trains its pieces as populations (see POPULATION_MODES)."""
@@ -215,6 +221,12 @@ class Benchmark:
                 }
             },
         )
+        tracked = None
+        if self.track:  # before any stage: a missing MLflow or an unreachable store stops the run at once
+            from robust_glo.tracking import BenchmarkTracking, Tracker
+
+            tracker = Tracker(self.out, self.tracking_uri, warn=lambda line: self.log(f"[track] warning: {line}"))
+            tracked = BenchmarkTracking(tracker, self.out, stages=order, backend=self.backend)
         ledger = Ledger(self.out / "stages.json")
         ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source, variant=self.suite.variant)
         result = BenchmarkResult(self.out, {})
@@ -225,6 +237,8 @@ class Benchmark:
                 with ledger.stage(name) as counter:
                     getattr(self, f"stage_{name}")(counter)
                 result.pieces[name] = counter
+                if tracked is not None:
+                    tracked.stage_done(name)
                 self.log(
                     f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
                     f"{counter.reused} reused, {counter.failed} failed"
@@ -235,10 +249,15 @@ class Benchmark:
             raise
         finally:
             ledger.end(status)
+            if tracked is not None and status != "done":
+                tracked.finish(status)
         if "report" in order:  # once more, so that the report shows its own stage's wall time
             from robust_glo.reporting import build_report
 
             build_report(self.out)
+        if tracked is not None:
+            tracked.finish("done")
+            self.log(f"[track] {tracked.tracker.describe()}")
         result.stages = ledger.data["stages"]
         if (self.out / "report.html").is_file() and "report" in order:
             result.report = self.out / "report.html"
@@ -491,13 +510,17 @@ def run_benchmark(
     ray_options: dict[str, Any] | None = None,
     population: str = "auto",
     population_size: int = 0,
+    track: bool | None = None,
+    tracking_uri: str | None = None,
 ) -> BenchmarkResult:
     """Run (or resume) `suite` into the benchmark directory `out`. `backend="ray"` runs the evolution's
     candidates and the train and attack pieces as Ray tasks; "auto" picks it on a multi-core CPU
     (`resolve_benchmark_backend`). `ray_options`: address, num_cpus, cpus_per_task, gpus_per_task,
     max_retries.
     `population` ("auto", "on", "off") trains the pieces as populations of at most `population_size`
-    networks (0: all at once); "auto" does so on CUDA only."""
+    networks (0: all at once); "auto" does so on CUDA only.
+    `track` (True/False; None: the suite's `[suite] track`) logs the run to MLflow after each stage, to
+    `tracking_uri` (None: the suite's, else sqlite:///<out>/mlflow.db); see robust_glo.tracking."""
     return Benchmark(
         suite,
         out,
@@ -507,6 +530,8 @@ def run_benchmark(
         ray_options=ray_options,
         population=population,
         population_size=population_size,
+        track=track,
+        tracking_uri=tracking_uri,
     ).run(stages)
 
 

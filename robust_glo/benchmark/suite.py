@@ -11,6 +11,7 @@ A suite has one table per pipeline stage; every key is checked, and a mistake is
     dataset = "fashion-mnist"     # docs/data.md names
     model = "small-cnn"           # optional: the dataset's default model
     device = "auto"               # optional; data_root too
+    track = true                  # optional: log to MLflow (robust_glo.tracking); tracking_uri = "..." too
 
     [evolve]                      # optional: no table, no evolution. Keys of the evolution config
     generations = 4               # (`robust-glo evolve`), minus dataset/model/out, which the suite sets.
@@ -98,7 +99,7 @@ def resolve_evolution(token: str, evolutions: dict[str, Any]) -> str:
 
 
 SECTIONS = ("suite", "evolve", "train", "attack", "analyze", "report", "variants")
-SUITE_KEYS = ("name", "description", "dataset", "model", "data_root", "device")
+SUITE_KEYS = ("name", "description", "dataset", "model", "data_root", "device", "track", "tracking_uri")
 TRAIN_KEYS = ("losses", "seeds")  # plus every TrainConfig field except those the suite owns
 # TrainConfig fields the suite sets elsewhere: [suite] (dataset, model, device, data_root), the seeds, and
 # [attack].n (the test images attacked; training accuracy is measured on the whole test split).
@@ -148,6 +149,10 @@ class Suite:
     ref: str | None = None  # how it was asked for: a name such as "quick", or the path given
     variant: str | None = None
     variants: list[str] = field(default_factory=list)  # the variants the file offers
+    # [suite] track / tracking_uri: log the benchmark to MLflow (robust_glo.tracking). None: not given, and then
+    # left out of suite.json (unchanged when tracking is off); --track / --no-track / --tracking-uri win.
+    track: bool | None = None
+    tracking_uri: str | None = None
 
     @property
     def classes(self) -> int:
@@ -222,7 +227,11 @@ class Suite:
         return dataclasses.replace(self, losses=list(self.losses) + added)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        for key in ("track", "tracking_uri"):  # recorded only when the file gives them
+            if data[key] is None:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Suite:
@@ -360,6 +369,8 @@ def parse_suite(data: dict[str, Any], *, source: str = "<suite>", variant: str |
         model=model,
         device=_string(s.get("device", "auto"), w, "device"),
         data_root=_optional_string(s.get("data_root"), w, "data_root"),
+        track=_optional_bool(s.get("track"), w, "track"),
+        tracking_uri=_optional_string(s.get("tracking_uri"), w, "tracking_uri"),
         losses=losses,
         seeds=seeds,
         train=train,
@@ -642,6 +653,12 @@ def _string(value: Any, w: _Where, key: str) -> str:
 
 def _optional_string(value: Any, w: _Where, key: str) -> str | None:
     return None if value is None or value == "" else _string(value, w, key)
+
+
+def _optional_bool(value: Any, w: _Where, key: str) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"{w}: {key} must be true or false, got {value!r}")
+    return value
 
 
 def _string_list(value: Any, w: _Where, key: str) -> list[str]:

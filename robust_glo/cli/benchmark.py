@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, set_threads
+from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, add_tracking_args, set_threads
 
 
 def register(sub) -> None:
@@ -73,6 +73,13 @@ def register(sub) -> None:
     )
     p.add_argument("--check", action="store_true", help="validate the suite and print the plan, run nothing")
     add_progress_arg(p)
+    add_tracking_args(
+        p,
+        "log the benchmark to MLflow after each stage: the suite, evolution fitness, training curves, robust "
+        "accuracies, the report (default store: sqlite:///DIR/mlflow.db with artifacts in DIR/mlruns, DIR the "
+        "--out; look at it with `mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db`); overrides the suite's "
+        "[suite] track. Needs pip install robust-glo[tracking]",
+    )
     p.set_defaults(func=run, interrupted=interrupted)
 
 
@@ -125,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         ray_options=ray_options if backend != "local" else None,
         population=args.population,
         population_size=args.population_size,
+        track=args.track,
+        tracking_uri=args.tracking_uri,
     )
     times = ", ".join(f"{name} {s.get('last_seconds', 0):.1f} s" for name, s in result.stages.items() if name in stages)
     print(

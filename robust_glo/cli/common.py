@@ -115,3 +115,35 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(int(threads))
+
+
+def add_tracking_args(p: argparse.ArgumentParser, what: str = "") -> None:
+    """`--track` / `--no-track` and `--tracking-uri URI`: log the run to MLflow (robust_glo.tracking) once its
+    files are written. MLflow is an optional extra, imported only when tracking is on."""
+    p.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=what
+        or "log the run to MLflow once its files are written: parameters, metrics, curves, tables (default "
+        "store: sqlite:///DIR/mlflow.db with artifacts in DIR/mlruns, DIR the run's --out; look at it with "
+        "`mlflow ui --backend-store-uri sqlite:///DIR/mlflow.db`). Needs pip install robust-glo[tracking]",
+    )
+    p.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="the MLflow tracking store to log to instead of DIR/mlflow.db, e.g. http://host:5000 or "
+        "sqlite:///path/mlflow.db (implies --track)",
+    )
+
+
+def open_tracker(args: argparse.Namespace, out):
+    """The MLflow tracker of a command (robust_glo.tracking.Tracker) when --track or --tracking-uri turn
+    tracking on, else None. Opened before the work starts, so that a missing MLflow or an unreachable store
+    is a one-line error before anything runs."""
+    from robust_glo import tracking
+
+    if not tracking.enabled(args.track, args.tracking_uri):
+        return None
+    return tracking.Tracker(out, args.tracking_uri)

@@ -9,6 +9,8 @@ from robust_glo.cli.common import (
     add_data_args,
     add_progress_arg,
     add_threads_arg,
+    add_tracking_args,
+    open_tracker,
     positive_int,
     seed_int,
     seed_list,
@@ -109,6 +111,7 @@ def register(sub) -> None:
     p.add_argument("--list-attacks", action="store_true", help="list the attacks and their budgets, then exit")
     add_threads_arg(p)
     add_progress_arg(p)
+    add_tracking_args(p)
     p.set_defaults(func=run, interrupted=interrupted)
 
 
@@ -174,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         train=parse_train_options(args.train_option),
     )
     set_threads(args.threads)
+    tracker = open_tracker(args, args.out)
     if existing:
         comparison = evaluate_existing(
             config,
@@ -194,4 +198,7 @@ def run(args: argparse.Namespace) -> int:
         f"! = an evaluation was flagged unreliable (details: docs/statistics.md)"
     )
     print(f"wrote {out / 'results.csv'}, {out / 'summary.csv'}, {out / 'flags.csv'}")
+    if tracker is not None:
+        tracker.log_evaluate_command(out)
+        print(tracker.describe())
     return 0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from robust_glo.cli.common import add_progress_arg
+from robust_glo.cli.common import add_progress_arg, add_tracking_args, open_tracker
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 
@@ -98,6 +99,7 @@ def register(sub) -> None:
         help="continue the run in --out (after a crash or kill) without redoing finished work",
     )
     add_progress_arg(p)
+    add_tracking_args(p)
     p.set_defaults(func=run, interrupted=interrupted)
 
 
@@ -139,7 +141,16 @@ def run(args: argparse.Namespace) -> int:
 
     config = resolve_config(args)
     args.run_out = config.out  # for `interrupted`
+    tracker = open_tracker(args, config.out)
     result = run_evolution(config, resume=args.resume)
+    code = _print_result(result, config)
+    if tracker is not None:
+        tracker.log_evolve_command(Path(result.out_dir))
+        print(tracker.describe())
+    return code
+
+
+def _print_result(result, config) -> int:
     n = len(result.history)
     count = {s: sum(r["status"] == s for r in result.history) for s in ("trained", "pruned", "collapsed", "diverged")}
     failed = sum(r["status"] == "failed" for r in result.history)

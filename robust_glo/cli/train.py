@@ -10,7 +10,9 @@ from robust_glo.cli.common import (
     add_data_args,
     add_progress_arg,
     add_threads_arg,
+    add_tracking_args,
     nonneg_int,
+    open_tracker,
     positive_int,
     seed_int,
     set_threads,
@@ -109,6 +111,7 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/train/<loss>-s<seed>)")
     add_threads_arg(p)
     add_progress_arg(p)
+    add_tracking_args(p)
     p.set_defaults(func=run, interrupted=interrupted)
 
 
@@ -184,7 +187,16 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{spec_slug(config.loss)}-s{config.seed}"
     args.run_dir, args.train_config = out, config  # for `interrupted`
+    tracker = open_tracker(args, out)
     result = train_run(config, out, progress=args.progress)
+    code = _print_result(result, config, out)
+    if tracker is not None:
+        tracker.log_train_command(out)
+        print(tracker.describe())
+    return code
+
+
+def _print_result(result, config: TrainConfig, out: Path) -> int:
     m = result.metrics
     name = display_name(config.loss)
     if result.status != "ok":
