@@ -147,7 +147,7 @@ def test_cli_check_and_errors(tmp_path, capsys):
     assert main(["benchmark", "quick", "--check"]) == 0
     out = capsys.readouterr().out
     assert "5 losses x 3 seeds = 15 runs of 500 steps" in out
-    assert "fgsm, pgd, apgd-ce:cascade=true:min_eps=0.1, apgd-t:cascade=true:min_eps=0.1" in out
+    assert "fgsm, fgsm:loss=train, pgd, apgd-ce:cascade=true:min_eps=0.1, apgd-t:cascade=true:min_eps=0.1" in out
     bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))
     assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
@@ -188,7 +188,8 @@ def test_the_standard_study_holds_what_its_question_needs():
             assert autoattack_coverage(suite.attacks, e, threat, suite.classes).verified, (threat, e)
     # AutoAttack's order: the cheap attacks first, every later one a cascade, no attack twice
     specs = [parse_attack(a) for a in suite.attacks]
-    assert [s.family for s in specs[:2]] == ["fgsm", "pgd"]
+    assert [s.family for s in specs[:3]] == ["fgsm", "fgsm", "pgd"]  # FGSM, the paper's FGSM, PGD
+    assert specs[1].resolved()["loss"] == "train"
     assert all(s.cascade for s in specs if s.family not in ("fgsm", "pgd"))
     assert "aa-reference" not in {s.family for s in specs}
 
