@@ -120,12 +120,16 @@ def run_benchmark(
     losses: str | tuple[str, ...] | list[str] = (),
     progress: bool = True,
     backend: str = "auto",
+    track: bool | None = None,
+    tracking_uri: str | None = None,
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark suite (a shipped suite's name such as "quick", a TOML path, or a `Suite`) into
     the folder `out`: evolve -> train -> attack -> analyze -> report. `losses` adds arms to the suite
     (one loss spec or a list of them, including `my_losses.py:fn`). `backend`: "auto" (one one-thread Ray
     task per core on a multi-core CPU, else this process), "local" or "ray", as `robust-glo benchmark
-    --backend`. A bad suite or loss is a one-line `ConfigError` before anything runs.
+    --backend`. `track` (None: the suite's `[suite] track`) logs every stage to MLflow, at `tracking_uri`
+    (None: the suite's, else sqlite:///<out>/mlflow.db), as `robust-glo benchmark --track`. A bad suite or
+    loss is a one-line `ConfigError` before anything runs.
 
     >>> result = run_benchmark("quick", "runs/quick")
     >>> result.report   # runs/quick/report.html
@@ -141,7 +145,9 @@ def run_benchmark(
     loaded = suite if isinstance(suite, Suite) else load_suite(suite, variant=variant)
     if added:
         loaded = loaded.with_losses(list(added))
-    return _run(loaded, out, progress=progress, backend=backend)
+    if track is not None:
+        track = parse_bool(track, "track")
+    return _run(loaded, out, progress=progress, backend=backend, track=track, tracking_uri=tracking_uri)
 
 
 def evaluate_model(

@@ -266,3 +266,14 @@ def test_the_quick_suite_on_digits_fills_a_store_mlflow_reads_back(tmp_path):
     assert {"report.html", "report.md", "summary.csv"} <= _artifacts(client, parent.info.run_id)
     html = client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))
     assert Path(html).read_text() == (out / "report.html").read_text()
+
+
+def test_the_python_api_tracks_too(tmp_path):
+    from robust_glo import run_benchmark
+
+    suite = tmp_path / "plain.toml"
+    suite.write_text(textwrap.dedent(TINY_SUITE).replace("track = true\n", ""))
+    out = tmp_path / "api"
+    run_benchmark(suite, out, backend="local", progress=False, track=True)
+    _, runs = _runs(default_uri(out), "benchmark")
+    assert any(r.info.run_name.startswith("benchmark") for r in runs)
