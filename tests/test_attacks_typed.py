@@ -241,6 +241,9 @@ def test_coverage_of_the_reference_ensemble_and_of_its_parts():
     weak = AA_PARTS[:3] + ["square:n_queries=1000"]
     cover = autoattack_coverage(weak, 8 / 255, "linf", 10)
     assert not cover.verified and cover.missing == ("Square (5,000 queries)",)
+    # Square must start from the reference square size: a smaller p_init is a weaker search
+    shrunk = autoattack_coverage(AA_PARTS[:3] + ["square:p_init=0.001"], 0.1, "linf", 10)
+    assert not shrunk.verified and shrunk.missing == ("Square (5,000 queries, p_init 0.8)",)
     short = autoattack_coverage(["apgd-ce:steps=50"] + AA_PARTS[1:], 0.1, "linf", 10)
     assert short.missing == ("APGD-CE (100 steps)",)
     assert autoattack_coverage(["fgsm", "pgd"], 0.1, "linf", 10).missing == ALL_MISSING

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks.base import (
+    AA_RESTARTS,
     AA_STEPS,
     AA_TARGETS,
+    SQUARE_P_INIT,
     SQUARE_QUERIES,
     AttackSpec,
     parse_attack,
@@ -50,11 +52,18 @@ class _Component:
     steps: int | None = None
     targeted: bool = False
     n_queries: int | None = None
+    # Parameters that must equal the reference implementation's (a different value can weaken the attack
+    # in ways a threshold cannot order, e.g. Square's initial square size).
+    exact: tuple[tuple[str, float], ...] = ()
 
-    def need(self, n_classes: int) -> str:
+    def need(self, n_classes: int, ran: Iterable[AttackSpec] = ()) -> str:
+        """What the component needs, e.g. "APGD-T (9 targets, 100 steps)"; a reference value it must equal
+        is named only where an attack of its family ran with another one."""
         parts = [f"{_targets_needed(n_classes)} targets"] if self.targeted else []
         parts += [f"{self.steps} steps"] if self.steps is not None else []
         parts += [f"{self.n_queries:,} queries"] if self.n_queries is not None else []
+        same = [s.resolved() for s in ran if s.family == self.family]
+        parts += [f"{key} {value:g}" for key, value in self.exact if any(p.get(key) != value for p in same)]
         return f"{self.title} ({', '.join(parts)})"
 
     def met_by(self, spec: AttackSpec, n_classes: int) -> bool:
@@ -64,6 +73,11 @@ class _Component:
             return False
         if self.targeted and (spec.targets or 0) < _targets_needed(n_classes):
             return False
+        if (spec.restarts or 0) < AA_RESTARTS:
+            return False
+        params = spec.resolved()
+        if any(params.get(key) != value for key, value in self.exact):
+            return False
         return self.n_queries is None or (spec.n_queries or 0) >= self.n_queries
 
 
@@ -71,7 +85,7 @@ AA_ENSEMBLE = (
     _Component("apgd-ce", "APGD-CE", steps=AA_STEPS),
     _Component("apgd-t", "APGD-T", steps=AA_STEPS, targeted=True),
     _Component("fab-t", "FAB-T", steps=AA_STEPS, targeted=True),
-    _Component("square", "Square", n_queries=SQUARE_QUERIES),
+    _Component("square", "Square", n_queries=SQUARE_QUERIES, exact=(("p_init", SQUARE_P_INIT),)),
 )
 
 
@@ -83,7 +97,7 @@ def _coverage(ran: list[AttackSpec], n_classes: int) -> Coverage:
     labels = tuple(dict.fromkeys(s.label for s in ran))
     if any(s.family == ENSEMBLE for s in ran):
         return Coverage(True, labels, ())
-    missing = tuple(c.need(n_classes) for c in AA_ENSEMBLE if not any(c.met_by(s, n_classes) for s in ran))
+    missing = tuple(c.need(n_classes, ran) for c in AA_ENSEMBLE if not any(c.met_by(s, n_classes) for s in ran))
     return Coverage(not missing, labels, missing)
 
 
