@@ -128,7 +128,8 @@ def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(s
     assert len(bullets) == len(EPS)
     for bullet in bullets:
         assert "(worst case of FGSM, not verified against AutoAttack)" in bullet
-        assert "): beats label smoothing under these attacks, not verified against AutoAttack: poly1 (+" in bullet
+        assert "): beats label smoothing under these attacks, but not counted (AutoAttack incomplete; " in bullet
+        assert "diagnostics not run: " in bullet and "): poly1 (+" in bullet
         assert bullet.count("beats label smoothing") == 1  # only where frontier_margins says beats
         assert "below the frontier: sq (" in bullet
         assert "on the frontier (no evidence either way): focal:2 (" in bullet
@@ -169,8 +170,27 @@ def test_the_figure_draws_the_envelope_and_every_other_loss(study):
         assert {"ce (α = 0)", "label_smoothing:0.2", "poly1", "sq", "baikal", "focal:2"} <= texts
 
 
+def _diagnostics(root, status="pass", failing=()) -> None:
+    """diagnostics.csv with every blocking check judged on every seed of every loss at every budget."""
+    rows = []
+    for loss in TRUTH:
+        for seed in SEEDS:
+            figures = {"value": 0.0, "threshold": 0.02, "n": N, "detail": ""}
+            rows.append({"loss": loss, "seed": seed, "check": "gradients", "norm": "", "eps": "", "status": status})
+            rows[-1] |= figures
+            for eps in EPS:
+                for check in ("more_effort", "unbounded", "transfer"):
+                    if check == "transfer" and loss == "ce":
+                        continue  # the baseline is the transfer source
+                    bad = (loss, check) in failing
+                    row = {"loss": loss, "seed": seed, "check": check, "norm": "Linf", "eps": eps}
+                    rows.append(row | figures | {"status": "fail" if bad else status})
+    pd.DataFrame(rows).to_csv(root / "diagnostics.csv", index=False)
+
+
 def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
     write_frontier_study(tmp_path)
+    _diagnostics(tmp_path)
     ensemble = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
     monkeypatch.setattr(
         E,
@@ -188,7 +208,13 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
     )
     assert "beats label smoothing: poly1 (+" in verified and "not verified" not in verified
     assert unverified.startswith("- At ε = 0.2 (worst case of FGSM, not verified against AutoAttack)")
-    assert "beats label smoothing under these attacks, not verified against AutoAttack: poly1" in unverified
+    assert "beats label smoothing under these attacks, but not counted (AutoAttack incomplete): poly1" in unverified
+    # the verdict's rule: a blocking diagnostic failed by a label-smoothing arm of the frontier blocks it too
+    _diagnostics(tmp_path, failing={("label_smoothing:0.6", "transfer")})
+    section = build_report(tmp_path).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
+    verified = [line for line in section.splitlines() if line.startswith("- At ε = 0.1")][0]
+    assert "beats label smoothing under these attacks, but not counted (" in verified
+    assert "failed transfer (5 of 5 seeds)" in verified and "beats label smoothing: poly1" not in verified
 
 
 def test_the_section_needs_two_smoothing_arms(tmp_path):

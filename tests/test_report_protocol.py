@@ -131,7 +131,9 @@ def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
             if ea == "gain":
                 assert ("keeps a gain of" in clause) == (ec == "gain")
                 assert ("no evidence that any of it survives" in clause) == (ec == "")
-            assert "worst case (not verified against AutoAttack)" in clause
+            assert "worst case (not verified against AutoAttack" in clause
+            if ec:  # a worst-case difference says why it is not counted (the verdict's rule)
+                assert "; not counted: AutoAttack incomplete" in clause
             assert f"{100 * a['diff']:+.1f} points [{100 * a['diff_ci_low']:+.1f}, " in clause
     # the designed study: Baikal's paper-protocol gain is real, label smoothing keeps a real gain, sq loses
     assert all(P.evidence(_row(summary, "baikal", PAPER, e)) == "gain" for e in EPS)
@@ -227,7 +229,24 @@ def test_rows_take_coverage_a_missing_cross_entropy_fgsm_and_the_worst_cases_p()
     assert table.iloc[0]["kept (c)/(a)"] == "25%"
     (sentence,) = P.protocol_sentences(rows, {}, "ce")
     assert "keeps a gain of +5.0 points [+3.0, +7.0], 25% of it" in sentence
-    assert "worst case (AutoAttack-verified)" in sentence
+    # verified, but no diagnostics were judged: the verdict's rule does not count it, and says why
+    assert "worst case (AutoAttack-verified; not counted: x diagnostics not run: " in sentence
+    judged = pd.DataFrame(
+        [
+            {"loss": loss, "seed": 0, "check": check, "norm": norm, "eps": eps, "status": "pass"}
+            for loss in ("x", "ce")
+            for check, norm, eps in (
+                ("gradients", "", math.nan),
+                ("more_effort", "Linf", 0.1),
+                ("unbounded", "Linf", 0.1),
+            )
+        ]
+        + [{"loss": "x", "seed": 0, "check": "transfer", "norm": "Linf", "eps": 0.1, "status": "pass"}]
+    )
+    rows_judged = P.protocol_rows(summary, "ce", [PAPER, "aa-reference"], verified, judged)
+    assert rows_judged.iloc[0]["not_counted"] == ""
+    (sentence,) = P.protocol_sentences(rows_judged, {}, "ce")
+    assert "worst case (AutoAttack-verified) keeps a gain" in sentence
 
     summary.loc[3, "family"] = ""
     summary.loc[3, ["p_adjusted", "significant"]] = [math.nan, False]

@@ -530,7 +530,7 @@ def _frontier_section(
             )
         )
         return section
-    section.add(Bullets(_frontier_bullets(inputs, study)))
+    section.add(Bullets(_frontier_bullets(inputs, study, settings.baseline)))
     if figure is not None:
         section.add(
             Image(
@@ -568,11 +568,11 @@ def _frontier_section(
     return section
 
 
-def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy) -> list[str]:
+def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy, baseline: str) -> list[str]:
     """Per worst-case budget: which attacks stand behind it (AutoAttack-verified or not), which losses beat
     label smoothing there (only where `frontier_margins` says beats), which lie below it, which are on it
     and which could not be placed."""
-    from robust_glo.robustness.diagnostics import BLOCKING
+    from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 
     coverage = E.report_coverage(inputs)
     margins = study.margins
@@ -594,12 +594,23 @@ def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy) -> list[str]
             continue
         parts = []
         beats = here[here["beats"].astype(bool)]
-        if len(beats):
-            verb = "beats label smoothing" + (
-                "" if verified else " under these attacks, not verified against AutoAttack"
+        smoothing = study.smoothing
+        counted, uncounted = [], []
+        for r in beats.to_dict("records"):
+            # The verdict's rule: a verified worst case, and every blocking diagnostic judged and passed on
+            # every seed of the loss and of every label-smoothing arm the frontier is built from.
+            arms = {r["loss"]: BLOCKING} | {a: BLOCKING_BASELINE if a == baseline else BLOCKING for a in smoothing}
+            reasons = V.claim_gate(inputs.diagnostics, cov, norm, eps, arms, {a: inputs.label(a) for a in arms})
+            (uncounted if reasons else counted).append((r, reasons))
+        if counted:
+            parts.append(f"beats label smoothing: {_frontier_names(inputs, pd.DataFrame([r for r, _ in counted]))}")
+        for r, reasons in uncounted:
+            parts.append(
+                "beats label smoothing under these attacks, but not counted ("
+                + "; ".join(reasons)
+                + f"): {_frontier_names(inputs, pd.DataFrame([r]))}"
             )
-            parts.append(f"{verb}: {_frontier_names(inputs, beats, inputs.diagnostics, norm, eps, BLOCKING)}")
-        else:
+        if not len(beats):
             parts.append("no loss beats label smoothing")
         below = here[here["below"].astype(bool)]
         if len(below):
@@ -697,7 +708,7 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
     if not paper:
         return None
     labels = {s: inputs.label(s) for s in inputs.losses}
-    rows = P.protocol_rows(summary, settings.baseline, attacks, E.report_coverage(inputs))
+    rows = P.protocol_rows(summary, settings.baseline, attacks, E.report_coverage(inputs), inputs.diagnostics)
     if rows.empty:
         return None
     base = inputs.label(settings.baseline)

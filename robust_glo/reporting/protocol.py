@@ -26,6 +26,7 @@ import pandas as pd
 from robust_glo.reporting import tables as T
 from robust_glo.reporting import verdict as V
 from robust_glo.robustness.attacks import spec_of_label
+from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 
 TITLE = "The paper's protocol beside the strict one"
 ANCHOR = "paper-protocol"
@@ -119,13 +120,16 @@ def protocol_rows(
     baseline: str,
     attacks: Sequence[str],
     coverage: Mapping[tuple[str, float], V.CoverageLike] | None = None,
+    diagnostics: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per loss other than `baseline`, paper-protocol attack and eps > 0 where both that attack and
     its threat model's worst case have a summary cell: `loss`, `paper_attack`, `ce_attack` (None when no
     FGSM on cross-entropy ran), `norm` ("linf"/"l2"), `eps`, for each of `paper_`, `ce_`, `worst_` the
     summary's diff, diff_ci_low, diff_ci_high, p_adjusted, p_at_floor and significant, `verified` (the
-    worst case there includes the AutoAttack ensemble), `ran` (the attacks behind it, readable names) and
-    `kept` ((c) / (a), NaN when (a) <= 0). Empty when `attacks` hold no `fgsm:loss=train`."""
+    worst case there includes the AutoAttack ensemble), `ran` (the attacks behind it, readable names),
+    `not_counted` (why a worst-case difference there would not count, the verdict's rule over the loss's and
+    the baseline's `diagnostics`; "" when it counts) and `kept` ((c) / (a), NaN when (a) <= 0). Empty when
+    `attacks` hold no `fgsm:loss=train`."""
     coverage = dict(coverage or {})
     rows = []
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
@@ -147,6 +151,8 @@ def protocol_rows(
                 cov = V.coverage_at(coverage, norm, eps)
                 row["verified"] = bool(cov is not None and cov.verified)
                 row["ran"] = V.attack_names(cov.ran) if cov is not None else ""
+                arms = {loss: BLOCKING, baseline: BLOCKING_BASELINE}
+                row["not_counted"] = "; ".join(V.claim_gate(diagnostics, cov, norm, eps, arms))
                 row["kept"] = kept(row["paper_diff"], row["worst_diff"])
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -200,6 +206,8 @@ def _clause(row: Mapping[str, Any]) -> str:
     ea, ec = evidence(a), evidence(c)
     where = f"at {V.budget_text(row['norm'], row['eps'])}"
     checked = "AutoAttack-verified" if row["verified"] else "not verified against AutoAttack"
+    if row.get("not_counted") and ec in ("gain", "loss"):
+        checked += f"; not counted: {row['not_counted']}"
     if ea == "gain":
         head = f"{where} the paper's protocol shows a gain of {_points(a)}"
         if ec == "gain":

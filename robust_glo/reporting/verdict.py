@@ -155,6 +155,32 @@ def unjudged_diagnostics(
     return [c for c in required if set(judged.loc[judged["check"] == c, "seed"]) != seeds]
 
 
+def claim_gate(
+    diagnostics: pd.DataFrame | None,
+    cov: CoverageLike | None,
+    norm: str,
+    eps: float,
+    arms: Mapping[str, tuple[str, ...]],
+    labels: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Why a claim at budget (norm, eps) would not count, the verdict's rule shared by every section that
+    states one ("beats label smoothing", what the strict protocol keeps): the worst case there is not
+    AutoAttack-verified, or some arm of the comparison (`arms`: loss -> the blocking diagnostics it needs,
+    `BLOCKING` for a loss, `BLOCKING_BASELINE` for the baseline, which has no transfer source) failed one
+    or did not have it judged on every seed. Returns the reasons, [] when the claim counts."""
+    labels = labels or {}
+    reasons = [] if cov is not None and cov.verified else ["AutoAttack incomplete"]
+    for loss, required in arms.items():
+        name = labels.get(loss, loss)
+        failed = [f for f in failed_diagnostics(diagnostics, loss, norm, eps) if f.split(" ")[0] in required]
+        unjudged = unjudged_diagnostics(diagnostics, loss, norm, eps, required)
+        if failed:
+            reasons.append(f"{name} failed {', '.join(failed)}")
+        if unjudged:
+            reasons.append(f"{name} diagnostics not run: {', '.join(unjudged)}")
+    return reasons
+
+
 def attack_names(labels: tuple[str, ...] | list[str], *, schedule: bool = False) -> str:
     """ "FGSM, PGD-10, APGD-CE" for attack labels: their readable names (`display_name`), in order, without
     where they ran (cascade, min_eps) unless `schedule`; "no attack" for none. Returns a string."""
