@@ -188,7 +188,8 @@ def test_zero_seed_variance_is_not_called_significant():
     flip = np.flatnonzero(~other)[:5]
     other[flip] = True  # +5 images = +1 point
     outcomes = _outcomes({"ce": [base, base.copy()], "ls": [other, other.copy()]})
-    summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=2000)
+    # the bootstrap's mechanics under Welch-Satterthwaite df (the default S - 1 is tested below)
+    summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=2000, df_method="satterthwaite")
     row = summary[summary.loss == "ls"].iloc[0]
     assert math.isnan(row["p_welch"]) and row["p_test"] == "bootstrap"
     assert row["diff"] == pytest.approx(0.01)
@@ -217,13 +218,13 @@ def test_a_real_difference_is_found_and_intervals_do_not_depend_on_other_losses(
     ce = [difficulty + 0.05 * rng.random(n) < 0.40 for _ in range(3)]
     strong = [difficulty + 0.05 * rng.random(n) < 0.50 for _ in range(3)]
     outcomes = _outcomes({"ce": ce, "strong": strong})
-    summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=3000)
+    summary = summarize(_results_from(outcomes), outcomes=outcomes, n_boot=3000, df_method="satterthwaite")
     row = summary[summary.loss == "strong"].iloc[0]
     assert row["diff"] == pytest.approx(0.1, abs=0.02)
     assert row["diff_ci_low"] > 0.07 and row["p_value"] < 0.001 and bool(row["significant"])
     assert row["p_images"] < 1e-6 and row["compared"]
     more = _outcomes({"ce": ce, "strong": strong, "other": [rng.random(n) < 0.3 for _ in range(3)]})
-    again = summarize(_results_from(more), outcomes=more, n_boot=3000)
+    again = summarize(_results_from(more), outcomes=more, n_boot=3000, df_method="satterthwaite")
     same = again[again.loss == "strong"].iloc[0]
     assert (same["ci_low"], same["ci_high"], same["diff_ci_low"], same["p_value"]) == (
         row["ci_low"],
@@ -272,7 +273,9 @@ def test_p_values_far_below_the_corrected_threshold_are_resolved():
     """Two clear effects of different size: the percentile p of both sits at its floor 2 / (B + 1) (the old
     report's problem), the t-referenced p tells them apart, both below Holm's first threshold at 140."""
     outcomes = _graded({"ce": 0.0, "a": 0.05, "b": 0.065}, seeds=5)
-    summary = summarize(_results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000)
+    summary = summarize(
+        _results_from(outcomes), outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000, df_method="satterthwaite"
+    )
     a, b = (summary[summary.loss == loss].iloc[0] for loss in ("a", "b"))
     assert a["p_percentile"] == b["p_percentile"] == pytest.approx(2 / 2001)
     assert a["family"] == b["family"] == "primary"
@@ -396,7 +399,7 @@ def test_seeds_are_drawn_jointly_so_a_shared_seed_effect_cancels():
     difficulty = np.random.default_rng(10).random(n)
     base = [difficulty < t for t in (0.35, 0.45, 0.55, 0.65)]
     better = [difficulty < t + 0.05 for t in (0.35, 0.45, 0.55, 0.65)]
-    boot = HierarchicalBootstrap(_outcomes({"ce": base, "better": better}), n_boot=2000)
+    boot = HierarchicalBootstrap(_outcomes({"ce": base, "better": better}), n_boot=2000, df_method="satterthwaite")
     est = boot.cell("better", "ce", {"attack": "pgd", "eps": 0.1})
     own = est.ci_high - est.ci_low  # the loss's own interval holds the seed spread
     assert own > 0.15
@@ -477,3 +480,18 @@ def test_without_worst_rows_the_primary_family_is_clean_accuracy():
     primary = summary[summary.family == "primary"]
     assert set(primary["attack"]) == {"clean"}
     assert set(summary.loc[summary.family == "secondary", "attack"]) == {"fgsm", "pgd:cascade=true", "pgd:norm=l2"}
+
+
+def test_by_default_the_t_reference_has_s_minus_one_degrees_of_freedom():
+    """Five seeds whose image part dominates: Welch-Satterthwaite would give hundreds of df; the default
+    reference is t with S - 1 = 4 (the seed part is estimated from 4 df), the conservative end."""
+    outcomes = _graded({"ce": 0.0, "a": 0.05}, seeds=5)
+    results = _results_from(outcomes)
+    seeds = summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000)
+    loose = summarize(results, outcomes=outcomes, group_by=("attack", "eps"), n_boot=2000, df_method="satterthwaite")
+    a, b = seeds[seeds.loss == "a"].iloc[0], loose[loose.loss == "a"].iloc[0]
+    assert a["diff_df"] == 4 and b["diff_df"] > 4
+    assert a["p_value"] == pytest.approx(2 * stats.t.sf(abs(a["diff"]) / a["diff_se"], 4), rel=1e-9)
+    assert a["p_value"] >= b["p_value"] and a["diff_ci_high"] - a["diff_ci_low"] >= b["diff_ci_high"] - b["diff_ci_low"]
+    with pytest.raises(ValueError, match="df_method must be one of seeds, satterthwaite"):
+        HierarchicalBootstrap(outcomes, n_boot=200, df_method="normal")

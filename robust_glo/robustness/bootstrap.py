@@ -29,10 +29,11 @@ the same slack on that arm's side.
 
 The p-value of a difference (`p_method="normal"`, the default) is p = 2 * P(T_df > |d| / se), with d the
 observed difference (on all images and seeds), se the standard deviation of its bootstrap replicates and
-T_df Student's t with Welch-Satterthwaite degrees of freedom: se^2 splits into an image part (the variance
-of the replicates with every seed kept, N - 1 df) and a seed part (the rest, S - 1 df), so with five seeds
-and a seed-dominated difference the reference is close to t with 4 df, not the normal (which would be
-anti-conservative); with image-dominated differences it is the normal. Intervals are stretched about the
+T_df Student's t with S - 1 degrees of freedom (`df_method="seeds"`, the default): se^2 has a seed part
+estimated from S - 1 df, and the Welch-Satterthwaite df (`df_method="satterthwaite"`: se^2 split into an
+image part, the variance of the replicates with every seed kept, N - 1 df, and the rest, S - 1 df) are
+liberal when the seed part happens to be estimated small, which with 3 to 5 seeds is likely; S - 1 is the
+conservative end of their range. Intervals are stretched about the
 estimate by the same t / z factor. Unlike the percentile p (twice the share of replicates beyond
 zero, kept as `p_percentile`), whose floor 2 / (B + 1) sits near the corrected thresholds, it resolves
 small p-values. Where it cannot (se = 0 with d != 0, or a normal p below what the images can support),
@@ -61,6 +62,7 @@ from robust_glo.robustness.statistics import P_FLOOR, clopper_pearson
 CHUNK = 500  # replicates drawn per block (fixed: results do not depend on memory)
 KEYS = ("dataset", "model", "attack", "eps")
 P_METHODS = ("normal", "percentile")
+DF_METHODS = ("seeds", "satterthwaite")  # the t reference's degrees of freedom (HierarchicalBootstrap._df)
 _TINY = 1e-12  # observed differences below this (rounding of equal means) count as zero
 
 
@@ -148,13 +150,16 @@ class HierarchicalBootstrap:
         seed: int = 0,
         confidence: float = 0.95,
         p_method: str = "normal",
+        df_method: str = "seeds",
     ):
         if n_boot < 100:
             raise ValueError(f"n_boot must be >= 100, got {n_boot}")
         if p_method not in P_METHODS:
             raise ValueError(f"p_method must be one of {', '.join(P_METHODS)}, got {p_method!r}")
+        if df_method not in DF_METHODS:
+            raise ValueError(f"df_method must be one of {', '.join(DF_METHODS)}, got {df_method!r}")
         self.n_boot, self.seed, self.confidence = int(n_boot), int(seed), float(confidence)
-        self.p_method = p_method
+        self.p_method, self.df_method = p_method, df_method
         frame = outcomes.reset_index(drop=True).copy()
         frame["eps"] = frame["eps"].astype(float)
         self.keys = [k for k in KEYS if k in frame.columns]
@@ -214,6 +219,16 @@ class HierarchicalBootstrap:
     def _images_only(self, rows: pd.DataFrame) -> np.ndarray:
         """Replicates `(B,)` of the mean over all seeds on the drawn images: the image part of the variation."""
         return self.replicates[rows.index].mean(axis=0)
+
+    def _df(self, total_var: float, image_var: float, n_seeds: int, n_images: int) -> float:
+        """The degrees of freedom of the t reference: S - 1 ("seeds", the default: the seed part of the
+        variance is estimated from S - 1 df, and Satterthwaite's larger df are liberal when that part happens
+        to be estimated small), or Welch-Satterthwaite ("satterthwaite"). With one seed the seed part is 0
+        and Satterthwaite's (image) df apply either way; with no variance at all (every replicate equal, the
+        interval then comes from Clopper-Pearson) nothing is stretched."""
+        if self.df_method == "seeds" and n_seeds >= 2 and total_var > 0:
+            return float(n_seeds - 1)
+        return satterthwaite_df(total_var, image_var, n_seeds, n_images)
 
     def _widened(self, low: float, high: float, center: float, df: float) -> tuple[float, float]:
         """The percentile interval stretched about `center` by t_df / z at the interval's level, so that it
@@ -287,6 +302,8 @@ class HierarchicalBootstrap:
         acc = self._accuracy(rows)
         low, high = self._interval(acc)
         n_images = int(rows["n"].iloc[0])
+        # A mean's own interval (never the basis of a claim) keeps the Welch-Satterthwaite df; the df policy
+        # applies to the differences, whose p-values the verdict counts.
         own_df = satterthwaite_df(
             float(np.var(acc, ddof=1)), float(np.var(self._images_only(rows), ddof=1)), len(rows), n_images
         )
@@ -312,7 +329,7 @@ class HierarchicalBootstrap:
         observed = float(a.mean() - b.mean())  # mean over seeds of each seed's accuracy (equal n per seed)
         se = float(np.std(diff, ddof=1))
         image_part = float(np.var(self._images_only(rows) - self._images_only(base), ddof=1))
-        df = satterthwaite_df(se**2, image_part, min(len(rows), len(base)), n_images)
+        df = self._df(se**2, image_part, min(len(rows), len(base)), n_images)
         d_low, d_high = self._widened(d_low, d_high, observed, df)
         p_pct = percentile_pvalue(diff)
         if self.p_method == "percentile":

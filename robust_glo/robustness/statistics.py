@@ -163,6 +163,7 @@ def summarize(
     n_boot: int = DEFAULT_BOOTSTRAP,
     boot_seed: int = 0,
     p_method: str = "normal",
+    df_method: str = "seeds",
 ) -> pd.DataFrame:
     """One row per `compare` value x `group_by` cell (the columns of these present in `results`).
 
@@ -173,8 +174,9 @@ def summarize(
     no image, or every image, was right on any seed); baseline, baseline_mean, diff (mean -
     baseline_mean) with diff_ci_low/high and diff_se (the bootstrap standard error; bootstrap only);
     p_value, the raw p of the test named in p_test ("bootstrap": the normal approximation
-    2 P(T_df > |diff| / diff_se) with `p_method="normal"` (df = diff_df, Welch-Satterthwaite over the seed
-    and image parts of the bootstrap variance), else the percentile p; "welch" without outcomes);
+    2 P(T_df > |diff| / diff_se) with `p_method="normal"` (df = diff_df: S - 1 with `df_method="seeds"`,
+    the default, or Welch-Satterthwaite over the seed and image parts of the bootstrap variance with
+    "satterthwaite"), else the percentile p; "welch" without outcomes);
     p_at_floor (p_value is the floor of what the data resolve: the true p is at most that, tables print
     "≤"); p_percentile (twice the share of bootstrap replicates beyond zero, floor 2 / (B + 1)), p_welch
     (seeds only) and p_images (paired t-test over images on per-image accuracy averaged over seeds;
@@ -201,7 +203,9 @@ def summarize(
     if outcomes is not None and not outcomes.empty and compare == "loss" and value == "accuracy":
         from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 
-        boot = HierarchicalBootstrap(outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence, p_method=p_method)
+        boot = HierarchicalBootstrap(
+            outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence, p_method=p_method, df_method=df_method
+        )
     has_flag = "reliable" in results.columns
     cells = results.groupby(keys + [compare], sort=False, dropna=False)
     base_rows = results[results[compare] == base]
