@@ -124,6 +124,13 @@ def test_transfer_counts_per_input_what_the_white_box_attacks_missed():
     row = transfer_row(white, transferred, "linf", 0.1, "ce", 0.01)
     assert row["status"] == "fail" and row["value"] == pytest.approx(0.10)
     assert transfer_row(white, white | transferred, "linf", 0.1, "ce", 0.01)["status"] == "pass"
+    # At low robust accuracy the 1% of all inputs cannot be reached: 3 of 5 survivors broken fails on the
+    # relative rule (> 10% of those standing, at least 2), 1 of 5 does not
+    few = torch.tensor([True] * 5 + [False] * 995)
+    three = transfer_row(few, torch.tensor([False] * 3 + [True] * 2 + [False] * 995), "linf", 0.1, "ce", 0.01)
+    assert three["status"] == "fail" and three["value"] == pytest.approx(0.003)
+    one = transfer_row(few, torch.tensor([False] + [True] * 4 + [False] * 995), "linf", 0.1, "ce", 0.01)
+    assert one["status"] == "pass"
 
 
 def test_bad_settings_are_refused():

@@ -32,7 +32,7 @@ from robust_glo.robustness.evaluate import generate_adversarial
 from robust_glo.robustness.outcomes import image_fingerprint, unpack_bits
 
 CRAFT_STEPS = 40
-TRANSFER_VERSION = 2  # 2: per input, against the white-box worst case
+TRANSFER_VERSION = 3  # 2: per input, against the white-box worst case; 3: and relative to the inputs standing
 
 
 def _craft_spec(norm: str) -> str:
@@ -227,6 +227,15 @@ def _transfer_seed(config, out, attacked, outcomes, seed, source, targets, budge
             if white is None or len(white) != n:
                 continue
             held = (_predict(model, crafted[norm, eps].to(device), batch).cpu() == labels) & clean
-            row = transfer_row(white, held, norm, eps, source, settings.transfer_tolerance)
+            row = transfer_row(
+                white,
+                held,
+                norm,
+                eps,
+                source,
+                settings.transfer_tolerance,
+                settings.effort_relative,
+                settings.effort_min_count,
+            )
             rows.append({"loss": loss, "seed": seed, **row})
     return pd.DataFrame(rows, columns=["loss", "seed"] + DIAGNOSTIC_COLUMNS)
