@@ -96,10 +96,23 @@ def thresholds_text(inputs: ReportInputs) -> str:
         return ""
     parts = []
     for check in CHECKS:
-        t = diag.loc[diag["check"] == check, "threshold"]
-        if len(t):
-            parts.append(f"{check} ≤ {100 * float(t.iloc[0]):.1f}%")
+        rows = diag.loc[diag["check"] == check]
+        if not len(rows):
+            continue
+        text = f"{check} ≤ {100 * float(rows['threshold'].iloc[0]):.1f}%"
+        if check in RELATIVE_RULE:
+            text += " of " + RELATIVE_RULE[check]
+        if check in ("more_effort", "unbounded") and "n" in rows and rows["n"].notna().any():
+            text += f" (subsample of {int(rows['n'].dropna().iloc[0])} inputs)"
+        parts.append(text)
     return ", ".join(parts)
+
+
+# The second, relative rule of the checks that have one (robust_glo/robustness/diagnostics.py).
+RELATIVE_RULE = {
+    "more_effort": "the subsample, and no more than 10% of the inputs still standing (at least 2)",
+    "transfer": "all inputs, and no more than 10% of the inputs the white-box worst case left standing (at least 2)",
+}
 
 
 def _diff(row: dict[str, Any]) -> str:
