@@ -6,8 +6,8 @@ the largest verified budget, each number with the attacks behind it.
 The ranking budget, per dataset: the largest ε of the L∞ threat model (of L2 when no L∞ budget qualifies)
 at which every evaluated network of the dataset is AutoAttack-verified; failing that, the largest at which
 any is; failing that, the largest budget evaluated, with the worst case over the attacks that ran (and the
-table says it is not verified). Verified networks rank before unverified ones, then by robust accuracy,
-then by clean accuracy.
+table says it is not verified). Verified networks whose blocking diagnostics all passed rank first, then
+the other verified ones, then unverified ones; within each, by robust accuracy, then by clean accuracy.
 
 >>> from robust_glo.comparison.leaderboard import write_leaderboard
 >>> board = write_leaderboard("runs/quick")   # runs/quick/leaderboard.csv and leaderboard.md
@@ -120,9 +120,14 @@ def _network_row(card: dict[str, Any], budget: Budget | None, budgets: list[Budg
 
 
 def _rank(frame: pd.DataFrame) -> pd.DataFrame:
-    """Verified first, then robust accuracy, then clean accuracy (both descending; missing last), then name."""
+    """Verified with every blocking diagnostic passed first, then verified, then robust accuracy, then clean
+    accuracy (both descending; missing last), then name: a number the diagnostics doubt ranks after the
+    ones they do not."""
+    verified = frame["autoattack_verified"].astype(bool)
+    passed = frame["diagnostics_passed"].eq(True) if "diagnostics_passed" in frame else False
+    tier = (~verified).astype(int) * 2 + (~(verified & passed)).astype(int)  # 0 verified and passed, 1, 3
     key = frame.assign(
-        _v=~frame["autoattack_verified"].astype(bool),
+        _v=tier,
         _r=-frame["robust_accuracy"].fillna(-1.0),
         _c=-frame["clean_accuracy"].fillna(frame["clean_accuracy_attacked"]).fillna(-1.0),
     )

@@ -43,6 +43,7 @@ from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.statistics import P_FLOOR, adjust_pvalues
 
 LABEL_SMOOTHING = "label_smoothing"
+PLACED_SHARE = 0.9  # the share of bootstrap replicates that must place a loss for it to get an interval
 POSITIONS = ("inside", "above-range", "below-range")
 FRONTIER_COLUMNS = [
     "loss",
@@ -198,7 +199,10 @@ def frontier_margins(
                 value, _ = frontier_at(float(loss_c[b]), ec, er)
                 reps[b] = loss_r[b] - value
             finite = reps[np.isfinite(reps)]
-            if position == "below-range" or len(finite) < boot.n_boot // 2:
+            # Replicates whose clean accuracy falls below that replicate's frontier cannot be placed; an
+            # interval from the rest would be a truncated sample, so with more than a tenth unplaced the
+            # loss is not placed at all.
+            if position == "below-range" or len(finite) < PLACED_SHARE * boot.n_boot:
                 low = high = p = math.nan
             else:
                 seeds = min(boot.n_seeds(k, robust_where) for k in [loss, *names])
