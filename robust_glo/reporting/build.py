@@ -620,13 +620,19 @@ def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy, baseline: st
         if len(on):
             parts.append(f"on the frontier (no evidence either way): {_frontier_names(inputs, on)}")
         unplaced = here[[r == T.FRONTIER_RESULTS["none"] for r in results]]
-        if len(unplaced):
-            parts.append(
-                "not placed (clean accuracy below every label-smoothing arm's): "
-                + ", ".join(
-                    f"{inputs.label(r['loss'])} (clean {T.pct(r['clean'])}%)" for r in unplaced.to_dict("records")
+        below = unplaced[unplaced["position"] == "below-range"]
+        unsure = unplaced[unplaced["position"] != "below-range"]
+        for group, why in (
+            (below, "clean accuracy below every label-smoothing arm's"),
+            (unsure, "clean accuracy so near the arms' that over a tenth of the bootstrap replicates cannot place it"),
+        ):
+            if len(group):
+                parts.append(
+                    f"not placed ({why}): "
+                    + ", ".join(
+                        f"{inputs.label(r['loss'])} (clean {T.pct(r['clean'])}%)" for r in group.to_dict("records")
+                    )
                 )
-            )
         items.append(head + ": " + "; ".join(parts) + ".")
     return items
 
