@@ -21,7 +21,15 @@ from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ["cifar10-allcnnc", "cifar10-resnet20", "fashion-mnist-full", "fashion-mnist-standard", "mnist", "quick"]
+SHIPPED = [
+    "cifar10-allcnnc",
+    "cifar10-resnet20",
+    "fashion-mnist-frontier",
+    "fashion-mnist-full",
+    "fashion-mnist-standard",
+    "mnist",
+    "quick",
+]
 # What a wheel is built from (pyproject.toml's readme is README.md); copied so the checkout gets no build/.
 SOURCES = ("pyproject.toml", "README.md", "robust_glo")
 

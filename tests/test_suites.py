@@ -11,7 +11,15 @@ from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks import autoattack_coverage, parse_attack
 
-SHIPPED = ["quick", "fashion-mnist-standard", "fashion-mnist-full", "cifar10-allcnnc", "cifar10-resnet20", "mnist"]
+SHIPPED = [
+    "quick",
+    "fashion-mnist-standard",
+    "fashion-mnist-frontier",
+    "fashion-mnist-full",
+    "cifar10-allcnnc",
+    "cifar10-resnet20",
+    "mnist",
+]
 
 GOOD = """
 [suite]
@@ -224,3 +232,27 @@ def test_attacked_images_beyond_the_test_split_are_refused_at_check(tmp_path, ca
     bigger_val = GOOD.replace("steps = 20", "steps = 20\nval_size = 2000")
     with pytest.raises(ConfigError, match=r"\[train\]: val_size 2000 leaves no training images"):
         load_suite(_write(tmp_path, bigger_val, "v.toml"))
+
+
+def test_the_frontier_study_holds_what_its_question_needs():
+    """Label smoothing at seven strengths (ce is alpha 0) for the frontier, several searches per evolution,
+    a robust search ranked by its robust fitness at every rung at equal clean accuracy, the AutoAttack
+    ensemble at the largest budget of each threat model, and the paper's protocol beside it."""
+    from robust_glo.robustness.frontier import FrontierArms
+
+    suite = load_suite("fashion-mnist-frontier")
+    arms = FrontierArms.split(suite.losses)
+    assert sorted(arms.smoothing.values()) == [0.0, 0.1, 0.2, 0.4, 0.6, 0.7597, 0.85]
+    assert {"baikal", "poly1", "focal:2", "evolved:accuracy", "evolved:robust"} <= set(arms.others)
+    assert len(suite.seeds) >= 5
+    for name in ("accuracy", "robust"):
+        assert suite.evolutions[name]["searches"] >= 3
+    robust = suite.evolutions["robust"]
+    assert robust["fitness"].startswith("mix:") and robust.get("rung_fitness", "stated") == "stated"
+    assert robust["clean_margin"] == 0.01
+    for threat, budgets in (("linf", suite.eps), ("l2", suite.eps_l2)):
+        verified = [
+            e for e in budgets if e > 0 and autoattack_coverage(suite.attacks, e, threat, suite.classes).verified
+        ]
+        assert verified == [max(budgets)]
+    assert "fgsm:loss=train" in suite.attacks
