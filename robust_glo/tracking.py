@@ -55,6 +55,7 @@ from typing import Any
 
 from robust_glo.errors import ConfigError, RobustGloError
 
+RANKED = ("best_fitness", "median_fitness")  # generations.csv columns that can hold rank bands
 EXPERIMENT = "robust-glo"  # the experiment runs go to, unless $MLFLOW_EXPERIMENT_NAME names another
 STORE_FILE = "mlflow.db"  # the default store: <out>/mlflow.db (SQLite, no server)
 ARTIFACT_DIR = "mlruns"  # ... with its artifacts in <out>/mlruns
@@ -199,6 +200,10 @@ class Tracker:
     ends with exit code 2 after its work is saved."""
 
     def __init__(self, out: str | Path, uri: str | None = None, *, warn: Callable[[str], None] = _warn):
+        # An unreachable server would otherwise be retried for minutes in silence before the one-line error;
+        # a value the user set wins.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         mlflow = require_mlflow()
         self.out = Path(out).resolve()
         self.uri = uri or default_uri(self.out)
@@ -366,7 +371,12 @@ class Tracker:
         if generations is not None:
             for row in generations.to_dict("records"):
                 step = int(row["generation"])
-                items += [(metric_key("generation", k), v, step) for k, v in row.items() if k != "generation"]
+                for k, v in row.items():
+                    # A fitness above 1 is a rank band (rejected, diverged, pruned: docs/method.md), not a
+                    # fitness: it is left out rather than plotted as one.
+                    if k == "generation" or (k in RANKED and _number(v) is not None and float(v) > 1.0):
+                        continue
+                    items.append((metric_key("generation", k), v, step))
         history = _read_csv(folder / "history.csv")
         if history is not None:
             best = math.inf

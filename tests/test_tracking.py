@@ -277,3 +277,16 @@ def test_the_python_api_tracks_too(tmp_path):
     run_benchmark(suite, out, backend="local", progress=False, track=True)
     _, runs = _runs(default_uri(out), "benchmark")
     assert any(r.info.run_name.startswith("benchmark") for r in runs)
+
+
+def test_an_unreachable_server_fails_fast_with_one_line(tmp_path, capsys, monkeypatch):
+    import time
+
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    t0 = time.perf_counter()
+    argv = ["train", "--dataset", "digits", "--steps", "5", "--out", str(tmp_path / "t"), "--no-progress"]
+    assert main([*argv, "--tracking-uri", "http://127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot open the MLflow tracking store http://127.0.0.1:1" in err
+    assert time.perf_counter() - t0 < 60  # not minutes of silent retries
