@@ -195,7 +195,9 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
             caption=f"Clean and robust accuracy (%) per loss: mean over seeds ({_join(n_seeds)} per cell) and "
             f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
             f"{settings.correction_name} correction {families} (adjusted p < {settings.alpha:g}, "
-            "two-sided); `⚠`: a seed's evaluation failed a reliability check.",
+            "two-sided): a statistical difference under the attacks of that column, not a counted robustness "
+            "claim (the verdict counts one only at an AutoAttack-verified budget with every diagnostic passed); "
+            "`⚠`: a seed's evaluation failed a reliability check.",
         )
     )
     section.add(
