@@ -770,6 +770,18 @@ def evaluate_model(
     ).results
 
 
+def one_attack_and_budget(attack: str | AttackSpec, eps: float | str, caller: str) -> tuple[AttackSpec, float]:
+    """The one attack spec and the one budget (in its threat model) that `caller` takes; a one-line
+    `ConfigError` naming the value for anything else."""
+    specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
+    if len(specs) != 1:
+        raise ConfigError(f"{caller} takes one attack, got {show(attack)}")
+    budgets = parse_budgets(eps, specs[0].norm, name="eps")
+    if len(budgets) != 1:
+        raise ConfigError(f"eps {show(eps)}: {caller} takes one budget, got {len(budgets)}")
+    return specs[0], budgets[0]
+
+
 def generate_adversarial(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -790,14 +802,7 @@ def generate_adversarial(
     one-line `ConfigError` for what `run_evaluation` refuses, and for more than one attack or budget.
     """
     model = as_model(model)
-    specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
-    if len(specs) != 1:
-        raise ConfigError(f"generate_adversarial takes one attack, got {show(attack)}")
-    spec = specs[0]
-    budgets = parse_budgets(eps, spec.norm, name="eps")
-    if len(budgets) != 1:
-        raise ConfigError(f"eps {show(eps)}: generate_adversarial takes one budget, got {len(budgets)}")
-    eps = budgets[0]
+    spec, eps = one_attack_and_budget(attack, eps, "generate_adversarial")
     seed = parse_seed(seed, "seed")
     check_inputs(inputs, labels)
     dtype = attack_dtype(model, inputs)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness.attacks import AttackSpec, resolve_attacks
+from robust_glo.robustness.attacks import AttackSpec
 from robust_glo.robustness.checks import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD
 from robust_glo.robustness.evaluate import (
     Evaluation,
@@ -37,13 +37,14 @@ from robust_glo.robustness.evaluate import (
     attack_dtype,
     batch_seed,
     check_inputs,
+    one_attack_and_budget,
     prepared_model,
     within_budget,
 )
 from robust_glo.robustness.population.gradient import _cross_entropy
 from robust_glo.robustness.population.model import PopulationModel, pack
 from robust_glo.robustness.population.runners import PopulationContext, is_ported, population_runner
-from robust_glo.utils.parsing import parse_budgets, parse_seed, show
+from robust_glo.utils.parsing import parse_seed, show
 
 
 @dataclass
@@ -324,14 +325,7 @@ def generate_adversarial_population(
     Raises a one-line `ConfigError` for what `generate_adversarial` and `evaluate_population` refuse."""
     models, x_all, y_all = _prepare(models, inputs, labels)
     p_count = len(models)
-    specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
-    if len(specs) != 1:
-        raise ConfigError(f"generate_adversarial_population takes one attack, got {show(attack)}")
-    spec = specs[0]
-    budgets = parse_budgets(eps, spec.norm, name="eps")
-    if len(budgets) != 1:
-        raise ConfigError(f"eps {show(eps)}: generate_adversarial_population takes one budget, got {len(budgets)}")
-    eps = budgets[0]
+    spec, eps = one_attack_and_budget(attack, eps, "generate_adversarial_population")
     seeds = _member_seeds(seed, p_count)
     for p in range(p_count):
         check_inputs(x_all[p], y_all[p])
