@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
-from synthetic_results import LOSSES, write_synthetic
+from synthetic_results import LOSSES, write_outcome_study, write_synthetic
 
 from robust_glo.reporting import build_report
 from robust_glo.reporting import evidence as E
@@ -21,7 +21,6 @@ from robust_glo.reporting.tables import frontier_study, summary_stats
 from robust_glo.robustness.attacks.coverage import Coverage
 from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.frontier import envelope, frontier_margins
-from robust_glo.robustness.outcomes import pack_bits
 
 N = 600
 SEEDS = (0, 1, 2, 3, 4)
@@ -45,29 +44,21 @@ def write_frontier_study(root) -> pd.DataFrame:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     shared = {seed: rng.random(N) for seed in SEEDS}  # image difficulty, shared by a seed's networks
-    results, outcomes = [], []
+    cells = []
     for loss, (pc, robust) in TRUTH.items():
         for seed in SEEDS:
             u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
-            cells = [("clean", 0.0, u < pc), ("fgsm", 0.0, u < pc), ("worst", 0.0, u < pc)]
+            cells += [(loss, seed, a, 0.0, u < pc) for a in ("clean", "fgsm", "worst")]
             for eps, pr in zip(EPS, robust):
-                cells += [("fgsm", eps, u < pr), ("worst", eps, u < pr)]
-            for attack, eps, bits in cells:
-                key = {"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack}
-                key |= {"eps": eps, "n": N, "correct": int(bits.sum())}
-                outcomes.append(key | {"images": "img600", "bits": pack_bits(bits)})
-                results.append(key | {"norm": "Linf", "accuracy": bits.mean(), "status": "ok", "reliable": True})
-    pd.DataFrame(results).to_csv(root / "results.csv", index=False)
-    pd.DataFrame(outcomes).to_csv(root / "outcomes.csv", index=False)
-    suite = {"name": "frontier", "dataset": "digits", "baseline": "ce", "bootstrap": 1000, "bootstrap_seed": 0}
-    (root / "suite.json").write_text(json.dumps(suite))
+                cells += [(loss, seed, "fgsm", eps, u < pr), (loss, seed, "worst", eps, u < pr)]
+    outcomes = write_outcome_study(root, cells, "frontier")
     (root / "analysis").mkdir(exist_ok=True)
     analysis = [
         {"spec": spec, "classes": 10, "effective_target": p, "label_smoothing_equivalent": a}
         for spec, (p, a) in ANALYSIS.items()
     ]
     (root / "analysis" / "analysis.json").write_text(json.dumps(analysis))
-    return pd.DataFrame(outcomes)
+    return outcomes
 
 
 @pytest.fixture(scope="module")

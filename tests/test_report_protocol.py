@@ -5,19 +5,18 @@ cross-entropy and the worst case, read from the statistics; kept = (c) / (a); no
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from synthetic_results import write_outcome_study
 
 from robust_glo.comparison import CompareConfig, run_comparison
 from robust_glo.reporting import build_report
 from robust_glo.reporting import protocol as P
 from robust_glo.reporting.tables import diff_cell
 from robust_glo.robustness.attacks.coverage import Coverage
-from robust_glo.robustness.outcomes import pack_bits
 
 N = 600
 SEEDS = (0, 1, 2, 3, 4)
@@ -42,24 +41,17 @@ def write_study(root, *, paper: bool = True) -> None:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     shared = {seed: rng.random(N) for seed in SEEDS}
-    results, outcomes = [], []
+    cells = []
     for loss, (pc, robust) in TRUTH.items():
         for seed in SEEDS:
             u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
             attacks = {a: r for a, r in robust.items() if paper or a != PAPER}
-            cells = [("clean", 0.0, u < pc), ("worst", 0.0, u < pc)] + [(a, 0.0, u < pc) for a in attacks]
+            here = [("clean", 0.0, u < pc), ("worst", 0.0, u < pc)] + [(a, 0.0, u < pc) for a in attacks]
             for k, eps in enumerate(EPS):
-                cells += [(a, eps, u < r[k]) for a, r in attacks.items()]
-                cells.append(("worst", eps, u < min(r[k] for r in attacks.values())))
-            for attack, eps, bits in cells:
-                key = {"loss": loss, "seed": seed, "dataset": "digits", "model": "digits-cnn", "attack": attack}
-                key |= {"eps": eps, "n": N, "correct": int(bits.sum())}
-                outcomes.append(key | {"images": "img600", "bits": pack_bits(bits)})
-                results.append(key | {"norm": "Linf", "accuracy": bits.mean(), "status": "ok", "reliable": True})
-    pd.DataFrame(results).to_csv(root / "results.csv", index=False)
-    pd.DataFrame(outcomes).to_csv(root / "outcomes.csv", index=False)
-    suite = {"name": "protocol", "dataset": "digits", "baseline": "ce", "bootstrap": 1000, "bootstrap_seed": 0}
-    (root / "suite.json").write_text(json.dumps(suite))
+                here += [(a, eps, u < r[k]) for a, r in attacks.items()]
+                here.append(("worst", eps, u < min(r[k] for r in attacks.values())))
+            cells += [(loss, seed, attack, eps, bits) for attack, eps, bits in here]
+    write_outcome_study(root, cells, "protocol")
 
 
 def _section(md: str) -> str:
