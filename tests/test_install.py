@@ -24,7 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = [
     "cifar10-allcnnc",
     "cifar10-resnet20",
-    "fashion-mnist-frontier",
     "fashion-mnist-full",
     "fashion-mnist-standard",
     "mnist",
