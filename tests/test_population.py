@@ -180,3 +180,29 @@ def test_the_gpu_script_runs_on_the_cpu_with_smoke(tmp_path):
     assert "extrapolated total" in done.stdout
     attacks = json.loads((tmp_path / "runs/perf/population_attacks.json").read_text())  # then batched attacks
     assert attacks["hardware"]["device"] == "cpu"
+    steps = json.loads((tmp_path / "runs/perf/gpu_step_variants.json").read_text())  # then the step variants
+    assert steps["device"] == "cpu"
+    assert {(r["variant"], r["P"]) for r in steps["rows"]} == {
+        ("sequential eager", 1),
+        ("population eager", 1),
+        ("population eager", 2),
+    }
+    assert all(r["samples_per_s"] > 0 for r in steps["rows"])
+
+
+def test_a_compiled_population_equals_the_eager_engine_within_rounding():
+    """`compile=True` (torch.compile of the vmapped forward, the GPU's lever against launch-bound steps)
+    changes how the arithmetic is scheduled, not what it computes."""
+    info = DATASETS["fashion-mnist"]
+    split = _data("fashion-mnist", 64)
+    seeds = [3, 4]
+    models = [create_model("small-cnn", info, seed=s) for s in seeds]
+    losses = [get_loss("ce"), get_loss("taylorglo:[0,0,-1,0,0,0.5,0,0]")]
+    kw = dict(steps=3, batch_size=16, seeds=seeds)
+    eager = train_population(models, losses, split, **kw)
+    compiled = train_population(models, losses, split, compile=True, **kw)
+    assert compiled.status == eager.status == ["ok", "ok"]
+    for j in range(2):
+        for key, value in eager.state_dict(j).items():
+            torch.testing.assert_close(compiled.state_dict(j)[key], value, rtol=1e-3, atol=1e-4)
+        assert compiled.results[j].loss_curve[-1][1] == pytest.approx(eager.results[j].loss_curve[-1][1], rel=1e-4)

@@ -77,12 +77,14 @@ def _fashion(smoke: bool) -> tuple[object, str]:
         )
 
 
-def population_rate(name, info, split, p, steps, batch, device, amp=False, autotune=True) -> float:
-    """Samples/s over all P members of a population trained for `steps` (loop time)."""
+def population_rate(name, info, split, p, steps, batch, device, amp=False, autotune=True, compiled=False) -> float:
+    """Samples/s over all P members of a population trained for `steps` (loop time; with `compiled`, the
+    warm-up pays torch.compile's compilation, the timed run reuses it)."""
     models = [create_model(name, info, seed=s) for s in range(p)]
     losses = [get_loss(LOSSES[j % len(LOSSES)]) for j in range(p)]
     kw = dict(batch_size=batch, seeds=list(range(p)), device=device, amp=amp, augment=False)
     kw["cudnn_benchmark"] = autotune
+    kw["compile"] = compiled
     train_population(models, losses, split, steps=3, **kw)  # warm-up: kernels, allocator
     pop = train_population(models, losses, split, steps=steps, **kw)
     return p * steps * batch / pop.seconds
@@ -112,22 +114,32 @@ def part_population(args, device, out) -> None:
         steps = 2 if args.smoke else (args.steps if name == "small-cnn" else args.steps // 8)
         info = DATASETS[dataset]
         seq = sequential_rate(name, info, split, steps, args.batch, device)
-        variants = [(p, False, True) for p in sizes]
-        if device.type == "cuda":  # the largest population without cuDNN autotuning, and in bfloat16
-            variants.append((sizes[-1], False, False))
+        variants = [(p, False, True, False) for p in sizes]
+        if device.type == "cuda":  # the largest population without cuDNN autotuning, compiled, in bfloat16
+            variants.append((sizes[-1], False, False, False))
+            variants.append((sizes[-1], False, True, True))
             if args.amp:
-                variants.append((sizes[-1], True, True))
-        for p, amp, autotune in variants:
+                variants.append((sizes[-1], True, True, False))
+        for p, amp, autotune, compiled in variants:
             try:
-                rate = population_rate(name, info, split, p, steps, args.batch, device, amp=amp, autotune=autotune)
+                rate = population_rate(
+                    name, info, split, p, steps, args.batch, device, amp=amp, autotune=autotune, compiled=compiled
+                )
             except RuntimeError as exc:  # a variant that fails is reported, not hidden
-                print(f"population {name} P={p} amp={amp} autotune={autotune}: failed ({exc})", flush=True)
-                out["population"].append(dict(model=name, P=p, amp=amp, autotune=autotune, error=str(exc)))
+                print(
+                    f"population {name} P={p} amp={amp} autotune={autotune} compile={compiled}: failed ({exc})",
+                    flush=True,
+                )
+                out["population"].append(
+                    dict(model=name, P=p, amp=amp, autotune=autotune, compiled=compiled, error=str(exc))
+                )
                 continue
-            row = dict(model=name, data=data, P=p, amp=amp, autotune=autotune, steps=steps, batch=args.batch)
+            row = dict(model=name, data=data, P=p, amp=amp, autotune=autotune, compiled=compiled, steps=steps)
+            row["batch"] = args.batch
             row |= dict(population_samples_per_s=rate, sequential_samples_per_s=seq, ratio=rate / seq)
             out["population"].append(row)
             tag = (" bf16" if amp else "") + ("" if autotune or device.type != "cuda" else " no-autotune")
+            tag += " compiled" if compiled else ""
             print(
                 f"population {name:9s} ({data}) P={p:2d}{tag:12s}: {rate:10,.0f} samples/s; "
                 f"sequential {seq:9,.0f} samples/s; ratio {rate / seq:5.2f}x",
