@@ -70,6 +70,14 @@ def compare(config: Any, out: Path, *, progress: bool, log: Callable[[str], None
     return run_comparison(config, out, progress=progress, echo=log)
 
 
+def attack_populations(config: Any, out: Path, *, max_members: int, log: Callable[[str], None]) -> list[str]:
+    """`attack_as_populations`: attack the trained, unevaluated pieces of the comparison as populations of at
+    most `max_members` networks (0: all), each piece's files written as `compare` writes them."""
+    from robust_glo.comparison.population import attack_as_populations
+
+    return attack_as_populations(config, out, max_members=max_members, echo=log)
+
+
 def analyze(spec: str, n_classes: int) -> dict[str, Any]:
     """`analyze_loss(spec, n_classes).to_dict()`: effective target, invariant, ... (JSON-ready)."""
     from robust_glo.analysis import analyze_loss

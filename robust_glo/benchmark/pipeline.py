@@ -54,9 +54,10 @@ from robust_glo.utils import (
 STAGES = ("evolve", "train", "attack", "analyze", "report")
 # Where the pieces run: in this process, or as Ray tasks; "auto" is resolved by resolve_benchmark_backend.
 BACKENDS = ("auto", "local", "ray")
-# How the train stage trains: "on" = the seeds and losses of a suite as populations (one batched network,
-# robust_glo.training.population), "off" = one network after another, "auto" = on when the device is CUDA
-# (where evaluations/perf/gpu.sh measured it faster) and off on the CPU (where it is slower).
+# How the train and attack stages run: "on" = the seeds and losses of a suite as populations (one batched
+# network: robust_glo.training.population to train, robust_glo.robustness.population to attack), "off" = one
+# network after another, "auto" = on when the device is CUDA (where evaluations/perf/gpu.sh and
+# population_attacks.py measured it faster) and off on the CPU (where it gains nothing or is slower).
 POPULATION_MODES = ("auto", "on", "off")
 EVOLVED_LABEL = "taylorglo (evolved)"
 
@@ -134,7 +135,7 @@ class Benchmark:
             raise ConfigError(f"population {population!r} is unknown; valid: {', '.join(POPULATION_MODES)}")
         backend = resolve_benchmark_backend(backend, suite.device, population)
         if population == "on" and backend == "ray":
-            raise ConfigError("population training runs in this process; use it with backend local, not ray")
+            raise ConfigError("populations train and attack in this process; use them with backend local, not ray")
         if isinstance(population_size, bool) or not isinstance(population_size, int) or population_size < 0:
             raise ConfigError(
                 f"population size must be an integer >= 0 (0: every piece at once), got {population_size!r}"
@@ -152,7 +153,7 @@ class Benchmark:
         self.track = tracking_enabled(track, self.tracking_uri, bool(suite.track))
 
     def population_enabled(self) -> bool:
-        """Whether the train stage trains its pieces as populations (see POPULATION_MODES)."""
+        """Whether the train and attack stages run their pieces as populations (see POPULATION_MODES)."""
         if self.population != "auto":
             return self.population == "on"
         return self.backend == "local" and resolve_device(self.suite.device).type == "cuda"
@@ -169,6 +170,13 @@ class Benchmark:
         if trained:
             seconds = sum({r.metrics.get("population_seconds", 0.0) for r in trained})
             self.log(f"[train] {len(trained)} networks trained as populations in {seconds:.1f} s")
+
+    def _attack_as_populations(self, losses: list[str], relabel: Log) -> None:
+        """Attack the unfinished pieces as populations; the per-network pass after it then reuses them.
+        Diagnostics and transfer crafting stay per network (robust_glo.comparison.population)."""
+        engines.attack_populations(
+            self.suite.compare_config(losses), self.compare_dir, max_members=self.population_size, log=relabel
+        )
 
     def _on_ray(self, losses: list[str], *, evaluate: bool) -> None:
         """With the Ray backend: every (loss, seed) piece as a Ray task (the sequential pass then reuses them)."""
@@ -429,7 +437,6 @@ class Benchmark:
                     f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run the train stage first"
                 )
         before = {piece.name: _mtime(self.run_dir(piece) / layout.EVAL_META) for piece in pieces}
-        self._on_ray(losses, evaluate=True)
         names = {p.spec: p.display for p in pieces if p.display != p.spec}
 
         def relabel(line: str) -> None:
@@ -437,6 +444,11 @@ class Benchmark:
                 line = line.replace(spec, name)
             self.log("[attack] " + line.replace("\n", "\n[attack] "))
 
+        # Populations and Ray tasks attack before the pass below, which then reuses their evaluations: a piece
+        # counts as computed when its evaluation.json is newer than at the start of the stage.
+        if self.population_enabled():
+            self._attack_as_populations(losses, relabel)
+        self._on_ray(losses, evaluate=True)
         comparison = engines.compare(
             self.suite.compare_config(losses), self.compare_dir, progress=self.progress, log=relabel
         )
@@ -492,8 +504,8 @@ class Benchmark:
 
 def resolve_benchmark_backend(backend: str, device: str | None, population: str = "auto") -> str:
     """`auto` -> `ray` (a local cluster, one one-thread task per core, for the evolution's candidates and
-    the train and attack pieces) when the suite runs on a CPU with two or more usable cores and population
-    training is not forced on; `local` otherwise (CUDA: populations in this process). Others unchanged."""
+    the train and attack pieces) when the suite runs on a CPU with two or more usable cores and populations
+    are not forced on; `local` otherwise (CUDA: populations in this process). Others unchanged."""
     if backend != "auto":
         return backend
     return "ray" if population != "on" and parallel_cpu_workers(device) >= 2 else "local"
@@ -517,8 +529,8 @@ def run_benchmark(
     candidates and the train and attack pieces as Ray tasks; "auto" picks it on a multi-core CPU
     (`resolve_benchmark_backend`). `ray_options`: address, num_cpus, cpus_per_task, gpus_per_task,
     max_retries.
-    `population` ("auto", "on", "off") trains the pieces as populations of at most `population_size`
-    networks (0: all at once); "auto" does so on CUDA only.
+    `population` ("auto", "on", "off") trains and attacks the pieces as populations of at most
+    `population_size` networks (0: all at once); "auto" does so on CUDA only.
     `track` (True/False; None: the suite's `[suite] track`) logs the run to MLflow after each stage, to
     `tracking_uri` (None: the suite's, else sqlite:///<out>/mlflow.db); see robust_glo.tracking."""
     return Benchmark(

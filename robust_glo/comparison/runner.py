@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from torch import nn
 
 from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
@@ -138,15 +140,26 @@ def compute_piece(
                 train_loss=loss,
             )
             line = f"{loss} seed {seed}: {trained}, evaluated in {files.seconds:.0f}s"
-            if loss == config.transfer_from and len(config.losses) > 1:
-                # The transfer examples are crafted here, on the source network, in parallel with the other
-                # pieces; the transfer diagnostic then only runs forward passes (transfer.py).
-                t0 = time.perf_counter()
-                if store_crafted(config, out, seed, result.model, attacked, files.rows, resolve_device(config.device)):
-                    line += f"; transfer examples crafted in {time.perf_counter() - t0:.0f}s"
+            line += craft_transfer(config, out, loss, seed, result.model, attacked, files.rows)
     if "status" not in files.rows:
         files.rows.insert(4, "status", "ok")
     return files, line
+
+
+def craft_transfer(
+    config: CompareConfig, out: Path, loss: str, seed: int, model: nn.Module, attacked: Any, rows: pd.DataFrame
+) -> str:
+    """On the transfer source's network of `seed` (`loss` is `config.transfer_from`), craft and store its
+    transfer examples from the attacked split (`attacked.images` `(N, C, H, W)`); returns what to add to the
+    piece's log line ("" when nothing was crafted, or when `loss` is not the source)."""
+    if loss != config.transfer_from or len(config.losses) < 2:
+        return ""
+    # The transfer examples are crafted here, on the source network, in parallel with the other pieces;
+    # the transfer diagnostic then only runs forward passes (transfer.py).
+    t0 = time.perf_counter()
+    if store_crafted(config, out, seed, model, attacked, rows, resolve_device(config.device)):
+        return f"; transfer examples crafted in {time.perf_counter() - t0:.0f}s"
+    return ""
 
 
 def comparison_splits(config: CompareConfig):

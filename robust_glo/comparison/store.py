@@ -14,7 +14,7 @@ from torch import nn
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.layout import DIAGNOSTICS_FILE, EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCOMES_FILE
 from robust_glo.errors import RobustGloError
-from robust_glo.robustness import RESULT_COLUMNS, run_evaluation
+from robust_glo.robustness import RESULT_COLUMNS, Evaluation, run_evaluation
 from robust_glo.robustness.checks import read_flags
 from robust_glo.robustness.diagnostics import read_diagnostics, run_diagnostics
 from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
@@ -114,7 +114,6 @@ def evaluate_and_store(
     `train_loss`: the loss spec the network was trained with
     (for `fgsm:loss=train`; None for a network whose loss is not known)."""
     from robust_glo.utils import resolve_device
-    from robust_glo.utils.metadata import code_version, library_versions
 
     t0 = time.perf_counter()
     ev = run_evaluation(
@@ -132,7 +131,28 @@ def evaluate_and_store(
         eps_l2=config.eps_l2,
         train_loss=train_loss,
     )
-    attack_seconds = time.perf_counter() - t0
+    return store_evaluation(model, test, ident, where, config, key, ev, time.perf_counter() - t0)
+
+
+def store_evaluation(
+    model: nn.Module,
+    test,
+    ident: dict[str, Any],
+    where: Path,
+    config: CompareConfig,
+    key: dict[str, Any],
+    ev: Evaluation,
+    attack_seconds: float,
+    extra: dict[str, Any] | None = None,
+) -> EvaluationFiles:
+    """The second half of `evaluate_and_store`, for an evaluation `ev` made elsewhere (one member of a
+    population, `robust_glo.comparison.population`): run `model`'s diagnostics on split `test`, write the
+    evaluation files and card of `where` and return them. `attack_seconds`: what the attacks took (a
+    member's share of its population's time); `extra`: more entries for the evaluation record."""
+    from robust_glo.utils import resolve_device
+    from robust_glo.utils.metadata import code_version, library_versions
+
+    t0 = time.perf_counter()
     diag = run_diagnostics(
         model,
         test.images,
@@ -143,7 +163,7 @@ def evaluate_and_store(
         batch_size=config.eval_batch_size,
         device=resolve_device(config.device),
     )
-    seconds = time.perf_counter() - t0
+    seconds = attack_seconds + time.perf_counter() - t0
     rows = with_identity(ev.results, ident)
     diagnostics = with_identity(diag, {k: ident[k] for k in ("loss", "seed")})
     flags = with_identity(ev.flags, {k: ident[k] for k in ("loss", "seed")})
@@ -166,6 +186,7 @@ def evaluate_and_store(
         "reliable": ev.reliable,
         "code_version": code_version(),
         "versions": library_versions(),
+        **(extra or {}),
     }
     _write_json(where / EVAL_META, record)
     files = EvaluationFiles(rows, flags, outcomes, diagnostics, seconds)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -33,6 +33,7 @@ from robust_glo.robustness.evaluate import (
     _model_device,
     _rng_devices,
     _Tally,
+    _training_loss,
     as_model,
     attack_dtype,
     batch_seed,
@@ -98,6 +99,24 @@ def _member_seeds(seed: int | Sequence[int], p: int) -> list[int]:
     return [parse_seed(seed, "seed")] * p
 
 
+TrainLoss = str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
+
+
+def _member_losses(
+    train_loss: TrainLoss | Sequence[TrainLoss], p: int, specs: Sequence[AttackSpec]
+) -> list[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None]:
+    """One training loss per member (a spec or callable for every member, or a list of one per member),
+    each built as `run_evaluation` builds it; `ConfigError` for a list of the wrong length, or when an attack
+    needs a member's training loss and it has none (before any attack)."""
+    if isinstance(train_loss, (list, tuple)):
+        if len(train_loss) != p:
+            raise ConfigError(f"train_loss: give one loss or one per member ({p}), got {len(train_loss)}")
+        given = list(train_loss)
+    else:
+        given = [train_loss] * p
+    return [_training_loss(loss, specs) for loss in given]
+
+
 def _population_data(inputs: torch.Tensor, labels: torch.Tensor, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Inputs `(P, N, C, H, W)` (a view where shared) and labels `(P, N)`: images `(N, C, H, W)` are shared by
     every member, `(P, N, C, H, W)` are member p's at `[p]`; labels `(N,)` are shared, `(P, N)` per member."""
@@ -147,6 +166,7 @@ def evaluate_population(
     zero_grad_threshold: float = DEFAULT_ZERO_GRAD_THRESHOLD,
     eps_l2=(),
     forward: str = "auto",
+    train_loss: TrainLoss | Sequence[TrainLoss] = None,
 ) -> PopulationEvaluation:
     """Attack P networks of one architecture at once; the same per-input outcomes as `run_evaluation` on
     each network (up to the rounding of the batched kernels), in one batched computation.
@@ -157,14 +177,17 @@ def evaluate_population(
     `(P, N)` per member. `attacks`, `eps`, `eps_l2`, `batch_size`, `tolerance`, `zero_grad_threshold`: as
     for `run_evaluation`; `seed`: one evaluation seed for every member or one per member (member p's
     attacks are seeded exactly as `run_evaluation(models[p], ..., seed=seed_p)` seeds them). `device`:
-    default the first model's. `forward`: "auto", "vmap" or "loop" (`PopulationModel`).
+    default the first model's. `forward`: "auto", "vmap" or "loop" (`PopulationModel`). `train_loss`: the
+    training loss of every member (a loss spec or `loss(logits (B, K), targets (B,)) -> scalar`) or a list
+    of one per member, for `fgsm:loss=train`, which then runs member by member on each member's own loss.
 
     Returns a `PopulationEvaluation`: `members[p]` is the `Evaluation` of network p (results table with
     per-member reliability flags, outcome bits `robust[label][eps]` `(N,)`), `robust(label, eps)` the bits
     of all members `(P, N)`, `accuracy(label, eps)` the robust accuracies `(P,)`. The models are left as
     they were (modes, device, weights). Raises `ConfigError` (one line, before any attack runs) for what
     `run_evaluation` refuses, for members of different architectures or dtypes, for inputs or labels of
-    the wrong shape and for a seed list of the wrong length.
+    the wrong shape, for a seed or train_loss list of the wrong length, and for `fgsm:loss=train` without
+    a member's training loss.
     """
     t_start = time.perf_counter()
     models, x_all, y_all = _prepare(models, inputs, labels)
@@ -193,6 +216,7 @@ def evaluate_population(
     dtype = _one_dtype([a.dtype for a in args])
     dev = args[0].device
     specs = args[0].specs
+    losses = _member_losses(train_loss, p_count, specs)
     tallies = [_Tally(n, specs, a.eps, a.seed, a.eps_l2) for a in args]
     guards = [StateGuard(m) for m in models]
     with contextlib.ExitStack() as stack:
@@ -204,7 +228,7 @@ def evaluate_population(
             y = y_all[:, start : start + args[0].batch_size].to(dev, torch.int64)
             correct, grad = _clean_pass(pmodel, tallies, x, y, start, y_all if b == 0 else None, specs)
             keep = [correct[p].nonzero().squeeze(1) for p in range(p_count)]
-            ctx = PopulationContext(pmodel, tallies[0].n_classes, dev, grad, targets)
+            ctx = PopulationContext(pmodel, tallies[0].n_classes, dev, grad, targets, losses)
             for i, spec in enumerate(specs):
                 earlier = [s for s in specs[:i] if s.threat is spec.threat] if spec.cascade else []
                 for e in tallies[0].eps_for(spec):

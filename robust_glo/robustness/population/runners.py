@@ -39,7 +39,8 @@ class PopulationContext:
     `model` maps `(P, W, C, H, W')` to logits `(P, W, K)` in eval mode; `clean_grad`, when given, is each
     member's grad_x of its summed CE at the clean inputs, aligned with the batch `(P, W, C, H, W')`;
     `members`: member p's network as a module `(B, C, H, W') -> (B, K)` (eval mode locked), for the
-    per-member fallback.
+    per-member fallback; `train_losses`: member p's training loss `loss(logits (B, K), targets (B,))`
+    (None where unknown), for the per-member fallback of `fgsm:loss=train`.
     """
 
     model: PopulationModel
@@ -47,6 +48,7 @@ class PopulationContext:
     device: torch.device
     clean_grad: torch.Tensor | None = None
     members: Sequence[nn.Module] | None = None
+    train_losses: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None] | None = None
 
     def predict(self, x: torch.Tensor, counts: Sequence[int] | None = None) -> torch.Tensor:
         """Predicted labels `(P, W)` for inputs `(P, W, C, H, W')` (`counts`: see `PopulationModel.forward`)."""
@@ -55,7 +57,7 @@ class PopulationContext:
     def narrowed(self, packed) -> PopulationContext:
         """The context for a packed subset of this batch (`model.Packed`)."""
         grad = packed.take(self.clean_grad) if self.clean_grad is not None else None
-        return PopulationContext(self.model, self.n_classes, self.device, grad, self.members)
+        return PopulationContext(self.model, self.n_classes, self.device, grad, self.members, self.train_losses)
 
 
 PopulationRunner = Callable[..., torch.Tensor]
@@ -63,8 +65,9 @@ PopulationRunner = Callable[..., torch.Tensor]
 
 def fallback(entry_name: str, *, reseed: bool = True) -> PopulationRunner:
     """A population runner that runs family `entry_name`'s own runner member by member, on each member's
-    own module (`ctx.members`), after `torch.manual_seed(seed_p)` as `evaluate._Tally.attack` does
-    (`reseed`); members without rows are skipped."""
+    own module (`ctx.members`) with its own training loss (`ctx.train_losses`), after
+    `torch.manual_seed(seed_p)` as `evaluate._Tally.attack` does (`reseed`); members without rows are
+    skipped."""
 
     def run(ctx: PopulationContext, x, y, counts, eps, params, seeds) -> torch.Tensor:
         if ctx.members is None:
@@ -75,7 +78,8 @@ def fallback(entry_name: str, *, reseed: bool = True) -> PopulationRunner:
             if not c:
                 continue
             grad = ctx.clean_grad[p, :c] if ctx.clean_grad is not None else None
-            member = AttackContext(ctx.members[p], ctx.n_classes, ctx.device, clean_grad=grad)
+            loss = ctx.train_losses[p] if ctx.train_losses is not None else None
+            member = AttackContext(ctx.members[p], ctx.n_classes, ctx.device, clean_grad=grad, train_loss=loss)
             if reseed:
                 torch.manual_seed(int(seeds[p]))
             adv[p, :c] = entry.runner(member, x[p, :c], y[p, :c], eps, params, int(seeds[p])).detach()
