@@ -310,8 +310,11 @@ def test_the_ray_backend_gives_the_local_results(tmp_path):
             backend="ray",
             ray_options={"num_cpus": 2, "cpus_per_task": 1},
         )
+        stopped = not ray.is_initialized()  # the benchmark stops the cluster it started
     finally:
         ray.shutdown()
+    assert stopped
+    assert sum(line.startswith("[ray] one local cluster for every stage") for line in lines) == 1
     assert any(line.startswith("[attack] [ray]") for line in lines)
     assert _pieces(tmp_path / "ray", "train") == {"done": 4, "reused": 0, "failed": 0}  # trained by Ray tasks
     volatile = ["seconds"]

@@ -24,7 +24,8 @@ recomputed, and a state that cannot be rebuilt stops the run with one line namin
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from robust_glo.utils import (
     resolve_device,
     run_metadata,
 )
+from robust_glo.utils.ray_cluster import connect_ray
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
 # Where the pieces run: in this process, or as Ray tasks; "auto" is resolved by resolve_benchmark_backend.
@@ -240,17 +242,8 @@ class Benchmark:
         result = BenchmarkResult(self.out, {})
         status = "failed"
         try:
-            for name in order:
-                self.log(f"[{name}] starting")
-                with ledger.stage(name) as counter:
-                    getattr(self, f"stage_{name}")(counter)
-                result.pieces[name] = counter
-                if tracked is not None:
-                    tracked.stage_done(name)
-                self.log(
-                    f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
-                    f"{counter.reused} reused, {counter.failed} failed"
-                )
+            with self._one_ray_cluster():
+                self._run_stages(order, ledger, result, tracked)
             status = "done"
         except KeyboardInterrupt:
             status = "interrupted"
@@ -270,6 +263,36 @@ class Benchmark:
         if (self.out / "report.html").is_file() and "report" in order:
             result.report = self.out / "report.html"
         return result
+
+    def _run_stages(self, order: list[str], ledger: Ledger, result: BenchmarkResult, tracked: Any) -> None:
+        for name in order:
+            self.log(f"[{name}] starting")
+            with ledger.stage(name) as counter:
+                getattr(self, f"stage_{name}")(counter)
+            result.pieces[name] = counter
+            if tracked is not None:
+                tracked.stage_done(name)
+            self.log(
+                f"[{name}] finished in {ledger.seconds(name):.1f} s: {counter.done} computed, "
+                f"{counter.reused} reused, {counter.failed} failed"
+            )
+
+    @contextmanager
+    def _one_ray_cluster(self) -> Iterator[None]:
+        """With the Ray backend, one cluster for the whole benchmark: every evolution search and every stage
+        joins it (each started and stopped its own before, a few seconds apiece), and it stops at the end if
+        this benchmark started it."""
+        if self.backend != "ray":
+            yield
+            return
+        ray, started = connect_ray(self.ray_options.get("address"), self.ray_options.get("num_cpus"))
+        if started:
+            self.log(f"[ray] one local cluster for every stage ({int(ray.cluster_resources().get('CPU', 0))} CPUs)")
+        try:
+            yield
+        finally:
+            if started and ray.is_initialized():
+                ray.shutdown()
 
     # ------------------------------------------------------------------------------------------ losses
 
