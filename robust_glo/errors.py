@@ -23,6 +23,12 @@ class ConfigError(RobustGloError, ValueError):
     """A configuration value or key is invalid."""
 
 
+class MissingDependencyError(RobustGloError, ImportError):
+    """A package that robust-glo needs for what was asked is not installed (torchattacks, which is not a
+    dependency of the wheel: see robust_glo.robustness.attacks.base.TORCHATTACKS_INSTALL). The message is
+    one line with the command that installs it."""
+
+
 class UsageError(RobustGloError):
     """A command line that cannot be parsed: a missing or malformed flag (printed with the same
     `robust-glo: error: ` prefix as every other error, naming the subcommand)."""

@@ -6,6 +6,7 @@ user cannot act on, and a Ctrl-C message that says what a re-run really does."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 
@@ -145,6 +146,80 @@ def test_every_error_is_one_line_with_one_prefix_and_exit_2(argv, words, capsys,
     assert err.count("\n") == 1 and err.startswith(ERROR_PREFIX), err
     assert words in err and "error: error" not in err and "robust-glo: error: robust-glo" not in err
     assert not (tmp_path / "X").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, bad, valid",
+    [
+        ("--popsize", "0", "an integer >= 2 (CMA-ES ranks the population)"),
+        ("--popsize", "2.5", "an integer >= 2"),
+        ("--generations", "-1", "an integer >= 1"),
+        ("--evaluations", "0", "an integer >= 1"),
+        ("--steps", "0", "an integer >= 1"),
+        ("--eta", "1", "an integer >= 2 (a rung keeps the best 1/eta)"),
+        ("--rungs", "0", "an integer >= 1"),
+        ("--topk", "0", "an integer >= 1"),
+        ("--reeval-seeds", "0", "an integer >= 1"),
+        ("--attack-samples", "0", "an integer >= 1"),
+        ("--val-size", "-1", "an integer >= 0 (0: no validation split)"),
+        ("--batch-size", "0", "an integer >= 1"),
+        ("--sigma0", "0", "a positive number"),
+        ("--lr", "-0.1", "a positive number"),
+        ("--lr", "nan", "a positive number"),
+        ("--momentum", "1", "a number in [0, 1)"),
+        ("--weight-decay", "-1", "a non-negative number"),
+        ("--train-fraction", "0", "a number in (0, 1]"),
+        ("--clean-margin", "1", "a number in [0, 1)"),
+        ("--num-cpus", "0", "an integer >= 1"),
+        ("--cpus-per-task", "0", "a positive number"),
+        ("--gpus-per-task", "-1", "a non-negative number (a fraction shares a GPU)"),
+        ("--max-retries", "-1", "an integer >= 0"),
+        ("--threads", "0", "an integer >= 1"),
+        ("--split-seed", "-1", "an integer in 0 .. 2**63-1"),
+    ],
+)
+def test_evolve_range_errors_name_the_flag_the_value_and_what_is_valid(flag, bad, valid, tmp_path, capsys):
+    assert main(["evolve", "--dataset", "digits", flag, bad, "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"{ERROR_PREFIX}evolve: argument {flag}: must be {valid}" + err.split(valid, 1)[1], err
+    assert err.count("\n") == 1 and f"got {bad!r}" in err and "(see robust-glo evolve --help)" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_evolve_flag_ranges_are_the_configs(tmp_path):
+    """The flags' ranges are the ones EvolveConfig.validate applies to --config files and the API: at each
+    lower limit the config is accepted, one step below it refused, naming the key."""
+    from robust_glo.errors import ConfigError
+    from robust_glo.evolution import EvolveConfig
+    from robust_glo.evolution.config import EVOLVE_BOUNDS
+
+    base = {"dataset": "digits", "out": str(tmp_path / "e")}
+    for name in ("generations", "evaluations", "popsize", "steps", "eta", "rungs", "topk", "reeval_seeds"):
+        low = int(EVOLVE_BOUNDS[name].low)
+        EvolveConfig.create(**base, **{name: low, "steps": max(low, 9) if name != "steps" else low})
+        with pytest.raises(ConfigError, match=rf"^{name.replace('_', '-')} must be >= {low}"):
+            EvolveConfig.create(**base, **{name: low - 1})
+    for name, bad in (("sigma0", 0.0), ("cpus_per_task", 0.0), ("gpus_per_task", -0.5), ("lr", 0.0)):
+        with pytest.raises(ConfigError, match=rf"^{name.replace('_', '-') if name != 'lr' else 'lr'} must be "):
+            EvolveConfig.create(**base, **{name: bad})
+
+
+@pytest.mark.parametrize(
+    "seeds, words",
+    [
+        ("0,x", "item 'x' of '0,x' is not a seed"),
+        ("0,-1", "item '-1' of '0,-1' is not a seed"),
+        ("x", "'x' is neither a count nor a list of seeds"),
+        ("0", "the count '0' gives no seeds"),
+        ("0,,1", "'0,,1' has an empty item"),
+        ("1,1", "'1,1' lists a seed twice (1)"),
+    ],
+)
+def test_a_bad_seeds_value_names_the_bad_item_and_a_valid_list(seeds, words, tmp_path, capsys):
+    assert main(["evaluate", "--seeds", seeds, "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{ERROR_PREFIX}evaluate: argument --seeds: {words}; give a count N >= 1 "), err
+    assert "a comma list of distinct integers in 0 .. 2**63-1, such as 0,5,9" in err and err.count("\n") == 1
 
 
 def test_train_config_file_errors_name_the_file(tmp_path, capsys):
@@ -346,10 +421,17 @@ def test_an_interrupted_train_with_a_checkpoint_says_it_resumes_and_does(tmp_pat
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == f"robust-glo: interrupted; re-run the same command to resume from the checkpoint at step 20 in {out}"
     assert main(argv) == 0
-    import json
-
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps"] == 50 and not (out / "checkpoint.pt").exists()
+    # The re-run says that it resumed, and from which step: as it starts, and in its result line (and
+    # metrics.json records it); a re-run after that reuses the finished run and says that instead.
+    first, result = capsys.readouterr().out.splitlines()
+    assert first == f"resuming {out} from its checkpoint at step 20"
+    assert "50 steps (resumed from the checkpoint at step 20) in " in result and "reused" not in result
+    assert metrics["resumed_from"] == 20
+    assert main(argv) == 0
+    (again,) = capsys.readouterr().out.splitlines()
+    assert "(reused finished run)" in again and "resum" not in again
 
 
 def test_an_interrupted_train_without_a_checkpoint_says_it_starts_again(tmp_path, capsys, monkeypatch):
@@ -377,6 +459,7 @@ def test_the_default_checkpointing_keeps_finished_runs_reusable(tmp_path, capsys
     capsys.readouterr()
     assert main(argv) == 0
     assert "(reused finished run)" in capsys.readouterr().out
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 0  # trained in one go
 
 
 def test_other_commands_say_what_a_rerun_does_after_ctrl_c(tmp_path, capsys, monkeypatch):

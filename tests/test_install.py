@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
@@ -69,6 +71,69 @@ def test_version_flag(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out == f"robust-glo {version('robust-glo')}\n"
 
 
+# ---- torchattacks: installed apart, never a dependency ------------------------------------------------------
+def _requirement_names(lines) -> list[str]:
+    return [re.split(r"[\s<>=~!;\[]", line.strip(), maxsplit=1)[0].lower() for line in lines if line.strip()]
+
+
+def test_torchattacks_is_installed_apart_everywhere_the_same_way():
+    """torchattacks 3.5.1 pins requests~=2.25.1: as a dependency it would downgrade requests (and make pip
+    backtrack with [tracking]). So it is in none of the package's dependency lists nor requirements.txt, and
+    every place that installs it says the same command, the one a missing torchattacks names."""
+    from robust_glo.robustness.attacks import TORCHATTACKS_INSTALL
+    from robust_glo.utils.parsing import read_toml
+
+    project = read_toml(ROOT / "pyproject.toml")["project"]
+    listed = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    assert "torchattacks" not in _requirement_names(listed)
+    requirements = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert "torchattacks" not in _requirement_names(requirements)
+    assert TORCHATTACKS_INSTALL == "pip install --no-deps torchattacks==3.5.1"
+    assert version("torchattacks") == "3.5.1"  # what this environment runs, as installed by the bootstrap
+    bootstrap = (ROOT / "scripts" / "bootstrap.sh").read_text()
+    assert '-m pip install -q --no-deps "torchattacks==3.5.1"' in bootstrap
+    assert bootstrap.index("-r requirements.txt") < bootstrap.index("torchattacks==3.5.1") < bootstrap.index("-e .")
+    readme = (ROOT / "README.md").read_text()
+    assert TORCHATTACKS_INSTALL in readme and "not among the package's dependencies" in readme
+    # The README's two commands set everything up themselves (CI runs `make lint` and `make test`).
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("quick", "test", "lint"):
+        assert f"\n{target}: setup" in makefile, target
+    assert "bash scripts/bootstrap.sh" in makefile
+    assert "make lint" in (ROOT / ".ci" / "run").read_text() and "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_a_missing_torchattacks_is_one_line_naming_the_install_command(tmp_path, monkeypatch, capsys):
+    """Without torchattacks, the attacks that run through it are refused before any work (API: a
+    MissingDependencyError; CLI: one line, exit code 2) and the rest works (FGSM is robust-glo's own)."""
+    import torch
+
+    from robust_glo import evaluate_model
+    from robust_glo.errors import MissingDependencyError, RobustGloError
+
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # `import torchattacks` fails as when not installed
+    words = "torchattacks is not installed; this attack runs through it: install it with `pip install --no-deps "
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    images, labels = torch.rand(8, 1, 8, 8), torch.arange(8) % 10
+    with pytest.raises(MissingDependencyError, match=r"^attack 'pgd': " + words.replace("(", r"\(")) as exc:
+        evaluate_model(net, images, labels, attacks=["fgsm", "pgd"], eps=[0.1])
+    assert isinstance(exc.value, RobustGloError) and isinstance(exc.value, ImportError)
+    assert "torchattacks==3.5.1`" in str(exc.value) and "\n" not in str(exc.value)
+    assert set(evaluate_model(net, images, labels, attacks=["fgsm"], eps=[0.1])["attack"]) >= {"fgsm"}
+
+    monkeypatch.chdir(tmp_path)
+    for argv in (
+        ["evaluate", "--dataset", "digits", "--loss", "ce", "--attacks", "fgsm,apgd-ce", "--out", "E"],
+        ["benchmark", "quick", "--variant", "digits", "--out", "B"],
+        ["evolve", "--dataset", "digits", "--fitness", "pgd:0.1", "--out", "V"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("robust-glo: error: attack '") and words in err and err.count("\n") == 1, err
+    assert not any((tmp_path / name).exists() for name in ("E", "B", "V"))  # refused before any work
+    assert main(["benchmark", "quick", "--variant", "digits", "--check"]) == 0  # the plan needs no attack
+
+
 def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_path):
     """Build the wheel from a copy of the sources, install it into a folder of its own, and run it from a
     third folder with only that folder in front of the environment's packages: the checkout's editable
@@ -84,6 +149,14 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_p
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path / "dist")]
     subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("robust_glo-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.split(":", 1)[1]
+            for line in archive.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:")
+        ]
+    assert "torch" in _requirement_names(requires) and "torchattacks" not in _requirement_names(requires)
     site = tmp_path / "site"
     subprocess.run(
         [*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], check=True, timeout=300

@@ -174,9 +174,31 @@ def test_reproducibility_lists_stages_versions_hardware(report):
     # Compute summed over the pieces: 18 candidates x 1.5 s + 4 re-evaluations x 1.0 s.
     assert "| evolve | done | 12.5 | 30.2 | 31.0 |" in rep or "| evolve | done | 12.5 | 30.3 | 31.0 |" in rep
     # The command is the last invocation's; a killed earlier one is listed as such.
-    assert "Made with `robust-glo benchmark tiny --out runs/tiny` (2 invocation(s))" in rep
+    assert "Made with `robust-glo benchmark tiny --out runs/tiny` (2 invocation(s); stages.json does not record " in rep
     assert "| 2025-01-01T00:00:00+00:00 | — | killed (no end recorded) | a.toml | train |" in rep
     assert "Seeds: training 0, 1, 2" in rep and "evolution seed 4" in rep
+
+
+def test_the_reproducibility_command_names_the_backend_it_ran_on(report):
+    """The command reproduces the run: the backend the last invocation ran on (stages.json's record, as
+    resolved from --backend auto), between the variant and --out; the invocations table shows each one's."""
+    import json
+
+    from robust_glo.reporting.build import _reproducibility_section
+    from robust_glo.reporting.inputs import load_inputs
+    from robust_glo.reporting.render import Paragraph, Table
+
+    root, _, _ = report
+    inputs = load_inputs(root)
+    inputs.stages = json.loads(json.dumps(inputs.stages))  # a copy: the module's report stays as written
+    for backend in ("ray", "local"):
+        inputs.stages["invocations"][-1]["backend"] = backend
+        section = _reproducibility_section(inputs)
+        made = next(b.text for b in section.blocks if isinstance(b, Paragraph) and b.text.startswith("Made with"))
+        assert made.startswith(f"Made with `robust-glo benchmark tiny --backend {backend} --out runs/tiny` (2 ")
+        assert "not record" not in made
+        table = next(b.frame for b in section.blocks if isinstance(b, Table) and "backend" in b.frame.columns)
+        assert list(table["backend"]) == ["—", backend]
 
 
 class _StrictHTML(HTMLParser):

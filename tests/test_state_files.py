@@ -7,6 +7,7 @@ Every case cuts a real file short, as a crash or a full disk would. Everything r
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import textwrap
 
@@ -276,3 +277,44 @@ def test_a_report_leaves_out_cut_metadata_and_names_a_cut_input(tmp_path):
         load_inputs(tmp_path)
     message = str(info.value)
     assert f"{tmp_path / 'losses.json'}' cannot be read" in message and "run the benchmark again" in message
+
+
+# ---- file modes --------------------------------------------------------------------------------------------
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_files_follow_the_umask_like_plain_files(tmp_path, umask):
+    """Atomic writes (a temporary file renamed over the target) get the mode a plain open() gives a new
+    file, not mkstemp's 0o600: none of these files holds a secret. A file a version before this left 0o600
+    is given the umask's mode when it is written again."""
+    from robust_glo.utils import atomic_write_json
+    from robust_glo.utils.io import atomic_write_text, file_mode
+
+    old = os.umask(umask)
+    try:
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+        assert file_mode() == _mode(plain) == 0o666 & ~umask
+        atomic_write_json(tmp_path / "a.json", {"a": 1})
+        assert _mode(tmp_path / "a.json") == _mode(plain)
+        secret_before = tmp_path / "b.json"
+        secret_before.write_text("{}")
+        secret_before.chmod(0o600)
+        atomic_write_text(secret_before, "{}\n")
+        assert _mode(secret_before) == _mode(plain)
+        assert not list(tmp_path.glob(".*.tmp"))
+    finally:
+        os.umask(old)
+
+
+def test_a_training_runs_files_are_0644_under_umask_022(tmp_path, capsys):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "r"
+        assert main(["train", "--dataset", "digits", "--steps", "5", "--out", str(out), "--no-progress"]) == 0
+    finally:
+        os.umask(old)
+    for name in ("config.json", "environment.json", "metrics.json", "model.pt"):
+        assert _mode(out / name) == 0o644, name

@@ -110,6 +110,10 @@ def run(args: argparse.Namespace) -> int:
         from robust_glo.errors import UsageError
 
         raise UsageError("benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
+    if "attack" in stages:  # before the evolution and training that come first: torchattacks is installed apart
+        from robust_glo.robustness.attacks import require_torchattacks
+
+        require_torchattacks(suite.attacks)
     backend = args.backend
     if args.threads is not None:
         if backend == "ray":

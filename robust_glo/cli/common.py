@@ -14,9 +14,9 @@ def positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
     return value
 
 
@@ -24,9 +24,9 @@ def nonneg_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
     if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
 
 
@@ -38,27 +38,40 @@ def seed_int(text: str) -> int:
     try:
         return parse_seed(text)
     except ConfigError:
-        raise argparse.ArgumentTypeError(f"expected an integer in {SEED_RANGE}, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be an integer in {SEED_RANGE}, got {text!r}") from None
+
+
+SEEDS_VALID = "a count N >= 1 (the seeds 0..N-1) or a comma list of distinct integers in 0 .. 2**63-1, such as 0,5,9"
 
 
 def seed_list(text: str) -> list[int]:
-    """`--seeds`: a count N (the seeds 0 .. N-1) or a comma list of seeds ("0,5,9"), as a suite's `seeds`."""
+    """`--seeds`: a count N (the seeds 0 .. N-1) or a comma list of seeds ("0,5,9"), as a suite's `seeds`.
+    A bad value is named in the message: the item of a list that is not a seed, or the count."""
     from robust_glo.errors import ConfigError
-    from robust_glo.utils.parsing import SEED_RANGE, parse_seed
+    from robust_glo.utils.parsing import parse_seed
 
     if "," not in text:
-        return list(range(positive_int(text)))
+        try:
+            count = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is neither a count nor a list of seeds; give {SEEDS_VALID}"
+            ) from None
+        if count < 1:
+            raise argparse.ArgumentTypeError(f"the count {text!r} gives no seeds; give {SEEDS_VALID}")
+        return list(range(count))
     items = [item.strip() for item in text.split(",")]
     if not all(items):
-        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give a count N or seeds such as 0,5,9")
-    try:
-        seeds = [parse_seed(item) for item in items]
-    except ConfigError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count N or seeds in {SEED_RANGE} such as 0,5,9, got {text!r}"
-        ) from None
-    if len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice")
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty item; give {SEEDS_VALID}")
+    seeds = []
+    for item in items:
+        try:
+            seeds.append(parse_seed(item))
+        except ConfigError:
+            raise argparse.ArgumentTypeError(f"item {item!r} of {text!r} is not a seed; give {SEEDS_VALID}") from None
+    twice = next((seed for k, seed in enumerate(seeds) if seed in seeds[:k]), None)
+    if twice is not None:
+        raise argparse.ArgumentTypeError(f"{text!r} lists a seed twice ({twice}); give {SEEDS_VALID}")
     return seeds
 
 

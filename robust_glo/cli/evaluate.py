@@ -149,6 +149,7 @@ def parse_train_options(items: list[str]) -> dict:
 def run(args: argparse.Namespace) -> int:
     from robust_glo.comparison import CompareConfig, evaluate_existing, run_comparison, summary_table
     from robust_glo.robustness import list_attacks
+    from robust_glo.robustness.attacks import require_torchattacks
 
     if args.list_attacks:
         width = max(map(len, list_attacks()))
@@ -176,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
         data_root=args.data_root,
         train=parse_train_options(args.train_option),
     )
+    require_torchattacks(config.attacks)  # before any training: torchattacks is installed apart
     set_threads(args.threads)
     tracker = open_tracker(args, args.out)
     if existing:

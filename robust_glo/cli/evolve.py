@@ -83,6 +83,21 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+def _flag_type(flag: str, kind: type):
+    """A flag's argparse type: a number flag with a range (EVOLVE_BOUNDS, RECIPE_BOUNDS) or a seed is checked
+    as it is parsed, so that a bad value is one line naming the flag, the value and what is valid (the same
+    ranges `EvolveConfig.validate` applies to --config files and the Python API)."""
+    from robust_glo.cli.common import seed_int
+    from robust_glo.evolution.config import EVOLVE_BOUNDS
+    from robust_glo.training.recipe import RECIPE_BOUNDS
+
+    name = _dest(flag)
+    if name in ("seed", "split_seed"):
+        return seed_int
+    bound = EVOLVE_BOUNDS.get(name) or RECIPE_BOUNDS.get(name)
+    return bound.argtype() if bound is not None else kind
+
+
 def register(sub) -> None:
     p = sub.add_parser(
         "evolve",
@@ -92,7 +107,7 @@ def register(sub) -> None:
     )
     p.add_argument("--config", default=None, metavar="FILE.toml", help="read options from a TOML file")
     for flag, kind, metavar, text in _OPTIONS:
-        p.add_argument(flag, type=kind, default=None, metavar=metavar, help=text)
+        p.add_argument(flag, type=_flag_type(flag, kind), default=None, metavar=metavar, help=text)
     p.add_argument(
         "--resume",
         action="store_true",

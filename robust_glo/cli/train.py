@@ -20,6 +20,7 @@ from robust_glo.cli.common import (
 from robust_glo.losses import display_name
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
 from robust_glo.training.precision import PRECISIONS
+from robust_glo.training.recipe import RECIPE_BOUNDS
 from robust_glo.utils.parsing import spec_slug
 
 # The command line checkpoints every this many steps unless told otherwise, so that a long run stopped by
@@ -79,11 +80,23 @@ def register(sub) -> None:
         help="training recipe: default, allcnn-c or resnet20 (the paper's); flags change single settings",
     )
     p.add_argument("--batch-size", type=positive_int, default=None, metavar="B", help="batch size (default 128)")
-    p.add_argument("--lr", type=float, default=None, metavar="LR", help="SGD learning rate (default 0.05)")
-    p.add_argument("--weight-decay", type=float, default=None, metavar="WD", help="weight decay (default 5e-4)")
+    p.add_argument(
+        "--lr", type=RECIPE_BOUNDS["lr"].argtype(), default=None, metavar="LR", help="SGD learning rate (default 0.05)"
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=RECIPE_BOUNDS["weight_decay"].argtype(),
+        default=None,
+        metavar="WD",
+        help="weight decay (default 5e-4)",
+    )
     p.add_argument("--schedule", choices=SCHEDULES, default=None, help="learning-rate schedule (default cosine)")
     p.add_argument(
-        "--train-fraction", type=float, default=None, metavar="F", help="share of the training set to use (default 1)"
+        "--train-fraction",
+        type=RECIPE_BOUNDS["train_fraction"].argtype(),
+        default=None,
+        metavar="F",
+        help="share of the training set to use (default 1)",
     )
     p.add_argument(
         "--test-size",
@@ -188,6 +201,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{spec_slug(config.loss)}-s{config.seed}"
     args.run_dir, args.train_config = out, config  # for `interrupted`
     tracker = open_tracker(args, out)
+    step = _checkpoint_step(out / "checkpoint.pt")
+    if step is not None:  # the trainer resumes from it (a finished run has none: it is reused instead)
+        print(f"resuming {out} from its checkpoint at step {step}", flush=True)
     result = train_run(config, out, progress=args.progress)
     code = _print_result(result, config, out)
     if tracker is not None:
@@ -199,14 +215,16 @@ def run(args: argparse.Namespace) -> int:
 def _print_result(result, config: TrainConfig, out: Path) -> int:
     m = result.metrics
     name = display_name(config.loss)
+    start = int(m.get("resumed_from") or 0) if not result.reused else 0
+    resumed = f" (resumed from the checkpoint at step {start})" if start else ""
     if result.status != "ok":
-        print(f"{name}: diverged after {m['steps']} steps ({m['message']}); recorded in {out}")
+        print(f"{name}: diverged after {m['steps']} steps{resumed} ({m['message']}); recorded in {out}")
         return 1
     reused = " (reused finished run)" if result.reused else ""
     print(
         f"{name} on {config.dataset}/{result.config.model}, seed {config.seed}: "
         f"val accuracy {m['val_accuracy']:.4f}, test accuracy {m['test_accuracy']:.4f} "
-        f"(n={m['n_test']}), {m['steps']} steps in {m['seconds']:.1f}s ({result.config.precision}){reused}; "
+        f"(n={m['n_test']}), {m['steps']} steps{resumed} in {m['seconds']:.1f}s ({result.config.precision}){reused}; "
         f"run dir {out}"
     )
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
-from robust_glo.utils.parsing import check_field_types, parse_number, parse_seed
+from robust_glo.utils.parsing import Bound, check_field_types, parse_number, parse_seed
 from robust_glo.utils.parsing import read_toml as _read_toml
 
 INVARIANT_RULES = ("paper", "exact", "off")
@@ -125,6 +125,28 @@ def parse_fitness(spec: str) -> FitnessSpec:
 DEFAULT_ATTACK_SAMPLES = 1000
 
 
+# The valid ranges of the run's own numbers (the training recipe's are RECIPE_BOUNDS): `validate` checks
+# them, naming the key, and `robust-glo evolve` gives each flag its range, naming the flag.
+EVOLVE_BOUNDS = {
+    "generations": Bound(int, 1),
+    "evaluations": Bound(int, 1),
+    "popsize": Bound(int, 2, why="CMA-ES ranks the population"),
+    "steps": Bound(int, 1),
+    "attack_samples": Bound(int, 1),
+    "eta": Bound(int, 2, why="a rung keeps the best 1/eta"),
+    "rungs": Bound(int, 1),
+    "clean_margin": Bound(float, 0, 1, high_open=True, why="accuracy points as a fraction, e.g. 0.01"),
+    "topk": Bound(int, 1),
+    "reeval_seeds": Bound(int, 1),
+    "sigma0": Bound(float, 0, low_open=True),
+    "num_cpus": Bound(int, 1),
+    "cpus_per_task": Bound(float, 0, low_open=True),
+    "gpus_per_task": Bound(float, 0, why="a fraction shares a GPU"),
+    "max_retries": Bound(int, 0),
+    "threads": Bound(int, 1),
+}
+
+
 @dataclass
 class EvolveConfig:
     """Everything that determines an evolution run (docs/method.md defaults where they fit a CPU).
@@ -218,27 +240,19 @@ class EvolveConfig:
 
             if self.model not in list_models():
                 raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(list_models())}")
-        for name in ("generations", "steps", "topk", "reeval_seeds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.evaluations is not None and self.evaluations < 1:
-            raise ConfigError(f"evaluations must be >= 1, got {self.evaluations}")
-        if self.popsize < 2:
-            raise ConfigError(f"popsize must be >= 2 (CMA-ES ranks the population), got {self.popsize}")
+        for name in ("generations", "steps", "topk", "reeval_seeds", "popsize"):
+            EVOLVE_BOUNDS[name].check(name.replace("_", "-"), getattr(self, name))
+        if self.evaluations is not None:
+            EVOLVE_BOUNDS["evaluations"].check("evaluations", self.evaluations)
         parse_seed(self.seed, "seed")
-        for name in ("max_retries",):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
-        if not (math.isfinite(self.sigma0) and self.sigma0 > 0):
-            raise ConfigError(f"sigma0 must be a positive number, got {self.sigma0}")
+        for name in ("max_retries", "sigma0"):
+            EVOLVE_BOUNDS[name].check(name.replace("_", "-"), getattr(self, name))
         if self.invariant not in INVARIANT_RULES:
             raise ConfigError(f"invariant {self.invariant!r} is unknown; valid: {', '.join(INVARIANT_RULES)}")
         if self.fidelity not in FIDELITIES:
             raise ConfigError(f"fidelity {self.fidelity!r} is unknown; valid: {', '.join(FIDELITIES)}")
-        if self.eta < 2:
-            raise ConfigError(f"eta must be >= 2 (a rung keeps the best 1/eta), got {self.eta}")
-        if self.rungs < 1:
-            raise ConfigError(f"rungs must be >= 1, got {self.rungs}")
+        for name in ("eta", "rungs"):
+            EVOLVE_BOUNDS[name].check(name, getattr(self, name))
         if self.rung_fitness not in RUNG_FITNESS:
             raise ConfigError(f"rung-fitness {self.rung_fitness!r} is unknown; valid: {', '.join(RUNG_FITNESS)}")
         if self.clean_margin is not None and not (
@@ -259,14 +273,9 @@ class EvolveConfig:
         self.recipe.validate()
         check_split_sizes(self.dataset, val_size=self.recipe.val_size)
         self._resolve_attack_samples()
-        if not (math.isfinite(self.cpus_per_task) and self.cpus_per_task > 0):
-            raise ConfigError(f"cpus-per-task must be > 0, got {self.cpus_per_task}")
-        if not (math.isfinite(self.gpus_per_task) and self.gpus_per_task >= 0):
-            raise ConfigError(f"gpus-per-task must be >= 0 (a fraction shares a GPU), got {self.gpus_per_task}")
-        if self.num_cpus is not None and self.num_cpus < 1:
-            raise ConfigError(f"num-cpus must be >= 1, got {self.num_cpus}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        for name in ("cpus_per_task", "gpus_per_task", "num_cpus", "threads"):
+            if getattr(self, name) is not None:
+                EVOLVE_BOUNDS[name].check(name.replace("_", "-"), getattr(self, name))
         if self.ray_address is not None and self.backend != "ray":
             raise ConfigError(f"ray-address {self.ray_address!r} needs backend 'ray', not {self.backend!r}")
         if not str(self.out).strip():

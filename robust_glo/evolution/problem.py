@@ -226,7 +226,12 @@ class TaylorGLOProblem:
         return self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
 
     def prepare(self) -> None:
-        """Load the data and build the model once, so a bad dataset or model fails before any work."""
+        """Load the data and build the model once, so a bad dataset or model fails before any work (and a
+        PGD fitness without torchattacks installed, which runs it)."""
+        if self.fitness.robust and self.fitness.attack != "fgsm":
+            from robust_glo.robustness.attacks import require_torchattacks
+
+            require_torchattacks(["pgd"])
         _ = self.splits
         self.build_model(0)
 

@@ -1079,14 +1079,23 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     last = runs[-1]
     ref = last.get("suite") or suite.get("ref") or suite.get("source") or suite.get("name", "SUITE")
     variant = last.get("variant") or suite.get("variant")
+    # The backend the pieces ran on (local or ray, as resolved from --backend auto), from the invocation's
+    # record in stages.json; an invocation that did not record it gets a note instead of a guess.
+    backend = last.get("backend")
     cmd = (
         f"robust-glo benchmark {ref}"
         + (f" --variant {variant}" if variant else "")
+        + (f" --backend {backend}" if backend else "")
         + f" --out {last.get('out') or inputs.root}"
+    )
+    unrecorded = (
+        ""
+        if backend
+        else "; stages.json does not record the backend it ran on: add --backend local or --backend ray as it ran"
     )
     section.add(
         Paragraph(
-            f"Made with `{cmd}` ({len(runs)} invocation(s)); rebuild this report from the "
+            f"Made with `{cmd}` ({len(runs)} invocation(s){unrecorded}); rebuild this report from the "
             f"results alone with `robust-glo report {inputs.root}`."
             + (f" Generated {env['created']}." if env.get("created") else "")
         )

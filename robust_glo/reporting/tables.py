@@ -588,6 +588,7 @@ def invocations_table(invocations: list[dict[str, Any]]) -> pd.DataFrame:
                 else inv.get("status") or "—",
                 "suite": inv.get("suite") or "—",
                 "stages": ", ".join(inv.get("stages") or []) or "—",
+                "backend": inv.get("backend") or "—",
             }
             for i, inv in enumerate(invocations)
         ]

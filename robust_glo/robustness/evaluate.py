@@ -34,6 +34,7 @@ from robust_glo.robustness.attacks import (
     clean_gradient,
     dtype_name,
     dtype_names,
+    require_torchattacks,
     resolve_attacks,
 )
 from robust_glo.robustness.checks import (
@@ -530,6 +531,7 @@ def _checked_arguments(
 ) -> _Arguments:
     as_model(model)
     specs = resolve_attacks(attacks)
+    require_torchattacks(specs)  # before any work: torchattacks is installed apart (README, Install)
     clash = [s.label for s in specs if s.label in RESERVED_LABELS]
     if clash:
         raise ConfigError(f"{clash[0]!r} is a reserved row name, not an attack")
@@ -776,6 +778,7 @@ def one_attack_and_budget(attack: str | AttackSpec, eps: float | str, caller: st
     specs = resolve_attacks(attack if isinstance(attack, (str, AttackSpec)) else [attack])
     if len(specs) != 1:
         raise ConfigError(f"{caller} takes one attack, got {show(attack)}")
+    require_torchattacks(specs)
     budgets = parse_budgets(eps, specs[0].norm, name="eps")
     if len(budgets) != 1:
         raise ConfigError(f"eps {show(eps)}: {caller} takes one budget, got {len(budgets)}")

@@ -9,14 +9,13 @@ benchmark (through its `[train]` table). Files and command lines keep the keys f
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from robust_glo.errors import ConfigError
 from robust_glo.training.precision import legacy_precision
-from robust_glo.utils.parsing import parse_seed
+from robust_glo.utils.parsing import Bound, parse_seed
 
 SCHEDULES = ("constant", "step", "cosine")
 # Recipe fields that change how fast a run goes, not what it computes: finished runs and evolutions are
@@ -38,6 +37,20 @@ def without_execution_options(flat: Mapping[str, Any]) -> dict[str, Any]:
     if "precision" not in out:
         out["precision"] = legacy_precision(out)
     return out
+
+
+# The valid ranges of the recipe's numbers: `Recipe.validate` checks the floats with them, and the command
+# lines (evolve, train) give every such flag its range (batch sizes and val_size included), naming the flag.
+RECIPE_BOUNDS = {
+    "batch_size": Bound(int, 1),
+    "eval_batch_size": Bound(int, 1),
+    "lr": Bound(float, 0, low_open=True),
+    "weight_decay": Bound(float, 0),
+    "gamma": Bound(float, 0, low_open=True),
+    "momentum": Bound(float, 0, 1, high_open=True),
+    "train_fraction": Bound(float, 0, 1, low_open=True),
+    "val_size": Bound(int, 0, why="0: no validation split"),
+}
 
 
 @dataclass(frozen=True)
@@ -81,17 +94,10 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        for name, low, closed in (("lr", 0.0, False), ("weight_decay", 0.0, True), ("gamma", 0.0, False)):
-            value = getattr(self, name)
-            ok = _is_number(value) and math.isfinite(value) and (value >= low if closed else value > low)
-            if not ok:
-                raise ConfigError(f"{name} must be a {'non-negative' if closed else 'positive'} number, got {value!r}")
-        if not (_is_number(self.momentum) and 0 <= self.momentum < 1):
-            raise ConfigError(f"momentum must lie in [0, 1), got {self.momentum!r}")
+        for name in ("lr", "weight_decay", "gamma", "momentum", "train_fraction"):
+            RECIPE_BOUNDS[name].check(name, getattr(self, name))
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
-        if not (_is_number(self.train_fraction) and 0 < self.train_fraction <= 1):
-            raise ConfigError(f"train_fraction must lie in (0, 1], got {self.train_fraction!r}")
         if self.val_size is not None and (
             isinstance(self.val_size, bool) or not isinstance(self.val_size, int) or self.val_size < 0
         ):

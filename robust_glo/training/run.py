@@ -293,6 +293,9 @@ def _finish_run(
         "n_test": len(splits.test),
         "seconds": result.seconds,
         "samples_per_second": result.samples_per_second,
+        # The step a checkpoint resumed from (0: trained in one go); seconds and samples_per_second cover
+        # the steps trained from there.
+        "resumed_from": int(getattr(result, "start_step", 0) or 0),
         "device": str(device),
         "precision": config.precision,
         **(extra or {}),

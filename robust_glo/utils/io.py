@@ -12,12 +12,37 @@ from typing import Any
 from robust_glo.errors import StateFileError
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system shows it (Linux), else by setting
+    and restoring it."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a new plain file: 0o666 less the umask (0o644 under the usual 022). mkstemp creates its
+    file 0o600, which suits secrets; no file robust-glo writes holds any, so its files follow the umask
+    (a file rewritten by a version that left it 0o600 is given this mode too)."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
+    """Write to a temporary file in the same folder, fsync, then rename over `path`. The file gets the mode a
+    new plain file gets (`file_mode`), not mkstemp's 0o600."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -265,6 +265,81 @@ def parse_real(value: Any, name: str, *, low: float | None = None, high: float |
     return number
 
 
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """The valid range of one numeric option: integers from `low` up (`kind` int), or numbers between `low`
+    and `high` (`kind` float; `None` for no limit, `*_open` to exclude the limit itself). `why` says what
+    the limit is for. One table per configuration (`EvolveConfig.BOUNDS`, `Recipe.BOUNDS`) serves both its
+    `validate()` (`check`, naming the key) and the command line (`argtype`, a flag's type: argparse names
+    the flag), so the two never disagree about what is valid."""
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def phrase(self) -> str:
+        """What a valid value is, after "must": "be >= 2", "be a positive number", "lie in [0, 1)"."""
+        if self.kind is int:
+            return f"be >= {self.low:g}"
+        if self.high is None and self.low == 0:
+            return "be a positive number" if self.low_open else "be a non-negative number"
+        if self.high is None:
+            return f"be a number {'>' if self.low_open else '>='} {self.low:g}"
+        return f"lie in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def valid(self) -> str:
+        """`phrase()` with the reason: "be >= 2 (CMA-ES ranks the population)"."""
+        return self.phrase() + (f" ({self.why})" if self.why else "")
+
+    def contains(self, value: Any) -> bool:
+        """Whether `value` is a number of the bound's kind (an int for int; no bool, NaN or infinity) in range."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or (self.kind is int and not isinstance(value, int))
+        ):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def check(self, name: str, value: Any) -> None:
+        """A one-line `ConfigError` "NAME must VALID, got VALUE" when `value` is out of range."""
+        if not self.contains(value):
+            raise ConfigError(f"{name} must {self.valid()}, got {value!r}")
+
+    def noun_phrase(self) -> str:
+        """What a valid value is, with its kind: "be an integer >= 2", "be a number in [0, 1)"."""
+        if self.kind is int:
+            return f"be an integer >= {self.low:g}"
+        phrase = self.phrase()
+        return "be a number in " + phrase.removeprefix("lie in ") if phrase.startswith("lie in ") else phrase
+
+    def argtype(self) -> Callable[[str], int | float]:
+        """An argparse `type=`: the flag's text as a number in range, else an `ArgumentTypeError` that
+        argparse prints after the flag's name ("argument --popsize: must be an integer >= 2 (CMA-ES ranks
+        the population), got '0'")."""
+        import argparse
+
+        def parse(text: str) -> int | float:
+            try:
+                value = int(text) if self.kind is int else float(text)
+            except ValueError:
+                value = None
+            if value is None or not self.contains(value):
+                why = f" ({self.why})" if self.why else ""
+                raise argparse.ArgumentTypeError(f"must {self.noun_phrase()}{why}, got {text!r}")
+            return value
+
+        parse.__name__ = self.kind.__name__
+        return parse
+
+
 def field_kinds(*classes: Any) -> dict[str, str]:
     """Field name -> annotation without spaces ("int", "float|None", "tuple[int,...]") of dataclasses."""
     return {f.name: str(f.type).replace(" ", "") for cls in classes for f in dataclasses.fields(cls)}

@@ -16,13 +16,14 @@ from robust_glo.robustness.attacks.base import (
     _checked,
     _norm,
     _seeded,
+    import_torchattacks,
     register_attack,
 )
 
 
 def _apgd(loss: str) -> Runner:
     def run(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
-        import torchattacks
+        torchattacks = import_torchattacks()
 
         atk = torchattacks.APGD(
             ctx.model,
@@ -63,6 +64,7 @@ run_apgd_dlr = _apgd("dlr")
 
 APGD_CE = register_attack(
     name="apgd-ce",
+    torchattacks=True,
     summary="APGD on cross-entropy (100 steps, 1 restart: AutoAttack reference)",
     kind="gradient",
     defaults={"steps": AA_STEPS, "restarts": AA_RESTARTS},
@@ -75,6 +77,7 @@ APGD_CE = register_attack(
 )
 APGD_DLR = register_attack(
     name="apgd-dlr",
+    torchattacks=True,
     summary="APGD on the DLR margin loss (100 steps, 1 restart); needs >= 3 classes",
     kind="gradient",
     defaults={"steps": AA_STEPS, "restarts": AA_RESTARTS},

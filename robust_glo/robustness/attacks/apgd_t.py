@@ -16,6 +16,7 @@ from robust_glo.robustness.attacks.base import (
     _norm,
     _seeded,
     _targets,
+    import_torchattacks,
     register_attack,
 )
 
@@ -23,7 +24,7 @@ from robust_glo.robustness.attacks.base import (
 def run_apgd_t(
     ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
 ) -> torch.Tensor:
-    import torchattacks
+    torchattacks = import_torchattacks()
 
     # torchattacks.APGDT attacks the n_classes - 1 top wrong classes: pass targets + 1.
     atk = torchattacks.APGDT(
@@ -54,6 +55,7 @@ def _apgd_t_budget(params: dict, eps: float, n_classes: int) -> dict:
 
 APGD_T = register_attack(
     name="apgd-t",
+    torchattacks=True,
     summary="targeted APGD-DLR over the 9 most likely wrong classes (100 steps); needs >= 4 classes",
     kind="gradient",
     defaults={"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},

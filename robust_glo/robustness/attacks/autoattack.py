@@ -59,6 +59,7 @@ def _aa_budget(params: dict, eps: float, n_classes: int) -> dict:
 
 AA_REFERENCE = register_attack(
     name="aa-reference",
+    torchattacks=True,
     summary="standard AutoAttack: APGD-CE, APGD-T, FAB-T, Square with reference budgets; needs >= 4 classes",
     kind="ensemble",
     min_classes=4,

@@ -8,15 +8,16 @@ instead of matching strings.
 
 from __future__ import annotations
 
+import importlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from robust_glo.errors import ConfigError
+from robust_glo.errors import ConfigError, MissingDependencyError
 from robust_glo.robustness.threat import ThreatModel
 from robust_glo.utils.parsing import MAX_L2, is_sequence, show, split_list
 
@@ -123,6 +124,9 @@ class AttackEntry:
     # The model dtypes the runner works in (see MODEL_DTYPES), and why not the others, for the refusal.
     dtypes: tuple[torch.dtype, ...] = TORCHATTACKS_DTYPES
     dtype_reason: str = "its registration lists no others (AttackEntry.dtypes)"
+    # The runner crafts through torchattacks (not a dependency of the wheel: see TORCHATTACKS_INSTALL), so a
+    # missing torchattacks is refused before any work (`require_torchattacks`).
+    torchattacks: bool = False
 
 
 @dataclass(frozen=True)
@@ -452,6 +456,39 @@ def _validate(entry: AttackEntry, params: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------ runner helpers
+
+
+# torchattacks is not a dependency of the package: version 3.5.1 pins requests~=2.25.1 (for model-zoo helpers
+# robust-glo never calls), so pip would downgrade `requests` under everything else. It is installed without
+# its dependencies (scripts/bootstrap.sh, README "Install"); its real needs are robust-glo's own dependencies.
+TORCHATTACKS_VERSION = "3.5.1"
+TORCHATTACKS_INSTALL = f"pip install --no-deps torchattacks=={TORCHATTACKS_VERSION}"
+
+
+def import_torchattacks() -> Any:
+    """The torchattacks module; a one-line `MissingDependencyError` naming the install command when it is
+    not installed (or cannot be imported)."""
+    try:
+        return importlib.import_module("torchattacks")
+    except ImportError as exc:
+        why = "is not installed" if isinstance(exc, ModuleNotFoundError) else f"cannot be imported ({exc})"
+        raise MissingDependencyError(
+            f"torchattacks {why}; this attack runs through it: install it with `{TORCHATTACKS_INSTALL}` "
+            "(--no-deps keeps a current requests; README, Install)"
+        ) from None
+
+
+def require_torchattacks(specs: Iterable[AttackSpec | str]) -> None:
+    """Refuse, before any work, attacks that run through torchattacks when it is missing: a one-line
+    `MissingDependencyError` naming the first such attack and the install command."""
+    for spec in specs:
+        spec = parse_attack(spec)
+        if spec.entry.torchattacks:
+            try:
+                import_torchattacks()
+            except MissingDependencyError as exc:
+                raise MissingDependencyError(f"attack {spec.label!r}: {exc}") from None
+            return
 
 
 def _seeded(atk: Any, seed: int) -> Any:

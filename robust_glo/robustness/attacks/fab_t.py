@@ -14,6 +14,7 @@ from robust_glo.robustness.attacks.base import (
     _norm,
     _seeded,
     _targets,
+    import_torchattacks,
     register_attack,
 )
 
@@ -21,7 +22,7 @@ from robust_glo.robustness.attacks.base import (
 def run_fab_t(
     ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
 ) -> torch.Tensor:
-    import torchattacks
+    torchattacks = import_torchattacks()
 
     atk = torchattacks.FAB(
         ctx.model,
@@ -51,6 +52,7 @@ def _fab_t_budget(params: dict, eps: float, n_classes: int) -> dict:
 
 FAB_T = register_attack(
     name="fab-t",
+    torchattacks=True,
     summary="targeted FAB over the 9 most likely wrong classes (100 steps)",
     kind="gradient",
     defaults={"steps": AA_STEPS, "restarts": AA_RESTARTS, "targets": AA_TARGETS},

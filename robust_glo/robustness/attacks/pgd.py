@@ -9,7 +9,13 @@ from __future__ import annotations
 import torch
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness.attacks.base import MODEL_DTYPES, AttackContext, _checked, register_attack
+from robust_glo.robustness.attacks.base import (
+    MODEL_DTYPES,
+    AttackContext,
+    _checked,
+    import_torchattacks,
+    register_attack,
+)
 
 
 def _pgd_alpha(params: dict, eps: float) -> float:
@@ -17,7 +23,7 @@ def _pgd_alpha(params: dict, eps: float) -> float:
 
 
 def run_pgd(ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int) -> torch.Tensor:
-    import torchattacks
+    torchattacks = import_torchattacks()
 
     kind = torchattacks.PGDL2 if params.get("norm") == "l2" else torchattacks.PGD
     atk = _checked(
@@ -67,6 +73,7 @@ def _pgd_validate(params: dict) -> None:
 
 PGD = register_attack(
     name="pgd",
+    torchattacks=True,
     summary="PGD on cross-entropy (torchattacks.PGD): steps, alpha (default 2.5*eps/steps), random_start, restarts",
     kind="gradient",
     defaults={"steps": 10, "alpha": None, "random_start": True, "restarts": 1},

@@ -14,6 +14,7 @@ from robust_glo.robustness.attacks.base import (
     _checked,
     _norm,
     _seeded,
+    import_torchattacks,
     register_attack,
 )
 
@@ -21,7 +22,7 @@ from robust_glo.robustness.attacks.base import (
 def run_square(
     ctx: AttackContext, x: torch.Tensor, y: torch.Tensor, eps: float, params: dict, seed: int
 ) -> torch.Tensor:
-    import torchattacks
+    torchattacks = import_torchattacks()
 
     atk = torchattacks.Square(
         ctx.model,
@@ -57,6 +58,7 @@ def _square_validate(params: dict) -> None:
 
 SQUARE = register_attack(
     name="square",
+    torchattacks=True,
     summary="Square attack, gradient-free (5000 queries, margin loss)",
     kind="gradient-free",
     defaults={"n_queries": SQUARE_QUERIES, "restarts": 1, "p_init": SQUARE_P_INIT},
