@@ -238,7 +238,13 @@ class Benchmark:
             tracker = Tracker(self.out, self.tracking_uri, warn=lambda line: self.log(f"[track] warning: {line}"))
             tracked = BenchmarkTracking(tracker, self.out, stages=order, backend=self.backend)
         ledger = Ledger(self.out / "stages.json")
-        ledger.begin(order, out=str(self.out), suite=self.suite.ref or self.suite.source, variant=self.suite.variant)
+        ledger.begin(
+            order,
+            out=str(self.out),
+            suite=self.suite.ref or self.suite.source,
+            variant=self.suite.variant,
+            backend=self.backend,
+        )
         result = BenchmarkResult(self.out, {})
         status = "failed"
         try:
