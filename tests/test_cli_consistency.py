@@ -472,3 +472,25 @@ def test_other_commands_say_what_a_rerun_does_after_ctrl_c(tmp_path, capsys, mon
     assert main(["evolve", "--dataset", "digits", "--out", str(tmp_path / "e")]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "re-run the command with --resume" in err
+
+
+def test_a_checkpoint_of_other_settings_is_refused_not_resumed(tmp_path, capsys, monkeypatch):
+    # A checkpoint left by a run with another learning rate is not resumed under the new one: one line,
+    # exit 2, the setting that differs named, nothing overwritten.
+    out = tmp_path / "r"
+    argv = ["train", "--dataset", "digits", "--steps", "50", "--checkpoint-every", "20", "--out", str(out)]
+    with monkeypatch.context() as m:
+        _interrupt_after_first_checkpoint(m)
+        assert main(argv) == 130
+    capsys.readouterr()
+    config_before = (out / "config.json").read_text()
+    checkpoint_before = (out / "checkpoint.pt").read_bytes()
+    assert main([*argv, "--lr", "0.2"]) == 2
+    captured = capsys.readouterr()
+    (err,) = captured.err.strip().splitlines()
+    assert err.startswith("robust-glo: error: ") and "holds a checkpoint of a run with other settings (lr" in err
+    assert "0.2" in err and "resuming" not in captured.out
+    assert (out / "config.json").read_text() == config_before
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint_before
+    assert main(argv) == 0  # the original settings still resume from it
+    assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 20

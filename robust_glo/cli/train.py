@@ -21,6 +21,7 @@ from robust_glo.losses import display_name
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
 from robust_glo.training.precision import PRECISIONS
 from robust_glo.training.recipe import RECIPE_BOUNDS
+from robust_glo.training.run import refuse_foreign_checkpoint
 from robust_glo.utils.parsing import spec_slug
 
 # The command line checkpoints every this many steps unless told otherwise, so that a long run stopped by
@@ -201,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / "train" / f"{spec_slug(config.loss)}-s{config.seed}"
     args.run_dir, args.train_config = out, config  # for `interrupted`
     tracker = open_tracker(args, out)
+    refuse_foreign_checkpoint(out, config.resolved())  # before it says "resuming"
     step = _checkpoint_step(out / "checkpoint.pt")
     if step is not None:  # the trainer resumes from it (a finished run has none: it is reused instead)
         print(f"resuming {out} from its checkpoint at step {step}", flush=True)

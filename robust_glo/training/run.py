@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from robust_glo.data import DatasetSplits, load_dataset
-from robust_glo.errors import ConfigError, NonFiniteLossError, StateFileError
+from robust_glo.errors import ConfigError, NonFiniteLossError, ResumeError, StateFileError
 from robust_glo.losses import display_name, get_loss
 from robust_glo.losses.user import check_loss_on_probe
 from robust_glo.models import create_model
@@ -137,6 +137,7 @@ def train_run(
         splits = load_dataset(
             config.dataset, root=config.data_root, test_size=config.test_size, **config.recipe.split_options()
         )
+    refuse_foreign_checkpoint(out, config)
     _start_run_dir(out, config, splits)
     steps, _ = budget_steps(config, len(splits.train))
     options = config.recipe.fit_options(len(splits.train), augment_default=splits.info.augment)
@@ -155,6 +156,26 @@ def train_run(
     )
     _refuse_broken_at_step_zero(config, result)
     return _finish_run(config, out, model, result, splits, steps, device)
+
+
+def refuse_foreign_checkpoint(out: Path | None, config: TrainConfig) -> None:
+    """A checkpoint left by a run with other settings (another learning rate, say) would be resumed with its
+    old weights and optimizer state under the new config: a one-line `ResumeError` naming the first setting
+    that differs, before anything is written (the checkpoint is kept)."""
+    if out is None or not (out / "checkpoint.pt").is_file():
+        return
+    stored = read_json_or_none(out / "config.json", expect=dict)
+    if stored is None:
+        return
+    theirs, ours = without_execution_options(stored), without_execution_options(config.to_dict())
+    differing = [k for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
+    if differing:
+        key = differing[0]
+        raise ResumeError(
+            f"{str(out)!r} holds a checkpoint of a run with other settings ({key} {theirs.get(key)!r}, here "
+            f"{ours.get(key)!r}); give another output folder, or delete {str(out / 'checkpoint.pt')!r} to train "
+            "from the start"
+        )
 
 
 def _probe(loss_fn: Any, config: TrainConfig) -> None:
