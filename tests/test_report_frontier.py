@@ -1,6 +1,8 @@
 """The report's "Against label smoothing" section: the frontier of the label-smoothing arms per worst-case
 budget, every other loss's margin above it (the numbers of `frontier_margins`), its figure, and wording
-that says where the worst case is not AutoAttack-verified."""
+that says where the worst case is not AutoAttack-verified; and the verdict's sentence per budget against
+label smoothing (who lies above the frontier, counted or not, at what clean cost; or that none does, and
+why)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from synthetic_results import LOSSES, write_outcome_study, write_synthetic
 
 from robust_glo.reporting import build_report
 from robust_glo.reporting import evidence as E
+from robust_glo.reporting import verdict as V
 from robust_glo.reporting.build import _settings
 from robust_glo.reporting.figures import frontier_figure
 from robust_glo.reporting.inputs import load_inputs
@@ -39,13 +42,13 @@ TRUTH = {
 ANALYSIS = {"poly1": (None, None), "focal:2": (0.8, 0.2222), "baikal": (0.3162, 0.7597)}
 
 
-def write_frontier_study(root) -> pd.DataFrame:
+def write_frontier_study(root, truth: dict[str, tuple[float, tuple[float, float]]] = TRUTH) -> pd.DataFrame:
     """results.csv, outcomes.csv, suite.json and analysis.json of a study with four label-smoothing arms."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     shared = {seed: rng.random(N) for seed in SEEDS}  # image difficulty, shared by a seed's networks
     cells = []
-    for loss, (pc, robust) in TRUTH.items():
+    for loss, (pc, robust) in truth.items():
         for seed in SEEDS:
             u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
             cells += [(loss, seed, a, 0.0, u < pc) for a in ("clean", "fgsm", "worst")]
@@ -56,6 +59,7 @@ def write_frontier_study(root) -> pd.DataFrame:
     analysis = [
         {"spec": spec, "classes": 10, "effective_target": p, "label_smoothing_equivalent": a}
         for spec, (p, a) in ANALYSIS.items()
+        if spec in truth
     ]
     (root / "analysis" / "analysis.json").write_text(json.dumps(analysis))
     return outcomes
@@ -129,6 +133,63 @@ def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(s
     assert "The α(p*) of focal:2 lies outside" not in section  # 0.2222 is inside [0, 0.9]
 
 
+def _verdict(md: str) -> dict[str, str]:
+    """The verdict's sentences against label smoothing: budget ("ε = 0.1") -> its bullet."""
+    verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in verdict.splitlines() if line.startswith("- **Against label smoothing at ")]
+    return {line.split(" at ", 1)[1].split("**", 1)[0]: line for line in lines}
+
+
+def _clean_vs_ce(summary: pd.DataFrame, loss: str) -> str:
+    return V.diff_text(summary[(summary["loss"] == loss) & (summary["attack"] == "clean")].iloc[0])
+
+
+def test_the_verdict_answers_against_label_smoothing_per_budget(study):
+    _, _, paths, section = study
+    md, rows = paths.markdown.read_text(), _rows(section)
+    summary = pd.read_csv(paths.summary)
+    sentences = _verdict(md)
+    assert list(sentences) == [f"ε = {e:g}" for e in EPS]  # one sentence per budget
+    for budget, text in sentences.items():
+        clean, _, _, margin, p = rows[budget, "poly1"][:5]
+        assert text.startswith(
+            f"- **Against label smoothing at {budget}**, not verified against AutoAttack (worst case of: FGSM): "
+            "no loss counts as above the frontier at its own clean accuracy; above it but not counted "
+            "(AutoAttack incomplete; "
+        )
+        # the frontier's numbers, the clean cost against ce from the statistics
+        assert (
+            f"): poly1 (margin {margin} points, corrected p = {p}; clean accuracy {clean}%, against ce "
+            f"{_clean_vs_ce(summary, 'poly1')})" in text
+        )
+        # and why none counts: who lies below it, on it (with α(p*)), and who could not be placed
+        assert f"; below it: sq ({rows[budget, 'sq'][3]} points); " in text
+        assert (
+            f"; on it (no evidence either way): focal:2 ({rows[budget, 'focal:2'][3]} points; its target is "
+            "label smoothing's at α(p*) = 0.222); " in text
+        )
+        assert text.endswith(
+            f"; not placed (clean accuracy below every arm's): baikal (clean {rows[budget, 'baikal'][0]}%; its "
+            "target is label smoothing's at α(p*) = 0.760)."
+        )
+
+
+def test_the_verdict_says_no_loss_is_above_and_why(tmp_path):
+    write_frontier_study(tmp_path, {loss: v for loss, v in TRUTH.items() if loss != "poly1"})
+    md = build_report(tmp_path).markdown.read_text()
+    rows = _rows(md.split("\n## Against label smoothing\n", 1)[1].split("\n## ", 1)[0])
+    for eps in EPS:
+        budget = f"ε = {eps:g}"
+        assert rows[budget, "sq"][6] == "below" and rows[budget, "focal:2"][6] == "on the frontier"
+        assert _verdict(md)[budget] == (
+            f"- **Against label smoothing at {budget}**, not verified against AutoAttack (worst case of: FGSM): "
+            f"no loss lies above the frontier at its own clean accuracy; below it: sq ({rows[budget, 'sq'][3]} "
+            f"points); on it (no evidence either way): focal:2 ({rows[budget, 'focal:2'][3]} points; its target "
+            "is label smoothing's at α(p*) = 0.222); not placed (clean accuracy below every arm's): baikal "
+            f"(clean {rows[budget, 'baikal'][0]}%; its target is label smoothing's at α(p*) = 0.760)."
+        )
+
+
 def test_the_figure_draws_the_envelope_and_every_other_loss(study):
     root, _, paths, section = study
     assert (root / "figures" / "frontier.png").is_file() and "](figures/frontier.png)" in section
@@ -191,7 +252,9 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
             ("linf", 0.2): Coverage(False, ("fgsm",), ("APGD-CE (100 steps)",)),
         },
     )
-    section = build_report(tmp_path).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
+    paths = build_report(tmp_path)
+    md = paths.markdown.read_text()
+    section = md.split("\n## Against label smoothing\n", 1)[1]
     verified, unverified = [line for line in section.splitlines() if line.startswith("- At ε = ")]
     assert (
         verified.startswith("- At ε = 0.1 (worst case of APGD-CE, APGD-T, FAB-T, Square")
@@ -200,12 +263,30 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
     assert "beats label smoothing: poly1 (+" in verified and "not verified" not in verified
     assert unverified.startswith("- At ε = 0.2 (worst case of FGSM, not verified against AutoAttack)")
     assert "beats label smoothing under these attacks, but not counted (AutoAttack incomplete): poly1" in unverified
+    # the verdict: counted where the frontier section says so, named with its margin, and nothing else there
+    rows = _rows(section)
+    clean, _, _, margin, p = rows["ε = 0.1", "poly1"][:5]
+    summary = pd.read_csv(paths.summary)
+    sentences = _verdict(md)
+    assert sentences["ε = 0.1"] == (
+        "- **Against label smoothing at ε = 0.1**, AutoAttack-verified: above the frontier at its own clean "
+        f"accuracy, counted: poly1 (margin {margin} points, corrected p = {p}; clean accuracy {clean}%, against "
+        f"ce {_clean_vs_ce(summary, 'poly1')})."
+    )
+    assert sentences["ε = 0.2"].startswith(
+        "- **Against label smoothing at ε = 0.2**, not verified against AutoAttack (worst case of: FGSM): no loss "
+        "counts as above the frontier at its own clean accuracy; above it but not counted (AutoAttack "
+        "incomplete): poly1 (margin "
+    )
     # the verdict's rule: a blocking diagnostic failed by a label-smoothing arm of the frontier blocks it too
     _diagnostics(tmp_path, failing={("label_smoothing:0.6", "transfer")})
     section = build_report(tmp_path).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
     verified = [line for line in section.splitlines() if line.startswith("- At ε = 0.1")][0]
     assert "beats label smoothing under these attacks, but not counted (" in verified
     assert "failed transfer (5 of 5 seeds)" in verified and "beats label smoothing: poly1" not in verified
+    sentence = _verdict(build_report(tmp_path).markdown.read_text())["ε = 0.1"]
+    assert ": no loss counts as above the frontier at its own clean accuracy; above it but not counted (" in sentence
+    assert "label_smoothing:0.6 failed transfer (5 of 5 seeds)" in sentence and "below it: sq (" in sentence
 
 
 def test_the_section_needs_two_smoothing_arms(tmp_path):
@@ -220,5 +301,8 @@ def test_the_section_needs_two_smoothing_arms(tmp_path):
     assert "Against label smoothing" not in md and not (one / "figures" / "frontier.png").exists()
     bare = tmp_path / "bare"
     write_synthetic(bare, optional=False)  # no outcomes: the frontier's bootstrap cannot run
-    section = build_report(bare).markdown.read_text().split("\n## Against label smoothing\n", 1)[1]
+    md = build_report(bare).markdown.read_text()
+    section = md.split("\n## Against label smoothing\n", 1)[1]
     assert section.split("\n## ", 1)[0].count("Not computed: these results have no per-image outcomes") == 1
+    verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    assert "- **Against label smoothing**: not computed (these results have no per-image outcomes)." in verdict

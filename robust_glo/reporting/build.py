@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from robust_glo.reporting.inputs import EvolutionInputs, ReportInputs, copy_inpu
 from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragraph, Section, Table, to_html, to_markdown
 from robust_glo.reporting.verdict import build_verdict
 from robust_glo.robustness.attacks import spec_of_label
+from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
 from robust_glo.utils import atomic_write_text
 
@@ -157,11 +158,13 @@ def _document(
         f"{T.attack_list(T.attack_order(res))}."
     ).strip()
     doc = Document(title=title, subtitle=subtitle)
-    doc.sections.append(_verdict_section(inputs, summary, settings))
+    # Read once, for the frontier section and for the verdict's sentences against label smoothing.
+    readings = _frontier_readings(inputs, study, settings.baseline) if study is not None else None
+    doc.sections.append(_verdict_section(inputs, summary, settings, study, readings))
     doc.sections.append(_summary_section(inputs, summary, settings))
     doc.sections.append(_curves_section(inputs, figs, summary))
     if study is not None:
-        doc.sections.append(_frontier_section(inputs, summary, settings, study, figs.get("frontier")))
+        doc.sections.append(_frontier_section(inputs, settings, study, readings or [], figs.get("frontier")))
     paper = _paper_protocol_section(inputs, summary, settings)
     if paper is not None:
         doc.sections.append(paper)
@@ -229,7 +232,16 @@ def _training_budget(inputs: ReportInputs) -> str:
     return f"the {train.get('preset', 'default')} recipe"
 
 
-def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
+def _verdict_section(
+    inputs: ReportInputs,
+    summary: pd.DataFrame,
+    settings: T.StatsSettings,
+    study: T.FrontierStudy | None = None,
+    readings: list[FrontierReading] | None = None,
+) -> Section:
+    """The verdict: the answer against the baseline, its table and prose and, where the study has
+    label-smoothing arms (`study`), one sentence per worst-case budget against the label-smoothing frontier
+    (`readings`, the frontier section's own)."""
     res = T.measured(inputs.results)
     seeds = sorted({int(s) for s in res["seed"]})
     n_images = sorted({int(v) for v in res["n"]}) if "n" in res else []
@@ -249,6 +261,8 @@ def _verdict_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
     )
     section = Section("Verdict", anchor="verdict")
     section.add(Paragraph(f"**{verdict.answer}**"))
+    if study is not None:
+        section.add(Bullets(_smoothing_sentences(inputs, summary, settings.baseline, study, readings)))
     base = inputs.label(settings.baseline)
     glance = E.verdict_table(verdict.claims, verdict.clean)
     if not glance.empty:
@@ -498,13 +512,14 @@ def _budget_titles(inputs: ReportInputs, budgets: list[tuple[str, float]]) -> di
 
 def _frontier_section(
     inputs: ReportInputs,
-    summary: pd.DataFrame,
     settings: T.StatsSettings,
     study: T.FrontierStudy,
+    readings: list[FrontierReading],
     figure: Path | None,
 ) -> Section:
     """ "Against label smoothing": the frontier of the label-smoothing arms per worst-case budget and every
-    other loss's margin above it (`robust_glo.robustness.frontier`), in words, a figure and a table."""
+    other loss's margin above it (`robust_glo.robustness.frontier`; `readings`, `_frontier_readings`), in
+    words, a figure and a table."""
     section = Section("Against label smoothing", anchor="label-smoothing")
     arms = sorted(study.smoothing.items(), key=lambda kv: kv[1])
     arms_text = ", ".join(f"{inputs.label(s)} (α = {a:g})" for s, a in arms)
@@ -532,7 +547,7 @@ def _frontier_section(
             )
         )
         return section
-    section.add(Bullets(_frontier_bullets(inputs, study, settings.baseline)))
+    section.add(Bullets(_frontier_bullets(inputs, readings)))
     if figure is not None:
         section.add(
             Image(
@@ -570,73 +585,193 @@ def _frontier_section(
     return section
 
 
-def _frontier_bullets(inputs: ReportInputs, study: T.FrontierStudy, baseline: str) -> list[str]:
-    """Per worst-case budget: which attacks stand behind it (AutoAttack-verified or not), which losses beat
-    label smoothing there (only where `frontier_margins` says beats), which lie below it, which are on it
-    and which could not be placed."""
-    from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
+@dataclass
+class FrontierReading:
+    """One worst-case budget of the label-smoothing frontier, read once for the frontier section and the
+    verdict: the budget, its AutoAttack coverage, and the `frontier_margins` rows of the other losses by
+    result. `measured` is False where fewer than two label-smoothing arms were measured (no frontier)."""
 
+    attack: str
+    eps: float
+    norm: str
+    cov: V.CoverageLike | None
+    measured: bool = True
+    counted: list[dict[str, Any]] = field(default_factory=list)  # beats label smoothing, and counts
+    uncounted: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)  # beats, with why not counted
+    below: list[dict[str, Any]] = field(default_factory=list)
+    on: list[dict[str, Any]] = field(default_factory=list)  # no evidence either way
+    below_range: list[dict[str, Any]] = field(default_factory=list)  # not placed: clean below every arm's
+    unsure: list[dict[str, Any]] = field(default_factory=list)  # not placed: the replicates could not place it
+
+    @property
+    def budget(self) -> str:
+        return _budget_name(self.attack, self.eps)
+
+    @property
+    def verified(self) -> bool:
+        return self.cov is not None and self.cov.verified
+
+
+# Why a loss was not placed, by `FrontierReading` group: the frontier section's words and the verdict's.
+UNPLACED_WHY = {
+    "below_range": (
+        "clean accuracy below every label-smoothing arm's",
+        "clean accuracy below every arm's",
+    ),
+    "unsure": (
+        "clean accuracy so near the arms' that over a tenth of the bootstrap replicates cannot place it",
+        "too near the arms' clean accuracy for the bootstrap to place",
+    ),
+}
+
+
+def _frontier_readings(inputs: ReportInputs, study: T.FrontierStudy, baseline: str) -> list[FrontierReading]:
+    """Per worst-case budget of `study`: its coverage and the other losses grouped by `tables.frontier_result`,
+    a loss that beats label smoothing split by the verdict's counting rule (`verdict.claim_gate`). Empty
+    without margins (no per-image outcomes)."""
+    if study.margins is None:
+        return []
     coverage = E.report_coverage(inputs)
     margins = study.margins
-    items = []
+    out = []
     for attack, eps in study.budgets:
         norm = V.NORM_OF_WORST.get(attack, "linf")
         cov = V.coverage_at(coverage, norm, eps)
-        verified = cov is not None and cov.verified
+        here = margins[(margins["attack"] == attack) & (margins["eps"] == eps)]
+        reading = FrontierReading(attack, eps, norm, cov, measured=not here.empty)
+        for r in here.to_dict("records"):
+            result = T.frontier_result(r)
+            if result == T.FRONTIER_RESULTS["above"]:
+                # The verdict's rule: a verified worst case, and every blocking diagnostic judged and passed
+                # on every seed of the loss and of every label-smoothing arm the frontier is built from.
+                arms = {r["loss"]: BLOCKING} | {
+                    a: BLOCKING_BASELINE if a == baseline else BLOCKING for a in study.smoothing
+                }
+                reasons = V.claim_gate(inputs.diagnostics, cov, norm, eps, arms, {a: inputs.label(a) for a in arms})
+                if reasons:
+                    reading.uncounted.append((r, reasons))
+                else:
+                    reading.counted.append(r)
+            elif result == T.FRONTIER_RESULTS["below"]:
+                reading.below.append(r)
+            elif result == T.FRONTIER_RESULTS["on"]:
+                reading.on.append(r)
+            elif r["position"] == "below-range":
+                reading.below_range.append(r)
+            else:
+                reading.unsure.append(r)
+        out.append(reading)
+    return out
+
+
+def _frontier_bullets(inputs: ReportInputs, readings: list[FrontierReading]) -> list[str]:
+    """Per worst-case budget: which attacks stand behind it (AutoAttack-verified or not), which losses beat
+    label smoothing there (only where `frontier_margins` says beats), which lie below it, which are on it
+    and which could not be placed."""
+    items = []
+    for reading in readings:
+        cov = reading.cov
         behind = (
             "unknown attacks"
             if cov is None
             else f"{V.attack_names(cov.ran)}, "
-            + ("AutoAttack-verified" if verified else "not verified against AutoAttack")
+            + ("AutoAttack-verified" if reading.verified else "not verified against AutoAttack")
         )
-        here = margins[(margins["attack"] == attack) & (margins["eps"] == eps)]
-        head = f"At {_budget_name(attack, eps)} (worst case of {behind})"
-        if here.empty:
+        head = f"At {reading.budget} (worst case of {behind})"
+        if not reading.measured:
             items.append(head + ": fewer than two label-smoothing arms were measured here, so no frontier.")
             continue
         parts = []
-        beats = here[here["beats"].astype(bool)]
-        smoothing = study.smoothing
-        counted, uncounted = [], []
-        for r in beats.to_dict("records"):
-            # The verdict's rule: a verified worst case, and every blocking diagnostic judged and passed on
-            # every seed of the loss and of every label-smoothing arm the frontier is built from.
-            arms = {r["loss"]: BLOCKING} | {a: BLOCKING_BASELINE if a == baseline else BLOCKING for a in smoothing}
-            reasons = V.claim_gate(inputs.diagnostics, cov, norm, eps, arms, {a: inputs.label(a) for a in arms})
-            (uncounted if reasons else counted).append((r, reasons))
-        if counted:
-            parts.append(f"beats label smoothing: {_frontier_names(inputs, pd.DataFrame([r for r, _ in counted]))}")
-        for r, reasons in uncounted:
+        if reading.counted:
+            parts.append(f"beats label smoothing: {_frontier_names(inputs, pd.DataFrame(reading.counted))}")
+        for r, reasons in reading.uncounted:
             parts.append(
                 "beats label smoothing under these attacks, but not counted ("
                 + "; ".join(reasons)
                 + f"): {_frontier_names(inputs, pd.DataFrame([r]))}"
             )
-        if not len(beats):
+        if not reading.counted and not reading.uncounted:
             parts.append("no loss beats label smoothing")
-        below = here[here["below"].astype(bool)]
-        if len(below):
-            parts.append(f"below the frontier: {_frontier_names(inputs, below)}")
-        results = [T.frontier_result(r) for r in here.to_dict("records")]
-        on = here[[r == T.FRONTIER_RESULTS["on"] for r in results]]
-        if len(on):
-            parts.append(f"on the frontier (no evidence either way): {_frontier_names(inputs, on)}")
-        unplaced = here[[r == T.FRONTIER_RESULTS["none"] for r in results]]
-        below = unplaced[unplaced["position"] == "below-range"]
-        unsure = unplaced[unplaced["position"] != "below-range"]
-        for group, why in (
-            (below, "clean accuracy below every label-smoothing arm's"),
-            (unsure, "clean accuracy so near the arms' that over a tenth of the bootstrap replicates cannot place it"),
-        ):
-            if len(group):
+        if reading.below:
+            parts.append(f"below the frontier: {_frontier_names(inputs, pd.DataFrame(reading.below))}")
+        if reading.on:
+            parts.append(
+                f"on the frontier (no evidence either way): {_frontier_names(inputs, pd.DataFrame(reading.on))}"
+            )
+        for key, (why, _) in UNPLACED_WHY.items():
+            group = getattr(reading, key)
+            if group:
                 parts.append(
                     f"not placed ({why}): "
-                    + ", ".join(
-                        f"{inputs.label(r['loss'])} (clean {T.pct(r['clean'])}%)" for r in group.to_dict("records")
-                    )
+                    + ", ".join(f"{inputs.label(r['loss'])} (clean {T.pct(r['clean'])}%)" for r in group)
                 )
         items.append(head + ": " + "; ".join(parts) + ".")
     return items
+
+
+def _smoothing_sentences(
+    inputs: ReportInputs,
+    summary: pd.DataFrame,
+    baseline: str,
+    study: T.FrontierStudy,
+    readings: list[FrontierReading] | None,
+) -> list[str]:
+    """The verdict's answer to the study's question, one sentence per worst-case budget: the losses above
+    the label-smoothing frontier at their own clean accuracy (margin, interval, corrected p, counted or not
+    by the verdict's rule, clean accuracy against the baseline), or that none is and why (below it, on it
+    with its α(p*), not placed), all read from the frontier section's `readings`."""
+    if study.margins is None or readings is None:
+        return ["**Against label smoothing**: not computed (these results have no per-image outcomes)."]
+    base = inputs.label(baseline)
+    clean = T.clean_rows(summary).set_index("loss")
+    equivalents = _alpha_equivalents(inputs, study)
+
+    def above(r: dict[str, Any]) -> str:
+        text = f"{inputs.label(r['loss'])} (margin {T.margin_cell(r)} points, corrected p = {T.fmt_p(r['p_adjusted'])}"
+        if r["loss"] in clean.index:
+            text += f"; clean accuracy {T.pct(r['clean'])}%, against {base} {V.diff_text(clean.loc[r['loss']])}"
+        return text + ")"
+
+    def named(r: dict[str, Any], value: str) -> str:
+        _, alpha, outside = equivalents.get(r["loss"], (None, None, False))
+        if alpha is not None:
+            value += f"; its target is label smoothing's at α(p*) = {alpha:.3f}" + (
+                ", beyond the strengths measured" if outside else ""
+            )
+        return f"{inputs.label(r['loss'])} ({value})"
+
+    out = []
+    for reading in readings:
+        head = f"**Against label smoothing at {reading.budget}**, {V.coverage_text(reading.cov)}"
+        if not reading.measured:
+            out.append(head + ": fewer than two label-smoothing arms were measured here, so no frontier.")
+            continue
+        if reading.counted:
+            own = "their" if len(reading.counted) > 1 else "its"
+            parts = [
+                f"above the frontier at {own} own clean accuracy, counted: {', '.join(map(above, reading.counted))}"
+            ]
+        elif reading.uncounted:
+            parts = ["no loss counts as above the frontier at its own clean accuracy"]
+        else:
+            parts = ["no loss lies above the frontier at its own clean accuracy"]
+        parts += [f"above it but not counted ({'; '.join(why)}): {above(r)}" for r, why in reading.uncounted]
+        if not reading.counted:
+            if reading.below:
+                parts.append("below it: " + ", ".join(named(r, f"{T.margin_cell(r)} points") for r in reading.below))
+            if reading.on:
+                parts.append(
+                    "on it (no evidence either way): "
+                    + ", ".join(named(r, f"{T.margin_cell(r)} points") for r in reading.on)
+                )
+            for key, (_, why) in UNPLACED_WHY.items():
+                group = getattr(reading, key)
+                if group:
+                    parts.append(
+                        f"not placed ({why}): " + ", ".join(named(r, f"clean {T.pct(r['clean'])}%") for r in group)
+                    )
+        out.append(head + ": " + "; ".join(parts) + ".")
+    return out
 
 
 def _frontier_names(
@@ -666,24 +801,37 @@ def _frontier_names(
 ALPHA_TOLERANCE = 5e-4  # a strength written to 4 decimals (0.7597) stands for Baikal's 0.759746...
 
 
-def _equivalents_text(inputs: ReportInputs, study: T.FrontierStudy) -> str:
-    """The learning-rule reading: each placed loss's alpha(p*) against the strengths of label smoothing
-    measured, so a reader sees which losses the frontier covers at their own effective target."""
+def _alpha_equivalents(
+    inputs: ReportInputs, study: T.FrontierStudy
+) -> dict[str, tuple[float | None, float | None, bool]]:
+    """Each loss placed against the frontier that the learning-rule analysis covers -> (p*, α(p*), whether
+    α(p*) lies outside the label-smoothing strengths measured); α(p*) None where the loss pursues p → 1."""
     equivalents = T.label_smoothing_equivalents(inputs)
     alphas = sorted(study.smoothing.values())
     low, high = alphas[0], alphas[-1]
     others = list(dict.fromkeys(study.margins["loss"])) if study.margins is not None else []
-    parts, outside = [], []
+    out = {}
     for loss in others:
-        if loss not in equivalents:
-            continue
-        p_star, alpha = equivalents[loss]
+        if loss in equivalents:
+            p_star, alpha = equivalents[loss]
+            outside = alpha is not None and not low - ALPHA_TOLERANCE <= alpha <= high + ALPHA_TOLERANCE
+            out[loss] = (p_star, alpha, outside)
+    return out
+
+
+def _equivalents_text(inputs: ReportInputs, study: T.FrontierStudy) -> str:
+    """The learning-rule reading: each placed loss's alpha(p*) against the strengths of label smoothing
+    measured, so a reader sees which losses the frontier covers at their own effective target."""
+    alphas = sorted(study.smoothing.values())
+    low, high = alphas[0], alphas[-1]
+    parts, outside = [], []
+    for loss, (p_star, alpha, beyond) in _alpha_equivalents(inputs, study).items():
         name = inputs.label(loss)
         if alpha is None:
             parts.append(f"{name}: none (it pursues p → 1, as cross-entropy does)")
             continue
         parts.append(f"{name}: α(p*) = {alpha:.3f} (p* = {p_star:.3f})")
-        if not low - ALPHA_TOLERANCE <= alpha <= high + ALPHA_TOLERANCE:
+        if beyond:
             outside.append(name)
     if not parts:
         return (
@@ -736,8 +884,10 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "network shares, and (c) under the per-input worst case over every attack that ran at that budget "
             "(the strict protocol; whether it includes the AutoAttack ensemble is said as in the verdict). "
             "**Kept** is (c) / (a), the share of the paper-protocol gain that the strict protocol keeps "
-            "(a ratio of the two mean differences, without an interval of its own); where (a) is not "
-            f'above zero there is "{P.NO_GAIN}". (a) is a weaker attack: a loss whose gradient is flat where '
+            "(a ratio of the two mean differences, without an interval of its own), shown only where (a) is "
+            f"a significant gain (adjusted p below {settings.alpha:g}, interval above zero); elsewhere the "
+            f'ratio would divide by noise, and the table says "{P.NO_GAIN}". (a) is a weaker attack: a loss '
+            "whose gradient is flat where "
             "the network is confident looks robust under it although cross-entropy attacks break the same "
             "network, so it never stands behind a claim of this report: the verdict rests on the worst case "
             "alone (which includes (a) as one of its attacks, so (a) can only lower it). The differences, "
@@ -759,7 +909,8 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             f"`*`: p < {settings.alpha:g}; an attack whose outcomes are the worst case's on every network "
             "takes the worst case's p) under (a) FGSM on the network's own training loss, (b) FGSM on "
             "cross-entropy (`not run` where no such FGSM ran) and (c) the worst case, whether that worst "
-            f'case is AutoAttack-verified, and kept = (c) / (a) ("{P.NO_GAIN}" where (a) ≤ 0).',
+            "case is AutoAttack-verified, and kept = (c) / (a) where (a) is a significant gain after the "
+            f'correction, with its interval above zero ("{P.NO_GAIN}" elsewhere).',
         )
     )
     return section

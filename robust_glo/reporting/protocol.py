@@ -11,8 +11,9 @@ column is a cell of the statistics) under
 (c) the per-input worst case over every attack that ran there (the strict protocol; AutoAttack-verified
     at that budget or not, as the verdict decides it),
 
-and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a) when (a) > 0.
-(a) is a weaker attack: it stands behind no claim (the verdict rests on the worst case alone).
+and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a), only where (a)
+is a significant gain (adjusted p below alpha, interval above zero): elsewhere the ratio would divide by
+noise. (a) is a weaker attack: it stands behind no claim (the verdict rests on the worst case alone).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ TITLE = "The paper's protocol beside the strict one"
 ANCHOR = "paper-protocol"
 PARTS = ("paper", "ce", "worst")  # (a), (b), (c)
 CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "significant")
-NO_GAIN = "no gain to keep"
+NO_GAIN = "no significant gain to keep"
 
 
 def paper_attacks(attacks: Sequence[str]) -> list[str]:
@@ -109,7 +110,8 @@ def evidence(values: Mapping[str, Any]) -> str:
 
 
 def kept(paper_diff: float, worst_diff: float) -> float:
-    """(c) / (a): the share of the paper-protocol gain the strict worst case keeps; NaN when (a) <= 0."""
+    """(c) / (a): the share of the paper-protocol gain the strict worst case keeps; NaN when (a) <= 0.
+    `protocol_rows` asks it only where (a) is a significant gain (`evidence`)."""
     if _nan(paper_diff) or _nan(worst_diff) or paper_diff <= 0:
         return math.nan
     return float(worst_diff) / float(paper_diff)
@@ -128,8 +130,8 @@ def protocol_rows(
     summary's diff, diff_ci_low, diff_ci_high, p_adjusted, p_at_floor and significant, `verified` (the
     worst case there includes the AutoAttack ensemble), `ran` (the attacks behind it, readable names),
     `not_counted` (why a worst-case difference there would not count, the verdict's rule over the loss's and
-    the baseline's `diagnostics`; "" when it counts) and `kept` ((c) / (a), NaN when (a) <= 0). Empty when
-    `attacks` hold no `fgsm:loss=train`."""
+    the baseline's `diagnostics`; "" when it counts) and `kept` ((c) / (a), NaN unless (a) is a significant
+    gain, `evidence`). Empty when `attacks` hold no `fgsm:loss=train`."""
     coverage = dict(coverage or {})
     rows = []
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
@@ -153,7 +155,8 @@ def protocol_rows(
                 row["ran"] = V.attack_names(cov.ran) if cov is not None else ""
                 arms = {loss: BLOCKING, baseline: BLOCKING_BASELINE}
                 row["not_counted"] = "; ".join(V.claim_gate(diagnostics, cov, norm, eps, arms))
-                row["kept"] = kept(row["paper_diff"], row["worst_diff"])
+                gain = evidence(part(row, "paper")) == "gain"
+                row["kept"] = kept(row["paper_diff"], row["worst_diff"]) if gain else math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -164,7 +167,7 @@ def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def kept_text(row: Mapping[str, Any]) -> str:
-    """ "25%" ((c) / (a) as a share), or "no gain to keep" where (a) <= 0."""
+    """ "25%" ((c) / (a) as a share), or "no significant gain to keep" where (a) is not a significant gain."""
     return NO_GAIN if _nan(row["kept"]) else f"{100 * row['kept']:.0f}%"
 
 

@@ -95,7 +95,8 @@ def p_text(row: Mapping[str, Any]) -> str:
     return f"adjusted p = {p:.2g}" if p < 0.001 else f"adjusted p = {p:.3f}"
 
 
-def _diff_text(row: Mapping[str, Any]) -> str:
+def diff_text(row: Mapping[str, Any]) -> str:
+    """ "+5.1 points [+1.2, +9.0], adjusted p = 0.012": a summary row's difference to the baseline."""
     text = f"{_pts(row['diff'])} points"
     if not _nan(row.get("diff_ci_low")):
         text += f" [{_pts(row['diff_ci_low'])}, {_pts(row['diff_ci_high'])}]"
@@ -188,7 +189,8 @@ def attack_names(labels: tuple[str, ...] | list[str], *, schedule: bool = False)
     return ", ".join(names) if names else "no attack"
 
 
-def _coverage_text(cov: CoverageLike | None) -> str:
+def coverage_text(cov: CoverageLike | None) -> str:
+    """ "AutoAttack-verified", or "not verified against AutoAttack (worst case of: FGSM, PGD-20)"."""
     if cov is None:
         return "AutoAttack coverage unknown"
     if cov.verified:
@@ -226,7 +228,7 @@ def build_verdict(
             word = {"higher": "higher than", "lower": "lower than", "": "no evidence of a difference from"}[
                 _direction(c)
             ]
-            parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({_diff_text(c)})")
+            parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({diff_text(c)})")
             cleans.append(
                 {
                     "loss": name,
@@ -258,7 +260,7 @@ def build_verdict(
                     "lower": "less robust than",
                     "": "no evidence of a difference from",
                 }[direction]
-                text = f"at {budget_text(norm, eps)} {word} {base} ({_diff_text(r)}; {_coverage_text(cov)})"
+                text = f"at {budget_text(norm, eps)} {word} {base} ({diff_text(r)}; {coverage_text(cov)})"
                 if not judged:
                     text += f", diagnostics not run: {', '.join(unjudged)}"
                 if failed:
