@@ -580,6 +580,7 @@ def test_the_auto_backend_is_batched_on_cuda_one_thread_ray_tasks_on_a_multicore
     assert isinstance(make_backend(EvolveConfig(device="cpu", threads=1)), LocalBackend)
     monkeypatch.setattr("robust_glo.utils.device.resolve_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr("robust_glo.utils.resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr("robust_glo.evolution.backends.resolve_device", lambda name: torch.device("cuda"))
     assert isinstance(make_backend(EvolveConfig(device="cuda")), BatchedBackend)
     assert isinstance(make_backend(EvolveConfig(device="cuda", backend="local")), LocalBackend)
     assert resolve_benchmark_backend("auto", "cuda") == "local"  # populations in this process

@@ -42,6 +42,7 @@ from robust_glo.analysis.report import LossAnalysis, analyze_loss
 
 def plot_analyses(*args, **kwargs):
     """See `robust_glo.analysis.figures.plot_analyses` (imported on first use: matplotlib is slow)."""
+    # lazy: figures loads seaborn and matplotlib, which analysis (imported by evolution and the CLI) does not need
     from robust_glo.analysis.figures import plot_analyses as _plot
 
     return _plot(*args, **kwargs)

@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from robust_glo.analysis.learning_rule import learning_rule
 from robust_glo.analysis.report import LossAnalysis, analyze_loss
 from robust_glo.errors import ConfigError
+from robust_glo.losses.taylorglo import taylorglo_f
 
 FORMATS = ("png", "svg")
 _STYLE = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9}
@@ -156,8 +157,6 @@ def _pull_push_figure(analyses: Sequence[LossAnalysis], labels: list[str], n: in
 
 def _taylorglo_figure(analyses: Sequence[LossAnalysis], labels: list[str], n: int) -> Figure:
     import torch
-
-    from robust_glo.losses.taylorglo import taylorglo_f
 
     k = len(analyses)
     fig = Figure(figsize=(11.0, 4.2 * k + 0.4), layout="constrained")

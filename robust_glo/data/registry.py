@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import torch
 
+from robust_glo.errors import DatasetError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -80,8 +82,6 @@ def register_dataset(
         n_train=n_train,
         n_test=n_test,
     )
-    from robust_glo.errors import DatasetError
-
     if len(info.image_shape) != 3 or not (len(info.mean) == len(info.std) == info.image_shape[0]):
         raise DatasetError(f"dataset {name!r}: image_shape must be (C, H, W) with C values each in mean and std")
     if info.num_classes < 2:
@@ -135,8 +135,6 @@ def check_split_sizes(
     files actually loaded); a size that is not known is not checked. `val_key` / `test_key` are the
     names the user gave the sizes (`n` in a suite's [attack] table).
     """
-    from robust_glo.errors import DatasetError
-
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     info = DATASETS[name]
@@ -162,8 +160,6 @@ def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
     with the registered (C, H, W), made float32; labels integers in [0, num_classes), made int64; numpy
     arrays are converted to tensors, anything else refused. A `FileNotFoundError` of the loader is a
     one-line `DatasetError` naming the dataset and the folder it looked in."""
-    from robust_glo.errors import DatasetError
-
     loader, default_source = _LOADERS[name]
     try:
         out = loader(root, download)
@@ -227,8 +223,6 @@ def load_raw(name: str, root: Path, download: bool) -> tuple[Raw, str]:
 
 def _tensor(value: object, name: str, what: str) -> torch.Tensor:
     """A loader's array as a tensor: a torch tensor as it is, a numpy array converted; else a DatasetError."""
-    from robust_glo.errors import DatasetError
-
     if isinstance(value, torch.Tensor):
         return value
     if type(value).__module__.split(".")[0] == "numpy" and hasattr(value, "dtype"):

@@ -24,6 +24,8 @@ import numpy as np
 
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
+from robust_glo.utils import parallel_cpu_workers, resolve_device
+from robust_glo.utils.ray_cluster import connect_ray
 
 
 @dataclass(frozen=True)
@@ -128,8 +130,6 @@ class RayBackend(Backend):
         gpus_per_task: float = 0.0,
         max_retries: int = 2,
     ):
-        from robust_glo.utils.ray_cluster import connect_ray
-
         ray, self.started = connect_ray(address, num_cpus)
         self._ray = ray
         self.cpus_per_task = float(cpus_per_task)
@@ -182,8 +182,6 @@ def resolve_backend(config: EvolveConfig) -> str:
     than one multi-threaded process, evaluations/perf/cpu_defaults.py); `local` otherwise."""
     if config.backend != "auto":
         return config.backend
-    from robust_glo.utils import parallel_cpu_workers, resolve_device
-
     if resolve_device(config.device).type == "cuda":
         return "batched"
     return "ray" if config.threads is None and parallel_cpu_workers(config.device) >= 2 else "local"

@@ -16,6 +16,7 @@ from typing import Any
 
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
+from robust_glo.models import list_models
 from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
 from robust_glo.utils.parsing import Bound, check_field_types, parse_number, parse_seed
 from robust_glo.utils.parsing import read_toml as _read_toml
@@ -236,8 +237,6 @@ class EvolveConfig:
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
         if self.model is not None:
-            from robust_glo.models import list_models
-
             if self.model not in list_models():
                 raise ConfigError(f"unknown model {self.model!r}; valid: {', '.join(list_models())}")
         for name in ("generations", "steps", "topk", "reeval_seeds", "popsize"):

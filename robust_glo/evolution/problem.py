@@ -42,6 +42,7 @@ from torch import nn
 
 from robust_glo.analysis.invariant import invariant_holds_batch, invariant_margin_batch
 from robust_glo.data import DatasetSplits, load_dataset
+from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.evolution.config import EvolveConfig, FitnessSpec, parse_fitness
 from robust_glo.losses import TaylorGLOLoss, get_loss
@@ -49,6 +50,7 @@ from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.losses.user import NonFiniteLossError
 from robust_glo.models import create_model
 from robust_glo.training import Recipe, evaluate_accuracy, fit
+from robust_glo.training.population import train_population
 from robust_glo.utils import resolve_device
 
 STATUSES = ("trained", "pruned", "collapsed", "rejected", "diverged", "failed")
@@ -163,8 +165,6 @@ class TaylorGLOProblem:
         threads: int | None = None,
         robust_every_rung: bool = True,
     ):
-        from robust_glo.data.registry import DATASETS
-
         if dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
         if invariant not in ("paper", "exact", "off"):
@@ -229,6 +229,7 @@ class TaylorGLOProblem:
         """Load the data and build the model once, so a bad dataset or model fails before any work (and a
         PGD fitness without torchattacks installed, which runs it)."""
         if self.fitness.robust and self.fitness.attack != "fgsm":
+            # lazy: the CLI imports evolution to build its parser; robustness loads pandas (--help stays light)
             from robust_glo.robustness.attacks import require_torchattacks
 
             require_torchattacks(["pgd"])
@@ -406,6 +407,7 @@ class TaylorGLOProblem:
 
         The attack is the robustness harness's (cross-entropy on logits, inputs in [0, 1], RNG forked).
         """
+        # lazy: the CLI imports evolution to build its parser; robustness loads pandas (--help stays light)
         from robust_glo.robustness import evaluate_model
 
         spec = self.fitness
@@ -436,8 +438,6 @@ class TaylorGLOProblem:
         """Score thetas `(M, 8)` that share `seed`, training the ones that pass the invariant together
         as one population (`robust_glo.training.population`). Rejected ones are not trained. A rung
         (`stop_at`) is trained from the start, not resumed: the population keeps no per-candidate state."""
-        from robust_glo.training.population import train_population
-
         array = np.asarray(thetas, dtype=np.float64).reshape(-1, N_PARAMS)
         keep = self.screen(array)
         violation = self.violation(array)

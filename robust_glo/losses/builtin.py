@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from robust_glo.errors import LossSpecError
 from robust_glo.losses.base import parse_float_arg, register_loss
 
 
@@ -99,8 +100,6 @@ class BaikalLoss:
 @register_loss("ce", usage="ce", summary="cross-entropy")
 def _make_ce(arg: str | None, spec: str):
     if arg:
-        from robust_glo.errors import LossSpecError
-
         raise LossSpecError(f"loss spec {spec!r}: 'ce' takes no argument (use label_smoothing:ALPHA)")
     return CrossEntropy(0.0, spec)
 
@@ -127,7 +126,5 @@ def _make_poly1(arg: str | None, spec: str):
 @register_loss("baikal", usage="baikal", summary="Baikal loss -(1/n) sum (log y - x/y)")
 def _make_baikal(arg: str | None, spec: str):
     if arg:
-        from robust_glo.errors import LossSpecError
-
         raise LossSpecError(f"loss spec {spec!r}: 'baikal' takes no argument")
     return BaikalLoss()

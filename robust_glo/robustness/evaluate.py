@@ -44,6 +44,7 @@ from robust_glo.robustness.checks import (
     budget_slack,
     check_reliability,
 )
+from robust_glo.utils.device import resolve_device
 from robust_glo.utils.parsing import MAX_L2, parse_bool, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 __all__ = [
@@ -551,8 +552,6 @@ def _checked_arguments(
     if device is None:
         dev = _model_device(model)
     else:
-        from robust_glo.utils.device import resolve_device
-
         dev = resolve_device(device)
     return _Arguments(specs, eps_list, radii, batch_size, dev, seed, tolerance, zero_grad_threshold, dtype)
 

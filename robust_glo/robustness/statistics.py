@@ -31,6 +31,8 @@ import pandas as pd
 from scipy import stats
 
 from robust_glo.errors import ConfigError
+from robust_glo.robustness.bootstrap import P_FLOOR as P_FLOOR  # re-exported (defined in bootstrap, below this)
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap, clopper_pearson
 
 SUMMARY_STATS = [
     "n_seeds",
@@ -74,10 +76,6 @@ DEFAULT_CORRECTION = "holm"
 FAMILIES = ("primary", "secondary")  # corrected separately; "" = in no family
 WORST_BY_NORM = {"linf": "worst", "l2": "worst:l2"}  # the per-input worst case over a norm's attacks
 DEFAULT_BOOTSTRAP = 10_000
-# The smallest p reported (|z| > 7.1 in the normal approximation): far below any corrected threshold in use
-# (alpha / M < 1e-12 would take M > 5e10 comparisons), and far out in a tail that no bootstrap of B
-# replicates or N images can check, so smaller values would be precision without meaning.
-P_FLOOR = 1e-12
 INTERVAL_BOOTSTRAP = "bootstrap: seeds and images"
 INTERVAL_T = "t: seeds only"
 
@@ -140,14 +138,6 @@ def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
-def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """The exact (Clopper-Pearson) interval of a proportion of k successes in n trials (scipy's
-    `binomtest(k, n).proportion_ci(method="exact")`); at k = 0 its upper end is 1 - ((1 - c) / 2)^(1/n),
-    about 3.7 / n at 95%."""
-    ci = stats.binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
-
-
 def summarize(
     results: pd.DataFrame,
     *,
@@ -201,8 +191,6 @@ def summarize(
         raise ConfigError(f"baseline {base!r} is not among the {compare} values: {', '.join(map(str, order))}")
     boot = None
     if outcomes is not None and not outcomes.empty and compare == "loss" and value == "accuracy":
-        from robust_glo.robustness.bootstrap import HierarchicalBootstrap
-
         boot = HierarchicalBootstrap(
             outcomes, n_boot=n_boot, seed=boot_seed, confidence=confidence, p_method=p_method, df_method=df_method
         )

@@ -25,11 +25,13 @@ import torch
 from torch import nn
 
 from robust_glo.data import DatasetSplits, load_dataset
+from robust_glo.data.registry import DATASETS, registered_source
 from robust_glo.errors import ConfigError, NonFiniteLossError, ResumeError, StateFileError
 from robust_glo.losses import display_name, get_loss
 from robust_glo.losses.user import check_loss_on_probe
 from robust_glo.models import create_model
 from robust_glo.training.config import TrainConfig
+from robust_glo.training.population import train_population
 from robust_glo.training.precision import fit_precision_options
 from robust_glo.training.recipe import without_execution_options
 from robust_glo.training.trainer import FitResult, evaluate_accuracy, fit
@@ -82,8 +84,6 @@ def load_trained_model(run_dir: str | Path, device: str | torch.device = "cpu") 
     if not (run_dir / "config.json").is_file() or not (run_dir / "model.pt").is_file():
         raise ConfigError(f"{str(run_dir)!r} is not a finished training run (needs config.json and model.pt)")
     config = TrainConfig.from_dict(read_json(run_dir / "config.json", expect=dict, fix=RETRAIN))
-    from robust_glo.data.registry import DATASETS
-
     model = create_model(
         config.model or DATASETS[config.dataset].default_model, DATASETS[config.dataset], seed=config.seed
     )
@@ -204,8 +204,6 @@ def train_runs_together(
     directories are reused. Runs whose configs differ in anything but loss and seed train in separate
     populations; `max_members` caps a population's size (0: no cap). A population is not checkpointed:
     an interruption loses the populations in flight, never a finished run directory."""
-    from robust_glo.training.population import train_population
-
     configs = [c.resolved() for c in configs]
     outs = [Path(o) for o in out_dirs]
     results: list[TrainResult | None] = [None] * len(configs)
@@ -271,8 +269,6 @@ def _rebuild_environment(out: Path, config: TrainConfig) -> None:
     path = out / "environment.json"
     if read_json_or_none(path, expect=dict) is not None:
         return
-    from robust_glo.data.registry import registered_source
-
     atomic_write_json(
         path,
         run_metadata(seed=config.seed, split_seed=config.recipe.split_seed)
@@ -333,6 +329,4 @@ def _finish_run(
 
 
 def _info(config: TrainConfig):
-    from robust_glo.data.registry import DATASETS
-
     return DATASETS[config.dataset]
