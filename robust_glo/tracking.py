@@ -53,6 +53,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from robust_glo.comparison import layout
+from robust_glo.comparison.layout import loss_slug
 from robust_glo.errors import ConfigError, RobustGloError
 
 RANKED = ("best_fitness", "median_fitness")  # generations.csv columns that can hold rank bands
@@ -119,8 +121,6 @@ def eps_part(eps: Any) -> str:
 
 def loss_part(spec: str) -> str:
     """A loss's name in metric keys: its spec when at most `:` has to change, else its runs' folder name."""
-    from robust_glo.comparison.layout import loss_slug
-
     return spec if not _BAD_KEY_CHARS.search(spec.replace(":", "_")) else loss_slug(spec)
 
 
@@ -432,8 +432,6 @@ class Tracker:
 
     def log_evaluate_command(self, out: Path) -> None:
         """`robust-glo evaluate --track`: a run from the comparison folder, a nested run per network."""
-        from robust_glo.comparison import layout
-
         config = _read_json(out / "config.json") or {}
         run = self.start(
             f"evaluate {config.get('dataset', '')}".strip(),
@@ -554,8 +552,6 @@ class BenchmarkTracking:
         self.tracker.artifacts(self.run, [self.out / "training.csv", self.out / "losses.json"])
 
     def _attack(self) -> None:
-        from robust_glo.comparison import layout
-
         results = _read_csv(self.out / "results.csv")
         networks = self._network_runs()
         if results is not None:

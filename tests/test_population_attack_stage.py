@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import robust_glo.comparison.population as population_stage
 import robust_glo.robustness.population as population_pkg
 from robust_glo.benchmark import load_suite, run_benchmark
 from robust_glo.comparison import layout
@@ -143,7 +144,7 @@ def test_a_population_the_engine_refuses_falls_back_to_the_per_network_path(trai
     def refuse(*args, **kwargs):
         raise ConfigError("refused for the test")
 
-    monkeypatch.setattr(population_pkg, "evaluate_population", refuse)
+    monkeypatch.setattr(population_stage, "evaluate_population", refuse)  # where the stage looks it up
     pop = _copy(out, tmp_path / "pop")
     lines: list[str] = []
     _attack(suite, pop, "on", lines.append)

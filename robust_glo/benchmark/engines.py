@@ -10,14 +10,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robust_glo.analysis import analyze_loss, plot_analyses
+from robust_glo.comparison import run_comparison
+from robust_glo.comparison.population import attack_as_populations
 from robust_glo.errors import ConfigError, ResumeError
+from robust_glo.evolution import run_evolution as _run_evolution
+from robust_glo.evolution.config import EvolveConfig
 
 
 def validate_evolve_options(options: dict[str, Any], *, dataset: str, model: str | None) -> dict[str, Any]:
     """Check a suite's [evolve] table with the evolution engine's own config; return it normalized
     (flag-style `reeval-seeds` spelled `reeval_seeds`), without the keys the suite sets."""
-    from robust_glo.evolution.config import EvolveConfig
-
     EvolveConfig.from_dict({**options, "dataset": dataset, "model": model, "out": "unused"}, source="[evolve]")
     return {str(k).replace("-", "_"): v for k, v in options.items()}
 
@@ -33,8 +36,6 @@ def evolve_config(
     progress: bool,
 ) -> Any:
     """The `EvolveConfig` of a suite's [evolve] table, writing into `out`."""
-    from robust_glo.evolution.config import EvolveConfig
-
     values = {"progress": progress, **options, "dataset": dataset, "model": model, "out": str(out), "device": device}
     if data_root is not None:
         values["data_root"] = data_root
@@ -46,10 +47,8 @@ def run_evolution(config: Any, *, require_best: bool = True) -> int:
     candidates are read back, not retrained). Returns the number of evaluations this call ran (0 when the
     run had already finished). `require_best`: a run that trained no usable candidate is a `ConfigError`
     (one search of several may come back empty; the choice among them then leaves it out)."""
-    from robust_glo.evolution import run_evolution as _run
-
     try:
-        result = _run(config, resume=True)
+        result = _run_evolution(config, resume=True)
     except ResumeError as exc:
         raise ResumeError(
             f"{exc} (the suite's [evolve] table changed since {config.out} was made: restore it, "
@@ -65,28 +64,20 @@ def run_evolution(config: Any, *, require_best: bool = True) -> int:
 
 def compare(config: Any, out: Path, *, progress: bool, log: Callable[[str], None]) -> Any:
     """`run_comparison`: train (or reuse) and attack (or reuse) every loss x seed; results, flags, summary."""
-    from robust_glo.comparison import run_comparison
-
     return run_comparison(config, out, progress=progress, echo=log)
 
 
 def attack_populations(config: Any, out: Path, *, max_members: int, log: Callable[[str], None]) -> list[str]:
     """`attack_as_populations`: attack the trained, unevaluated pieces of the comparison as populations of at
     most `max_members` networks (0: all), each piece's files written as `compare` writes them."""
-    from robust_glo.comparison.population import attack_as_populations
-
     return attack_as_populations(config, out, max_members=max_members, echo=log)
 
 
 def analyze(spec: str, n_classes: int) -> dict[str, Any]:
     """`analyze_loss(spec, n_classes).to_dict()`: effective target, invariant, ... (JSON-ready)."""
-    from robust_glo.analysis import analyze_loss
-
     return analyze_loss(spec, n_classes).to_dict()
 
 
 def plot_losses(specs: list[str], n_classes: int, out_dir: Path) -> list[Path]:
     """The analysis engine's learning-rule figures of `specs`, PNG and SVG, into `out_dir`."""
-    from robust_glo.analysis import plot_analyses
-
     return plot_analyses(specs, out_dir, n_classes)

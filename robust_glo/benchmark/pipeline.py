@@ -37,11 +37,15 @@ from robust_glo.benchmark.ledger import Ledger, StageCounter
 from robust_glo.benchmark.searches import choose_search, search_dir
 from robust_glo.benchmark.suite import SEARCHES, Suite, evolution_of
 from robust_glo.comparison import layout
+from robust_glo.comparison.parallel import run_pieces_ray
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.losses import set_display_name
 from robust_glo.losses.taylorglo import N_PARAMS
+from robust_glo.reporting import build_report
+from robust_glo.tracking import BenchmarkTracking, Tracker
 from robust_glo.tracking import enabled as tracking_enabled
+from robust_glo.training import train_run, train_runs_together
 from robust_glo.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -162,8 +166,6 @@ class Benchmark:
 
     def _as_populations(self, losses: list[str]) -> None:
         """Train the unfinished pieces as populations; the sequential pass after it then reuses them."""
-        from robust_glo.training import train_runs_together
-
         compare = self.suite.compare_config(losses)
         pieces = self.pieces()
         configs = [compare.train_config(p.spec, p.seed) for p in pieces]
@@ -184,8 +186,6 @@ class Benchmark:
         """With the Ray backend: every (loss, seed) piece as a Ray task (the sequential pass then reuses them)."""
         if self.backend != "ray":
             return
-        from robust_glo.comparison.parallel import run_pieces_ray
-
         stage = "attack" if evaluate else "train"
         run_pieces_ray(
             self.suite.compare_config(losses),
@@ -233,8 +233,6 @@ class Benchmark:
         )
         tracked = None
         if self.track:  # before any stage: a missing MLflow or an unreachable store stops the run at once
-            from robust_glo.tracking import BenchmarkTracking, Tracker
-
             tracker = Tracker(self.out, self.tracking_uri, warn=lambda line: self.log(f"[track] warning: {line}"))
             tracked = BenchmarkTracking(tracker, self.out, stages=order, backend=self.backend)
         ledger = Ledger(self.out / "stages.json")
@@ -259,8 +257,6 @@ class Benchmark:
             if tracked is not None and status != "done":
                 tracked.finish(status)
         if "report" in order:  # once more, so that the report shows its own stage's wall time
-            from robust_glo.reporting import build_report
-
             build_report(self.out)
         if tracked is not None:
             tracked.finish("done")
@@ -408,8 +404,6 @@ class Benchmark:
 
     def stage_train(self, counter: StageCounter) -> None:
         """Train every loss x seed into the comparison's run directories (finished ones are reused)."""
-        from robust_glo.training import train_run
-
         losses = self.resolved_losses()
         self._write_losses(losses)
         compare = self.suite.compare_config(losses)
@@ -524,8 +518,6 @@ class Benchmark:
             counter.done += 1
 
     def stage_report(self, counter: StageCounter) -> None:
-        from robust_glo.reporting import build_report
-
         paths = build_report(self.out)
         counter.done += 1
         self.log(f"[report] {paths.markdown} and {paths.html}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from robust_glo.benchmark.suite import Suite
+from robust_glo.evolution.config import EvolveConfig
 
 
 def describe(suite: Suite) -> str:
@@ -23,8 +24,6 @@ def describe(suite: Suite) -> str:
         f"  {s.description.strip()}" if s.description.strip() else "",
         f"  dataset {s.dataset}, model {s.model or 'the dataset default'}, device {s.device}",
     ]
-    from robust_glo.evolution.config import EvolveConfig
-
     defaults = EvolveConfig()
     for name, e in s.evolutions.items():
         fidelity = e.get("fidelity", defaults.fidelity)

@@ -57,9 +57,14 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from robust_glo.benchmark import engines
+from robust_glo.comparison import CompareConfig
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError, RobustGloError
 from robust_glo.losses import get_loss
+from robust_glo.models import list_models
+from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
+from robust_glo.robustness.diagnostics import DiagnosticSettings
 from robust_glo.robustness.statistics import check_correction
 from robust_glo.training.config import PRESETS, TrainConfig
 from robust_glo.utils.parsing import MAX_SEED, SEED_RANGE, parse_budgets, read_toml
@@ -174,8 +179,6 @@ class Suite:
     def compare_config(self, losses: list[str] | None = None) -> Any:
         """The robustness comparison (`robust_glo.comparison.CompareConfig`) of the train and attack
         stages, for `losses` (real specs; default the suite's, which must not include "evolved")."""
-        from robust_glo.comparison import CompareConfig
-
         losses = list(self.losses if losses is None else losses)
         options = dict(self.train)
         preset = options.pop("preset", "default")
@@ -303,8 +306,6 @@ def _parse_suite_table(
         raise ConfigError(f"{w}: unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     model = _optional_string(s.get("model"), w, "model")
     if model is not None:
-        from robust_glo.models import list_models
-
         if model not in list_models():
             raise ConfigError(f"{w}: unknown model {model!r}; valid: {', '.join(list_models())}")
     default_name = Path(source).stem if source != "<suite>" else "suite"
@@ -446,8 +447,6 @@ def _parse_evolve(table: dict[str, Any], w: _Where, dataset: str, model: str | N
             f"seed, seed + 1, ...), got {searches!r}"
         )
     try:
-        from robust_glo.benchmark import engines
-
         validated = engines.validate_evolve_options(options, dataset=dataset, model=model)
     except RobustGloError as exc:
         raise ConfigError(f"{w}: {exc}") from None
@@ -506,8 +505,6 @@ def _parse_attack(
     t: dict[str, Any], w: _Where
 ) -> tuple[list[str], list[float], list[float], int | None, int, int, float | None, float | None]:
     _check_keys(t, ATTACK_KEYS, w)
-    from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
-
     raw = t.get("attacks")
     if not isinstance(raw, list) or not raw:
         raise ConfigError(
@@ -558,8 +555,6 @@ def _parse_attack(
 
 def _parse_diagnostics(value: Any, w: _Where) -> dict[str, Any]:
     """[attack.diagnostics]: sizes and thresholds of the diagnostics (DiagnosticSettings), checked here."""
-    from robust_glo.robustness.diagnostics import DiagnosticSettings
-
     _require_table(value, w, "diagnostics")
     try:
         DiagnosticSettings.from_dict(value)

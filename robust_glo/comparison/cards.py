@@ -23,7 +23,15 @@ from typing import Any
 
 import pandas as pd
 
+from robust_glo.analysis import analyze_loss
 from robust_glo.comparison import layout
+from robust_glo.losses import display_name as loss_display_name
+from robust_glo.robustness.attacks import display_name as attack_display_name
+from robust_glo.robustness.attacks.coverage import coverage_from_results
+from robust_glo.robustness.diagnostics import ALL_BUDGETS, BLOCKING, PER_NORM
+from robust_glo.robustness.threat import ThreatModel
+from robust_glo.utils import atomic_write_text, read_json_or_none
+from robust_glo.utils.metadata import code_version, library_versions
 
 CARD_FILE = "card.json"
 SCHEMA = 1
@@ -61,8 +69,6 @@ def _json_cell(text: Any) -> dict[str, Any]:
 
 
 def _read(path: Path) -> dict[str, Any] | None:
-    from robust_glo.utils import read_json_or_none
-
     data = read_json_or_none(path, expect=dict) if path.is_file() else None
     return data if isinstance(data, dict) else None
 
@@ -89,11 +95,9 @@ def _loss_section(spec: str | None, n_classes: Any) -> dict[str, Any] | None:
     """The loss's spec, display name and analysis (p*); None for a network without a training loss."""
     if spec is None:
         return None
-    from robust_glo.losses import display_name
-
     out: dict[str, Any] = {
         "spec": spec,
-        "name": display_name(spec),
+        "name": loss_display_name(spec),
         "n_classes": n_classes,
         "effective_target": None,
         "label_smoothing_equivalent": None,
@@ -101,8 +105,6 @@ def _loss_section(spec: str | None, n_classes: Any) -> dict[str, Any] | None:
         "analysis_error": None,
     }
     try:
-        from robust_glo.analysis import analyze_loss
-
         analysis = analyze_loss(spec, int(n_classes))
     except Exception as exc:  # a user loss that no longer loads, a class count missing: say so on the card
         out["analysis_error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
@@ -135,9 +137,6 @@ def _coverage(row: Any, params: dict[str, Any], rows: pd.DataFrame, n_classes: A
     `params` (`autoattack`, `over`, `missing`), or recomputed from the attack rows for a row without them."""
     if "autoattack" in params:
         return bool(params["autoattack"]), list(params.get("over") or []), list(params.get("missing") or [])
-    from robust_glo.robustness.attacks.coverage import coverage_from_results
-    from robust_glo.robustness.threat import ThreatModel
-
     threat = ThreatModel.parse(str(row.norm))
     try:
         found = coverage_from_results(rows[rows["attack"] != "clean"], int(n_classes)).get((threat, float(row.eps)))
@@ -151,8 +150,6 @@ def _coverage(row: Any, params: dict[str, Any], rows: pd.DataFrame, n_classes: A
 def _budget_diagnostics(diagnostics: pd.DataFrame, norm: str, eps: float) -> dict[str, str]:
     """Each diagnostic's status that speaks for (norm, eps): its own rows, `unbounded` of the norm and
     `gradients` (every budget)."""
-    from robust_glo.robustness.diagnostics import ALL_BUDGETS, PER_NORM
-
     out: dict[str, str] = {}
     for r in diagnostics.itertuples():
         if r.check in ALL_BUDGETS:
@@ -169,9 +166,6 @@ def _budget_diagnostics(diagnostics: pd.DataFrame, norm: str, eps: float) -> dic
 
 
 def _robustness(rows: pd.DataFrame, diagnostics: pd.DataFrame, n_classes: Any) -> list[dict[str, Any]]:
-    from robust_glo.robustness.attacks import display_name
-    from robust_glo.robustness.diagnostics import BLOCKING
-
     worst_labels = ("worst", "worst:l2")
     blocking = [c for c in BLOCKING if c != "transfer"]  # transfer is judged across networks, not here
     out = []
@@ -197,7 +191,7 @@ def _robustness(rows: pd.DataFrame, diagnostics: pd.DataFrame, n_classes: Any) -
                 "autoattack_verified": verified,
                 "autoattack_robust_accuracy": r.accuracy if verified else None,
                 "attacks": over,
-                "attack_names": [display_name(a) for a in over],
+                "attack_names": [attack_display_name(a) for a in over],
                 "missing": missing,
                 "per_attack": {str(a.attack): a.accuracy for a in same.itertuples()},
                 "diagnostics": diag,
@@ -218,8 +212,6 @@ def build_card(
 ) -> dict[str, Any]:
     """The card of the network whose evaluation (its rows, flags, diagnostics, outcomes and the
     `evaluation.json` record) is stored in `where`."""
-    from robust_glo.utils.metadata import code_version, library_versions
-
     key = record.get("key") if isinstance(record.get("key"), dict) else {}
     train = key.get("train") if isinstance(key.get("train"), dict) else None
     first = rows.iloc[0]
@@ -297,8 +289,6 @@ def write_card(
     """Write `where/card.json` atomically (left untouched when its content is the same, so a reused
     evaluation changes no file); returns its path, or None (with a logged warning) when the card could not
     be built: a card is a view of the evaluation and never fails it."""
-    from robust_glo.utils import atomic_write_text
-
     path = where / CARD_FILE
     try:
         text = json.dumps(build_card(where, rows, flags, diagnostics, outcomes, record), indent=2) + "\n"

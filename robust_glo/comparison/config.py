@@ -6,9 +6,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
+from robust_glo.losses import get_loss
 from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
+from robust_glo.training import TrainConfig
 from robust_glo.utils.parsing import SEED_RANGE, is_sequence, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 # Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
@@ -48,8 +51,6 @@ class CompareConfig:
     transfer_from: str | None = None
 
     def validated(self) -> CompareConfig:
-        from robust_glo.losses import get_loss
-
         losses = [self.losses] if isinstance(self.losses, str) else self.losses
         if not is_sequence(losses) or not all(isinstance(spec, str) for spec in losses):
             raise ConfigError(f"losses must be a loss spec or a list of them, got {show(self.losses)}")
@@ -73,8 +74,6 @@ class CompareConfig:
         attacks = [s.label for s in specs]
         if any(s.norm == "l2" for s in specs) and not any(e > 0 for e in eps_l2):
             raise ConfigError("L2 attacks (norm=l2) need their radii: give eps_l2, e.g. [0.5, 1.0]")
-        from robust_glo.training import TrainConfig
-
         own = {"loss", "seed", "steps", "dataset", "model", "test_size", "device", "data_root"}
         valid = sorted(set(TrainConfig.flat_field_names()) - own)
         for key in self.train:
@@ -82,8 +81,6 @@ class CompareConfig:
                 raise ConfigError(f"training option {key!r} has its own setting; drop it from the training options")
             if key not in valid:
                 raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
-        from robust_glo.data.registry import check_split_sizes
-
         check_split_sizes(self.dataset, test_size=test_size)  # before any training
         diagnostics = DiagnosticSettings.from_dict(self.diagnostics).to_dict()
         diagnostics = _diagnostics_within(diagnostics, "n" in self.diagnostics, self.dataset, test_size)
@@ -109,8 +106,6 @@ class CompareConfig:
         )
 
     def train_config(self, loss: str, seed: int):
-        from robust_glo.training import TrainConfig
-
         return TrainConfig.from_dict(
             {
                 "loss": loss,
@@ -147,8 +142,6 @@ def _diagnostics_within(diagnostics: dict[str, Any], given: bool, dataset: str, 
     """The diagnostics' subsample `n` against the images attacked (`test_size`, or the test split): a
     larger `n` given explicitly is a one-line `ConfigError`; the default (200) is clamped to the images
     attacked and recorded so (a tiny [attack] n)."""
-    from robust_glo.data.registry import DATASETS
-
     attacked = test_size if test_size is not None else DATASETS[dataset].n_test
     n = int(diagnostics.get("n", 0))
     if attacked is None or n <= attacked:

@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from robust_glo.comparison.cards import read_cards
+from robust_glo.utils import atomic_write_text
 
 CSV_FILE, MARKDOWN_FILE = "leaderboard.csv", "leaderboard.md"
 
@@ -337,8 +338,6 @@ def leaderboard(cards: list[dict[str, Any]]) -> Leaderboard:
 def write_leaderboard(root: str | Path, *also: str | Path) -> Leaderboard | None:
     """Gather the cards under `root` and write leaderboard.csv and leaderboard.md into `root` (and into
     each folder of `also`), atomically; returns the leaderboard, or None when `root` holds no card."""
-    from robust_glo.utils import atomic_write_text
-
     cards = read_cards(root)
     if not cards:
         return None

@@ -23,16 +23,18 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
+from robust_glo.comparison.runner import comparison_splits, compute_piece
+from robust_glo.comparison.store import stored_evaluation
 from robust_glo.errors import RobustGloError
 from robust_glo.losses import display_name, shorten_specs
+from robust_glo.training.run import _is_finished
 from robust_glo.utils.ray_cluster import connect_ray
 
 
 def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate: bool, threads: int) -> str:
     import torch
-
-    from robust_glo.comparison.runner import comparison_splits, compute_piece
 
     torch.set_num_threads(threads)
     cfg = CompareConfig(**config)
@@ -42,10 +44,6 @@ def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate
 
 def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, evaluate: bool) -> bool:
     """Whether the piece is on disk already (what `compute_piece` would reuse); in doubt, False."""
-    from robust_glo.comparison import layout
-    from robust_glo.comparison.store import stored_evaluation
-    from robust_glo.training.run import _is_finished
-
     try:
         train_cfg = config.train_config(loss, seed)
         run_dir = layout.run_dir(out, loss, seed)

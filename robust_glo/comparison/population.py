@@ -39,6 +39,9 @@ from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.runner import comparison_splits, craft_transfer
 from robust_glo.comparison.store import store_evaluation, stored_evaluation
 from robust_glo.errors import ConfigError
+from robust_glo.robustness.population import evaluate_population
+from robust_glo.training import train_run
+from robust_glo.training.run import _is_finished
 from robust_glo.utils import resolve_device
 
 
@@ -67,9 +70,6 @@ def attack_as_populations(
     finished and diverged runs are left alone (the per-network pass reuses, trains or records them).
     Returns the log lines, each also passed to `echo`. Raises `ConfigError` for a negative `max_members`;
     a population `evaluate_population` refuses is logged and left to the per-network pass."""
-    from robust_glo.training import train_run
-    from robust_glo.training.run import _is_finished
-
     if isinstance(max_members, bool) or not isinstance(max_members, int) or max_members < 0:
         raise ConfigError(f"population size must be an integer >= 0 (0: every piece at once), got {max_members!r}")
     config = config.validated()
@@ -104,8 +104,6 @@ def _attack_chunk(
 ) -> list[str]:
     """Attack one population (`attacked.images` `(N, C, H, W)`, `attacked.labels` `(N,)`) and store every
     member's evaluation, diagnostics and (on the transfer source) crafted transfer examples."""
-    from robust_glo.robustness.population import evaluate_population
-
     try:
         pop = evaluate_population(
             [m.model for m in chunk],

@@ -28,12 +28,14 @@ from robust_glo.comparison.store import (
 )
 from robust_glo.comparison.transfer import store_crafted, transfer_diagnostics
 from robust_glo.comparison.user_models import load_user_model
+from robust_glo.data import load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.checks import FLAG_COLUMNS, describe_flags
 from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS
 from robust_glo.robustness.outcomes import OUTCOME_COLUMNS
 from robust_glo.robustness.statistics import summarize
-from robust_glo.utils import resolve_device
+from robust_glo.training import TrainConfig, load_trained_model, train_run
+from robust_glo.utils import resolve_device, run_metadata
 
 
 @dataclass
@@ -62,8 +64,6 @@ def run_comparison(
 ) -> Comparison:
     """Train each loss on each seed (reusing finished runs in `out_dir`), evaluate each model's robustness
     on the test split (reusing finished evaluations), and write results.csv, flags.csv, summary.csv."""
-    from robust_glo.utils import run_metadata
-
     echo = echo or _echo
     config = config.validated()
     out = Path(out_dir)
@@ -105,8 +105,6 @@ def compute_piece(
     """One (loss, seed) piece: train it (or reuse its run directory), then evaluate it (or reuse the stored
     evaluation made with the same key). Returns its evaluation files and a log line; with `evaluate=False`
     only trains (the files are None then)."""
-    from robust_glo.training import train_run
-
     train_cfg = config.train_config(loss, seed)
     run_dir = layout.run_dir(out, loss, seed)
     ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
@@ -164,8 +162,6 @@ def craft_transfer(
 
 def comparison_splits(config: CompareConfig):
     """The splits a comparison trains on and the test images it attacks."""
-    from robust_glo.data import load_dataset
-
     probe = config.train_config(config.losses[0], config.seeds[0])
     splits = load_dataset(config.dataset, root=config.data_root, **probe.recipe.split_options())
     attacked = load_dataset(
@@ -186,10 +182,6 @@ def evaluate_existing(
     """Evaluate finished run directories (`checkpoints`) and user models (`module:callable`) without
     training. A checkpoint's dataset, loss and seed come from its config.json; a user model is evaluated
     on `config.dataset` and reported with its spec as the loss."""
-    from robust_glo.data import load_dataset
-    from robust_glo.training import TrainConfig, load_trained_model
-    from robust_glo.utils import resolve_device, run_metadata
-
     echo = echo or _echo
     if not checkpoints and not user_models:
         raise ConfigError("give --checkpoint DIR or --user-model module:callable to evaluate without training")

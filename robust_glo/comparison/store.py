@@ -11,34 +11,32 @@ from typing import Any
 import pandas as pd
 from torch import nn
 
+from robust_glo.comparison.cards import write_card
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.layout import DIAGNOSTICS_FILE, EVAL_FILE, EVAL_META, FLAGS_FILE, OUTCOMES_FILE
 from robust_glo.errors import RobustGloError
 from robust_glo.robustness import RESULT_COLUMNS, Evaluation, run_evaluation
+from robust_glo.robustness.attacks import ThreatModel, parse_attack
 from robust_glo.robustness.checks import read_flags
 from robust_glo.robustness.diagnostics import read_diagnostics, run_diagnostics
 from robust_glo.robustness.outcomes import image_fingerprint, outcome_rows
 from robust_glo.training.recipe import without_execution_options
+from robust_glo.training.run import RETRAIN
+from robust_glo.utils import atomic_write_json, atomic_write_text, read_json, resolve_device
+from robust_glo.utils.metadata import code_version, library_versions
 
 
 def _read_json(path: Path) -> Any:
     """A JSON object a run wrote; one that cannot be read is a one-line `StateFileError` naming it (callers
     that can redo what it records catch it: an evaluation's record; a checkpoint's config.json cannot)."""
-    from robust_glo.training.run import RETRAIN
-    from robust_glo.utils import read_json
-
     return read_json(path, expect=dict, fix=RETRAIN)
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from robust_glo.utils import atomic_write_json
-
     atomic_write_json(path, data)
 
 
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
-    from robust_glo.utils import atomic_write_text
-
     atomic_write_text(path, frame.to_csv(index=False))
 
 
@@ -79,8 +77,6 @@ def stored_evaluation(where: Path, key: dict[str, Any]) -> EvaluationFiles | Non
 
 
 def _card(where: Path, files: EvaluationFiles, record: dict[str, Any]) -> None:
-    from robust_glo.comparison.cards import write_card
-
     write_card(where, files.rows, files.flags, files.diagnostics, files.outcomes, record)
 
 
@@ -113,8 +109,6 @@ def evaluate_and_store(
     return them (rows with `ident` columns first), then its card.json (`robust_glo.comparison.cards`).
     `train_loss`: the loss spec the network was trained with
     (for `fgsm:loss=train`; None for a network whose loss is not known)."""
-    from robust_glo.utils import resolve_device
-
     t0 = time.perf_counter()
     ev = run_evaluation(
         model,
@@ -149,9 +143,6 @@ def store_evaluation(
     population, `robust_glo.comparison.population`): run `model`'s diagnostics on split `test`, write the
     evaluation files and card of `where` and return them. `attack_seconds`: what the attacks took (a
     member's share of its population's time); `extra`: more entries for the evaluation record."""
-    from robust_glo.utils import resolve_device
-    from robust_glo.utils.metadata import code_version, library_versions
-
     t0 = time.perf_counter()
     diag = run_diagnostics(
         model,
@@ -196,8 +187,6 @@ def store_evaluation(
 
 def diverged_rows(ident: dict[str, Any], config: CompareConfig) -> pd.DataFrame:
     """Placeholder rows (accuracy NaN) for a run that diverged: statistics skip them, tables show them."""
-    from robust_glo.robustness.attacks import ThreatModel, parse_attack
-
     # The rows an evaluation would have written: each attack where it runs (min_eps), and a worst case only
     # at the budgets where an attack of its threat model runs.
     specs = {a: parse_attack(a) for a in config.attacks}

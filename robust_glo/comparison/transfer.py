@@ -30,6 +30,8 @@ from robust_glo.robustness.attacks import WORST, WORST_L2
 from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS, read_diagnostics, transfer_row
 from robust_glo.robustness.evaluate import generate_adversarial
 from robust_glo.robustness.outcomes import image_fingerprint, unpack_bits
+from robust_glo.training import load_trained_model
+from robust_glo.utils import resolve_device
 
 CRAFT_STEPS = 40
 TRANSFER_VERSION = 3  # 2: per input, against the white-box worst case; 3: and relative to the inputs standing
@@ -66,9 +68,6 @@ def transfer_diagnostics(
     (`.images` `(N, C, H, W)`, `.labels` `(N,)`); `results` and `outcomes` the gathered robustness rows and
     per-image outcomes (the white-box worst case of each network, per input). Seeds whose source network is
     missing (diverged) get no rows."""
-    from robust_glo.training import load_trained_model
-    from robust_glo.utils import resolve_device
-
     config = config.validated()
     source = config.transfer_from
     settings = config.diagnostic_settings()
