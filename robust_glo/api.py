@@ -17,13 +17,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from robust_glo.errors import ConfigError
+from robust_glo.data import load_dataset
+from robust_glo.errors import ConfigError, DatasetError
+from robust_glo.training import TrainConfig, TrainResult, train_run
+from robust_glo.training.recipe import Recipe
 from robust_glo.utils.parsing import coerce_numbers, field_kinds, is_sequence, parse_bool, parse_integer, show
 
-if TYPE_CHECKING:  # imported lazily below: torch, pycma and pandas are slow to import
+# The stages above training are imported inside the functions that run them: `robust_glo/__init__` imports
+# this module, so whatever it imports at the top every `import robust_glo.<anything>` pays, Ray workers too.
+if TYPE_CHECKING:
     from robust_glo.benchmark import BenchmarkResult, Suite
     from robust_glo.evolution import EvolutionResult
-    from robust_glo.training import TrainResult
 
 # Lower bounds of the integer options, for the words of an error about one that cannot be read.
 _MINIMUMS = {
@@ -78,9 +82,6 @@ def train(
     >>> result = train("label_smoothing:0.1", dataset="digits", steps=200)
     >>> result.test_accuracy, result.model   # the model maps images (N, C, H, W) in [0, 1] to logits (N, K)
     """
-    from robust_glo.training import TrainConfig, train_run
-    from robust_glo.training.recipe import Recipe
-
     progress = parse_bool(progress, "progress")
     out = _folder(out, "out", optional=True)
     preset = options.pop("preset", "default")
@@ -100,8 +101,8 @@ def evolve(
     >>> result = evolve(dataset="digits", generations=3, popsize=8, steps=100, out="runs/evo")
     >>> result.best["theta"]   # 8 numbers; also runs/evo/best_loss.json, usable as taylorglo:runs/evo/best_loss.json
     """
+    # lazy: pycma (and matplotlib with it) would make `import robust_glo` 1.2 s slower
     from robust_glo.evolution import EvolveConfig, run_evolution
-    from robust_glo.training.recipe import Recipe
 
     resume = parse_bool(resume, "resume")
     out = _folder(out, "out")
@@ -134,6 +135,7 @@ def run_benchmark(
     >>> result = run_benchmark("quick", "runs/quick")
     >>> result.report   # runs/quick/report.html
     """
+    # lazy: the benchmark loads every stage (pandas, pycma, seaborn); `import robust_glo` stays light
     from robust_glo.benchmark import Suite, load_suite
     from robust_glo.benchmark import run_benchmark as _run
 
@@ -168,6 +170,7 @@ def evaluate_model(
     """
     import inspect
 
+    # lazy: robustness loads pandas; `import robust_glo` stays light
     from robust_glo.robustness import evaluate_model as _evaluate
 
     valid = [name for name, p in inspect.signature(_evaluate).parameters.items() if p.kind is p.KEYWORD_ONLY]
@@ -186,9 +189,6 @@ def load_test_images(dataset: str = "fashion-mnist", n: int | None = None, *, ro
 
     >>> images, labels = load_test_images("digits", n=200)   # (200, 1, 8, 8), (200,)
     """
-    from robust_glo.data import load_dataset
-    from robust_glo.errors import DatasetError
-
     n = None if n is None else parse_integer(n, "n", minimum=1)
     root = _folder(root, "root", optional=True)
     test = load_dataset(dataset, root=root).test  # the files are read once and kept
@@ -209,6 +209,7 @@ def analyze_loss(loss: Any, classes: int = 10) -> Any:
 
     >>> analyze_loss("baikal", 10).effective_target   # 0.3162...
     """
+    # lazy: analysis loads scipy (0.6 s); `import robust_glo` stays light
     from robust_glo.analysis import analyze_loss as _analyze
 
     return _analyze(loss, parse_integer(classes, "classes", minimum=2))

@@ -463,12 +463,12 @@ def test_the_default_checkpointing_keeps_finished_runs_reusable(tmp_path, capsys
 
 
 def test_other_commands_say_what_a_rerun_does_after_ctrl_c(tmp_path, capsys, monkeypatch):
-    import robust_glo.evolution as evolution
+    import robust_glo.cli.evolve as evolve_command
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(evolution, "run_evolution", stop)
+    monkeypatch.setattr(evolve_command, "run_evolution", stop)
     assert main(["evolve", "--dataset", "digits", "--out", str(tmp_path / "e")]) == 130
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "re-run the command with --resume" in err

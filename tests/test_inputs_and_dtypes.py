@@ -264,10 +264,10 @@ def test_parse_integer_takes_what_the_cli_takes():
 
 
 def test_train_takes_numpy_and_string_numbers_and_records_plain_ones(tmp_path, monkeypatch):
-    import robust_glo.training as training
+    import robust_glo.api as api
 
     seen = {}
-    monkeypatch.setattr(training, "train_run", lambda config, out, progress=False: seen.setdefault("c", config))
+    monkeypatch.setattr(api, "train_run", lambda config, out, progress=False: seen.setdefault("c", config))
     config = robust_glo.train(
         "ce",
         dataset="digits",

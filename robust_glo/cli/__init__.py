@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 
+from robust_glo import __version__
 from robust_glo.cli.common import ERROR_PREFIX
 from robust_glo.errors import RobustGloError, UsageError
 
@@ -56,8 +57,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from robust_glo import __version__
-
     parser = _Parser(
         prog="robust-glo",
         description=DESCRIPTION,

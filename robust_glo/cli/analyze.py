@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from robust_glo.analysis import analyze_loss
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -56,12 +58,11 @@ def format_table(records: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robust_glo.analysis import analyze_loss
-
     analyses = [analyze_loss(spec, args.classes, curves=bool(args.plot)) for spec in args.loss]
     records = [a.to_dict() for a in analyses]
     paths = []
     if args.plot:
+        # lazy: seaborn and matplotlib only for --plot
         from robust_glo.analysis.figures import plot_analyses
 
         paths = plot_analyses(analyses, args.plot)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, add_tracking_args, set_threads
+from robust_glo.errors import ConfigError, UsageError
+from robust_glo.utils.parsing import split_list
 
 
 def register(sub) -> None:
@@ -93,9 +95,9 @@ def interrupted(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: every subcommand module is imported to build the parser; these load pandas (--help stays light)
     from robust_glo.benchmark import STAGES, load_suite, run_benchmark
     from robust_glo.benchmark.plan import describe
-    from robust_glo.utils.parsing import split_list
 
     suite = load_suite(args.suite, args.variant)
     if args.loss:
@@ -107,18 +109,15 @@ def run(args: argparse.Namespace) -> int:
         print(describe(suite))
         return 0
     if args.out is None:
-        from robust_glo.errors import UsageError
-
         raise UsageError("benchmark: --out DIR is required (the benchmark folder; re-use it to resume)")
     if "attack" in stages:  # before the evolution and training that come first: torchattacks is installed apart
+        # lazy: robustness loads pandas (--help stays light)
         from robust_glo.robustness.attacks import require_torchattacks
 
         require_torchattacks(suite.attacks)
     backend = args.backend
     if args.threads is not None:
         if backend == "ray":
-            from robust_glo.errors import ConfigError
-
             raise ConfigError("--threads sets this process's torch threads; Ray tasks take --cpus-per-task instead")
         backend = "local"  # as evolve's auto backend: --threads means one process of that many threads
         set_threads(args.threads)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 
 from robust_glo.data.registry import DATASETS
+from robust_glo.errors import ConfigError
+from robust_glo.utils.parsing import SEED_RANGE, parse_seed
 
 ERROR_PREFIX = "robust-glo: error: "  # every CLI error: usage errors and RobustGloErrors alike
 
@@ -32,9 +34,6 @@ def nonneg_int(text: str) -> int:
 
 def seed_int(text: str) -> int:
     """A seed flag: an integer in 0 .. 2**63-1 (what the random generators take)."""
-    from robust_glo.errors import ConfigError
-    from robust_glo.utils.parsing import SEED_RANGE, parse_seed
-
     try:
         return parse_seed(text)
     except ConfigError:
@@ -47,9 +46,6 @@ SEEDS_VALID = "a count N >= 1 (the seeds 0..N-1) or a comma list of distinct int
 def seed_list(text: str) -> list[int]:
     """`--seeds`: a count N (the seeds 0 .. N-1) or a comma list of seeds ("0,5,9"), as a suite's `seeds`.
     A bad value is named in the message: the item of a list that is not a seed, or the count."""
-    from robust_glo.errors import ConfigError
-    from robust_glo.utils.parsing import parse_seed
-
     if "," not in text:
         try:
             count = int(text)
@@ -155,6 +151,7 @@ def open_tracker(args: argparse.Namespace, out):
     """The MLflow tracker of a command (robust_glo.tracking.Tracker) when --track or --tracking-uri turn
     tracking on, else None. Opened before the work starts, so that a missing MLflow or an unreachable store
     is a one-line error before anything runs."""
+    # lazy: tracking reads the comparison's layout, which loads pandas (--help stays light)
     from robust_glo import tracking
 
     if not tracking.enabled(args.track, args.tracking_uri):

@@ -17,6 +17,7 @@ from robust_glo.cli.common import (
     set_threads,
 )
 from robust_glo.errors import ConfigError
+from robust_glo.losses import shorten_specs
 from robust_glo.utils.parsing import parse_budgets, split_list
 
 
@@ -126,8 +127,6 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def _echo(line: str) -> None:
     """A log line with long loss specs (inline TaylorGLO parameters) shown by their display names."""
-    from robust_glo.losses import shorten_specs
-
     print(shorten_specs(line), flush=True)
 
 
@@ -147,6 +146,7 @@ def parse_train_options(items: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: every subcommand module is imported to build the parser; these load pandas (--help stays light)
     from robust_glo.comparison import CompareConfig, evaluate_existing, run_comparison, summary_table
     from robust_glo.robustness import list_attacks
     from robust_glo.robustness.attacks import require_torchattacks

@@ -6,9 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from robust_glo.cli.common import add_progress_arg, add_tracking_args, open_tracker
+from robust_glo.cli.common import add_progress_arg, add_tracking_args, open_tracker, seed_int
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
+from robust_glo.evolution import EvolveConfig, run_evolution
+from robust_glo.evolution.config import EVOLVE_BOUNDS, read_toml
+from robust_glo.evolution.runner.store import RunStore
+from robust_glo.training.recipe import RECIPE_BOUNDS
 
 # (flag, type, metavar or None, help); every flag is also a TOML key of --config (spelled the same).
 _OPTIONS: list[tuple[str, type, str | None, str]] = [
@@ -87,10 +91,6 @@ def _flag_type(flag: str, kind: type):
     """A flag's argparse type: a number flag with a range (EVOLVE_BOUNDS, RECIPE_BOUNDS) or a seed is checked
     as it is parsed, so that a bad value is one line naming the flag, the value and what is valid (the same
     ranges `EvolveConfig.validate` applies to --config files and the Python API)."""
-    from robust_glo.cli.common import seed_int
-    from robust_glo.evolution.config import EVOLVE_BOUNDS
-    from robust_glo.training.recipe import RECIPE_BOUNDS
-
     name = _dest(flag)
     if name in ("seed", "split_seed"):
         return seed_int
@@ -130,10 +130,6 @@ def interrupted(args: argparse.Namespace) -> str:
 
 def resolve_config(args: argparse.Namespace):
     """Defaults < stored run config (with --resume) < TOML file < flags, validated."""
-    from robust_glo.evolution import EvolveConfig
-    from robust_glo.evolution.config import read_toml
-    from robust_glo.evolution.runner.store import RunStore
-
     values: dict[str, Any] = {}
     if args.config:
         values = EvolveConfig.normalize_keys(read_toml(args.config), source=repr(args.config))
@@ -152,8 +148,6 @@ def resolve_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from robust_glo.evolution import run_evolution
-
     config = resolve_config(args)
     args.run_out = config.out  # for `interrupted`
     tracker = open_tracker(args, config.out)

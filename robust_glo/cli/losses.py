@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robust_glo.losses import registry
+
 
 def register(sub) -> None:
     p = sub.add_parser("losses", help="list the loss specs that --loss accepts")
@@ -11,8 +13,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robust_glo.losses import registry
-
     rows = [(e.usage, e.summary) for e in registry().values()]
     rows += [
         ("package.module:function", "a user loss: function(logits, targets) -> scalar tensor"),

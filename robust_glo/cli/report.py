@@ -30,6 +30,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: every subcommand module is imported to build the parser; these load pandas (--help stays light)
     from robust_glo.comparison.cards import read_cards
     from robust_glo.comparison.leaderboard import CSV_FILE, MARKDOWN_FILE, write_leaderboard
     from robust_glo.reporting import build_report

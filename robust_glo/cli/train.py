@@ -17,12 +17,13 @@ from robust_glo.cli.common import (
     seed_int,
     set_threads,
 )
+from robust_glo.errors import ConfigError
 from robust_glo.losses import display_name
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
 from robust_glo.training.precision import PRECISIONS
 from robust_glo.training.recipe import RECIPE_BOUNDS
-from robust_glo.training.run import refuse_foreign_checkpoint
-from robust_glo.utils.parsing import spec_slug
+from robust_glo.training.run import _is_finished, refuse_foreign_checkpoint
+from robust_glo.utils.parsing import read_toml, spec_slug
 
 # The command line checkpoints every this many steps unless told otherwise, so that a long run stopped by
 # Ctrl-C or a crash resumes instead of starting again. A checkpoint changes nothing the run computes (it is
@@ -131,9 +132,6 @@ def register(sub) -> None:
 
 def _read_config(path: str) -> dict[str, Any]:
     """A --config file's options as training-option names (dashes read as underscores), checked."""
-    from robust_glo.errors import ConfigError
-    from robust_glo.utils.parsing import read_toml
-
     names = set(TrainConfig.flat_field_names())
     values = {}
     for key, value in read_toml(path).items():
@@ -176,8 +174,6 @@ def _checkpoint_step(path: Path) -> int | None:
 
 def interrupted(args: argparse.Namespace) -> str:
     """What a re-run does after Ctrl-C, from what is on disk: resume from a checkpoint, or start again."""
-    from robust_glo.training.run import _is_finished
-
     out, config = getattr(args, "run_dir", None), getattr(args, "train_config", None)
     if out is None or config is None:
         return "nothing was written; re-run the command"
