@@ -26,7 +26,7 @@ from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragrap
 from robust_glo.reporting.verdict import build_verdict
 from robust_glo.robustness.attacks import spec_of_label
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
-from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP
+from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP, P_FLOOR
 from robust_glo.utils import atomic_write_text
 
 FIGURES = "figures"
@@ -917,7 +917,6 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
 
 
 def _statistics_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSettings) -> Section:
-    from robust_glo.robustness.statistics import P_FLOOR
 
     section = Section("Statistics", anchor="statistics")
     base = inputs.label(settings.baseline)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from robust_glo.data.registry import DATASETS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness.attacks import Coverage, coverage_from_results
 from robust_glo.robustness.diagnostics import ALL_BUDGETS, CHECKS, PER_NORM
@@ -18,7 +19,6 @@ DEFAULT_CLASSES = 10
 
 def n_classes(inputs: ReportInputs) -> int:
     """The number of classes of the report's dataset (from the dataset registry; 10 when unknown)."""
-    from robust_glo.data.registry import DATASETS
 
     datasets = list(dict.fromkeys(inputs.results["dataset"])) if "dataset" in inputs.results else []
     known = [DATASETS[d].num_classes for d in datasets if d in DATASETS]

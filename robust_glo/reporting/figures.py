@@ -32,6 +32,7 @@ from robust_glo.reporting.tables import (
     trained_candidates,
 )
 from robust_glo.robustness.attacks import WORST_L2, spec_of_label
+from robust_glo.robustness.frontier import envelope
 
 _RC = {"axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9, "xtick.labelsize": 9, "ytick.labelsize": 9}
 DPI = 110
@@ -460,7 +461,6 @@ def frontier_figure(
     is compared with); every other loss with its intervals and a thin dashed line from its point to the
     frontier at its clean accuracy (its margin). Each point is labelled with its loss's readable name, in
     its colour and marker of `loss_styles`. Returns the Figure."""
-    from robust_glo.robustness.frontier import envelope
 
     names = [labels.get(s, s) for s in losses]
     styles = loss_styles(names)

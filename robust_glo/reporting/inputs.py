@@ -30,10 +30,10 @@ from typing import Any
 
 import pandas as pd
 
-from robust_glo.errors import ConfigError
+from robust_glo.errors import ConfigError, StateFileError
 from robust_glo.robustness.checks import read_flags
 from robust_glo.robustness.diagnostics import read_diagnostics
-from robust_glo.utils import read_json_or_none
+from robust_glo.utils import read_json, read_json_or_none
 
 RESULTS = "results.csv"
 FLAGS = "flags.csv"
@@ -166,7 +166,6 @@ REWRITE = (
 
 def _read_json(path: Path) -> Any:
     """A JSON input; one that cannot be read is a one-line `StateFileError` naming it and what to do."""
-    from robust_glo.utils import read_json
 
     return read_json(path, fix=REWRITE)
 
@@ -316,8 +315,6 @@ def _read_evolution_view(path: Path, records: str, keys: tuple[str, ...]) -> pd.
     """An evolution's CSV view (history.csv, generations.csv) checked whole: a file cut short (no final
     newline, rows missing their key columns, fewer rows than evaluations.json holds `records` of) is a
     one-line `StateFileError` naming it and the fix, never a report with wrong counts."""
-    from robust_glo.errors import StateFileError
-    from robust_glo.utils import read_json_or_none
 
     fix = (
         "re-run the evolve stage (robust-glo benchmark SUITE --out DIR, or robust-glo evolve --resume --out "

@@ -19,6 +19,8 @@ from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness import EXPLANATIONS, summarize
 from robust_glo.robustness.attacks import WORST_L2, display_name, spec_of_label
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+from robust_glo.robustness.frontier import FrontierArms, frontier_margins, frontier_points
 from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
 
 CLEAN = "clean"
@@ -849,7 +851,6 @@ def frontier_bootstrap(inputs: ReportInputs, settings: StatsSettings):
     same outcomes, replicates, seed and confidence), over the clean and worst-case rows only: a row's
     replicates depend only on its own outcomes, its image set and its seed list, so leaving the other
     attacks out changes no number and saves their time. None without outcomes."""
-    from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 
     outcomes = report_outcomes(inputs)
     if outcomes is None or outcomes.empty:
@@ -863,7 +864,6 @@ def frontier_bootstrap(inputs: ReportInputs, settings: StatsSettings):
 def frontier_study(inputs: ReportInputs, settings: StatsSettings, summary: pd.DataFrame) -> FrontierStudy | None:
     """The label-smoothing frontier of the report's measured losses, or None when the study has fewer than
     two label-smoothing arms (`ce` counts as alpha 0) or no worst-case budget."""
-    from robust_glo.robustness.frontier import FrontierArms, frontier_margins, frontier_points
 
     losses = [s for s in inputs.losses if s in set(summary["loss"])]
     arms = FrontierArms.split(losses)
