@@ -101,10 +101,10 @@ def test_the_numbers_are_the_statistics_differences(study):
         assert paper["family"] == "secondary" and ce["family"] == "secondary" and strict["family"] == "primary"
         assert (a, b, c) == (diff_cell(paper), diff_cell(ce), diff_cell(strict))
         assert worst == "not verified against AutoAttack (worst case of: FGSM (own training loss), FGSM, PGD-3)"
-        if P.evidence(paper) == "gain":
+        if P.interval_gain(paper):
             assert kept == f"{100 * strict['diff'] / paper['diff']:.0f}%"
         else:
-            assert kept == "no significant gain to keep"
+            assert kept == P.NO_GAIN
 
 
 def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
@@ -116,11 +116,11 @@ def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
         baikal = table["baikal", budget][4]
         assert 50 <= int(ls.rstrip("%")) <= 150  # most of the gain survives
         assert 0 <= int(baikal.rstrip("%")) < 15  # little of it does
-        assert table["sq", budget][4] == "no significant gain to keep"
-        # a positive paper-protocol difference that is not significant: a ratio of noise, not shown
+        assert table["sq", budget][4] == P.NO_GAIN
+        # a positive paper-protocol difference whose interval reaches zero: a ratio of noise, not shown
         paper = _row(summary, "poly1", PAPER, eps)
-        assert paper["diff"] > 0.02 and not paper["significant"] and P.evidence(paper) == ""
-        assert table["poly1", budget][4] == "no significant gain to keep"
+        assert paper["diff"] > 0.02 and paper["diff_ci_low"] <= 0 and not P.interval_gain(paper)
+        assert table["poly1", budget][4] == P.NO_GAIN
     bullets = {line.split("**")[1]: line for line in section.splitlines() if line.startswith("- **")}
     assert set(bullets) == {"baikal", "label_smoothing:0.5", "sq", "poly1"}
     for loss, text in bullets.items():
@@ -186,8 +186,8 @@ def test_a_digits_comparison_gets_the_section_from_its_own_statistics(tmp_path):
         values = [P._values(r, strict) for r in (paper, ce, strict)]
         assert (a, b, c) == tuple(diff_cell(v | {"diff": r["diff"]}) for v, r in zip(values, (paper, ce, strict)))
         assert worst.startswith("not verified against AutoAttack (worst case of: ")
-        gain = P.evidence(values[0]) == "gain"
-        expected = f"{100 * strict['diff'] / paper['diff']:.0f}%" if gain else "no significant gain to keep"
+        gain = P.interval_gain(values[0])
+        expected = f"{100 * strict['diff'] / paper['diff']:.0f}%" if gain else P.NO_GAIN
         assert kept == expected
     assert section.count("- **") == 2
 
@@ -252,12 +252,17 @@ def test_rows_take_coverage_a_missing_cross_entropy_fgsm_and_the_worst_cases_p()
     (sentence,) = P.protocol_sentences(rows_judged, {}, "ce")
     assert "worst case (AutoAttack-verified) keeps a gain" in sentence
 
-    # the same positive (a), not significant after the correction: no ratio of noise
+    # the same positive (a), not significant after the correction: kept is still shown (descriptive, its
+    # interval lies above zero) while the sentence claims no gain; with an interval reaching zero, no ratio
     unsure = summary.copy()
     unsure.loc[2, ["p_adjusted", "significant"]] = [0.2, False]
     rows_unsure = P.protocol_rows(unsure, "ce", [PAPER, "aa-reference"], verified, judged)
-    assert math.isnan(rows_unsure.iloc[0]["kept"])
-    assert P.protocol_table(rows_unsure, {}).iloc[0]["kept (c)/(a)"] == "no significant gain to keep"
+    assert not math.isnan(rows_unsure.iloc[0]["kept"])
+    noisy = unsure.copy()
+    noisy.loc[2, "diff_ci_low"] = -0.01
+    rows_noisy = P.protocol_rows(noisy, "ce", [PAPER, "aa-reference"], verified, judged)
+    assert math.isnan(rows_noisy.iloc[0]["kept"])
+    assert P.protocol_table(rows_noisy, {}).iloc[0]["kept (c)/(a)"] == P.NO_GAIN
     (sentence,) = P.protocol_sentences(rows_unsure, {}, "ce")
     assert "the paper's protocol itself shows no evidence of a gain (+20.0 points" in sentence and "%" not in sentence
 

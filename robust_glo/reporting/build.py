@@ -884,8 +884,8 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "network shares, and (c) under the per-input worst case over every attack that ran at that budget "
             "(the strict protocol; whether it includes the AutoAttack ensemble is said as in the verdict). "
             "**Kept** is (c) / (a), the share of the paper-protocol gain that the strict protocol keeps "
-            "(a ratio of the two mean differences, without an interval of its own), shown only where (a) is "
-            f"a significant gain (adjusted p below {settings.alpha:g}, interval above zero); elsewhere the "
+            "(a ratio of the two mean differences, without an interval of its own), shown only where (a)'s "
+            "95% interval lies above zero (read it beside (a)'s corrected p in the same row); elsewhere the "
             f'ratio would divide by noise, and the table says "{P.NO_GAIN}". (a) is a weaker attack: a loss '
             "whose gradient is flat where "
             "the network is confident looks robust under it although cross-entropy attacks break the same "
@@ -909,8 +909,8 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             f"`*`: p < {settings.alpha:g}; an attack whose outcomes are the worst case's on every network "
             "takes the worst case's p) under (a) FGSM on the network's own training loss, (b) FGSM on "
             "cross-entropy (`not run` where no such FGSM ran) and (c) the worst case, whether that worst "
-            "case is AutoAttack-verified, and kept = (c) / (a) where (a) is a significant gain after the "
-            f'correction, with its interval above zero ("{P.NO_GAIN}" elsewhere).',
+            "case is AutoAttack-verified, and kept = (c) / (a) where (a)'s 95% interval lies above zero "
+            f'("{P.NO_GAIN}" elsewhere).',
         )
     )
     return section

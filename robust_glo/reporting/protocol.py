@@ -11,9 +11,10 @@ column is a cell of the statistics) under
 (c) the per-input worst case over every attack that ran there (the strict protocol; AutoAttack-verified
     at that budget or not, as the verdict decides it),
 
-and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a), only where (a)
-is a significant gain (adjusted p below alpha, interval above zero): elsewhere the ratio would divide by
-noise. (a) is a weaker attack: it stands behind no claim (the verdict rests on the worst case alone).
+and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a), only where
+(a)'s 95% interval lies above zero (elsewhere the ratio would divide by noise); it is descriptive, read
+beside (a)'s corrected p in the same row. (a) is a weaker attack: it stands behind no claim (the verdict
+rests on the worst case alone).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ TITLE = "The paper's protocol beside the strict one"
 ANCHOR = "paper-protocol"
 PARTS = ("paper", "ce", "worst")  # (a), (b), (c)
 CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "significant")
-NO_GAIN = "no significant gain to keep"
+NO_GAIN = "no gain to keep (interval of (a) reaches 0)"
 
 
 def paper_attacks(attacks: Sequence[str]) -> list[str]:
@@ -109,9 +110,16 @@ def evidence(values: Mapping[str, Any]) -> str:
     return ""
 
 
+def interval_gain(values: Mapping[str, Any]) -> bool:
+    """A positive difference whose 95% interval lies above zero (uncorrected: "kept" is descriptive and the
+    table prints (a)'s corrected p beside it)."""
+    diff, low = values.get("diff"), values.get("diff_ci_low")
+    return not _nan(diff) and diff > 0 and not _nan(low) and low > 0
+
+
 def kept(paper_diff: float, worst_diff: float) -> float:
     """(c) / (a): the share of the paper-protocol gain the strict worst case keeps; NaN when (a) <= 0.
-    `protocol_rows` asks it only where (a) is a significant gain (`evidence`)."""
+    `protocol_rows` asks it only where (a)'s interval lies above zero (`interval_gain`)."""
     if _nan(paper_diff) or _nan(worst_diff) or paper_diff <= 0:
         return math.nan
     return float(worst_diff) / float(paper_diff)
@@ -155,7 +163,7 @@ def protocol_rows(
                 row["ran"] = V.attack_names(cov.ran) if cov is not None else ""
                 arms = {loss: BLOCKING, baseline: BLOCKING_BASELINE}
                 row["not_counted"] = "; ".join(V.claim_gate(diagnostics, cov, norm, eps, arms))
-                gain = evidence(part(row, "paper")) == "gain"
+                gain = interval_gain(part(row, "paper"))
                 row["kept"] = kept(row["paper_diff"], row["worst_diff"]) if gain else math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
@@ -167,7 +175,7 @@ def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def kept_text(row: Mapping[str, Any]) -> str:
-    """ "25%" ((c) / (a) as a share), or "no significant gain to keep" where (a) is not a significant gain."""
+    """ "25%" ((c) / (a) as a share), or NO_GAIN where (a)'s interval reaches zero."""
     return NO_GAIN if _nan(row["kept"]) else f"{100 * row['kept']:.0f}%"
 
 
