@@ -22,7 +22,7 @@ from robust_glo.losses import display_name
 from robust_glo.training import PRESETS, SCHEDULES, TrainConfig, train_run
 from robust_glo.training.precision import PRECISIONS
 from robust_glo.training.recipe import RECIPE_BOUNDS
-from robust_glo.training.run import _is_finished, refuse_foreign_checkpoint
+from robust_glo.training.run import is_finished, refuse_foreign_checkpoint
 from robust_glo.utils.parsing import read_toml, spec_slug
 
 # The command line checkpoints every this many steps unless told otherwise, so that a long run stopped by
@@ -181,7 +181,7 @@ def interrupted(args: argparse.Namespace) -> str:
     if step is not None:
         return f"re-run the same command to resume from the checkpoint at step {step} in {out}"
     try:
-        finished = _is_finished(Path(out), config.resolved())
+        finished = is_finished(Path(out), config.resolved())
     except Exception:  # saying what a re-run does must not fail on the way out
         finished = False
     if finished:

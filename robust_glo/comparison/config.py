@@ -12,6 +12,7 @@ from robust_glo.losses import get_loss
 from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
 from robust_glo.training import TrainConfig
+from robust_glo.utils import resolve_device
 from robust_glo.utils.parsing import SEED_RANGE, is_sequence, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 # Bumped when an evaluation's meaning changes, so that stored evaluations made before are redone
@@ -132,6 +133,18 @@ class CompareConfig:
             "tolerance": self.tolerance,
             "zero_grad_threshold": self.zero_grad_threshold,
             "diagnostics": DiagnosticSettings.from_dict(self.diagnostics).to_dict(),
+        }
+
+    def attack_options(self) -> dict[str, Any]:
+        """The keyword arguments the per-network path (`run_evaluation`) and the population path
+        (`evaluate_population`) share, read from one place so that both attack with the same settings."""
+        return {
+            "batch_size": self.eval_batch_size,
+            "device": resolve_device(self.device),
+            "seed": self.attack_seed,
+            "tolerance": self.tolerance,
+            "zero_grad_threshold": self.zero_grad_threshold,
+            "eps_l2": self.eps_l2,
         }
 
     def diagnostic_settings(self) -> DiagnosticSettings:

@@ -29,7 +29,7 @@ from robust_glo.comparison.runner import comparison_splits, compute_piece
 from robust_glo.comparison.store import stored_evaluation
 from robust_glo.errors import RobustGloError
 from robust_glo.losses import display_name, shorten_specs
-from robust_glo.training.run import _is_finished
+from robust_glo.training.run import is_finished
 from robust_glo.utils.ray_cluster import connect_ray
 
 
@@ -50,7 +50,7 @@ def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, eva
         if evaluate:
             key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
             return stored_evaluation(run_dir, key) is not None
-        return _is_finished(run_dir, train_cfg.resolved())
+        return is_finished(run_dir, train_cfg.resolved())
     except Exception:  # the task finds out for itself
         return False
 

@@ -41,8 +41,7 @@ from robust_glo.comparison.store import store_evaluation, stored_evaluation
 from robust_glo.errors import ConfigError
 from robust_glo.robustness.population import evaluate_population
 from robust_glo.training import train_run
-from robust_glo.training.run import _is_finished
-from robust_glo.utils import resolve_device
+from robust_glo.training.run import is_finished
 
 
 @dataclass
@@ -81,7 +80,7 @@ def attack_as_populations(
             train_cfg = config.train_config(loss, seed)
             run_dir = layout.run_dir(out, loss, seed)
             key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
-            if not _is_finished(run_dir, train_cfg.resolved()) or stored_evaluation(run_dir, key) is not None:
+            if not is_finished(run_dir, train_cfg.resolved()) or stored_evaluation(run_dir, key) is not None:
                 continue
             result = train_run(train_cfg, run_dir, splits=splits, progress=False)  # reads the finished run back
             if result.status != "ok":
@@ -111,13 +110,8 @@ def _attack_chunk(
             attacked.labels,
             config.attacks,
             config.eps,
-            batch_size=config.eval_batch_size,
-            device=resolve_device(config.device),
-            seed=config.attack_seed,
-            tolerance=config.tolerance,
-            zero_grad_threshold=config.zero_grad_threshold,
-            eps_l2=config.eps_l2,
             train_loss=[m.loss for m in chunk],
+            **config.attack_options(),
         )
     except ConfigError as exc:
         line = f"{_networks(len(chunk))} attacked one by one instead of as a population: {exc}"

@@ -116,14 +116,9 @@ def evaluate_and_store(
         test.labels,
         config.attacks,
         config.eps,
-        batch_size=config.eval_batch_size,
-        device=resolve_device(config.device),
-        seed=config.attack_seed,
-        tolerance=config.tolerance,
-        zero_grad_threshold=config.zero_grad_threshold,
         progress=progress,
-        eps_l2=config.eps_l2,
         train_loss=train_loss,
+        **config.attack_options(),
     )
     return store_evaluation(model, test, ident, where, config, key, ev, time.perf_counter() - t0)
 

@@ -70,7 +70,8 @@ def _finished_metrics(out_dir: Path, config: TrainConfig) -> dict[str, Any] | No
     return metrics if metrics["status"] == "diverged" or (out_dir / "model.pt").is_file() else None
 
 
-def _is_finished(out_dir: Path, config: TrainConfig) -> bool:
+def is_finished(out_dir: Path, config: TrainConfig) -> bool:
+    """Whether `out_dir` holds the finished run of `config` (reused rather than trained again)."""
     return _finished_metrics(out_dir, config) is not None
 
 
@@ -210,7 +211,7 @@ def train_runs_together(
     groups: dict[str, list[int]] = {}
     for i, (config, out) in enumerate(zip(configs, outs)):
         _probe(get_loss(config.loss), config)  # before any work
-        if _is_finished(out, config):
+        if is_finished(out, config):
             results[i] = train_run(config, out, splits=splits, progress=False)  # reads it back
             continue
         shared = {k: v for k, v in config.to_dict().items() if k not in ("loss", "seed")}
