@@ -116,3 +116,18 @@ def test_the_margins_are_corrected_across_losses_and_reproducible(boot):
 def test_fewer_than_two_smoothing_arms_is_an_error(boot):
     with pytest.raises(ConfigError, match="at least two label-smoothing arms"):
         frontier_margins(boot, ["ce", "beats"], [("worst", 0.1)])
+
+
+def test_the_envelope_is_the_upper_concave_hull_of_the_pareto_points():
+    # (0.88, 0.16) is a Pareto point but lies below the line from (0.85, 0.30) to (0.90, 0.10) (0.18 there):
+    # joining the Pareto points would dip to it and credit a loss at 0.88 with beating the dip.
+    clean = np.array([0.90, 0.88, 0.85, 0.80])
+    robust = np.array([0.10, 0.16, 0.30, 0.25])
+    env_c, env_r = envelope(clean, robust)
+    assert env_c.tolist() == [0.85, 0.90] and env_r.tolist() == [0.30, 0.10]
+    assert frontier_at(0.88, env_c, env_r)[0] == pytest.approx(0.18)
+    # collinear middle points add nothing; a single arm is its own frontier
+    env_c, env_r = envelope(np.array([0.8, 0.85, 0.9]), np.array([0.3, 0.2, 0.1]))
+    assert env_c.tolist() == [0.8, 0.9]
+    env_c, env_r = envelope(np.array([0.9]), np.array([0.1]))
+    assert env_c.tolist() == [0.9] and env_r.tolist() == [0.1]

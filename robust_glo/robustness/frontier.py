@@ -10,8 +10,12 @@ the frontier, and a loss's *margin* is its robust accuracy minus the frontier's 
 accuracy.
 
 The frontier between measured strengths: the points that no other point beats on both axes (the Pareto
-set: higher clean and higher robust accuracy are both better), sorted by clean accuracy and joined by
-straight lines. A loss whose clean accuracy lies above every frontier point is compared with the point of
+set: higher clean and higher robust accuracy are both better), sorted by clean accuracy, reduced to their
+upper concave hull (a Pareto point below the line between its neighbours is dropped) and joined by
+straight lines. The hull is the conservative choice for a claim that a loss beats the frontier: joining
+the Pareto points directly would dip below a trade-off that bulges between two measured strengths and
+credit a loss with beating the dip (the counterpart: a loss is shown below the frontier somewhat more
+readily). A loss whose clean accuracy lies above every frontier point is compared with the point of
 highest clean accuracy (conservative for a claim that it beats the frontier, since along a trade-off the
 frontier can only fall as clean accuracy rises); one whose clean accuracy lies below every point cannot be
 placed (the frontier there is not measured, and extrapolating it would flatter the loss): its margin is
@@ -78,16 +82,28 @@ def smoothing_alpha(loss: str) -> float | None:
 
 
 def envelope(clean: np.ndarray, robust: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The Pareto points of (clean, robust) `(M,)` each, sorted by clean accuracy ascending (robust then
-    descends): a point is kept unless another is at least as good on both axes and better on one."""
+    """The frontier's vertices from the points (clean, robust) `(M,)` each, sorted by clean accuracy ascending
+    (robust then descends): the Pareto points (a point is dropped if another is at least as good on both
+    axes and better on one), then their upper concave hull (a Pareto point below the straight line between
+    its neighbours is dropped too). The hull never lies below the Pareto points joined by straight lines, so
+    where label smoothing's trade-off bulges between measured strengths a loss is not credited with beating
+    a chord that the trade-off itself rises above."""
     order = np.lexsort((-robust, -clean))  # clean descending, ties: higher robust first
     keep, best = [], -math.inf
     for i in order:
         if robust[i] > best:
             keep.append(i)
             best = robust[i]
-    keep = keep[::-1]
-    return clean[keep], robust[keep]
+    hull: list[int] = []
+    for i in keep[::-1]:  # clean ascending: Andrew's monotone chain, upper part
+        while len(hull) >= 2:
+            o, a = hull[-2], hull[-1]
+            cross = (clean[a] - clean[o]) * (robust[i] - robust[o]) - (robust[a] - robust[o]) * (clean[i] - clean[o])
+            if cross < 0:  # a lies above the chord o -> i: keep it
+                break
+            hull.pop()
+        hull.append(i)
+    return clean[hull], robust[hull]
 
 
 def frontier_at(c: float, env_clean: np.ndarray, env_robust: np.ndarray) -> tuple[float, str]:
