@@ -14,6 +14,7 @@ from synthetic_results import ATTACKS, DIVERGED, EPS, LOSSES, SEEDS, UNRELIABLE,
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
 from robust_glo.reporting import build_report
+from robust_glo.reporting.figures import robust_accuracy_figure
 from robust_glo.robustness.attacks import display_name
 
 SECTIONS = [
@@ -359,3 +360,28 @@ def test_cells_show_the_interval_and_marks_from_the_adjusted_p():
     )
     assert cell(row) == "50.0 [45.0, 55.0] ↑* ⚠"
     assert diff_cell(row) == "+10.0 [+5.0, +15.0] p=4.0e-04*"
+
+
+def test_unverified_worst_case_points_are_hollow(report):
+    root, results, paths = report
+    summary = pd.read_csv(paths.summary)
+    losses = list(LABELS)
+    verified = {("linf", 0.05): True, ("linf", 0.1): False}
+    fig = robust_accuracy_figure(summary, LABELS, losses, results, "ce", verified=verified)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible() and ax.get_title()}
+    worst = panels["worst case over attacks (per sample)"]
+    hollow = [line for line in worst.get_lines() if line.get_gid() == "unverified"]
+    assert len(hollow) == len(losses)  # one per loss, at ε = 0.1 only
+    for line in hollow:
+        assert np.asarray(line.get_xdata()).tolist() == [0.1] and line.get_markerfacecolor() == "white"
+    for title, ax in panels.items():  # the per-attack panels are no worst case: nothing hollow there
+        if ax is not worst:
+            assert not [line for line in ax.get_lines() if line.get_gid() == "unverified"], title
+    assert "hollow markers = not AutoAttack-verified" in fig.get_suptitle()
+    # without coverage nothing is known, so nothing is drawn hollow (and the title says nothing of it)
+    plain = robust_accuracy_figure(summary, LABELS, losses, results, "ce")
+    assert not [line for ax in plain.axes for line in ax.get_lines() if line.get_gid() == "unverified"]
+    assert "hollow" not in plain.get_suptitle()
+    # the report's caption says what a hollow marker is
+    section = paths.markdown.read_text().split("## Robust accuracy against ε", 1)[1].split("\n## ", 1)[0]
+    assert "a hollow marker is a budget whose worst case does not include the full AutoAttack ensemble" in section

@@ -1,7 +1,8 @@
 """The report's "The paper's protocol beside the strict one" section: per loss and budget, the difference to
 the baseline under FGSM on the network's own training loss (the TaylorGLO paper's protocol), FGSM on
 cross-entropy and the worst case, read from the statistics; kept = (c) / (a), shown only where (a) is a
-significant gain; no section without the `fgsm:loss=train` column."""
+significant gain and (c) is AutoAttack-verified with every diagnostic passed; no section without the
+`fgsm:loss=train` column."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from synthetic_results import write_outcome_study
 
 from robust_glo.comparison import CompareConfig, run_comparison
 from robust_glo.reporting import build_report
+from robust_glo.reporting import evidence as E
 from robust_glo.reporting import protocol as P
+from robust_glo.reporting import verdict as V
 from robust_glo.reporting.tables import diff_cell
 from robust_glo.robustness.attacks.coverage import Coverage
 
@@ -75,6 +78,40 @@ def study(tmp_path_factory):
     return md, _section(md), summary, paths
 
 
+ENSEMBLE = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
+
+
+def write_diagnostics(root, failing=()) -> None:
+    """diagnostics.csv: every blocking check judged and passed on every seed of every loss at every budget,
+    except the (loss, check) pairs in `failing`."""
+    rows = []
+    for loss in TRUTH:
+        for seed in SEEDS:
+            base = {"loss": loss, "seed": seed, "value": 0.0, "threshold": 0.02, "n": N, "detail": ""}
+            rows.append(base | {"check": "gradients", "norm": "", "eps": "", "status": "pass"})
+            for eps in EPS:
+                for check in ("more_effort", "unbounded", "transfer"):
+                    if check == "transfer" and loss == "ce":
+                        continue  # the baseline is the transfer source
+                    status = "fail" if (loss, check) in failing else "pass"
+                    rows.append(base | {"check": check, "norm": "Linf", "eps": eps, "status": status})
+    pd.DataFrame(rows).to_csv(root / "diagnostics.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def verified_study(tmp_path_factory):
+    """The same study with its worst case AutoAttack-verified at every budget and every diagnostic passed,
+    except baikal's transfer check at every budget."""
+    root = tmp_path_factory.mktemp("protocol-verified")
+    write_study(root)
+    write_diagnostics(root, failing={("poly1", "transfer")})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(E, "report_coverage", lambda inputs: {("linf", e): Coverage(True, ENSEMBLE, ()) for e in EPS})
+        paths = build_report(root)
+    md = paths.markdown.read_text()
+    return md, _section(md), pd.read_csv(paths.summary)
+
+
 def _table(section: str) -> dict[tuple[str, str], list[str]]:
     """The section's table: (loss, budget) -> (a), (b), (c), worst case, kept."""
     out = {}
@@ -101,10 +138,35 @@ def test_the_numbers_are_the_statistics_differences(study):
         assert paper["family"] == "secondary" and ce["family"] == "secondary" and strict["family"] == "primary"
         assert (a, b, c) == (diff_cell(paper), diff_cell(ce), diff_cell(strict))
         assert worst == "not verified against AutoAttack (worst case of: FGSM (own training loss), FGSM, PGD-3)"
-        if P.interval_gain(paper):
-            assert kept == f"{100 * strict['diff'] / paper['diff']:.0f}%"
+        # (c) is not AutoAttack-verified anywhere in this study: kept is never shown, and says why
+        if P.evidence(paper) == "gain":
+            assert kept == P.NOT_VERIFIED
         else:
-            assert kept == P.NO_GAIN
+            assert kept == f"{P.NO_GAIN}; {P.NOT_VERIFIED}"
+
+
+def test_kept_is_shown_only_for_a_significant_gain_and_a_verified_counted_worst_case(verified_study):
+    _, section, summary = verified_study
+    table = _table(section)
+    for eps in EPS:
+        budget = f"ε = {eps:g}"
+        assert all(row[3] == "AutoAttack-verified" for row in table.values())
+        ls = table["label_smoothing:0.5", budget][4]
+        baikal = table["baikal", budget][4]
+        assert 50 <= int(ls.rstrip("%")) <= 150  # most of the gain survives
+        assert 0 <= int(baikal.rstrip("%")) < 15  # little of it does
+        for loss in ("label_smoothing:0.5", "baikal"):
+            paper, strict = _row(summary, loss, PAPER, eps), _row(summary, loss, "worst", eps)
+            assert P.evidence(paper) == "gain"
+            assert table[loss, budget][4] == f"{100 * strict['diff'] / paper['diff']:.0f}%"
+        assert table["sq", budget][4] == P.NO_GAIN
+        # a positive paper-protocol difference that is not significant: a ratio of noise, not shown; and poly1
+        # failed a blocking diagnostic, which the verdict's rule would not count either
+        paper = _row(summary, "poly1", PAPER, eps)
+        assert paper["diff"] > 0.02 and P.evidence(paper) == ""
+        assert table["poly1", budget][4] == f"{P.NO_GAIN}; {P.NOT_DIAGNOSED}"
+    assert "not capped: a value above 100% means the worst case shows a larger difference than (a)" in section
+    assert "a ratio of two mean differences without an interval of its own" in section
 
 
 def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
@@ -112,19 +174,13 @@ def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
     table = _table(section)
     for eps in EPS:
         budget = f"ε = {eps:g}"
-        ls = table["label_smoothing:0.5", budget][4]
-        baikal = table["baikal", budget][4]
-        assert 50 <= int(ls.rstrip("%")) <= 150  # most of the gain survives
-        assert 0 <= int(baikal.rstrip("%")) < 15  # little of it does
-        assert table["sq", budget][4] == P.NO_GAIN
-        # a positive paper-protocol difference whose interval reaches zero: a ratio of noise, not shown
-        paper = _row(summary, "poly1", PAPER, eps)
-        assert paper["diff"] > 0.02 and paper["diff_ci_low"] <= 0 and not P.interval_gain(paper)
-        assert table["poly1", budget][4] == P.NO_GAIN
+        assert table["sq", budget][4] == f"{P.NO_GAIN}; {P.NOT_VERIFIED}"
     bullets = {line.split("**")[1]: line for line in section.splitlines() if line.startswith("- **")}
     assert set(bullets) == {"baikal", "label_smoothing:0.5", "sq", "poly1"}
     for loss, text in bullets.items():
         assert text.count(".") >= 1 and text.startswith(f"- **{loss}** against ce: ")
+        a_n = int((summary["family"] == "secondary").sum())
+        c_n = int((summary["family"] == "primary").sum())
         for eps in EPS:
             a, c = _row(summary, loss, PAPER, eps), _row(summary, loss, "worst", eps)
             clause = text.split(f"at ε = {eps:g} ", 1)[1].split("; at ε", 1)[0]
@@ -133,7 +189,14 @@ def test_kept_and_the_sentences_claim_what_the_intervals_support(study):
             assert ("less robust even under the paper's protocol" in clause) == (ea == "loss")
             if ea == "gain":
                 assert ("keeps a gain of" in clause) == (ec == "gain")
-                assert ("no evidence that any of it survives" in clause) == (ec == "")
+                no_evidence = ec == "" and not V.interval_excludes_zero(c)
+                assert ("no evidence that any of it survives" in clause) == no_evidence
+            if ec == "gain":
+                assert "%" not in clause  # (c) is not verified: no share of (a) is claimed
+            # an interval clear of 0 without a significant corrected p: said so, never "no evidence"
+            for values, n in ((a, a_n), (c, c_n)):
+                if P.evidence(values) == "" and V.interval_excludes_zero(values):
+                    assert f"not significant after Holm over {n} comparisons (its per-comparison" in clause
             assert "worst case (not verified against AutoAttack" in clause
             if ec:  # a worst-case difference says why it is not counted (the verdict's rule)
                 assert "; not counted: AutoAttack incomplete" in clause
@@ -183,12 +246,11 @@ def test_a_digits_comparison_gets_the_section_from_its_own_statistics(tmp_path):
     assert set(table) == {("label_smoothing:0.5", "ε = 0.1"), ("baikal", "ε = 0.1")}
     for (loss, _), (a, b, c, worst, kept) in table.items():
         paper, ce, strict = (_row(summary, loss, x, 0.1) for x in (PAPER, FGSM, "worst"))
-        values = [P._values(r, strict) for r in (paper, ce, strict)]
+        values = [P._values(r, strict, V.family_sizes(summary)) for r in (paper, ce, strict)]
         assert (a, b, c) == tuple(diff_cell(v | {"diff": r["diff"]}) for v, r in zip(values, (paper, ce, strict)))
         assert worst.startswith("not verified against AutoAttack (worst case of: ")
-        gain = P.interval_gain(values[0])
-        expected = f"{100 * strict['diff'] / paper['diff']:.0f}%" if gain else P.NO_GAIN
-        assert kept == expected
+        gain = P.evidence(values[0]) == "gain"
+        assert kept == (P.NOT_VERIFIED if gain else f"{P.NO_GAIN}; {P.NOT_VERIFIED}")
     assert section.count("- **") == 2
 
 
@@ -226,13 +288,14 @@ def test_rows_take_coverage_a_missing_cross_entropy_fgsm_and_the_worst_cases_p()
     assert len(rows) == 1
     r = rows.iloc[0].to_dict()
     assert r["ce_attack"] is None and r["verified"] and r["ran"] == "AutoAttack"
-    assert math.isclose(r["kept"], 0.25)
+    # verified, but no diagnostics judged: the worst case would not count, so neither is kept shown
+    assert math.isnan(r["kept"])
     table = P.protocol_table(rows, {})
     assert table.iloc[0]["(b) FGSM, cross-entropy: Δ (pts)"] == "not run"
     assert table.iloc[0]["worst case"] == "AutoAttack-verified"
-    assert table.iloc[0]["kept (c)/(a)"] == "25%"
+    assert table.iloc[0]["kept (c)/(a)"] == P.NOT_DIAGNOSED
     (sentence,) = P.protocol_sentences(rows, {}, "ce")
-    assert "keeps a gain of +5.0 points [+3.0, +7.0], 25% of it" in sentence
+    assert "keeps a gain of +5.0 points [+3.0, +7.0]" in sentence and "%" not in sentence
     # verified, but no diagnostics were judged: the verdict's rule does not count it, and says why
     assert "worst case (AutoAttack-verified; not counted: x diagnostics not run: " in sentence
     judged = pd.DataFrame(
@@ -249,30 +312,55 @@ def test_rows_take_coverage_a_missing_cross_entropy_fgsm_and_the_worst_cases_p()
     )
     rows_judged = P.protocol_rows(summary, "ce", [PAPER, "aa-reference"], verified, judged)
     assert rows_judged.iloc[0]["not_counted"] == ""
+    assert math.isclose(rows_judged.iloc[0]["kept"], 0.25)
+    assert P.protocol_table(rows_judged, {}).iloc[0]["kept (c)/(a)"] == "25%"
     (sentence,) = P.protocol_sentences(rows_judged, {}, "ce")
-    assert "worst case (AutoAttack-verified) keeps a gain" in sentence
+    assert "worst case (AutoAttack-verified) keeps a gain of +5.0 points [+3.0, +7.0], 25% of it" in sentence
+    # unverified: (c) not verified
+    unverified = {("linf", 0.1): Coverage(False, ("fgsm",), ("APGD-CE",))}
+    rows_unverified = P.protocol_rows(summary, "ce", [PAPER, "fgsm"], unverified, judged)
+    assert P.protocol_table(rows_unverified, {}).iloc[0]["kept (c)/(a)"] == P.NOT_VERIFIED
+    # not capped: a worst case that shows more than (a) gives a share above 100%
+    larger = summary.copy()
+    larger.loc[3, ["diff", "diff_ci_low", "diff_ci_high"]] = [0.3, 0.28, 0.32]
+    rows_larger = P.protocol_rows(larger, "ce", [PAPER, "aa-reference"], verified, judged)
+    assert P.protocol_table(rows_larger, {}).iloc[0]["kept (c)/(a)"] == "150%"
 
-    # the same positive (a), not significant after the correction: kept is still shown (descriptive, its
-    # interval lies above zero) while the sentence claims no gain; with an interval reaching zero, no ratio
+    # the same positive (a), its interval above zero but not significant after the correction: no ratio of
+    # noise (the test is `evidence`'s), and the sentence says "not significant after Holm", not "no evidence"
     unsure = summary.copy()
     unsure.loc[2, ["p_adjusted", "significant"]] = [0.2, False]
     rows_unsure = P.protocol_rows(unsure, "ce", [PAPER, "aa-reference"], verified, judged)
-    assert not math.isnan(rows_unsure.iloc[0]["kept"])
+    assert math.isnan(rows_unsure.iloc[0]["kept"])
+    assert P.protocol_table(rows_unsure, {}).iloc[0]["kept (c)/(a)"] == P.NO_GAIN
+    (sentence,) = P.protocol_sentences(rows_unsure, {}, "ce")
+    assert (
+        "the paper's protocol shows +20.0 points [+18.0, +22.0], not significant after Holm over 2 comparisons "
+        "(its per-comparison interval excludes 0)" in sentence
+    )
+    assert "no evidence" not in sentence and "%" not in sentence
     noisy = unsure.copy()
     noisy.loc[2, "diff_ci_low"] = -0.01
     rows_noisy = P.protocol_rows(noisy, "ce", [PAPER, "aa-reference"], verified, judged)
     assert math.isnan(rows_noisy.iloc[0]["kept"])
-    assert P.protocol_table(rows_noisy, {}).iloc[0]["kept (c)/(a)"] == P.NO_GAIN
-    (sentence,) = P.protocol_sentences(rows_unsure, {}, "ce")
-    assert "the paper's protocol itself shows no evidence of a gain (+20.0 points" in sentence and "%" not in sentence
+    (sentence,) = P.protocol_sentences(rows_noisy, {}, "ce")
+    assert "the paper's protocol itself shows no evidence of a gain (+20.0 points" in sentence
+    # a worst case whose interval excludes 0 while its corrected p does not reach alpha
+    weak = summary.copy()
+    weak.loc[3, ["p_adjusted", "significant"]] = [0.3, False]
+    (sentence,) = P.protocol_sentences(P.protocol_rows(weak, "ce", [PAPER, "aa-reference"], verified, judged), {}, "ce")
+    assert (
+        "but under the worst case (AutoAttack-verified) the difference is +5.0 points [+3.0, +7.0], not "
+        "significant after Holm over 1 comparison (its per-comparison interval excludes 0)" in sentence
+    )
 
     summary.loc[3, "family"] = ""
     summary.loc[3, ["p_adjusted", "significant"]] = [math.nan, False]
     summary.loc[2, "family"] = ""
     summary.loc[2, ["p_adjusted", "significant"]] = [math.nan, False]
-    worst = summary.loc[3].to_dict() | {"p_adjusted": 0.004, "significant": True}
-    values = P._values(summary.loc[2].to_dict(), worst)
-    assert values["p_adjusted"] == 0.004 and values["significant"]
+    worst = summary.loc[3].to_dict() | {"p_adjusted": 0.004, "significant": True, "family": "primary"}
+    values = P._values(summary.loc[2].to_dict(), worst, {"": 5, "primary": 3})
+    assert values["p_adjusted"] == 0.004 and values["significant"] and values["n_family"] == 3
 
 
 def test_no_gain_to_keep_and_no_evidence_without_significance():

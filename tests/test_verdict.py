@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from robust_glo.reporting import verdict as V
 from robust_glo.reporting.verdict import build_verdict, failed_diagnostics
 from robust_glo.robustness.attacks import autoattack_coverage
 
@@ -120,7 +121,7 @@ def test_a_failed_diagnostic_keeps_a_verified_claim_out_of_the_answer():
         + [r for r in PASSED if not (r["loss"] == "ls" and r["check"] == "transfer")]
     )
     verdict = _verdict(_advantage(), _coverage(["fgsm"] + AA), diagnostics)
-    assert "no evidence that any loss is more robust" in verdict.answer
+    assert "no loss is shown more robust than ce" in verdict.answer
     assert "failed diagnostics: transfer (1 of 2 seeds)" in verdict.bullets[0]
     assert verdict.claims.loc[0, "diagnostics_failed"] == "transfer (1 of 2 seeds)"
 
@@ -155,7 +156,7 @@ def test_less_robust_losses_are_named_and_a_budget_without_worst_row_has_no_clai
     # an attack row without a worst row (e.g. stored before the rule) is no claim
     rows += [_row("ce", "pgd", 0.1, 0.2), _row("poly", "pgd", 0.1, 0.1, -0.1, True, 0.002)]
     verdict = _verdict(rows, _coverage(["fgsm"] + AA, (0.05,)), PASSED)
-    assert "no evidence that any loss is more robust" in verdict.answer
+    assert "no loss is shown more robust than ce" in verdict.answer
     assert "Less robust than ce: poly at ε = 0.05." in verdict.answer
     assert verdict.claims["eps"].tolist() == [0.05]
 
@@ -201,3 +202,52 @@ def test_without_any_verified_budget_no_claim_can_be_judged():
         "Under the weaker attacks, 1 significant difference(s), stated below but not counted: more robust: "
         "ls at ε = 0.1."
     )
+
+
+def test_an_interval_that_excludes_zero_is_not_called_no_evidence():
+    # Intervals are per comparison, the words follow the corrected p: an interval clear of 0 with a corrected p
+    # above alpha is "not significant after Holm over N comparisons", never "no evidence of a difference".
+    rows = [_row("ce", "clean", 0.0, 0.88), _row("ls", "clean", 0.0, 0.92, 0.04, False, 0.2)]
+    rows += [_row("ce", "worst", 0.1, 0.2), _row("ls", "worst", 0.1, 0.26, 0.06, False, 0.09)]
+    rows += [_row("poly", "clean", 0.0, 0.88, 0.0, False, 1.0), _row("poly", "worst", 0.1, 0.2, 0.01, False, 0.6)]
+    for r in rows:
+        r["family"] = "primary" if r["loss"] != "ce" else ""
+        r["p_value"] = r["p_adjusted"] / 4 if r["loss"] != "ce" else NAN
+    verdict = _verdict(rows, _coverage(["fgsm"] + AA), PASSED)
+    ls, poly = verdict.bullets[0], verdict.bullets[1]
+    assert (
+        "clean accuracy 92.0%, a difference from ce not significant after Holm over 4 comparisons (its "
+        "per-comparison interval excludes 0; +4.0 points [+2.0, +6.0], adjusted p = 0.200)" in ls
+    )
+    assert (
+        "at ε = 0.1 a difference from ce not significant after Holm over 4 comparisons (its per-comparison "
+        "interval excludes 0; +6.0 points [+4.0, +8.0], adjusted p = 0.090; AutoAttack-verified)" in ls
+    )
+    assert "no evidence" not in ls
+    # an interval that includes 0 keeps "no evidence"
+    assert "at ε = 0.1 no evidence of a difference from ce (+1.0 points [-1.0, +3.0]" in poly
+    claims = verdict.claims.set_index("loss")
+    assert claims.loc["ls", "direction"] == V.UNSURE and claims.loc["poly", "direction"] == "no evidence"
+    assert not claims["counted"].any() and verdict.clean.set_index("loss").loc["ls", "direction"] == V.UNSURE
+    # not a significant difference: the answer neither counts it nor lists it among the uncounted ones
+    assert "further significant difference" not in verdict.answer
+    assert "no loss is shown more robust than ce" in verdict.answer
+
+
+def test_family_sizes_count_the_comparisons_corrected_together():
+    summary = pd.DataFrame(
+        {
+            "loss": ["ce", "a", "a", "a", "b"],
+            "family": ["", "primary", "primary", "secondary", "primary"],
+            "p_value": [NAN, 0.1, 0.2, 0.3, NAN],
+        }
+    )
+    assert V.family_sizes(summary) == {"": 3, "primary": 2, "secondary": 1}
+    assert V.comparisons({"family": "primary"}, V.family_sizes(summary)) == 2
+    assert (
+        V.unsure_text("Holm", 1)
+        == "not significant after Holm over 1 comparison (its per-comparison interval excludes 0)"
+    )
+    assert V.interval_excludes_zero({"diff_ci_low": -0.01, "diff_ci_high": -0.001})
+    assert not V.interval_excludes_zero({"diff_ci_low": -0.01, "diff_ci_high": 0.0})
+    assert not V.interval_excludes_zero({"diff_ci_low": NAN, "diff_ci_high": 0.2})

@@ -99,7 +99,13 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
     figs: dict[str, Path] = {}
     figs["robust_accuracy"] = F.save_png(
         F.robust_accuracy_figure(
-            summary, labels, inputs.losses, inputs.results, baseline, band=T.interval_kind(summary)
+            summary,
+            labels,
+            inputs.losses,
+            inputs.results,
+            baseline,
+            band=T.interval_kind(summary),
+            verified={k: c.verified for k, c in E.report_coverage(inputs).items()},
         ),
         out / FIGURES / "robust_accuracy.png",
     )
@@ -260,9 +266,15 @@ def _verdict_section(
         diagnostics=inputs.diagnostics,
     )
     section = Section("Verdict", anchor="verdict")
-    section.add(Paragraph(f"**{verdict.answer}**"))
+    correction = settings.correction_name.split(" (")[0]
     if study is not None:
-        section.add(Bullets(_smoothing_sentences(inputs, summary, settings.baseline, study, readings)))
+        # The study's question is against label smoothing, so its answer leads; then the answer against ce.
+        section.add(Paragraph(f"**{_smoothing_answer(inputs, study, readings)}**"))
+        section.add(Bullets(_smoothing_sentences(inputs, summary, settings.baseline, study, readings, correction)))
+    section.add(Paragraph(f"**{verdict.answer}**"))
+    floor = _floor_sentences(inputs, summary, settings.baseline, coverage, study)
+    if floor:
+        section.add(Paragraph(" ".join(floor)))
     base = inputs.label(settings.baseline)
     glance = E.verdict_table(verdict.claims, verdict.clean)
     if not glance.empty:
@@ -300,6 +312,73 @@ def _verdict_section(
             )
         )
     return section
+
+
+FLOOR = 0.05  # robust accuracy below which a budget can hardly show a difference
+
+
+def _smoothing_answer(inputs: ReportInputs, study: T.FrontierStudy, readings: list[FrontierReading] | None) -> str:
+    """The verdict's headline against label smoothing, one short sentence summarising the per-budget
+    sentences: which losses are shown above the frontier (and counted) at which AutoAttack-verified budgets,
+    or that none is."""
+    if study.margins is None or readings is None:
+        return "Against label smoothing: not computed (these results have no per-image outcomes)."
+    verified = [r for r in readings if r.verified and r.measured]
+    if not verified:
+        return (
+            "Against label smoothing: no budget's worst case is AutoAttack-verified, so no loss can be shown "
+            "above the label-smoothing frontier."
+        )
+    where = V.budgets_text([(r.norm, r.eps) for r in verified])
+    counted = [(inputs.label(row["loss"]), r.norm, r.eps) for r in verified for row in r.counted]
+    uncounted = [(inputs.label(row["loss"]), r.norm, r.eps) for r in verified for row, _ in r.uncounted]
+    if counted:
+        text = (
+            "Against label smoothing, above its frontier at their own clean accuracy at the AutoAttack-verified "
+            f"budgets ({where}), counted: {V.named_budgets(counted)}."
+        )
+    else:
+        text = (
+            "Against label smoothing: no loss is shown above the frontier at its own clean accuracy at any "
+            f"AutoAttack-verified budget ({where})."
+        )
+    if uncounted:
+        text += f" Above it but not counted (diagnostics): {V.named_budgets(uncounted)}."
+    placed = sum(len(r.counted) + len(r.uncounted) + len(r.below) + len(r.on) + len(r.undecided) for r in verified)
+    if not placed:
+        text += " No loss could be placed against the frontier there (see below)."
+    return text
+
+
+def _floor_sentences(
+    inputs: ReportInputs,
+    summary: pd.DataFrame,
+    baseline: str,
+    coverage: dict[tuple[str, float], Any],
+    study: T.FrontierStudy | None,
+) -> list[str]:
+    """One sentence per AutoAttack-verified budget where the baseline's and every label-smoothing arm's
+    worst-case robust accuracy lie below `FLOOR`: there no loss can be shown below them, and little above,
+    so a missing claim says little."""
+    arms = list(dict.fromkeys([baseline] + (list(study.smoothing) if study is not None else [])))
+    out = []
+    for (norm, eps), cov in sorted(coverage.items(), key=lambda kv: (kv[0][0] != "linf", float(kv[0][1]))):
+        if not cov.verified:
+            continue
+        label = {n: a for a, n in V.NORM_OF_WORST.items()}[norm]
+        rows = summary[(summary["attack"] == label) & np.isclose(summary["eps"].astype(float), float(eps))]
+        means = rows.set_index("loss")["mean"]
+        if any(a not in means.index or not means[a] < FLOOR for a in arms):
+            continue
+        others = [a for a in arms if a != baseline]
+        text = (
+            f"At {V.budget_text(norm, float(eps))} the worst case sits near the accuracy floor: "
+            f"{inputs.label(baseline)} keeps {T.pct(means[baseline])}% robust accuracy"
+        )
+        if others:
+            text += f" and every label-smoothing arm less than {100 * FLOOR:g}%"
+        out.append(text + ', so "no claim" there says little.')
+    return out
 
 
 def _diagnostics_section(inputs: ReportInputs) -> Section:
@@ -427,8 +506,7 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         f"{adjusted} of the {len(shown)} comparisons with {inputs.label(settings.baseline)} in the primary family "
         f"(clean accuracy and the worst case per budget) are significant after {settings.correction_name} "
         f"correction (adjusted p < {settings.alpha:g}); {raw} would be at raw p < {settings.alpha:g}."
-        f"{per_attack} The others show no evidence of a difference at this sample size, which is not evidence "
-        "of equality."
+        f"{per_attack} {_others_text(shown, settings)}"
     )
     fewest = int(summary["n_seeds"].min()) if len(summary) else 0
     if 1 < fewest < 10 and (summary["interval"] == INTERVAL_BOOTSTRAP).any():
@@ -451,6 +529,21 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         + "."
     )
     return items
+
+
+def _others_text(shown: pd.DataFrame, settings: T.StatsSettings) -> str:
+    """What the primary family's comparisons that are not significant say: no evidence of a difference,
+    except those whose per-comparison interval excludes zero, which the correction alone leaves undecided."""
+    rest = shown[~shown["significant"].astype(bool)]
+    undecided = sum(V.interval_excludes_zero(r) for r in rest.to_dict("records"))
+    text = "The others show no evidence of a difference at this sample size, which is not evidence of equality."
+    if undecided:
+        text = (
+            f"Of the others, {undecided} have a per-comparison 95% interval that excludes 0 but are not "
+            f"significant after {settings.correction_name.split(' (')[0]} over the {len(shown)} comparisons; the "
+            "rest show no evidence of a difference at this sample size, which is not evidence of equality."
+        )
+    return text
 
 
 def _budget(params: Any) -> str:
@@ -477,8 +570,10 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
             "in its own panels), one panel per attack, and per threat model the per-sample worst case over "
             f"its attacks. Lines: mean over seeds; bands: {T.interval_kind(summary)}. A line stops where its "
             "attack did not run (an attack that starts at a larger ε has no points below it); a point with no "
-            "line to it shows its interval as an error bar. Each loss keeps its colour, marker and line style "
-            "in every figure (a colour-blind-safe palette).",
+            "line to it shows its interval as an error bar. In the worst-case panels a hollow marker is a "
+            "budget whose worst case does not include the full AutoAttack ensemble (not verified, so the verdict "
+            "counts no claim there); filled markers are AutoAttack-verified budgets (and ε = 0, clean accuracy). "
+            "Each loss keeps its colour, marker and line style in every figure (a colour-blind-safe palette).",
             alt="robust accuracy against eps",
         )
     )
@@ -547,7 +642,8 @@ def _frontier_section(
             )
         )
         return section
-    section.add(Bullets(_frontier_bullets(inputs, readings)))
+    correction = settings.correction_name.split(" (")[0]
+    section.add(Bullets(_frontier_bullets(inputs, readings, correction, frontier_comparisons(study))))
     if figure is not None:
         section.add(
             Image(
@@ -575,7 +671,8 @@ def _frontier_section(
             "result needs both), where its clean accuracy lies "
             "(`inside` the arms' range, `above-range`: compared with the highest-clean arm, `below-range`: not "
             "placed), the result (`above`: beats label smoothing; `below`: significantly below it; `on the "
-            "frontier`: no evidence either way after the correction; `not placed`), and the loss's effective "
+            "frontier`: not shown above or below it after the correction, whether or not its interval excludes "
+            "zero; `not placed`), and the loss's effective "
             "target p* with the "
             "label-smoothing α that trains toward the same target (from the loss analysis; `none`: it pursues "
             "p → 1).",
@@ -599,7 +696,9 @@ class FrontierReading:
     counted: list[dict[str, Any]] = field(default_factory=list)  # beats label smoothing, and counts
     uncounted: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)  # beats, with why not counted
     below: list[dict[str, Any]] = field(default_factory=list)
-    on: list[dict[str, Any]] = field(default_factory=list)  # no evidence either way
+    on: list[dict[str, Any]] = field(default_factory=list)  # no evidence either way: the interval includes 0
+    # interval (per comparison) excludes 0, corrected p not below alpha: not "no evidence", and no claim either
+    undecided: list[dict[str, Any]] = field(default_factory=list)
     below_range: list[dict[str, Any]] = field(default_factory=list)  # not placed: clean below every arm's
     unsure: list[dict[str, Any]] = field(default_factory=list)  # not placed: the replicates could not place it
 
@@ -655,7 +754,10 @@ def _frontier_readings(inputs: ReportInputs, study: T.FrontierStudy, baseline: s
             elif result == T.FRONTIER_RESULTS["below"]:
                 reading.below.append(r)
             elif result == T.FRONTIER_RESULTS["on"]:
-                reading.on.append(r)
+                if V.interval_excludes_zero(r, "margin_ci_low", "margin_ci_high"):
+                    reading.undecided.append(r)
+                else:
+                    reading.on.append(r)
             elif r["position"] == "below-range":
                 reading.below_range.append(r)
             else:
@@ -664,10 +766,20 @@ def _frontier_readings(inputs: ReportInputs, study: T.FrontierStudy, baseline: s
     return out
 
 
-def _frontier_bullets(inputs: ReportInputs, readings: list[FrontierReading]) -> list[str]:
+def frontier_comparisons(study: T.FrontierStudy) -> int:
+    """The number of frontier margins corrected together (every loss and budget placed)."""
+    if study.margins is None or study.margins.empty:
+        return 0
+    return int(study.margins["p_value"].notna().sum())
+
+
+def _frontier_bullets(
+    inputs: ReportInputs, readings: list[FrontierReading], correction: str = "Holm", n_compared: int = 0
+) -> list[str]:
     """Per worst-case budget: which attacks stand behind it (AutoAttack-verified or not), which losses beat
     label smoothing there (only where `frontier_margins` says beats), which lie below it, which are on it
-    and which could not be placed."""
+    (interval including zero), which have an interval excluding zero that is not significant after the
+    `correction` over `n_compared` margins, and which could not be placed."""
     items = []
     for reading in readings:
         cov = reading.cov
@@ -691,12 +803,16 @@ def _frontier_bullets(inputs: ReportInputs, readings: list[FrontierReading]) -> 
                 + f"): {_frontier_names(inputs, pd.DataFrame([r]))}"
             )
         if not reading.counted and not reading.uncounted:
-            parts.append("no loss beats label smoothing")
+            parts.append("no loss is shown to beat label smoothing")
         if reading.below:
             parts.append(f"below the frontier: {_frontier_names(inputs, pd.DataFrame(reading.below))}")
         if reading.on:
             parts.append(
                 f"on the frontier (no evidence either way): {_frontier_names(inputs, pd.DataFrame(reading.on))}"
+            )
+        if reading.undecided:
+            parts.append(
+                f"{V.unsure_text(correction, n_compared)}: {_frontier_names(inputs, pd.DataFrame(reading.undecided))}"
             )
         for key, (why, _) in UNPLACED_WHY.items():
             group = getattr(reading, key)
@@ -715,16 +831,20 @@ def _smoothing_sentences(
     baseline: str,
     study: T.FrontierStudy,
     readings: list[FrontierReading] | None,
+    correction: str = "Holm",
 ) -> list[str]:
     """The verdict's answer to the study's question, one sentence per worst-case budget: the losses above
     the label-smoothing frontier at their own clean accuracy (margin, interval, corrected p, counted or not
-    by the verdict's rule, clean accuracy against the baseline), or that none is and why (below it, on it
-    with its α(p*), not placed), all read from the frontier section's `readings`."""
+    by the verdict's rule, clean accuracy against the baseline), then every other loss: below it, on it
+    (interval including zero), not significant after the `correction` although its interval excludes zero,
+    or not placed, each with its margin and corrected p and its α(p*), all read from the frontier section's
+    `readings`."""
     if study.margins is None or readings is None:
         return ["**Against label smoothing**: not computed (these results have no per-image outcomes)."]
     base = inputs.label(baseline)
     clean = T.clean_rows(summary).set_index("loss")
     equivalents = _alpha_equivalents(inputs, study)
+    n_compared = frontier_comparisons(study)
 
     def above(r: dict[str, Any]) -> str:
         text = f"{inputs.label(r['loss'])} (margin {T.margin_cell(r)} points, corrected p = {T.fmt_p(r['p_adjusted'])}"
@@ -740,6 +860,9 @@ def _smoothing_sentences(
             )
         return f"{inputs.label(r['loss'])} ({value})"
 
+    def margin(r: dict[str, Any]) -> str:
+        return f"{T.margin_cell(r)} points, corrected p = {T.fmt_p(r['p_adjusted'])}"
+
     out = []
     for reading in readings:
         head = f"**Against label smoothing at {reading.budget}**, {V.coverage_text(reading.cov)}"
@@ -754,22 +877,22 @@ def _smoothing_sentences(
         elif reading.uncounted:
             parts = ["no loss counts as above the frontier at its own clean accuracy"]
         else:
-            parts = ["no loss lies above the frontier at its own clean accuracy"]
+            parts = ["no loss is shown above the frontier at its own clean accuracy"]
         parts += [f"above it but not counted ({'; '.join(why)}): {above(r)}" for r, why in reading.uncounted]
-        if not reading.counted:
-            if reading.below:
-                parts.append("below it: " + ", ".join(named(r, f"{T.margin_cell(r)} points") for r in reading.below))
-            if reading.on:
+        if reading.below:
+            parts.append("below it: " + ", ".join(named(r, margin(r)) for r in reading.below))
+        if reading.on:
+            parts.append("on it (no evidence either way): " + ", ".join(named(r, margin(r)) for r in reading.on))
+        if reading.undecided:
+            parts.append(
+                f"{V.unsure_text(correction, n_compared)}: " + ", ".join(named(r, margin(r)) for r in reading.undecided)
+            )
+        for key, (_, why) in UNPLACED_WHY.items():
+            group = getattr(reading, key)
+            if group:
                 parts.append(
-                    "on it (no evidence either way): "
-                    + ", ".join(named(r, f"{T.margin_cell(r)} points") for r in reading.on)
+                    f"not placed ({why}): " + ", ".join(named(r, f"clean {T.pct(r['clean'])}%") for r in group)
                 )
-            for key, (_, why) in UNPLACED_WHY.items():
-                group = getattr(reading, key)
-                if group:
-                    parts.append(
-                        f"not placed ({why}): " + ", ".join(named(r, f"clean {T.pct(r['clean'])}%") for r in group)
-                    )
         out.append(head + ": " + "; ".join(parts) + ".")
     return out
 
@@ -883,11 +1006,14 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "the network's own loss (the paper's protocol), (b) under FGSM on cross-entropy, the loss every "
             "network shares, and (c) under the per-input worst case over every attack that ran at that budget "
             "(the strict protocol; whether it includes the AutoAttack ensemble is said as in the verdict). "
-            "**Kept** is (c) / (a), the share of the paper-protocol gain that the strict protocol keeps "
-            "(a ratio of the two mean differences, without an interval of its own), shown only where (a)'s "
-            "95% interval lies above zero (read it beside (a)'s corrected p in the same row); elsewhere the "
-            f'ratio would divide by noise, and the table says "{P.NO_GAIN}". (a) is a weaker attack: a loss '
-            "whose gradient is flat where "
+            "**Kept** is (c) / (a), the share of the paper-protocol gain that the strict protocol keeps. It "
+            "is shown only where (a) is a significant gain (adjusted p below "
+            f"{settings.alpha:g} and its 95% interval above zero; a ratio to anything less divides by noise) and "
+            "(c) is AutoAttack-verified with every blocking diagnostic passed, as the verdict would count it; "
+            f'elsewhere the table says which condition fails ("{P.NO_GAIN}", "{P.NOT_VERIFIED}", '
+            f'"{P.NOT_DIAGNOSED}"). Kept is a ratio of two mean differences without an interval of its own, '
+            "and it is not capped: a value above 100% means the worst case shows a larger difference than (a). "
+            "(a) is a weaker attack: a loss whose gradient is flat where "
             "the network is confident looks robust under it although cross-entropy attacks break the same "
             "network, so it never stands behind a claim of this report: the verdict rests on the worst case "
             "alone (which includes (a) as one of its attacks, so (a) can only lower it). The differences, "
@@ -896,10 +1022,12 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             f"family ({settings.correction_name.split(' (')[0]}).{same} In the sentences below a difference "
             "counts as evidence "
             f"only where its adjusted p is below {settings.alpha:g} and its 95% interval lies on one side "
-            "of zero."
+            "of zero; the intervals are per comparison, so one may exclude zero while the corrected p is not "
+            "significant, and the sentence then says so."
         )
     )
-    section.add(Bullets(P.protocol_sentences(rows, labels, settings.baseline)))
+    correction = settings.correction_name.split(" (")[0]
+    section.add(Bullets(P.protocol_sentences(rows, labels, settings.baseline, correction)))
     section.add(
         Table(
             P.protocol_table(rows, labels),
@@ -909,8 +1037,10 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             f"`*`: p < {settings.alpha:g}; an attack whose outcomes are the worst case's on every network "
             "takes the worst case's p) under (a) FGSM on the network's own training loss, (b) FGSM on "
             "cross-entropy (`not run` where no such FGSM ran) and (c) the worst case, whether that worst "
-            "case is AutoAttack-verified, and kept = (c) / (a) where (a)'s 95% interval lies above zero "
-            f'("{P.NO_GAIN}" elsewhere).',
+            "case is AutoAttack-verified, and kept = (c) / (a) where (a) is a significant gain and (c) is "
+            "AutoAttack-verified with every diagnostic passed (elsewhere: which condition fails). Kept is a "
+            "ratio of two mean differences, without an interval of its own; a value above 100% means the "
+            "worst case shows a larger difference than (a).",
         )
     )
     return section

@@ -162,7 +162,7 @@ def verdict_table(claims: pd.DataFrame, clean: pd.DataFrame | None = None) -> pd
             row["clean accuracy"] = "–" if c is None else _signed(c)
         for r in claims[claims["loss"] == loss].to_dict("records"):
             text = _signed(r)
-            if r["direction"] != "no evidence":
+            if r["direction"] in ("more robust", "less robust"):
                 text += " counted" if r["counted"] else f" not counted: {r['not_counted_because']}"
             row[r["budget"]] = text
         rows.append(row)

@@ -7,7 +7,7 @@ Each function returns a `Figure`; `save_png` writes it. Everything plotted comes
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,12 +173,15 @@ def robust_accuracy_figure(
     baseline: str | None = None,
     *,
     band: str = "95% interval",
+    verified: Mapping[tuple[str, float], bool] | None = None,
 ) -> Figure:
     """Robust accuracy (%) against eps, one panel per attack (titled by its readable name) and per threat
     model's per-sample worst case, one line per loss (colour, marker and line style from `loss_styles`) with
     its interval band (`band` names it); returns the Figure. eps = 0 is the clean accuracy. A line never
     crosses a budget its attack did not run at (`curve_points`): a point left without neighbours is drawn
-    with its interval as an error bar."""
+    with its interval as an error bar. In the worst-case panels, the points of budgets eps > 0 whose worst
+    case is not AutoAttack-verified (`verified`: (norm "linf"/"l2", eps) -> bool; a budget it lacks counts as
+    not verified) are hollow, so that a reader does not take them for the verified ones on the same line."""
     attacks = panel_order(results, summary)
     names = [labels.get(s, s) for s in losses]
     styles = loss_styles(names)
@@ -204,6 +207,19 @@ def robust_accuracy_figure(
                     linewidth=1.6,
                     label=name,
                 )
+                hollow = _unverified(attack, x, verified) & np.isfinite(y)
+                if hollow.any():
+                    ax.plot(
+                        x[hollow],
+                        y[hollow],
+                        linestyle="none",
+                        marker=style.marker,
+                        markersize=5,
+                        markerfacecolor="white",
+                        markeredgecolor=style.colour,
+                        markeredgewidth=1.2,
+                        gid="unverified",
+                    )
                 if np.isfinite(low).any():
                     ax.fill_between(x, low, high, color=style.colour, alpha=0.15, linewidth=0)
                     alone = _isolated(y) & np.isfinite(low)
@@ -229,8 +245,24 @@ def robust_accuracy_figure(
         if axes:
             axes[0].set_ylim(max(0.0, 100 * low - 3), min(100.0, 100 * high + 3) + 0.5)
         _legend(fig, names, styles)
-        fig.suptitle(f"Robust accuracy against ε: mean over seeds; band: {band}", fontsize=12)
+        title = f"Robust accuracy against ε: mean over seeds; band: {band}"
+        if any(_unverified(a, np.asarray(budget_grid(summary, results, a)), verified).any() for a in attacks):
+            title += "\nworst case: hollow markers = not AutoAttack-verified"
+        fig.suptitle(title, fontsize=12)
     return fig
+
+
+def _unverified(attack: str, eps: np.ndarray, verified: Mapping[tuple[str, float], bool] | None) -> np.ndarray:
+    """Which budgets of a panel are worst-case points without AutoAttack verification: only in the panels
+    of a worst case, only at eps > 0, and none at all where `verified` is None (nothing known)."""
+    norm = {WORST: "linf", WORST_L2: "l2"}.get(attack)
+    if norm is None or verified is None:
+        return np.zeros(len(eps), dtype=bool)
+
+    def ok(e: float) -> bool:
+        return any(n == norm and math.isclose(float(k), e, abs_tol=1e-12) and v for (n, k), v in verified.items())
+
+    return np.array([e > 0 and not ok(float(e)) for e in eps], dtype=bool)
 
 
 def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Sequence[str]) -> Figure:

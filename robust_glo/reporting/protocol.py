@@ -11,10 +11,14 @@ column is a cell of the statistics) under
 (c) the per-input worst case over every attack that ran there (the strict protocol; AutoAttack-verified
     at that budget or not, as the verdict decides it),
 
-and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a), only where
-(a)'s 95% interval lies above zero (elsewhere the ratio would divide by noise); it is descriptive, read
-beside (a)'s corrected p in the same row. (a) is a weaker attack: it stands behind no claim (the verdict
-rests on the worst case alone).
+and "kept", the share of the paper-protocol gain that the strict protocol keeps: (c) / (a), shown only
+where (a) is a significant gain by the same test as `evidence` (adjusted p below alpha and its interval
+above zero: a ratio to anything less divides by noise) and (c) is AutoAttack-verified with every blocking
+diagnostic judged and passed (`verdict.claim_gate` returns nothing: a ratio to an unverified worst case
+would overstate what survives); elsewhere a short text says which condition fails. Kept is a ratio of two
+mean differences without an interval of its own, and is not capped: above 100% the worst case shows a
+larger difference than (a). (a) is a weaker attack: it stands behind no claim (the verdict rests on the
+worst case alone).
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 TITLE = "The paper's protocol beside the strict one"
 ANCHOR = "paper-protocol"
 PARTS = ("paper", "ce", "worst")  # (a), (b), (c)
-CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "significant")
-NO_GAIN = "no gain to keep (interval of (a) reaches 0)"
+CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "significant", "n_family")
+NO_GAIN = "no significant gain under (a)"
+NOT_VERIFIED = "(c) not verified"
+NOT_DIAGNOSED = "(c) not counted (diagnostics)"
 
 
 def paper_attacks(attacks: Sequence[str]) -> list[str]:
@@ -82,15 +88,18 @@ def _cell(summary: pd.DataFrame, loss: str, attack: str, eps: float) -> dict[str
     return rows.iloc[0].to_dict() if len(rows) else None
 
 
-def _values(cell: dict[str, Any] | None, worst: dict[str, Any] | None) -> dict[str, Any]:
-    """The difference of one summary cell. An attack whose outcomes are the worst case's on every network
+def _values(cell: dict[str, Any] | None, worst: dict[str, Any] | None, sizes: Mapping[str, int]) -> dict[str, Any]:
+    """The difference of one summary cell, with `n_family`, the number of comparisons its p was corrected
+    over (`sizes`, `verdict.family_sizes`). An attack whose outcomes are the worst case's on every network
     is in no family and has no p of its own: its comparison is the worst case's, whose p it takes."""
     if cell is None:
         return {k: (False if k in ("p_at_floor", "significant") else math.nan) for k in CELL}
     out = {k: cell.get(k, math.nan) for k in CELL}
+    out["n_family"] = V.comparisons(cell, sizes)
     if _nan(out["p_adjusted"]) and not cell.get("family") and worst is not None:
         for k in ("p_adjusted", "p_at_floor", "significant"):
             out[k] = worst.get(k, out[k])
+        out["n_family"] = V.comparisons(worst, sizes)
     out["p_at_floor"] = not _nan(out["p_at_floor"]) and bool(out["p_at_floor"])
     out["significant"] = not _nan(out["significant"]) and bool(out["significant"])
     return out
@@ -110,16 +119,21 @@ def evidence(values: Mapping[str, Any]) -> str:
     return ""
 
 
-def interval_gain(values: Mapping[str, Any]) -> bool:
-    """A positive difference whose 95% interval lies above zero (uncorrected: "kept" is descriptive and the
-    table prints (a)'s corrected p beside it)."""
-    diff, low = values.get("diff"), values.get("diff_ci_low")
-    return not _nan(diff) and diff > 0 and not _nan(low) and low > 0
+def kept_blocked(row: Mapping[str, Any]) -> str:
+    """Why a `protocol_rows` row shows no kept ratio: (a) is not a significant gain (`evidence`), (c) is not
+    AutoAttack-verified, or a claim at (c) would not count for the diagnostics (`verdict.claim_gate`); ""
+    where kept is shown."""
+    reasons = [] if evidence(part(row, "paper")) == "gain" else [NO_GAIN]
+    if not row["verified"]:
+        reasons.append(NOT_VERIFIED)
+    elif row["not_counted"]:
+        reasons.append(NOT_DIAGNOSED)
+    return "; ".join(reasons)
 
 
 def kept(paper_diff: float, worst_diff: float) -> float:
     """(c) / (a): the share of the paper-protocol gain the strict worst case keeps; NaN when (a) <= 0.
-    `protocol_rows` asks it only where (a)'s interval lies above zero (`interval_gain`)."""
+    `protocol_rows` asks it only where `kept_blocked` finds nothing."""
     if _nan(paper_diff) or _nan(worst_diff) or paper_diff <= 0:
         return math.nan
     return float(worst_diff) / float(paper_diff)
@@ -138,9 +152,11 @@ def protocol_rows(
     summary's diff, diff_ci_low, diff_ci_high, p_adjusted, p_at_floor and significant, `verified` (the
     worst case there includes the AutoAttack ensemble), `ran` (the attacks behind it, readable names),
     `not_counted` (why a worst-case difference there would not count, the verdict's rule over the loss's and
-    the baseline's `diagnostics`; "" when it counts) and `kept` ((c) / (a), NaN unless (a) is a significant
-    gain, `evidence`). Empty when `attacks` hold no `fgsm:loss=train`."""
+    the baseline's `diagnostics`; "" when it counts) and `kept` ((c) / (a), NaN where `kept_blocked` gives a
+    reason: (a) not a significant gain, or (c) not verified or not counted). Each part also has `n_family`,
+    the number of comparisons its p was corrected over. Empty when `attacks` hold no `fgsm:loss=train`."""
     coverage = dict(coverage or {})
+    sizes = V.family_sizes(summary)
     rows = []
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
     for paper in paper_attacks(attacks):
@@ -157,14 +173,14 @@ def protocol_rows(
                 row: dict[str, Any] = {"loss": loss, "paper_attack": paper, "ce_attack": partner}
                 row |= {"norm": norm, "eps": eps}
                 for prefix, cell in zip(PARTS, (a, b, w)):
-                    row |= {f"{prefix}_{k}": v for k, v in _values(cell, w).items()}
+                    row |= {f"{prefix}_{k}": v for k, v in _values(cell, w, sizes).items()}
                 cov = V.coverage_at(coverage, norm, eps)
                 row["verified"] = bool(cov is not None and cov.verified)
                 row["ran"] = V.attack_names(cov.ran) if cov is not None else ""
                 arms = {loss: BLOCKING, baseline: BLOCKING_BASELINE}
                 row["not_counted"] = "; ".join(V.claim_gate(diagnostics, cov, norm, eps, arms))
-                gain = interval_gain(part(row, "paper"))
-                row["kept"] = kept(row["paper_diff"], row["worst_diff"]) if gain else math.nan
+                shown = not kept_blocked(row)
+                row["kept"] = kept(row["paper_diff"], row["worst_diff"]) if shown else math.nan
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -175,8 +191,8 @@ def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def kept_text(row: Mapping[str, Any]) -> str:
-    """ "25%" ((c) / (a) as a share), or NO_GAIN where (a)'s interval reaches zero."""
-    return NO_GAIN if _nan(row["kept"]) else f"{100 * row['kept']:.0f}%"
+    """ "25%" ((c) / (a) as a share, uncapped), or which condition for showing it fails (`kept_blocked`)."""
+    return kept_blocked(row) or f"{100 * row['kept']:.0f}%"
 
 
 def coverage_text(row: Mapping[str, Any]) -> str:
@@ -210,11 +226,22 @@ def _points(values: Mapping[str, Any]) -> str:
     return text
 
 
-def _clause(row: Mapping[str, Any]) -> str:
+def _unsure(values: Mapping[str, Any], correction: str) -> str:
+    """ "+5.0 points [+1.0, +9.0], not significant after Holm over 12 comparisons (its per-comparison interval
+    excludes 0)" for a difference whose interval excludes zero while its corrected p does not reach alpha;
+    "" for any other."""
+    if evidence(values) or not V.interval_excludes_zero(values):
+        return ""
+    n = 0 if _nan(values.get("n_family")) else int(values["n_family"])
+    return f"{_points(values)}, {V.unsure_text(correction, n)}"
+
+
+def _clause(row: Mapping[str, Any], correction: str) -> str:
     """What one budget supports, in words: the paper-protocol difference, then what the strict worst case
     says, with its AutoAttack coverage."""
     a, c = part(row, "paper"), part(row, "worst")
     ea, ec = evidence(a), evidence(c)
+    ua, uc = _unsure(a, correction), _unsure(c, correction)
     where = f"at {V.budget_text(row['norm'], row['eps'])}"
     checked = "AutoAttack-verified" if row["verified"] else "not verified against AutoAttack"
     if row.get("not_counted") and ec in ("gain", "loss"):
@@ -222,12 +249,17 @@ def _clause(row: Mapping[str, Any]) -> str:
     if ea == "gain":
         head = f"{where} the paper's protocol shows a gain of {_points(a)}"
         if ec == "gain":
-            return f"{head}, and the worst case ({checked}) keeps a gain of {_points(c)}, {kept_text(row)} of it"
+            share = "" if kept_blocked(row) else f", {kept_text(row)} of it"
+            return f"{head}, and the worst case ({checked}) keeps a gain of {_points(c)}{share}"
         if ec == "loss":
             return f"{head}, but under the worst case ({checked}) it is less robust ({_points(c)})"
+        if uc:
+            return f"{head}, but under the worst case ({checked}) the difference is {uc}"
         return f"{head}, but the worst case ({checked}) gives no evidence that any of it survives ({_points(c)})"
     if ea == "loss":
         head = f"{where} it is less robust even under the paper's protocol ({_points(a)})"
+    elif ua:
+        head = f"{where} the paper's protocol shows {ua}"
     else:
         word = "a gain" if a["diff"] > 0 else "a difference"
         head = f"{where} the paper's protocol itself shows no evidence of {word} ({_points(a)})"
@@ -235,16 +267,22 @@ def _clause(row: Mapping[str, Any]) -> str:
         return f"{head}, while the worst case ({checked}) shows a gain of {_points(c)}"
     if ec == "loss":
         return f"{head}, and under the worst case ({checked}) it is less robust ({_points(c)})"
+    if uc:
+        return f"{head}, and under the worst case ({checked}) the difference is {uc}"
     return f"{head}, and the worst case ({checked}) no evidence of a difference ({_points(c)})"
 
 
-def protocol_sentences(rows: pd.DataFrame, labels: Mapping[str, str], baseline: str) -> list[str]:
+def protocol_sentences(
+    rows: pd.DataFrame, labels: Mapping[str, str], baseline: str, correction: str = "Holm"
+) -> list[str]:
     """One sentence per loss: per budget, what the intervals and corrected p support under the paper's
     protocol and under the worst case (a difference counts as evidence only where it is significant after
-    the correction and its interval lies on one side of zero)."""
+    the `correction` and its interval lies on one side of zero; one whose interval excludes zero while its
+    corrected p does not reach alpha is said to be not significant after the correction, not "no
+    evidence")."""
     base = labels.get(baseline, baseline)
     out = []
     for loss, group in rows.groupby("loss", sort=False):
-        clauses = [_clause(r) for r in group.to_dict("records")]
+        clauses = [_clause(r, correction) for r in group.to_dict("records")]
         out.append(f"**{labels.get(loss, loss)}** against {base}: " + "; ".join(clauses) + ".")
     return out

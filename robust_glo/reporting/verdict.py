@@ -15,6 +15,10 @@ correction for multiple comparisons. It counts as evidence only where
 Every other claim is still stated, with what stands behind it ("not verified against AutoAttack (worst
 case of: ...)", "failed diagnostics: ..."), but the answer sentence does not count it. A budget where no
 attack ran has no worst-case row and so no claim.
+
+The 95% intervals are per comparison while the words follow the corrected p: a difference whose interval
+excludes 0 but whose adjusted p is not below alpha reads "not significant after Holm over N comparisons (its
+per-comparison interval excludes 0)"; "no evidence of a difference" is kept for an interval that includes 0.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
 NORM_OF_WORST = {WORST: "linf", WORST_L2: "l2"}
 DISPLAY_NORM = {"linf": "Linf", "l2": "L2"}
 ROBUST_WORDS = {"higher": "more robust than", "lower": "less robust than", "": "no evidence of a difference from"}
+# The finding of a difference whose 95% interval (per comparison) excludes 0 while its corrected p is not
+# below alpha: neither "no evidence" (the interval says otherwise) nor a claim (the correction says no).
+UNSURE = "not significant after correction (interval excludes 0)"
 CLAIM_COLUMNS = [
     "loss",
     "norm",
@@ -53,6 +60,7 @@ CLAIM_COLUMNS = [
 ]
 CLEAN_COLUMNS = ["loss", "direction", "diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor"]
 DIRECTION = {"higher": "more robust", "lower": "less robust", "": "no evidence"}
+SIGNIFICANT = ("more robust", "less robust")
 
 
 class CoverageLike(Protocol):
@@ -109,6 +117,42 @@ def _direction(row: Mapping[str, Any]) -> str:
     if not bool(row.get("significant", False)):
         return ""
     return "higher" if row["diff"] > 0 else "lower"
+
+
+def interval_excludes_zero(row: Mapping[str, Any], low: str = "diff_ci_low", high: str = "diff_ci_high") -> bool:
+    """Whether the row's 95% interval (per comparison, not corrected) lies on one side of 0."""
+    lo, hi = row.get(low), row.get(high)
+    return not _nan(lo) and not _nan(hi) and (lo > 0 or hi < 0)
+
+
+def family_sizes(summary: pd.DataFrame) -> dict[str, int]:
+    """Family name -> the number of comparisons corrected together in it (rows with a p-value); under the
+    key "" the count over every family, for a summary without a `family` column."""
+    if "p_value" not in summary.columns:
+        tested = summary["p_adjusted"].notna() if "p_adjusted" in summary.columns else summary["loss"].isna()
+    else:
+        tested = summary["p_value"].notna()
+    out = {"": int(tested.sum())}
+    if "family" in summary.columns:
+        for name, group in summary[tested].groupby(summary.loc[tested, "family"].fillna("").astype(str)):
+            if name:
+                out[str(name)] = len(group)
+    return out
+
+
+def comparisons(row: Mapping[str, Any], sizes: Mapping[str, int]) -> int:
+    """The number of comparisons corrected together with `row` (`family_sizes`)."""
+    family = row.get("family")
+    return sizes.get(str(family), sizes.get("", 0)) if not _nan(family) else sizes.get("", 0)
+
+
+def unsure_text(correction: str, n: int, detail: str = "") -> str:
+    """ "not significant after Holm over 12 comparisons (its per-comparison interval excludes 0)", with
+    `detail` (the numbers) inside the parentheses after a semicolon."""
+    return (
+        f"not significant after {correction} over {n} comparison{'s' if n != 1 else ''} "
+        f"(its per-comparison interval excludes 0{'; ' + detail if detail else ''})"
+    )
 
 
 def _rows_at(diagnostics: pd.DataFrame | None, loss: str, norm: str, eps: float) -> pd.DataFrame:
@@ -213,6 +257,7 @@ def build_verdict(
     decided within the primary family), per-budget AutoAttack `coverage` keyed by (norm "linf"/"l2", eps),
     and the gathered `diagnostics` rows (loss, seed, check, norm, eps, status, ...)."""
     coverage = dict(coverage or {})
+    sizes = family_sizes(summary)
     base = labels.get(baseline, baseline)
     losses = [loss for loss in dict.fromkeys(summary["loss"]) if loss != baseline]
     bullets: list[str] = []
@@ -225,14 +270,18 @@ def build_verdict(
         clean = rows[rows["attack"] == "clean"]
         if not clean.empty:
             c = clean.iloc[0]
-            word = {"higher": "higher than", "lower": "lower than", "": "no evidence of a difference from"}[
-                _direction(c)
-            ]
-            parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {word} {base} ({diff_text(c)})")
+            if not _direction(c) and interval_excludes_zero(c):
+                finding = f"a difference from {base} " + unsure_text(correction, comparisons(c, sizes), diff_text(c))
+            else:
+                word = {"higher": "higher than", "lower": "lower than", "": "no evidence of a difference from"}
+                finding = f"{word[_direction(c)]} {base} ({diff_text(c)})"
+            parts.append(f"clean accuracy {100 * c['mean']:.1f}%, {finding}")
             cleans.append(
                 {
                     "loss": name,
-                    "direction": {"higher": "higher", "lower": "lower", "": "no evidence"}[_direction(c)],
+                    "direction": {"higher": "higher", "lower": "lower", "": "no evidence"}[_direction(c)]
+                    if _direction(c) or not interval_excludes_zero(c)
+                    else UNSURE,
                     **{k: c.get(k, math.nan) for k in ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted")},
                     "p_at_floor": bool(c.get("p_at_floor", False)),
                 }
@@ -255,12 +304,13 @@ def build_verdict(
                 verified = bool(cov is not None and cov.verified)
                 judged = not unjudged
                 counted = bool(direction) and verified and judged and not failed and not base_failed
-                word = {
-                    "higher": "more robust than",
-                    "lower": "less robust than",
-                    "": "no evidence of a difference from",
-                }[direction]
-                text = f"at {budget_text(norm, eps)} {word} {base} ({diff_text(r)}; {coverage_text(cov)})"
+                unsure = not direction and interval_excludes_zero(r)
+                if unsure:
+                    detail = f"{diff_text(r)}; {coverage_text(cov)}"
+                    finding = f"a difference from {base} " + unsure_text(correction, comparisons(r, sizes), detail)
+                else:
+                    finding = f"{ROBUST_WORDS[direction]} {base} ({diff_text(r)}; {coverage_text(cov)})"
+                text = f"at {budget_text(norm, eps)} {finding}"
                 if not judged:
                     text += f", diagnostics not run: {', '.join(unjudged)}"
                 if failed:
@@ -281,7 +331,7 @@ def build_verdict(
                         "norm": DISPLAY_NORM[norm],
                         "eps": eps,
                         "budget": budget_text(norm, eps),
-                        "direction": DIRECTION[direction],
+                        "direction": UNSURE if unsure else DIRECTION[direction],
                         "diff": r["diff"],
                         "diff_ci_low": r.get("diff_ci_low", math.nan),
                         "diff_ci_high": r.get("diff_ci_high", math.nan),
@@ -361,6 +411,20 @@ def _budgets_text(budgets: list[tuple[str, float]]) -> str:
     return " and ".join(parts)
 
 
+def named_budgets(pairs: list[tuple[str, str, float]]) -> str:
+    """ "baikal at ε = 0.02, 0.05; taylorglo at ε = 0.05" for (name, norm "linf"/"l2", eps), grouped by name
+    in their order."""
+    by_name: dict[str, list[tuple[str, float]]] = {}
+    for name, norm, eps in pairs:
+        by_name.setdefault(name, []).append((norm, float(eps)))
+    return "; ".join(f"{name} at {_budgets_text(b)}" for name, b in by_name.items())
+
+
+def budgets_text(budgets: list[tuple[str, float]]) -> str:
+    """ "ε = 0.02, 0.05 and L2 radius 1.5" for (norm "linf"/"l2", eps) pairs."""
+    return _budgets_text(budgets)
+
+
 def _named(claims: pd.DataFrame) -> str:
     """ "baikal at ε = 0.02, 0.05; taylorglo at ε = 0.05" for claims, grouped by loss in their order."""
     by_loss: dict[str, list[tuple[str, float]]] = {}
@@ -393,7 +457,7 @@ def _answer(
     counted = claims[claims["counted"].astype(bool)]
     better = counted[counted["direction"] == "more robust"]
     worse = counted[counted["direction"] == "less robust"]
-    significant = claims[claims["direction"] != "no evidence"]
+    significant = claims[claims["direction"].isin(SIGNIFICANT)]
     uncounted = significant[~significant["counted"].astype(bool)]
     scope = "under the AutoAttack-verified worst case, with every diagnostic passed"
     if not any(c.verified for c in coverage.values()):
@@ -410,7 +474,7 @@ def _answer(
     if not better.empty:
         text = f"{where}: more robust than {base} {scope}, significant after {correction} correction: {_named(better)}."
     else:
-        text = f"{where}: no evidence that any loss is more robust than {base} {scope}, after {correction} correction."
+        text = f"{where}: no loss is shown more robust than {base} {scope}, after {correction} correction."
     if not worse.empty:
         text += f" Less robust than {base}: {_named(worse)}."
     else:
