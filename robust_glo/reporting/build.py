@@ -622,8 +622,9 @@ def _frontier_section(
         Paragraph(
             "Does a loss give more robustness than label smoothing, tuned, gives at the same clean accuracy? The "
             f"label-smoothing arms of this study, {arms_text}, give one point (clean accuracy, worst-case robust "
-            "accuracy) each per budget; their upper envelope (the points no other arm beats on both axes, "
-            "joined by straight lines) is the frontier. A loss's margin is its robust accuracy minus the "
+            "accuracy) each per budget; their upper concave envelope (the points no other arm beats on both "
+            "axes, less any below the line between its neighbours, joined by straight lines: conservative for "
+            "a claim that a loss beats it) is the frontier. A loss's margin is its robust accuracy minus the "
             "frontier's at the loss's own clean accuracy: above the frontier's highest clean accuracy the "
             "highest-clean arm's robust accuracy is used, and a loss whose clean accuracy lies below every "
             "arm's is not placed (the frontier is not measured there). Intervals and p come from the same "
@@ -650,8 +651,8 @@ def _frontier_section(
                 figure,
                 "One panel per worst-case budget: clean accuracy (x) against the per-sample worst-case robust "
                 "accuracy (y), in %, means over seeds with 95% intervals (as in the summary) as error bars. The "
-                "label-smoothing arms on their Pareto envelope are ringed in black and joined by a black line "
-                "(a hollow marker is an arm off the envelope, dominated by another); the dotted continuation is "
+                "label-smoothing arms on the frontier (their upper concave envelope) are ringed in black and "
+                "joined by a black line (a hollow marker is an arm off it); the dotted continuation is "
                 "the level a loss beyond the "
                 "highest clean accuracy is compared with. Every other loss is drawn with its intervals and a "
                 "dashed line down (or up) to the frontier at its clean accuracy: the margin in the table. The "

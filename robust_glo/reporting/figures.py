@@ -488,8 +488,8 @@ def frontier_figure(
 ) -> Figure:
     """The label-smoothing frontier, one panel per worst-case budget of `study` (titled by `titles`): clean
     accuracy (x) against robust accuracy (y), in %. The label-smoothing arms (ce is alpha 0) with their 95%
-    intervals as error bars, joined along their Pareto envelope (black line; a dominated arm is drawn
-    hollow, off the line), the envelope's level beyond its highest clean accuracy dotted (what a loss there
+    intervals as error bars, joined along their upper concave envelope (black line; an arm off it is drawn
+    hollow), the envelope's level beyond its highest clean accuracy dotted (what a loss there
     is compared with); every other loss with its intervals and a thin dashed line from its point to the
     frontier at its clean accuracy (its margin). Each point is labelled with its loss's readable name, in
     its colour and marker of `loss_styles`. Returns the Figure."""
