@@ -593,3 +593,20 @@ def test_ray_backend_runs_successive_halving_like_local(ray_cluster, tmp_path):
     remote = run_evolution(EvolveConfig.create(out=str(tmp_path / "ray"), **{**halving, "backend": "ray"}))
     assert without_seconds(remote.history) == without_seconds(local.history)
     assert {r["status"] for r in local.history} & {"pruned", "collapsed"}
+
+
+def test_without_ray_installed_auto_runs_here_and_ray_asks_for_it_in_one_line(monkeypatch):
+    # Ray is an optional extra: a fresh install without it must still evolve on a multi-core CPU.
+    import sys
+
+    from robust_glo.errors import ConfigError
+    from robust_glo.evolution import resolve_backend
+    from robust_glo.utils.ray_cluster import connect_ray, ray_installed
+
+    monkeypatch.setattr("robust_glo.utils.device.usable_cpus", lambda: 2)
+    assert resolve_backend(EvolveConfig(device="cpu")) == ("ray" if ray_installed() else "local")
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when Ray is not installed
+    assert not ray_installed()
+    assert resolve_backend(EvolveConfig(device="cpu")) == "local"
+    with pytest.raises(ConfigError, match=r"needs Ray, which is not installed: .*--backend local$"):
+        connect_ray()

@@ -25,7 +25,7 @@ import numpy as np
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.evolution.problem import Evaluation, TaylorGLOProblem
 from robust_glo.utils import parallel_cpu_workers, resolve_device
-from robust_glo.utils.ray_cluster import connect_ray
+from robust_glo.utils.ray_cluster import connect_ray, ray_installed
 
 
 @dataclass(frozen=True)
@@ -179,12 +179,14 @@ def resolve_backend(config: EvolveConfig) -> str:
     """The backend `config` runs on, `auto` resolved: `batched` on CUDA (a generation as one population:
     measured faster there, evaluations/perf/gpu.sh); on a CPU with two or more usable cores and no pinned
     `threads`, `ray` (a local cluster, one one-thread task per core: one-thread workers train more samples/s
-    than one multi-threaded process, evaluations/perf/cpu_defaults.py); `local` otherwise."""
+    than one multi-threaded process, evaluations/perf/cpu_defaults.py) when Ray is installed (an optional
+    extra); `local` otherwise."""
     if config.backend != "auto":
         return config.backend
     if resolve_device(config.device).type == "cuda":
         return "batched"
-    return "ray" if config.threads is None and parallel_cpu_workers(config.device) >= 2 else "local"
+    parallel = config.threads is None and parallel_cpu_workers(config.device) >= 2
+    return "ray" if parallel and ray_installed() else "local"
 
 
 def make_backend(config: EvolveConfig) -> Backend:

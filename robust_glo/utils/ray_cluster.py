@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import Any
 
@@ -30,13 +31,24 @@ def _quiet_ray_auth_notice() -> None:
         logger.addFilter(_DropRayAuthNotice())
 
 
+def ray_installed() -> bool:
+    """Whether Ray can be imported (it is an optional extra, `robust-glo[ray]`), without importing it."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None (an import blocked on purpose)
+        return False
+
+
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> tuple[Any, bool]:
     """The `ray` module, initialised: joined to `address`, else a local cluster of `num_cpus` CPUs (all when
     None), unless one is running already. Returns (ray, whether this call started it)."""
     try:
         import ray
     except ImportError:
-        raise ConfigError("backend 'ray' needs Ray: pip install 'robust-glo[ray]'") from None
+        raise ConfigError(
+            "backend 'ray' needs Ray, which is not installed: pip install 'robust-glo[ray]', or run here with "
+            "--backend local"
+        ) from None
     if ray.is_initialized():
         return ray, False
     _quiet_ray_auth_notice()
