@@ -494,3 +494,22 @@ def test_a_checkpoint_of_other_settings_is_refused_not_resumed(tmp_path, capsys,
     assert (out / "checkpoint.pt").read_bytes() == checkpoint_before
     assert main(argv) == 0  # the original settings still resume from it
     assert json.loads((out / "metrics.json").read_text())["resumed_from"] == 20
+
+
+@pytest.mark.parametrize(
+    "argv,flag,text",
+    [
+        (["benchmark", "quick", "--cpus-per-task", "0"], "--cpus-per-task", "must be a positive number, got '0'"),
+        (["benchmark", "quick", "--gpus-per-task", "-1"], "--gpus-per-task", "non-negative number"),
+        (["benchmark", "quick", "--backend", "local", "--device", "tpu"], "--device", "unknown device 'tpu'"),
+        (["train", "--dataset", "digits", "--device", "tpu"], "--device", "unknown device 'tpu'"),
+        (["evaluate", "--dataset", "digits", "--device", "tpu"], "--device", "unknown device 'tpu'"),
+    ],
+)
+def test_benchmark_and_device_flags_are_checked_as_they_are_parsed(argv, flag, text, tmp_path, capsys):
+    # Refused before any work: no Ray cluster, no files in --out (the fresh-user check found both).
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("robust-glo: error: ") and f"argument {flag}: " in err and text in err
+    assert not out.exists()

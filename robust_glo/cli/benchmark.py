@@ -6,6 +6,7 @@ import argparse
 
 from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, add_tracking_args, set_threads
 from robust_glo.errors import ConfigError, UsageError
+from robust_glo.evolution.config import EVOLVE_BOUNDS
 from robust_glo.utils.parsing import split_list
 
 
@@ -47,13 +48,17 @@ def register(sub) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR", help="join this Ray cluster (default: start one)")
     p.add_argument(
         "--cpus-per-task",
-        type=float,
+        type=EVOLVE_BOUNDS["cpus_per_task"].argtype(),
         default=1.0,
         metavar="C",
         help="CPUs (and torch threads) per Ray task (default 1)",
     )
     p.add_argument(
-        "--gpus-per-task", type=float, default=0.0, metavar="G", help="GPU share per Ray task, e.g. 0.25 (default 0)"
+        "--gpus-per-task",
+        type=EVOLVE_BOUNDS["gpus_per_task"].argtype(),
+        default=0.0,
+        metavar="G",
+        help="GPU share per Ray task, e.g. 0.25 (default 0)",
     )
     p.add_argument(
         "--population",

@@ -7,6 +7,7 @@ import argparse
 
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
+from robust_glo.utils.device import resolve_device
 from robust_glo.utils.parsing import SEED_RANGE, parse_seed
 
 ERROR_PREFIX = "robust-glo: error: "  # every CLI error: usage errors and RobustGloErrors alike
@@ -86,9 +87,20 @@ def add_data_args(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     add_device_arg(p, default="auto" if defaults else None)
 
 
+def device_arg(text: str) -> str:
+    """An argparse `type=` for --device: the name checked as it is parsed (an unknown device, or CUDA where
+    there is none, is refused before any work), kept as given."""
+    try:
+        resolve_device(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_device_arg(p: argparse.ArgumentParser, *, default: str | None = "auto", what: str = "") -> None:
     p.add_argument(
         "--device",
+        type=device_arg,
         default=default,
         metavar="DEV",
         help=what or "auto (default: CUDA when present), cpu, cuda, cuda:N",
