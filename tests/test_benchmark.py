@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-import robust_glo.benchmark.pipeline as pipeline_module
+import robust_glo.benchmark.executors as executors_module
 from robust_glo.benchmark import load_suite, run_benchmark
 from robust_glo.cli import main
 from robust_glo.errors import ConfigError
@@ -163,7 +163,7 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
     path = tmp_path / "s.toml"
     path.write_text(textwrap.dedent(NO_EVOLUTION))
     suite = load_suite(path)
-    real = pipeline_module.train_run  # the train stage's, looked up in the pipeline's namespace
+    real = executors_module.train_run  # the sequential executor's, looked up in its namespace
     calls = []
 
     def crashing(config, out_dir, **kwargs):
@@ -172,7 +172,7 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the process dies while training the third network
         return real(config, out_dir, **kwargs)
 
-    monkeypatch.setattr(pipeline_module, "train_run", crashing)
+    monkeypatch.setattr(executors_module, "train_run", crashing)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(suite, tmp_path / "out", backend="local", progress=False, log=lambda _: None)
     data = json.loads((tmp_path / "out" / "stages.json").read_text())
@@ -182,7 +182,7 @@ def test_crash_mid_stage_costs_only_the_piece_in_flight(tmp_path, monkeypatch):
     assert len(finished) == 2
     stamps = {p: p.stat().st_mtime_ns for p in finished}
 
-    monkeypatch.setattr(pipeline_module, "train_run", real)
+    monkeypatch.setattr(executors_module, "train_run", real)
     run_benchmark(suite, tmp_path / "out", backend="local", progress=False, log=lambda _: None)
     assert _pieces(tmp_path / "out", "train") == {"done": 2, "reused": 2, "failed": 0}
     assert {p: p.stat().st_mtime_ns for p in finished} == stamps

@@ -1,7 +1,9 @@
 """The benchmark's only contact points with the engines it drives: evolution, training, attacks, analysis.
 
 Each function here calls the engine's public API and does nothing else, so that the pipeline reads as
-a list of stages and the engines can change behind one small module.
+a list of stages and the engines can change behind one small module. The train and attack stages run
+their (loss x seed) grid through an executor (`executor`, `robust_glo.benchmark.executors`), which returns
+a typed `PieceOutcome` per `Piece`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from robust_glo.analysis import analyze_loss, plot_analyses
-from robust_glo.comparison import run_comparison
-from robust_glo.comparison.population import attack_as_populations
+from robust_glo.benchmark.executors import (
+    Executor,
+    Piece,
+    PieceOutcome,
+    PopulationExecutor,
+    RayExecutor,
+    SequentialExecutor,
+    raise_crashed,
+)
+from robust_glo.comparison import Comparison
+from robust_glo.comparison.config import CompareConfig
+from robust_glo.comparison.runner import comparison_splits, finish_comparison
 from robust_glo.errors import ConfigError, ResumeError
 from robust_glo.evolution import run_evolution as _run_evolution
 from robust_glo.evolution.config import EvolveConfig
@@ -62,15 +74,35 @@ def run_evolution(config: Any, *, require_best: bool = True) -> int:
     return int(result.evaluated_now)
 
 
-def compare(config: Any, out: Path, *, progress: bool, log: Callable[[str], None]) -> Any:
-    """`run_comparison`: train (or reuse) and attack (or reuse) every loss x seed; results, flags, summary."""
-    return run_comparison(config, out, progress=progress, echo=log)
+def executor(
+    config: CompareConfig,
+    out: Path,
+    *,
+    backend: str,
+    population: bool,
+    max_members: int,
+    ray_options: dict[str, Any],
+    progress: bool,
+) -> Executor:
+    """The executor of the (loss x seed) grid of comparison `config` in folder `out`: Ray tasks with the
+    `ray` backend, populations of at most `max_members` networks when `population` is on, else one piece
+    after another (`robust_glo.benchmark.executors`)."""
+    if backend == "ray":
+        return RayExecutor(config, out, progress=progress, ray_options=ray_options)
+    if population:
+        return PopulationExecutor(config, out, progress=progress, max_members=max_members)
+    return SequentialExecutor(config, out, progress=progress)
 
 
-def attack_populations(config: Any, out: Path, *, max_members: int, log: Callable[[str], None]) -> list[str]:
-    """`attack_as_populations`: attack the trained, unevaluated pieces of the comparison as populations of at
-    most `max_members` networks (0: all), each piece's files written as `compare` writes them."""
-    return attack_as_populations(config, out, max_members=max_members, echo=log)
+def gather_attacks(
+    config: CompareConfig, out: Path, outcomes: list[PieceOutcome], *, log: Callable[[str], None]
+) -> Comparison:
+    """The comparison's tables from the attack stage's outcomes (every piece evaluated or recorded as
+    diverged): the transfer diagnostic, then results, flags, outcomes, diagnostics and summary in `out`."""
+    config = config.validated()
+    _, attacked = comparison_splits(config)
+    files = [o.files for o in outcomes if o.files is not None]
+    return finish_comparison(config, out, attacked, files, [o.line for o in outcomes], log)
 
 
 def analyze(spec: str, n_classes: int) -> dict[str, Any]:
@@ -81,3 +113,21 @@ def analyze(spec: str, n_classes: int) -> dict[str, Any]:
 def plot_losses(specs: list[str], n_classes: int, out_dir: Path) -> list[Path]:
     """The analysis engine's learning-rule figures of `specs`, PNG and SVG, into `out_dir`."""
     return plot_analyses(specs, out_dir, n_classes)
+
+
+__all__ = [
+    "Executor",
+    "Piece",
+    "PieceOutcome",
+    "PopulationExecutor",
+    "RayExecutor",
+    "SequentialExecutor",
+    "analyze",
+    "evolve_config",
+    "executor",
+    "gather_attacks",
+    "plot_losses",
+    "raise_crashed",
+    "run_evolution",
+    "validate_evolve_options",
+]

@@ -33,11 +33,11 @@ from typing import Any
 import pandas as pd
 
 from robust_glo.benchmark import engines
+from robust_glo.benchmark.engines import Piece
 from robust_glo.benchmark.ledger import Ledger, StageCounter
 from robust_glo.benchmark.searches import choose_search, search_dir
 from robust_glo.benchmark.suite import SEARCHES, Suite, evolution_of
 from robust_glo.comparison import layout
-from robust_glo.comparison.parallel import run_pieces_ray
 from robust_glo.data.registry import DATASETS
 from robust_glo.errors import ConfigError
 from robust_glo.losses import set_display_name
@@ -45,7 +45,6 @@ from robust_glo.losses.taylorglo import N_PARAMS
 from robust_glo.reporting import build_report
 from robust_glo.tracking import BenchmarkTracking, Tracker
 from robust_glo.tracking import enabled as tracking_enabled
-from robust_glo.training import train_run, train_runs_together
 from robust_glo.utils import (
     atomic_write_json,
     atomic_write_text,
@@ -79,20 +78,6 @@ Log = Callable[[str], None]
 def echo(line: str) -> None:
     """The default log: stdout, flushed at once (progress shows even when stdout is a file)."""
     print(line, flush=True)
-
-
-@dataclass
-class Piece:
-    """One (loss, seed) unit of the train and attack stages."""
-
-    spec: str  # a real loss spec (the evolved loss resolved)
-    seed: int
-    name: str  # folder name
-    display: str = ""  # the loss's name in logs
-
-    @property
-    def label(self) -> str:
-        return f"{self.display or self.spec} seed {self.seed}"
 
 
 @dataclass
@@ -164,36 +149,17 @@ class Benchmark:
             return self.population == "on"
         return self.backend == "local" and resolve_device(self.suite.device).type == "cuda"
 
-    def _as_populations(self, losses: list[str]) -> None:
-        """Train the unfinished pieces as populations; the sequential pass after it then reuses them."""
-        compare = self.suite.compare_config(losses)
-        pieces = self.pieces()
-        configs = [compare.train_config(p.spec, p.seed) for p in pieces]
-        results = train_runs_together(configs, [self.run_dir(p) for p in pieces], max_members=self.population_size)
-        trained = [r for r in results if not r.reused]
-        if trained:
-            seconds = sum({r.metrics.get("population_seconds", 0.0) for r in trained})
-            self.log(f"[train] {len(trained)} networks trained as populations in {seconds:.1f} s")
-
-    def _attack_as_populations(self, losses: list[str], relabel: Log) -> None:
-        """Attack the unfinished pieces as populations; the per-network pass after it then reuses them.
-        Diagnostics and transfer crafting stay per network (robust_glo.comparison.population)."""
-        engines.attack_populations(
-            self.suite.compare_config(losses), self.compare_dir, max_members=self.population_size, log=relabel
-        )
-
-    def _on_ray(self, losses: list[str], *, evaluate: bool) -> None:
-        """With the Ray backend: every (loss, seed) piece as a Ray task (the sequential pass then reuses them)."""
-        if self.backend != "ray":
-            return
-        stage = "attack" if evaluate else "train"
-        run_pieces_ray(
+    def executor(self, losses: list[str]) -> engines.Executor:
+        """The executor of the train and attack grid (`robust_glo.benchmark.executors`): Ray tasks with the
+        ray backend, populations when `population_enabled()`, else one piece after another."""
+        return engines.executor(
             self.suite.compare_config(losses),
             self.compare_dir,
-            evaluate=evaluate,
-            echo=lambda line: self.log(f"[{stage}] {line}"),
+            backend=self.backend,
+            population=self.population_enabled(),
+            max_members=self.population_size,
+            ray_options=self.ray_options,
             progress=self.progress,
-            **self.ray_options,
         )
 
     # ------------------------------------------------------------------------------------------ driver
@@ -407,30 +373,14 @@ class Benchmark:
         losses = self.resolved_losses()
         self._write_losses(losses)
         compare = self.suite.compare_config(losses)
-        # Populations and Ray tasks train before the pass below, which then reuses their runs: a run counts
-        # as computed now when its metrics.json is newer than at the start of the stage.
-        before = {piece.name: _mtime(self.run_dir(piece) / "metrics.json") for piece in self.pieces()}
-        if self.population_enabled():
-            self._as_populations(losses)
-        self._on_ray(losses, evaluate=False)
+        pieces = self.pieces()
+        outcomes = self.executor(losses).train(pieces, lambda line: self.log(f"[train] {line}"))
+        _count(counter, outcomes, notes=True)
+        engines.raise_crashed(outcomes)
         rows = []
-        for piece in self.pieces():
+        for outcome in outcomes:
+            piece, m = outcome.piece, outcome.metrics
             config = compare.train_config(piece.spec, piece.seed)
-            run_dir = self.run_dir(piece)
-            result = train_run(config, run_dir, progress=self.progress)  # reuses a finished run_dir
-            m = result.metrics
-            reused = result.reused and _mtime(run_dir / "metrics.json") == before[piece.name]
-            if reused:
-                counter.reused += 1
-            elif result.status == "ok":
-                counter.done += 1
-            else:
-                counter.failed += 1
-                counter.notes.append(f"{piece.label}: {result.status} ({m.get('message', '')})")
-            self.log(
-                f"[train] {piece.label}: {'reused' if reused else result.status}, test accuracy "
-                f"{_fmt(m.get('test_accuracy'))}, {m.get('seconds', 0.0):.1f} s"
-            )
             rows.append(
                 {
                     "loss": piece.spec,
@@ -443,14 +393,14 @@ class Benchmark:
                     "test_accuracy": m.get("test_accuracy"),
                     "n_test": m.get("n_test"),
                     "seconds": m.get("seconds"),
-                    "run_dir": run_dir.relative_to(self.out).as_posix(),
+                    "run_dir": self.run_dir(piece).relative_to(self.out).as_posix(),
                 }
             )
         atomic_write_text(self.out / "training.csv", pd.DataFrame(rows).to_csv(index=False))
 
     def stage_attack(self, counter: StageCounter) -> None:
-        """Attack every trained network with the robustness comparison (`run_comparison`), which reuses the
-        trainings and every stored evaluation made with the same settings; gather its tables."""
+        """Attack every trained network (the robustness comparison's pieces), reusing every stored evaluation
+        made with the same settings; gather its tables."""
         losses = self.resolved_losses()
         self._write_losses(losses)
         pieces = self.pieces()
@@ -459,7 +409,6 @@ class Benchmark:
                 raise ConfigError(
                     f"{piece.label} has not been trained ({self.run_dir(piece)} is missing); run the train stage first"
                 )
-        before = {piece.name: _mtime(self.run_dir(piece) / layout.EVAL_META) for piece in pieces}
         names = {p.spec: p.display for p in pieces if p.display != p.spec}
 
         def relabel(line: str) -> None:
@@ -467,22 +416,10 @@ class Benchmark:
                 line = line.replace(spec, name)
             self.log("[attack] " + line.replace("\n", "\n[attack] "))
 
-        # Populations and Ray tasks attack before the pass below, which then reuses their evaluations: a piece
-        # counts as computed when its evaluation.json is newer than at the start of the stage.
-        if self.population_enabled():
-            self._attack_as_populations(losses, relabel)
-        self._on_ray(losses, evaluate=True)
-        comparison = engines.compare(
-            self.suite.compare_config(losses), self.compare_dir, progress=self.progress, log=relabel
-        )
-        for piece in pieces:
-            after = _mtime(self.run_dir(piece) / layout.EVAL_META)
-            if after is None:
-                counter.failed += 1  # a diverged run: no network to attack
-            elif after == before[piece.name]:
-                counter.reused += 1
-            else:
-                counter.done += 1
+        outcomes = self.executor(losses).attack(pieces, relabel)
+        _count(counter, outcomes, notes=False)
+        engines.raise_crashed(outcomes)
+        comparison = engines.gather_attacks(self.suite.compare_config(losses), self.compare_dir, outcomes, log=relabel)
         for name, frame in (
             ("results.csv", comparison.results),
             ("flags.csv", comparison.flags),
@@ -575,9 +512,14 @@ def _write_json_if_changed(path: Path, data: Any) -> None:
     atomic_write_json(path, data)
 
 
-def _mtime(path: Path) -> int | None:
-    return path.stat().st_mtime_ns if path.is_file() else None
-
-
-def _fmt(value: Any) -> str:
-    return "—" if value is None else f"{float(value):.4f}"
+def _count(counter: StageCounter, outcomes: list[engines.PieceOutcome], *, notes: bool) -> None:
+    """Feed the stage's counters from its pieces' outcomes; with `notes`, each failed piece with its reason."""
+    for outcome in outcomes:
+        if outcome.status == "reused":
+            counter.reused += 1
+        elif outcome.status == "computed":
+            counter.done += 1
+        else:
+            counter.failed += 1
+            if notes and not outcome.crashed:
+                counter.notes.append(f"{outcome.piece.label}: {outcome.message}")

@@ -2,10 +2,10 @@
 
 Each task trains its network (or reuses the run directory) and, for the attack stage, evaluates it (or
 reuses the stored evaluation), writing exactly the files the sequential runner writes, into the same
-folders on a filesystem every worker sees. The sequential gather that follows (`run_comparison`) then
-finds every piece finished and only reads it, so the results are those of the local backend; they are
-identical bit for bit when the tasks use the same number of torch threads as the local run
-(`cpus_per_task`). A piece whose worker dies is retried `max_retries` times; a piece that fails is
+folders on a filesystem every worker sees. The per-network pass that follows (`run_comparison`, or the
+benchmark's Ray executor) then finds every piece finished and only reads it, so the results are those of
+the local backend; they are identical bit for bit when the tasks use the same number of torch threads as
+the local run (`cpus_per_task`). A piece whose worker dies is retried `max_retries` times; a piece that fails is
 reported, and every finished piece stays on disk for the next run to reuse.
 
 While the tasks run, a tqdm bar counts the pieces done out of all of them, with rate and ETA (the
@@ -17,19 +17,16 @@ that run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
-from robust_glo.comparison.runner import comparison_splits, compute_piece
-from robust_glo.comparison.store import stored_evaluation
+from robust_glo.comparison.runner import comparison_splits, compute_piece, piece_finished
 from robust_glo.errors import RobustGloError
 from robust_glo.losses import display_name, shorten_specs
-from robust_glo.training.run import is_finished
 from robust_glo.utils.ray_cluster import connect_ray
 
 
@@ -45,12 +42,7 @@ def _piece_task(config: dict[str, Any], out: str, loss: str, seed: int, evaluate
 def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, evaluate: bool) -> bool:
     """Whether the piece is on disk already (what `compute_piece` would reuse); in doubt, False."""
     try:
-        train_cfg = config.train_config(loss, seed)
-        run_dir = layout.run_dir(out, loss, seed)
-        if evaluate:
-            key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
-            return stored_evaluation(run_dir, key) is not None
-        return is_finished(run_dir, train_cfg.resolved())
+        return piece_finished(config, out, loss, seed, evaluate=evaluate)
     except Exception:  # the task finds out for itself
         return False
 
@@ -72,13 +64,54 @@ def run_pieces_ray(
     log lines (long loss specs shown by their display names, `robust_glo.losses.display_name`). With
     `progress`, a bar on stderr counts the pieces done out of all, with an ETA. Raises `RobustGloError`
     naming the pieces that failed, after the others finished."""
+    lines, failed = run_pieces_ray_each(
+        config,
+        out,
+        evaluate=evaluate,
+        address=address,
+        num_cpus=num_cpus,
+        cpus_per_task=cpus_per_task,
+        gpus_per_task=gpus_per_task,
+        max_retries=max_retries,
+        echo=echo,
+        progress=progress,
+    )
+    if failed:
+        raise RobustGloError(
+            ray_failure_message([f"{display_name(loss)} seed {seed}" for loss, seed in failed], failed.values())
+        )
+    return lines
+
+
+def ray_failure_message(labels: Iterable[str], reasons: Iterable[str]) -> str:
+    """The one-line error of pieces that failed on Ray: each piece's label with its reason."""
+    return "pieces failed on Ray (finished ones are kept; re-run to retry): " + "; ".join(
+        f"{label}: {reason}" for label, reason in zip(labels, reasons)
+    )
+
+
+def run_pieces_ray_each(
+    config: CompareConfig,
+    out: str | Path,
+    *,
+    evaluate: bool,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+    max_retries: int = 2,
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+) -> tuple[list[str], dict[tuple[str, int], str]]:
+    """`run_pieces_ray` without the raise: returns the log lines and, per (loss, seed) piece that failed
+    (its task raised or its worker died after `max_retries`), the reason (`"ErrorType: last line"`)."""
     config = config.validated()
     pieces = [(loss, seed) for loss in config.losses for seed in config.seeds]
     todo = [(loss, seed) for loss, seed in pieces if not _finished_before(config, Path(out), loss, seed, evaluate)]
     if len(todo) < len(pieces):
         echo(f"[ray] {len(pieces) - len(todo)} of {len(pieces)} pieces finished before; {len(todo)} run as Ray tasks")
     if not todo:
-        return []
+        return [], {}
     ray, _ = connect_ray(address, num_cpus)
     remote = ray.remote(_piece_task).options(
         num_cpus=float(cpus_per_task),
@@ -92,7 +125,8 @@ def run_pieces_ray(
         remote.remote(payload, str(Path(out).resolve()), loss, seed, evaluate, threads): (loss, seed)
         for loss, seed in todo
     }
-    lines, failed = [], []
+    lines: list[str] = []
+    failed: dict[tuple[str, int], str] = {}
     bar = tqdm(
         total=len(pieces),
         initial=len(pieces) - len(todo),
@@ -112,7 +146,7 @@ def run_pieces_ray(
                 line = shorten_specs(ray.get(ref))
             except Exception as exc:  # a worker's error or death: reported with its piece, the rest go on
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-                failed.append(f"{display_name(loss)} seed {seed}: {type(exc).__name__}: {reason}")
+                failed[(loss, seed)] = f"{type(exc).__name__}: {reason}"
                 bar.set_postfix(failed=len(failed))
                 continue
             lines.append(line)
@@ -120,6 +154,4 @@ def run_pieces_ray(
                 echo(f"[ray] {line}")
     finally:
         bar.close()
-    if failed:
-        raise RobustGloError("pieces failed on Ray (finished ones are kept; re-run to retry): " + "; ".join(failed))
-    return lines
+    return lines, failed

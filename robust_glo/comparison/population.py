@@ -5,8 +5,9 @@ The counterpart of the train stage's populations (`robust_glo.training.train_run
 unfinished attack piece whose network is trained joins a population of at most `max_members` networks;
 each member's evaluation is then written into its run directory exactly as the per-network path
 (`runner.compute_piece` -> `store.evaluate_and_store`) writes it (the same files, the same evaluation
-key, its card), so that the sequential pass that follows (`run_comparison`) finds every piece finished
-and only reads it, and resume, reports, cards and diagnostics do not care how a piece was attacked.
+key, its card), so that the per-network pass that follows (`run_comparison`, or the benchmark's population
+executor) finds every piece finished and only reads it, and resume, reports, cards and diagnostics do not
+care how a piece was attacked.
 
 What is batched: the attacks themselves (the clean pass, every attack at every budget, cascades,
 `min_eps`, reliability flags), with each member's per-image outcomes those of `run_evaluation` on that

@@ -35,6 +35,7 @@ from robust_glo.robustness.diagnostics import DIAGNOSTIC_COLUMNS
 from robust_glo.robustness.outcomes import OUTCOME_COLUMNS
 from robust_glo.robustness.statistics import summarize
 from robust_glo.training import TrainConfig, load_trained_model, train_run
+from robust_glo.training.run import is_finished
 from robust_glo.utils import resolve_device, run_metadata
 
 
@@ -67,6 +68,20 @@ def run_comparison(
     echo = echo or _echo
     config = config.validated()
     out = Path(out_dir)
+    splits, attacked = start_comparison(config, out)
+    pieces, log = [], []
+    for loss in config.losses:
+        for seed in config.seeds:
+            files, line = compute_piece(config, out, loss, seed, splits, attacked, progress=progress)
+            echo(piece_report(line, files))
+            log.append(line)
+            pieces.append(files)
+    return finish_comparison(config, out, attacked, pieces, log, echo)
+
+
+def start_comparison(config: CompareConfig, out: Path) -> tuple[Any, Any]:
+    """Load the splits of a (validated) comparison and write its config.json and environment.json into
+    `out`; returns `(splits, attacked)` as `comparison_splits` does."""
     # Training reports accuracy on the whole test split, so changing --test-size never retrains; the
     # attacks run on the seeded test subset.
     splits, attacked = comparison_splits(config)
@@ -77,18 +92,41 @@ def run_comparison(
         run_metadata(attack_seed=config.attack_seed, **{f"seed{i}": s for i, s in enumerate(config.seeds)})
         | {"data_source": splits.source},
     )
-    pieces, log = [], []
-    for loss in config.losses:
-        for seed in config.seeds:
-            files, line = compute_piece(config, out, loss, seed, splits, attacked, progress=progress)
-            rows = files.rows
-            echo(f"{line}\n    {_headline(rows) if rows['accuracy'].notna().any() else 'no accuracies'}")
-            log.append(line)
-            pieces.append(files)
+    return splits, attacked
+
+
+def piece_report(line: str, files: EvaluationFiles) -> str:
+    """What the comparison prints for one finished piece: its log line and its headline accuracies."""
+    rows = files.rows
+    return f"{line}\n    {_headline(rows) if rows['accuracy'].notna().any() else 'no accuracies'}"
+
+
+def finish_comparison(
+    config: CompareConfig,
+    out: Path,
+    attacked: Any,
+    pieces: list[EvaluationFiles],
+    log: list[str],
+    echo: Callable[[str], None],
+) -> Comparison:
+    """The comparison's gather once every piece is evaluated (`pieces`, in loss-then-seed order): the
+    transfer diagnostic over the pieces, then results.csv, flags.csv, outcomes.csv, diagnostics.csv and
+    summary.csv in `out`."""
     results = pd.concat([p.rows for p in pieces], ignore_index=True)
     outcomes = _gather([p.outcomes for p in pieces], ["loss", "seed", "dataset", "model"] + OUTCOME_COLUMNS)
     transfer = transfer_diagnostics(config, out, attacked, results, outcomes, echo=echo)
     return _finish(out, pieces, log, echo, transfer)
+
+
+def piece_finished(config: CompareConfig, out: Path, loss: str, seed: int, *, evaluate: bool) -> bool:
+    """Whether the (loss, seed) piece is on disk already, what `compute_piece` would reuse: its finished
+    training run (`training.run.is_finished`), and with `evaluate` its evaluation stored with the piece's
+    evaluation key (`store.stored_evaluation`)."""
+    train_cfg = config.train_config(loss, seed)
+    run_dir = layout.run_dir(out, loss, seed)
+    if evaluate:
+        return stored_evaluation(run_dir, {**config.evaluation_key(), "train": train_cfg.to_dict()}) is not None
+    return is_finished(run_dir, train_cfg.resolved())
 
 
 def compute_piece(
