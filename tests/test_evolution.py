@@ -599,6 +599,7 @@ def test_without_ray_installed_auto_runs_here_and_ray_asks_for_it_in_one_line(mo
     # Ray is an optional extra: a fresh install without it must still evolve on a multi-core CPU.
     import sys
 
+    from robust_glo.benchmark.pipeline import resolve_benchmark_backend
     from robust_glo.errors import ConfigError
     from robust_glo.evolution import resolve_backend
     from robust_glo.utils.ray_cluster import connect_ray, ray_installed
@@ -608,5 +609,6 @@ def test_without_ray_installed_auto_runs_here_and_ray_asks_for_it_in_one_line(mo
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets when Ray is not installed
     assert not ray_installed()
     assert resolve_backend(EvolveConfig(device="cpu")) == "local"
+    assert resolve_benchmark_backend("auto", "cpu") == "local"
     with pytest.raises(ConfigError, match=r"needs Ray, which is not installed: .*--backend local$"):
         connect_ray()

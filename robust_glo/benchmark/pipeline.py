@@ -54,7 +54,7 @@ from robust_glo.utils import (
     resolve_device,
     run_metadata,
 )
-from robust_glo.utils.ray_cluster import connect_ray
+from robust_glo.utils.ray_cluster import connect_ray, ray_installed
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
 # Where the pieces run: in this process, or as Ray tasks; "auto" is resolved by resolve_benchmark_backend.
@@ -463,10 +463,12 @@ class Benchmark:
 def resolve_benchmark_backend(backend: str, device: str | None, population: str = "auto") -> str:
     """`auto` -> `ray` (a local cluster, one one-thread task per core, for the evolution's candidates and
     the train and attack pieces) when the suite runs on a CPU with two or more usable cores and populations
-    are not forced on; `local` otherwise (CUDA: populations in this process). Others unchanged."""
+    are not forced on and Ray is installed (an optional extra); `local` otherwise (CUDA: populations in
+    this process). Others unchanged."""
     if backend != "auto":
         return backend
-    return "ray" if population != "on" and parallel_cpu_workers(device) >= 2 else "local"
+    parallel = population != "on" and parallel_cpu_workers(device) >= 2
+    return "ray" if parallel and ray_installed() else "local"
 
 
 def run_benchmark(
