@@ -269,7 +269,7 @@ def test_evolve_bar_counts_trained_candidates_with_eta_and_shows_real_fitness(tm
     assert f"{trained}/{trained} " in final, final  # only candidates that train are counted
     assert re.search(r"\[\d\d:\d\d<\d\d:\d\d", final), final  # elapsed < remaining: an ETA
     assert "candidate" in final  # a rate per candidate
-    best = float(re.search(r"best fitness=([0-9.]+)", final).group(1))
+    best = float(re.search(r"best here=([0-9.]+)", final).group(1))
     accuracy = float(re.search(r"val acc=([0-9.]+)", final).group(1))
     assert 0 <= best <= 1 and abs(best - (1 - accuracy)) < 1e-3  # a fitness, not a rank band
     assert f"rejected={rejected}" in final
@@ -285,7 +285,7 @@ def test_evolve_bar_shows_nothing_best_until_a_candidate_trained():
     ]
     assert _Progress.postfix(records) == {"rejected": 1}
     records.append({"status": "trained", "fitness": 0.3, "objective": 0.25, "val_accuracy": 0.75})
-    assert _Progress.postfix(records) == {"best fitness": "0.2500", "val acc": "0.7500", "rejected": 1}
+    assert _Progress.postfix(records) == {"best here": "0.2500", "val acc": "0.7500", "rejected": 1}
 
 
 def test_evolve_bar_starts_from_candidates_read_back_on_resume(capsys):

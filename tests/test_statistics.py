@@ -495,3 +495,17 @@ def test_by_default_the_t_reference_has_s_minus_one_degrees_of_freedom():
     assert a["p_value"] >= b["p_value"] and a["diff_ci_high"] - a["diff_ci_low"] >= b["diff_ci_high"] - b["diff_ci_low"]
     with pytest.raises(ValueError, match="df_method must be one of seeds, satterthwaite"):
         HierarchicalBootstrap(outcomes, n_boot=200, df_method="normal")
+
+
+def test_intervals_stay_within_what_an_accuracy_and_a_difference_can_be():
+    # Two seeds of each arm that disagree wildly: t with 1 df stretches the interval about 6.5x, which
+    # would reach past [0, 1] for an accuracy and past [-1, 1] for a difference; both are kept inside.
+    n = 200
+    low, high = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    outcomes = _outcomes({"ce": [low, high], "x": [high, high]})
+    boot = HierarchicalBootstrap(outcomes, n_boot=1000, seed=0)
+    own = boot.cell("ce", "ce", {"attack": "pgd", "eps": 0.1})
+    assert 0.0 <= own.ci_low <= own.ci_high <= 1.0
+    diff = boot.cell("x", "ce", {"attack": "pgd", "eps": 0.1})
+    assert -1.0 <= diff.diff_ci_low <= diff.diff_ci_high <= 1.0
+    assert diff.diff_ci_high == 1.0  # clipped: unclipped it would reach far past +1

@@ -241,14 +241,18 @@ class HierarchicalBootstrap:
             return float(n_seeds - 1)
         return satterthwaite_df(total_var, image_var, n_seeds, n_images)
 
-    def _widened(self, low: float, high: float, center: float, df: float) -> tuple[float, float]:
+    def _widened(
+        self, low: float, high: float, center: float, df: float, bounds: tuple[float, float]
+    ) -> tuple[float, float]:
         """The percentile interval stretched about `center` by t_df / z at the interval's level, so that it
-        carries the same small-sample allowance as the p-value (unchanged when df is infinite)."""
-        if math.isinf(df):
-            return low, high
-        q = 1 - (1 - self.confidence) / 2
-        k = float(stats.t.ppf(q, df) / stats.norm.ppf(q))
-        return center - k * (center - low), center + k * (high - center)
+        carries the same small-sample allowance as the p-value (unchanged when df is infinite), then kept
+        within `bounds`, the values the quantity can take (an accuracy in [0, 1], a difference of two in
+        [-1, 1]): with two or three seeds the stretch (t with 1 df is 6.5x z) can otherwise reach past them."""
+        if not math.isinf(df):
+            q = 1 - (1 - self.confidence) / 2
+            k = float(stats.t.ppf(q, df) / stats.norm.ppf(q))
+            low, high = center - k * (center - low), center + k * (high - center)
+        return max(low, bounds[0]), min(high, bounds[1])
 
     def _accuracy(self, rows: pd.DataFrame) -> np.ndarray:
         """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images.
@@ -318,7 +322,7 @@ class HierarchicalBootstrap:
         own_df = satterthwaite_df(
             float(np.var(acc, ddof=1)), float(np.var(self._images_only(rows), ddof=1)), len(rows), n_images
         )
-        low, high = self._widened(low, high, float(self._per_image(rows).mean()), own_df)
+        low, high = self._widened(low, high, float(self._per_image(rows).mean()), own_df, (0.0, 1.0))
         exact = self._exact(rows, n_images)
         if exact is not None:
             low, high = min(low, exact[0]), max(high, exact[1])
@@ -341,7 +345,7 @@ class HierarchicalBootstrap:
         se = float(np.std(diff, ddof=1))
         image_part = float(np.var(self._images_only(rows) - self._images_only(base), ddof=1))
         df = self._df(se**2, image_part, min(len(rows), len(base)), n_images)
-        d_low, d_high = self._widened(d_low, d_high, observed, df)
+        d_low, d_high = self._widened(d_low, d_high, observed, df, (-1.0, 1.0))
         p_pct = percentile_pvalue(diff)
         if self.p_method == "percentile":
             floor = 2 / (self.n_boot + 1)

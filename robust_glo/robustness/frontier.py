@@ -226,6 +226,7 @@ def frontier_margins(
                 stretch = float(stats.t.ppf(1 - tail, df) / stats.norm.ppf(1 - tail))
                 q_low, q_high = (float(v) for v in np.quantile(finite, [tail, 1 - tail]))
                 low, high = margin - stretch * (margin - q_low), margin + stretch * (q_high - margin)
+                low, high = max(low, -1.0), min(high, 1.0)  # a margin of accuracies lies in [-1, 1]
                 se = float(np.std(finite, ddof=1))
                 if abs(margin) < 1e-12:
                     p = 1.0

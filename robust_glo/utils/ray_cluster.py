@@ -39,6 +39,8 @@ def ray_installed() -> bool:
         return False
 
 
+# `logging_level=WARNING` in ray.init: Ray's driver logs "Started a local Ray instance." at INFO on every start,
+# which a user cannot act on; its warnings and errors still show.
 def connect_ray(address: str | None = None, num_cpus: int | None = None) -> tuple[Any, bool]:
     """The `ray` module, initialised: joined to `address`, else a local cluster of `num_cpus` CPUs (all when
     None), unless one is running already. Returns (ray, whether this call started it)."""
@@ -54,9 +56,9 @@ def connect_ray(address: str | None = None, num_cpus: int | None = None) -> tupl
     _quiet_ray_auth_notice()
     try:
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray cluster"
         raise RobustGloError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from None

@@ -138,13 +138,14 @@ class _Progress:
 
     @staticmethod
     def postfix(records: Sequence[dict[str, Any]]) -> dict[str, str | int]:
-        """The bar's postfix: the best trained candidate (none: nothing trained yet), rejected count."""
+        """The bar's postfix: the best trained candidate among `records` (this generation's, or this rung's;
+        none: nothing trained yet), rejected count. Labelled as such: the best so far is in the summary."""
         trained = [r for r in records if r.get("status") == "trained" and r.get("fitness") is not None]
         rejected = sum(r.get("status") == "rejected" for r in records)
         out: dict[str, str | int] = {}
         if trained:
             best = min(trained, key=lambda r: float(r.get("objective", r["fitness"])))
-            out["best fitness"] = f"{float(best.get('objective', best['fitness'])):.4f}"
+            out["best here"] = f"{float(best.get('objective', best['fitness'])):.4f}"
             if best.get("val_accuracy") is not None:
                 out["val acc"] = f"{float(best['val_accuracy']):.4f}"
             if best.get("robust_accuracy") is not None:
