@@ -513,3 +513,9 @@ def test_benchmark_and_device_flags_are_checked_as_they_are_parsed(argv, flag, t
     (err,) = capsys.readouterr().err.strip().splitlines()
     assert err.startswith("robust-glo: error: ") and f"argument {flag}: " in err and text in err
     assert not out.exists()
+
+
+def test_an_unknown_flag_points_to_its_command_help(capsys):
+    assert main(["benchmark", "quick", "--seeds", "3"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err == ("robust-glo: error: benchmark: unrecognized arguments: --seeds 3 (see robust-glo benchmark --help)")

@@ -91,7 +91,12 @@ def _close_bars() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = None
     try:
-        args = build_parser().parse_args(argv)
+        args, extra = build_parser().parse_known_args(argv)
+        if extra:  # argparse would name the top-level parser; the command's own help lists its flags
+            command = getattr(args, "command", None)
+            where = f"{command}: " if command else ""
+            see = f"robust-glo {command} --help" if command else "robust-glo --help"
+            raise UsageError(f"{where}unrecognized arguments: {' '.join(extra)} (see {see})")
         return int(args.func(args) or 0)
     except RobustGloError as exc:
         print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
