@@ -6,6 +6,7 @@ import dataclasses
 
 from robust_glo.benchmark.suite import Suite
 from robust_glo.evolution.config import EvolveConfig
+from robust_glo.robustness.attacks.base import display_name
 
 
 def describe(suite: Suite) -> str:
@@ -53,7 +54,7 @@ def describe(suite: Suite) -> str:
     )
     lines.append(f"           losses: {', '.join(s.losses)}; seeds: {', '.join(map(str, s.seeds))}")
     lines.append(
-        f"  attack:  {', '.join(s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)}"
+        f"  attack:  {', '.join(display_name(a) for a in s.attacks)} at eps {', '.join(f'{e:g}' for e in s.eps)}"
         + (f" (L2 radii {', '.join(f'{e:g}' for e in s.eps_l2)})" if s.eps_l2 else "")
         + f" on {s.n_eval or 'all'} test images per network"
     )
