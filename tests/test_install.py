@@ -199,3 +199,46 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_p
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("ran README.md:") == len(blocks) >= 4
+
+
+@pytest.mark.slow
+def test_a_fresh_venv_with_the_wheel_and_its_dependencies_runs_the_readme(tmp_path):
+    """What a new user does: a new virtual environment, `pip install <wheel>` with its dependencies from the
+    package index (no `[ray]`, no `[tracking]`), torchattacks apart, then the README's Python blocks from
+    another folder on every core (on a multi-core CPU `auto` once picked Ray, which such an install lacks)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path / "dist")]
+    subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("robust_glo-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    python = venv / "bin" / "python"
+    vpip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
+    subprocess.run([*vpip, "install", str(wheel)], check=True, timeout=1200)
+    subprocess.run([*vpip, "install", "--no-deps", "torchattacks==3.5.1"], check=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    no_ray = subprocess.run([str(python), "-c", "import ray"], cwd=elsewhere, capture_output=True, timeout=120)
+    assert no_ray.returncode != 0  # the optional extra is not there
+    for name in LINKED:
+        (elsewhere / name).symlink_to(ROOT / name, target_is_directory=True)
+    blocks = python_blocks(ROOT / "README.md")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    proc = subprocess.run(
+        [str(python), "-c", RUNNER],
+        input=json.dumps(blocks),
+        cwd=elsewhere,
+        env=env | {"MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("ran README.md:") == len(blocks) >= 4

@@ -154,7 +154,7 @@ def test_cli_check_and_errors(tmp_path, capsys):
     assert main(["benchmark", "quick", "--check"]) == 0
     out = capsys.readouterr().out
     assert "5 losses x 3 seeds = 15 runs of 500 steps" in out
-    assert "fgsm, fgsm:loss=train, pgd, apgd-ce:cascade=true:min_eps=0.1, apgd-t:cascade=true:min_eps=0.1" in out
+    assert "FGSM, FGSM (own training loss), PGD-10, APGD-CE (cascade, ε ≥ 0.1), APGD-T (cascade, ε ≥ 0.1)" in out
     bad = _write(tmp_path, GOOD.replace('"fgsm", "pgd:steps=2"', '"fgsm", "cw"'))
     assert main(["benchmark", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
