@@ -134,10 +134,8 @@ def test_a_missing_torchattacks_is_one_line_naming_the_install_command(tmp_path,
     assert main(["benchmark", "quick", "--variant", "digits", "--check"]) == 0  # the plan needs no attack
 
 
-def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_path):
-    """Build the wheel from a copy of the sources, install it into a folder of its own, and run it from a
-    third folder with only that folder in front of the environment's packages: the checkout's editable
-    install (a finder appended to sys.meta_path) comes after it, so the wheel's copy is what is imported."""
+def _build_wheel(tmp_path: Path) -> Path:
+    """The wheel built from a copy of the sources (so that the checkout gets no build/ folder)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in SOURCES:
@@ -149,6 +147,15 @@ def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_p
     build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path / "dist")]
     subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
     (wheel,) = (tmp_path / "dist").glob("robust_glo-*.whl")
+    return wheel
+
+
+def test_a_wheel_installed_outside_the_checkout_runs_the_quick_suite_check(tmp_path):
+    """Build the wheel from a copy of the sources, install it into a folder of its own, and run it from a
+    third folder with only that folder in front of the environment's packages: the checkout's editable
+    install (a finder appended to sys.meta_path) comes after it, so the wheel's copy is what is imported."""
+    wheel = _build_wheel(tmp_path)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
     with zipfile.ZipFile(wheel) as archive:
         (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
         requires = [
@@ -206,17 +213,7 @@ def test_a_fresh_venv_with_the_wheel_and_its_dependencies_runs_the_readme(tmp_pa
     """What a new user does: a new virtual environment, `pip install <wheel>` with its dependencies from the
     package index (no `[ray]`, no `[tracking]`), torchattacks apart, then the README's Python blocks from
     another folder on every core (on a multi-core CPU `auto` once picked Ray, which such an install lacks)."""
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(ROOT / name, src / name)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input", "-q"]
-    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path / "dist")]
-    subprocess.run(build, check=True, capture_output=True, text=True, timeout=300)
-    (wheel,) = (tmp_path / "dist").glob("robust_glo-*.whl")
+    wheel = _build_wheel(tmp_path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
