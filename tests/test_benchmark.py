@@ -339,7 +339,9 @@ def test_population_training_gives_the_sequential_networks(tmp_path):
     )
     assert any("4 networks trained as populations" in line for line in lines)
     invocation = json.loads((tmp_path / "pop" / "stages.json").read_text())["invocations"][-1]
-    assert invocation["backend"] == "local"  # the report's reproducibility command repeats it
+    # the report's reproducibility command repeats them
+    assert invocation["backend"] == "local" and invocation["population"] == "on"
+    assert invocation["population_size"] == 0
     assert _pieces(tmp_path / "pop", "train") == {"done": 4, "reused": 0, "failed": 0}  # trained, not reused
     seq = pd.read_csv(tmp_path / "seq" / "training.csv")
     pop = pd.read_csv(tmp_path / "pop" / "training.csv")

@@ -200,6 +200,13 @@ def test_the_reproducibility_command_names_the_backend_it_ran_on(report):
         assert "not record" not in made
         table = next(b.frame for b in section.blocks if isinstance(b, Table) and "backend" in b.frame.columns)
         assert list(table["backend"]) == ["—", backend]
+    # and whether the pieces ran as populations, as resolved (auto is on only on CUDA)
+    inputs.stages["invocations"][-1] |= {"backend": "local", "population": "on", "population_size": 8}
+    section = _reproducibility_section(inputs)
+    made = next(b.text for b in section.blocks if isinstance(b, Paragraph) and b.text.startswith("Made with"))
+    assert made.startswith(
+        "Made with `robust-glo benchmark tiny --backend local --population on --population-size 8 --out runs/tiny`"
+    )
 
 
 class _StrictHTML(HTMLParser):

@@ -208,6 +208,9 @@ class Benchmark:
             suite=self.suite.ref or self.suite.source,
             variant=self.suite.variant,
             backend=self.backend,
+            # as resolved (auto is on only on CUDA): the same command elsewhere must batch the same way
+            population="on" if self.population_enabled() else "off",
+            population_size=self.population_size,
         )
         result = BenchmarkResult(self.out, {})
         status = "failed"

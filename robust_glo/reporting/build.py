@@ -1363,10 +1363,15 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     # The backend the pieces ran on (local or ray, as resolved from --backend auto), from the invocation's
     # record in stages.json; an invocation that did not record it gets a note instead of a guess.
     backend = last.get("backend")
+    # Whether the pieces ran as populations (resolved: `auto` is on on CUDA only), so that the same command
+    # on another machine batches the same way; older records have no such key.
+    population, size = last.get("population"), last.get("population_size")
     cmd = (
         f"robust-glo benchmark {ref}"
         + (f" --variant {variant}" if variant else "")
         + (f" --backend {backend}" if backend else "")
+        + (f" --population {population}" if population else "")
+        + (f" --population-size {size}" if population == "on" and size else "")
         + f" --out {last.get('out') or inputs.root}"
     )
     unrecorded = (
