@@ -334,7 +334,8 @@ def test_ray_pieces_show_a_bar_of_pieces_with_eta_and_display_names(monkeypatch,
     monkeypatch.setattr(parallel, "_finished_before", lambda config, out, loss, seed, ev: (loss, seed) == ("ce", 0))
     config = CompareConfig(losses=["ce", LONG_SPEC], dataset="digits", seeds=[0, 1], steps=5, attacks=["fgsm"])
     echoed = []
-    lines = parallel.run_pieces_ray(config, tmp_path, evaluate=False, echo=echoed.append)
+    lines, failed = parallel.run_pieces_ray(config, tmp_path, evaluate=False, echo=echoed.append)
+    assert failed == {}
     assert fake.submitted == [("ce", 1), (LONG_SPEC, 0), (LONG_SPEC, 1)]  # the finished piece is not sent
     assert echoed[0] == "[ray] 1 of 4 pieces finished before; 3 run as Ray tasks"
     assert all(LONG_SPEC not in line for line in echoed + lines)

@@ -156,7 +156,7 @@ def test_a_crashed_ray_piece_is_failed_with_its_reason_and_fails_the_stage(monke
         calls.append(options)
         return [], crash
 
-    monkeypatch.setattr(executors, "run_pieces_ray_each", fake)
+    monkeypatch.setattr(executors, "run_pieces_ray", fake)
     outcomes = RayExecutor(config, tmp_path, ray_options={"num_cpus": 2}).train(plan, lambda _: None)
     assert calls == [{"num_cpus": 2}]
     assert [(o.status, o.crashed, o.message) for o in outcomes] == [

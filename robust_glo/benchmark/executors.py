@@ -12,7 +12,7 @@ exactly the files they write, so that resume does not care how a piece was compu
 - `PopulationExecutor`: the unfinished pieces as populations of at most `max_members` networks
   (`training.train_runs_together`, `comparison.population.attack_as_populations`). The attacks fall back to
   the sequential path for what a population leaves (a diverged run, a population the engine refuses).
-- `RayExecutor`: each unfinished piece as a Ray task (`comparison.parallel.run_pieces_ray_each`); the
+- `RayExecutor`: each unfinished piece as a Ray task (`comparison.parallel.run_pieces_ray`); the
   others finish when one fails, and the pipeline then fails the stage naming it.
 
 Every executor then reads each finished piece back (a finished run directory or evaluation is only read),
@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
-from robust_glo.comparison.parallel import ray_failure_message, run_pieces_ray_each
+from robust_glo.comparison.parallel import ray_failure_message, run_pieces_ray
 from robust_glo.comparison.population import attack_as_populations
 from robust_glo.comparison.runner import compute_piece, piece_finished, piece_report, start_comparison
 from robust_glo.comparison.store import EvaluationFiles
@@ -223,7 +223,7 @@ class RayExecutor(Executor):
 
     def _on_ray(self, pieces: Sequence[Piece], *, evaluate: bool, log: Log) -> list[PieceOutcome]:
         """Run the pieces as Ray tasks; the crashed ones' outcomes (empty when none crashed)."""
-        _, failed = run_pieces_ray_each(
+        _, failed = run_pieces_ray(
             self.config, self.out, evaluate=evaluate, echo=log, progress=self.progress, **self.ray_options
         )
         return [

@@ -25,8 +25,7 @@ from tqdm.auto import tqdm
 
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.runner import comparison_splits, compute_piece, piece_finished
-from robust_glo.errors import RobustGloError
-from robust_glo.losses import display_name, shorten_specs
+from robust_glo.losses import shorten_specs
 from robust_glo.utils.ray_cluster import connect_ray
 
 
@@ -47,6 +46,13 @@ def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, eva
         return False
 
 
+def ray_failure_message(labels: Iterable[str], reasons: Iterable[str]) -> str:
+    """The one-line error of pieces that failed on Ray: each piece's label with its reason."""
+    return "pieces failed on Ray (finished ones are kept; re-run to retry): " + "; ".join(
+        f"{label}: {reason}" for label, reason in zip(labels, reasons)
+    )
+
+
 def run_pieces_ray(
     config: CompareConfig,
     out: str | Path,
@@ -59,52 +65,12 @@ def run_pieces_ray(
     max_retries: int = 2,
     echo: Callable[[str], None] = print,
     progress: bool = True,
-) -> list[str]:
-    """Train (and with `evaluate`, attack) every (loss, seed) piece of `config` as a Ray task; returns the
-    log lines (long loss specs shown by their display names, `robust_glo.losses.display_name`). With
-    `progress`, a bar on stderr counts the pieces done out of all, with an ETA. Raises `RobustGloError`
-    naming the pieces that failed, after the others finished."""
-    lines, failed = run_pieces_ray_each(
-        config,
-        out,
-        evaluate=evaluate,
-        address=address,
-        num_cpus=num_cpus,
-        cpus_per_task=cpus_per_task,
-        gpus_per_task=gpus_per_task,
-        max_retries=max_retries,
-        echo=echo,
-        progress=progress,
-    )
-    if failed:
-        raise RobustGloError(
-            ray_failure_message([f"{display_name(loss)} seed {seed}" for loss, seed in failed], failed.values())
-        )
-    return lines
-
-
-def ray_failure_message(labels: Iterable[str], reasons: Iterable[str]) -> str:
-    """The one-line error of pieces that failed on Ray: each piece's label with its reason."""
-    return "pieces failed on Ray (finished ones are kept; re-run to retry): " + "; ".join(
-        f"{label}: {reason}" for label, reason in zip(labels, reasons)
-    )
-
-
-def run_pieces_ray_each(
-    config: CompareConfig,
-    out: str | Path,
-    *,
-    evaluate: bool,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    cpus_per_task: float = 1.0,
-    gpus_per_task: float = 0.0,
-    max_retries: int = 2,
-    echo: Callable[[str], None] = print,
-    progress: bool = True,
 ) -> tuple[list[str], dict[tuple[str, int], str]]:
-    """`run_pieces_ray` without the raise: returns the log lines and, per (loss, seed) piece that failed
-    (its task raised or its worker died after `max_retries`), the reason (`"ErrorType: last line"`)."""
+    """Train (and with `evaluate`, attack) every unfinished (loss, seed) piece of `config` as a Ray task.
+    Returns the log lines (long loss specs shown by their display names, `robust_glo.losses.display_name`)
+    and, per piece that failed (its task raised or its worker died after `max_retries`), the reason
+    (`"ErrorType: last line"`); the others finish either way (`ray_failure_message` words the failures).
+    With `progress`, a bar on stderr counts the pieces done out of all, with an ETA."""
     config = config.validated()
     pieces = [(loss, seed) for loss in config.losses for seed in config.seeds]
     todo = [(loss, seed) for loss, seed in pieces if not _finished_before(config, Path(out), loss, seed, evaluate)]
