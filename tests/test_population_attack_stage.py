@@ -112,6 +112,8 @@ def test_population_attacks_equal_the_per_network_ones(trained, tmp_path):
         twin = json.loads((seq / meta.relative_to(pop)).read_text())
         assert record["key"] == twin["key"]  # the same evaluation key: either path's files are reused by the other
         assert record["attacked_as"] in ("population of 3", "population of 1")
+        assert record["population_forward"] == "loop"  # the CPU's forward judged the outcomes
+        assert record["attacked_member_by_member"] == ["fgsm:loss=train"]
         assert (meta.parent / "card.json").is_file()
     # The transfer examples were crafted on the ce networks, and the transfer rows are the per-network ones.
     assert sorted(p.name for p in (pop / "compare" / "transfer").glob("*.csv")) == ["seed0.csv", "seed1.csv"]

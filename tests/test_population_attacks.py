@@ -225,17 +225,31 @@ def test_evaluate_population_is_run_evaluation_per_member(digits):
     assert list(table["member"].unique()) == [0, 1, 2] and table.columns[0] == "member"
 
 
-def test_fallback_and_autoattack_in_float32(digits, monkeypatch):
-    """FAB-T runs member by member through torchattacks; `aa-reference` composes the ported parts with it."""
+@pytest.mark.parametrize("forward", ["loop", "vmap"])
+def test_fallback_and_autoattack_in_float32(digits, monkeypatch, forward):
+    """FAB-T (both threat models) and L2 Square run member by member through torchattacks; `aa-reference`
+    composes the ported parts with it. With the vmapped forward (the GPU's) it is that forward that judges
+    the member-by-member attacks' outcomes, so both forwards are checked against the per-network runs."""
     _cheap_autoattack(monkeypatch)
     splits = digits[0]
     nets = [_train(splits.info, splits.train, s, k, torch.float32) for s, k in ((4, 40), (5, 20))]
     x, y = _data(digits, torch.float32, n=16)
-    kw = dict(attacks=["fab-t:steps=5:targets=3", "aa-reference"], eps=[0.1], batch_size=16)
+    attacks = [
+        "fab-t:steps=5:targets=3",
+        "aa-reference",
+        "fab-t:norm=l2:steps=5:targets=3",
+        "square:norm=l2:n_queries=40",
+    ]
+    kw = dict(attacks=attacks, eps=[0.1], eps_l2=[0.5], batch_size=16)
     refs = [run_evaluation(m, x, y, seed=7, **kw) for m in nets]
-    pop = evaluate_population(nets, x, y, seed=7, forward="loop", **kw)
+    pop = evaluate_population(nets, x, y, seed=7, forward=forward, **kw)
     _same_evaluation(pop, refs)
-    assert pop.ported == {"fab-t:steps=5:targets=3": False, "aa-reference": True}
+    assert pop.ported == {
+        "fab-t:steps=5:targets=3": False,
+        "aa-reference": True,
+        "fab-t:norm=l2:steps=5:targets=3": False,
+        "square:n_queries=40:norm=l2": False,
+    }
     held = pop.robust("aa-reference", 0.1)
     assert held.any() and (pop.clean_correct & ~held).any()  # some inputs broken, some standing
 

@@ -49,6 +49,19 @@ def test_dropout_models_are_deterministic_too():
     assert torch.equal(weights[0], weights[1])
 
 
+def test_lenet5_has_lecuns_parameter_count_and_fits_28_and_32():
+    from robust_glo.data import DATASETS
+    from robust_glo.errors import ModelError
+
+    model = create_model("lenet5", DATASETS["fashion-mnist"], seed=0)
+    # LeNet-5's 61,706 parameters (LeCun et al. 1998: C1 156, C3 2,416, F5 48,120, F6 10,164, output 850).
+    assert sum(p.numel() for p in model.parameters()) == 61_706
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+    assert create_model("lenet5", DATASETS["cifar10"], seed=0)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ModelError, match="lenet5"):
+        create_model("lenet5", DATASETS["digits"])
+
+
 def test_divergence_is_recorded_not_raised(digits, tmp_path):
     result = train_run(_cfg(lr=1e4, steps=40), tmp_path / "run", splits=digits, progress=False)
     assert result.status == "diverged"

@@ -125,7 +125,13 @@ def _attack_chunk(
         + (f"; member by member inside it: {', '.join(per_member)}" if per_member else "")
     ]
     echo(lines[0])
-    extra = {"attacked_as": f"population of {len(chunk)}", "population_seconds": pop.seconds}
+    # The forward mode (vmap on CUDA, loop elsewhere) judged every member's outcomes: recorded with them.
+    extra = {
+        "attacked_as": f"population of {len(chunk)}",
+        "population_seconds": pop.seconds,
+        "population_forward": pop.forward,
+        "attacked_member_by_member": per_member,
+    }
     for member, ev in zip(chunk, pop.members):
         # Diagnostics and transfer crafting stay per network (module docstring).
         files = store_evaluation(
