@@ -56,7 +56,7 @@ def test_shipped_suites_validate_with_their_variants():
 
 def test_quick_suite_is_the_issue_main_job():
     s = load_suite("quick")
-    assert (s.dataset, s.model) == ("fashion-mnist", "small-cnn") and s.has_evolution
+    assert (s.dataset, s.model) == ("fashion-mnist", "lenet5") and s.has_evolution
     assert {"ce", "label_smoothing:0.1", EVOLVED, "poly1", "baikal"} <= set(s.losses)
     assert len(s.seeds) >= 3 and {"fgsm", "pgd"} <= {a.split(":")[0] for a in s.attacks}
     assert len(s.eps) >= 4 and 0.0 in s.eps and s.analyze and s.baseline == "ce"
