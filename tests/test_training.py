@@ -1,8 +1,12 @@
 """Training: determinism, sane accuracy, divergence, resumable checkpoints, run directories."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -220,3 +224,26 @@ def test_the_cpu_defaults_script_runs(tmp_path):
     assert set(summary["validation_seconds"]) == {"1", "2"}
     assert all(len(row) == 4 and min(row.values()) > 0 for row in summary["validation_seconds"].values())
     assert summary["training"]["ratio_parallel_to_sequential"] > 0
+
+
+def test_the_model_cost_script_times_every_model_against_the_first(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "cost.json"
+    cmd = [sys.executable, str(root / "evaluations/perf/model_cost.py"), "--models", "lenet5,mlp", "--reps", "1"]
+    done = subprocess.run([*cmd, "--rounds", "1", "--out", str(out)], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["models"]["lenet5"]["step_ratio"] == 1.0 and result["models"]["mlp"]["forward_ratio"] > 0
+    assert "native_bf16" in result["cpu_bf16"] and "ratio to lenet5" in done.stdout
+
+
+def test_the_image_budget_script_rebootstraps_prefixes_of_the_images(tmp_path):
+    """On the committed quick report's outcomes: fewer images, wider intervals (median over cells)."""
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "budget.csv"
+    cmd = [sys.executable, str(root / "evaluations/image_budget.py"), "--dir", "reports/fashion-mnist-quick"]
+    done = subprocess.run([*cmd, "--boot", "300", "--out", str(out)], capture_output=True, text=True, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = pd.read_csv(out)
+    assert {"se_500", "se_250", "se_125", "se_ratio_250", "image_share_500"} <= set(table.columns)
+    assert table["se_ratio_250"].median() > 1.2 and table["se_ratio_125"].median() > table["se_ratio_250"].median()
