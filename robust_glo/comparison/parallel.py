@@ -8,6 +8,13 @@ the local backend; they are identical bit for bit when the tasks use the same nu
 the local run (`cpus_per_task`). A piece whose worker dies is retried `max_retries` times; a piece that fails is
 reported, and every finished piece stays on disk for the next run to reuse.
 
+Pieces are dispatched, not all queued at once: at most as many in flight as the cluster has task slots,
+the next one chosen when one finishes (`next_piece`). First one seed of every loss, then the pieces of the
+losses whose pieces took longest so far. Attack pieces differ up to tenfold in cost (the more robust a
+network, the more inputs reach the expensive end of a cascade), and one slow piece left for last runs alone
+at the end of the stage; longest-first list scheduling (Graham 1969) with costs learned per loss moves the
+slow ones forward. The order changes no result: every piece is seeded by its own (loss, seed).
+
 While the tasks run, a tqdm bar counts the pieces done out of all of them, with rate and ETA (the
 workers' own bars are not forwarded: `log_to_driver=False`). Pieces already finished on disk are not sent
 to Ray at all: they start the count (tqdm's `initial`), so that the rate and ETA are those of the pieces
@@ -17,7 +24,9 @@ that run.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +53,35 @@ def _finished_before(config: CompareConfig, out: Path, loss: str, seed: int, eva
         return piece_finished(config, out, loss, seed, evaluate=evaluate)
     except Exception:  # the task finds out for itself
         return False
+
+
+def next_piece(
+    remaining: Sequence[tuple[str, int]], seconds: dict[str, list[float]], dispatched: dict[str, int] | None = None
+) -> tuple[str, int]:
+    """The piece to dispatch next among `remaining` ((loss, seed), in the plan's order), given the seconds
+    the finished pieces of each loss took (`seconds[loss]`) and how many pieces of each loss were dispatched
+    so far (`dispatched[loss]`): a piece of a loss not timed yet, the loss with the fewest dispatched first
+    (so every loss's first seed goes before any loss's second), else a piece of the loss with the largest
+    mean time; ties in plan order. Raises `ValueError` when `remaining` is empty."""
+    if not remaining:
+        raise ValueError("no piece left to dispatch")
+    dispatched = dispatched or {}
+    untimed = [p for p in remaining if not seconds.get(p[0])]
+    if untimed:
+        return min(untimed, key=lambda p: (dispatched.get(p[0], 0), remaining.index(p)))
+    return max(remaining, key=lambda p: (statistics.fmean(seconds[p[0]]), -remaining.index(p)))
+
+
+def _task_slots(ray: Any, cpus_per_task: float, gpus_per_task: float) -> int | None:
+    """How many tasks of this shape the cluster runs at once (None when Ray cannot say)."""
+    try:
+        resources = ray.cluster_resources()
+    except Exception:
+        return None
+    slots = [int(resources.get("CPU", 0) // cpus_per_task)] if cpus_per_task > 0 else []
+    if gpus_per_task > 0:
+        slots.append(int(resources.get("GPU", 0) // gpus_per_task))
+    return max(1, min(slots)) if slots else None
 
 
 def ray_failure_message(labels: Iterable[str], reasons: Iterable[str]) -> str:
@@ -87,10 +125,20 @@ def run_pieces_ray(
     )
     threads = max(1, int(cpus_per_task))
     payload = dataclasses.asdict(config)
-    pending = {
-        remote.remote(payload, str(Path(out).resolve()), loss, seed, evaluate, threads): (loss, seed)
-        for loss, seed in todo
-    }
+    slots = _task_slots(ray, float(cpus_per_task), float(gpus_per_task)) or len(todo)
+    remaining = list(todo)
+    seconds: dict[str, list[float]] = {}
+    dispatched: dict[str, int] = {}
+    pending: dict[Any, tuple[str, int, float]] = {}
+
+    def dispatch() -> None:
+        while remaining and len(pending) < slots:
+            loss, seed = next_piece(remaining, seconds, dispatched)
+            remaining.remove((loss, seed))
+            dispatched[loss] = dispatched.get(loss, 0) + 1
+            ref = remote.remote(payload, str(Path(out).resolve()), loss, seed, evaluate, threads)
+            pending[ref] = (loss, seed, time.perf_counter())
+
     lines: list[str] = []
     failed: dict[tuple[str, int], str] = {}
     bar = tqdm(
@@ -103,10 +151,13 @@ def run_pieces_ray(
         dynamic_ncols=True,
     )
     try:
+        dispatch()
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             ref = done[0]
-            loss, seed = pending.pop(ref)
+            loss, seed, started = pending.pop(ref)
+            seconds.setdefault(loss, []).append(time.perf_counter() - started)
+            dispatch()
             bar.update(1)
             try:
                 line = shorten_specs(ray.get(ref))
