@@ -1,17 +1,23 @@
-"""How much statistical power do the attacked test images buy, against the training seeds? Read from a
-finished benchmark's own outcomes (nothing is run again).
+"""What fewer attacked images cost in statistical power, read from a finished benchmark's outcomes (nothing is
+run again).
 
-For every loss against the baseline, at every eps of the worst case (and clean accuracy), the two-level
-bootstrap of `robust_glo.robustness.bootstrap` gives the standard error of the difference in robust
-accuracy with all N attacked images, and again on the first N/2 and N/4 of them (the benchmark attacks
-the same shuffled test images for every network, so a prefix is what a smaller `n` would have attacked).
-It also prints the image part of the variance (the spread of the all-seed mean when only the images are
-redrawn) as a share of the whole. That share understates what the images buy: each seed's accuracy is
-itself measured on the N images, so the seed part carries image noise too (the per-image disagreement
-between networks), and the measured standard error is what says how much a smaller `n` costs. This is
-the measurement behind the quick suite's `n` (docs/suites.md).
+For every loss against the baseline, at clean accuracy and at every eps > 0 of the worst case, the
+two-level bootstrap of `robust_glo.robustness.bootstrap` (seeds and images, paired across losses) gives the
+standard error of the difference with all N attacked images, and again on `--draws` random subsets of N/2
+and N/4 of them (one subset per draw, shared by every network, as a run attacking fewer images would
+share them). Printed per cell: the full-N standard error and the median over draws of the ratio se(subset)
+/ se(N); then the median over cells, and the minimum detectable difference at the full N: the
+smallest |difference| whose Holm-corrected p could fall below alpha for the first (smallest-p) comparison
+of a family of `--family` comparisons, t with S - 1 degrees of freedom times the standard error, which is
+how the report tests (docs/statistics.md).
 
-    .venv/bin/python evaluations/image_budget.py --dir runs/quick --out evaluations/perf/results/image_budget_quick.csv
+If the standard error scales like 1/sqrt(N) (the image-driven part of the variance dominates, seed-level
+spread included, since each seed's accuracy is itself measured on the N images), halving N multiplies it
+by sqrt(2) = 1.41.
+
+    git show c776546:reports/fashion-mnist-quick/outcomes.csv > /tmp/quick-small-cnn.csv
+    .venv/bin/python evaluations/image_budget.py --outcomes /tmp/quick-small-cnn.csv --family 16
+    .venv/bin/python evaluations/image_budget.py --outcomes reports/fashion-mnist-quick/outcomes.csv --family 16
 """
 
 from __future__ import annotations
@@ -21,65 +27,85 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.outcomes import pack_bits, unpack_bits
 
 
-def prefix(outcomes: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The outcomes a run attacking only the first `n` images would have stored."""
+def subset(outcomes: pd.DataFrame, keep: np.ndarray, tag: str) -> pd.DataFrame:
+    """The outcomes a run attacking only the images `keep` (indices into the N attacked) would have stored."""
     out = outcomes.copy()
-    out["bits"] = [pack_bits(unpack_bits(b, int(k))[:n]) for b, k in zip(out["bits"], out["n"])]
-    out["correct"] = [int(unpack_bits(b, n).sum()) for b in out["bits"]]
-    out["images"] = out["images"].astype(str) + f"[:{n}]"
-    out["n"] = n
+    bits = [unpack_bits(b, int(n))[keep] for b, n in zip(out["bits"], out["n"])]
+    out["bits"] = [pack_bits(b) for b in bits]
+    out["correct"] = [int(b.sum()) for b in bits]
+    out["images"] = out["images"].astype(str) + tag
+    out["n"] = len(keep)
     return out
 
 
-def image_share(boot: HierarchicalBootstrap, loss: str, baseline: str, where: dict) -> float:
-    """Var(image part of the difference) / Var(difference), both from the bootstrap's replicates."""
-    rows, base = boot._rows(loss, where), boot._rows(baseline, where)
-    total = float(np.var(boot._accuracy(rows) - boot._accuracy(base), ddof=1))
-    images = float(np.var(boot._images_only(rows) - boot._images_only(base), ddof=1))
-    return images / total if total > 0 else float("nan")
+def cells(outcomes: pd.DataFrame) -> list[dict]:
+    """Clean accuracy and the worst case at every eps > 0 (the worst case at eps 0 is clean accuracy again)."""
+    rows = outcomes[["attack", "eps"]].drop_duplicates()
+    keep = rows[(rows["attack"] == "clean") | ((rows["attack"].str.startswith("worst")) & (rows["eps"] > 0))]
+    return [{"attack": a, "eps": float(e)} for a, e in keep.sort_values(["attack", "eps"]).itertuples(index=False)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", required=True, type=Path, help="a finished benchmark folder (its outcomes.csv)")
+    parser.add_argument("--outcomes", required=True, type=Path, help="a benchmark's outcomes.csv")
     parser.add_argument("--baseline", default="ce")
-    parser.add_argument("--boot", type=int, default=4000, help="bootstrap replicates")
+    parser.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
+    parser.add_argument("--draws", type=int, default=5, help="random image subsets per size")
+    parser.add_argument("--family", type=int, default=16, help="comparisons in the Holm family (minimum detectable)")
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows to this CSV file")
     args = parser.parse_args()
-    outcomes = pd.read_csv(args.dir / "outcomes.csv")
-    outcomes = outcomes[outcomes["attack"].isin(["clean", "worst"])].reset_index(drop=True)
+    outcomes = pd.read_csv(args.outcomes)
+    outcomes = outcomes[(outcomes["attack"] == "clean") | outcomes["attack"].str.startswith("worst")]
+    outcomes = outcomes.reset_index(drop=True)
     n_full = int(outcomes["n"].max())
-    sizes = [n_full, n_full // 2, n_full // 4]
-    boots = {n: HierarchicalBootstrap(prefix(outcomes, n) if n < n_full else outcomes, n_boot=args.boot) for n in sizes}
+    seeds = int(outcomes.groupby("loss")["seed"].nunique().min())
     losses = sorted(set(outcomes["loss"]) - {args.baseline})
-    cells = outcomes[["attack", "eps"]].drop_duplicates().sort_values(["eps", "attack"]).itertuples(index=False)
+    where_all = cells(outcomes)
+    rng = np.random.default_rng(args.seed)
+    full = HierarchicalBootstrap(outcomes, n_boot=args.boot)
     rows = []
-    for attack, eps in cells:
-        where = {"attack": attack, "eps": float(eps)}
+    for where in where_all:
         for loss in losses:
-            row = {"loss": loss, "attack": attack, "eps": float(eps)}
-            for n, boot in boots.items():
-                estimate = boot.cell(loss, args.baseline, where)
-                row[f"se_{n}"] = None if estimate is None else estimate.diff_se
-            row[f"image_share_{n_full}"] = image_share(boots[n_full], loss, args.baseline, where)
-            rows.append(row)
+            estimate = full.cell(loss, args.baseline, where)
+            rows.append({"loss": loss, **where, f"se_{n_full}": estimate.diff_se if estimate else None})
     table = pd.DataFrame(rows)
+    for size in (n_full // 2, n_full // 4):
+        ratios = []
+        for draw in range(args.draws):
+            keep = np.sort(rng.choice(n_full, size=size, replace=False))
+            boot = HierarchicalBootstrap(subset(outcomes, keep, f"[{size}#{draw}]"), n_boot=args.boot)
+            ratios.append(
+                [
+                    (boot.cell(loss, args.baseline, where).diff_se or np.nan) / se
+                    for (loss, where), se in zip([(lo, w) for w in where_all for lo in losses], table[f"se_{n_full}"])
+                ]
+            )
+        table[f"se_ratio_{size}"] = np.nanmedian(np.array(ratios, dtype=float), axis=0)
+    t = float(stats.t.ppf(1 - args.alpha / (2 * args.family), seeds - 1)) if seeds > 1 else float("nan")
+    table[f"min_detectable_{n_full}"] = t * table[f"se_{n_full}"]
     short = {loss: loss if len(loss) <= 24 else loss[:21] + "..." for loss in losses}
-    for n in sizes[1:]:
-        table[f"se_ratio_{n}"] = table[f"se_{n}"] / table[f"se_{n_full}"]
-    seeds = outcomes.groupby("loss")["seed"].nunique().min()
-    print(f"{args.dir}: {len(losses)} losses against {args.baseline}, {seeds} seeds, {n_full} images\n")
+    print(f"{args.outcomes}: {len(losses)} losses against {args.baseline}, {seeds} seeds, {n_full} images")
+    print(f"{args.draws} random subsets per size; minimum detectable = t(df {seeds - 1}, Holm first of {args.family})")
+    print(f"= {t:.2f} x se\n")
     print(table.assign(loss=table["loss"].map(short)).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print("\nmedian over cells:")
-    for n in sizes[1:]:
-        print(f"  se with {n} images / se with {n_full}: {table[f'se_ratio_{n}'].median():.3f}")
-    share = table[f"image_share_{n_full}"].median()
-    print(f"  image share of the difference's variance at {n_full} images: {share:.3f}")
+    for size in (n_full // 2, n_full // 4):
+        print(f"  se with {size} images / se with {n_full}: {table[f'se_ratio_{size}'].median():.3f}")
+    print(f"  se with {n_full} images: {table[f'se_{n_full}'].median() * 100:.2f} points")
+    for label, mask in (("clean", table["attack"] == "clean"), ("robust", table["attack"] != "clean")):
+        mdd = table.loc[mask, f"min_detectable_{n_full}"] * 100
+        print(
+            f"  minimum detectable difference ({label}): median {mdd.median():.1f} points"
+            f" (range {mdd.min():.1f} to {mdd.max():.1f})"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out, index=False)

@@ -58,10 +58,13 @@ def test_lenet5_has_lecuns_parameter_count_and_fits_28_and_32():
     from robust_glo.errors import ModelError
 
     model = create_model("lenet5", DATASETS["fashion-mnist"], seed=0)
-    # LeNet-5's 61,706 parameters (LeCun et al. 1998: C1 156, C3 2,416, F5 48,120, F6 10,164, output 850).
+    # The modern dense LeNet-5 on 1x28x28: C1 156, C3 2,416 (dense, not the 1998 paper's sparse 1,516), C5 as
+    # a dense layer of 48,120, F6 10,164 and a linear output of 850 (the paper's was RBF).
     assert sum(p.numel() for p in model.parameters()) == 61_706
     assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
-    assert create_model("lenet5", DATASETS["cifar10"], seed=0)(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    cifar = create_model("lenet5", DATASETS["cifar10"], seed=0)
+    assert cifar(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(p.numel() for p in cifar.parameters()) == 83_126
     with pytest.raises(ModelError, match="lenet5"):
         create_model("lenet5", DATASETS["digits"])
 
@@ -233,17 +236,27 @@ def test_the_model_cost_script_times_every_model_against_the_first(tmp_path):
     done = subprocess.run([*cmd, "--rounds", "1", "--out", str(out)], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
-    assert result["models"]["lenet5"]["step_ratio"] == 1.0 and result["models"]["mlp"]["forward_ratio"] > 0
+    ref, mlp = result["models"]["lenet5"], result["models"]["mlp"]
+    assert ref["step_ratio"] == 1.0  # the reference against itself
+    assert mlp["step_ratio"] == pytest.approx(ref["step_fp32"] / mlp["step_fp32"])
+    assert mlp["forward_ratio"] == pytest.approx(ref["forward"] / mlp["forward"])
+    assert mlp["forward"] < ref["forward"]  # an MLP's forward is far cheaper than LeNet-5's convolutions
     assert "native_bf16" in result["cpu_bf16"] and "ratio to lenet5" in done.stdout
 
 
 def test_the_image_budget_script_rebootstraps_prefixes_of_the_images(tmp_path):
-    """On the committed quick report's outcomes: fewer images, wider intervals (median over cells)."""
+    """On the committed quick report's outcomes: fewer images, wider intervals (median over cells), and a
+    minimum detectable difference of t times the standard error."""
     root = Path(__file__).resolve().parents[1]
+    outcomes = root / "reports/fashion-mnist-quick/outcomes.csv"
+    n = int(pd.read_csv(outcomes)["n"].max())
     out = tmp_path / "budget.csv"
-    cmd = [sys.executable, str(root / "evaluations/image_budget.py"), "--dir", "reports/fashion-mnist-quick"]
+    cmd = [sys.executable, str(root / "evaluations/image_budget.py"), "--outcomes", str(outcomes), "--draws", "2"]
     done = subprocess.run([*cmd, "--boot", "300", "--out", str(out)], capture_output=True, text=True, cwd=root)
     assert done.returncode == 0, done.stderr[-2000:]
     table = pd.read_csv(out)
-    assert {"se_500", "se_250", "se_125", "se_ratio_250", "image_share_500"} <= set(table.columns)
-    assert table["se_ratio_250"].median() > 1.2 and table["se_ratio_125"].median() > table["se_ratio_250"].median()
+    half, quarter = table[f"se_ratio_{n // 2}"].median(), table[f"se_ratio_{n // 4}"].median()
+    assert 1.1 < half < quarter
+    assert set(table["attack"]) == {"clean", "worst"} and (table.loc[table["attack"] == "worst", "eps"] > 0).all()
+    ratio = table[f"min_detectable_{n}"] / table[f"se_{n}"]
+    assert np.allclose(ratio, ratio.iloc[0]) and ratio.iloc[0] > 5  # t with S - 1 df at Holm's first step

@@ -11,6 +11,7 @@ milliseconds and the ratio to the first model. Records whether the CPU has nativ
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -77,7 +78,7 @@ def main() -> None:
         timers[name] = {
             "step_fp32": _step_timer(model, x, y, False),
             "step_bf16": _step_timer(model, x, y, True),
-            "forward": _forward_timer(model.eval(), xf),
+            "forward": _forward_timer(copy.deepcopy(model).eval(), xf),  # training copy stays in train mode
         }
     samples: dict[str, dict[str, list[float]]] = {n: {k: [] for k in timers[n]} for n in names}
     for _ in range(args.rounds):

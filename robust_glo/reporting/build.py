@@ -1423,8 +1423,10 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
                 "Wall time of each stage: the last `benchmark` invocation, and the total over all "
                 "invocations (a resumed run reuses finished pieces; an invocation killed mid-stage records "
                 "no time for that stage). The compute column adds up the seconds of the stage's pieces "
-                "themselves (candidate trainings, trained networks, attack evaluations), wherever and "
-                "whenever they ran: with k pieces in parallel, wall time is about 1/k of it." + load,
+                "themselves (candidate trainings, trained networks, attack evaluations; not the attack "
+                "stage's diagnostics and transfer crafting, which also run in its pieces), wherever and "
+                "whenever they ran: with k pieces in parallel, wall time is about 1/k of it, or more where "
+                "the diagnostics are a large part." + load,
             )
         )
     if env.get("hardware"):
