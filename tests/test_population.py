@@ -177,6 +177,7 @@ def test_the_gpu_script_runs_on_the_cpu_with_smoke(tmp_path):
         (a, b) for a in ("pgd:steps=20", "apgd-ce") for b in (32, 64)
     }
     assert figures["fashion_mnist_full"]["total_extrapolated_s"] > 0
+    assert figures["fashion_mnist_full"]["attack_population_vs_one_by_one"] > 0  # both attack paths ran
     assert "extrapolated total" in done.stdout
     attacks = json.loads((tmp_path / "runs/perf/population_attacks.json").read_text())  # then batched attacks
     assert attacks["hardware"]["device"] == "cpu"
