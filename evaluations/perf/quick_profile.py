@@ -67,6 +67,7 @@ def profile(root: Path) -> dict:
 
     runs = sorted((root / "compare" / "runs").glob("*/seed*"))
     train, attack, diag, per_family, per_eps = [], [], [], defaultdict(float), defaultdict(float)
+    pieces: dict[str, float] = {}
     for run in runs:
         m = _json(run / "metrics.json") or {}
         if m.get("seconds") is not None:
@@ -75,6 +76,7 @@ def profile(root: Path) -> dict:
         if e.get("attack_seconds") is not None:
             attack.append(float(e["attack_seconds"]))
             diag.append(float(e.get("diagnostics_seconds") or 0.0))
+            pieces[f"{run.parent.name}/{run.name}"] = float(e.get("seconds") or attack[-1] + diag[-1])
         for row in _csv(run / "evaluation.csv"):
             if row.get("seconds"):
                 per_family[_family(row["attack"])] += float(row["seconds"])
@@ -90,6 +92,9 @@ def profile(root: Path) -> dict:
         "diagnostics_seconds": sum(diag),
         "per_family_seconds": dict(sorted(per_family.items(), key=lambda kv: -kv[1])),
         "per_family_eps_seconds": {f"{f}@{e}": s for (f, e), s in sorted(per_eps.items(), key=lambda kv: -kv[1])},
+        # Each network's evaluation (attacks and diagnostics; the transfer crafting of the baseline's pieces
+        # is not in it): how uneven the pieces are, which sets how well workers can share them.
+        "piece_seconds": dict(sorted(pieces.items(), key=lambda kv: -kv[1])),
     }
     return out
 
@@ -130,6 +135,14 @@ def main() -> None:
     fam_total = sum(at["per_family_seconds"].values()) or 1.0
     for fam, s in at["per_family_seconds"].items():
         print(f"  {fam:10s} {s:8.1f} s  {100 * s / fam_total:5.1f}% of the attacks")
+    ps = at["piece_seconds"]
+    if ps:
+        longest = next(iter(ps))
+        print(
+            f"  per network (attacks and diagnostics): {min(ps.values()):.0f} to {ps[longest]:.0f} s, median "
+            f"{statistics.median(ps.values()):.0f} s; the longest, {longest}, is {ps[longest] / sum(ps.values()):.0%} "
+            "of all"
+        )
     wall = (prof["stages"].get("attack") or {}).get("last_seconds")
     if wall:
         print(f"  attack stage wall {wall:.0f} s; pieces / wall = {total / wall:.2f} (parallel workers)")
