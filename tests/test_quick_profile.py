@@ -1,0 +1,42 @@
+"""evaluations/perf/quick_profile.py reads a benchmark's own files: stage walls, seconds per family, per piece."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def quick_profile():
+    spec = importlib.util.spec_from_file_location("quick_profile", ROOT / "evaluations/perf/quick_profile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _piece(root: Path, loss: str, seed: int, attack_s: float, diag_s: float) -> None:
+    run = root / "compare" / "runs" / loss / f"seed{seed}"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"seconds": 5.0, "samples_per_second": 1000.0}))
+    (run / "evaluation.json").write_text(
+        json.dumps({"seconds": attack_s + diag_s, "attack_seconds": attack_s, "diagnostics_seconds": diag_s})
+    )
+    rows = ["attack,eps,seconds", f"pgd,0.1,{attack_s / 4}", f"square:cascade=true,0.1,{3 * attack_s / 4}"]
+    (run / "evaluation.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_profile_sums_families_and_ranks_pieces(tmp_path, quick_profile):
+    (tmp_path / "stages.json").write_text(json.dumps({"stages": {"attack": {"last_seconds": 50.0}}}))
+    _piece(tmp_path, "ce", 0, 40.0, 10.0)
+    _piece(tmp_path, "baikal", 0, 80.0, 20.0)
+    prof = quick_profile.profile(tmp_path)
+    attack = prof["attack"]
+    assert attack["attack_seconds"] == 120.0 and attack["diagnostics_seconds"] == 30.0
+    assert attack["per_family_seconds"] == {"square": 90.0, "pgd": 30.0}
+    assert list(attack["piece_seconds"].items()) == [("baikal/seed0", 100.0), ("ce/seed0", 50.0)]
+    assert prof["train"]["networks"] == 2 and prof["train"]["seconds"] == 10.0
