@@ -14,13 +14,44 @@ The pipeline: data -> models -> losses -> training -> evolution -> robustness (a
 reporting -> benchmark -> cli. Documentation: docs/README.md.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+from __future__ import annotations
 
-from robust_glo.api import analyze_loss, evaluate_model, evolve, load_test_images, run_benchmark, train
-from robust_glo.data import load_dataset
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
 from robust_glo.errors import RobustGloError
-from robust_glo.losses import get_loss, list_losses, register_loss
-from robust_glo.models import create_model, list_models, register_model
+
+if TYPE_CHECKING:
+    from robust_glo.api import analyze_loss, evaluate_model, evolve, load_test_images, run_benchmark, train
+    from robust_glo.data import load_dataset
+    from robust_glo.losses import get_loss, list_losses, register_loss
+    from robust_glo.models import create_model, list_models, register_model
+
+# The public API is imported on first use (PEP 562), not with the package: `import robust_glo.cli` (the
+# `robust-glo` command) then starts without torch, so that its own error and Ctrl-C handling covers the
+# seconds torch takes to import; `from robust_glo import train` works as before.
+_LAZY = {
+    **dict.fromkeys(
+        ["analyze_loss", "evaluate_model", "evolve", "load_test_images", "run_benchmark", "train"], "robust_glo.api"
+    ),
+    "load_dataset": "robust_glo.data",
+    **dict.fromkeys(["get_loss", "list_losses", "register_loss"], "robust_glo.losses"),
+    **dict.fromkeys(["create_model", "list_models", "register_model"], "robust_glo.models"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module 'robust_glo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 try:
     __version__ = version("robust-glo")

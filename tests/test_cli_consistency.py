@@ -13,7 +13,7 @@ import re
 import pytest
 
 from robust_glo.cli import build_parser, main
-from robust_glo.cli.common import ERROR_PREFIX
+from robust_glo.cli.messages import ERROR_PREFIX
 
 LONG_SPEC = "taylorglo:[0.01234567891234,0.0,0.0,0.0,0.0,1.00000000001,0.0,0.0]"
 

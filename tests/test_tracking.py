@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from robust_glo.cli import main
-from robust_glo.cli.common import ERROR_PREFIX
+from robust_glo.cli.messages import ERROR_PREFIX
 from robust_glo.tracking import EXPERIMENT, INSTALL_HINT, accuracy_key, default_uri, metric_key
 
 TINY_SUITE = """

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from robust_glo import __version__
-from robust_glo.cli.common import ERROR_PREFIX
+from robust_glo.cli.messages import ERROR_PREFIX
 from robust_glo.errors import RobustGloError, UsageError
 
 # Each name is a module robust_glo.cli.<name> with `register(subparsers)`; the parser it adds sets

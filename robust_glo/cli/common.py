@@ -10,8 +10,6 @@ from robust_glo.errors import ConfigError
 from robust_glo.utils.device import resolve_device
 from robust_glo.utils.parsing import SEED_RANGE, parse_seed
 
-ERROR_PREFIX = "robust-glo: error: "  # every CLI error: usage errors and RobustGloErrors alike
-
 
 def positive_int(text: str) -> int:
     try:
