@@ -1,5 +1,6 @@
-"""What fewer attacked images cost in statistical power, read from a finished benchmark's outcomes (nothing is
-run again).
+"""What fewer attacked images cost in statistical power, from a finished benchmark's outcomes.csv.
+
+Nothing is run again.
 
 For every loss against the baseline, at clean accuracy and at every eps > 0 of the worst case, the
 two-level bootstrap of `robust_glo.robustness.bootstrap` (seeds and images, paired across losses) gives the
@@ -62,7 +63,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the rows to this CSV file")
     args = parser.parse_args()
+    if args.draws < 1 or args.family < 1 or args.boot < 100:
+        parser.error("--draws and --family must be >= 1 and --boot >= 100")
+    if not args.outcomes.is_file():
+        parser.error(f"--outcomes {str(args.outcomes)!r}: no such file (a benchmark's outcomes.csv)")
     outcomes = pd.read_csv(args.outcomes)
+    missing = {"loss", "seed", "attack", "eps", "n", "images", "bits"} - set(outcomes.columns)
+    if missing:
+        parser.error(f"--outcomes {str(args.outcomes)!r} is not an outcomes.csv: no {', '.join(sorted(missing))}")
     outcomes = outcomes[(outcomes["attack"] == "clean") | outcomes["attack"].str.startswith("worst")]
     outcomes = outcomes.reset_index(drop=True)
     n_full = int(outcomes["n"].max())

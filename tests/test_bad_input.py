@@ -419,3 +419,23 @@ def test_damaged_evolution_csvs_are_rebuilt_on_resume_and_named_by_the_report(tm
         assert result.evaluated_now == 0
         assert (out / name).read_text() == good[name]
     assert len(load_inputs(root).evolutions[0].history) == 6
+
+
+def test_a_model_that_cannot_take_the_images_is_refused_before_anything_is_written(tmp_path, capsys):
+    """--check refuses what the run would refuse, and evaluate writes nothing (LeNet-5 needs 28x28 or 32x32)."""
+    from robust_glo.models import check_model_fits
+
+    bad = tmp_path / "bad.toml"
+    body = '[suite]\ndataset = "digits"\nmodel = "lenet5"\n[train]\nlosses = ["ce"]\nseeds = 1\nsteps = 5\n'
+    bad.write_text(body + '[attack]\nattacks = ["fgsm"]\neps = [0, 0.1]\nn = 20\n')
+    assert main(["benchmark", str(bad), "--check"]) == 2
+    assert main(["benchmark", str(bad), "--out", str(tmp_path / "b"), "--backend", "local"]) == 2
+    out = tmp_path / "e"
+    assert main(["evaluate", "--model", "lenet5", "--dataset", "digits", "--loss", "ce", "--out", str(out)]) == 2
+    assert main(["evaluate", "--model", "lenet6", "--dataset", "digits", "--loss", "ce", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("robust-glo: error: ") for line in err)
+    assert "needs 28x28 or 32x32 images; dataset 'digits' has 8x8" in err[0] and "[suite]" in err[0]
+    assert "unknown model 'lenet6'" in err[3]
+    assert not (tmp_path / "b").exists() and not out.exists()
+    check_model_fits("lenet5", robust_glo.data.DATASETS["fashion-mnist"])  # a pair that fits passes

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from robust_glo.data import DATASETS
-from robust_glo.models import create_model
+from robust_glo.errors import RobustGloError
+from robust_glo.models import check_model_fits, create_model
 from robust_glo.utils.device import cpu_bf16_support
 
 
@@ -66,12 +67,19 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.dataset not in DATASETS:
+        parser.error(f"--dataset {args.dataset!r}: unknown; valid: {', '.join(DATASETS)}")
     info = DATASETS[args.dataset]
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch, *info.image_shape, generator=g)
     y = torch.randint(0, info.num_classes, (args.batch,), generator=g)
     xf = torch.rand(args.forward_batch, *info.image_shape, generator=g)
     names = args.models.split(",")
+    for name in names:
+        try:
+            check_model_fits(name, info)
+        except RobustGloError as exc:
+            parser.error(f"--models: {exc}")
     timers = {}
     for name in names:
         model = create_model(name, info, seed=0)

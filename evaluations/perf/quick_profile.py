@@ -78,6 +78,9 @@ def profile(root: Path) -> dict:
             diag.append(float(e.get("diagnostics_seconds") or 0.0))
             pieces[f"{run.parent.name}/{run.name}"] = float(e.get("seconds") or attack[-1] + diag[-1])
         for row in _csv(run / "evaluation.csv"):
+            # Every attack's ε = 0 row repeats the clean pass's seconds: counted once, as "clean".
+            if row.get("attack") != "clean" and float(row.get("eps") or 0) == 0:
+                continue
             if row.get("seconds"):
                 per_family[_family(row["attack"])] += float(row["seconds"])
                 per_eps[(_family(row["attack"]), row["eps"])] += float(row["seconds"])

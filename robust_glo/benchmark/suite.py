@@ -60,9 +60,9 @@ from typing import TYPE_CHECKING, Any
 from robust_glo.benchmark import engines
 from robust_glo.comparison import CompareConfig
 from robust_glo.data.registry import DATASETS, check_split_sizes
-from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.errors import ConfigError, ModelError, RobustGloError
 from robust_glo.losses import get_loss
-from robust_glo.models import list_models
+from robust_glo.models import check_model_fits, list_models
 from robust_glo.robustness.attacks import AttackSpec, list_attacks, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
 from robust_glo.robustness.statistics import check_correction
@@ -308,6 +308,10 @@ def _parse_suite_table(
     if model is not None:
         if model not in list_models():
             raise ConfigError(f"{w}: unknown model {model!r}; valid: {', '.join(list_models())}")
+        try:
+            check_model_fits(model, DATASETS[dataset])  # --check refuses what the run would refuse
+        except ModelError as exc:
+            raise ConfigError(f"{w}: {exc}") from None
     default_name = Path(source).stem if source != "<suite>" else "suite"
     name = _string(s.get("name", default_name), w, "name") + (f"-{variant}" if variant else "")
 

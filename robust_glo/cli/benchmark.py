@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from robust_glo.cli.common import add_device_arg, add_progress_arg, add_threads_arg, add_tracking_args, set_threads
+from robust_glo.cli.common import (
+    add_device_arg,
+    add_progress_arg,
+    add_threads_arg,
+    add_tracking_args,
+    nonneg_int,
+    set_threads,
+)
 from robust_glo.errors import ConfigError, UsageError
 from robust_glo.evolution.config import EVOLVE_BOUNDS
 from robust_glo.utils.parsing import split_list
@@ -68,7 +75,7 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--population-size",
-        type=int,
+        type=nonneg_int,
         default=0,
         metavar="P",
         help="at most P networks per population (default 0: every unfinished piece at once)",

@@ -9,6 +9,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
+from robust_glo.models import check_model_fits
 from robust_glo.robustness import DEFAULT_TOLERANCE, DEFAULT_ZERO_GRAD_THRESHOLD, resolve_attacks
 from robust_glo.robustness.diagnostics import DiagnosticSettings
 from robust_glo.training import TrainConfig
@@ -83,6 +84,8 @@ class CompareConfig:
             if key not in valid:
                 raise ConfigError(f"unknown training option {key!r}; valid: {', '.join(valid)}")
         check_split_sizes(self.dataset, test_size=test_size)  # before any training
+        if self.model is not None:
+            check_model_fits(self.model, DATASETS[self.dataset])  # before any file is written
         diagnostics = DiagnosticSettings.from_dict(self.diagnostics).to_dict()
         diagnostics = _diagnostics_within(diagnostics, "n" in self.diagnostics, self.dataset, test_size)
         source = self.transfer_from if self.transfer_from is not None else losses[0]

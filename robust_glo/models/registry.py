@@ -51,6 +51,17 @@ class NormalizedModel(nn.Sequential):
         self.net = net
 
 
+def check_model_fits(name: str, info: DatasetInfo) -> None:
+    """Raise `ModelError` (one line) when model `name` is unknown or cannot take `info`'s images, without
+    allocating its weights (it is built on PyTorch's meta device), so that a command can refuse a bad pair
+    before it writes anything."""
+    if name not in _MODELS:
+        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_MODELS)}")
+    factory, _ = _MODELS[name]
+    with torch.device("meta"):
+        factory(info)
+
+
 def create_model(name: str, info: DatasetInfo, *, seed: int = 0) -> nn.Module:
     """Build model `name` for a dataset, with weights initialised from `seed` (the global RNG is untouched)."""
     if name not in _MODELS:
