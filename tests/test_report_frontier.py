@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
+from scipy import stats
 from synthetic_results import LOSSES, write_outcome_study, write_synthetic
 
 from robust_glo.reporting import build_report
@@ -25,6 +26,7 @@ from robust_glo.reporting.tables import frontier_study, summary_stats
 from robust_glo.robustness.attacks.coverage import Coverage
 from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.frontier import envelope, frontier_margins
+from robust_glo.robustness.statistics import minimum_detectable
 
 N = 600
 SEEDS = (0, 1, 2, 3, 4)
@@ -384,3 +386,24 @@ def test_the_section_needs_two_smoothing_arms(tmp_path):
     assert section.split("\n## ", 1)[0].count("Not computed: these results have no per-image outcomes") == 1
     verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
     assert "- **Against label smoothing**: not computed (these results have no per-image outcomes)." in verdict
+
+
+def test_the_verdict_states_the_designs_minimum_detectable_difference(tmp_path):
+    """The power sentence's numbers are t(df, 1 - alpha / 2M) times each primary cell's bootstrap SE."""
+    write_frontier_study(tmp_path, FLOOR_TRUTH)
+    md = build_report(tmp_path).markdown.read_text()
+    verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    cells = minimum_detectable(summary)
+    primary = summary[(summary["family"] == "primary") & summary["compared"].astype(bool)]
+    assert len(cells) == len(primary) > 0
+    m, df = len(primary), float(primary["diff_df"].median())
+    t = stats.t.ppf(1 - 0.05 / (2 * m), df)
+    np.testing.assert_allclose(cells["min_detectable"], t * primary["diff_se"].to_numpy(), rtol=1e-9)
+    robust = cells.loc[cells["attack"] != "clean", "min_detectable"] * 100
+    assert f"over the {m} comparisons of the primary family the most significant one must exceed about {t:.1f}" in (
+        verdict
+    )
+    assert f"{robust.median():.1f} percentage points for robust accuracy" in verdict
+    assert '"no evidence" here is not evidence of no effect' in verdict
+    assert minimum_detectable(summary.assign(family="")).empty  # nothing compared: no sentence to write

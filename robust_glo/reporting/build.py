@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from robust_glo.reporting import evidence as E
 from robust_glo.reporting import figures as F
@@ -26,7 +27,7 @@ from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragrap
 from robust_glo.reporting.verdict import build_verdict
 from robust_glo.robustness.attacks import spec_of_label
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
-from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP, P_FLOOR
+from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP, P_FLOOR, minimum_detectable
 from robust_glo.utils import atomic_write_text
 
 FIGURES = "figures"
@@ -275,6 +276,9 @@ def _verdict_section(
     floor = _floor_sentences(inputs, summary, settings.baseline, coverage, study)
     if floor:
         section.add(Paragraph(" ".join(floor)))
+    power = _power_sentence(summary, correction, settings.alpha)
+    if power:
+        section.add(Paragraph(power))
     base = inputs.label(settings.baseline)
     glance = E.verdict_table(verdict.claims, verdict.clean)
     if not glance.empty:
@@ -348,6 +352,33 @@ def _smoothing_answer(inputs: ReportInputs, study: T.FrontierStudy, readings: li
     if not placed:
         text += " No loss could be placed against the frontier there (see below)."
     return text
+
+
+def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str:
+    """How large a difference the design could show at all (`minimum_detectable`), so that a missing claim
+    is read as what it is; empty when nothing was compared."""
+    cells = minimum_detectable(summary, "primary", alpha)
+    if cells.empty:
+        return ""
+    m = len(cells)
+    df = float(cells["diff_df"].median())
+    t = float(stats.t.ppf(1 - alpha / (2 * m), df))
+    robust = cells.loc[cells["attack"] != "clean", "min_detectable"] * 100
+    clean = cells.loc[cells["attack"] == "clean", "min_detectable"] * 100
+    parts = []
+    if not robust.empty:
+        parts.append(
+            f"{robust.median():.1f} percentage points for robust accuracy (median over the worst-case cells; "
+            f"{robust.min():.1f} to {robust.max():.1f})"
+        )
+    if not clean.empty:
+        parts.append(f"{clean.median():.1f} for clean accuracy")
+    return (
+        f"Power: the differences are referred to t with {df:g} degrees of freedom, so after {correction} over "
+        f"the {m} comparisons of the primary family the most significant one must exceed about {t:.1f} standard "
+        f"errors: {' and '.join(parts)}. A smaller difference cannot be told from zero with this design "
+        '(seeds, images, correction): "no evidence" here is not evidence of no effect.'
+    )
 
 
 def _floor_sentences(

@@ -122,6 +122,27 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, std, mean - half, mean + half
 
 
+def minimum_detectable(summary: pd.DataFrame, family: str = "primary", alpha: float = 0.05) -> pd.DataFrame:
+    """The smallest difference to the baseline that could be significant, per compared cell of `family` in
+    `summary` (the `summarize` table): |diff| must reach t_df(1 - alpha / (2 M)) * diff_se for the family's
+    most significant comparison, with M the family's size, df the cell's `diff_df` and diff_se its bootstrap
+    standard error. That is the first step of Holm (and of Bonferroni and Benjamini-Hochberg: all three
+    compare the smallest p with alpha / M); later steps of Holm need a little less. Returns the cells'
+    attack, eps, loss, diff_se, diff_df and `min_detectable` (same units as `diff`); empty where nothing
+    was compared. A reading of the design's power: a difference below it is not evidence of no effect."""
+    columns = ["attack", "eps", "loss", "diff_se", "diff_df", "min_detectable"]
+    if summary.empty or "family" not in summary or "diff_se" not in summary:
+        return pd.DataFrame(columns=columns)
+    cells = summary[(summary["family"] == family) & summary["compared"].astype(bool)].copy()
+    cells = cells[cells["diff_se"].notna() & cells["diff_df"].notna()]
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    m = int(((summary["family"] == family) & summary["compared"].astype(bool)).sum())
+    q = 1 - alpha / (2 * m)
+    cells["min_detectable"] = [float(stats.t.ppf(q, df)) * se for df, se in zip(cells["diff_df"], cells["diff_se"])]
+    return cells[columns].reset_index(drop=True)
+
+
 def welch_pvalue(a: Sequence[float], b: Sequence[float]) -> float:
     """Two-sided p-value of Welch's t-test (unequal variances); NaN when undefined: fewer than 2 values
     in a group, or no spread in either group (the test would then call any difference, however small,
