@@ -67,6 +67,10 @@ def test_every_section_present_in_both_formats(report):
         assert f"<h2>{title}</h2>" in html, title
     for name in ("report.md", "report.html", "summary.csv"):
         assert (root / name).is_file()
+    # Every in-page link of the Markdown (the contents line, cross-references) has its anchor in the file.
+    targets = set(re.findall(r"\]\(#([^)]+)\)", md))
+    anchors = set(re.findall(r'<a id="([^"]+)"></a>', md))
+    assert targets and targets <= anchors, targets - anchors
 
 
 def test_headline_numbers_match_the_results_table(report):

@@ -92,7 +92,9 @@ def to_markdown(doc: Document, base: Path) -> str:
         out += [doc.subtitle, ""]
     out += ["Contents: " + " · ".join(f"[{s.title}](#{s.anchor or anchor(s.title)})" for s in doc.sections), ""]
     for section in doc.sections:
-        out += [f"## {section.title}", ""]
+        # An explicit anchor: Markdown renderers derive heading ids from the text ("robust-accuracy-against-ε"),
+        # which would not match the short ids the contents line and the report's own links use.
+        out += [f'<a id="{section.anchor or anchor(section.title)}"></a>', "", f"## {section.title}", ""]
         for block in section.blocks:
             if isinstance(block, Paragraph):
                 out += [block.text, ""]
