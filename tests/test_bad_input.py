@@ -439,3 +439,24 @@ def test_a_model_that_cannot_take_the_images_is_refused_before_anything_is_writt
     assert "unknown model 'lenet6'" in err[3]
     assert not (tmp_path / "b").exists() and not out.exists()
     check_model_fits("lenet5", robust_glo.data.DATASETS["fashion-mnist"])  # a pair that fits passes
+
+
+def test_check_model_fits_agrees_with_building_the_model_for_every_pair():
+    """The meta-device check refuses exactly the (model, dataset) pairs that building the model refuses."""
+    from robust_glo.data import DATASETS
+    from robust_glo.errors import RobustGloError
+    from robust_glo.models import check_model_fits, create_model, list_models
+
+    outcomes = {}
+    for dataset, info in DATASETS.items():
+        for model in list_models():
+            verdicts = []
+            for build in (check_model_fits, create_model):
+                try:
+                    build(model, info)
+                    verdicts.append(True)
+                except RobustGloError:
+                    verdicts.append(False)
+            assert verdicts[0] == verdicts[1], (dataset, model)
+            outcomes[dataset, model] = verdicts[0]
+    assert outcomes["fashion-mnist", "lenet5"] and not outcomes["digits", "lenet5"]
