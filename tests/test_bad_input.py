@@ -12,7 +12,9 @@ from torch import nn
 
 import robust_glo
 from robust_glo.cli import main
-from robust_glo.errors import ConfigError
+from robust_glo.data import DATASETS
+from robust_glo.errors import ConfigError, RobustGloError
+from robust_glo.models import check_model_fits, create_model, list_models
 from robust_glo.utils.parsing import MAX_SEED, parse_bool, parse_seed
 
 
@@ -423,8 +425,6 @@ def test_damaged_evolution_csvs_are_rebuilt_on_resume_and_named_by_the_report(tm
 
 def test_a_model_that_cannot_take_the_images_is_refused_before_anything_is_written(tmp_path, capsys):
     """--check refuses what the run would refuse, and evaluate writes nothing (LeNet-5 needs 28x28 or 32x32)."""
-    from robust_glo.models import check_model_fits
-
     bad = tmp_path / "bad.toml"
     body = '[suite]\ndataset = "digits"\nmodel = "lenet5"\n[train]\nlosses = ["ce"]\nseeds = 1\nsteps = 5\n'
     bad.write_text(body + '[attack]\nattacks = ["fgsm"]\neps = [0, 0.1]\nn = 20\n')
@@ -438,15 +438,11 @@ def test_a_model_that_cannot_take_the_images_is_refused_before_anything_is_writt
     assert "needs 28x28 or 32x32 images; dataset 'digits' has 8x8" in err[0] and "[suite]" in err[0]
     assert "unknown model 'lenet6'" in err[3]
     assert not (tmp_path / "b").exists() and not out.exists()
-    check_model_fits("lenet5", robust_glo.data.DATASETS["fashion-mnist"])  # a pair that fits passes
+    check_model_fits("lenet5", DATASETS["fashion-mnist"])  # a pair that fits passes
 
 
 def test_check_model_fits_agrees_with_building_the_model_for_every_pair():
     """The meta-device check refuses exactly the (model, dataset) pairs that building the model refuses."""
-    from robust_glo.data import DATASETS
-    from robust_glo.errors import RobustGloError
-    from robust_glo.models import check_model_fits, create_model, list_models
-
     outcomes = {}
     for dataset, info in DATASETS.items():
         for model in list_models():
