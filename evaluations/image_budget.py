@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.outcomes import pack_bits, unpack_bits
+from robust_glo.robustness.statistics import first_rejection_t
 
 
 def subset(outcomes: pd.DataFrame, keep: np.ndarray, tag: str) -> pd.DataFrame:
@@ -97,7 +97,7 @@ def main() -> None:
                 ]
             )
         table[f"se_ratio_{size}"] = np.nanmedian(np.array(ratios, dtype=float), axis=0)
-    t = float(stats.t.ppf(1 - args.alpha / (2 * args.family), seeds - 1)) if seeds > 1 else float("nan")
+    t = first_rejection_t(seeds - 1, args.family, args.alpha) if seeds > 1 else float("nan")
     table[f"min_detectable_{n_full}"] = t * table[f"se_{n_full}"]
     short = {loss: loss if len(loss) <= 24 else loss[:21] + "..." for loss in losses}
     print(f"{args.outcomes}: {len(losses)} losses against {args.baseline}, {seeds} seeds, {n_full} images")

@@ -125,6 +125,7 @@ def run_pieces_ray(
     )
     threads = max(1, int(cpus_per_task))
     payload = dataclasses.asdict(config)
+    out_dir = str(Path(out).resolve())
     slots = _task_slots(ray, float(cpus_per_task), float(gpus_per_task)) or len(todo)
     remaining = list(todo)
     seconds: dict[str, list[float]] = {}
@@ -136,7 +137,7 @@ def run_pieces_ray(
             loss, seed = next_piece(remaining, seconds, dispatched)
             remaining.remove((loss, seed))
             dispatched[loss] = dispatched.get(loss, 0) + 1
-            ref = remote.remote(payload, str(Path(out).resolve()), loss, seed, evaluate, threads)
+            ref = remote.remote(payload, out_dir, loss, seed, evaluate, threads)
             pending[ref] = (loss, seed, time.perf_counter())
 
     lines: list[str] = []

@@ -55,18 +55,19 @@ def check_model_fits(name: str, info: DatasetInfo) -> None:
     """Raise `ModelError` (one line) when model `name` is unknown or cannot take `info`'s images, without
     allocating its weights (it is built on PyTorch's meta device), so that a command can refuse a bad pair
     before it writes anything."""
+    with torch.device("meta"):
+        _factory(name)(info)
+
+
+def _factory(name: str):
     if name not in _MODELS:
         raise ModelError(f"unknown model {name!r}; valid: {', '.join(_MODELS)}")
-    factory, _ = _MODELS[name]
-    with torch.device("meta"):
-        factory(info)
+    return _MODELS[name][0]
 
 
 def create_model(name: str, info: DatasetInfo, *, seed: int = 0) -> nn.Module:
     """Build model `name` for a dataset, with weights initialised from `seed` (the global RNG is untouched)."""
-    if name not in _MODELS:
-        raise ModelError(f"unknown model {name!r}; valid: {', '.join(_MODELS)}")
-    factory, _ = _MODELS[name]
+    factory = _factory(name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = factory(info)

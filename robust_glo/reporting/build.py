@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from robust_glo.reporting import evidence as E
 from robust_glo.reporting import figures as F
@@ -360,9 +359,7 @@ def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str
     cells = minimum_detectable(summary, "primary", alpha)
     if cells.empty:
         return ""
-    m = len(cells)
-    df = float(cells["diff_df"].median())
-    t = float(stats.t.ppf(1 - alpha / (2 * m), df))
+    m, df, t = int(cells["family_size"].iloc[0]), float(cells["diff_df"].median()), float(cells["t"].median())
     robust = cells.loc[cells["attack"] != "clean", "min_detectable"] * 100
     clean = cells.loc[cells["attack"] == "clean", "min_detectable"] * 100
     parts = []

@@ -122,24 +122,29 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, std, mean - half, mean + half
 
 
+def first_rejection_t(df: float, family_size: int, alpha: float = 0.05) -> float:
+    """The t quantile a family's most significant comparison must pass: t_df(1 - alpha / (2 M)), two-sided,
+    M = `family_size`. Holm, Bonferroni and Benjamini-Hochberg all compare the smallest p with alpha / M."""
+    return float(stats.t.ppf(1 - alpha / (2 * family_size), df))
+
+
 def minimum_detectable(summary: pd.DataFrame, family: str = "primary", alpha: float = 0.05) -> pd.DataFrame:
     """The smallest difference to the baseline that could be significant, per compared cell of `family` in
-    `summary` (the `summarize` table): |diff| must reach t_df(1 - alpha / (2 M)) * diff_se for the family's
-    most significant comparison, with M the family's size, df the cell's `diff_df` and diff_se its bootstrap
-    standard error. That is the first step of Holm (and of Bonferroni and Benjamini-Hochberg: all three
-    compare the smallest p with alpha / M); later steps of Holm need a little less. Returns the cells'
-    attack, eps, loss, diff_se, diff_df and `min_detectable` (same units as `diff`); empty where nothing
+    `summary` (the `summarize` table): |diff| must reach `first_rejection_t(df, M, alpha)` * diff_se for the
+    family's most significant comparison, with M the family's size, df the cell's `diff_df` and diff_se its
+    bootstrap standard error; later steps of Holm need a little less. Returns the cells' attack, eps, loss,
+    diff_se, diff_df, `family_size` (M), `t` and `min_detectable` (same units as `diff`); empty where nothing
     was compared. A reading of the design's power: a difference below it is not evidence of no effect."""
-    columns = ["attack", "eps", "loss", "diff_se", "diff_df", "min_detectable"]
+    columns = ["attack", "eps", "loss", "diff_se", "diff_df", "family_size", "t", "min_detectable"]
     if summary.empty or "family" not in summary or "diff_se" not in summary:
         return pd.DataFrame(columns=columns)
-    cells = summary[(summary["family"] == family) & summary["compared"].astype(bool)].copy()
-    cells = cells[cells["diff_se"].notna() & cells["diff_df"].notna()]
+    in_family = (summary["family"] == family) & summary["compared"].astype(bool)
+    cells = summary[in_family & summary["diff_se"].notna() & summary["diff_df"].notna()].copy()
     if cells.empty:
         return pd.DataFrame(columns=columns)
-    m = int(((summary["family"] == family) & summary["compared"].astype(bool)).sum())
-    q = 1 - alpha / (2 * m)
-    cells["min_detectable"] = [float(stats.t.ppf(q, df)) * se for df, se in zip(cells["diff_df"], cells["diff_se"])]
+    cells["family_size"] = int(in_family.sum())
+    cells["t"] = [first_rejection_t(df, m, alpha) for df, m in zip(cells["diff_df"], cells["family_size"])]
+    cells["min_detectable"] = cells["t"] * cells["diff_se"]
     return cells[columns].reset_index(drop=True)
 
 
