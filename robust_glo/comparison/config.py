@@ -138,6 +138,11 @@ class CompareConfig:
             "diagnostics": DiagnosticSettings.from_dict(self.diagnostics).to_dict(),
         }
 
+    def piece_key(self, train_cfg: TrainConfig) -> dict[str, Any]:
+        """The key a (loss, seed) piece's evaluation is stored under: `evaluation_key` and the training
+        configuration `train_cfg` (`train_config(loss, seed)`) of the network it evaluates."""
+        return {**self.evaluation_key(), "train": train_cfg.to_dict()}
+
     def attack_options(self) -> dict[str, Any]:
         """The keyword arguments the per-network path (`run_evaluation`) and the population path
         (`evaluate_population`) share, read from one place so that both attack with the same settings."""

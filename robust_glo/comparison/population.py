@@ -80,7 +80,7 @@ def attack_as_populations(
         for seed in config.seeds:
             train_cfg = config.train_config(loss, seed)
             run_dir = layout.run_dir(out, loss, seed)
-            key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
+            key = config.piece_key(train_cfg)
             if not is_finished(run_dir, train_cfg.resolved()) or stored_evaluation(run_dir, key) is not None:
                 continue
             result = train_run(train_cfg, run_dir, splits=splits, progress=False)  # reads the finished run back

@@ -125,7 +125,7 @@ def piece_finished(config: CompareConfig, out: Path, loss: str, seed: int, *, ev
     train_cfg = config.train_config(loss, seed)
     run_dir = layout.run_dir(out, loss, seed)
     if evaluate:
-        return stored_evaluation(run_dir, {**config.evaluation_key(), "train": train_cfg.to_dict()}) is not None
+        return stored_evaluation(run_dir, config.piece_key(train_cfg)) is not None
     return is_finished(run_dir, train_cfg.resolved())
 
 
@@ -146,7 +146,7 @@ def compute_piece(
     train_cfg = config.train_config(loss, seed)
     run_dir = layout.run_dir(out, loss, seed)
     ident = {"loss": loss, "seed": seed, "dataset": config.dataset, "model": train_cfg.model}
-    run_key = {**config.evaluation_key(), "train": train_cfg.to_dict()}
+    run_key = config.piece_key(train_cfg)
     stored = stored_evaluation(run_dir, run_key) if evaluate else None
     if stored is not None:
         files = stored
