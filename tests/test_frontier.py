@@ -30,6 +30,7 @@ TRUTH = {
     "beats": (0.87, 0.45),
     "like_ls": (0.865, 0.265),
     "worse_clean": (0.70, 0.60),
+    "left_of_front": (0.82, 0.50),  # left of the frontier's lowest-clean point (0.6), right of the arm 0.9
     "better_clean": (0.95, 0.10),
 }
 
@@ -84,11 +85,17 @@ def test_the_envelope_keeps_the_pareto_points_and_interpolates_between_them():
     assert frontier_at(0.95, env_c, env_r) == (0.10, "above-range")  # the highest-clean point: conservative
     value, where = frontier_at(0.70, env_c, env_r)
     assert math.isnan(value) and where == "below-range"
+    # Within the arms' clean range (from 0.80, the dominated arm's) but left of the envelope: flat at the
+    # lowest-clean vertex's robust accuracy, which that arm reaches with more clean accuracy.
+    assert frontier_at(0.82, env_c, env_r, 0.80) == (0.30, "inside")
+    assert frontier_at(0.80, env_c, env_r, 0.80) == (0.30, "inside")
+    value, where = frontier_at(0.79, env_c, env_r, 0.80)
+    assert math.isnan(value) and where == "below-range"
 
 
 def test_margins_place_each_loss_against_the_frontier(boot):
     table = frontier_margins(boot, list(TRUTH), [("worst", 0.1)]).set_index("loss")
-    assert set(table.index) == {"beats", "like_ls", "worse_clean", "better_clean"}
+    assert set(table.index) == {"beats", "like_ls", "worse_clean", "better_clean", "left_of_front"}
     beats = table.loc["beats"]
     assert beats["position"] == "inside" and beats["margin"] > 0.15
     assert beats["margin_ci_low"] > 0 and bool(beats["beats"]) and not bool(beats["below"])
@@ -97,6 +104,9 @@ def test_margins_place_each_loss_against_the_frontier(boot):
     worse = table.loc["worse_clean"]  # far more robust, but at a clean accuracy the frontier never reached
     assert worse["position"] == "below-range" and math.isnan(worse["p_value"]) and not bool(worse["beats"])
     assert table.loc["better_clean", "position"] == "above-range"
+    left = table.loc["left_of_front"]  # placed against label smoothing 0.6 (0.85, 0.30), which it beats
+    assert left["position"] == "inside" and left["frontier"] == pytest.approx(0.30, abs=0.03)
+    assert left["margin_ci_low"] > 0 and bool(left["beats"])
     # the observed margin is robust minus the frontier built from the observed label-smoothing points
     points = frontier_points(boot, FrontierArms.split(list(TRUTH)), "worst", 0.1).set_index("loss")
     env_c, env_r = envelope(points["clean"].to_numpy(), points["robust"].to_numpy())

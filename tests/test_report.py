@@ -373,6 +373,22 @@ def test_cells_show_the_interval_and_marks_from_the_adjusted_p():
     assert diff_cell(row) == "+10.0 [+5.0, +15.0] p=4.0e-04*"
 
 
+def test_a_floored_p_is_a_bound_below_1_and_plain_at_1():
+    from robust_glo.reporting.evidence import _p
+    from robust_glo.reporting.tables import diff_cell, fmt_p
+    from robust_glo.reporting.verdict import p_text
+
+    row = {"diff": -0.006, "diff_ci_low": -0.075, "diff_ci_high": 0.015, "p_at_floor": True, "significant": False}
+    assert fmt_p(1e-12, True) == "≤1.0e-12"
+    assert diff_cell(pd.Series({**row, "p_adjusted": 2e-11})) == "-0.6 [-7.5, +1.5] p≤2.0e-11"
+    assert p_text({**row, "p_adjusted": 2e-11}) == "adjusted p ≤ 2e-11"
+    # A sign-test floor that Holm multiplied up to 1 bounds nothing: it reads as p = 1.
+    assert fmt_p(1.0, True) == "1.000"
+    assert diff_cell(pd.Series({**row, "p_adjusted": 1.0})) == "-0.6 [-7.5, +1.5] p=1.000"
+    assert p_text({**row, "p_adjusted": 1.0}) == "adjusted p = 1.000"
+    assert _p({**row, "p_adjusted": 1.0}) == "1.000"
+
+
 def test_unverified_worst_case_points_are_hollow(report):
     root, results, paths = report
     summary = pd.read_csv(paths.summary)

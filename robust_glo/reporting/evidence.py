@@ -129,7 +129,8 @@ def _p(row: dict[str, Any]) -> str:
     p = row.get("p_adjusted")
     if _isnan(p):
         return "–"
-    return ("≤ " if row.get("p_at_floor") else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+    # A floored p that correction pushed to 1 is just 1: "≤ 1" bounds nothing.
+    return ("≤ " if row.get("p_at_floor") and p < 1 else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
 SIGNS = {"more robust": "↑", "less robust": "↓", "higher": "↑", "lower": "↓"}

@@ -489,10 +489,10 @@ def frontier_figure(
     """The label-smoothing frontier, one panel per worst-case budget of `study` (titled by `titles`): clean
     accuracy (x) against robust accuracy (y), in %. The label-smoothing arms (ce is alpha 0) with their 95%
     intervals as error bars, joined along their upper concave envelope (black line; an arm off it is drawn
-    hollow), the envelope's level beyond its highest clean accuracy dotted (what a loss there
-    is compared with); every other loss with its intervals and a thin dashed line from its point to the
-    frontier at its clean accuracy (its margin). Each point is labelled with its loss's readable name, in
-    its colour and marker of `loss_styles`. Returns the Figure."""
+    hollow), the envelope's level beyond its highest clean accuracy, and before its lowest back to the
+    lowest-clean arm's, dotted (what a loss there is compared with); every other loss with its intervals
+    and a thin dashed line from its point to the frontier at its clean accuracy (its margin). Each point is
+    labelled with its loss's readable name, in its colour and marker of `loss_styles`. Returns the Figure."""
 
     names = [labels.get(s, s) for s in losses]
     styles = loss_styles(names)
@@ -519,6 +519,16 @@ def frontier_figure(
                 ax.plot(
                     [100 * env_c[-1], 100 * right + 0.5],
                     [100 * env_r[-1]] * 2,
+                    color="black",
+                    linestyle=":",
+                    linewidth=1.2,
+                    zorder=2,
+                )
+            left = float(points["clean"].min())
+            if left < env_c[0]:  # the arms left of the envelope are below it: the frontier is flat there
+                ax.plot(
+                    [100 * left, 100 * env_c[0]],
+                    [100 * env_r[0]] * 2,
                     color="black",
                     linestyle=":",
                     linewidth=1.2,

@@ -165,11 +165,11 @@ def pct(value: float, digits: int = 1) -> str:
 
 def fmt_p(p: float, at_floor: bool = False) -> str:
     """A p-value: "0.028" from 0.001 up, "2.3e-09" below (small p-values are resolved, so they are shown),
-    "≤1.0e-12" when `at_floor` (the data resolve p only down to that value), "—" for NaN."""
+    "≤1.0e-12" when `at_floor` (the data resolve p only down to that value) and below 1, "—" for NaN."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
     text = f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-    return f"≤{text}" if at_floor else text
+    return f"≤{text}" if at_floor and p < 1 else text  # "≤1.000" would bound nothing
 
 
 def fmt_eps(eps: float) -> str:
@@ -213,7 +213,7 @@ def diff_cell(row: Any) -> str:
         text += f" [{100 * row['diff_ci_low']:+.1f}, {100 * row['diff_ci_high']:+.1f}]"
     p = row.get("p_adjusted")
     if not _nan(p):
-        floor = not _nan(row.get("p_at_floor")) and bool(row.get("p_at_floor"))
+        floor = not _nan(row.get("p_at_floor")) and bool(row.get("p_at_floor")) and p < 1
         text += f" p{fmt_p(p, True)}" if floor else f" p={fmt_p(p)}"
         if bool(row.get("significant", False)):
             text += "*"

@@ -98,7 +98,7 @@ def p_text(row: Mapping[str, Any]) -> str:
     p = row.get("p_adjusted")
     if _nan(p):
         return ""
-    if bool(row.get("p_at_floor", False)):
+    if bool(row.get("p_at_floor", False)) and p < 1:  # a floor corrected up to 1 bounds nothing: "= 1.000"
         return f"adjusted p ≤ {p:.2g}"
     return f"adjusted p = {p:.2g}" if p < 0.001 else f"adjusted p = {p:.3f}"
 

@@ -17,9 +17,13 @@ the Pareto points directly would dip below a trade-off that bulges between two m
 credit a loss with beating the dip (the counterpart: a loss is shown below the frontier somewhat more
 readily). A loss whose clean accuracy lies above every frontier point is compared with the point of
 highest clean accuracy (conservative for a claim that it beats the frontier, since along a trade-off the
-frontier can only fall as clean accuracy rises); one whose clean accuracy lies below every point cannot be
-placed (the frontier there is not measured, and extrapolating it would flatter the loss): its margin is
-reported with `position = "below-range"` and never counts.
+frontier can only fall as clean accuracy rises). Left of the frontier's lowest-clean point but within the
+arms' clean range, the frontier is flat at that point's robust accuracy: every arm measured there lies
+below it (that is why they are off the frontier), and that point gives its robust accuracy with more clean
+accuracy, so a loss there must beat it to beat label smoothing, and falls below label smoothing if it is
+beaten on both axes. A loss whose clean accuracy lies below every arm's cannot be placed (label smoothing
+is not measured there, and extrapolating it would flatter the loss): its margin is reported with
+`position = "below-range"` and never counts.
 
 Uncertainty: every replicate of the seeds-and-images bootstrap (`HierarchicalBootstrap`, paired across
 losses on seeds and images) rebuilds the frontier from that replicate's label-smoothing points and takes
@@ -106,10 +110,16 @@ def envelope(clean: np.ndarray, robust: np.ndarray) -> tuple[np.ndarray, np.ndar
     return clean[hull], robust[hull]
 
 
-def frontier_at(c: float, env_clean: np.ndarray, env_robust: np.ndarray) -> tuple[float, str]:
+def frontier_at(
+    c: float, env_clean: np.ndarray, env_robust: np.ndarray, lowest: float | None = None
+) -> tuple[float, str]:
     """The frontier's robust accuracy at clean accuracy `c` and where `c` lies (`POSITIONS`): linear
-    between Pareto points, the highest-clean point's value above them, NaN below them."""
+    between the envelope's vertices, the highest-clean vertex's value above them, the lowest-clean vertex's
+    value from `lowest` (the lowest clean accuracy of any arm, on the envelope or not; default: that
+    vertex's) up to it, NaN below `lowest` ("below-range")."""
     if c < env_clean[0]:
+        if lowest is not None and c >= lowest:
+            return float(env_robust[0]), "inside"
         return math.nan, "below-range"
     if c > env_clean[-1]:
         return float(env_robust[-1]), "above-range"
@@ -205,14 +215,14 @@ def frontier_margins(
             clean, robust = boot.observed(loss, clean_where), boot.observed(loss, robust_where)
             if clean is None or robust is None:
                 continue
-            front, position = frontier_at(clean, env_c, env_r)
+            front, position = frontier_at(clean, env_c, env_r, float(pts_c.min()))
             margin = robust - front
             loss_c = boot.accuracy_replicates(loss, clean_where)
             loss_r = boot.accuracy_replicates(loss, robust_where)
             reps = np.empty(boot.n_boot)
             for b in range(boot.n_boot):
                 ec, er = envelope(rep_c[:, b], rep_r[:, b])
-                value, _ = frontier_at(float(loss_c[b]), ec, er)
+                value, _ = frontier_at(float(loss_c[b]), ec, er, float(rep_c[:, b].min()))
                 reps[b] = loss_r[b] - value
             finite = reps[np.isfinite(reps)]
             # Replicates whose clean accuracy falls below that replicate's frontier cannot be placed; an
