@@ -411,3 +411,12 @@ def test_the_quick_suite_cost_script_times_both_arms(tmp_path):
     assert history["rung"].max() >= 1  # the smoke suite's own halving ran in the after arm
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=root)
     assert again.returncode == 0 and again.stdout.count("finished earlier") == 2
+
+
+def test_population_seconds_count_each_population_once_even_when_two_took_the_same_time():
+    from types import SimpleNamespace
+
+    # Two populations of 2 members, both 10.0 s, and one of 1 member, 4.0 s: 24 s, not {10, 4} = 14 s.
+    members = [SimpleNamespace(metrics={"population_seconds": 10.0, "population_size": 2}) for _ in range(4)]
+    members.append(SimpleNamespace(metrics={"population_seconds": 4.0, "population_size": 1}))
+    assert executors_module.population_seconds(members) == pytest.approx(24.0)

@@ -195,7 +195,7 @@ class PopulationExecutor(Executor):
         results = train_runs_together(configs, [self.run_dir(p) for p in pieces], max_members=self.max_members)
         trained = [r for r in results if not r.reused]
         if trained:
-            seconds = sum({r.metrics.get("population_seconds", 0.0) for r in trained})
+            seconds = population_seconds(trained)
             log(f"{len(trained)} networks trained as populations in {seconds:.1f} s")
         return [self._trained(p, r, before[p.name], log) for p, r in zip(pieces, results)]
 
@@ -255,6 +255,16 @@ class RayExecutor(Executor):
             return self._with_crashed(pieces, before, crashed)
         splits, attacked = start_comparison(config, self.out)
         return self._attack_each(config, pieces, before, splits, attacked, log)
+
+
+def population_seconds(results: Sequence[TrainResult]) -> float:
+    """The seconds the populations behind `results` took together. Every member records its population's
+    seconds and size, so each contributes its share: two populations that happened to take the same time
+    are both counted (a sum over distinct times would count them once)."""
+    return sum(
+        float(r.metrics.get("population_seconds", 0.0)) / max(1, int(r.metrics.get("population_size", 1)))
+        for r in results
+    )
 
 
 def _fmt(value: Any) -> str:

@@ -246,7 +246,11 @@ def train_runs_together(
             for j, i in enumerate(chunk):
                 model = pop.member(j, create_model(configs[i].model, data.info, seed=configs[i].seed)).to(device)
                 _refuse_broken_at_step_zero(configs[i], pop.results[j])
-                extra = {"trained_as": f"population of {len(chunk)}", "population_seconds": pop.seconds}
+                extra = {
+                    "trained_as": f"population of {len(chunk)}",
+                    "population_seconds": pop.seconds,
+                    "population_size": len(chunk),
+                }
                 results[i] = _finish_run(configs[i], outs[i], model, pop.results[j], data, steps, device, extra)
     return [r for r in results if r is not None]
 
