@@ -40,3 +40,26 @@ def test_profile_sums_families_and_ranks_pieces(tmp_path, quick_profile):
     assert attack["per_family_seconds"] == {"square": 90.0, "pgd": 30.0}
     assert list(attack["piece_seconds"].items()) == [("baikal/seed0", 100.0), ("ce/seed0", 50.0)]
     assert prof["train"]["networks"] == 2 and prof["train"]["seconds"] == 10.0
+
+
+def _search(folder: Path, seconds: list[float], reeval: float) -> None:
+    folder.mkdir(parents=True)
+    candidates = [{"status": "trained", "seconds": s} for s in seconds] + [{"status": "rejected", "seconds": 0.0}]
+    (folder / "evaluations.json").write_text(
+        json.dumps({"candidates": candidates, "reevaluations": [{"seconds": reeval}]})
+    )
+    (folder / "generations.csv").write_text(f"generation,seconds\n0,{sum(seconds)}\n")
+
+
+def test_profile_adds_up_every_search_of_named_evolutions(tmp_path, quick_profile):
+    _search(tmp_path / "evolve" / "accuracy" / "search0", [3.0, 4.0], 2.0)
+    _search(tmp_path / "evolve" / "robust" / "search1", [5.0], 1.0)
+    evolve = quick_profile.profile(tmp_path)["evolve"]
+    assert set(evolve["searches"]) == {"accuracy/search0", "robust/search1"}
+    assert evolve["candidates"] == 5 and evolve["trained"] == 3 and evolve["rejected"] == 2
+    assert evolve["candidate_seconds"] == 12.0 and evolve["reevaluation_seconds"] == 3.0
+    assert evolve["generation_wall_seconds"] == [7.0, 5.0]
+    # a plain [evolve] table: one evolution, no per-search breakdown
+    _search(tmp_path / "plain" / "evolve", [2.0], 1.0)
+    plain = quick_profile.profile(tmp_path / "plain")["evolve"]
+    assert plain["candidates"] == 2 and "searches" not in plain

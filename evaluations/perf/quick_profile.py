@@ -5,7 +5,9 @@ For a benchmark folder (default `runs/quick`, the README's main job) this prints
 - the stage table of `stages.json` (each stage's wall seconds in its last invocation, and over all
   invocations, with the pieces computed and reused);
 - evolve: candidates trained / rejected, the sum of the candidates' training seconds and the wall seconds
-  per generation (`evolve/generations.csv`), and the final re-evaluation (`evolve/evaluations.json`);
+  per generation (`generations.csv`), and the final re-evaluation (`evaluations.json`), for the evolution
+  in `evolve/` or, in a suite with named evolutions and several searches (`evolve/<NAME>/search<K>/`),
+  for each search and in total;
 - train: the training-loop seconds of every network (`compare/runs/*/seed*/metrics.json`);
 - attack: per network the attack and diagnostics seconds (`evaluation.json`), and the attack seconds per
   attack family summed over networks and budgets (the `seconds` column of `evaluation.csv`).
@@ -47,15 +49,13 @@ def _family(attack: str) -> str:
     return attack.split(":")[0]
 
 
-def profile(root: Path) -> dict:
-    stages = (_json(root / "stages.json") or {}).get("stages", {})
-    out: dict = {"dir": str(root), "stages": stages}
-
-    evo = _json(root / "evolve" / "evaluations.json") or {}
+def _evolution(folder: Path) -> dict:
+    """One evolution run directory's candidates, generations and re-evaluation."""
+    evo = _json(folder / "evaluations.json") or {}
     cands = evo.get("candidates", [])
-    gens = _csv(root / "evolve" / "generations.csv")
+    gens = _csv(folder / "generations.csv")
     reevals = evo.get("reevaluations", [])
-    out["evolve"] = {
+    return {
         "candidates": len(cands),
         "trained": sum(c.get("status") == "trained" for c in cands),
         "rejected": sum(c.get("status") == "rejected" for c in cands),
@@ -64,6 +64,31 @@ def profile(root: Path) -> dict:
         "reevaluations": len(reevals),
         "reevaluation_seconds": sum((r.get("seconds") or 0.0) for r in reevals if isinstance(r, dict)),
     }
+
+
+def profile(root: Path) -> dict:
+    stages = (_json(root / "stages.json") or {}).get("stages", {})
+    out: dict = {"dir": str(root), "stages": stages}
+
+    searches = {}
+    for path in sorted((root / "evolve").rglob("evaluations.json")):
+        searches[str(path.parent.relative_to(root / "evolve")) or "."] = _evolution(path.parent)
+    if len(searches) == 1:
+        out["evolve"] = next(iter(searches.values()))
+    else:
+        out["evolve"] = {
+            key: sum(s[key] for s in searches.values())
+            for key in (
+                "candidates",
+                "trained",
+                "rejected",
+                "candidate_seconds",
+                "reevaluations",
+                "reevaluation_seconds",
+            )
+        }
+        out["evolve"]["generation_wall_seconds"] = [g for s in searches.values() for g in s["generation_wall_seconds"]]
+        out["evolve"]["searches"] = searches
 
     runs = sorted((root / "compare" / "runs").glob("*/seed*"))
     train, attack, diag, per_family, per_eps = [], [], [], defaultdict(float), defaultdict(float)
@@ -118,12 +143,26 @@ def main() -> None:
         )
     ev = prof["evolve"]
     gw = ev["generation_wall_seconds"]
-    print(
-        f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the invariant), "
-        f"{ev['candidate_seconds']:.0f} s of candidate training; generations' wall "
-        f"{', '.join(f'{g:.0f}' for g in gw)} s (sum {sum(gw):.0f}); re-evaluation {ev['reevaluations']} runs, "
-        f"{ev['reevaluation_seconds']:.0f} s"
-    )
+    for name, s in ev.get("searches", {}).items():
+        print(
+            f"  evolve/{name}: {s['candidates']} candidates ({s['trained']} trained), "
+            f"{s['candidate_seconds']:.0f} s of candidate training, generations' wall "
+            f"{sum(s['generation_wall_seconds']):.0f} s, "
+            f"re-evaluation {s['reevaluations']} runs {s['reevaluation_seconds']:.0f} s"
+        )
+    if len(gw) > 12:  # many searches: the sum, not every generation
+        print(
+            f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the "
+            f"invariant), {ev['candidate_seconds']:.0f} s of candidate training; {len(gw)} generations' wall "
+            f"{sum(gw):.0f} s; re-evaluation {ev['reevaluations']} runs, {ev['reevaluation_seconds']:.0f} s"
+        )
+    else:
+        print(
+            f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the "
+            f"invariant), {ev['candidate_seconds']:.0f} s of candidate training; generations' wall "
+            f"{', '.join(f'{g:.0f}' for g in gw)} s (sum {sum(gw):.0f}); re-evaluation {ev['reevaluations']} runs, "
+            f"{ev['reevaluation_seconds']:.0f} s"
+        )
     tr = prof["train"]
     print(
         f"train: {tr['networks']} networks, {tr['seconds']:.0f} s of training loops "
