@@ -342,7 +342,7 @@ def test_checks_flag_eps0_mismatch_and_budget_violations():
     assert flags.loc["perturbation_in_budget", "status"] == "fail"
     assert flags.loc["zero_gradients", "status"] == "not run"
     assert flags.loc["pgd_le_fgsm", "status"] == "not run"
-    assert flags.loc["pgd_le_fgsm", "detail"] == "needs both fgsm and pgd at an eps > 0"
+    assert flags.loc["pgd_le_fgsm", "detail"] == "needs both fgsm and pgd on the same loss at an eps > 0"
 
 
 def test_attack_spec_labels_are_canonical():
