@@ -219,3 +219,38 @@ def test_named_evolutions_with_searches_and_publishing(tmp_path):
     assert "## Evolution: accuracy" in md and "## Evolution: robust" in md
     assert "2 independent CMA-ES searches (seeds 40, 41" in md
     assert (pub / "figures" / "evolution-accuracy-parameters.png").is_file()
+
+
+def test_searches_under_the_clean_constraint_show_the_objective_and_the_seeds_that_met_it():
+    from robust_glo.reporting.tables import constraint_record, searches_table
+
+    met = {"clean_margin": 0.01, "reevaluations": [{"fitness": 0.145, "objective": 0.29}] * 2}
+    # the second seed fell below cross-entropy's accuracy minus the margin: 0.5 + 0.5 x shortfall
+    half = {
+        "clean_margin": 0.01,
+        "reevaluations": [{"fitness": 0.14, "objective": 0.28}, {"fitness": 0.51, "objective": 0.3}],
+    }
+    assert constraint_record(met) == (pytest.approx(0.29), 2, 2)
+    assert constraint_record(half) == (pytest.approx(0.29), 1, 2)
+    assert constraint_record({"reevaluations": met["reevaluations"]}) is None  # no constraint: no columns
+    frame = pd.DataFrame(
+        [
+            {"search": s, "seed": s, "fitness": 0.145, "fitness_std": 0.0, "val_accuracy": 0.87, "usable": True}
+            | {f"theta{j}": 0.1 for j in range(8)}
+            for s in (0, 1)
+        ]
+    )
+    table = searches_table(frame, {0: met, 1: half})
+    assert table["objective"].tolist() == ["0.2900", "0.2900"]
+    assert table["clean constraint"].tolist() == ["met on 2 of 2 seeds", "met on 1 of 2 seeds"]
+    assert "objective" not in searches_table(frame, {0: None, 1: None}).columns
+
+
+def test_the_fitness_is_explained_with_its_proxy_attack_and_the_constraint():
+    from robust_glo.reporting.build import _fitness_meaning
+
+    assert _fitness_meaning("clean", {}) == "1 − validation accuracy"
+    text = _fitness_meaning("mix:0.5:pgd:0.05:10", {"attack_samples": 200, "clean_margin": 0.01})
+    assert "w = 0.5" in text and "PGD-10 on cross-entropy at ε 0.05 on the first 200 validation images" in text
+    assert "0.5 × objective" in text and "a fitness of at most 0.5 therefore met the constraint" in text
+    assert "constraint" not in _fitness_meaning("pgd:0.05", {})

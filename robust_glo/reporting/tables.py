@@ -709,10 +709,31 @@ def search_generations_table(evolution: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def searches_table(frame: pd.DataFrame) -> pd.DataFrame:
+def constraint_record(best_loss: dict[str, Any] | None) -> tuple[float, int, int] | None:
+    """(mean objective, re-evaluation seeds that met the clean-accuracy constraint, seeds) of a search's
+    best_loss.json, or None where it ran without the constraint (no `clean_margin`) or records no
+    objective. A seed met the constraint when its fitness is 0.5 × its objective (the rank key's first
+    band, `robust_glo.evolution.runner.engine.constrained_fitness`)."""
+    if not best_loss or best_loss.get("clean_margin") is None:
+        return None
+    runs = [
+        r
+        for r in best_loss.get("reevaluations") or []
+        if isinstance(r, dict) and r.get("objective") is not None and r.get("fitness") is not None
+    ]
+    if not runs:
+        return None
+    met = sum(abs(float(r["fitness"]) - 0.5 * float(r["objective"])) < 1e-9 for r in runs)
+    return sum(float(r["objective"]) for r in runs) / len(runs), met, len(runs)
+
+
+def searches_table(frame: pd.DataFrame, best_losses: dict[int, dict[str, Any] | None] | None = None) -> pd.DataFrame:
     """searches.csv formatted: one row per search with its seed, the re-evaluated fitness of its best loss
     ± its sd over the re-evaluation seeds, validation and robust accuracy, p* and the label-smoothing alpha
-    it corresponds to, its θ, and whether it was chosen (a search that found no usable loss says so)."""
+    it corresponds to, its θ, and whether it was chosen (a search that found no usable loss says so). With
+    `best_losses` (search index -> its best_loss.json) of searches run under a clean-accuracy constraint,
+    also the mean objective and on how many re-evaluation seeds the constraint was met."""
+    constrained = {i: c for i, b in (best_losses or {}).items() if (c := constraint_record(b)) is not None}
     rows = []
     for r in frame.to_dict("records"):
         usable = _truthy(r.get("usable", True))
@@ -735,6 +756,10 @@ def searches_table(frame: pd.DataFrame) -> pd.DataFrame:
                 "chosen": "yes" if _truthy(r.get("chosen", False)) else "",
             }
         )
+        if constrained:
+            record = constrained.get(int(r["search"]))
+            rows[-1]["objective"] = "—" if record is None else f"{record[0]:.4f}"
+            rows[-1]["clean constraint"] = "—" if record is None else f"met on {record[1]} of {record[2]} seeds"
     return pd.DataFrame(rows)
 
 
