@@ -407,3 +407,26 @@ def test_the_verdict_states_the_designs_minimum_detectable_difference(tmp_path):
     assert f"{robust.median():.1f} percentage points for robust accuracy" in verdict
     assert '"no evidence" here is not evidence of no effect' in verdict
     assert minimum_detectable(summary.assign(family="")).empty  # nothing compared: no sentence to write
+
+
+def test_the_power_sentence_leaves_out_cells_without_spread_and_caps_at_100_points():
+    from robust_glo.reporting.build import _power_sentence
+
+    def summary(se_robust: float, se_flat: float) -> pd.DataFrame:
+        rows = [("clean", 0.0, 0.01), ("worst", 0.1, se_robust), ("worst", 0.05, se_flat)]
+        return pd.DataFrame(
+            [
+                {"attack": a, "eps": e, "loss": "ls", "family": "primary", "compared": True, "diff_se": se}
+                | {"diff_df": 4.0, "diff": 0.0}
+                for a, e, se in rows
+            ]
+        )
+
+    text = _power_sentence(summary(0.01, 0.0), "Holm", 0.05)
+    t = stats.t.ppf(1 - 0.05 / 6, 4.0)
+    assert f"{100 * t * 0.01:.1f} percentage points for robust accuracy" in text  # the flat cell is left out
+    assert "1 worst-case cell(s) have no spread at all" in text
+    assert '"no evidence" here is not evidence of no effect' in text
+    huge = _power_sentence(summary(0.5, 0.5), "Holm", 0.05)  # 3 seeds-like SEs: beyond any possible difference
+    assert "more than 100 percentage points for robust accuracy" in huge
+    assert "no spread" not in huge

@@ -154,7 +154,11 @@ def test_the_verdict_table_shows_sign_difference_interval_attacks_and_counting()
         "complete",
     ]
     # The headline names the counted claims in both directions, then the significant ones not counted.
-    assert "more robust than ce under the AutoAttack-verified worst case" in verdict.answer
+    assert (
+        "more robust than ce under the worst case at ε = 0.1 (which includes the full AutoAttack ensemble)"
+        in verdict.answer
+    )
+    assert "blocking diagnostics (more_effort, unbounded, gradients, transfer) were run and passed" in verdict.answer
     assert "significant after Holm correction: ls at ε = 0.1. Less robust than ce: poly at ε = 0.1." in verdict.answer
     assert verdict.answer.endswith("(see the table): more robust: ls at ε = 0.02.")
 

@@ -78,7 +78,11 @@ PASSED = _passing()
 
 def test_a_verified_significant_advantage_is_the_answer():
     verdict = _verdict(_advantage(), _coverage(["fgsm", "pgd"] + AA), PASSED)
-    assert "more robust than ce under the AutoAttack-verified worst case" in verdict.answer
+    assert (
+        "more robust than ce under the worst case at ε = 0.1 (which includes the full AutoAttack ensemble)"
+        in verdict.answer
+    )
+    assert "blocking diagnostics (more_effort, unbounded, gradients, transfer) were run and passed" in verdict.answer
     assert "ls at ε = 0.1" in verdict.answer and "not counted" not in verdict.answer
     assert "AutoAttack-verified" in verdict.bullets[0]
     assert "no evidence of a difference from ce (-1.0 points" in verdict.bullets[0]

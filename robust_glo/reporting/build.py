@@ -360,21 +360,40 @@ def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str
     if cells.empty:
         return ""
     m, df, t = int(cells["family_size"].iloc[0]), float(cells["diff_df"].median()), float(cells["t"].median())
-    robust = cells.loc[cells["attack"] != "clean", "min_detectable"] * 100
-    clean = cells.loc[cells["attack"] == "clean", "min_detectable"] * 100
+    # A cell with no spread at all (both losses at the same floor on every seed and image) has no standard
+    # error to scale: it says nothing about power and is left out (and counted).
+    spread = cells["diff_se"] > 0
+    robust = cells.loc[spread & (cells["attack"] != "clean"), "min_detectable"] * 100
+    clean = cells.loc[spread & (cells["attack"] == "clean"), "min_detectable"] * 100
+    flat = int((~spread & (cells["attack"] != "clean")).sum())
+
+    def points(value: float) -> str:  # a difference of accuracies cannot exceed 100 points
+        return "more than 100" if value > 100 else f"{value:.1f}"
+
     parts = []
     if not robust.empty:
         parts.append(
-            f"{robust.median():.1f} percentage points for robust accuracy (median over the worst-case cells; "
-            f"{robust.min():.1f} to {robust.max():.1f})"
+            f"{points(robust.median())} percentage points for robust accuracy (median over the worst-case cells "
+            f"with any spread; {points(robust.min())} to {points(robust.max())})"
         )
     if not clean.empty:
-        parts.append(f"{clean.median():.1f} for clean accuracy")
-    return (
+        parts.append(f"{points(clean.median())} for clean accuracy")
+    if not parts:
+        return ""
+    text = (
         f"Power: the differences are referred to t with {df:g} degrees of freedom, so after {correction} over "
         f"the {m} comparisons of the primary family the most significant one must exceed about {t:.1f} standard "
-        f"errors: {' and '.join(parts)}. A smaller difference cannot be told from zero with this design "
-        '(seeds, images, correction): "no evidence" here is not evidence of no effect.'
+        f"errors: {' and '.join(parts)}."
+    )
+    if flat:
+        text += (
+            f" {flat} worst-case cell(s) have no spread at all (every network at the same accuracy) and are left out."
+        )
+    if pd.concat([robust, clean]).min() > 100:
+        return text + " No difference at all could be told from zero with this design (seeds, images, correction)."
+    return text + (
+        " A smaller difference cannot be told from zero with this design (seeds, images, correction): "
+        '"no evidence" here is not evidence of no effect.'
     )
 
 
@@ -432,9 +451,11 @@ def _diagnostics_section(inputs: ReportInputs) -> Section:
             "accuracy left at a budget where any image can be turned mid-gray; `targeted_vs_ce` the share APGD-T "
             "broke that APGD-CE and the attacks before it left standing (informational); `gradients` the share "
             "of correct inputs with an all-zero, NaN or infinite input gradient. "
-            f"Thresholds: {E.thresholds_text(inputs)}. A claim counts only where every diagnostic but "
-            "`targeted_vs_ce` was judged and passed on every seed of the loss and of the baseline at its budget; "
-            "a diagnostic that was not run blocks it too."
+            f"Thresholds: {E.thresholds_text(inputs)}. A claim counts only where the blocking diagnostics "
+            "(every one but `targeted_vs_ce`, whose ✗ marks a figure above its threshold but blocks nothing) were "
+            "judged and passed on every seed of the loss and of the baseline at its budget, the baseline's "
+            "without `transfer` (its networks are the transfer source, so its `transfer` reads `not run`); a "
+            "blocking diagnostic that was not run blocks the claim too."
         )
     )
     section.add(
@@ -1499,9 +1520,7 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     return section
 
 
-def _and(names: list[str]) -> str:
-    """ "a", "a and b", "a, b and c"."""
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+_and = V.and_list
 
 
 def _evolution_seeds(config: dict[str, Any]) -> str:
