@@ -412,3 +412,23 @@ def test_unverified_worst_case_points_are_hollow(report):
     # the report's caption says what a hollow marker is
     section = paths.markdown.read_text().split("## Robust accuracy against ε", 1)[1].split("\n## ", 1)[0]
     assert "a hollow marker is a budget whose worst case does not include the full AutoAttack ensemble" in section
+
+
+def test_the_reproducibility_section_names_the_commit_and_the_precision(report):
+    from robust_glo.reporting.build import _reproducibility_section
+    from robust_glo.reporting.inputs import load_inputs
+    from robust_glo.reporting.render import Paragraph
+
+    root, _, _ = report
+    inputs = load_inputs(root)
+    inputs.environment = dict(inputs.environment or {}) | {
+        "code_version": {"commit": "a644ee7", "dirty": False},
+        "precision": {"train": "fp32", "attack": "fp32"},
+    }
+    texts = [b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph)]
+    assert "Code: robust-glo commit a644ee7 (a clean working tree) and precision: train fp32, attack fp32" in " ".join(
+        texts
+    )
+    inputs.environment["code_version"]["dirty"] = True
+    texts = [b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph)]
+    assert "commit a644ee7 (with uncommitted changes)" in " ".join(texts)

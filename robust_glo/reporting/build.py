@@ -1464,9 +1464,17 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
         Paragraph(
             f"Made with `{cmd}` ({len(runs)} invocation(s){unrecorded}); rebuild this report from the "
             f"results alone with `robust-glo report {inputs.root}`."
-            + (f" Generated {env['created']}." if env.get("created") else "")
+            + (f" The benchmark folder was created {env['created']}." if env.get("created") else "")
         )
     )
+    code = env.get("code_version") or {}
+    precision = env.get("precision") or {}
+    if code.get("commit") or precision:
+        state = {True: " (with uncommitted changes)", False: " (a clean working tree)"}.get(code.get("dirty"), "")
+        parts = [f"code: robust-glo commit {code['commit']}{state}"] if code.get("commit") else []
+        if isinstance(precision, dict) and precision:
+            parts.append("precision: " + ", ".join(f"{stage} {p}" for stage, p in precision.items()))
+        section.add(Paragraph(_and(parts)[0].upper() + _and(parts)[1:] + " (environment.json)."))
     if len(runs) > 1:
         section.add(
             Table(
