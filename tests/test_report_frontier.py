@@ -430,3 +430,30 @@ def test_the_power_sentence_leaves_out_cells_without_spread_and_caps_at_100_poin
     huge = _power_sentence(summary(0.5, 0.5), "Holm", 0.05)  # 3 seeds-like SEs: beyond any possible difference
     assert "more than 100 percentage points for robust accuracy" in huge
     assert "no spread" not in huge
+
+
+def test_where_no_loss_is_above_a_verified_frontier_the_verdict_says_why_from_the_learning_rules(tmp_path, monkeypatch):
+    ensemble = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
+    monkeypatch.setattr(
+        E,
+        "report_coverage",
+        lambda inputs: {
+            ("linf", 0.1): Coverage(True, ensemble, ()),
+            ("linf", 0.2): Coverage(False, ("fgsm",), ("APGD-CE (100 steps)",)),
+        },
+    )
+    write_frontier_study(tmp_path / "none", {loss: v for loss, v in TRUTH.items() if loss != "poly1"})
+    _diagnostics(tmp_path / "none")
+    verdict = build_report(tmp_path / "none").markdown.read_text().split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    why = next(line for line in verdict.splitlines() if line.startswith("Why none is above"))
+    # focal:2 is on the frontier and trains toward label smoothing 0.22's target (inside 0 to 0.9); sq has no
+    # analysis; baikal is not placed: neither is named
+    assert why == (
+        "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified "
+        "budgets: focal:2 (α(p*) = 0.22) trains toward the target of label smoothing at a strength inside the "
+        "range measured: by its learning rule it is a form of label smoothing."
+    )
+    # a loss above the frontier at the verified budget: nothing to explain
+    write_frontier_study(tmp_path / "above")
+    _diagnostics(tmp_path / "above")
+    assert "Why none is above" not in build_report(tmp_path / "above").markdown.read_text()

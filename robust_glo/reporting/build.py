@@ -271,6 +271,9 @@ def _verdict_section(
         # The study's question is against label smoothing, so its answer leads; then the answer against ce.
         section.add(Paragraph(f"**{_smoothing_answer(inputs, study, readings)}**"))
         section.add(Bullets(_smoothing_sentences(inputs, summary, settings.baseline, study, readings, correction)))
+        why = _smoothing_why(inputs, study, readings)
+        if why:
+            section.add(Paragraph(why))
     section.add(Paragraph(f"**{verdict.answer}**"))
     floor = _floor_sentences(inputs, summary, settings.baseline, coverage, study)
     if floor:
@@ -351,6 +354,50 @@ def _smoothing_answer(inputs: ReportInputs, study: T.FrontierStudy, readings: li
     if not placed:
         text += " No loss could be placed against the frontier there (see below)."
     return text
+
+
+def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[FrontierReading] | None) -> str:
+    """Where no loss is above the frontier at a verified budget: why, from the learning-rule analysis (each
+    placed loss's effective target p* and the label-smoothing strength α(p*) that trains toward it), so a
+    reader sees whether the losses are label smoothing in effect or something else; "" otherwise."""
+    if study.margins is None or readings is None:
+        return ""
+    verified = [r for r in readings if r.verified and r.measured]
+    if not verified or any(r.counted or r.uncounted for r in verified):
+        return ""
+    placed = list(dict.fromkeys(row["loss"] for r in verified for row in [*r.on, *r.undecided, *r.below]))
+    equivalents = {s: equivalents for s, equivalents in _alpha_equivalents(inputs, study).items() if s in placed}
+    inside = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and not out]
+    beyond = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and out]
+    hard = [inputs.label(s) for s, (_, a, _) in equivalents.items() if a is None]
+    parts = []
+    if inside:
+        parts.append(
+            f"{_and([f'{n} (α(p*) = {a:.2f})' for n, a in inside])} "
+            + ("trains" if len(inside) == 1 else "train")
+            + " toward the target of label smoothing at a strength inside the range measured: by "
+            + ("its learning rule it is" if len(inside) == 1 else "their learning rules they are")
+            + " a form of label smoothing"
+        )
+    if beyond:
+        parts.append(
+            f"{_and([f'{n} (α(p*) = {a:.2f})' for n, a in beyond])} "
+            + ("trains" if len(beyond) == 1 else "train")
+            + " toward the target of label smoothing at a strength beyond the range measured, which this "
+            "frontier does not cover"
+        )
+    if hard:
+        parts.append(
+            f"{_and(hard)} {'pursues' if len(hard) == 1 else 'pursue'} p → 1 as cross-entropy does (no label-"
+            "smoothing equivalent)"
+        )
+    if not parts:
+        return ""
+    return (
+        "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified budgets: "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str:
