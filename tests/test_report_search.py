@@ -254,3 +254,10 @@ def test_the_fitness_is_explained_with_its_proxy_attack_and_the_constraint():
     assert "w = 0.5" in text and "PGD-10 on cross-entropy at ε 0.05 on the first 200 validation images" in text
     assert "0.5 × objective" in text and "a fitness of at most 0.5 therefore met the constraint" in text
     assert "constraint" not in _fitness_meaning("pgd:0.05", {})
+
+
+def test_an_alpha_above_1_says_no_label_smoothing_reaches_that_target():
+    from robust_glo.reporting.tables import alpha_text
+
+    assert alpha_text(None) == "—" and alpha_text(0.7597) == "0.7597" and alpha_text(1.0) == "1.0000"
+    assert alpha_text(10 / 9, 3) == "1.111 (p* below 1/K: no label smoothing trains toward it)"

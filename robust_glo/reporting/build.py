@@ -955,8 +955,8 @@ def _smoothing_sentences(
     def named(r: dict[str, Any], value: str) -> str:
         _, alpha, outside = equivalents.get(r["loss"], (None, None, False))
         if alpha is not None:
-            value += f"; its target is label smoothing's at α(p*) = {alpha:.3f}" + (
-                ", beyond the strengths measured" if outside else ""
+            value += f"; its target is label smoothing's at α(p*) = {T.alpha_text(alpha, 3)}" + (
+                ", beyond the strengths measured" if outside and alpha <= 1 else ""
             )
         return f"{inputs.label(r['loss'])} ({value})"
 
@@ -1053,7 +1053,7 @@ def _equivalents_text(inputs: ReportInputs, study: T.FrontierStudy) -> str:
         if alpha is None:
             parts.append(f"{name}: none (it pursues p → 1, as cross-entropy does)")
             continue
-        parts.append(f"{name}: α(p*) = {alpha:.3f} (p* = {p_star:.3f})")
+        parts.append(f"{name}: α(p*) = {T.alpha_text(alpha, 3)} (p* = {p_star:.3f})")
         if beyond:
             outside.append(name)
     if not parts:

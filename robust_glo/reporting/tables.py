@@ -426,6 +426,15 @@ def reevaluation_table(reevaluation: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def alpha_text(alpha: float | None, digits: int = 4) -> str:
+    """A label-smoothing equivalent α(p*) = (1 - p*) K / (K - 1): "—" for none; above 1 (p* below the
+    uniform 1/K, which no label smoothing reaches: its target ranges from 1 down to 1/K) it says so."""
+    if alpha is None or (isinstance(alpha, float) and math.isnan(alpha)):
+        return "—"
+    text = f"{alpha:.{digits}f}"
+    return f"{text} (p* below 1/K: no label smoothing trains toward it)" if alpha > 1 + 1e-9 else text
+
+
 def _num(value: float, digits: int = 4) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -443,7 +452,7 @@ def analysis_table(inputs: ReportInputs) -> pd.DataFrame:
                 "loss": inputs.label(spec),
                 "classes": a.get("classes"),
                 "effective target p*": "none (pursues p → 1)" if p_star is None else f"{p_star:.4f}",
-                "label-smoothing equivalent α": "—" if alpha is None else f"{alpha:.4f}",
+                "label-smoothing equivalent α": alpha_text(alpha),
                 "target logit rises at init": "yes" if a.get("target_logit_rises_at_init") else "NO",
                 "invariant (paper / exact)": (
                     "—" if not inv else f"{_pass(inv.get('paper'))} / {_pass(inv.get('exact'))}"
@@ -749,7 +758,7 @@ def searches_table(frame: pd.DataFrame, best_losses: dict[int, dict[str, Any] | 
                 "val. accuracy (%)": pct(_float(r.get("val_accuracy")), 2),
                 "robust accuracy (%)": pct(_float(r.get("robust_accuracy")), 2),
                 "p*": _num(_float(r.get("p_star"))),
-                "α equivalent": _num(_float(r.get("alpha_equivalent"))),
+                "α equivalent": alpha_text(_float(r.get("alpha_equivalent"))),
                 "θ": "—"
                 if not usable or any(_nan(_float(t)) for t in theta)
                 else "[" + ", ".join(f"{float(t):.2f}" for t in theta) + "]",
