@@ -1112,8 +1112,9 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "(c) is AutoAttack-verified with every blocking diagnostic passed, as the verdict would count it; "
             f'elsewhere the table says which condition fails ("{P.NO_GAIN}", "{P.NOT_VERIFIED}", '
             f'"{P.NOT_DIAGNOSED}"). Kept is a ratio of two mean differences without an interval of its own, '
-            "and it is not capped: a value above 100% means the worst case shows a larger difference than (a). "
-            "(a) is a weaker attack: a loss whose gradient is flat where "
+            "and it is not capped: a value above 100% means the worst case shows a larger difference than (a); "
+            f'where (c) is not itself a significant gain the share is marked "{P.NOISY_WORST}" (it divides '
+            "noise by (a)). (a) is a weaker attack: a loss whose gradient is flat where "
             "the network is confident looks robust under it although cross-entropy attacks break the same "
             "network, so it never stands behind a claim of this report: the verdict rests on the worst case "
             "alone (which includes (a) as one of its attacks, so (a) can only lower it). The differences, "
@@ -1140,7 +1141,7 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "case is AutoAttack-verified, and kept = (c) / (a) where (a) is a significant gain and (c) is "
             "AutoAttack-verified with every diagnostic passed (elsewhere: which condition fails). Kept is a "
             "ratio of two mean differences, without an interval of its own; a value above 100% means the "
-            "worst case shows a larger difference than (a).",
+            f'worst case shows a larger difference than (a); "{P.NOISY_WORST}": (c) is not a significant gain.',
         )
     )
     return section

@@ -16,7 +16,8 @@ where (a) is a significant gain by the same test as `evidence` (adjusted p below
 above zero: a ratio to anything less divides by noise) and (c) is AutoAttack-verified with every blocking
 diagnostic judged and passed (`verdict.claim_gate` returns nothing: a ratio to an unverified worst case
 would overstate what survives); elsewhere a short text says which condition fails. Kept is a ratio of two
-mean differences without an interval of its own, and is not capped: above 100% the worst case shows a
+mean differences without an interval of its own (marked where (c) is not itself a significant gain), and
+is not capped: above 100% the worst case shows a
 larger difference than (a). (a) is a weaker attack: it stands behind no claim (the verdict rests on the
 worst case alone).
 """
@@ -41,6 +42,7 @@ CELL = ("diff", "diff_ci_low", "diff_ci_high", "p_adjusted", "p_at_floor", "sign
 NO_GAIN = "no significant gain under (a)"
 NOT_VERIFIED = "(c) not verified"
 NOT_DIAGNOSED = "(c) not counted (diagnostics)"
+NOISY_WORST = "(c) itself no significant gain"
 
 
 def paper_attacks(attacks: Sequence[str]) -> list[str]:
@@ -191,8 +193,13 @@ def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def kept_text(row: Mapping[str, Any]) -> str:
-    """ "25%" ((c) / (a) as a share, uncapped), or which condition for showing it fails (`kept_blocked`)."""
-    return kept_blocked(row) or f"{100 * row['kept']:.0f}%"
+    """ "25%" ((c) / (a) as a share, uncapped), or which condition for showing it fails (`kept_blocked`).
+    Where (c) is not itself a significant gain the share is a ratio of noise to (a), and says so."""
+    blocked = kept_blocked(row)
+    if blocked:
+        return blocked
+    text = f"{100 * row['kept']:.0f}%"
+    return text if evidence(part(row, "worst")) == "gain" else f"{text} ({NOISY_WORST})"
 
 
 def coverage_text(row: Mapping[str, Any]) -> str:
