@@ -432,3 +432,16 @@ def test_the_reproducibility_section_names_the_commit_and_the_precision(report):
     inputs.environment["code_version"]["dirty"] = True
     texts = [b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph)]
     assert "commit a644ee7 (with uncommitted changes)" in " ".join(texts)
+
+
+def test_the_reproducibility_section_quotes_the_first_invocation_as_typed(report):
+    from robust_glo.reporting.build import _reproducibility_section
+    from robust_glo.reporting.inputs import load_inputs
+    from robust_glo.reporting.render import Paragraph
+
+    root, _, _ = report
+    inputs = load_inputs(root)
+    argv = ["/src/robust_glo/__main__.py", "benchmark", "tiny", "--out", "runs/my tiny", "--no-progress"]
+    inputs.environment = dict(inputs.environment or {}) | {"argv": argv}
+    made = next(b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph))
+    assert "Its first invocation was typed as `robust-glo benchmark tiny --out 'runs/my tiny' --no-progress`." in made

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1513,6 +1514,7 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
             f"Made with `{cmd}` ({len(runs)} invocation(s){unrecorded}); rebuild this report from the "
             f"results alone with `robust-glo report {inputs.root}`."
             + (f" The benchmark folder was created {env['created']}." if env.get("created") else "")
+            + (f" Its first invocation was typed as `{_typed(env['argv'])}`." if env.get("argv") else "")
         )
     )
     code = env.get("code_version") or {}
@@ -1577,6 +1579,13 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
 
 
 _and = V.and_list
+
+
+def _typed(argv: list[Any]) -> str:
+    """An invocation's argv as the command a user types: the program (python -m robust_glo's
+    __main__.py, or the robust-glo script) as `robust-glo`, the arguments shell-quoted."""
+    words = [str(a) for a in argv]
+    return shlex.join(["robust-glo", *words[1:]]) if words else ""
 
 
 def _evolution_seeds(config: dict[str, Any]) -> str:
