@@ -360,9 +360,9 @@ def test_nonfinite_check_statuses():
     assert status(nonfinite_grad_share=0.0) == "pass"
 
 
-def test_pgd_le_fgsm_compares_only_uncascaded_linf_pgd():
-    rows = [("clean", 0.0, 0.9), ("fgsm", 0.1, 0.4), ("pgd:norm=l2", 0.1, 0.8), ("pgd:cascade=true", 0.1, 0.8)]
-    table = pd.DataFrame(
+def _results_table(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """An evaluation's results (attack, eps, accuracy) as `check_reliability` reads them."""
+    return pd.DataFrame(
         {
             "attack": [a for a, _, _ in rows],
             "eps": [e for _, e, _ in rows],
@@ -371,6 +371,11 @@ def test_pgd_le_fgsm_compares_only_uncascaded_linf_pgd():
             "out_of_range": [0] * len(rows),
         }
     )
+
+
+def test_pgd_le_fgsm_compares_only_uncascaded_linf_pgd():
+    rows = [("clean", 0.0, 0.9), ("fgsm", 0.1, 0.4), ("pgd:norm=l2", 0.1, 0.8), ("pgd:cascade=true", 0.1, 0.8)]
+    table = _results_table(rows)
     assert check_reliability(table, 0.0).set_index("check").loc["pgd_le_fgsm", "status"] == "not run"
     table.loc[len(table)] = ["pgd", 0.1, 0.8, float("nan"), 0]
     assert check_reliability(table, 0.0).set_index("check").loc["pgd_le_fgsm", "status"] == "fail"
@@ -380,15 +385,7 @@ def test_pgd_le_fgsm_compares_pgd_only_with_fgsm_on_the_same_loss():
     # FGSM on the network's own training loss (the paper's protocol) follows another objective than PGD on
     # cross-entropy: PGD doing worse than it is no sign of masking; PGD worse than FGSM on cross-entropy is.
     rows = [("clean", 0.0, 0.9), ("fgsm:loss=train", 0.1, 0.5), ("pgd", 0.1, 0.6)]
-    table = pd.DataFrame(
-        {
-            "attack": [a for a, _, _ in rows],
-            "eps": [e for _, e, _ in rows],
-            "accuracy": [v for _, _, v in rows],
-            "max_perturbation": [float("nan")] * len(rows),
-            "out_of_range": [0] * len(rows),
-        }
-    )
+    table = _results_table(rows)
     assert check_reliability(table, 0.0).set_index("check").loc["pgd_le_fgsm", "status"] == "not run"
     table.loc[len(table)] = ["fgsm", 0.1, 0.7, float("nan"), 0]
     assert check_reliability(table, 0.0).set_index("check").loc["pgd_le_fgsm", "status"] == "pass"

@@ -251,9 +251,8 @@ def _diagnostics(root, status="pass", failing=()) -> None:
     pd.DataFrame(rows).to_csv(root / "diagnostics.csv", index=False)
 
 
-def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
-    write_frontier_study(tmp_path)
-    _diagnostics(tmp_path)
+def _verified_at_01(monkeypatch) -> None:
+    """The report's coverage: the full AutoAttack ensemble at eps 0.1, FGSM alone at 0.2."""
     ensemble = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
     monkeypatch.setattr(
         E,
@@ -263,6 +262,12 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
             ("linf", 0.2): Coverage(False, ("fgsm",), ("APGD-CE (100 steps)",)),
         },
     )
+
+
+def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
+    write_frontier_study(tmp_path)
+    _diagnostics(tmp_path)
+    _verified_at_01(monkeypatch)
     paths = build_report(tmp_path)
     md = paths.markdown.read_text()
     section = md.split("\n## Against label smoothing\n", 1)[1]
@@ -433,15 +438,7 @@ def test_the_power_sentence_leaves_out_cells_without_spread_and_caps_at_100_poin
 
 
 def test_where_no_loss_is_above_a_verified_frontier_the_verdict_says_why_from_the_learning_rules(tmp_path, monkeypatch):
-    ensemble = ("apgd-ce", "apgd-t", "fab-t", "square:n_queries=5000")
-    monkeypatch.setattr(
-        E,
-        "report_coverage",
-        lambda inputs: {
-            ("linf", 0.1): Coverage(True, ensemble, ()),
-            ("linf", 0.2): Coverage(False, ("fgsm",), ("APGD-CE (100 steps)",)),
-        },
-    )
+    _verified_at_01(monkeypatch)
     write_frontier_study(tmp_path / "none", {loss: v for loss, v in TRUTH.items() if loss != "poly1"})
     _diagnostics(tmp_path / "none")
     verdict = build_report(tmp_path / "none").markdown.read_text().split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
