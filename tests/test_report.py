@@ -426,15 +426,16 @@ def test_the_reproducibility_section_names_the_commit_and_the_precision(report):
         "precision": {"train": "fp32", "attack": "fp32"},
     }
     texts = [b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph)]
-    assert "Code: robust-glo commit a644ee7 (a clean working tree) and precision: train fp32, attack fp32" in " ".join(
-        texts
+    assert (
+        "Code of the latest invocation: robust-glo commit a644ee7 (a clean working tree) and precision: train fp32, "
+        "attack fp32" in " ".join(texts)
     )
     inputs.environment["code_version"]["dirty"] = True
     texts = [b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph)]
     assert "commit a644ee7 (with uncommitted changes)" in " ".join(texts)
 
 
-def test_the_reproducibility_section_quotes_the_first_invocation_as_typed(report):
+def test_the_reproducibility_section_quotes_the_latest_invocation_as_typed(report):
     from robust_glo.reporting.build import _reproducibility_section
     from robust_glo.reporting.inputs import load_inputs
     from robust_glo.reporting.render import Paragraph
@@ -442,6 +443,9 @@ def test_the_reproducibility_section_quotes_the_first_invocation_as_typed(report
     root, _, _ = report
     inputs = load_inputs(root)
     argv = ["/src/robust_glo/__main__.py", "benchmark", "tiny", "--out", "runs/my tiny", "--no-progress"]
-    inputs.environment = dict(inputs.environment or {}) | {"argv": argv}
+    inputs.environment = dict(inputs.environment or {}) | {"argv": argv, "created": "2026-11-30T06:33:00+00:00"}
     made = next(b.text for b in _reproducibility_section(inputs).blocks if isinstance(b, Paragraph))
-    assert "Its first invocation was typed as `robust-glo benchmark tiny --out 'runs/my tiny' --no-progress`." in made
+    assert (
+        "The latest invocation (environment.json is rewritten by each) started 2026-11-30T06:33:00+00:00 and was "
+        "typed as `robust-glo benchmark tiny --out 'runs/my tiny' --no-progress`." in made
+    )

@@ -206,7 +206,8 @@ def _summary_section(inputs: ReportInputs, summary: pd.DataFrame, settings: T.St
             f"{T.interval_kind(summary)}. `↑*` / `↓*`: significantly above / below {base} after "
             f"{settings.correction_name} correction {families} (adjusted p < {settings.alpha:g}, "
             "two-sided): a statistical difference under the attacks of that column, not a counted robustness "
-            "claim (the verdict counts one only at an AutoAttack-verified budget with every diagnostic passed); "
+            "claim (the verdict counts one only at an AutoAttack-verified budget with every blocking diagnostic "
+            "passed); "
             "`⚠`: a seed's evaluation failed a reliability check.",
         )
     )
@@ -301,7 +302,7 @@ def _verdict_section(
         Paragraph(
             "Written by the report code from the statistics below. A claim counts as evidence only where the "
             "worst case at its budget includes the standard AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, Square "
-            "with 5,000 queries) and neither network failed a diagnostic there "
+            "with 5,000 queries) and neither network failed a blocking diagnostic there "
             f"({docs_ref('attacks.md', inputs.root)}); differences are in percentage points with their 95% "
             "interval over seeds and test images, significance after the correction over the primary family "
             f"({docs_ref('statistics.md', inputs.root)})."
@@ -1141,7 +1142,7 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
             "takes the worst case's p) under (a) FGSM on the network's own training loss, (b) FGSM on "
             "cross-entropy (`not run` where no such FGSM ran) and (c) the worst case, whether that worst "
             "case is AutoAttack-verified, and kept = (c) / (a) where (a) is a significant gain and (c) is "
-            "AutoAttack-verified with every diagnostic passed (elsewhere: which condition fails). Kept is a "
+            "AutoAttack-verified with every blocking diagnostic passed (elsewhere: which condition fails). Kept is a "
             "ratio of two mean differences, without an interval of its own; a value above 100% means the "
             f'worst case shows a larger difference than (a); "{P.NOISY_WORST}": (c) is not a significant gain.',
         )
@@ -1513,16 +1514,16 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
     section.add(
         Paragraph(
             f"Made with `{cmd}` ({len(runs)} invocation(s){unrecorded}); rebuild this report from the "
-            f"results alone with `robust-glo report {inputs.root}`."
-            + (f" The benchmark folder was created {env['created']}." if env.get("created") else "")
-            + (f" Its first invocation was typed as `{_typed(env['argv'])}`." if env.get("argv") else "")
+            f"results alone with `robust-glo report {inputs.root}`." + _latest_invocation(env)
         )
     )
     code = env.get("code_version") or {}
     precision = env.get("precision") or {}
     if code.get("commit") or precision:
         state = {True: " (with uncommitted changes)", False: " (a clean working tree)"}.get(code.get("dirty"), "")
-        parts = [f"code: robust-glo commit {code['commit']}{state}"] if code.get("commit") else []
+        parts = (
+            [f"code of the latest invocation: robust-glo commit {code['commit']}{state}"] if code.get("commit") else []
+        )
         if isinstance(precision, dict) and precision:
             parts.append("precision: " + ", ".join(f"{stage} {p}" for stage, p in precision.items()))
         section.add(Paragraph(_and(parts)[0].upper() + _and(parts)[1:] + " (environment.json)."))
@@ -1580,6 +1581,18 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
 
 
 _and = V.and_list
+
+
+def _latest_invocation(env: dict[str, Any]) -> str:
+    """ " The latest invocation (...) started T and was typed as `...`.": environment.json is rewritten by
+    every invocation, so its time, command line, commit and precision are the latest invocation's."""
+    created, argv = env.get("created"), env.get("argv")
+    if not created and not argv:
+        return ""
+    text = " The latest invocation (environment.json is rewritten by each)"
+    text += f" started {created}" if created else ""
+    text += (" and" if created else "") + f" was typed as `{_typed(argv)}`" if argv else ""
+    return text + "."
 
 
 def _typed(argv: list[Any]) -> str:

@@ -493,7 +493,7 @@ def _answer(
     if len(uncounted):
         text += (
             f" {len(uncounted)} further significant difference(s) are not counted, because the worst case there "
-            "lacks part of the AutoAttack ensemble or a network failed a diagnostic or was not diagnosed (see the "
-            f"table): {_by_direction(uncounted)}."
+            "lacks part of the AutoAttack ensemble or a network failed a blocking diagnostic or was not diagnosed "
+            f"(see the table): {_by_direction(uncounted)}."
         )
     return text

@@ -225,7 +225,7 @@ def frontier_margins(
                 value, _ = frontier_at(float(loss_c[b]), ec, er, float(rep_c[:, b].min()))
                 reps[b] = loss_r[b] - value
             finite = reps[np.isfinite(reps)]
-            # Replicates whose clean accuracy falls below that replicate's frontier cannot be placed; an
+            # Replicates whose clean accuracy falls below every arm's in that replicate cannot be placed; an
             # interval from the rest would be a truncated sample, so with more than a tenth unplaced the
             # loss is not placed at all.
             if position == "below-range" or len(finite) < PLACED_SHARE * boot.n_boot:
