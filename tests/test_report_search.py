@@ -261,3 +261,16 @@ def test_an_alpha_above_1_says_no_label_smoothing_reaches_that_target():
 
     assert alpha_text(None) == "—" and alpha_text(0.7597) == "0.7597" and alpha_text(1.0) == "1.0000"
     assert alpha_text(10 / 9, 3) == "1.111 (p* below 1/K: no label smoothing trains toward it)"
+
+
+def test_the_history_caption_reads_the_constraints_bands_only_when_there_is_one(tmp_path):
+    root = tmp_path / "bench"
+    write_synthetic(root)
+    _searches_layout(root / "evolve")
+    suite = json.loads((root / "suite.json").read_text())
+    md = build_report(root).markdown.read_text()
+    assert "a fitness of at most 0.5 met it" not in md
+    suite.setdefault("evolve", {})["clean_margin"] = 0.01
+    (root / "suite.json").write_text(json.dumps(suite))
+    md = build_report(root).markdown.read_text()
+    assert "one just above 0.5 is a candidate that missed it (0.5 + 0.5 × its shortfall)" in md

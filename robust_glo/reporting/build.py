@@ -1282,7 +1282,8 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[st
         choice = ""
     section.add(
         Paragraph(
-            f"{opening} Fitness is {meaning} after a short training run; candidates not trained to the end rank "
+            f"{opening} Fitness, measured after a short training run, is {meaning}. Candidates not trained to "
+            "the end rank "
             f"after every trained one ({docs_ref('method.md', inputs.root)}).{rungs_text}{choice}"
         )
     )
@@ -1304,6 +1305,12 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[st
                 else "with the best so far as a step line. "
             )
             + only
+            + (
+                " Under the clean-accuracy constraint a fitness of at most 0.5 met it (0.5 × objective); one just "
+                "above 0.5 is a candidate that missed it (0.5 + 0.5 × its shortfall)."
+                if config.get("clean_margin") is not None
+                else ""
+            )
             + " Right: the share of each generation"
             + (" (summed over the searches)" if several else "")
             + " that was not trained to the end.",
