@@ -150,19 +150,16 @@ def main() -> None:
             f"{sum(s['generation_wall_seconds']):.0f} s, "
             f"re-evaluation {s['reevaluations']} runs {s['reevaluation_seconds']:.0f} s"
         )
-    if len(gw) > 12:  # many searches: the sum, not every generation
-        print(
-            f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the "
-            f"invariant), {ev['candidate_seconds']:.0f} s of candidate training; {len(gw)} generations' wall "
-            f"{sum(gw):.0f} s; re-evaluation {ev['reevaluations']} runs, {ev['reevaluation_seconds']:.0f} s"
-        )
-    else:
-        print(
-            f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the "
-            f"invariant), {ev['candidate_seconds']:.0f} s of candidate training; generations' wall "
-            f"{', '.join(f'{g:.0f}' for g in gw)} s (sum {sum(gw):.0f}); re-evaluation {ev['reevaluations']} runs, "
-            f"{ev['reevaluation_seconds']:.0f} s"
-        )
+    walls = (  # many searches: the sum, not every generation
+        f"{len(gw)} generations' wall {sum(gw):.0f} s"
+        if len(gw) > 12
+        else f"generations' wall {', '.join(f'{g:.0f}' for g in gw)} s (sum {sum(gw):.0f})"
+    )
+    print(
+        f"evolve: {ev['candidates']} candidates ({ev['trained']} trained, {ev['rejected']} rejected by the "
+        f"invariant), {ev['candidate_seconds']:.0f} s of candidate training; {walls}; re-evaluation "
+        f"{ev['reevaluations']} runs, {ev['reevaluation_seconds']:.0f} s"
+    )
     tr = prof["train"]
     print(
         f"train: {tr['networks']} networks, {tr['seconds']:.0f} s of training loops "

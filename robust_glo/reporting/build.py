@@ -1533,7 +1533,8 @@ def _reproducibility_section(inputs: ReportInputs) -> Section:
         )
         if isinstance(precision, dict) and precision:
             parts.append("precision: " + ", ".join(f"{stage} {p}" for stage, p in precision.items()))
-        section.add(Paragraph(_and(parts)[0].upper() + _and(parts)[1:] + " (environment.json)."))
+        sentence = _and(parts)
+        section.add(Paragraph(sentence[0].upper() + sentence[1:] + " (environment.json)."))
     if len(runs) > 1:
         section.add(
             Table(
@@ -1596,10 +1597,8 @@ def _latest_invocation(env: dict[str, Any]) -> str:
     created, argv = env.get("created"), env.get("argv")
     if not created and not argv:
         return ""
-    text = " The latest invocation (environment.json is rewritten by each)"
-    text += f" started {created}" if created else ""
-    text += (" and" if created else "") + f" was typed as `{_typed(argv)}`" if argv else ""
-    return text + "."
+    said = ([f"started {created}"] if created else []) + ([f"was typed as `{_typed(argv)}`"] if argv else [])
+    return " The latest invocation (environment.json is rewritten by each) " + " and ".join(said) + "."
 
 
 def _typed(argv: list[Any]) -> str:

@@ -516,24 +516,10 @@ def frontier_figure(
             )
             right = max([float(env_c[-1])] + [float(c) for c in margins["clean"]])
             if right > env_c[-1]:
-                ax.plot(
-                    [100 * env_c[-1], 100 * right + 0.5],
-                    [100 * env_r[-1]] * 2,
-                    color="black",
-                    linestyle=":",
-                    linewidth=1.2,
-                    zorder=2,
-                )
+                _flat_level(ax, 100 * env_c[-1], 100 * right + 0.5, 100 * env_r[-1])
             left = float(points["clean"].min())
             if left < env_c[0]:  # the arms left of the envelope are below it: the frontier is flat there
-                ax.plot(
-                    [100 * left, 100 * env_c[0]],
-                    [100 * env_r[0]] * 2,
-                    color="black",
-                    linestyle=":",
-                    linewidth=1.2,
-                    zorder=2,
-                )
+                _flat_level(ax, 100 * left, 100 * env_c[0], 100 * env_r[0])
             for r in points.to_dict("records"):
                 name = labels.get(r["loss"], r["loss"])
                 _point(ax, r, styles[name], filled=bool(r["pareto"]))
@@ -575,6 +561,11 @@ def frontier_figure(
         _legend(fig, shown, styles, line=False)
         fig.suptitle("Against label smoothing (error bars: 95% intervals)", fontsize=11)
     return fig
+
+
+def _flat_level(ax: Axes, x0: float, x1: float, y: float) -> None:
+    """A dotted continuation of the frontier at level `y` from `x0` to `x1` (in %)."""
+    ax.plot([x0, x1], [y, y], color="black", linestyle=":", linewidth=1.2, zorder=2)
 
 
 def _point(ax: Axes, row: dict[str, Any], style: LossStyle, *, filled: bool) -> None:
