@@ -141,3 +141,46 @@ def test_the_envelope_is_the_upper_concave_hull_of_the_pareto_points():
     assert env_c.tolist() == [0.8, 0.9]
     env_c, env_r = envelope(np.array([0.9]), np.array([0.1]))
     assert env_c.tolist() == [0.9] and env_r.tolist() == [0.1]
+
+
+def _floored_outcomes(robust_rate: dict[str, float], n: int = 60) -> pd.DataFrame:
+    """Three seeds per loss; clean accuracies differ, robust accuracy is the given share of the images on
+    every seed (0: the accuracy floor, where the bootstrap has no spread)."""
+    clean_rate = {"ce": 0.9, "label_smoothing:0.5": 0.8, "other": 0.85}
+    rows = []
+    for loss in clean_rate:
+        for seed in (0, 1, 2):
+            clean = np.arange(n) < round(clean_rate[loss] * n) - seed
+            robust = np.arange(n) < round(robust_rate[loss] * n)
+            for attack, eps, bits in (("clean", 0.0, clean), ("worst", 0.3, robust)):
+                rows.append(
+                    {
+                        "loss": loss,
+                        "seed": seed,
+                        "dataset": "synthetic",
+                        "model": "m",
+                        "attack": attack,
+                        "eps": eps,
+                        "n": n,
+                        "correct": int(bits.sum()),
+                        "images": "img",
+                        "bits": pack_bits(bits),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_a_margin_at_the_accuracy_floor_is_widened_to_clopper_pearson_not_zero_width():
+    # Every network keeps no image at this budget: the bootstrap sees no spread, but 0 of 60 images is
+    # compatible with up to ~6% robust accuracy, for the loss and for the frontier alike.
+    floor = {"ce": 0.0, "label_smoothing:0.5": 0.0, "other": 0.0}
+    boot = HierarchicalBootstrap(_floored_outcomes(floor), n_boot=200, seed=0)
+    row = frontier_margins(boot, list(floor), [("worst", 0.3)]).iloc[0]
+    assert row["margin"] == 0.0 and row["p_value"] == 1.0
+    upper = 1 - 0.025 ** (1 / 60)  # Clopper-Pearson's upper bound for 0 of 60
+    assert row["margin_ci_high"] == pytest.approx(upper, abs=1e-9)
+    assert row["margin_ci_low"] == pytest.approx(-upper, abs=1e-9)
+    # Away from the floor nothing is widened beyond the bootstrap's own interval.
+    spread = {"ce": 0.3, "label_smoothing:0.5": 0.4, "other": 0.35}
+    boot = HierarchicalBootstrap(_floored_outcomes(spread), n_boot=200, seed=0)
+    assert boot.exact_slack("other", {"attack": "worst", "eps": 0.3}) == (0.0, 0.0)

@@ -112,7 +112,7 @@ def test_the_table_is_frontier_margins_output(study):
         low, high = 100 * r["margin_ci_low"], 100 * r["margin_ci_high"]
         assert margin == f"{100 * r['margin']:+.1f} [{low:+.1f}, {high:+.1f}]"
         assert p == (f"{r['p_adjusted']:.3f}" if r["p_adjusted"] >= 0.001 else f"{r['p_adjusted']:.1e}")
-        assert result == ("above" if r["beats"] else "below" if r["below"] else "on the frontier")
+        assert result == ("above" if r["beats"] else "below" if r["below"] else "not distinguishable")
     by_loss = margins.groupby("loss")
     assert by_loss["beats"].all()["poly1"] and by_loss["below"].all()["sq"]
     assert not by_loss["beats"].any()[["focal:2", "sq", "baikal"]].any()
@@ -130,7 +130,7 @@ def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(s
         assert "diagnostics not run: " in bullet and "): poly1 (+" in bullet
         assert bullet.count("beats label smoothing") == 1  # only where frontier_margins says beats
         assert "below the frontier: sq (" in bullet
-        assert "on the frontier (no evidence either way): focal:2 (" in bullet
+        assert "not distinguishable from the frontier (no evidence either way): focal:2 (" in bullet
         assert "not placed (clean accuracy below every label-smoothing arm's): baikal (clean 70." in bullet
     assert "Label smoothing was measured at α = 0, 0.2, 0.6, 0.9." in section
     assert "The α(p*) of focal:2 lies outside" not in section  # 0.2222 is inside [0, 0.9]
@@ -183,7 +183,7 @@ def test_the_verdict_says_no_loss_is_above_and_why(tmp_path):
     rows = _rows(md.split("\n## Against label smoothing\n", 1)[1].split("\n## ", 1)[0])
     for eps in EPS:
         budget = f"ε = {eps:g}"
-        assert rows[budget, "sq"][6] == "below" and rows[budget, "focal:2"][6] == "on the frontier"
+        assert rows[budget, "sq"][6] == "below" and rows[budget, "focal:2"][6] == "not distinguishable"
         assert _verdict(md)[budget] == (
             f"- **Against label smoothing at {budget}**, not verified against AutoAttack (worst case of: FGSM): "
             f"no loss is shown above the frontier at its own clean accuracy; below it: sq ({rows[budget, 'sq'][3]} "
@@ -226,11 +226,13 @@ def test_the_figure_draws_the_envelope_and_every_other_loss(study):
             if isinstance(c, ErrorbarContainer)
         }
         margins = result.margins[result.margins["eps"] == budget[1]]
-        for frame in (points, margins):
+        for frame in (points, margins[margins["position"] != "below-range"]):
             for r in frame.itertuples():
                 assert (round(100 * r.clean, 6), round(100 * r.robust, 6)) in drawn
         texts = {t.get_text() for t in ax.texts}
-        assert {"ce (α = 0)", "label_smoothing:0.2", "poly1", "sq", "baikal", "focal:2"} <= texts
+        assert {"ce (α = 0)", "label_smoothing:0.2", "poly1", "sq", "focal:2"} <= texts
+        (baikal,) = margins[margins["loss"] == "baikal"].itertuples()  # not placed: at the left edge
+        assert f"baikal, clean {100 * baikal.clean:.1f}% ←" in texts and ax.get_xlim()[0] > 100 * baikal.clean
 
 
 def _diagnostics(root, status="pass", failing=()) -> None:
@@ -341,7 +343,7 @@ def test_an_interval_clear_of_zero_without_a_significant_p_is_not_no_evidence(tm
     unsure = "not significant after Holm over 6 comparisons (its per-comparison interval excludes 0)"
     for bullet in [line for line in section.splitlines() if line.startswith("- At ε = ")]:
         assert f"; {unsure}: focal:2 (+2.0 [+0.5, +3.5] points from the frontier" in bullet
-        assert "on the frontier (no evidence either way)" not in bullet
+        assert "not distinguishable from the frontier (no evidence either way)" not in bullet
     for text in _verdict(md).values():
         assert f"; {unsure}: focal:2 (+2.0 [+0.5, +3.5] points, corrected p = 0.200; its target" in text
         assert "no evidence" not in text
@@ -454,3 +456,19 @@ def test_where_no_loss_is_above_a_verified_frontier_the_verdict_says_why_from_th
     write_frontier_study(tmp_path / "above")
     _diagnostics(tmp_path / "above")
     assert "Why none is above" not in build_report(tmp_path / "above").markdown.read_text()
+
+
+def test_the_why_sentence_tells_a_target_below_uniform_from_one_beyond_the_strengths_measured(monkeypatch):
+    from types import SimpleNamespace
+
+    from robust_glo.reporting import build as B
+
+    equivalents = {"a": (0.05, 1.05, True), "b": (0.15, 0.95, True), "c": (None, None, False)}
+    monkeypatch.setattr(B, "_alpha_equivalents", lambda inputs, study: equivalents)
+    reading = B.FrontierReading("worst", 0.1, "linf", SimpleNamespace(verified=True))
+    reading.on = [{"loss": k} for k in equivalents]
+    inputs = SimpleNamespace(label=lambda loss: loss)
+    why = B._smoothing_why(inputs, SimpleNamespace(margins=pd.DataFrame()), [reading])
+    assert "b (α(p*) = 0.95) trains toward the target of label smoothing at a strength beyond the range" in why
+    assert "a (α(p*) = 1.05) trains toward a target below the uniform distribution (p* < 1/K)" in why
+    assert "c pursues p → 1" in why

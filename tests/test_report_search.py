@@ -274,3 +274,25 @@ def test_the_history_caption_reads_the_constraints_bands_only_when_there_is_one(
     (root / "suite.json").write_text(json.dumps(suite))
     md = build_report(root).markdown.read_text()
     assert "one just above 0.5 is a candidate that missed it (0.5 + 0.5 × its shortfall)" in md
+
+
+def test_the_p_star_range_says_how_many_searches_have_none(searches_report):
+    import dataclasses
+
+    from robust_glo.reporting.build import _agreement_text
+
+    root, _, _ = searches_report
+    (evo,) = load_inputs(root).evolutions
+    table = evo.searches_table.copy()
+    table.loc[table["search"] == 2, ["p_star", "alpha_equivalent"]] = np.nan  # a usable search pursuing p -> 1
+    text = _agreement_text(dataclasses.replace(evo, searches_table=table))
+    assert (
+        "p* from 0.700 to 0.800 (label-smoothing α" in text and ", and 1 of the 2 pursues p → 1 (no p* below 1)" in text
+    )
+    table["p_star"] = np.nan
+    none = dataclasses.replace(
+        evo, searches_table=table, agreement=evo.agreement | {"p_star_min": None, "p_star_max": None}
+    )
+    assert "none of their best losses has an effective target p* below 1" in _agreement_text(none)
+    # the unusable search (no loss at all) is not counted as one without p*
+    assert "pursue" not in _agreement_text(evo)

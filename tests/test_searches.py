@@ -63,6 +63,8 @@ def test_each_search_runs_with_its_own_seed_and_the_best_is_trained(tmp_path):
     best = json.loads((evolve / "best_loss.json").read_text())
     own = json.loads((evolve / f"search{int(chosen['search'])}" / "best_loss.json").read_text())
     assert best["theta"] == own["theta"] and best["search"] == chosen["search"] and best["searches"] == 3
+    # one re-evaluation seed (reeval_seeds = 1): one value has no spread, so no standard deviation is stated
+    assert own["fitness_std"] is None and table["fitness_std"].isna().all()
     assert [chosen[f"theta{k}"] for k in range(8)] == pytest.approx(own["theta"])
     summary = json.loads((evolve / "searches.json").read_text())
     assert summary["searches"] + summary["empty"] == 3 and summary["chosen"] == int(chosen["search"])

@@ -509,3 +509,12 @@ def test_intervals_stay_within_what_an_accuracy_and_a_difference_can_be():
     diff = boot.cell("x", "ce", {"attack": "pgd", "eps": 0.1})
     assert -1.0 <= diff.diff_ci_low <= diff.diff_ci_high <= 1.0
     assert diff.diff_ci_high == 1.0  # clipped: unclipped it would reach far past +1
+
+
+def test_a_floored_p_is_a_bound_only_below_1():
+    from robust_glo.robustness.statistics import floor_bound
+
+    assert floor_bound(1e-4, True) and not floor_bound(1e-4, False)
+    assert not floor_bound(1.0, True)  # Holm pushed the floor up to 1: it is 1, not "≤ 1"
+    assert not floor_bound(float("nan"), True) and not floor_bound(None, True)
+    assert not floor_bound(1e-4, float("nan")) and not floor_bound(1e-4, None)

@@ -370,7 +370,9 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
     placed = list(dict.fromkeys(row["loss"] for r in verified for row in [*r.on, *r.undecided, *r.below]))
     equivalents = {s: equivalents for s, equivalents in _alpha_equivalents(inputs, study).items() if s in placed}
     inside = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and not out]
-    beyond = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and out]
+    beyond = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and out and a <= 1]
+    # α(p*) > 1 means p* < 1/K: a target below the uniform distribution, which no label smoothing trains toward.
+    below_uniform = [(inputs.label(s), a) for s, (_, a, _) in equivalents.items() if a is not None and a > 1]
     hard = [inputs.label(s) for s, (_, a, _) in equivalents.items() if a is None]
     parts = []
     if inside:
@@ -387,6 +389,12 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
             + ("trains" if len(beyond) == 1 else "train")
             + " toward the target of label smoothing at a strength beyond the range measured, which this "
             "frontier does not cover"
+        )
+    if below_uniform:
+        parts.append(
+            f"{_and([f'{n} (α(p*) = {a:.2f})' for n, a in below_uniform])} "
+            + ("trains" if len(below_uniform) == 1 else "train")
+            + " toward a target below the uniform distribution (p* < 1/K), which no label smoothing trains toward"
         )
     if hard:
         parts.append(
@@ -666,9 +674,13 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
             figs["robust_accuracy"],
             "Robust accuracy against the budget ε (L∞, or the L2 radius for the attacks marked L2, each norm "
             "in its own panels), one panel per attack, and per threat model the per-sample worst case over "
-            f"its attacks. Lines: mean over seeds; bands: {T.interval_kind(summary)}. A line stops where its "
-            "attack did not run (an attack that starts at a larger ε has no points below it); a point with no "
-            "line to it shows its interval as an error bar. In the worst-case panels a hollow marker is a "
+            f"its attacks. Lines: mean over seeds; bands: {T.interval_kind(summary)}. ε = 0, where a panel has "
+            "it, is the clean accuracy. A line stops where its attack did not run; an attack that starts at a "
+            "larger ε (its title says ε ≥ or r ≥) has no point below it, not even at ε = 0, since it did not run "
+            "there. A point with no line to it shows its interval as an error bar. An attack marked cascade ran "
+            "only on the inputs that every attack of its norm in the panels before it left correct at that ε: "
+            "its curve is the per-input worst case of those attacks and itself (a running worst case), not the "
+            "attack on its own. In the worst-case panels a hollow marker is a "
             "budget whose worst case does not include the full AutoAttack ensemble (not verified, so the verdict "
             "counts no claim there); filled markers are AutoAttack-verified budgets (and ε = 0, clean accuracy). "
             "Each loss keeps its colour, marker and line style in every figure (a colour-blind-safe palette).",
@@ -758,6 +770,9 @@ def _frontier_section(
                 "frontier's lowest clean accuracy, is compared with. Every other loss is drawn with its "
                 "intervals and a "
                 "dashed line down (or up) to the frontier at its clean accuracy: the margin in the table. The "
+                "clean-accuracy axis spans the label-smoothing arms and the losses placed against them (with their "
+                "intervals); a loss with a lower clean accuracy (not placed) is drawn at the left edge, at its "
+                "robust accuracy, as a marker with an arrow pointing left and its clean accuracy in its label. The "
                 "title says whether the budget's worst case includes the full AutoAttack ensemble.",
                 alt="the label-smoothing frontier",
             )
@@ -773,10 +788,9 @@ def _frontier_section(
             "loss and budget (so an interval may exclude zero while the corrected p is not significant: the "
             "result needs both), where its clean accuracy lies "
             "(`inside` the arms' range, `above-range`: compared with the highest-clean arm, `below-range`: not "
-            "placed), the result (`above`: beats label smoothing; `below`: significantly below it; `on the "
-            "frontier`: not shown above or below it after the correction, whether or not its interval excludes "
-            "zero; `not placed`), and the loss's effective "
-            "target p* with the "
+            "placed), the result (`above`: beats label smoothing; `below`: significantly below it; `not "
+            "distinguishable`: not shown above or below the frontier after the correction, whether or not "
+            "its interval excludes zero; `not placed`), and the loss's effective target p* with the "
             "label-smoothing α that trains toward the same target (from the loss analysis; `none`: it pursues "
             "p → 1).",
         )
@@ -910,9 +924,8 @@ def _frontier_bullets(
         if reading.below:
             parts.append(f"below the frontier: {_frontier_names(inputs, pd.DataFrame(reading.below))}")
         if reading.on:
-            parts.append(
-                f"on the frontier (no evidence either way): {_frontier_names(inputs, pd.DataFrame(reading.on))}"
-            )
+            names = _frontier_names(inputs, pd.DataFrame(reading.on))
+            parts.append(f"not distinguishable from the frontier (no evidence either way): {names}")
         if reading.undecided:
             parts.append(
                 f"{V.unsure_text(correction, n_compared)}: {_frontier_names(inputs, pd.DataFrame(reading.undecided))}"
@@ -1392,6 +1405,14 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[st
     return section
 
 
+def _searches_without_p_star(table: pd.DataFrame | None) -> int:
+    """How many usable searches' best losses have no effective target p* (they pursue p → 1)."""
+    if table is None or "p_star" not in table:
+        return 0
+    usable = table[table["usable"].map(T.truthy)] if "usable" in table else table
+    return int(pd.to_numeric(usable["p_star"], errors="coerce").isna().sum())
+
+
 def _agreement_text(evo: EvolutionInputs) -> str:
     """How much the searches of an evolution agree, in words, from searches.json (and searches.csv)."""
     agreement, table = evo.agreement, evo.searches_table
@@ -1407,12 +1428,17 @@ def _agreement_text(evo: EvolutionInputs) -> str:
             f"; their best losses' re-evaluated fitness ranges from {lo:.4f} to {hi:.4f} (a spread of {hi - lo:.4f})"
         )
     p_lo, p_hi = agreement.get("p_star_min"), agreement.get("p_star_max")
+    without = _searches_without_p_star(table)
     if p_lo is not None and p_hi is not None:
         text += f"; their effective targets p* from {p_lo:.3f} to {p_hi:.3f}"
         if table is not None and "alpha_equivalent" in table:
             alphas = pd.to_numeric(table["alpha_equivalent"], errors="coerce").dropna()
             if len(alphas):
                 text += f" (label-smoothing α {alphas.min():.3f} to {alphas.max():.3f})"
+        if without:
+            text += f", and {without} of the {usable} pursue{'s' if without == 1 else ''} p → 1 (no p* below 1)"
+    elif without:
+        text += "; none of their best losses has an effective target p* below 1 (each pursues p → 1)"
     distance = agreement.get("theta_distance_median")
     if distance is not None and not (isinstance(distance, float) and math.isnan(distance)):
         text += f"; the median distance between two searches' best θ is {distance:.2f}"

@@ -13,6 +13,7 @@ from robust_glo.data.registry import DATASETS
 from robust_glo.reporting.inputs import ReportInputs
 from robust_glo.robustness.attacks import Coverage, coverage_from_results
 from robust_glo.robustness.diagnostics import ALL_BUDGETS, CHECKS, PER_NORM
+from robust_glo.robustness.statistics import floor_bound
 
 DEFAULT_CLASSES = 10
 
@@ -129,8 +130,7 @@ def _p(row: dict[str, Any]) -> str:
     p = row.get("p_adjusted")
     if _isnan(p):
         return "–"
-    # A floored p that correction pushed to 1 is just 1: "≤ 1" bounds nothing.
-    return ("≤ " if row.get("p_at_floor") and p < 1 else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+    return ("≤ " if floor_bound(p, row.get("p_at_floor")) else "") + (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
 
 
 SIGNS = {"more robust": "↑", "less robust": "↓", "higher": "↑", "lower": "↓"}

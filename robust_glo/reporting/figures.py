@@ -6,6 +6,7 @@ Each function returns a `Figure`; `save_png` writes it. Everything plotted comes
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,14 +106,40 @@ def budget_grid(summary: pd.DataFrame, results: pd.DataFrame, attack: str) -> li
     return sorted({float(e) for e in summary.loc[summary["attack"].isin(same), "eps"]})
 
 
-def curve_points(summary: pd.DataFrame, attack: str, loss: str, grid: Sequence[float]) -> pd.DataFrame:
+def curve_points(
+    summary: pd.DataFrame, attack: str, loss: str, grid: Sequence[float], min_eps: float = 0.0
+) -> pd.DataFrame:
     """The points of one loss's curve in the panel of `attack`: one row per budget of `grid` (columns eps,
     mean, ci_low, ci_high), NaN where the attack has no row (a budget it never ran at, `min_eps`), so that
-    the line breaks there instead of joining the budgets around it; returns a DataFrame."""
+    the line breaks there instead of joining the budgets around it, and NaN below `min_eps` (the attack's,
+    > 0 for one that starts at a larger budget): its eps = 0 row is the clean accuracy, not the attack, and
+    drawn it would read as the attack measured below its first budget; returns a DataFrame."""
     d = summary[(summary["attack"] == attack) & (summary["loss"] == loss)]
     d = d.groupby(d["eps"].astype(float))[["mean", "ci_low", "ci_high"]].first()
-    points = d.reindex(pd.Index([float(e) for e in grid], name="eps")).reset_index()
-    return points.astype(float)
+    points = d.reindex(pd.Index([float(e) for e in grid], name="eps")).reset_index().astype(float)
+    points.loc[points["eps"] < min_eps, ["mean", "ci_low", "ci_high"]] = math.nan
+    return points
+
+
+def attack_min_eps(attack: str, results: pd.DataFrame) -> float:
+    """The budget from which a results-table attack label ran (its `min_eps`; 0 for an attack that ran from
+    the smallest budget, a worst case, or a label whose spec and `params` name none)."""
+    spec = spec_of_label(attack)
+    if spec is not None:
+        return spec.min_eps
+    if "params" not in results.columns:
+        return 0.0
+    found = [_json_number(p, "min_eps") for p in results.loc[results["attack"] == attack, "params"]]
+    return max([v for v in found if v is not None], default=0.0)
+
+
+def _json_number(text: object, key: str) -> float | None:
+    """`key` of a JSON object given as text, as a float; None when it is absent or not a number."""
+    try:
+        value = json.loads(str(text)).get(key)
+    except (ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def panel_order(results: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
@@ -177,9 +204,12 @@ def robust_accuracy_figure(
 ) -> Figure:
     """Robust accuracy (%) against eps, one panel per attack (titled by its readable name) and per threat
     model's per-sample worst case, one line per loss (colour, marker and line style from `loss_styles`) with
-    its interval band (`band` names it); returns the Figure. eps = 0 is the clean accuracy. A line never
-    crosses a budget its attack did not run at (`curve_points`): a point left without neighbours is drawn
-    with its interval as an error bar. In the worst-case panels, the points of budgets eps > 0 whose worst
+    its interval band (`band` names it); returns the Figure. eps = 0 is the clean accuracy, drawn in every
+    panel but those of attacks with a `min_eps` (`attack_min_eps`), which have no point below it. A line
+    never crosses a budget its attack did not run at (`curve_points`): a point left without neighbours is
+    drawn with its interval as an error bar. A cascade attack's rows, hence its curve, are already the
+    per-input worst case of the attacks of its norm before it and itself (`robustness.evaluate`), drawn as
+    they are. In the worst-case panels, the points of budgets eps > 0 whose worst
     case is not AutoAttack-verified (`verified`: (norm "linf"/"l2", eps) -> bool; a budget it lacks counts as
     not verified) are hollow, so that a reader does not take them for the verified ones on the same line."""
     attacks = panel_order(results, summary)
@@ -190,8 +220,9 @@ def robust_accuracy_figure(
         fig, axes = _panels(len(attacks), 3.6)
         for ax, attack in zip(axes, attacks):
             grid = budget_grid(summary, results, attack)
+            start = attack_min_eps(attack, results)
             for spec, name in zip(losses, names):
-                d = curve_points(summary, attack, spec, grid)
+                d = curve_points(summary, attack, spec, grid, start)
                 if d["mean"].isna().all():
                     continue
                 style = styles[name]
@@ -492,7 +523,11 @@ def frontier_figure(
     hollow), the envelope's level beyond its highest clean accuracy, and before its lowest back to the
     lowest-clean arm's, dotted (what a loss there is compared with); every other loss with its intervals
     and a thin dashed line from its point to the frontier at its clean accuracy (its margin). Each point is
-    labelled with its loss's readable name, in its colour and marker of `loss_styles`. Returns the Figure."""
+    labelled with its loss's readable name, in its colour and marker of `loss_styles`. A panel's x range is
+    that of the arms and the losses placed against them, intervals included (`_clean_range`): a loss left
+    of it (not placed: clean accuracy below every arm's) is drawn at the left edge at its robust accuracy,
+    as a marker with an arrow pointing left, labelled with its clean accuracy, so that it is seen without
+    squeezing the rest into a sliver. Returns the Figure."""
 
     names = [labels.get(s, s) for s in losses]
     styles = loss_styles(names)
@@ -501,57 +536,15 @@ def frontier_figure(
     with _style(), sns.plotting_context("notebook", rc=_RC):
         fig, axes = _panels(len(budgets), 5.0, sharey=False, columns=3, width=5.6)
         for ax, (attack, eps) in zip(axes, budgets):
-            texts: list[tuple[float, float, str]] = []
-            points = study.points[attack, eps].sort_values("clean")
             robust = summary[(summary["attack"] == attack) & (summary["eps"] == eps)].set_index("loss")
-            env_c, env_r = envelope(points["clean"].to_numpy(float), points["robust"].to_numpy(float))
-            ax.plot(100 * env_c, 100 * env_r, color="black", linewidth=1.6, zorder=2, label="frontier")
-            ax.scatter(  # a ring around each arm on the envelope: visible even where it is a single point
-                100 * env_c, 100 * env_r, s=190, facecolors="none", edgecolors="black", linewidths=1.1, zorder=4
-            )
             margins = (
                 study.margins[(study.margins["attack"] == attack) & (study.margins["eps"] == eps)]
                 if study.margins is not None
                 else pd.DataFrame(columns=["loss", "clean", "robust", "frontier"])
             )
-            right = max([float(env_c[-1])] + [float(c) for c in margins["clean"]])
-            if right > env_c[-1]:
-                _flat_level(ax, 100 * env_c[-1], 100 * right + 0.5, 100 * env_r[-1])
-            left = float(points["clean"].min())
-            if left < env_c[0]:  # the arms left of the envelope are below it: the frontier is flat there
-                _flat_level(ax, 100 * left, 100 * env_c[0], 100 * env_r[0])
-            for r in points.to_dict("records"):
-                name = labels.get(r["loss"], r["loss"])
-                _point(ax, r, styles[name], filled=bool(r["pareto"]))
-                texts.append((100 * r["clean"], 100 * r["robust"], f"{name} (α = 0)" if r["alpha"] == 0 else name))
-            for r in margins.to_dict("records"):
-                name = labels.get(r["loss"], r["loss"])
-                spec = r["loss"]
-                row = {
-                    "clean": r["clean"],
-                    "robust": r["robust"],
-                    "clean_low": clean.loc[spec, "ci_low"] if spec in clean.index else math.nan,
-                    "clean_high": clean.loc[spec, "ci_high"] if spec in clean.index else math.nan,
-                    "robust_low": robust.loc[spec, "ci_low"] if spec in robust.index else math.nan,
-                    "robust_high": robust.loc[spec, "ci_high"] if spec in robust.index else math.nan,
-                }
-                _point(ax, row, styles[name], filled=True)
-                texts.append((100 * r["clean"], 100 * r["robust"], name))
-                if np.isfinite(r["frontier"]):
-                    ax.plot(
-                        [100 * r["clean"]] * 2,
-                        [100 * r["frontier"], 100 * r["robust"]],
-                        color=styles[name].colour,
-                        linestyle="--",
-                        linewidth=1.0,
-                        alpha=0.8,
-                        zorder=1,
-                    )
+            others = [_margin_point(r, clean, robust) for r in margins.to_dict("records")]
+            _frontier_panel(ax, study.points[attack, eps].sort_values("clean"), others, labels, styles)
             ax.set_title(titles.get((attack, eps), f"{attack} {eps:g}"))
-            ax.set_xlabel("clean accuracy (%)")
-            ax.set_ylabel("robust accuracy (%)")
-            ax.margins(x=0.12, y=0.1)
-            _place_labels(ax, texts)
         shown = [
             labels.get(s, s)
             for s in losses
@@ -561,6 +554,112 @@ def frontier_figure(
         _legend(fig, shown, styles, line=False)
         fig.suptitle("Against label smoothing (error bars: 95% intervals)", fontsize=11)
     return fig
+
+
+def _margin_point(row: dict[str, Any], clean: pd.DataFrame, robust: pd.DataFrame) -> dict[str, Any]:
+    """A `frontier_margins` row as a frontier-panel point: loss, clean, robust, frontier and position, with
+    the intervals of the summary's clean (`clean`) and robust (`robust`) rows, both indexed by loss."""
+    spec = row["loss"]
+
+    def interval(table: pd.DataFrame, column: str) -> float:
+        return float(table.loc[spec, column]) if spec in table.index else math.nan
+
+    return {
+        "loss": spec,
+        "clean": float(row["clean"]),
+        "robust": float(row["robust"]),
+        "frontier": float(row["frontier"]),
+        "position": row.get("position", "inside"),
+        "clean_low": interval(clean, "ci_low"),
+        "clean_high": interval(clean, "ci_high"),
+        "robust_low": interval(robust, "ci_low"),
+        "robust_high": interval(robust, "ci_high"),
+    }
+
+
+def _frontier_panel(
+    ax: Axes,
+    points: pd.DataFrame,
+    others: list[dict[str, Any]],
+    labels: dict[str, str],
+    styles: dict[str, LossStyle],
+) -> None:
+    """One budget's frontier panel: the arms `points` (sorted by clean accuracy) and their envelope, and the
+    other losses `others` (`_margin_point`s), each placed loss with its dashed margin line."""
+    texts: list[tuple[float, float, str]] = []
+    placed = [r for r in others if r["position"] != "below-range"]
+    x0, x1 = _clean_range(points.to_dict("records") + placed)
+    ax.set_xlim(x0, x1)
+    env_c, env_r = envelope(points["clean"].to_numpy(float), points["robust"].to_numpy(float))
+    ax.plot(100 * env_c, 100 * env_r, color="black", linewidth=1.6, zorder=2, label="frontier")
+    ax.scatter(  # a ring around each arm on the envelope: visible even where it is a single point
+        100 * env_c, 100 * env_r, s=190, facecolors="none", edgecolors="black", linewidths=1.1, zorder=4
+    )
+    right = max([float(env_c[-1])] + [r["clean"] for r in placed])
+    if right > env_c[-1]:
+        _flat_level(ax, 100 * env_c[-1], 100 * right + 0.5, 100 * env_r[-1])
+    left = float(points["clean"].min())
+    if left < env_c[0]:  # the arms left of the envelope are below it: the frontier is flat there
+        _flat_level(ax, 100 * left, 100 * env_c[0], 100 * env_r[0])
+    for r in points.to_dict("records"):
+        name = labels.get(r["loss"], r["loss"])
+        _point(ax, r, styles[name], filled=bool(r["pareto"]))
+        texts.append((100 * r["clean"], 100 * r["robust"], f"{name} (α = 0)" if r["alpha"] == 0 else name))
+    off = [r for r in others if 100 * r["clean"] < x0]
+    for r in (r for r in others if 100 * r["clean"] >= x0):
+        name = labels.get(r["loss"], r["loss"])
+        _point(ax, r, styles[name], filled=True)
+        texts.append((100 * r["clean"], 100 * r["robust"], name))
+        if np.isfinite(r["frontier"]):
+            ax.plot(
+                [100 * r["clean"]] * 2,
+                [100 * r["frontier"], 100 * r["robust"]],
+                color=styles[name].colour,
+                linestyle="--",
+                linewidth=1.0,
+                alpha=0.8,
+                zorder=1,
+            )
+    ax.set_xlabel("clean accuracy (%)")
+    ax.set_ylabel("robust accuracy (%)")
+    ax.margins(y=0.1)
+    for r in off:
+        name = labels.get(r["loss"], r["loss"])
+        texts.append(_off_left(ax, r, styles[name], name))
+    _place_labels(ax, texts)
+
+
+_RANGE_PAD = 0.08  # of the clean-accuracy range, on either side of a frontier panel
+_OFF_LEFT_AT = 0.06  # where a loss left of a frontier panel is drawn, in fractions of its width
+
+
+def _clean_range(rows: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
+    """The x limits (in %) of a frontier panel: the range of the `rows`' clean accuracies and their
+    intervals (clean, clean_low, clean_high: fractions, NaN for none), padded by `_RANGE_PAD` of its width
+    on either side (at least 1 point)."""
+    values = [
+        100 * float(r[k]) for r in rows for k in ("clean", "clean_low", "clean_high") if np.isfinite(r.get(k, math.nan))
+    ]
+    low, high = min(values), max(values)
+    pad = max(_RANGE_PAD * (high - low), 1.0)
+    return low - pad, high + pad
+
+
+def _off_left(ax: Axes, row: Mapping[str, Any], style: LossStyle, name: str) -> tuple[float, float, str]:
+    """A loss whose clean accuracy lies left of the panel (whose x limits are final): its marker at the left
+    edge at its robust accuracy (in %), an arrow from it pointing left; returns its label (x, y, text) for
+    `_place_labels`, which names its clean accuracy."""
+    x0, x1 = ax.get_xlim()
+    x, y = x0 + _OFF_LEFT_AT * (x1 - x0), 100 * float(row["robust"])
+    ax.plot([x], [y], linestyle="none", marker=style.marker, color=style.colour, markersize=7, zorder=3, gid="off-left")
+    ax.annotate(
+        "",
+        (x0, y),
+        xytext=(x, y),
+        arrowprops={"arrowstyle": "-|>", "color": style.colour, "linewidth": 1.2, "shrinkA": 5, "shrinkB": 0},
+        zorder=3,
+    )
+    return x, y, f"{name}, clean {100 * float(row['clean']):.1f}% ←"
 
 
 def _flat_level(ax: Axes, x0: float, x1: float, y: float) -> None:

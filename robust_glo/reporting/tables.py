@@ -21,7 +21,7 @@ from robust_glo.robustness import EXPLANATIONS, summarize
 from robust_glo.robustness.attacks import WORST_L2, display_name, spec_of_label
 from robust_glo.robustness.bootstrap import HierarchicalBootstrap
 from robust_glo.robustness.frontier import FrontierArms, frontier_margins, frontier_points
-from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP
+from robust_glo.robustness.statistics import CORRECTIONS, INTERVAL_BOOTSTRAP, floor_bound
 
 CLEAN = "clean"
 WORST = "worst"
@@ -163,13 +163,13 @@ def pct(value: float, digits: int = 1) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}"
 
 
-def fmt_p(p: float, at_floor: bool = False) -> str:
+def fmt_p(p: float, at_floor: object = False) -> str:
     """A p-value: "0.028" from 0.001 up, "2.3e-09" below (small p-values are resolved, so they are shown),
     "≤1.0e-12" when `at_floor` (the data resolve p only down to that value) and below 1, "—" for NaN."""
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "—"
     text = f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-    return f"≤{text}" if at_floor and p < 1 else text  # "≤1.000" would bound nothing
+    return f"≤{text}" if floor_bound(p, at_floor) else text
 
 
 def fmt_eps(eps: float) -> str:
@@ -213,8 +213,7 @@ def diff_cell(row: Any) -> str:
         text += f" [{100 * row['diff_ci_low']:+.1f}, {100 * row['diff_ci_high']:+.1f}]"
     p = row.get("p_adjusted")
     if not _nan(p):
-        floor = not _nan(row.get("p_at_floor")) and bool(row.get("p_at_floor")) and p < 1
-        text += f" p{fmt_p(p, True)}" if floor else f" p={fmt_p(p)}"
+        text += f" p{fmt_p(p, True)}" if floor_bound(p, row.get("p_at_floor")) else f" p={fmt_p(p)}"
         if bool(row.get("significant", False)):
             text += "*"
     return text
@@ -271,7 +270,7 @@ def detail_table(inputs: ReportInputs, summary: pd.DataFrame) -> pd.DataFrame:
         if r["attack"] != CLEAN and r["eps"] == 0.0 and (summary["attack"] == CLEAN).any():
             continue
         base = r["loss"] == r["baseline"]
-        floor = not _nan(r.get("p_at_floor")) and bool(r.get("p_at_floor"))
+        floor = r.get("p_at_floor")  # fmt_p shows "≤" only where floor_bound holds
         rows.append(
             {
                 "attack": names.get(r["attack"], r["attack"]),
@@ -745,7 +744,7 @@ def searches_table(frame: pd.DataFrame, best_losses: dict[int, dict[str, Any] | 
     constrained = {i: c for i, b in (best_losses or {}).items() if (c := constraint_record(b)) is not None}
     rows = []
     for r in frame.to_dict("records"):
-        usable = _truthy(r.get("usable", True))
+        usable = truthy(r.get("usable", True))
         fit, sd = r.get("fitness"), r.get("fitness_std")
         theta = [r.get(name) for name in THETAS]
         rows.append(
@@ -762,7 +761,7 @@ def searches_table(frame: pd.DataFrame, best_losses: dict[int, dict[str, Any] | 
                 "θ": "—"
                 if not usable or any(_nan(_float(t)) for t in theta)
                 else "[" + ", ".join(f"{float(t):.2f}" for t in theta) + "]",
-                "chosen": "yes" if _truthy(r.get("chosen", False)) else "",
+                "chosen": "yes" if truthy(r.get("chosen", False)) else "",
             }
         )
         if constrained:
@@ -779,7 +778,7 @@ def _float(value: Any) -> float:
         return math.nan
 
 
-def _truthy(value: Any) -> bool:
+def truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes")
     return bool(value) and not _nan(value)
@@ -800,14 +799,14 @@ def label_smoothing_equivalents(inputs: ReportInputs) -> dict[str, tuple[float |
 
 # ------------------------------------------------------------------------------------------ the frontier
 
-FRONTIER_RESULTS = {"above": "above", "below": "below", "on": "on the frontier", "none": "not placed"}
+FRONTIER_RESULTS = {"above": "above", "below": "below", "on": "not distinguishable", "none": "not placed"}
 
 
 def frontier_result(row: Any) -> str:
     """The one-word result of a `frontier_margins` row: "above" (beats label smoothing: interval above zero,
     corrected p below alpha), "below" (the same on the other side), "not placed" (its clean accuracy is
-    below every label-smoothing arm's, or the replicates could not place it), "on the frontier" otherwise
-    (no evidence either way)."""
+    below every label-smoothing arm's, or the replicates could not place it), "not distinguishable" from the frontier
+    otherwise (no evidence either way)."""
     if bool(row["beats"]):
         return FRONTIER_RESULTS["above"]
     if bool(row["below"]):

@@ -33,6 +33,7 @@ import pandas as pd
 
 from robust_glo.robustness.attacks import WORST, WORST_L2, display_name
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
+from robust_glo.robustness.statistics import floor_bound
 
 NORM_OF_WORST = {WORST: "linf", WORST_L2: "l2"}
 DISPLAY_NORM = {"linf": "Linf", "l2": "L2"}
@@ -103,7 +104,7 @@ def p_text(row: Mapping[str, Any]) -> str:
     p = row.get("p_adjusted")
     if _nan(p):
         return ""
-    if bool(row.get("p_at_floor", False)) and p < 1:  # a floor corrected up to 1 bounds nothing: "= 1.000"
+    if floor_bound(p, row.get("p_at_floor")):
         return f"adjusted p ≤ {p:.2g}"
     return f"adjusted p = {p:.2g}" if p < 0.001 else f"adjusted p = {p:.3f}"
 

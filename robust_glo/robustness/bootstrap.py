@@ -288,6 +288,19 @@ class HierarchicalBootstrap:
             return clopper_pearson(n, n, self.confidence)
         return None
 
+    def exact_slack(self, loss: str, where: dict) -> tuple[float, float]:
+        """(down, up): how far the Clopper-Pearson interval over the N images reaches below and above the
+        observed accuracy of `loss` in the cell `where` when every seed has no image, or every image, right
+        (the bootstrap then has no spread to show); (0, 0) otherwise or when the cell is not covered."""
+        rows = self._rows(loss, where)
+        if rows.empty or rows["images"].nunique() != 1:
+            return 0.0, 0.0
+        exact = self._exact(rows, int(rows["n"].iloc[0]))
+        if exact is None:
+            return 0.0, 0.0
+        mean = float(self._per_image(rows).mean())
+        return mean - exact[0], exact[1] - mean
+
     def observed(self, loss: str, where: dict) -> float | None:
         """The accuracy of `loss` in the cell `where` on all seeds and images (mean over seeds of each
         seed's accuracy); None when `outcomes` do not cover the cell."""

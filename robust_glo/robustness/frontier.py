@@ -174,6 +174,11 @@ def frontier_points(boot: HierarchicalBootstrap, arms: FrontierArms, attack: str
     return frame
 
 
+def _on_envelope(point: tuple[float, float], env_c: np.ndarray, env_r: np.ndarray) -> bool:
+    """Whether the arm at `point` (clean, robust) is one of the envelope's points."""
+    return bool(np.any(np.isclose(env_c, point[0]) & np.isclose(env_r, point[1])))
+
+
 def frontier_margins(
     boot: HierarchicalBootstrap,
     losses: Sequence[str],
@@ -236,6 +241,14 @@ def frontier_margins(
                 stretch = float(stats.t.ppf(1 - tail, df) / stats.norm.ppf(1 - tail))
                 q_low, q_high = (float(v) for v in np.quantile(finite, [tail, 1 - tail]))
                 low, high = margin - stretch * (margin - q_low), margin + stretch * (q_high - margin)
+                # An arm with no image (or every image) right on every seed has no bootstrap spread; as for
+                # the pairwise differences, widen by its Clopper-Pearson slack on the side it can move. The
+                # frontier at c is a convex combination of envelope arms, so its slack is at most theirs.
+                loss_down, loss_up = boot.exact_slack(loss, robust_where)
+                arm_slack = [boot.exact_slack(k, robust_where) for k in names if _on_envelope(points[k], env_c, env_r)]
+                front_down = max((s[0] for s in arm_slack), default=0.0)
+                front_up = max((s[1] for s in arm_slack), default=0.0)
+                low, high = low - loss_down - front_up, high + loss_up + front_down
                 low, high = max(low, -1.0), min(high, 1.0)  # a margin of accuracies lies in [-1, 1]
                 se = float(np.std(finite, ddof=1))
                 if abs(margin) < 1e-12:

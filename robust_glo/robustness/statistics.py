@@ -88,6 +88,16 @@ def check_correction(name: object) -> str:
     return key
 
 
+def floor_bound(p: float | None, at_floor: object) -> bool:
+    """Whether a (corrected) p is shown as a bound, "p ≤ x": the data resolve it only down to its floor
+    (`at_floor`), and the correction left it below 1 (a floor pushed up to 1 bounds nothing: it is 1)."""
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return False
+    if at_floor is None or (isinstance(at_floor, float) and math.isnan(at_floor)):
+        return False
+    return bool(at_floor) and p < 1
+
+
 def adjust_pvalues(pvalues: Sequence[float], method: str = DEFAULT_CORRECTION) -> np.ndarray:
     """p-values adjusted over one family (statsmodels' `multipletests`); NaN entries stay NaN and are
     not counted as comparisons."""

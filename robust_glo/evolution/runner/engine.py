@@ -593,7 +593,7 @@ class _Engine:
             "kind": "taylorglo",
             "theta": chosen["theta"],
             "fitness": mean_fitness,
-            "fitness_std": float(np.std(fitness, ddof=1)) if len(fitness) > 1 else 0.0,
+            "fitness_std": float(np.std(fitness, ddof=1)) if len(fitness) > 1 else None,  # no spread from one seed
             "val_accuracy": mean("val_accuracy"),
             "robust_accuracy": mean("robust_accuracy"),
             **(
