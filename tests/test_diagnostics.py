@@ -173,7 +173,8 @@ def test_the_verdict_names_a_failed_diagnostic_from_real_evaluations(nets, digit
     claim = verdict.claims.iloc[0]
     assert claim["direction"] == "more robust" and not claim["counted"]
     assert "gradients (1 of 1 seed)" in claim["diagnostics_failed"]
-    assert "not verified against AutoAttack (worst case of: FGSM, PGD-10)" in verdict.bullets[0]
+    assert "not AutoAttack-verified" in verdict.bullets[0]
+    assert "the worst case rests on FGSM, PGD-10" in verdict.bullets[-1]
     assert "no robustness claim can be judged" in verdict.answer
 
 

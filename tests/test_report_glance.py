@@ -253,6 +253,8 @@ def test_curves_break_where_an_attack_did_not_run():
         "APGD-CE (cascade, ε ≥ 0.1)",
         "PGD-20 L2",
     ]
+    apgd_ax = next(ax for ax in per_seed.axes if ax.get_title() == "APGD-CE (cascade, ε ≥ 0.1)")
+    assert [t.get_text() for t in apgd_ax.get_xticklabels()] == ["0.1"]  # no clean (eps 0) column below min_eps
 
 
 def test_every_loss_is_distinguishable_with_a_colour_blind_safe_palette():
@@ -309,3 +311,16 @@ def test_every_table_sits_in_a_horizontal_scroll_wrapper(tmp_path):
     wide = html_table(pd.DataFrame([["x" * 30] * 20], columns=[f"c{k}" for k in range(20)]), "A caption.", nowrap=True)
     assert wide.startswith('<div class="table-block"><p class="caption">A caption.</p><div class="table-scroll"')
     assert '<table class="nowrap">' in wide and wide.endswith("</table></div></div>")
+
+
+def test_the_summary_shows_the_linf_worst_case_before_the_l2_one():
+    from types import SimpleNamespace
+
+    from robust_glo.reporting.tables import shown_columns
+
+    results = pd.DataFrame({"attack": ["clean", "pgd", "pgd:norm=l2", "worst", "worst:l2"]})
+    summary = pd.DataFrame(
+        {"attack": ["pgd", "pgd:norm=l2", "worst:l2", "worst"], "eps": [0.1, 1.5, 1.5, 0.1], "loss": "ce"}
+    )
+    headers = [h for h, _, _ in shown_columns(SimpleNamespace(results=results), summary)]
+    assert headers[-2:] == ["worst case ε=0.1 (%)", "worst case L2 r=1.5 (%)"]

@@ -94,7 +94,8 @@ def test_a_claim_on_weaker_attacks_is_stated_but_not_counted():
     verdict = _verdict(_advantage(), coverage)
     assert "no robustness claim can be judged" in verdict.answer
     bullet = verdict.bullets[0]
-    assert "not verified against AutoAttack (worst case of: FGSM, PGD-10, APGD-CE, Square (1,000 queries))" in bullet
+    # The loss's bullet says only "not AutoAttack-verified"; the coverage bullet (last) names the attacks once.
+    assert "; not AutoAttack-verified)" in bullet and "worst case of" not in bullet
     assert "[not counted]" in bullet
     # The last bullet names what ran (APGD-CE among it) and exactly what the ensemble lacks there.
     assert verdict.bullets[-1] == (

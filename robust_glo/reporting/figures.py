@@ -312,6 +312,7 @@ def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Seque
         fig, axes = _panels(len(attacks), 3.4)
         for ax, attack in zip(axes, attacks):
             d = data[data["attack"] == attack]
+            d = d[d["eps"] >= attack_min_eps(attack, results)]  # as in the curves: no clean point below min_eps
             budgets = sorted(d["eps"].unique())
             for k, (spec, name) in enumerate(zip(losses, names)):
                 mine = d[d["loss"] == spec]

@@ -224,7 +224,7 @@ def shown_columns(inputs: ReportInputs, summary: pd.DataFrame) -> list[tuple[str
     then the per-sample worst case of each threat model (the comparisons of the primary family)."""
     columns = [("clean accuracy (%)", CLEAN, 0.0)]
     names = {WORST: "worst case", WORST_L2: "worst case L2", **attack_names(attack_order(inputs.results))}
-    for attack in attack_order(inputs.results) + [WORST_L2, WORST]:
+    for attack in attack_order(inputs.results) + [WORST, WORST_L2]:
         rows = summary[(summary["attack"] == attack) & (summary["eps"] > 0)]
         for eps in sorted(rows["eps"].unique()):
             name = names.get(attack, attack)

@@ -239,12 +239,15 @@ def attack_names(labels: tuple[str, ...] | list[str], *, schedule: bool = False)
     return ", ".join(names) if names else "no attack"
 
 
-def coverage_text(cov: CoverageLike | None) -> str:
-    """ "AutoAttack-verified", or "not verified against AutoAttack (worst case of: FGSM, PGD-20)"."""
+def coverage_text(cov: CoverageLike | None, *, attacks: bool = True) -> str:
+    """ "AutoAttack-verified", or "not verified against AutoAttack (worst case of: FGSM, PGD-20)" (without
+    the attacks' names when not `attacks`: where a table beside the text names them per budget)."""
     if cov is None:
         return "AutoAttack coverage unknown"
     if cov.verified:
         return "AutoAttack-verified"
+    if not attacks:
+        return "not AutoAttack-verified"
     return f"not verified against AutoAttack (worst case of: {attack_names(cov.ran)})"
 
 
@@ -312,10 +315,10 @@ def build_verdict(
                 counted = bool(direction) and verified and judged and not failed and not base_failed
                 unsure = not direction and interval_excludes_zero(r)
                 if unsure:
-                    detail = f"{diff_text(r)}; {coverage_text(cov)}"
+                    detail = f"{diff_text(r)}; {coverage_text(cov, attacks=False)}"
                     finding = f"a difference from {base} " + unsure_text(correction, comparisons(r, sizes), detail)
                 else:
-                    finding = f"{ROBUST_WORDS[direction]} {base} ({diff_text(r)}; {coverage_text(cov)})"
+                    finding = f"{ROBUST_WORDS[direction]} {base} ({diff_text(r)}; {coverage_text(cov, attacks=False)})"
                 text = f"at {budget_text(norm, eps)} {finding}"
                 if not judged:
                     text += f", diagnostics not run: {', '.join(unjudged)}"
