@@ -296,3 +296,48 @@ def test_the_p_star_range_says_how_many_searches_have_none(searches_report):
     assert "none of their best losses has an effective target p* below 1" in _agreement_text(none)
     # the unusable search (no loss at all) is not counted as one without p*
     assert "pursue" not in _agreement_text(evo)
+
+
+def _evolution(name: str, thetas_per_search: list[np.ndarray], fitness: list[np.ndarray] | None = None):
+    from robust_glo.reporting.inputs import EvolutionInputs, SearchInputs
+
+    searches = []
+    for s, thetas in enumerate(thetas_per_search):  # thetas (generations, popsize, 8)
+        rows = []
+        for g, gen in enumerate(thetas):
+            for i, theta in enumerate(gen):
+                row = {"generation": g, "index": i, "status": "trained"}
+                row |= {f"theta{k}": float(t) for k, t in enumerate(theta)}
+                if fitness is not None:
+                    row |= {"fitness": float(fitness[s][g, i]), "objective": 0.3}
+                rows.append(row)
+        best = {"theta": [float(t) for t in thetas[-1][0]]}
+        searches.append(SearchInputs(s, f"evolve/{name}/search{s}", pd.DataFrame(rows), None, best, {"seed": s}))
+    return EvolutionInputs(name, f"evolve/{name}", pd.concat([x.history for x in searches]), searches=searches)
+
+
+def test_two_evolutions_that_sampled_the_same_candidates_are_reported():
+    from robust_glo.reporting.build import _shared_sampling_text
+    from robust_glo.reporting.tables import constraint_share, shared_sampling
+
+    rng = np.random.default_rng(0)
+    common = [rng.normal(size=(4, 3, 8)) for _ in range(2)]
+    apart = common[1].copy()
+    apart[2:] += 1.0  # search 1 parts from generation 2 on
+    fitness = [np.array([[0.2, 0.6, 0.7]] * 4), np.array([[0.6, 0.9, 0.55]] * 4)]
+    accuracy = _evolution("accuracy", common)
+    robust = _evolution("robust", [common[0], apart], fitness)
+    shared = shared_sampling(robust, accuracy)
+    assert [(s.search, s.same, s.generations, s.first_apart, s.same_choice) for s in shared] == [
+        (0, 4, 4, None, True),
+        (1, 2, 4, 2, False),
+    ]
+    assert constraint_share(robust.searches[0].history) == (4, 12)  # rank key <= 0.5: the floor was met
+    assert constraint_share(accuracy.searches[0].history) is None  # no constraint
+    text = _shared_sampling_text(robust, accuracy)
+    assert "sampled the very same candidates in search 0 in all 4 generations (and both chose the same θ)" in text
+    assert "and search 1 in generations 0–1 of 4." in text
+    assert "Of its 24 candidates trained to the end, 4 met the clean-accuracy constraint" in text
+    # different seeds, or nothing sampled alike: nothing to say
+    other = _evolution("other", [rng.normal(size=(4, 3, 8)) for _ in range(2)])
+    assert _shared_sampling_text(other, accuracy) == ""

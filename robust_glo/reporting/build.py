@@ -1302,6 +1302,10 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[st
     )
     if several:
         section.add(Paragraph(_agreement_text(evo)))
+        earlier = inputs.evolutions[: next(k for k, e in enumerate(inputs.evolutions) if e is evo)]
+        for other in earlier:  # said once, in the later evolution's section
+            if text := _shared_sampling_text(evo, other):
+                section.add(Paragraph(text))
     only = (
         f"Only the {trained} candidates trained to the full budget (status `trained`) are plotted: their "
         "fitness is a fitness; the others carry rank bands above 1 (rejected, pruned, collapsed, diverged, "
@@ -1403,6 +1407,42 @@ def _evolution_section(inputs: ReportInputs, evo: EvolutionInputs, figs: dict[st
             text += "; " + ", ".join(f"{k} {_short(v)}" for k, v in extra.items())
         section.add(Paragraph(text + "."))
     return section
+
+
+def _shared_sampling_text(evo: EvolutionInputs, other: EvolutionInputs) -> str:
+    """Whether this evolution searched anywhere the other did not: per search of a shared seed, how many
+    generations sampled the very same candidates, and, under a clean-accuracy constraint, how many trained
+    candidates met it (those that did not are ranked by their clean shortfall alone, which is the clean
+    evolution's order); "" when no search shares a seed or none sampled alike."""
+    shared = T.shared_sampling(evo, other)
+    if not any(s.same for s in shared):
+        return ""
+
+    def one(s: T.SharedSampling) -> str:
+        if s.first_apart is None:
+            text = f"search {s.search} in all {s.generations} generations"
+        elif s.same == s.first_apart:
+            text = f"search {s.search} in generations 0–{s.first_apart - 1} of {s.generations}"
+        else:
+            text = f"search {s.search} in {s.same} of {s.generations} generations"
+        return text + (" (and both chose the same θ)" if s.same_choice else "")
+
+    name = other.name or "the other evolution"
+    text = (
+        f"How far this evolution departed from the {name} one: their searches share CMA-ES seeds, so they "
+        f"start from the same samples, and they sampled the very same candidates in "
+        f"{V.and_list([one(s) for s in shared if s.same])}. A generation repeats only where both fitness "
+        "functions had ranked every earlier generation's best candidates (those CMA-ES moves toward) in the "
+        "same order: there the two objectives did not steer the search apart."
+    )
+    met = [m for s in evo.searches if (m := T.constraint_share(s.history)) is not None]
+    if met:
+        ok, total = sum(m[0] for m in met), sum(m[1] for m in met)
+        text += (
+            f" Of its {total} candidates trained to the end, {ok} met the clean-accuracy constraint; the others "
+            "are ranked by their clean shortfall alone, which is the clean-accuracy evolution's order."
+        )
+    return text
 
 
 def _searches_without_p_star(table: pd.DataFrame | None) -> int:

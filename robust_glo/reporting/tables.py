@@ -717,6 +717,55 @@ def search_generations_table(evolution: Any) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@dataclass(frozen=True)
+class SharedSampling:
+    """How long two evolutions' searches of the same CMA-ES seed sampled the very same candidates: `same`
+    generations of `generations` had identical θs (`first_apart`: the first that did not, None if none);
+    `same_choice`: both chose the same θ as their best loss."""
+
+    search: int
+    seed: Any
+    same: int
+    generations: int
+    first_apart: int | None
+    same_choice: bool
+
+
+def shared_sampling(a: Any, b: Any) -> list[SharedSampling]:
+    """Per search index that two evolutions (`EvolutionInputs`) both ran with the same seed: how many of
+    their generations sampled identical θs `(popsize, 8)`. Both start from the same CMA-ES state, so a
+    generation can repeat only if the fitness of each had put every earlier generation's candidates in the
+    same order where CMA-ES looks (its best μ): the two objectives did not steer the search apart."""
+    out = []
+    theirs = {s.index: s for s in b.searches}
+    for mine in a.searches:
+        other = theirs.get(mine.index)
+        seed = (mine.config or {}).get("seed")
+        if other is None or seed is None or seed != (other.config or {}).get("seed"):
+            continue
+        gens = sorted(set(mine.history["generation"]) & set(other.history["generation"]))
+        flags = []
+        for g in gens:
+            x = mine.history[mine.history["generation"] == g].sort_values("index")[THETAS].to_numpy(float)
+            y = other.history[other.history["generation"] == g].sort_values("index")[THETAS].to_numpy(float)
+            flags.append(x.shape == y.shape and bool(np.allclose(x, y, equal_nan=True)))
+        apart = next((g for g, same in zip(gens, flags) if not same), None)
+        ta, tb = (mine.best_loss or {}).get("theta"), (other.best_loss or {}).get("theta")
+        choice = ta is not None and tb is not None and bool(np.allclose(ta, tb))
+        out.append(SharedSampling(mine.index, seed, sum(flags), len(gens), apart, choice))
+    return out
+
+
+def constraint_share(history: pd.DataFrame) -> tuple[int, int] | None:
+    """(met, trained): of an evolution's candidates trained to the end under a clean-accuracy constraint
+    (history.csv with an `objective` column), how many reached the clean floor (rank key at most 0.5);
+    None without the constraint."""
+    if "objective" not in history or history["objective"].isna().all():
+        return None
+    trained = history[(history["status"] == "trained") & history["objective"].notna()]
+    return int((trained["fitness"].astype(float) <= 0.5 + 1e-12).sum()), len(trained)
+
+
 def constraint_record(best_loss: dict[str, Any] | None) -> tuple[float, int, int] | None:
     """(mean objective, re-evaluation seeds that met the clean-accuracy constraint, seeds) of a search's
     best_loss.json, or None where it ran without the constraint (no `clean_margin`) or records no
