@@ -1,0 +1,81 @@
+"""Did the robust evolution search anywhere the clean one did not? From a finished benchmark's evolve folder.
+
+Nothing is run again. For two evolutions of one suite whose searches share CMA-ES seeds (the standard
+suite's `accuracy` and `robust`), printed per search: the generations that sampled the very same candidates
+(both start from the same samples; a generation repeats only where both fitness functions ranked every
+earlier generation's best candidates in the same order) and whether both chose the same theta. For the
+constrained evolution: per rung, how many trained candidates met the clean-accuracy floor, and Spearman's
+rho between clean validation accuracy and the objective and between clean and robust accuracy
+(scipy.stats.spearmanr), which shows whether the objective could rank candidates otherwise than clean
+accuracy does.
+
+    .venv/bin/python evaluations/evolution_steering.py --dir runs/std
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+from scipy import stats
+
+from robust_glo.reporting.tables import shared_sampling
+from robust_glo.utils.io import read_json
+
+
+def _evolution(folder: Path) -> SimpleNamespace:
+    searches = []
+    runs = [p for p in folder.glob("search[0-9]*") if p.is_dir()]
+    for run in sorted(runs, key=lambda p: int(p.name[len("search") :])):
+        searches.append(
+            SimpleNamespace(
+                index=int(run.name[len("search") :]),
+                history=pd.read_csv(run / "history.csv"),
+                best_loss=read_json(run / "best_loss.json") if (run / "best_loss.json").is_file() else None,
+                config=read_json(run / "config.json"),
+                rungs=pd.read_csv(run / "rungs.csv") if (run / "rungs.csv").is_file() else None,
+            )
+        )
+    return SimpleNamespace(name=folder.name, searches=searches)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, required=True, help="a benchmark folder with evolve/<name>/search<k>")
+    parser.add_argument("--first", default="accuracy", help="the unconstrained evolution (default: accuracy)")
+    parser.add_argument("--second", default="robust", help="the evolution to compare with it (default: robust)")
+    args = parser.parse_args(argv)
+    folders = [args.dir / "evolve" / name for name in (args.first, args.second)]
+    for folder in folders:
+        if not folder.is_dir() or not any(p.is_dir() for p in folder.glob("search[0-9]*")):
+            parser.error(f"--dir {args.dir}: {folder} has no search<k> folders; give a benchmark run with both")
+    first, second = (_evolution(f) for f in folders)
+    print(f"{args.dir}: {second.name} against {first.name}, searches of the same seed")
+    for s in shared_sampling(second, first):
+        apart = "never" if s.first_apart is None else f"from generation {s.first_apart}"
+        choice = "the same theta" if s.same_choice else "different thetas"
+        print(
+            f"  search {s.search} (seed {s.seed}): {s.same} of {s.generations} generations identical, apart {apart}; {choice}"
+        )
+    rungs = [x.rungs for x in second.searches if x.rungs is not None and "objective" in x.rungs]
+    if not rungs:
+        print(f"{second.name}: no clean-accuracy constraint recorded (rungs.csv without `objective`)")
+        return 0
+    table = pd.concat(rungs)
+    trained = table[(table["status"] == "trained") & table["objective"].notna()]
+    print(f"{second.name}, candidates trained at each rung (all searches):")
+    for rung, d in trained.groupby("rung"):
+        met = int((d["fitness"].astype(float) <= 0.5 + 1e-12).sum())
+        rho_obj = stats.spearmanr(d["val_accuracy"], d["objective"]).statistic
+        rho_rob = stats.spearmanr(d["val_accuracy"], d["robust_accuracy"]).statistic
+        print(
+            f"  rung {int(rung)}: {len(d)} trained, {met} met the clean floor; "
+            f"rho(clean, objective) {rho_obj:+.3f}, rho(clean, robust) {rho_rob:+.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
