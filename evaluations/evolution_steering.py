@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         apart = "never" if s.first_apart is None else f"from generation {s.first_apart}"
         choice = "the same theta" if s.same_choice else "different thetas"
         print(
-            f"  search {s.search} (seed {s.seed}): {s.same} of {s.generations} generations identical, apart {apart}; {choice}"
+            f"  search {s.search} (seed {s.seed}): {s.same} of {s.generations} generations identical, "
+            f"apart {apart}; {choice}"
         )
     rungs = [x.rungs for x in second.searches if x.rungs is not None and "objective" in x.rungs]
     if not rungs:
