@@ -47,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", default="accuracy", help="the unconstrained evolution (default: accuracy)")
     parser.add_argument("--second", default="robust", help="the evolution to compare with it (default: robust)")
     args = parser.parse_args(argv)
+    if not (args.dir / "evolve").is_dir():
+        parser.exit(2, f"evolution_steering.py: error: --dir {args.dir} has no evolve folder; give a benchmark run\n")
     folders = [args.dir / "evolve" / name for name in (args.first, args.second)]
     for folder in folders:
         if not folder.is_dir() or not any(p.is_dir() for p in folder.glob("search[0-9]*")):
-            parser.error(f"--dir {args.dir}: {folder} has no search<k> folders; give a benchmark run with both")
+            parser.exit(
+                2,
+                f"evolution_steering.py: error: {folder} has no search<k> folders; give a run of two named "
+                f"evolutions with several searches each (--first {args.first}, --second {args.second}), as "
+                "fashion-mnist-standard runs\n",
+            )
     first, second = (_evolution(f) for f in folders)
     print(f"{args.dir}: {second.name} against {first.name}, searches of the same seed")
     for s in shared_sampling(second, first):

@@ -321,6 +321,12 @@ def test_the_ray_backend_gives_the_local_results(tmp_path):
     local = pd.read_csv(tmp_path / "local" / "results.csv").drop(columns=volatile)
     remote = pd.read_csv(tmp_path / "ray" / "results.csv").drop(columns=volatile)
     pd.testing.assert_frame_equal(local, remote)
+    # analyze and report alone dispatch nothing: no cluster is started for them
+    again: list[str] = []
+    run_benchmark(
+        suite, tmp_path / "ray", stages=["analyze", "report"], progress=False, log=again.append, backend="ray"
+    )
+    assert not any(line.startswith("[ray]") for line in again) and not ray.is_initialized()
     assert (tmp_path / "local" / "outcomes.csv").read_text() == (tmp_path / "ray" / "outcomes.csv").read_text()
 
 

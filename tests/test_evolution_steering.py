@@ -58,4 +58,4 @@ def test_it_counts_shared_generations_and_the_constraint_per_rung(tmp_path, caps
 def test_a_folder_without_searches_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         steering.main(["--dir", str(tmp_path)])
-    assert stop.value.code == 2 and "has no search<k> folders" in capsys.readouterr().err
+    assert stop.value.code == 2 and "has no evolve folder" in capsys.readouterr().err

@@ -234,3 +234,21 @@ def test_list_losses_covers_design_specs():
 def test_spec_is_recorded():
     assert get_loss("focal:2").spec == "focal:2"
     assert math.isclose(get_loss("focal:3").gamma, 3.0)
+
+
+def test_a_loss_spec_that_is_not_a_string_says_so():
+    from robust_glo.errors import LossSpecError
+    from robust_glo.losses import get_loss
+
+    with pytest.raises(LossSpecError, match=r"loss spec 42 must be a string such as 'ce'"):
+        get_loss(42)
+    with pytest.raises(LossSpecError, match="is empty"):
+        get_loss("  ")
+
+
+def test_a_taylorglo_spec_with_a_non_number_names_the_parameter():
+    from robust_glo.errors import LossSpecError
+    from robust_glo.losses import get_loss
+
+    with pytest.raises(LossSpecError, match=r"t5 = 'nan' is not a finite number"):
+        get_loss("taylorglo:[0,0,0,0,0,nan,0,0]")

@@ -63,3 +63,11 @@ def test_profile_adds_up_every_search_of_named_evolutions(tmp_path, quick_profil
     _search(tmp_path / "plain" / "evolve", [2.0], 1.0)
     plain = quick_profile.profile(tmp_path / "plain")["evolve"]
     assert plain["candidates"] == 2 and "searches" not in plain
+
+
+def test_a_folder_that_is_not_a_benchmark_is_a_one_line_error(tmp_path, quick_profile, monkeypatch, capsys):
+    monkeypatch.setattr("sys.argv", ["quick_profile.py", "--dir", str(tmp_path / "missing")])
+    with pytest.raises(SystemExit) as stop:
+        quick_profile.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "is not a benchmark folder (no stages.json)" in err

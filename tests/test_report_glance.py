@@ -324,3 +324,19 @@ def test_the_summary_shows_the_linf_worst_case_before_the_l2_one():
     )
     headers = [h for h, _, _ in shown_columns(SimpleNamespace(results=results), summary)]
     assert headers[-2:] == ["worst case ε=0.1 (%)", "worst case L2 r=1.5 (%)"]
+
+
+def test_the_reliability_lines_point_to_failed_diagnostics():
+    from types import SimpleNamespace
+
+    from robust_glo.reporting.build import _diagnostics_aside
+
+    rows = [("ce", 0, "pass"), ("ls", 0, "fail"), ("ls", 0, "fail"), ("ls", 1, "fail"), ("ls", 2, "not run")]
+    d = pd.DataFrame(rows, columns=["loss", "seed", "status"])
+    text = _diagnostics_aside(SimpleNamespace(diagnostics=d))
+    assert text == (
+        " The diagnostics are a separate set (whether the attacks could have been fooled): 3 of them failed, on "
+        "2 network(s) (loss × seed); see Diagnostics."
+    )
+    assert _diagnostics_aside(SimpleNamespace(diagnostics=d[d["status"] != "fail"])) == ""
+    assert _diagnostics_aside(SimpleNamespace(diagnostics=None)) == ""

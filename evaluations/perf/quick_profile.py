@@ -132,6 +132,12 @@ def main() -> None:
     p.add_argument("--dir", default="runs/quick")
     p.add_argument("--out", default=None, help="also write the profile as JSON here")
     args = p.parse_args()
+    if not (Path(args.dir) / "stages.json").is_file():
+        p.exit(
+            2,
+            f"quick_profile.py: error: --dir {args.dir} is not a benchmark folder (no stages.json); "
+            "give a finished run\n",
+        )
     prof = profile(Path(args.dir))
 
     print(f"{args.dir}: stages (wall seconds; last invocation / all invocations; pieces computed, reused)")

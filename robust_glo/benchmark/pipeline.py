@@ -57,6 +57,7 @@ from robust_glo.utils import (
 from robust_glo.utils.ray_cluster import connect_ray, ray_installed
 
 STAGES = ("evolve", "train", "attack", "analyze", "report")
+RAY_STAGES = frozenset({"evolve", "train", "attack"})  # the stages that dispatch pieces to a backend
 # Where the pieces run: in this process, or as Ray tasks; "auto" is resolved by resolve_benchmark_backend.
 BACKENDS = ("auto", "local", "ray")
 # How the train and attack stages run: "on" = the seeds and losses of a suite as populations (one batched
@@ -215,7 +216,7 @@ class Benchmark:
         result = BenchmarkResult(self.out, {})
         status = "failed"
         try:
-            with self._one_ray_cluster():
+            with self._one_ray_cluster(needed=bool(RAY_STAGES & set(order))):
                 self._run_stages(order, ledger, result, tracked)
             status = "done"
         except KeyboardInterrupt:
@@ -249,11 +250,12 @@ class Benchmark:
             )
 
     @contextmanager
-    def _one_ray_cluster(self) -> Iterator[None]:
+    def _one_ray_cluster(self, needed: bool = True) -> Iterator[None]:
         """With the Ray backend, one cluster for the whole benchmark: every evolution search and every stage
         joins it (each started and stopped its own before, a few seconds apiece), and it stops at the end if
-        this benchmark started it."""
-        if self.backend != "ray":
+        this benchmark started it. Not started when no stage run here dispatches pieces (`needed` False:
+        analyze and report alone)."""
+        if self.backend != "ray" or not needed:
             yield
             return
         ray, started = connect_ray(self.ray_options.get("address"), self.ray_options.get("num_cpus"))

@@ -26,7 +26,11 @@ def get_loss(spec: str) -> LossFn:
 
     Raises `LossSpecError`, naming the spec, when it cannot be resolved.
     """
-    if not isinstance(spec, str) or not spec.strip():
+    if not isinstance(spec, str):
+        raise LossSpecError(
+            f"loss spec {spec!r} must be a string such as 'ce'; valid specs: {', '.join(list_losses())}"
+        )
+    if not spec.strip():
         raise LossSpecError(f"loss spec {spec!r} is empty; valid specs: {', '.join(list_losses())}")
     spec = spec.strip()
     head, sep, arg = spec.partition(":")

@@ -85,12 +85,24 @@ def load_theta_file(path: str | Path, spec: str | None = None) -> list[float]:
     return [float(v) for v in theta]
 
 
+def _finite_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
 def parse_theta_list(text: str, spec: str) -> list[float]:
     """Parse `[t0,t1,...,t7]` (JSON list syntax)."""
     try:
         values = json.loads(text)
     except json.JSONDecodeError:
-        raise LossSpecError(f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] with {N_PARAMS} numbers") from None
+        items = text.strip().removeprefix("[").removesuffix("]").split(",")
+        bad = next(((k, item.strip()) for k, item in enumerate(items) if not _finite_number(item)), None)
+        where = f" (t{bad[0]} = {bad[1]!r} is not a finite number)" if bad and len(items) == N_PARAMS else ""
+        raise LossSpecError(
+            f"loss spec {spec!r}: expected taylorglo:[t0,...,t7] with {N_PARAMS} finite numbers{where}"
+        ) from None
     if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
         raise LossSpecError(f"loss spec {spec!r}: expected a list of {N_PARAMS} numbers")
     return [float(v) for v in values]

@@ -431,14 +431,17 @@ def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str
     if not robust.empty:
         parts.append(
             f"{points(robust.median())} percentage points for robust accuracy (median over the worst-case cells "
-            f"with any spread; {points(robust.min())} to {points(robust.max())})"
+            "with any spread"
+            + ("" if robust.min() > 100 else f"; {points(robust.min())} to {points(robust.max())}")
+            + ")"
         )
     if not clean.empty:
         parts.append(f"{points(clean.median())} for clean accuracy")
     if not parts:
         return ""
     text = (
-        f"Power: the differences are referred to t with {df:g} degrees of freedom, so after {correction} over "
+        f"Power: the differences are referred to t with {df:g} degree{'' if df == 1 else 's'} of freedom, so "
+        f"after {correction} over "
         f"the {m} comparisons of the primary family the most significant one must exceed about {t:.1f} standard "
         f"errors: {' and '.join(parts)}."
     )
@@ -633,8 +636,25 @@ def _caveats(inputs: ReportInputs, summary: pd.DataFrame, settings: T.StatsSetti
         f"{len(bad)} evaluation(s) (loss × seed) failed a reliability check"
         + (": " + ", ".join(f"{inputs.label(loss)} seed {s}" for loss, s in bad) if bad else "")
         + "."
+        + _diagnostics_aside(inputs)
     )
     return items
+
+
+def _diagnostics_aside(inputs: ReportInputs) -> str:
+    """Where diagnostics failed: a pointer to them, so that "no reliability check failed" (a check of the
+    evaluation itself) is not read as "nothing failed"; "" otherwise."""
+    d = inputs.diagnostics
+    if d is None or d.empty:
+        return ""
+    failed = d[d["status"] == "fail"]
+    if failed.empty:
+        return ""
+    networks = failed[["loss", "seed"]].drop_duplicates()
+    return (
+        f" The diagnostics are a separate set (whether the attacks could have been fooled): {len(failed)} of "
+        f"them failed, on {len(networks)} network(s) (loss × seed); see Diagnostics."
+    )
 
 
 def _others_text(shown: pd.DataFrame, settings: T.StatsSettings) -> str:
@@ -1541,6 +1561,7 @@ def _reliability_section(inputs: ReportInputs) -> Section:
         )
     elif failed == 0:
         verdict = "Every check ran and passed."
+    verdict += _diagnostics_aside(inputs)
     section.add(
         Paragraph(
             "Every evaluation (one network under every attack and ε) is checked for signs that the "
