@@ -340,3 +340,20 @@ def test_the_reliability_lines_point_to_failed_diagnostics():
     )
     assert _diagnostics_aside(SimpleNamespace(diagnostics=d[d["status"] != "fail"])) == ""
     assert _diagnostics_aside(SimpleNamespace(diagnostics=None)) == ""
+
+
+def test_an_analysed_loss_that_was_never_trained_is_said_to_be_for_comparison(tmp_path):
+    import json
+
+    from synthetic_results import write_synthetic
+
+    from robust_glo.reporting import build_report
+
+    write_synthetic(tmp_path)
+    path = tmp_path / "analysis" / "analysis.json"
+    analysis = json.loads(path.read_text())
+    path.write_text(json.dumps(analysis + [dict(analysis[1], spec="label_smoothing:0.2")]))
+    md = build_report(tmp_path).markdown.read_text()
+    section = md.split("\n## Loss analysis\n", 1)[1].split("\n## ", 1)[0]
+    assert "label_smoothing:0.2 is analysed for comparison only (the suite's `[analyze] extra_losses`)" in section
+    assert "ce is analysed" not in section

@@ -1526,7 +1526,15 @@ def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
             "α shown; cross-entropy has none."
         )
     )
-    section.add(Table(T.analysis_table(inputs), "From analysis/analysis.json."))
+    trained = set(inputs.losses)
+    extra = [str(a["spec"]) for a in inputs.analysis if a.get("spec") is not None and str(a["spec"]) not in trained]
+    caption = "From analysis/analysis.json."
+    if extra:
+        caption += (
+            f" {V.and_list([inputs.label(x) for x in extra])} {'is' if len(extra) == 1 else 'are'} analysed for "
+            "comparison only (the suite's `[analyze] extra_losses`): never trained or attacked here."
+        )
+    section.add(Table(T.analysis_table(inputs), caption))
     section.add(Image(figs["effective_target"], "Effective target p* per loss.", alt="effective targets"))
     taylor = [a for a in inputs.analysis if a.get("theta") is not None]
     if taylor:
