@@ -447,11 +447,13 @@ def test_where_no_loss_is_above_a_verified_frontier_the_verdict_says_why_from_th
     why = next(line for line in verdict.splitlines() if line.startswith("Why none is above"))
     # focal:2 is on the frontier and trains toward label smoothing 0.22's target (inside 0 to 0.9); sq has no
     # analysis; baikal is not placed: neither is named
-    assert why == (
+    assert why.startswith(
         "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified "
         "budgets: focal:2 (α(p*) = 0.22) trains toward the target of label smoothing at a strength inside the "
-        "range measured: by its learning rule it is a form of label smoothing."
-    )
+        "range measured: by its learning rule it has label smoothing's fixed point. The same fixed point need "
+        "not give the same network; where each lands against label smoothing at its own α(p*) (the arms "
+        "interpolated linearly in α): at ε = 0.1, focal:2 "
+    ) and why.endswith("at α 0.22.")
     # a loss above the frontier at the verified budget: nothing to explain
     write_frontier_study(tmp_path / "above")
     _diagnostics(tmp_path / "above")
@@ -472,3 +474,18 @@ def test_the_why_sentence_tells_a_target_below_uniform_from_one_beyond_the_stren
     assert "b (α(p*) = 0.95) trains toward the target of label smoothing at a strength beyond the range" in why
     assert "a (α(p*) = 1.05) trains toward a target below the uniform distribution (p* < 1/K)" in why
     assert "c pursues p → 1" in why
+
+
+def test_where_a_loss_lands_against_label_smoothing_at_its_own_alpha_is_interpolated_in_alpha():
+    from types import SimpleNamespace
+
+    from robust_glo.reporting import build as B
+
+    arms = pd.DataFrame({"loss": ["ce", "ls"], "alpha": [0.0, 0.4], "clean": [0.9, 0.8], "robust": [0.1, 0.3]})
+    study = SimpleNamespace(points={("worst", 0.1): arms})
+    reading = B.FrontierReading("worst", 0.1, "linf", SimpleNamespace(verified=True))
+    reading.on = [{"loss": "x", "clean": 0.88, "robust": 0.05}]
+    text = B._landings(SimpleNamespace(label=lambda s: s), study, [reading], {"x": 0.2})
+    assert (
+        text == "at ε = 0.1, x 88.0% clean and 5.0% robust accuracy against label smoothing's 85.0% and 20.0% at α 0.20"
+    )

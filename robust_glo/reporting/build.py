@@ -380,8 +380,8 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
             f"{_and([f'{n} (α(p*) = {a:.2f})' for n, a in inside])} "
             + ("trains" if len(inside) == 1 else "train")
             + " toward the target of label smoothing at a strength inside the range measured: by "
-            + ("its learning rule it is" if len(inside) == 1 else "their learning rules they are")
-            + " a form of label smoothing"
+            + ("its learning rule it has" if len(inside) == 1 else "their learning rules they have")
+            + " label smoothing's fixed point"
         )
     if beyond:
         parts.append(
@@ -403,11 +403,44 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
         )
     if not parts:
         return ""
+    landed = _landings(inputs, study, verified, {s: a for s, (_, a, out) in equivalents.items() if a and not out})
     return (
         "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified budgets: "
         + "; ".join(parts)
         + "."
+        + (
+            " The same fixed point need not give the same network; where each lands against label smoothing at "
+            f"its own α(p*) (the arms interpolated linearly in α): {landed}."
+            if landed
+            else ""
+        )
     )
+
+
+def _landings(
+    inputs: ReportInputs, study: T.FrontierStudy, verified: list[FrontierReading], alphas: dict[str, float]
+) -> str:
+    """Where each loss lands against label smoothing at its own α(p*) (clean and robust accuracy of the
+    arms interpolated linearly in α between the strengths measured), per verified budget: the same fixed
+    point of the learning rule need not give the same network, and this says whether it did."""
+    parts = []
+    for loss, alpha in alphas.items():
+        for reading in verified:
+            arms = study.points.get((reading.attack, reading.eps))
+            mine = [r for r in [*reading.on, *reading.undecided, *reading.below] if r["loss"] == loss]
+            if arms is None or arms.empty or not mine or len(arms) < 2:
+                continue
+            arms = arms.sort_values("alpha")
+            clean = float(np.interp(alpha, arms["alpha"], arms["clean"]))
+            robust = float(np.interp(alpha, arms["alpha"], arms["robust"]))
+            parts.append(
+                f"at {reading.budget}, {inputs.label(loss)} {T.pct(mine[0]['clean'])}% clean and "
+                f"{T.pct(mine[0]['robust'])}% robust accuracy against label smoothing's {T.pct(clean)}% and "
+                f"{T.pct(robust)}% at α {alpha:.2f}"
+            )
+    if not parts:
+        return ""
+    return "; ".join(parts)
 
 
 def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str:
