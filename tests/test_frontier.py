@@ -184,3 +184,23 @@ def test_a_margin_at_the_accuracy_floor_is_widened_to_clopper_pearson_not_zero_w
     spread = {"ce": 0.3, "label_smoothing:0.5": 0.4, "other": 0.35}
     boot = HierarchicalBootstrap(_floored_outcomes(spread), n_boot=200, seed=0)
     assert boot.exact_slack("other", {"attack": "worst", "eps": 0.3}) == (0.0, 0.0)
+
+
+def test_below_needs_an_arm_that_dominates_the_loss():
+    # "chord" lies below the straight line between label smoothing 0.2 (0.88, 0.20) and 0.6 (0.85, 0.30)
+    # but neither arm beats it on both axes: its margin may be negative, never "below".
+    truth = {k: v for k, v in TRUTH.items() if k.startswith("label_smoothing") or k == "ce"}
+    truth |= {"chord": (0.875, 0.205), "dominated": (0.84, 0.15)}
+    saved = dict(TRUTH)
+    TRUTH.clear()
+    TRUTH.update(truth)
+    try:
+        boot = HierarchicalBootstrap(_outcomes(), n_boot=500, seed=0)
+    finally:
+        TRUTH.clear()
+        TRUTH.update(saved)
+    table = frontier_margins(boot, list(truth), [("worst", 0.1)]).set_index("loss")
+    chord = table.loc["chord"]
+    assert chord["margin"] < 0 and not bool(chord["dominated"]) and not bool(chord["below"])
+    low = table.loc["dominated"]  # label smoothing 0.6 (0.85, 0.30) beats it on both axes
+    assert bool(low["dominated"]) and bool(low["below"]) and low["margin_se"] > 0

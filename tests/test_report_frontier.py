@@ -31,6 +31,7 @@ from robust_glo.robustness.statistics import minimum_detectable
 N = 600
 SEEDS = (0, 1, 2, 3, 4)
 EPS = (0.1, 0.2)
+BEATS_UNVERIFIED = "a label-smoothing arm beats it on both axes; not verified against AutoAttack, so not counted"
 # loss -> (clean accuracy, robust accuracy at each eps of EPS)
 TRUTH = {
     "ce": (0.90, (0.10, 0.05)),
@@ -129,7 +130,7 @@ def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(s
         assert "): beats label smoothing under these attacks, but not counted (AutoAttack incomplete; " in bullet
         assert "diagnostics not run: " in bullet and "): poly1 (+" in bullet
         assert bullet.count("beats label smoothing") == 1  # only where frontier_margins says beats
-        assert "below the frontier: sq (" in bullet
+        assert f"below the frontier ({BEATS_UNVERIFIED}): sq (" in bullet
         assert "not distinguishable from the frontier (no evidence either way): focal:2 (" in bullet
         assert "not placed (clean accuracy below every label-smoothing arm's): baikal (clean 70." in bullet
     assert "Label smoothing was measured at α = 0, 0.2, 0.6, 0.9." in section
@@ -166,9 +167,13 @@ def test_the_verdict_answers_against_label_smoothing_per_budget(study):
             f"{_clean_vs_ce(summary, 'poly1')})" in text
         )
         # and why none counts: who lies below it, on it (with α(p*)), and who could not be placed
-        assert f"; below it: sq ({rows[budget, 'sq'][3]} points, corrected p = {rows[budget, 'sq'][4]}); " in text
         assert (
-            f"; on it (no evidence either way): focal:2 ({rows[budget, 'focal:2'][3]} points, corrected p = "
+            f"; below it ({BEATS_UNVERIFIED}): "
+            f"sq ({rows[budget, 'sq'][3]} points, corrected p = {rows[budget, 'sq'][4]}); " in text
+        )
+        assert (
+            f"; not distinguishable from it (no evidence either way): focal:2 ({rows[budget, 'focal:2'][3]} "
+            "points, corrected p = "
             f"{rows[budget, 'focal:2'][4]}; its target is label smoothing's at α(p*) = 0.222); " in text
         )
         assert text.endswith(
@@ -186,8 +191,9 @@ def test_the_verdict_says_no_loss_is_above_and_why(tmp_path):
         assert rows[budget, "sq"][6] == "below" and rows[budget, "focal:2"][6] == "not distinguishable"
         assert _verdict(md)[budget] == (
             f"- **Against label smoothing at {budget}**, not verified against AutoAttack (worst case of: FGSM): "
-            f"no loss is shown above the frontier at its own clean accuracy; below it: sq ({rows[budget, 'sq'][3]} "
-            f"points, corrected p = {rows[budget, 'sq'][4]}); on it (no evidence either way): focal:2 "
+            f"no loss is shown above the frontier at its own clean accuracy; below it ({BEATS_UNVERIFIED}): "
+            f"sq ({rows[budget, 'sq'][3]} points, corrected p = {rows[budget, 'sq'][4]}); not distinguishable "
+            "from it (no evidence either way): focal:2 "
             f"({rows[budget, 'focal:2'][3]} points, corrected p = {rows[budget, 'focal:2'][4]}; its target "
             "is label smoothing's at α(p*) = 0.222); not placed (clean accuracy below every arm's): baikal "
             f"(clean {rows[budget, 'baikal'][0]}%; its target is label smoothing's at α(p*) = 0.760)."
@@ -290,9 +296,9 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
     assert sentences["ε = 0.1"].startswith(
         "- **Against label smoothing at ε = 0.1**, AutoAttack-verified: above the frontier at its own clean "
         f"accuracy, counted: poly1 (margin {margin} points, corrected p = {p}; clean accuracy {clean}%, against "
-        f"ce {_clean_vs_ce(summary, 'poly1')}); below it: sq ("
+        f"ce {_clean_vs_ce(summary, 'poly1')}); below it (a label-smoothing arm beats it on both axes): sq ("
     )
-    assert "; on it (no evidence either way): focal:2 (" in sentences["ε = 0.1"]
+    assert "; not distinguishable from it (no evidence either way): focal:2 (" in sentences["ε = 0.1"]
     assert "; not placed (clean accuracy below every arm's): baikal (" in sentences["ε = 0.1"]
     # the headline against label smoothing leads the verdict, then the answer against ce
     verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
@@ -314,7 +320,7 @@ def test_a_verified_budget_says_beats_plainly(tmp_path, monkeypatch):
     assert "failed transfer (5 of 5 seeds)" in verified and "beats label smoothing: poly1" not in verified
     sentence = _verdict(build_report(tmp_path).markdown.read_text())["ε = 0.1"]
     assert ": no loss counts as above the frontier at its own clean accuracy; above it but not counted (" in sentence
-    assert "label_smoothing:0.6 failed transfer (5 of 5 seeds)" in sentence and "below it: sq (" in sentence
+    assert "label_smoothing:0.6 failed transfer (5 of 5 seeds)" in sentence and "on both axes): sq (" in sentence
     md = build_report(tmp_path).markdown.read_text()
     verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
     assert verdict.lstrip().startswith(
@@ -444,20 +450,21 @@ def test_where_no_loss_is_above_a_verified_frontier_the_verdict_says_why_from_th
     write_frontier_study(tmp_path / "none", {loss: v for loss, v in TRUTH.items() if loss != "poly1"})
     _diagnostics(tmp_path / "none")
     verdict = build_report(tmp_path / "none").markdown.read_text().split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
-    why = next(line for line in verdict.splitlines() if line.startswith("Why none is above"))
+    why = next(line for line in verdict.splitlines() if line.startswith("No loss is shown above; the learning"))
     # focal:2 is on the frontier and trains toward label smoothing 0.22's target (inside 0 to 0.9); sq has no
     # analysis; baikal is not placed: neither is named
     assert why.startswith(
-        "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified "
-        "budgets: focal:2 (α(p*) = 0.22) trains toward the target of label smoothing at a strength inside the "
-        "range measured: by its learning rule it has label smoothing's fixed point. The same fixed point need "
-        "not give the same network; where each lands against label smoothing at its own α(p*) (the arms "
-        "interpolated linearly in α): at ε = 0.1, focal:2 "
+        "No loss is shown above; the learning rules (Loss analysis) of the losses placed at the verified "
+        "budgets are consistent with that, not evidence for it: focal:2 (α(p*) = 0.22) trains toward the "
+        "target of label smoothing at a strength inside the range measured: by its learning rule it has label "
+        "smoothing's fixed point. The same fixed point need not give the same network; where each lands "
+        "against label smoothing at its own α(p*) (the arms interpolated linearly in α; point estimates, not "
+        "tested): at ε = 0.1, focal:2 "
     ) and why.endswith("at α 0.22.")
     # a loss above the frontier at the verified budget: nothing to explain
     write_frontier_study(tmp_path / "above")
     _diagnostics(tmp_path / "above")
-    assert "Why none is above" not in build_report(tmp_path / "above").markdown.read_text()
+    assert "the learning rules (Loss analysis)" not in build_report(tmp_path / "above").markdown.read_text()
 
 
 def test_the_why_sentence_tells_a_target_below_uniform_from_one_beyond_the_strengths_measured(monkeypatch):

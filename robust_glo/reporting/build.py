@@ -27,7 +27,7 @@ from robust_glo.reporting.render import Bullets, Code, Document, Image, Paragrap
 from robust_glo.reporting.verdict import build_verdict
 from robust_glo.robustness.attacks import spec_of_label
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
-from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP, P_FLOOR, minimum_detectable
+from robust_glo.robustness.statistics import INTERVAL_BOOTSTRAP, P_FLOOR, first_rejection_t, minimum_detectable
 from robust_glo.utils import atomic_write_text
 
 FIGURES = "figures"
@@ -405,12 +405,13 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
         return ""
     landed = _landings(inputs, study, verified, {s: a for s, (_, a, out) in equivalents.items() if a and not out})
     return (
-        "Why none is above, from the learning rules (Loss analysis) of the losses placed at the verified budgets: "
+        "No loss is shown above; the learning rules (Loss analysis) of the losses placed at the verified budgets "
+        "are consistent with that, not evidence for it: "
         + "; ".join(parts)
         + "."
         + (
             " The same fixed point need not give the same network; where each lands against label smoothing at "
-            f"its own α(p*) (the arms interpolated linearly in α): {landed}."
+            f"its own α(p*) (the arms interpolated linearly in α; point estimates, not tested): {landed}."
             if landed
             else ""
         )
@@ -433,6 +434,8 @@ def _landings(
             arms = arms.sort_values("alpha")
             clean = float(np.interp(alpha, arms["alpha"], arms["clean"]))
             robust = float(np.interp(alpha, arms["alpha"], arms["robust"]))
+            if max(robust, float(mine[0]["robust"])) < 0.005:  # both at the accuracy floor: nothing to compare
+                continue
             parts.append(
                 f"at {reading.budget}, {inputs.label(loss)} {T.pct(mine[0]['clean'])}% clean and "
                 f"{T.pct(mine[0]['robust'])}% robust accuracy against label smoothing's {T.pct(clean)}% and "
@@ -865,7 +868,8 @@ class FrontierReading:
     measured: bool = True
     counted: list[dict[str, Any]] = field(default_factory=list)  # beats label smoothing, and counts
     uncounted: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)  # beats, with why not counted
-    below: list[dict[str, Any]] = field(default_factory=list)
+    below: list[dict[str, Any]] = field(default_factory=list)  # significantly below, an arm beats it on both axes
+    under: list[dict[str, Any]] = field(default_factory=list)  # significantly under the envelope, no arm beats it
     on: list[dict[str, Any]] = field(default_factory=list)  # no evidence either way: the interval includes 0
     # interval (per comparison) excludes 0, corrected p not below alpha: not "no evidence", and no claim either
     undecided: list[dict[str, Any]] = field(default_factory=list)
@@ -880,6 +884,9 @@ class FrontierReading:
     def verified(self) -> bool:
         return self.cov is not None and self.cov.verified
 
+
+# Why "under the line" is not "below label smoothing": the envelope is a maximum over noisy arms.
+UNDER_WHY = "the line is a maximum over arms measured with noise, biased upward: not counted as below"
 
 # Why a loss was not placed, by `FrontierReading` group: the frontier section's words and the verdict's.
 UNPLACED_WHY = {
@@ -923,6 +930,8 @@ def _frontier_readings(inputs: ReportInputs, study: T.FrontierStudy, baseline: s
                     reading.counted.append(r)
             elif result == T.FRONTIER_RESULTS["below"]:
                 reading.below.append(r)
+            elif result == T.FRONTIER_RESULTS["under"]:
+                reading.under.append(r)
             elif result == T.FRONTIER_RESULTS["on"]:
                 if V.interval_excludes_zero(r, "margin_ci_low", "margin_ci_high"):
                     reading.undecided.append(r)
@@ -975,7 +984,14 @@ def _frontier_bullets(
         if not reading.counted and not reading.uncounted:
             parts.append("no loss is shown to beat label smoothing")
         if reading.below:
-            parts.append(f"below the frontier: {_frontier_names(inputs, pd.DataFrame(reading.below))}")
+            parts.append(
+                "below the frontier (a label-smoothing arm beats it on both axes"
+                + ("" if reading.verified else "; not verified against AutoAttack, so not counted")
+                + f"): {_frontier_names(inputs, pd.DataFrame(reading.below))}"
+            )
+        if reading.under:
+            names = _frontier_names(inputs, pd.DataFrame(reading.under))
+            parts.append(f"significantly under the line but beaten by no arm on both axes ({UNDER_WHY}): {names}")
         if reading.on:
             names = _frontier_names(inputs, pd.DataFrame(reading.on))
             parts.append(f"not distinguishable from the frontier (no evidence either way): {names}")
@@ -1049,9 +1065,22 @@ def _smoothing_sentences(
             parts = ["no loss is shown above the frontier at its own clean accuracy"]
         parts += [f"above it but not counted ({'; '.join(why)}): {above(r)}" for r, why in reading.uncounted]
         if reading.below:
-            parts.append("below it: " + ", ".join(named(r, margin(r)) for r in reading.below))
+            parts.append(
+                "below it (a label-smoothing arm beats it on both axes"
+                + ("" if reading.verified else "; not verified against AutoAttack, so not counted")
+                + "): "
+                + ", ".join(named(r, margin(r)) for r in reading.below)
+            )
+        if reading.under:
+            parts.append(
+                f"significantly under the frontier's line but beaten by no arm on both axes ({UNDER_WHY}): "
+                + ", ".join(named(r, margin(r)) for r in reading.under)
+            )
         if reading.on:
-            parts.append("on it (no evidence either way): " + ", ".join(named(r, margin(r)) for r in reading.on))
+            parts.append(
+                "not distinguishable from it (no evidence either way): "
+                + ", ".join(named(r, margin(r)) for r in reading.on)
+            )
         if reading.undecided:
             parts.append(
                 f"{V.unsure_text(correction, n_compared)}: " + ", ".join(named(r, margin(r)) for r in reading.undecided)
@@ -1063,7 +1092,30 @@ def _smoothing_sentences(
                     f"not placed ({why}): " + ", ".join(named(r, f"clean {T.pct(r['clean'])}%") for r in group)
                 )
         out.append(head + ": " + "; ".join(parts) + ".")
-    return out
+    power = _frontier_power(study, correction)
+    return out + ([power] if power else [])
+
+
+def _frontier_power(study: T.FrontierStudy, correction: str, alpha: float = 0.05) -> str:
+    """How large a margin the design could show at all: after the `correction` over every margin placed,
+    the most significant must pass t_df(1 - alpha / 2M) standard errors (`first_rejection_t`); "" when no
+    margin has a standard error."""
+    m = frontier_comparisons(study)
+    if not m or study.margins is None or "margin_se" not in study.margins:
+        return ""
+    rows = study.margins[(study.margins["margin_se"] > 0) & study.margins["margin_df"].notna()]
+    if rows.empty:
+        return ""
+    df = float(rows["margin_df"].median())
+    t = first_rejection_t(df, m, alpha)
+    need = 100 * t * rows["margin_se"]
+    return (
+        f"Power against the frontier: margins are referred to t with {df:g} degree{'' if df == 1 else 's'} of "
+        f"freedom, so after {correction} over the {m} margins placed the most significant must exceed about "
+        f"{t:.1f} standard errors: {need.median():.1f} points (median over the margins; {need.min():.1f} to "
+        f'{need.max():.1f}). A smaller margin cannot be told from zero: "not distinguishable" is not evidence '
+        "that a loss lies on the frontier."
+    )
 
 
 def _frontier_names(

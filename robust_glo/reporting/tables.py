@@ -848,18 +848,27 @@ def label_smoothing_equivalents(inputs: ReportInputs) -> dict[str, tuple[float |
 
 # ------------------------------------------------------------------------------------------ the frontier
 
-FRONTIER_RESULTS = {"above": "above", "below": "below", "on": "not distinguishable", "none": "not placed"}
+FRONTIER_RESULTS = {
+    "above": "above",
+    "below": "below",
+    "under": "under the line only",
+    "on": "not distinguishable",
+    "none": "not placed",
+}
 
 
 def frontier_result(row: Any) -> str:
     """The one-word result of a `frontier_margins` row: "above" (beats label smoothing: interval above zero,
-    corrected p below alpha), "below" (the same on the other side), "not placed" (its clean accuracy is
-    below every label-smoothing arm's, or the replicates could not place it), "not distinguishable" from the frontier
-    otherwise (no evidence either way)."""
+    corrected p below alpha), "below" (the same on the other side, with an arm that beats it on both axes),
+    "under the line only" (significantly under the envelope, but no measured arm beats it on both axes),
+    "not placed" (its clean accuracy is below every label-smoothing arm's, or the replicates could not place
+    it), "not distinguishable" from the frontier otherwise (no evidence either way)."""
     if bool(row["beats"]):
         return FRONTIER_RESULTS["above"]
     if bool(row["below"]):
         return FRONTIER_RESULTS["below"]
+    if bool(row.get("under", False)):
+        return FRONTIER_RESULTS["under"]
     if row["position"] == "below-range" or _nan(row["p_value"]):
         return FRONTIER_RESULTS["none"]
     return FRONTIER_RESULTS["on"]

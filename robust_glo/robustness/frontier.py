@@ -33,6 +33,11 @@ seeds of any arm involved): the seed part of the variance is at most all of it, 
 conservative end of the Satterthwaite range the pairwise comparisons use (docs/statistics.md), and the
 interval is stretched about the margin by the same t / z factor. p is corrected across the losses and
 budgets placed.
+Selection bias: the envelope is a maximum over arms measured with noise, so it sits above the true
+trade-off by about the noise of its top arms; that makes "beats" harder (conservative) and a negative
+margin easier. So "below label smoothing" also needs a measured arm that dominates the loss (at least its
+clean accuracy and more robust accuracy): a network label smoothing actually gave, not a chord or a flat
+continuation that a lucky arm lifted.
 No library builds this frontier, hence the code here (numpy's `interp` does the interpolation).
 """
 
@@ -68,6 +73,10 @@ FRONTIER_COLUMNS = [
     "position",
     "beats",
     "below",
+    "margin_se",
+    "margin_df",
+    "dominated",
+    "under",
 ]
 
 
@@ -192,8 +201,12 @@ def frontier_margins(
 
     `margin` = robust accuracy - frontier at the loss's clean accuracy; its interval and p come from the
     bootstrap replicates (the frontier rebuilt on each). `beats` / `below`: the interval excludes zero on
-    that side and the corrected p is below `alpha` (never for a loss `below-range`). At least two
-    label-smoothing arms (cross-entropy counts as alpha 0) are needed; fewer raise `ConfigError`."""
+    that side and the corrected p is below `alpha` (never for a loss `below-range`); `below` also needs a
+    measured arm that `dominated` the loss (clean accuracy at least as high, robust accuracy higher);
+    `under`: significantly under the envelope with no such arm.
+    `margin_se`: the bootstrap standard error of the margin, `margin_df` the degrees of freedom of its t
+    reference. At least two label-smoothing arms
+    (cross-entropy counts as alpha 0) are needed; fewer raise `ConfigError`."""
     arms = FrontierArms.split(losses)
     if len(arms.smoothing) < 2:
         raise ConfigError(
@@ -234,7 +247,8 @@ def frontier_margins(
             # interval from the rest would be a truncated sample, so with more than a tenth unplaced the
             # loss is not placed at all.
             if position == "below-range" or len(finite) < PLACED_SHARE * boot.n_boot:
-                low = high = p = math.nan
+                low = high = p = se = math.nan
+                df = math.nan
             else:
                 seeds = min(boot.n_seeds(k, robust_where) for k in [loss, *names])
                 df = max(seeds - 1, 1)
@@ -268,14 +282,22 @@ def frontier_margins(
                     "margin_ci_high": high,
                     "p_value": p,
                     "position": position,
+                    "margin_se": se,
+                    "margin_df": df,
+                    # A measured arm at least as accurate and more robust: "below label smoothing" then names
+                    # a network label smoothing gave, not a chord between two (the envelope is the maximum
+                    # over noisy arms, biased upward, so a margin alone would call "below" too readily).
+                    "dominated": bool(np.any((pts_c >= clean) & (pts_r > robust))),
                 }
             )
-    frame = pd.DataFrame(rows, columns=[c for c in FRONTIER_COLUMNS if c not in ("p_adjusted", "beats", "below")])
+    computed = ("p_adjusted", "beats", "below", "under")
+    frame = pd.DataFrame(rows, columns=[c for c in FRONTIER_COLUMNS if c not in computed])
     tested = frame["p_value"].notna()
     frame["p_adjusted"] = math.nan
     if tested.any():
         frame.loc[tested, "p_adjusted"] = adjust_pvalues(frame.loc[tested, "p_value"].tolist(), correction)
     significant = tested & (frame["p_adjusted"] < alpha)
     frame["beats"] = significant & (frame["margin_ci_low"] > 0)
-    frame["below"] = significant & (frame["margin_ci_high"] < 0)
+    frame["below"] = significant & (frame["margin_ci_high"] < 0) & frame["dominated"].astype(bool)
+    frame["under"] = significant & (frame["margin_ci_high"] < 0) & ~frame["dominated"].astype(bool)
     return frame[FRONTIER_COLUMNS]
