@@ -311,9 +311,10 @@ def _evolution(name: str, thetas_per_search: list[np.ndarray], fitness: list[np.
                 if fitness is not None:
                     row |= {"fitness": float(fitness[s][g, i]), "objective": 0.3}
                 rows.append(row)
-        best = {"theta": [float(t) for t in thetas[-1][0]]}
+        best = {"theta": [float(t) for t in thetas[-1][0]], "search": {"generation": len(thetas) - 1, "index": 0}}
         searches.append(SearchInputs(s, f"evolve/{name}/search{s}", pd.DataFrame(rows), None, best, {"seed": s}))
-    return EvolutionInputs(name, f"evolve/{name}", pd.concat([x.history for x in searches]), searches=searches)
+    history = pd.concat([x.history for x in searches])
+    return EvolutionInputs(name, f"evolve/{name}", history, best_loss={"search": 0}, searches=searches)
 
 
 def test_two_evolutions_that_sampled_the_same_candidates_are_reported():
@@ -338,6 +339,9 @@ def test_two_evolutions_that_sampled_the_same_candidates_are_reported():
     assert "sampled the very same candidates in search 0 in all 4 generations (and both chose the same θ)" in text
     assert "and search 1 in generations 0–1 of 4." in text
     assert "Of its 24 candidates trained to the end, 4 met the clean-accuracy constraint" in text
+    # the chosen loss (search 0, generation 3) was sampled while both evolutions sampled alike
+    assert shared[0].chosen_shared and not shared[1].chosen_shared
+    assert "The loss this evolution chose (search 0) was sampled in generation 3, which both evolutions" in text
     # different seeds, or nothing sampled alike: nothing to say
     other = _evolution("other", [rng.normal(size=(4, 3, 8)) for _ in range(2)])
     assert _shared_sampling_text(other, accuracy) == ""

@@ -1537,15 +1537,25 @@ def _shared_sampling_text(evo: EvolutionInputs, other: EvolutionInputs) -> str:
         f"How far this evolution departed from the {name} one: their searches share CMA-ES seeds, so they "
         f"start from the same samples, and they sampled the very same candidates in "
         f"{V.and_list([one(s) for s in shared if s.same])}. A generation repeats only where both fitness "
-        "functions had ranked every earlier generation's best candidates (those CMA-ES moves toward) in the "
-        "same order: there the two objectives did not steer the search apart."
+        "functions had ranked every earlier generation's candidates in the same order (CMA-ES updates from the "
+        "whole ranking): there the two objectives did not steer the search apart."
     )
+    chosen = (evo.best_loss or {}).get("search")
+    mine = [s for s in shared if s.search == chosen and s.chosen_shared]
+    if mine:
+        text += (
+            f" The loss this evolution chose (search {chosen}) was sampled in generation {mine[0].chosen_generation}, "
+            f"which both evolutions sampled alike: the {name} evolution trained the same θ, and this objective "
+            "only selected it among candidates that the other ranking had proposed too."
+        )
     met = [m for s in evo.searches if (m := T.constraint_share(s.history)) is not None]
     if met:
         ok, total = sum(m[0] for m in met), sum(m[1] for m in met)
         text += (
             f" Of its {total} candidates trained to the end, {ok} met the clean-accuracy constraint; the others "
-            "are ranked by their clean shortfall alone, which is the clean-accuracy evolution's order."
+            "are ranked by their clean shortfall alone, which is the clean-accuracy evolution's order. The "
+            "constraint is judged on one training run per candidate against one cross-entropy run at the same "
+            "budget, so a miss by a fraction of a point is within seed noise."
         )
     return text
 

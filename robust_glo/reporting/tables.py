@@ -729,6 +729,13 @@ class SharedSampling:
     generations: int
     first_apart: int | None
     same_choice: bool
+    chosen_generation: int | None = None  # where this search's best loss was sampled (best_loss.json)
+
+    @property
+    def chosen_shared(self) -> bool:
+        """Whether the best loss was sampled in a generation both evolutions sampled alike."""
+        g = self.chosen_generation
+        return g is not None and (self.first_apart is None or g < self.first_apart)
 
 
 def shared_sampling(a: Any, b: Any) -> list[SharedSampling]:
@@ -752,7 +759,9 @@ def shared_sampling(a: Any, b: Any) -> list[SharedSampling]:
         apart = next((g for g, same in zip(gens, flags) if not same), None)
         ta, tb = (mine.best_loss or {}).get("theta"), (other.best_loss or {}).get("theta")
         choice = ta is not None and tb is not None and bool(np.allclose(ta, tb))
-        out.append(SharedSampling(mine.index, seed, sum(flags), len(gens), apart, choice))
+        found = ((mine.best_loss or {}).get("search") or {}).get("generation")
+        chosen = int(found) if isinstance(found, (int, float)) and not isinstance(found, bool) else None
+        out.append(SharedSampling(mine.index, seed, sum(flags), len(gens), apart, choice, chosen))
     return out
 
 
