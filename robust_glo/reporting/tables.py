@@ -484,10 +484,10 @@ def flags_summary(inputs: ReportInputs) -> pd.DataFrame:
         reasons = (
             sorted({str(d) for d in g.loc[status == "not run", "detail"] if str(d).strip()}) if "detail" in g else []
         )
-        explanation = (
-            str(g["explanation"].dropna().iloc[0])
-            if "explanation" in g and g["explanation"].notna().any()
-            else EXPLANATIONS.get(str(check), "")
+        # The code's words for a check it knows (a stored text may predate a rule's change); the stored
+        # text for a check this version does not know.
+        explanation = EXPLANATIONS.get(str(check)) or (
+            str(g["explanation"].dropna().iloc[0]) if "explanation" in g and g["explanation"].notna().any() else ""
         )
         rows.append(
             {
