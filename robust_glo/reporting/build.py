@@ -303,7 +303,9 @@ def _verdict_section(
             "Written by the report code from the statistics below. A claim counts as evidence only where the "
             "worst case at its budget includes the standard AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, Square "
             "with 5,000 queries) and neither network failed a blocking diagnostic there "
-            f"({docs_ref('attacks.md', inputs.root)}); differences are in percentage points with their 95% "
+            f'({docs_ref("attacks.md", inputs.root)}). "AutoAttack-verified" means only that: the worst case '
+            "includes the full ensemble, so robust accuracy is an empirical upper bound under a strong standard "
+            "attack, not a certificate. Differences are in percentage points with their 95% "
             "interval over seeds and test images, significance after the correction over the primary family "
             f"({docs_ref('statistics.md', inputs.root)})."
         )
