@@ -485,7 +485,8 @@ def _power_sentence(summary: pd.DataFrame, correction: str, alpha: float) -> str
     )
     if flat:
         text += (
-            f" {flat} worst-case cell(s) have no spread at all (every network at the same accuracy) and are left out."
+            f" {flat} worst-case cell(s) have no spread at all (every network at the same accuracy) and are left "
+            "out of that median (not of the family)."
         )
     if pd.concat([robust, clean]).min() > 100:
         return text + " No difference at all could be told from zero with this design (seeds, images, correction)."
@@ -1619,8 +1620,9 @@ def _analysis_section(inputs: ReportInputs, figs: dict[str, Path]) -> Section:
         Paragraph(
             f"The learning rule of each loss on the logits ({docs_ref('method.md', inputs.root)}). "
             "The effective target p* is where the target-logit gradient vanishes with the other classes equal: "
-            "training comes to rest there instead of pursuing p → 1. p* < 1 acts as implicit label smoothing with the "
-            "α shown; cross-entropy has none."
+            "the learning rule stops pushing the target probability up there instead of pursuing p → 1 (a fixed "
+            "point of the rule on that slice, not a claim about where training ends). p* < 1 acts as implicit "
+            "label smoothing with the α shown; cross-entropy has none."
         )
     )
     trained = set(inputs.losses)
