@@ -113,12 +113,12 @@ def verified_study(tmp_path_factory):
 
 
 def _table(section: str) -> dict[tuple[str, str], list[str]]:
-    """The section's table: (loss, budget) -> (a), (b), (c), worst case, kept."""
+    """The section's table: (loss, budget) -> (a), (b), (c), worst case, kept, (a) - (c)."""
     out = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if line.startswith("| ") and len(cells) == 7 and cells[1].startswith("ε = "):
-            out[cells[0], cells[1]] = cells[2:]
+        if line.startswith("| ") and len(cells) == 8 and cells[1].startswith("ε = "):
+            out[cells[0], cells[1]] = cells[2:6] + [cells[7], cells[6]]
     return out
 
 
@@ -132,12 +132,13 @@ def test_the_numbers_are_the_statistics_differences(study):
     _, section, summary, _ = study
     table = _table(section)
     assert set(table) == {(loss, f"ε = {eps:g}") for loss in TRUTH if loss != "ce" for eps in EPS}
-    for (loss, budget), (a, b, c, worst, kept) in table.items():
+    for (loss, budget), (a, b, c, worst, kept, gap) in table.items():
         eps = float(budget.split("= ")[1])
         paper, ce, strict = (_row(summary, loss, x, eps) for x in (PAPER, FGSM, "worst"))
         assert paper["family"] == "secondary" and ce["family"] == "secondary" and strict["family"] == "primary"
         assert (a, b, c) == (diff_cell(paper), diff_cell(ce), diff_cell(strict))
         assert worst == "not verified against AutoAttack (worst case of: FGSM (own training loss), FGSM, PGD-3)"
+        assert gap.startswith(f"{100 * (paper['diff'] - strict['diff']):+.1f} [")  # (a) - (c), tested directly
         # (c) is not AutoAttack-verified anywhere in this study: kept is never shown, and says why
         if P.evidence(paper) == "gain":
             assert kept == P.NOT_VERIFIED
@@ -247,7 +248,8 @@ def test_a_digits_comparison_gets_the_section_from_its_own_statistics(tmp_path):
     summary = pd.read_csv(paths.summary)
     table = _table(section)
     assert set(table) == {("label_smoothing:0.5", "ε = 0.1"), ("baikal", "ε = 0.1")}
-    for (loss, _), (a, b, c, worst, kept) in table.items():
+    for (loss, _), (a, b, c, worst, kept, gap) in table.items():
+        assert gap == "—" or gap.count("[") == 1  # (a) - (c), from the paired bootstrap
         paper, ce, strict = (_row(summary, loss, x, 0.1) for x in (PAPER, FGSM, "worst"))
         values = [P._values(r, strict, V.family_sizes(summary)) for r in (paper, ce, strict)]
         assert (a, b, c) == tuple(diff_cell(v | {"diff": r["diff"]}) for v, r in zip(values, (paper, ce, strict)))
@@ -388,3 +390,44 @@ def test_paper_attacks_and_their_cross_entropy_partner():
     assert P.cross_entropy_partner(late, ["fgsm", late]) == "fgsm"
     assert P.cross_entropy_partner(PAPER, ["pgd", PAPER]) is None
     assert P.paper_attacks(["fgsm", "pgd", "clean", "worst", "not-registered:x=1"]) == []
+
+
+def test_the_gain_not_kept_is_tested_directly_on_paired_replicates():
+    from robust_glo.reporting.protocol import add_gaps, gap_cell
+    from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+    from robust_glo.robustness.outcomes import pack_bits
+
+    n, rng = 400, np.random.default_rng(0)
+    # "masked" looks robust under FGSM on its own loss (a) but not under the worst case (c); "plain" alike
+    # under both; the baseline ce is the same network type everywhere
+    truth = {"ce": (0.30, 0.10), "masked": (0.70, 0.12), "plain": (0.32, 0.11)}
+    rows = []
+    for seed in range(5):
+        u = rng.random(n)
+        for loss, (pa, pc) in truth.items():
+            v = np.clip(u + rng.normal(0, 0.02, n), 0, 1)
+            for attack, bits in (("fgsm:loss=train", v < pa), ("worst", v < pc)):
+                rows.append(
+                    {"loss": loss, "seed": seed, "dataset": "d", "model": "m", "attack": attack, "eps": 0.1}
+                    | {"n": n, "correct": int(bits.sum()), "images": "img", "bits": pack_bits(bits)}
+                )
+    boot = HierarchicalBootstrap(pd.DataFrame(rows), n_boot=400, seed=0)
+    protocol = pd.DataFrame(
+        [
+            {"loss": loss, "paper_attack": "fgsm:loss=train", "worst_attack": "worst", "eps": 0.1}
+            | {
+                "paper_diff": boot.observed(loss, {"attack": "fgsm:loss=train", "eps": 0.1})
+                - boot.observed("ce", {"attack": "fgsm:loss=train", "eps": 0.1}),
+                "worst_diff": boot.observed(loss, {"attack": "worst", "eps": 0.1})
+                - boot.observed("ce", {"attack": "worst", "eps": 0.1}),
+            }
+            for loss in ("masked", "plain")
+        ]
+    )
+    out = add_gaps(protocol, boot, "ce").set_index("loss")
+    masked, plain = out.loc["masked"], out.loc["plain"]
+    assert masked["gap"] == pytest.approx(masked["paper_diff"] - masked["worst_diff"])
+    assert masked["gap"] > 0.3 and masked["gap_ci_low"] > 0.2 and masked["gap_p_adjusted"] < 0.05
+    assert plain["gap_ci_low"] < 0 < plain["gap_ci_high"] and plain["gap_p_adjusted"] >= plain["gap_p"]
+    assert gap_cell(masked).endswith("*") and not gap_cell(plain).endswith("*")
+    assert add_gaps(protocol, None, "ce")["gap"].isna().all()  # no outcomes: no test

@@ -946,16 +946,17 @@ def worst_budgets(summary: pd.DataFrame) -> list[tuple[str, float]]:
     return out
 
 
-def frontier_bootstrap(inputs: ReportInputs, settings: StatsSettings):
+def frontier_bootstrap(inputs: ReportInputs, settings: StatsSettings, extra: Sequence[str] = ()):
     """The seeds-and-images bootstrap of the report's statistics (`summarize` builds the same one, with the
-    same outcomes, replicates, seed and confidence), over the clean and worst-case rows only: a row's
+    same outcomes, replicates, seed and confidence), over the clean and worst-case rows (and the attacks
+    `extra`) only: a row's
     replicates depend only on its own outcomes, its image set and its seed list, so leaving the other
     attacks out changes no number and saves their time. None without outcomes."""
 
     outcomes = report_outcomes(inputs)
     if outcomes is None or outcomes.empty:
         return None
-    kept = outcomes[outcomes["attack"].astype(str).isin([CLEAN, WORST, WORST_L2])]
+    kept = outcomes[outcomes["attack"].astype(str).isin([CLEAN, WORST, WORST_L2, *extra])]
     if kept.empty:
         return None
     return HierarchicalBootstrap(kept, n_boot=settings.n_boot, seed=settings.boot_seed, confidence=CONFIDENCE)
