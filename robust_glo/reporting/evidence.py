@@ -111,8 +111,9 @@ def thresholds_text(inputs: ReportInputs) -> str:
 
 # The second, relative rule of the checks that have one (robust_glo/robustness/diagnostics.py).
 RELATIVE_RULE = {
-    "more_effort": "the subsample and of 10% of the inputs still standing (either with at least 2 broken)",
-    "transfer": "all inputs, and no more than 10% of the inputs the white-box worst case left standing (at least 2)",
+    "more_effort": "the subsample and ≤ 10% of the inputs still standing (a rule fails only with at least 2 broken)",
+    "transfer": "all inputs and ≤ 10% of the inputs the white-box worst case left standing (a rule fails only with "
+    "at least 2 broken)",
 }
 
 
