@@ -357,3 +357,16 @@ def test_an_analysed_loss_that_was_never_trained_is_said_to_be_for_comparison(tm
     section = md.split("\n## Loss analysis\n", 1)[1].split("\n## ", 1)[0]
     assert "label_smoothing:0.2 is analysed for comparison only (the suite's `[analyze] extra_losses`)" in section
     assert "ce is analysed" not in section
+
+
+def test_the_claims_table_counts_only_claims():
+    from robust_glo.reporting.evidence import claims_table
+
+    base = {"loss": "x", "budget": "ε = 0.1", "diff": 0.01, "diff_ci_low": -0.02, "diff_ci_high": 0.04}
+    base |= {"p_adjusted": 0.5, "attacks": "FGSM", "verified": True, "diagnostics_failed": ""}
+    rows = [
+        base | {"direction": "no evidence", "counted": False},
+        base | {"direction": "more robust", "counted": False},
+        base | {"direction": "more robust", "counted": True},
+    ]
+    assert claims_table(pd.DataFrame(rows))["counted"].tolist() == ["—", "no", "yes"]

@@ -208,7 +208,10 @@ def claims_table(claims: pd.DataFrame) -> pd.DataFrame:
                 "attacks behind it": r["attacks"],
                 "AutoAttack-verified": "yes" if r["verified"] else "no",
                 "diagnostics failed": r["diagnostics_failed"] or "none",  # "not run" when none were recorded
-                "counted": "yes" if r["counted"] else "no",
+                # only a claim (more or less robust) can count or not; a row without one has nothing to count
+                "counted": "yes"
+                if r["counted"]
+                else ("no" if r["direction"] in ("more robust", "less robust") else "—"),
             }
         )
     return pd.DataFrame(out)
