@@ -46,22 +46,17 @@ def _outcomes(seeds=(0, 1, 2, 3, 4), rng_seed=0) -> pd.DataFrame:
             u = np.clip(shared[seed] + rng.normal(0, 0.03, N), 0, 1)
             clean = u < pc
             robust = u < pr  # robust inputs are a subset of the clean ones
-            for attack, eps, bits in (("clean", 0.0, clean), ("worst", 0.1, robust)):
-                rows.append(
-                    {
-                        "loss": loss,
-                        "seed": seed,
-                        "dataset": "synthetic",
-                        "model": "m",
-                        "attack": attack,
-                        "eps": eps,
-                        "n": N,
-                        "correct": int(bits.sum()),
-                        "images": "img",
-                        "bits": pack_bits(bits),
-                    }
-                )
+            rows += _rows(loss, seed, {("clean", 0.0): clean, ("worst", 0.1): robust})
     return pd.DataFrame(rows)
+
+
+def _rows(loss: str, seed: int, cells: dict[tuple[str, float], np.ndarray]) -> list[dict]:
+    """One outcomes row per (attack, eps) of `cells`, each with its per-image correctness bits `(N,)`."""
+    return [
+        {"loss": loss, "seed": seed, "dataset": "synthetic", "model": "m", "attack": attack, "eps": eps}
+        | {"n": len(bits), "correct": int(bits.sum()), "images": "img", "bits": pack_bits(bits)}
+        for (attack, eps), bits in cells.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -152,21 +147,7 @@ def _floored_outcomes(robust_rate: dict[str, float], n: int = 60) -> pd.DataFram
         for seed in (0, 1, 2):
             clean = np.arange(n) < round(clean_rate[loss] * n) - seed
             robust = np.arange(n) < round(robust_rate[loss] * n)
-            for attack, eps, bits in (("clean", 0.0, clean), ("worst", 0.3, robust)):
-                rows.append(
-                    {
-                        "loss": loss,
-                        "seed": seed,
-                        "dataset": "synthetic",
-                        "model": "m",
-                        "attack": attack,
-                        "eps": eps,
-                        "n": n,
-                        "correct": int(bits.sum()),
-                        "images": "img",
-                        "bits": pack_bits(bits),
-                    }
-                )
+            rows += _rows(loss, seed, {("clean", 0.0): clean, ("worst", 0.3): robust})
     return pd.DataFrame(rows)
 
 
