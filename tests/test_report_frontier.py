@@ -138,9 +138,12 @@ def test_the_prose_names_who_beats_label_smoothing_and_says_it_is_not_verified(s
 
 
 def _verdict(md: str) -> dict[str, str]:
-    """The verdict's sentences against label smoothing: budget ("ε = 0.1") -> its bullet."""
+    """The verdict's sentences against label smoothing: budget ("ε = 0.1") -> its bullet, without the
+    sentences on the frontier's shape that follow it (tested on their own)."""
     verdict = md.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
     lines = [line for line in verdict.splitlines() if line.startswith("- **Against label smoothing at ")]
+    assert all(" The frontier here (clean, robust accuracy in %) is " in line for line in lines)
+    lines = [line.split(" The frontier here (clean, robust accuracy in %) is ", 1)[0] for line in lines]
     return {line.split(" at ", 1)[1].split("**", 1)[0]: line for line in lines}
 
 
@@ -496,3 +499,29 @@ def test_where_a_loss_lands_against_label_smoothing_at_its_own_alpha_is_interpol
     assert (
         text == "at ε = 0.1, x 88.0% clean and 5.0% robust accuracy against label smoothing's 85.0% and 20.0% at α 0.20"
     )
+
+
+def test_each_budget_names_the_arms_of_its_frontier_and_a_comparison_at_the_floor():
+    from types import SimpleNamespace
+
+    from robust_glo.reporting import build as B
+
+    arms = pd.DataFrame(
+        {
+            "loss": ["ce", "ls:0.5", "ls:0.9"],
+            "clean": [0.92, 0.90, 0.86],
+            "robust": [0.001, 0.02, 0.19],
+            "pareto": [True, False, True],
+        }
+    )
+    study = SimpleNamespace(points={("worst", 0.1): arms})
+    reading = B.FrontierReading("worst", 0.1, "linf", SimpleNamespace(verified=True))
+    reading.on = [{"loss": "x", "clean": 0.91, "robust": 0.02, "frontier": 0.057}]
+    text = B._frontier_shape(SimpleNamespace(label=lambda s: s), study, reading)
+    assert text == (
+        " The frontier here (clean, robust accuracy in %) is the line from ls:0.9 (86.0, 19.0) to ce (92.0, 0.1);"
+        " the other 1 arm lies below it. Every loss placed here keeps less than 5% robust accuracy, and the "
+        "frontier at their clean accuracies is at most 5.7%: the comparison sits near the accuracy floor."
+    )
+    reading.on[0]["robust"] = 0.30  # above the floor: only the shape
+    assert B._frontier_shape(SimpleNamespace(label=lambda s: s), study, reading).endswith("lies below it.")

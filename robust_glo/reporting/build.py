@@ -1094,9 +1094,39 @@ def _smoothing_sentences(
                 parts.append(
                     f"not placed ({why}): " + ", ".join(named(r, f"clean {T.pct(r['clean'])}%") for r in group)
                 )
-        out.append(head + ": " + "; ".join(parts) + ".")
+        out.append(head + ": " + "; ".join(parts) + "." + _frontier_shape(inputs, study, reading))
     power = _frontier_power(study, correction)
     return out + ([power] if power else [])
+
+
+def _frontier_shape(inputs: ReportInputs, study: T.FrontierStudy, reading: FrontierReading) -> str:
+    """What the frontier is made of at this budget (the arms on the envelope, and how many lie below it),
+    and, where every loss placed there keeps less than `FLOOR` robust accuracy, that the comparison sits
+    near the accuracy floor; "" where there is nothing to say."""
+    points = study.points.get((reading.attack, reading.eps))
+    if points is None or points.empty or "pareto" not in points:
+        return ""
+    on = points[points["pareto"].astype(bool)].sort_values("clean")
+    below = len(points) - len(on)
+    named = [f"{inputs.label(r['loss'])} ({T.pct(r['clean'])}, {T.pct(r['robust'])})" for r in on.to_dict("records")]
+    text = " The frontier here (clean, robust accuracy in %) is " + (
+        f"the line from {' to '.join(named)}" if len(named) > 1 else f"the single arm {named[0]}"
+    )
+    if below:
+        text += f"; the other {below} arm{'s lie' if below > 1 else ' lies'} below it"
+    text += "."
+    placed = [r for r in [*reading.on, *reading.undecided, *reading.below, *reading.under] if not _nan(r["frontier"])]
+    if placed and max(float(r["robust"]) for r in placed) < FLOOR:
+        top = max(float(r["frontier"]) for r in placed)
+        text += (
+            f" Every loss placed here keeps less than {100 * FLOOR:g}% robust accuracy, and the frontier at their "
+            f"clean accuracies is at most {T.pct(top)}%: the comparison sits near the accuracy floor."
+        )
+    return text
+
+
+def _nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _frontier_power(study: T.FrontierStudy, correction: str, alpha: float = 0.05) -> str:
