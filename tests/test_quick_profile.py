@@ -71,3 +71,12 @@ def test_a_folder_that_is_not_a_benchmark_is_a_one_line_error(tmp_path, quick_pr
         quick_profile.main()
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and "is not a benchmark folder (no stages.json)" in err
+
+
+def test_a_published_folder_without_per_network_files_is_a_one_line_error(tmp_path, quick_profile, monkeypatch, capsys):
+    (tmp_path / "stages.json").write_text(json.dumps({"stages": {}}))
+    monkeypatch.setattr("sys.argv", ["quick_profile.py", "--dir", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        quick_profile.main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and "a published report folder keeps no per-network" in err

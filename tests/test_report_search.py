@@ -345,3 +345,14 @@ def test_two_evolutions_that_sampled_the_same_candidates_are_reported():
     # different seeds, or nothing sampled alike: nothing to say
     other = _evolution("other", [rng.normal(size=(4, 3, 8)) for _ in range(2)])
     assert _shared_sampling_text(other, accuracy) == ""
+
+
+def test_a_published_report_keeps_every_searchs_rungs(tmp_path):
+    from robust_glo.reporting.inputs import copy_inputs
+
+    src = tmp_path / "src"
+    write_synthetic(src)
+    _searches_layout(src / "evolve")
+    (src / "evolve" / "search1" / "rungs.csv").write_text("generation,index,rung\n0,0,0\n")
+    copy_inputs(src, tmp_path / "pub")
+    assert (tmp_path / "pub" / "evolve" / "search1" / "rungs.csv").is_file()

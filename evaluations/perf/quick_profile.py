@@ -138,6 +138,12 @@ def main() -> None:
             f"quick_profile.py: error: --dir {args.dir} is not a benchmark folder (no stages.json); "
             "give a finished run\n",
         )
+    if not any((Path(args.dir) / "compare" / "runs").glob("*/seed*/evaluation.json")):
+        p.exit(
+            2,
+            f"quick_profile.py: error: --dir {args.dir} has no compare/runs/*/seed*/evaluation.json (a published "
+            "report folder keeps no per-network files); give the benchmark's own folder\n",
+        )
     prof = profile(Path(args.dir))
 
     print(f"{args.dir}: stages (wall seconds; last invocation / all invocations; pieces computed, reused)")

@@ -79,6 +79,11 @@ INPUT_PATTERNS = (
     "evolve/*/search*/generations.csv",
     "evolve/*/search*/reevaluation.csv",
     "evolve/*/search*/config.json",
+    # every rung's record (the constraint per rung): evaluations/evolution_steering.py reads it
+    "evolve/rungs.csv",
+    "evolve/*/rungs.csv",
+    "evolve/search*/rungs.csv",
+    "evolve/*/search*/rungs.csv",
     "analysis/*.json",
     "analysis/figures/*.png",
 )
