@@ -9,7 +9,7 @@ rho between clean validation accuracy and the objective and between clean and ro
 (scipy.stats.spearmanr), which shows whether the objective could rank candidates otherwise than clean
 accuracy does.
 
-    .venv/bin/python evaluations/evolution_steering.py --dir runs/std
+    .venv/bin/python evaluations/evolution_steering.py --dir reports/fashion-mnist-standard
 """
 
 from __future__ import annotations
