@@ -185,3 +185,20 @@ def test_below_needs_an_arm_that_dominates_the_loss():
     assert chord["margin"] < 0 and not bool(chord["dominated"]) and not bool(chord["below"])
     low = table.loc["dominated"]  # label smoothing 0.6 (0.85, 0.30) beats it on both axes
     assert bool(low["dominated"]) and bool(low["below"]) and low["margin_se"] > 0
+
+
+def test_the_sensitivity_margin_joins_the_measured_arms_without_the_hull():
+    clean = np.array([0.92, 0.90, 0.86])
+    robust = np.array([0.001, 0.02, 0.19])  # 0.90 lies below the chord 0.86 -> 0.92: off the hull, on the Pareto set
+    hull_c, _ = envelope(clean, robust)
+    par_c, par_r = envelope(clean, robust, hull=False)
+    assert hull_c.tolist() == [0.86, 0.92] and par_c.tolist() == [0.86, 0.90, 0.92]
+    assert frontier_at(0.91, par_c, par_r)[0] == pytest.approx(0.0105)
+
+
+def test_every_margin_also_states_its_distance_to_the_arms_line(boot):
+    table = frontier_margins(boot, list(TRUTH), [("worst", 0.1)]).set_index("loss")
+    placed = table[table["position"] != "below-range"]
+    # the hull lies on or above the arms joined directly, so the margin to the line is at least the margin
+    assert (placed["margin_arms"] >= placed["margin"] - 1e-12).all()
+    assert table.loc["worse_clean", "margin_arms"] != table.loc["worse_clean", "margin_arms"]  # NaN: not placed

@@ -80,11 +80,14 @@ def study(tmp_path_factory):
 
 
 def _rows(section: str) -> dict[tuple[str, str], list[str]]:
-    """The frontier table: (budget, loss) -> the other cells."""
+    """The frontier table: (budget, loss) -> the other cells, without the sensitivity column (the margin to
+    the arms' line, a signed point estimate or "—"; tested in test_frontier.py)."""
     out = {}
     for line in section.splitlines():
         if line.startswith("| ε = "):
             cells = [c.strip() for c in line.strip("|").split(" | ")]
+            arms = cells.pop(7)
+            assert arms == "—" or arms[0] in "+-"
             out[cells[0], cells[1]] = cells[2:]
     return out
 

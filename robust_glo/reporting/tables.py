@@ -914,6 +914,7 @@ def frontier_table(
                 "frontier at its clean (%)": pct(r["frontier"]),
                 "margin (pts) [95% interval]": margin_cell(r),
                 "p (corrected)": fmt_p(r["p_adjusted"]),
+                "to the arms' line (pts)": "—" if _nan(r.get("margin_arms")) else f"{100 * r['margin_arms']:+.1f}",
                 "position": r["position"],
                 "result": frontier_result(r),
                 "p*": ("none" if analysed else "—") if p_star is None else f"{p_star:.3f}",

@@ -77,6 +77,7 @@ FRONTIER_COLUMNS = [
     "margin_df",
     "dominated",
     "under",
+    "margin_arms",
 ]
 
 
@@ -94,29 +95,33 @@ def smoothing_alpha(loss: str) -> float | None:
         return None
 
 
-def envelope(clean: np.ndarray, robust: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def envelope(clean: np.ndarray, robust: np.ndarray, *, hull: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The frontier's vertices from the points (clean, robust) `(M,)` each, sorted by clean accuracy ascending
     (robust then descends): the Pareto points (a point is dropped if another is at least as good on both
     axes and better on one), then their upper concave hull (a Pareto point below the straight line between
     its neighbours is dropped too). The hull never lies below the Pareto points joined by straight lines, so
     where label smoothing's trade-off bulges between measured strengths a loss is not credited with beating
-    a chord that the trade-off itself rises above."""
+    a chord that the trade-off itself rises above. `hull=False`: the Pareto points alone (the measured
+    arms joined directly: the sensitivity reading, never the basis of a claim)."""
     order = np.lexsort((-robust, -clean))  # clean descending, ties: higher robust first
     keep, best = [], -math.inf
     for i in order:
         if robust[i] > best:
             keep.append(i)
             best = robust[i]
-    hull: list[int] = []
+    if not hull:
+        pareto = keep[::-1]
+        return clean[pareto], robust[pareto]
+    upper: list[int] = []
     for i in keep[::-1]:  # clean ascending: Andrew's monotone chain, upper part
-        while len(hull) >= 2:
-            o, a = hull[-2], hull[-1]
+        while len(upper) >= 2:
+            o, a = upper[-2], upper[-1]
             cross = (clean[a] - clean[o]) * (robust[i] - robust[o]) - (robust[a] - robust[o]) * (clean[i] - clean[o])
             if cross < 0:  # a lies above the chord o -> i: keep it
                 break
-            hull.pop()
-        hull.append(i)
-    return clean[hull], robust[hull]
+            upper.pop()
+        upper.append(i)
+    return clean[upper], robust[upper]
 
 
 def frontier_at(
@@ -203,7 +208,8 @@ def frontier_margins(
     bootstrap replicates (the frontier rebuilt on each). `beats` / `below`: the interval excludes zero on
     that side and the corrected p is below `alpha` (never for a loss `below-range`); `below` also needs a
     measured arm that `dominated` the loss (clean accuracy at least as high, robust accuracy higher);
-    `under`: significantly under the envelope with no such arm.
+    `under`: significantly under the envelope with no such arm. `margin_arms`: the margin to the measured
+    Pareto arms joined directly, without the hull (a point estimate for sensitivity, never tested).
     `margin_se`: the bootstrap standard error of the margin, `margin_df` the degrees of freedom of its t
     reference. At least two label-smoothing arms
     (cross-entropy counts as alpha 0) are needed; fewer raise `ConfigError`."""
@@ -235,6 +241,9 @@ def frontier_margins(
                 continue
             front, position = frontier_at(clean, env_c, env_r, float(pts_c.min()))
             margin = robust - front
+            # Sensitivity: the margin to the measured Pareto arms joined directly (no hull), point estimate only.
+            par_c, par_r = envelope(pts_c, pts_r, hull=False)
+            margin_arms = robust - frontier_at(clean, par_c, par_r, float(pts_c.min()))[0]
             loss_c = boot.accuracy_replicates(loss, clean_where)
             loss_r = boot.accuracy_replicates(loss, robust_where)
             reps = np.empty(boot.n_boot)
@@ -288,9 +297,10 @@ def frontier_margins(
                     # a network label smoothing gave, not a chord between two (the envelope is the maximum
                     # over noisy arms, biased upward, so a margin alone would call "below" too readily).
                     "dominated": bool(np.any((pts_c >= clean) & (pts_r > robust))),
+                    "margin_arms": margin_arms,
                 }
             )
-    computed = ("p_adjusted", "beats", "below", "under")
+    computed = ("p_adjusted", "beats", "below", "under")  # set below, after the correction
     frame = pd.DataFrame(rows, columns=[c for c in FRONTIER_COLUMNS if c not in computed])
     tested = frame["p_value"].notna()
     frame["p_adjusted"] = math.nan
