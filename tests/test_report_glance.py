@@ -248,9 +248,11 @@ def test_curves_break_where_an_attack_did_not_run():
         l2 = _lines(panels["PGD-20 L2"])[loss]
         assert np.asarray(l2.get_xdata(), float).tolist() == [0.5, 1.5]
     per_seed = per_seed_figure(results, {}, losses)
+    # the panels of the curves, the worst case included: the seeds behind the quantity the verdict rests on
     assert [ax.get_title() for ax in per_seed.axes if ax.get_visible()] == [
         "FGSM",
         "APGD-CE (cascade, ε ≥ 0.1)",
+        "worst case over attacks (per sample)",
         "PGD-20 L2",
     ]
     apgd_ax = next(ax for ax in per_seed.axes if ax.get_title() == "APGD-CE (cascade, ε ≥ 0.1)")

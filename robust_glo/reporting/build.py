@@ -750,8 +750,8 @@ def _curves_section(inputs: ReportInputs, figs: dict[str, Path], summary: pd.Dat
         section.add(
             Image(
                 figs["per_seed"],
-                "The individual networks behind the means: one dot per seed, one panel per attack, at the budgets "
-                "it ran at.",
+                "The individual networks behind the means: one dot per seed, one panel per attack at the budgets "
+                "it ran at, and per threat model the per-sample worst case (what the verdict rests on).",
                 alt="per-seed accuracy",
             )
         )

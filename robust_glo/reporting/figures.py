@@ -298,12 +298,12 @@ def _unverified(attack: str, eps: np.ndarray, verified: Mapping[tuple[str, float
 
 def per_seed_figure(results: pd.DataFrame, labels: dict[str, str], losses: Sequence[str]) -> Figure:
     """Every network's accuracy at every eps the attack ran at (the seeds behind the means), one panel per
-    attack (titled by its readable name), one column of dots per loss in its colour and marker; returns
-    the Figure."""
-    attacks = attack_order(results)
+    attack (titled by its readable name) and per threat model's worst case (the quantity the verdict rests
+    on), in `panel_order`, one column of dots per loss in its colour and marker; returns the Figure."""
+    attacks = panel_order(results, results)
     names = [labels.get(s, s) for s in losses]
     styles = loss_styles(names)
-    titles = attack_names(attacks)
+    titles = attack_names([a for a in attacks if a not in WORST_TITLES]) | WORST_TITLES
     data = results[results["attack"].isin(attacks) & results["accuracy"].notna()].copy()
     data["eps"] = data["eps"].astype(float)
     data["accuracy"] = data["accuracy"].astype(float)
