@@ -1247,7 +1247,7 @@ def _paper_protocol_section(inputs: ReportInputs, summary: pd.DataFrame, setting
     if rows.empty:
         return None
     boot = T.frontier_bootstrap(inputs, settings, extra=paper)
-    rows = P.add_gaps(rows, boot, settings.baseline, settings.correction)
+    rows = P.add_gaps(rows, boot, settings.baseline, settings.correction, settings.alpha)
     base = inputs.label(settings.baseline)
     names = T.attack_names(attacks)
     section = Section(P.TITLE, anchor=P.ANCHOR)

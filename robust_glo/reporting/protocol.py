@@ -28,16 +28,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from robust_glo.reporting import tables as T
 from robust_glo.reporting import verdict as V
 from robust_glo.robustness.attacks import spec_of_label
-from robust_glo.robustness.bootstrap import HierarchicalBootstrap
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap, replicate_test
 from robust_glo.robustness.diagnostics import BLOCKING, BLOCKING_BASELINE
-from robust_glo.robustness.statistics import P_FLOOR, adjust_pvalues
+from robust_glo.robustness.statistics import adjust_pvalues
 
 TITLE = "The paper's protocol beside the strict one"
 ANCHOR = "paper-protocol"
@@ -192,24 +190,29 @@ def protocol_rows(
     return pd.DataFrame(rows)
 
 
-GAP = ("gap", "gap_ci_low", "gap_ci_high", "gap_p", "gap_p_adjusted")
+GAP = ("gap", "gap_ci_low", "gap_ci_high", "gap_p", "gap_p_adjusted", "gap_significant")
 
 
 def add_gaps(
-    rows: pd.DataFrame, boot: HierarchicalBootstrap | None, baseline: str, correction: str = "holm"
+    rows: pd.DataFrame,
+    boot: HierarchicalBootstrap | None,
+    baseline: str,
+    correction: str = "holm",
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """`rows` (`protocol_rows`) with the gain the strict protocol does not keep, (a) - (c): the paper-protocol
     difference to `baseline` minus the worst-case one, in accuracy units, tested directly. Its interval and
     p come from the same seeds-and-images bootstrap as every other number (`boot`, paired across losses and
     attacks), stretched by t/z with S - 1 degrees of freedom like the frontier margins, and p is corrected
-    over the rows that have one (the family is this question: every loss and budget of the paper's protocol).
-    NaN columns without a bootstrap or where a cell is missing."""
+    over the rows that have one (the family is this question: every loss and budget of the paper's protocol);
+    `gap_significant`: corrected p below `alpha` and the interval on one side of zero. NaN columns (False
+    for `gap_significant`) without a bootstrap or where a cell is missing."""
     out = rows.copy()
-    for k in GAP:
+    for k in GAP[:-1]:
         out[k] = math.nan
+    out["gap_significant"] = False
     if boot is None or out.empty:
         return out
-    tail = (1 - boot.confidence) / 2
     for i, r in out.iterrows():
         a_where, c_where = (
             {"attack": r["paper_attack"], "eps": r["eps"]},
@@ -223,37 +226,26 @@ def add_gaps(
             continue
         gap = float(r["paper_diff"]) - float(r["worst_diff"])
         seeds = min(boot.n_seeds(k, w) for k in (r["loss"], baseline) for w in (a_where, c_where))
-        df = max(seeds - 1, 1)
-        stretch = float(stats.t.ppf(1 - tail, df) / stats.norm.ppf(1 - tail))
-        q_low, q_high = (float(v) for v in np.quantile(reps, [tail, 1 - tail]))
-        se = float(np.std(reps, ddof=1))
-        if abs(gap) < 1e-12:
-            p = 1.0
-        else:
-            p = float(2 * stats.t.sf(abs(gap) / se, df)) if se > 0 else P_FLOOR
-        out.loc[i, list(GAP[:4])] = [
-            gap,
-            max(gap - stretch * (gap - q_low), -2.0),
-            min(gap + stretch * (q_high - gap), 2.0),
-            p,
-        ]
+        test = replicate_test(gap, reps, max(seeds - 1, 1), boot.confidence, (-2.0, 2.0))  # a gap lies in [-2, 2]
+        out.loc[i, list(GAP[:4])] = [gap, test.low, test.high, test.p]
     tested = out["gap_p"].notna()
     if tested.any():
         out.loc[tested, "gap_p_adjusted"] = adjust_pvalues(out.loc[tested, "gap_p"].tolist(), correction)
+    out["gap_significant"] = [
+        bool(not _nan(r["gap_p_adjusted"]) and r["gap_p_adjusted"] < alpha)
+        and V.interval_excludes_zero(r, "gap_ci_low", "gap_ci_high")
+        for r in out.to_dict("records")
+    ]
     return out
 
 
-def gap_cell(row: Mapping[str, Any], alpha: float = 0.05) -> str:
-    """ "+12.0 [+8.1, +15.9] p=0.002*": (a) - (c) in points with its interval and corrected p; "—" without."""
+def gap_cell(row: Mapping[str, Any]) -> str:
+    """ "+12.0 [+8.1, +15.9] p=0.002*": (a) - (c) in points with its interval and corrected p (`*`:
+    `gap_significant`); "—" without."""
     if _nan(row.get("gap")):
         return "—"
     text = f"{100 * row['gap']:+.1f} [{100 * row['gap_ci_low']:+.1f}, {100 * row['gap_ci_high']:+.1f}]"
-    p = row["gap_p_adjusted"]
-    return text + f" p={T.fmt_p(p)}" + ("*" if p < alpha and _gap_excludes_zero(row) else "")
-
-
-def _gap_excludes_zero(row: Mapping[str, Any]) -> bool:
-    return bool(row["gap_ci_low"] > 0 or row["gap_ci_high"] < 0)
+    return text + f" p={T.fmt_p(row['gap_p_adjusted'])}" + ("*" if row["gap_significant"] else "")
 
 
 def part(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
@@ -325,7 +317,7 @@ def _clause(row: Mapping[str, Any], correction: str) -> str:
         checked += f"; not counted: {row['not_counted']}"
     if ea == "gain":
         head = f"{where} the paper's protocol shows a gain of {_points(a)}"
-        if not _nan(row.get("gap_p_adjusted")) and row["gap_p_adjusted"] < 0.05 and row["gap_ci_low"] > 0:
+        if row.get("gap_significant") and row["gap_ci_low"] > 0:
             head += (
                 f" of which the worst case loses {100 * row['gap']:.1f} points [{100 * row['gap_ci_low']:+.1f}, "
                 f"{100 * row['gap_ci_high']:+.1f}] (corrected p = {T.fmt_p(row['gap_p_adjusted'])})"

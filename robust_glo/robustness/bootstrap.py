@@ -149,6 +149,48 @@ def percentile_pvalue(diff: np.ndarray) -> float:
     return min(1.0, 2 * min((1 + below) / (b + 1), (1 + above) / (b + 1)))
 
 
+def t_stretched(
+    low: float, high: float, center: float, df: float, confidence: float, bounds: tuple[float, float]
+) -> tuple[float, float]:
+    """A percentile interval (`low`, `high`) stretched about `center` by t_df / z at the `confidence` level,
+    so that it carries the same small-sample allowance as the p-value (unchanged when df is infinite), then
+    kept within `bounds`, the values the quantity can take (an accuracy in [0, 1], a difference of two in
+    [-1, 1]): with two or three seeds the stretch (t with 1 df is 6.5x z) can otherwise reach past them."""
+    if not math.isinf(df):
+        q = 1 - (1 - confidence) / 2
+        k = float(stats.t.ppf(q, df) / stats.norm.ppf(q))
+        low, high = center - k * (center - low), center + k * (high - center)
+    return max(low, bounds[0]), min(high, bounds[1])
+
+
+@dataclass(frozen=True)
+class ReplicateTest:
+    """`replicate_test`'s result: the interval (`low`, `high`), the replicates' standard error and p."""
+
+    low: float
+    high: float
+    se: float
+    p: float
+
+
+def replicate_test(
+    observed: float, reps: np.ndarray, df: float, confidence: float, bounds: tuple[float, float]
+) -> ReplicateTest:
+    """Interval and two-sided p of a quantity that `HierarchicalBootstrap` does not form itself (a frontier
+    margin, the paper-protocol gap) from its paired replicates `(B,)`: the percentile interval stretched
+    about `observed` by `t_stretched`, and p = 2 P(T_df > |observed| / se), se the replicates' standard
+    deviation (p = 1 where `observed` is 0; `P_FLOOR` where the replicates have no spread)."""
+    tail = (1 - confidence) / 2
+    q_low, q_high = (float(v) for v in np.quantile(reps, [tail, 1 - tail]))
+    low, high = t_stretched(q_low, q_high, observed, df, confidence, bounds)
+    se = float(np.std(reps, ddof=1))
+    if abs(observed) < 1e-12:
+        p = 1.0
+    else:
+        p = float(2 * stats.t.sf(abs(observed) / se, df)) if se > 0 else P_FLOOR
+    return ReplicateTest(low, high, se, p)
+
+
 class HierarchicalBootstrap:
     """Replicate accuracies for every (loss, seed, cell) row of `outcomes` (see `outcomes.py`), computed
     once; `cell(loss, baseline, where)` then gives the intervals and p-values of one cell."""
@@ -244,15 +286,8 @@ class HierarchicalBootstrap:
     def _widened(
         self, low: float, high: float, center: float, df: float, bounds: tuple[float, float]
     ) -> tuple[float, float]:
-        """The percentile interval stretched about `center` by t_df / z at the interval's level, so that it
-        carries the same small-sample allowance as the p-value (unchanged when df is infinite), then kept
-        within `bounds`, the values the quantity can take (an accuracy in [0, 1], a difference of two in
-        [-1, 1]): with two or three seeds the stretch (t with 1 df is 6.5x z) can otherwise reach past them."""
-        if not math.isinf(df):
-            q = 1 - (1 - self.confidence) / 2
-            k = float(stats.t.ppf(q, df) / stats.norm.ppf(q))
-            low, high = center - k * (center - low), center + k * (high - center)
-        return max(low, bounds[0]), min(high, bounds[1])
+        """`t_stretched` at this bootstrap's confidence."""
+        return t_stretched(low, high, center, df, self.confidence, bounds)
 
     def _accuracy(self, rows: pd.DataFrame) -> np.ndarray:
         """Replicates `(B,)` of the mean over drawn seeds of each seed's accuracy on the drawn images.

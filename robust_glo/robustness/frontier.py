@@ -49,11 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from robust_glo.errors import ConfigError
-from robust_glo.robustness.bootstrap import HierarchicalBootstrap
-from robust_glo.robustness.statistics import P_FLOOR, adjust_pvalues
+from robust_glo.robustness.bootstrap import HierarchicalBootstrap, replicate_test
+from robust_glo.robustness.statistics import adjust_pvalues
 
 LABEL_SMOOTHING = "label_smoothing"
 PLACED_SHARE = 0.9  # the share of bootstrap replicates that must place a loss for it to get an interval
@@ -184,7 +183,7 @@ def frontier_points(boot: HierarchicalBootstrap, arms: FrontierArms, attack: str
     frame = pd.DataFrame(rows)
     if len(frame):
         env_c, env_r = envelope(frame["clean"].to_numpy(), frame["robust"].to_numpy())
-        frame["pareto"] = [bool(np.any((env_c == c) & (env_r == r))) for c, r in zip(frame["clean"], frame["robust"])]
+        frame["pareto"] = [_on_envelope((c, r), env_c, env_r) for c, r in zip(frame["clean"], frame["robust"])]
     return frame
 
 
@@ -219,7 +218,6 @@ def frontier_margins(
             f"the label-smoothing frontier needs at least two label-smoothing arms (ce counts as alpha 0), "
             f"got {sorted(arms.smoothing) or 'none'}"
         )
-    tail = (1 - boot.confidence) / 2
     rows = []
     for attack, eps in budgets:
         clean_where, robust_where = {"attack": "clean", "eps": 0.0}, {"attack": attack, "eps": float(eps)}
@@ -261,9 +259,8 @@ def frontier_margins(
             else:
                 seeds = min(boot.n_seeds(k, robust_where) for k in [loss, *names])
                 df = max(seeds - 1, 1)
-                stretch = float(stats.t.ppf(1 - tail, df) / stats.norm.ppf(1 - tail))
-                q_low, q_high = (float(v) for v in np.quantile(finite, [tail, 1 - tail]))
-                low, high = margin - stretch * (margin - q_low), margin + stretch * (q_high - margin)
+                test = replicate_test(margin, finite, df, boot.confidence, (-1.0, 1.0))  # a margin lies in [-1, 1]
+                se, p = test.se, test.p
                 # An arm with no image (or every image) right on every seed has no bootstrap spread; as for
                 # the pairwise differences, widen by its Clopper-Pearson slack on the side it can move. The
                 # frontier at c is a convex combination of envelope arms, so its slack is at most theirs.
@@ -271,13 +268,7 @@ def frontier_margins(
                 arm_slack = [boot.exact_slack(k, robust_where) for k in names if _on_envelope(points[k], env_c, env_r)]
                 front_down = max((s[0] for s in arm_slack), default=0.0)
                 front_up = max((s[1] for s in arm_slack), default=0.0)
-                low, high = low - loss_down - front_up, high + loss_up + front_down
-                low, high = max(low, -1.0), min(high, 1.0)  # a margin of accuracies lies in [-1, 1]
-                se = float(np.std(finite, ddof=1))
-                if abs(margin) < 1e-12:
-                    p = 1.0
-                else:
-                    p = float(2 * stats.t.sf(abs(margin) / se, df)) if se > 0 else P_FLOOR
+                low, high = max(test.low - loss_down - front_up, -1.0), min(test.high + loss_up + front_down, 1.0)
             rows.append(
                 {
                     "loss": loss,
