@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pandas as pd
 from scipy import stats
 
-from robust_glo.reporting.tables import shared_sampling
+from robust_glo.reporting.tables import constraint_share, shared_sampling
 from robust_glo.utils.io import read_json
 
 
@@ -75,11 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     trained = table[(table["status"] == "trained") & table["objective"].notna()]
     print(f"{second.name}, candidates trained at each rung (all searches):")
     for rung, d in trained.groupby("rung"):
-        met = int((d["fitness"].astype(float) <= 0.5 + 1e-12).sum())
+        met, n = constraint_share(d)
         rho_obj = stats.spearmanr(d["val_accuracy"], d["objective"]).statistic
         rho_rob = stats.spearmanr(d["val_accuracy"], d["robust_accuracy"]).statistic
         print(
-            f"  rung {int(rung)}: {len(d)} trained, {met} met the clean floor; "
+            f"  rung {int(rung)}: {n} trained, {met} met the clean floor; "
             f"rho(clean, objective) {rho_obj:+.3f}, rho(clean, robust) {rho_rob:+.3f}"
         )
     return 0

@@ -43,9 +43,11 @@ def test_it_counts_shared_generations_and_the_constraint_per_rung(tmp_path, caps
             "val_accuracy": clean,
             "robust_accuracy": clean / 2,
             "objective": 1 - 0.75 * clean,
-            "fitness": [0.6, 0.2, 0.3, 0.7, 0.6, 0.1],
         }
     )
+    # the engine's rank key: 0.5 x objective where the clean floor was met, 0.5 + the shortfall where not
+    met = np.array([False, True, True, False, False, True])
+    rungs["fitness"] = np.where(met, 0.5 * rungs["objective"], [0.6, 0, 0, 0.7, 0.6, 0])
     _search(tmp_path / "evolve/accuracy/search0", 0, thetas, None)
     _search(tmp_path / "evolve/robust/search0", 0, apart, rungs)
     assert steering.main(["--dir", str(tmp_path)]) == 0

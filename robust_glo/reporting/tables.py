@@ -765,21 +765,27 @@ def shared_sampling(a: Any, b: Any) -> list[SharedSampling]:
     return out
 
 
+def met_clean_floor(fitness: float, objective: float) -> bool:
+    """Whether a candidate under the clean-accuracy constraint reached the clean floor, from its rank key
+    `fitness` and its stated `objective`: the key of one that did is 0.5 × objective
+    (`robust_glo.evolution.runner.engine.constrained_fitness`), of one that missed 0.5 + its shortfall."""
+    return abs(float(fitness) - 0.5 * float(objective)) < 1e-9
+
+
 def constraint_share(history: pd.DataFrame) -> tuple[int, int] | None:
     """(met, trained): of an evolution's candidates trained to the end under a clean-accuracy constraint
-    (history.csv with an `objective` column), how many reached the clean floor (rank key at most 0.5);
-    None without the constraint."""
+    (history.csv or rungs.csv with an `objective` column), how many reached the clean floor
+    (`met_clean_floor`); None without the constraint."""
     if "objective" not in history or history["objective"].isna().all():
         return None
     trained = history[(history["status"] == "trained") & history["objective"].notna()]
-    return int((trained["fitness"].astype(float) <= 0.5 + 1e-12).sum()), len(trained)
+    return int(sum(met_clean_floor(f, o) for f, o in zip(trained["fitness"], trained["objective"]))), len(trained)
 
 
 def constraint_record(best_loss: dict[str, Any] | None) -> tuple[float, int, int] | None:
     """(mean objective, re-evaluation seeds that met the clean-accuracy constraint, seeds) of a search's
     best_loss.json, or None where it ran without the constraint (no `clean_margin`) or records no
-    objective. A seed met the constraint when its fitness is 0.5 × its objective (the rank key's first
-    band, `robust_glo.evolution.runner.engine.constrained_fitness`)."""
+    objective (a seed met the constraint: `met_clean_floor`)."""
     if not best_loss or best_loss.get("clean_margin") is None:
         return None
     runs = [
@@ -789,7 +795,7 @@ def constraint_record(best_loss: dict[str, Any] | None) -> tuple[float, int, int
     ]
     if not runs:
         return None
-    met = sum(abs(float(r["fitness"]) - 0.5 * float(r["objective"])) < 1e-9 for r in runs)
+    met = sum(met_clean_floor(r["fitness"], r["objective"]) for r in runs)
     return sum(float(r["objective"]) for r in runs) / len(runs), met, len(runs)
 
 
