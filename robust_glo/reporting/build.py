@@ -369,9 +369,10 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
     verified = [r for r in readings if r.verified and r.measured]
     if not verified or any(r.counted or r.uncounted for r in verified):
         return ""
-    placed = list(dict.fromkeys(row["loss"] for r in verified for row in [*r.on, *r.undecided, *r.below]))
+    placed = list(dict.fromkeys(row["loss"] for r in verified for row in r.placed))
     equivalents = {s: equivalents for s, equivalents in _alpha_equivalents(inputs, study).items() if s in placed}
-    inside = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and not out]
+    inside_alphas = {s: a for s, (_, a, out) in equivalents.items() if a is not None and not out}
+    inside = [(inputs.label(s), a) for s, a in inside_alphas.items()]
     beyond = [(inputs.label(s), a) for s, (_, a, out) in equivalents.items() if a is not None and out and a <= 1]
     # α(p*) > 1 means p* < 1/K: a target below the uniform distribution, which no label smoothing trains toward.
     below_uniform = [(inputs.label(s), a) for s, (_, a, _) in equivalents.items() if a is not None and a > 1]
@@ -405,7 +406,7 @@ def _smoothing_why(inputs: ReportInputs, study: T.FrontierStudy, readings: list[
         )
     if not parts:
         return ""
-    landed = _landings(inputs, study, verified, {s: a for s, (_, a, out) in equivalents.items() if a and not out})
+    landed = _landings(inputs, study, verified, inside_alphas)
     return (
         "No loss is shown above; the learning rules (Loss analysis) of the losses placed at the verified budgets "
         "are consistent with that, not evidence for it: "
@@ -430,7 +431,7 @@ def _landings(
     for loss, alpha in alphas.items():
         for reading in verified:
             arms = study.points.get((reading.attack, reading.eps))
-            mine = [r for r in [*reading.on, *reading.undecided, *reading.below] if r["loss"] == loss]
+            mine = [r for r in reading.placed if r["loss"] == loss]
             if arms is None or arms.empty or not mine or len(arms) < 2:
                 continue
             arms = arms.sort_values("alpha")
@@ -889,6 +890,18 @@ class FrontierReading:
     def verified(self) -> bool:
         return self.cov is not None and self.cov.verified
 
+    @property
+    def placed(self) -> list[dict[str, Any]]:
+        """The rows of the losses placed against the frontier here and not above it."""
+        return [*self.on, *self.undecided, *self.below, *self.under]
+
+
+def _below_note(reading: FrontierReading) -> str:
+    """Why a loss is "below" label smoothing at this budget, and whether that counts."""
+    return "a label-smoothing arm beats it on both axes" + (
+        "" if reading.verified else "; not verified against AutoAttack, so not counted"
+    )
+
 
 # Why "under the line" is not "below label smoothing": the envelope is a maximum over noisy arms.
 UNDER_WHY = "the line is a maximum over arms measured with noise, biased upward: not counted as below"
@@ -990,9 +1003,7 @@ def _frontier_bullets(
             parts.append("no loss is shown to beat label smoothing")
         if reading.below:
             parts.append(
-                "below the frontier (a label-smoothing arm beats it on both axes"
-                + ("" if reading.verified else "; not verified against AutoAttack, so not counted")
-                + f"): {_frontier_names(inputs, pd.DataFrame(reading.below))}"
+                f"below the frontier ({_below_note(reading)}): {_frontier_names(inputs, pd.DataFrame(reading.below))}"
             )
         if reading.under:
             names = _frontier_names(inputs, pd.DataFrame(reading.under))
@@ -1070,12 +1081,7 @@ def _smoothing_sentences(
             parts = ["no loss is shown above the frontier at its own clean accuracy"]
         parts += [f"above it but not counted ({'; '.join(why)}): {above(r)}" for r, why in reading.uncounted]
         if reading.below:
-            parts.append(
-                "below it (a label-smoothing arm beats it on both axes"
-                + ("" if reading.verified else "; not verified against AutoAttack, so not counted")
-                + "): "
-                + ", ".join(named(r, margin(r)) for r in reading.below)
-            )
+            parts.append(f"below it ({_below_note(reading)}): " + ", ".join(named(r, margin(r)) for r in reading.below))
         if reading.under:
             parts.append(
                 f"significantly under the frontier's line but beaten by no arm on both axes ({UNDER_WHY}): "
@@ -1117,7 +1123,7 @@ def _frontier_shape(inputs: ReportInputs, study: T.FrontierStudy, reading: Front
     if below:
         text += f"; the other {below} arm{'s lie' if below > 1 else ' lies'} below it"
     text += "."
-    placed = [r for r in [*reading.on, *reading.undecided, *reading.below, *reading.under] if not _nan(r["frontier"])]
+    placed = [r for r in reading.placed if pd.notna(r["frontier"])]
     if placed and max(float(r["robust"]) for r in placed) < FLOOR:
         top = max(float(r["frontier"]) for r in placed)
         text += (
@@ -1125,10 +1131,6 @@ def _frontier_shape(inputs: ReportInputs, study: T.FrontierStudy, reading: Front
             f"clean accuracies is at most {T.pct(top)}%: the comparison sits near the accuracy floor."
         )
     return text
-
-
-def _nan(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _frontier_power(study: T.FrontierStudy, correction: str, alpha: float = 0.05) -> str:
