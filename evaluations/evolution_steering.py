@@ -16,29 +16,18 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 from scipy import stats
 
+from robust_glo.reporting.inputs import EvolutionInputs, read_searches
 from robust_glo.reporting.tables import constraint_share, shared_sampling
-from robust_glo.utils.io import read_json
 
 
-def _evolution(folder: Path) -> SimpleNamespace:
-    searches = []
-    runs = [p for p in folder.glob("search[0-9]*") if p.is_dir()]
-    for run in sorted(runs, key=lambda p: int(p.name[len("search") :])):
-        searches.append(
-            SimpleNamespace(
-                index=int(run.name[len("search") :]),
-                history=pd.read_csv(run / "history.csv"),
-                best_loss=read_json(run / "best_loss.json") if (run / "best_loss.json").is_file() else None,
-                config=read_json(run / "config.json"),
-                rungs=pd.read_csv(run / "rungs.csv") if (run / "rungs.csv").is_file() else None,
-            )
-        )
-    return SimpleNamespace(name=folder.name, searches=searches)
+def _rungs(evolution: EvolutionInputs) -> list[pd.DataFrame]:
+    """Each search's rungs.csv (every rung's record), where it was kept."""
+    paths = [Path(s.folder) / "rungs.csv" for s in evolution.searches]
+    return [pd.read_csv(p) for p in paths if p.is_file()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,16 +38,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not (args.dir / "evolve").is_dir():
         parser.exit(2, f"evolution_steering.py: error: --dir {args.dir} has no evolve folder; give a benchmark run\n")
-    folders = [args.dir / "evolve" / name for name in (args.first, args.second)]
-    for folder in folders:
-        if not folder.is_dir() or not any(p.is_dir() for p in folder.glob("search[0-9]*")):
+    evolutions = []
+    for name in (args.first, args.second):
+        folder = args.dir / "evolve" / name
+        evolution = read_searches(folder) if folder.is_dir() else None
+        if evolution is None:
             parser.exit(
                 2,
                 f"evolution_steering.py: error: {folder} has no search<k> folders; give a run of two named "
                 f"evolutions with several searches each (--first {args.first}, --second {args.second}), as "
                 "fashion-mnist-standard runs\n",
             )
-    first, second = (_evolution(f) for f in folders)
+        evolutions.append(evolution)
+    first, second = evolutions
     print(f"{args.dir}: {second.name} against {first.name}, searches of the same seed")
     for s in shared_sampling(second, first):
         apart = "never" if s.first_apart is None else f"from generation {s.first_apart}"
@@ -67,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  search {s.search} (seed {s.seed}): {s.same} of {s.generations} generations identical, "
             f"apart {apart}; {choice}"
         )
-    rungs = [x.rungs for x in second.searches if x.rungs is not None and "objective" in x.rungs]
+    rungs = [r for r in _rungs(second) if "objective" in r]
     if not rungs:
         print(f"{second.name}: no clean-accuracy constraint recorded (rungs.csv without `objective`)")
         return 0

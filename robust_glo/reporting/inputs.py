@@ -290,6 +290,14 @@ def _read_run(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame | None, dict[str
     return history, reevaluation, best
 
 
+def read_searches(folder: str | Path) -> EvolutionInputs | None:
+    """One evolution folder of several searches (evolve/<name>/ with search<k>/ run directories) read as a
+    report reads it, every file checked whole; its `folder` and each search's are paths as given. None when
+    no search has a history yet."""
+    folder = Path(folder)
+    return _read_searches(folder.name, folder, folder.as_posix())
+
+
 def _read_searches(name: str, folder: Path, rel: str) -> EvolutionInputs | None:
     """An evolution with several searches: every search<k>/ run directory, searches.csv, searches.json and
     the chosen search's best_loss.json; None when no search has a history yet."""
