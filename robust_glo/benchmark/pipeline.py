@@ -226,8 +226,8 @@ class Benchmark:
             ledger.end(status)
             if tracked is not None and status != "done":
                 tracked.finish(status)
-        if "report" in order:  # once more, so that the report shows its own stage's wall time
-            build_report(self.out)
+        if "report" in order:  # once more, so that the report shows its own stage's wall time (same figures)
+            build_report(self.out, redraw=False)
         if tracked is not None:
             tracked.finish("done")
             self.log(f"[track] {tracked.tracker.describe()}")

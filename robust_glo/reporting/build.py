@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,13 @@ def _settings(inputs: ReportInputs) -> T.StatsSettings:
     )
 
 
-def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportPaths:
+def build_report(root: str | Path, out_dir: str | Path | None = None, *, redraw: bool = True) -> ReportPaths:
     """Build report.md, report.html, summary.csv and figures/*.png in `root`.
 
     With `out_dir` (another folder), the report's input files are first copied there (no weights, no run
     directories), and the report is built there: a small, self-sufficient folder to publish, which
-    `build_report(out_dir)` rebuilds.
+    `build_report(out_dir)` rebuilds. `redraw=False` keeps every figure already in the folder (the
+    benchmark's second build, which only adds the report stage's own wall time to the text).
     """
     if out_dir is not None and Path(out_dir).resolve() != Path(root).resolve():
         copy_inputs(root, out_dir)
@@ -98,8 +100,12 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
 
     labels = {s: inputs.label(s) for s in inputs.losses}
     figs: dict[str, Path] = {}
-    figs["robust_accuracy"] = F.save_png(
-        F.robust_accuracy_figure(
+
+    def draw(make: Callable[[], Any], path: Path) -> Path:
+        return path if not redraw and path.is_file() else F.save_png(make(), path)
+
+    figs["robust_accuracy"] = draw(
+        lambda: F.robust_accuracy_figure(
             summary,
             labels,
             inputs.losses,
@@ -111,27 +117,27 @@ def build_report(root: str | Path, out_dir: str | Path | None = None) -> ReportP
         out / FIGURES / "robust_accuracy.png",
     )
     if T.attack_order(inputs.results):
-        figs["per_seed"] = F.save_png(
-            F.per_seed_figure(inputs.results, labels, inputs.losses), out / FIGURES / "per_seed.png"
+        figs["per_seed"] = draw(
+            lambda: F.per_seed_figure(inputs.results, labels, inputs.losses), out / FIGURES / "per_seed.png"
         )
     for evo in inputs.evolutions:
         if not evo.history.empty:
             stem = _evolution_stem(evo)
             seeds = {s.index: (s.config or {}).get("seed") for s in evo.searches}
-            figs[stem] = F.save_png(F.evolution_figure(evo.history, seeds), out / FIGURES / f"{stem}.png")
-            figs[f"{stem}-parameters"] = F.save_png(
-                F.search_space_figure(evo.history, T.parameter_importance(evo.history)),
+            figs[stem] = draw(lambda h=evo.history, s=seeds: F.evolution_figure(h, s), out / FIGURES / f"{stem}.png")
+            figs[f"{stem}-parameters"] = draw(
+                lambda h=evo.history: F.search_space_figure(h, T.parameter_importance(h)),
                 out / FIGURES / f"{stem}-parameters.png",
             )
     study = T.frontier_study(inputs, settings, summary)
     if study is not None and study.points:
-        figs["frontier"] = F.save_png(
-            F.frontier_figure(study, summary, labels, inputs.losses, _budget_titles(inputs, study.budgets)),
+        figs["frontier"] = draw(
+            lambda: F.frontier_figure(study, summary, labels, inputs.losses, _budget_titles(inputs, study.budgets)),
             out / FIGURES / "frontier.png",
         )
     if inputs.analysis:
-        figs["effective_target"] = F.save_png(
-            F.effective_target_figure(inputs.analysis, inputs.labels), out / FIGURES / "effective_target.png"
+        figs["effective_target"] = draw(
+            lambda: F.effective_target_figure(inputs.analysis, inputs.labels), out / FIGURES / "effective_target.png"
         )
 
     doc = _document(inputs, summary, settings, figs, study)

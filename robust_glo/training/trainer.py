@@ -18,6 +18,7 @@ from robust_glo.data.splits import Split
 from robust_glo.errors import NonFiniteLossError, ResumeError
 from robust_glo.losses.user import UserLoss
 from robust_glo.training.recipe import Recipe
+from robust_glo.utils.device import channels_last_on
 
 _DEFAULT = Recipe()  # the keyword defaults below are the recipe's, written once (training/recipe.py)
 
@@ -120,6 +121,8 @@ def fit(
     `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout during training
     (faster where the CPU has bfloat16 instructions, much slower where it has not:
     evaluations/perf/cpu_bf16.py; `TrainConfig.precision` chooses). The weights stay float32 throughout.
+    A float32 run on the CPU trains in channels_last layout too where `utils.device.cpu_layout` says so;
+    the model is returned in the usual contiguous layout either way.
     """
     device = torch.device(device)
     model.to(device)
@@ -146,15 +149,29 @@ def fit(
         )
         t0 = time.perf_counter()
         cpu_bf16 = bf16_cpu and device.type == "cpu"
-        if cpu_bf16:
+        # float32 too runs channels_last where this CPU's oneDNN kernels are faster in it (utils.device.cpu_layout)
+        channels_last = cpu_bf16 or channels_last_on(device, _float_dtype(model))
+        if channels_last:
             model.to(memory_format=torch.channels_last)
-        loop = _Loop(model, loss_fn, optimizer, scheduler, device, amp, log_every, bar, curve, cpu_bf16=cpu_bf16)
+        loop = _Loop(
+            model,
+            loss_fn,
+            optimizer,
+            scheduler,
+            device,
+            amp,
+            log_every,
+            bar,
+            curve,
+            cpu_bf16=cpu_bf16,
+            channels_last=channels_last,
+        )
         step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every, end=end)
         if ckpt is not None and status == "ok" and step < steps and step > start_step:
             _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
         bar.close()
         seconds = time.perf_counter() - t0
-        if cpu_bf16:  # back to the usual layout: evaluation and attacks run the model as any other, in float32
+        if channels_last:  # back to the usual layout: a saved or returned model is as any other
             model.to(memory_format=torch.contiguous_format)
     if status == "ok" and not _weights_finite(model):
         status, message = "diverged", "non-finite weights at the end of training"
@@ -168,6 +185,11 @@ def fit(
         message=message,
         start_step=start_step,
     )
+
+
+def _float_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype of the model's first floating-point parameter (float32 for a parameter-free one)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 class _Loop:
@@ -186,6 +208,7 @@ class _Loop:
         curve: list[tuple[int, float]],
         *,
         cpu_bf16: bool = False,
+        channels_last: bool = False,
     ):
         self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
         if amp and device.type == "cuda":
@@ -194,7 +217,7 @@ class _Loop:
             self.autocast = torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         else:
             self.autocast = nullcontext()
-        self.channels_last = cpu_bf16
+        self.channels_last = channels_last
         # Checking the loss every step costs a device sync; on CUDA check every few steps instead.
         self.check_every = 1 if device.type == "cpu" else 10
         self.log_every, self.bar, self.curve = log_every, bar, curve

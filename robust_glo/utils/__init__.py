@@ -1,7 +1,9 @@
 """Small shared helpers: devices, atomic files, run metadata."""
 
 from robust_glo.utils.device import (
+    channels_last_on,
     cpu_bf16_support,
+    cpu_layout,
     native_cpu_bf16,
     parallel_cpu_workers,
     resolve_device,
@@ -14,7 +16,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "channels_last_on",
     "cpu_bf16_support",
+    "cpu_layout",
     "native_cpu_bf16",
     "read_json",
     "read_json_or_none",

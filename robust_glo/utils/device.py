@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 
 def usable_cpus() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    import os
-
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -98,3 +97,33 @@ def cpu_bf16_support() -> dict[str, Any]:
 def native_cpu_bf16() -> bool:
     """Whether this CPU runs bfloat16 natively (AVX-512 BF16 or AMX); see `cpu_bf16_support`."""
     return bool(cpu_bf16_support()["native_bf16"])
+
+
+CPU_LAYOUTS = ("auto", "channels_last", "contiguous")
+LAYOUT_ENV = "ROBUST_GLO_CPU_LAYOUT"
+
+
+def cpu_layout() -> str:
+    """The memory layout a network's convolutions run in on the CPU, in float32 training and in every
+    attack and diagnostic: "channels_last" or "contiguous" (PyTorch's usual NCHW).
+
+    Set by the environment variable `ROBUST_GLO_CPU_LAYOUT` (auto, channels_last or contiguous; read at each
+    call, so Ray workers started by this process follow it). "auto" (the default) is channels_last where
+    PyTorch dispatches to AVX-512, whose oneDNN kernels ran LeNet-5's and small-cnn's float32 steps and
+    input gradients 1.4-2.3x faster in that layout (evaluations/perf/cpu_layout.py), and contiguous
+    elsewhere, where it was not measured. Only rounding differs between the two (the summation order
+    inside a convolution). Raises `ConfigError` for any other value."""
+    value = os.environ.get(LAYOUT_ENV, "auto").strip() or "auto"
+    if value not in CPU_LAYOUTS:
+        raise ConfigError(f"{LAYOUT_ENV}={value!r} is not valid; valid: {', '.join(CPU_LAYOUTS)}")
+    if value != "auto":
+        return value
+    capability = str(cpu_bf16_support()["cpu_capability"] or "")
+    return "channels_last" if capability.startswith("AVX512") else "contiguous"
+
+
+def channels_last_on(device: str | torch.device, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether a network of `dtype` on `device` runs in channels_last layout: a float32 one on the CPU
+    where `cpu_layout` says so (oneDNN's fast kernels are float32 and bfloat16 ones; a float64 network
+    keeps PyTorch's usual layout and its exact reference results)."""
+    return torch.device(device).type == "cpu" and dtype == torch.float32 and cpu_layout() == "channels_last"

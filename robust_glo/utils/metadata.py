@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from robust_glo.utils.device import cpu_bf16_support
+from robust_glo.utils.device import cpu_bf16_support, cpu_layout
 
 _PACKAGES = [
     "robust-glo",
@@ -50,6 +50,7 @@ def hardware() -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "cpu_bf16": cpu_bf16_support(),  # the bfloat16 support detected, which precision "auto" follows
+        "cpu_layout": cpu_layout(),  # the memory layout convolutions run in on the CPU (utils.device)
     }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

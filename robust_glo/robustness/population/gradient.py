@@ -258,11 +258,13 @@ def _apgd_single_run(
     rho: float,
     loss: str,
     gens,
-    target_class: int | None = None,
+    target_class: int | torch.Tensor | None = None,
 ):
     """`attack_single_run` of torchattacks.APGD (loss "ce" / "dlr") or APGDT (loss "dlr-targeted", with
-    `target_class`) over a population batch; returns (x_best, acc, loss_best, x_best_adv), the last
-    `(P, W, ...)`: the last iterate each sample was misclassified at (the start where never)."""
+    `target_class`: one rank for every member, or a `(P,)` tensor of ranks, member p's target being its
+    `target_class[p]`-th most likely class) over a population batch; returns (x_best, acc, loss_best,
+    x_best_adv), the last `(P, W, ...)`: the last iterate each sample was misclassified at (the start where
+    never)."""
     steps_2, steps_min, size_decr = max(int(0.22 * steps), 1), max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
     dev = x.device
     dims = _img_dims(x)
@@ -275,8 +277,12 @@ def _apgd_single_run(
     loss_steps = torch.zeros([steps, *x.shape[:2]], dtype=torch.get_default_dtype(), device=dev)
     y_target = None
     if target_class is not None:
-        output = model(x, counts)
-        y_target = output.sort(dim=-1)[1][..., -target_class]
+        order = model(x, counts).sort(dim=-1)[1]
+        if isinstance(target_class, torch.Tensor):
+            ranks = (order.shape[-1] - target_class.to(order.device)).view(-1, 1, 1).expand(*order.shape[:2], 1)
+            y_target = order.gather(-1, ranks).squeeze(-1)
+        else:
+            y_target = order[..., -target_class]
     x_adv.requires_grad_()
     logits, loss_indiv, grad = _loss_and_grad(model, x_adv, y, loss, y_target, counts)
     grad_best = grad.clone()
@@ -410,7 +416,86 @@ def population_apgd_t(ctx, x, y, counts, eps, params, seeds) -> torch.Tensor:
     )
 
 
+class _Replicas:
+    """One network seen as a population of identical members: a single forward over all `P x W` rows
+    (on one network the members' rows need no separate passes; `counts` is ignored: no padding)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, x: torch.Tensor, counts=None) -> torch.Tensor:
+        return self.model(x.reshape(-1, *x.shape[2:])).view(*x.shape[:2], -1)
+
+
+def apgd_t_all_targets(
+    model,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    *,
+    norm: str = "linf",
+    steps: int = 100,
+    targets: int = 9,
+    restarts: int = 1,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """APGD-T (torchattacks.APGDT's algorithm, Croce & Hein 2020) on one network with every target class
+    at once: each (target class, restart) is a member of a population whose members share the network, so
+    one forward and backward pass over all of them replaces `targets x restarts` runs one after another.
+
+    torchattacks runs the target classes one after another, each on the inputs the earlier ones left
+    correct; on a few inputs each of its `targets x restarts x steps` iterations is a tiny,
+    overhead-bound pass, which is why this is written here (used by the `more_effort` diagnostic, whose
+    5x-longer APGD-T cost more than every other diagnostic together). Here every target class runs on
+    every clean-correct input: an input counts as broken when any run broke it, as in torchattacks, where
+    a later target only skips inputs already broken. Member m (target rank 2 + m // restarts, i.e. the
+    (m // restarts + 1)-th most likely wrong class) draws its random start from a generator seeded with
+    `seed + m`, so its run is bit for bit torchattacks' `attack_single_run` on these inputs after
+    `torch.manual_seed(seed + m)`.
+
+    `model`: a module in eval mode with frozen parameters, mapping `(B, C, H, W)` to logits `(B, K)`;
+    `x` `(N, C, H, W)` in [0, 1]; `y` `(N,)`; `eps`: the L-infinity budget or L2 radius (`norm` "linf" or
+    "l2"); `targets` is capped at K - 1. Returns the adversarial inputs `(N, C, H, W)` (the last iterate at
+    which some run misclassified the input; the clean input where none did) and `fooled` `(N,)` bool
+    (misclassified clean, or broken by some run).
+    """
+    with torch.no_grad():
+        logits = model(x)
+    n_targets = min(int(targets), int(logits.shape[1]) - 1)
+    adv = x.detach().clone()
+    fooled = logits.argmax(1) != y
+    rows = (~fooled).nonzero().squeeze(1)
+    if len(rows) == 0 or n_targets < 1:
+        return adv, fooled
+    ranks = torch.arange(2, n_targets + 2).repeat_interleave(int(restarts))
+    p, w = len(ranks), len(rows)
+    xs = x[rows].unsqueeze(0).expand(p, *x[rows].shape).contiguous()
+    ys = y[rows].unsqueeze(0).expand(p, w).contiguous()
+    gens = [torch.Generator().manual_seed(int(seed) + m) for m in range(p)]
+    _, acc, _, best_adv = _apgd_single_run(
+        _Replicas(model),
+        xs,
+        ys,
+        [w] * p,
+        eps,
+        norm="L2" if norm == "l2" else "Linf",
+        steps=int(steps),
+        rho=AA_RHO,
+        loss="dlr-targeted",
+        gens=gens,
+        target_class=ranks,
+    )
+    broke = acc == 0  # (P, W)
+    hit = broke.any(0)
+    first = broke.to(torch.int8).argmax(0)  # the first run (target order) that broke each input
+    chosen = best_adv[first, torch.arange(w, device=best_adv.device)]
+    adv[rows[hit]] = chosen[hit].detach().to(adv.dtype)
+    fooled[rows[hit]] = True
+    return adv, fooled
+
+
 __all__ = [
+    "apgd_t_all_targets",
     "clean_gradient_population",
     "full",
     "population_apgd",

@@ -29,6 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from robust_glo.errors import ConfigError
+from robust_glo.utils.device import channels_last_on
 
 FORWARD_MODES = ("auto", "vmap", "loop")
 
@@ -84,10 +85,15 @@ class PopulationModel(nn.Module):
         self.size = len(models)
         self.device = device
         self.mode = ("vmap" if device.type == "cuda" else "loop") if mode == "auto" else mode
-        # "loop" runs each member's own copy: the very module, and kernels, a per-network run uses.
+        # "loop" runs each member's own copy: the very module, layout and kernels a per-network run uses
+        # (`robustness.evaluate.prepared_model`: channels_last on a CPU where utils.device.cpu_layout says so).
         self.copies = None
         if self.mode == "loop":
-            self.copies = nn.ModuleList([copy.deepcopy(m).to(device).eval().requires_grad_(False) for m in models])
+            dtype = next((t.dtype for t in first.parameters() if t.is_floating_point()), torch.float32)
+            layout = torch.channels_last if channels_last_on(device, dtype) else torch.preserve_format
+            self.copies = nn.ModuleList(
+                [copy.deepcopy(m).to(device).to(memory_format=layout).eval().requires_grad_(False) for m in models]
+            )
         self.dtype = next(
             (t.dtype for t in self.stacked_params.values() if t.is_floating_point()), torch.get_default_dtype()
         )
