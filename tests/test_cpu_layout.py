@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 import torchattacks
 
+from robust_glo.cli import main
 from robust_glo.data import load_dataset
 from robust_glo.errors import ConfigError
 from robust_glo.robustness import diagnostics as D
@@ -207,3 +208,11 @@ def test_more_effort_runs_apgd_t_with_all_targets(digits, monkeypatch):
     assert standing > 0 and calls, "the check must have attacked something"
     assert calls[0]["steps"] == 50 and calls[0]["targets"] == 9  # 5x steps, all 9 target classes
     assert f"of the {standing} inputs" in row["detail"]
+
+
+def test_a_bad_layout_stops_the_cli_with_exit_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(LAYOUT_ENV, "nhwc")
+    assert main(["train", "--dataset", "digits", "--steps", "2", "--out", "T"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ROBUST_GLO_CPU_LAYOUT='nhwc'" in err and "channels_last" in err

@@ -451,3 +451,22 @@ def test_the_reproducibility_section_quotes_the_latest_invocation_as_typed(repor
         "The latest invocation (environment.json is rewritten by each) started 2026-11-30T06:33:00+00:00 and was "
         "typed as `robust-glo benchmark tiny --out 'runs/my tiny' --no-progress`." in made
     )
+
+
+def test_a_second_build_without_redraw_keeps_the_figures(tmp_path):
+    """The benchmark builds the report twice (the second adds the report stage's own time): the second
+    build rewrites the text and keeps every figure file; a missing figure is still drawn."""
+    write_synthetic(tmp_path)
+    paths = build_report(tmp_path)
+    pngs = {p: p.read_bytes() for p in paths.figures}
+    for p in pngs:
+        p.write_bytes(b"kept")  # a marker a redraw would overwrite
+    paths.markdown.write_text("stale")
+    missing = paths.figures[0]
+    missing.unlink()
+    again = build_report(tmp_path, redraw=False)
+    assert again.markdown.read_text().startswith("#") and again.markdown.read_text() != "stale"
+    assert missing.read_bytes() == pngs[missing]  # drawn again, as it was
+    assert all(p.read_bytes() == b"kept" for p in pngs if p != missing)
+    build_report(tmp_path)  # redraw (the default) draws every figure
+    assert all(p.read_bytes() == data for p, data in pngs.items())

@@ -242,14 +242,12 @@ def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
     """Eval mode (locked: see `_Target`), parameters frozen, on `device`; every module's mode,
     requires_grad flags and the model's device are restored afterwards. On a CPU where
     `utils.device.cpu_layout` says channels_last, a model whose 4-D tensors are contiguous runs in that
-    layout (the attacks' forward and backward passes 1.4-2.3x faster there) and is returned contiguous."""
+    layout (the quick suite's attacks 1.37x faster there, with the same outcomes) and is returned contiguous."""
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     home = _model_device(model)
     images = [t for t in [*model.parameters(), *model.buffers()] if t.dim() == 4]
-    relayout = (
-        bool(images) and channels_last_on(device, images[0].dtype) and all(t.is_contiguous() for t in images)
-    )
+    relayout = bool(images) and channels_last_on(device, images[0].dtype) and all(t.is_contiguous() for t in images)
     try:
         if home != device:
             model.to(device)

@@ -109,9 +109,9 @@ def cpu_layout() -> str:
 
     Set by the environment variable `ROBUST_GLO_CPU_LAYOUT` (auto, channels_last or contiguous; read at each
     call, so Ray workers started by this process follow it). "auto" (the default) is channels_last where
-    PyTorch dispatches to AVX-512, whose oneDNN kernels ran LeNet-5's and small-cnn's float32 steps and
-    input gradients 1.4-2.3x faster in that layout (evaluations/perf/cpu_layout.py), and contiguous
-    elsewhere, where it was not measured. Only rounding differs between the two (the summation order
+    PyTorch dispatches to AVX-512, whose oneDNN kernels ran the quick suite's attacks 1.37x and
+    small-cnn's training 1.26x faster in that layout (LeNet-5's training 1.07x; evaluations/perf/cpu_layout.py),
+    and contiguous elsewhere, where it was not measured. Only rounding differs between the two (the summation order
     inside a convolution). Raises `ConfigError` for any other value."""
     value = os.environ.get(LAYOUT_ENV, "auto").strip() or "auto"
     if value not in CPU_LAYOUTS:
