@@ -16,8 +16,9 @@ import torch.nn.functional as F
 import torchattacks
 
 from robust_glo.cli import main
-from robust_glo.data import load_dataset
+from robust_glo.data import DATASETS, load_dataset
 from robust_glo.errors import ConfigError
+from robust_glo.models import NormalizedModel, create_model
 from robust_glo.robustness import diagnostics as D
 from robust_glo.robustness import run_evaluation
 from robust_glo.robustness.evaluate import prepared_model
@@ -32,11 +33,12 @@ def digits():
     return load_dataset("digits", test_size=100)
 
 
-def _two_convs(seed: int = 0) -> torch.nn.Module:
+def _two_convs(info, seed: int = 0) -> torch.nn.Module:
     """A small CNN whose second convolution has several input channels: there channels_last is a real
-    change of layout (with one input channel, as in digits-cnn, both layouts are the same memory)."""
+    change of layout (with one input channel, as in digits-cnn, both layouts are the same memory). Wrapped
+    as the registered architectures are (`NormalizedModel`), so the layout applies to it."""
     torch.manual_seed(seed)
-    return torch.nn.Sequential(
+    net = torch.nn.Sequential(
         torch.nn.Conv2d(1, 4, 3, padding=1),
         torch.nn.ReLU(),
         torch.nn.Conv2d(4, 8, 3, padding=1),
@@ -44,10 +46,29 @@ def _two_convs(seed: int = 0) -> torch.nn.Module:
         torch.nn.Flatten(),
         torch.nn.Linear(8 * 8 * 8, 10),
     )
+    return NormalizedModel(info, net)
+
+
+class _ViewFlatten(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.size(0), -1)  # refuses channels_last activations
+
+
+def _user_model(seed: int = 0) -> torch.nn.Module:
+    """A caller's own model that flattens with `.view`: never switched to channels_last."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(4, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        _ViewFlatten(),
+        torch.nn.Linear(8 * 8 * 8, 10),
+    )
 
 
 def _net(digits, seed: int = 0, steps: int = 60, dtype=torch.float32) -> torch.nn.Module:
-    model = _two_convs(seed).to(dtype)
+    model = _two_convs(digits.info, seed).to(dtype)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):
@@ -119,10 +140,13 @@ def test_the_layouts_agree_on_outcomes(digits, monkeypatch):
     model = _net(digits)
     x, y = digits.test.images[:60], digits.test.labels[:60]
     attacks = ["fgsm", "pgd:steps=10", "apgd-t:steps=15:targets=3"]
-    runs = {}
+    runs, seen = {}, []
+    model.net[2].register_forward_pre_hook(lambda m, _: seen.append(m.weight.is_contiguous()))
     for layout in ("contiguous", "channels_last"):
         monkeypatch.setenv(LAYOUT_ENV, layout)
+        seen.clear()
         runs[layout] = run_evaluation(model, x, y, attacks, [0.1, 0.2], seed=3)
+        assert seen and set(seen) == {layout == "contiguous"}  # the layout the attacks actually ran in
     a, b = runs["contiguous"], runs["channels_last"]
     assert torch.equal(a.clean_correct, b.clean_correct)
     for label, by_eps in a.robust.items():
@@ -135,9 +159,9 @@ def test_training_runs_channels_last_and_returns_a_contiguous_model(digits, monk
     curves = {}
     for layout in ("contiguous", "channels_last"):
         monkeypatch.setenv(LAYOUT_ENV, layout)
-        model = _two_convs(0)
+        model = _two_convs(digits.info, 0)
         seen = []
-        model[2].register_forward_pre_hook(lambda m, _, seen=seen: seen.append(m.weight.is_contiguous()))
+        model.net[2].register_forward_pre_hook(lambda m, _, seen=seen: seen.append(m.weight.is_contiguous()))
         result = fit(model, F.cross_entropy, digits.train, steps=30, batch_size=32, lr=0.05, seed=0, log_every=10)
         assert result.status == "ok"
         assert seen and set(seen) == {layout == "contiguous"}  # the layout training actually ran in
@@ -216,3 +240,93 @@ def test_a_bad_layout_stops_the_cli_with_exit_2(tmp_path, capsys, monkeypatch):
     assert main(["train", "--dataset", "digits", "--steps", "2", "--out", "T"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "ROBUST_GLO_CPU_LAYOUT='nhwc'" in err and "channels_last" in err
+
+
+def test_a_callers_model_keeps_its_layout(digits, monkeypatch):
+    """A model that flattens with .view would fail in channels_last: it is never switched."""
+    monkeypatch.setenv(LAYOUT_ENV, "channels_last")
+    model = _user_model()
+    result = fit(model, F.cross_entropy, digits.train, steps=5, batch_size=32, lr=0.05, seed=0)
+    assert result.status == "ok"
+    model.eval()
+    ev = run_evaluation(model, digits.test.images[:20], digits.test.labels[:20], ["pgd:steps=3"], [0.1], seed=0)
+    assert len(ev.clean_correct) == 20
+    assert all(w.is_contiguous() for w in _conv_weights(model))
+
+
+def test_three_channel_l2_and_fab_attacks_run_channels_last(monkeypatch):
+    """A registered 3-channel network in channels_last: its input gradient comes back in the usual layout,
+    which torchattacks' PGDL2 and FAB flatten with .view; the outcomes equal the contiguous run's."""
+    info = DATASETS["cifar10"]
+    model = create_model("small-cnn", info, seed=0).eval()
+    x = torch.rand(12, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every input correct: the attacks have work to do
+    runs, seen = {}, []
+    first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_pre_hook(lambda m, _: seen.append(m.weight.is_contiguous()))
+    for layout in ("contiguous", "channels_last"):
+        monkeypatch.setenv(LAYOUT_ENV, layout)
+        seen.clear()
+        runs[layout] = run_evaluation(
+            model, x, y, ["pgd:norm=l2:steps=3", "fab-t:steps=3:targets=2"], [0.0], eps_l2=[0.5], seed=0
+        )
+        assert set(seen) == {layout == "contiguous"}
+    for label, by_eps in runs["contiguous"].robust.items():
+        for eps, bits in by_eps.items():
+            assert int((bits != runs["channels_last"].robust[label][eps]).sum()) <= 1, (label, eps)
+
+
+def test_a_model_with_a_5d_tensor_keeps_its_layout(digits, monkeypatch):
+    monkeypatch.setenv(LAYOUT_ENV, "channels_last")
+    model = _net(digits, steps=1)
+    model.register_buffer("volume", torch.zeros(1, 1, 1, 1, 1))  # channels_last is defined for 4-D only
+    with prepared_model(model, torch.device("cpu")):
+        assert all(w.is_contiguous() for w in _conv_weights(model))
+    run_evaluation(model, digits.test.images[:10], digits.test.labels[:10], ["fgsm"], [0.1], seed=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"eps": -0.1}, "eps must be a finite number >= 0, got -0.1"),
+        ({"eps": float("nan")}, "eps must be a finite number"),
+        ({"targets": 0}, "targets must be an integer >= 1, got 0"),
+        ({"restarts": 1.5}, "restarts must be an integer >= 1, got 1.5"),
+        ({"norm": "l1"}, "norm must be 'linf' or 'l2', got 'l1'"),
+        ({"labels": 5}, "labels must be a 1-D tensor of the 10 inputs' classes"),
+    ],
+)
+def test_all_targets_refuses_bad_input_in_one_line(digits, kwargs, message):
+    model = _net(digits, steps=1)
+    x, y = digits.test.images[:10], digits.test.labels[:10]
+    if "labels" in kwargs:
+        y = y[: kwargs.pop("labels")]
+    args = {"eps": 0.1, **kwargs}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        apgd_t_all_targets(model, x, y, args.pop("eps"), **args)
+
+
+def test_all_targets_needs_four_classes():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with pytest.raises(ConfigError, match="K >= 4 classes"):
+        apgd_t_all_targets(model, torch.rand(5, 1, 2, 2), torch.zeros(5, dtype=torch.long), 0.1)
+
+
+def test_all_targets_checks_inputs_as_run_evaluation_does(digits):
+    model = _net(digits, steps=1)
+    x, y = digits.test.images[:10], digits.test.labels[:10]
+    with pytest.raises(ConfigError, match=r"labels must lie in \[0, 9\]"):
+        apgd_t_all_targets(model, x, torch.full_like(y, 10), 0.1)
+    with pytest.raises(ConfigError, match=r"inputs must lie in \[0, 1\]"):
+        apgd_t_all_targets(model, x * 255, y, 0.1)
+    with pytest.raises(ConfigError, match="labels must be integer class indices"):
+        apgd_t_all_targets(model, x, y.float(), 0.1)
+    with pytest.raises(ConfigError, match=r"images \(N, C, H, W\)"):
+        apgd_t_all_targets(model, x[:, 0], y, 0.1)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    model.net[2].weight.requires_grad_(True)
+    apgd_t_all_targets(model, x, y, 0.1, steps=2, targets=2)
+    assert model.training and model.net[2].weight.requires_grad  # run in eval mode, frozen; then restored
+    assert model.net[2].weight.grad is None

@@ -98,8 +98,11 @@ def test_each_executor_computes_then_reuses_and_reports_a_diverged_piece(kind, d
             assert o.files is not None  # a diverged piece has its placeholder rows
             if o.status == "failed":
                 assert "diverged" in o.message and "no evaluation" in o.message
+            else:  # computed in this call: its line never says it was reused
+                assert "reused training and evaluation" not in o.line
         attacked = _make(kind, config, tmp_path).attack(plan, lines.append)
         assert _statuses(attacked) == {**dict.fromkeys(good, "reused"), **dict.fromkeys(bad, "failed")}
+        assert all("reused training and evaluation" in o.line for o in attacked if o.status == "reused")
     finally:
         if kind == "ray":
             ray.shutdown()

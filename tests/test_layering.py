@@ -58,6 +58,7 @@ FUNCTION_IMPORTS = {
     ("robust_glo.cli.report", "robust_glo.comparison.leaderboard.MARKDOWN_FILE"): _CLI,
     ("robust_glo.cli.report", "robust_glo.comparison.leaderboard.write_leaderboard"): _CLI,
     ("robust_glo.cli.report", "robust_glo.reporting.build_report"): _CLI,
+    ("robust_glo.cli", "robust_glo.utils.device.cpu_layout"): _CLI + " (torch: the layout check of computing commands)",
     ("robust_glo.cli.common", "robust_glo.tracking"): _CLI + " (tracking reads the comparison's layout)",
     ("robust_glo.evolution.problem", "robust_glo.robustness.attacks.require_torchattacks"): _CLI
     + " (the CLI imports evolution for its parser's defaults)",

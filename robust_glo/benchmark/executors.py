@@ -147,6 +147,10 @@ class Executor:
             files, line = compute_piece(
                 config, self.out, piece.spec, piece.seed, splits, attacked, progress=self.progress
             )
+            if not before[piece.name]:  # computed in this call by another engine (Ray, populations): read back
+                line = line.replace(
+                    "reused training and evaluation", f"computed by the {self.name} executor, read back"
+                )
             log(piece_report(line, files))
             if (files.rows["status"] == "diverged").any():  # no network to attack
                 metrics = read_json_or_none(self.run_dir(piece) / "metrics.json", expect=dict) or {}

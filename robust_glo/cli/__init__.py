@@ -19,6 +19,8 @@ from robust_glo.errors import RobustGloError, UsageError
 # `func=run` where `run(args) -> int`, and may set `interrupted=f` where `f(args) -> str` says what a
 # re-run after Ctrl-C does. The order is the order of `robust-glo --help`.
 COMMANDS = ["benchmark", "evolve", "train", "evaluate", "analyze", "report", "losses"]
+# the commands that train or attack networks, and so read ROBUST_GLO_CPU_LAYOUT (utils.device.cpu_layout)
+COMPUTING = ("benchmark", "evolve", "train", "evaluate")
 
 DESCRIPTION = """\
 Discover loss functions by evolution (TaylorGLO with CMA-ES) and test, with adversarial attacks and
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
             where = f"{command}: " if command else ""
             see = f"robust-glo {command} --help" if command else "robust-glo --help"
             raise UsageError(f"{where}unrecognized arguments: {' '.join(extra)} (see {see})")
+        if getattr(args, "command", None) in COMPUTING:
+            from robust_glo.utils.device import cpu_layout  # lazy: torch, which --help does not load
+
+            cpu_layout()  # a bad ROBUST_GLO_CPU_LAYOUT stops the command before it writes anything
         return int(args.func(args) or 0)
     except RobustGloError as exc:
         print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)

@@ -8,6 +8,15 @@ from robust_glo.models.registry import (
     create_model,
     list_models,
     register_model,
+    supports_channels_last,
 )
 
-__all__ = ["Normalize", "NormalizedModel", "check_model_fits", "create_model", "list_models", "register_model"]
+__all__ = [
+    "Normalize",
+    "NormalizedModel",
+    "check_model_fits",
+    "create_model",
+    "list_models",
+    "register_model",
+    "supports_channels_last",
+]

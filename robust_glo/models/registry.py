@@ -45,6 +45,10 @@ class Normalize(nn.Module):
 class NormalizedModel(nn.Sequential):
     """`Normalize` followed by the network; returns logits `(N, num_classes)`."""
 
+    # Every registered architecture flattens with reshape-safe ops (nn.Flatten, .flatten), so it runs in the
+    # channels_last layout too (utils.device.cpu_layout); a model built elsewhere keeps its own layout.
+    channels_last_safe = True
+
     def __init__(self, info: DatasetInfo, net: nn.Module):
         super().__init__()
         self.normalize = Normalize(info.mean, info.std)
@@ -72,3 +76,12 @@ def create_model(name: str, info: DatasetInfo, *, seed: int = 0) -> nn.Module:
         torch.manual_seed(seed)
         net = factory(info)
     return NormalizedModel(info, net)
+
+
+def supports_channels_last(model: nn.Module) -> bool:
+    """Whether `model` may be switched to the channels_last layout: one of the registered architectures
+    (`create_model`; a model the caller built may flatten with `.view`, which channels_last activations
+    refuse), whose floating tensors are at most 4-D (channels_last is defined for 4-D tensors only)."""
+    if not getattr(model, "channels_last_safe", False):
+        return False
+    return all(t.dim() <= 4 for t in [*model.parameters(), *model.buffers()])

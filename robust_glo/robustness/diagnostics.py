@@ -355,9 +355,10 @@ def _more_effort(model, x, y, ev, norm, e, s, seed, batch_size, device) -> dict:
 
 def _apgd_t_at_once(model, x, y, spec: AttackSpec, norm: str, e: float, seed: int, batch_size: int, device):
     """Robust bits `(N,)` of `x` under `spec` (APGD-T) run with all its target classes at once
-    (`population.apgd_t_all_targets`: torchattacks' algorithm, 3-8x faster on the few inputs this check
-    attacks), in chunks of at most `batch_size` rows, in the model's dtype, eval mode locked; each adversarial input
-    is checked against the budget and classified again, as `run_evaluation` does."""
+    (`population.apgd_t_all_targets`: torchattacks' algorithm, 1.5-3.2x faster on the 25 to 3 inputs
+    this check attacked in evaluations/perf/cpu_layout.py), in chunks of at most `batch_size` rows, in the
+    model's dtype, eval mode locked; each adversarial input is checked against the budget and classified
+    again, as `run_evaluation` does."""
     params = spec.resolved()
     dev = resolve_device(device)
     rows = max(1, int(batch_size) // max(1, int(params["targets"]) * int(params["restarts"])))

@@ -23,6 +23,7 @@ from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
+from robust_glo.models import supports_channels_last
 from robust_glo.robustness.attacks import (
     MODEL_DTYPES,
     NORM,
@@ -182,7 +183,21 @@ class _Target(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self.model(_ContiguousGrad.apply(x) if x.requires_grad else x)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward hands the input gradient back contiguous: a network run in channels_last
+    returns its input gradient in that layout, and attacks that flatten it with `.view` (torchattacks'
+    PGDL2, FAB) need the usual one."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - torch's signature
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004 - torch's signature
+        return grad.contiguous()
 
 
 class _FunctionModel(nn.Module):
@@ -247,7 +262,12 @@ def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
     grads = [(p, p.requires_grad) for p in model.parameters()]
     home = _model_device(model)
     images = [t for t in [*model.parameters(), *model.buffers()] if t.dim() == 4]
-    relayout = bool(images) and channels_last_on(device, images[0].dtype) and all(t.is_contiguous() for t in images)
+    relayout = (
+        bool(images)
+        and supports_channels_last(model)
+        and channels_last_on(device, images[0].dtype)
+        and all(t.is_contiguous() for t in images)
+    )
     try:
         if home != device:
             model.to(device)

@@ -17,6 +17,7 @@ from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
 from robust_glo.errors import NonFiniteLossError, ResumeError
 from robust_glo.losses.user import UserLoss
+from robust_glo.models import supports_channels_last
 from robust_glo.training.recipe import Recipe
 from robust_glo.utils.device import channels_last_on
 
@@ -121,8 +122,9 @@ def fit(
     `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout during training
     (faster where the CPU has bfloat16 instructions, much slower where it has not:
     evaluations/perf/cpu_bf16.py; `TrainConfig.precision` chooses). The weights stay float32 throughout.
-    A float32 run on the CPU trains in channels_last layout too where `utils.device.cpu_layout` says so;
-    the model is returned in the usual contiguous layout either way.
+    A float32 run of a registered architecture (`models.supports_channels_last`) on the CPU trains in
+    channels_last layout too where `utils.device.cpu_layout` says so; the model is returned in the usual
+    contiguous layout either way.
     """
     device = torch.device(device)
     model.to(device)
@@ -150,29 +152,32 @@ def fit(
         t0 = time.perf_counter()
         cpu_bf16 = bf16_cpu and device.type == "cpu"
         # float32 too runs channels_last where this CPU's oneDNN kernels are faster in it (utils.device.cpu_layout)
-        channels_last = cpu_bf16 or channels_last_on(device, _float_dtype(model))
+        # registered architectures only (a caller's model may flatten with .view, which channels_last refuses)
+        channels_last = supports_channels_last(model) and (cpu_bf16 or channels_last_on(device, _float_dtype(model)))
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        loop = _Loop(
-            model,
-            loss_fn,
-            optimizer,
-            scheduler,
-            device,
-            amp,
-            log_every,
-            bar,
-            curve,
-            cpu_bf16=cpu_bf16,
-            channels_last=channels_last,
-        )
-        step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every, end=end)
-        if ckpt is not None and status == "ok" and step < steps and step > start_step:
-            _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
+        try:
+            loop = _Loop(
+                model,
+                loss_fn,
+                optimizer,
+                scheduler,
+                device,
+                amp,
+                log_every,
+                bar,
+                curve,
+                cpu_bf16=cpu_bf16,
+                channels_last=channels_last,
+            )
+            step, status, message = loop.run(loader, steps, start_step, ckpt, checkpoint_every, end=end)
+            if ckpt is not None and status == "ok" and step < steps and step > start_step:
+                _save_checkpoint(ckpt, model, optimizer, scheduler, step, curve)
+        finally:
+            if channels_last:  # back to the usual layout, also when the loss raised: the model is as any other
+                model.to(memory_format=torch.contiguous_format)
         bar.close()
         seconds = time.perf_counter() - t0
-        if channels_last:  # back to the usual layout: a saved or returned model is as any other
-            model.to(memory_format=torch.contiguous_format)
     if status == "ok" and not _weights_finite(model):
         status, message = "diverged", "non-finite weights at the end of training"
     done = step - start_step

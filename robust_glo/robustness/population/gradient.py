@@ -23,13 +23,16 @@ and returns adversarial inputs `(P, W, ...)` whose padding rows are the inputs a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
+from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks.base import AA_RHO
+from robust_glo.robustness.evaluate import check_inputs, prepared_model
 from robust_glo.robustness.population.model import full, pack
 
 if TYPE_CHECKING:
@@ -416,6 +419,21 @@ def population_apgd_t(ctx, x, y, counts, eps, params, seeds) -> torch.Tensor:
     )
 
 
+def _check_all_targets(x, y, eps, norm, steps, targets, restarts) -> None:
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
+        raise ConfigError(f"eps must be a finite number >= 0, got {eps!r}")
+    if norm not in ("linf", "l2"):
+        raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
+    for name, value in (("steps", steps), ("targets", targets), ("restarts", restarts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+    if isinstance(y, torch.Tensor) and isinstance(x, torch.Tensor) and (y.dim() != 1 or len(y) != len(x)):
+        raise ConfigError(f"labels must be a 1-D tensor of the {len(x)} inputs' classes, got {tuple(y.shape)}")
+    check_inputs(x, y)  # tensors, float images in [0, 1] (N, ...), integer labels (N,): as run_evaluation
+    if x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
+        raise ConfigError(f"inputs must be float32 or float64 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+
+
 class _Replicas:
     """One network seen as a population of identical members: a single forward over all `P x W` rows
     (on one network the members' rows need no separate passes; `counts` is ignored: no padding)."""
@@ -450,28 +468,47 @@ def apgd_t_all_targets(
     every clean-correct input: an input counts as broken when any run broke it, as in torchattacks, where
     a later target only skips inputs already broken. Member m (target rank 2 + m // restarts, i.e. the
     (m // restarts + 1)-th most likely wrong class) draws its random start from a generator seeded with
-    `seed + m`, so its run is bit for bit torchattacks' `attack_single_run` on these inputs after
-    `torch.manual_seed(seed + m)`.
+    `seed + m`, so its run is bit for bit torchattacks' `attack_single_run` on these same inputs (this
+    batch) after `torch.manual_seed(seed + m)`; a caller that splits its inputs into chunks gets each
+    chunk's runs, as torchattacks would on those chunks.
 
-    `model`: a module in eval mode with frozen parameters, mapping `(B, C, H, W)` to logits `(B, K)`;
-    `x` `(N, C, H, W)` in [0, 1]; `y` `(N,)`; `eps`: the L-infinity budget or L2 radius (`norm` "linf" or
-    "l2"); `targets` is capped at K - 1. Returns the adversarial inputs `(N, C, H, W)` (the last iterate at
-    which some run misclassified the input; the clean input where none did) and `fooled` `(N,)` bool
-    (misclassified clean, or broken by some run).
+    `model`: a module mapping `(B, C, H, W)` to logits `(B, K)`, run as `run_evaluation` runs it (eval
+    mode locked, parameters frozen, on the inputs' device; all restored afterwards); `x` `(N, C, H, W)`
+    float32 or float64 in [0, 1]; `y` `(N,)` integer classes in [0, K); `eps` >= 0: the L-infinity budget
+    or L2 radius (`norm` "linf" or "l2"); `targets` is capped at K - 1. Returns the adversarial inputs
+    `(N, C, H, W)` (of the runs that misclassified the input, the last misclassified iterate with the
+    widest margin; the clean input where none did) and `fooled` `(N,)` bool (misclassified clean, or
+    broken by some run). Raises `ConfigError` for a negative or non-finite `eps`, `steps`, `targets` or
+    `restarts` below 1, a norm other than "linf" / "l2", inputs that are not float32 or float64 images in
+    [0, 1] with as many integer labels in [0, K), or a network with fewer than 4 classes (targeted DLR
+    needs them).
     """
+    _check_all_targets(x, y, eps, norm, steps, targets, restarts)
+    with prepared_model(model, x.device) as target:
+        return _all_targets(target, x, y, eps, norm, steps, targets, restarts, int(seed))
+
+
+def _all_targets(model, x, y, eps, norm, steps, targets, restarts, seed) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.no_grad():
         logits = model(x)
-    n_targets = min(int(targets), int(logits.shape[1]) - 1)
+    if logits.dim() != 2 or logits.shape[1] < 4:
+        raise ConfigError(
+            f"APGD-T needs logits (N, K) with K >= 4 classes (targeted DLR); got shape {tuple(logits.shape)}"
+        )
+    k = int(logits.shape[1])
+    if int(y.min()) < 0 or int(y.max()) >= k:
+        raise ConfigError(f"labels must lie in [0, {k - 1}] for a network with {k} classes")
+    n_targets = min(targets, k - 1)
     adv = x.detach().clone()
     fooled = logits.argmax(1) != y
     rows = (~fooled).nonzero().squeeze(1)
     if len(rows) == 0 or n_targets < 1:
         return adv, fooled
-    ranks = torch.arange(2, n_targets + 2).repeat_interleave(int(restarts))
+    ranks = torch.arange(2, n_targets + 2).repeat_interleave(restarts)
     p, w = len(ranks), len(rows)
     xs = x[rows].unsqueeze(0).expand(p, *x[rows].shape).contiguous()
     ys = y[rows].unsqueeze(0).expand(p, w).contiguous()
-    gens = [torch.Generator().manual_seed(int(seed) + m) for m in range(p)]
+    gens = [torch.Generator().manual_seed(seed + m) for m in range(p)]
     _, acc, _, best_adv = _apgd_single_run(
         _Replicas(model),
         xs,
@@ -479,7 +516,7 @@ def apgd_t_all_targets(
         [w] * p,
         eps,
         norm="L2" if norm == "l2" else "Linf",
-        steps=int(steps),
+        steps=steps,
         rho=AA_RHO,
         loss="dlr-targeted",
         gens=gens,
@@ -487,8 +524,14 @@ def apgd_t_all_targets(
     )
     broke = acc == 0  # (P, W)
     hit = broke.any(0)
-    first = broke.to(torch.int8).argmax(0)  # the first run (target order) that broke each input
-    chosen = best_adv[first, torch.arange(w, device=best_adv.device)]
+    # Of the runs that broke an input, the iterate misclassified by the widest margin: the most likely to
+    # stay misclassified when it is clipped to the budget and classified again at another batch size.
+    with torch.no_grad():
+        z = _Replicas(model)(best_adv)
+    true = z.gather(-1, ys.unsqueeze(-1)).squeeze(-1)
+    margin = z.scatter(-1, ys.unsqueeze(-1), float("-inf")).amax(-1) - true
+    best = torch.where(broke, margin, torch.full_like(margin, float("-inf"))).argmax(0)
+    chosen = best_adv[best, torch.arange(w, device=best_adv.device)]
     adv[rows[hit]] = chosen[hit].detach().to(adv.dtype)
     fooled[rows[hit]] = True
     return adv, fooled
