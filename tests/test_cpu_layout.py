@@ -165,6 +165,7 @@ def test_training_runs_channels_last_and_returns_a_contiguous_model(digits, monk
         result = fit(model, F.cross_entropy, digits.train, steps=30, batch_size=32, lr=0.05, seed=0, log_every=10)
         assert result.status == "ok"
         assert seen and set(seen) == {layout == "contiguous"}  # the layout training actually ran in
+        assert result.layout == layout  # and the one it records (metrics.json "layout")
         assert all(w.is_contiguous() for w in _conv_weights(model))
         curves[layout] = [loss for _, loss in result.loss_curve]
     # the same run up to rounding: the logged losses agree closely

@@ -320,6 +320,9 @@ def _finish_run(
         "resumed_from": int(getattr(result, "start_step", 0) or 0),
         "device": str(device),
         "precision": config.precision,
+        # not part of the run's identity (it changes rounding only): recorded so that runs trained in
+        # different layouts, on different machines, can be told apart (docs/data.md)
+        "layout": getattr(result, "layout", "contiguous"),
         **(extra or {}),
     }
     if out is not None:

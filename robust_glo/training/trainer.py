@@ -33,6 +33,7 @@ class FitResult:
     samples_per_second: float = 0.0
     message: str = ""
     start_step: int = 0  # the step a checkpoint resumed from (0 when trained from the start)
+    layout: str = "contiguous"  # the memory layout the convolutions trained in: "channels_last" or "contiguous"
 
 
 def make_optimizer(
@@ -189,6 +190,7 @@ def fit(
         samples_per_second=done * loader.batch_size / seconds if seconds > 0 else 0.0,
         message=message,
         start_step=start_step,
+        layout="channels_last" if channels_last else "contiguous",
     )
 
 
