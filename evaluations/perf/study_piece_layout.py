@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from robust_glo.benchmark import Suite
 from robust_glo.comparison import layout
 from robust_glo.comparison.runner import comparison_splits
 from robust_glo.comparison.store import evaluate_and_store
+from robust_glo.errors import RobustGloError
 from robust_glo.training import load_trained_model
 from robust_glo.utils import cpu_bf16_support, run_metadata
 from robust_glo.utils.device import LAYOUT_ENV
@@ -45,13 +45,16 @@ def main() -> None:
     args = p.parse_args()
     root = Path(args.dir)
     if not (root / "suite.json").is_file():
-        sys.exit(f"study_piece_layout.py: error: {str(root)!r} is not a benchmark folder (no suite.json)")
+        p.error(f"{str(root)!r} is not a benchmark folder (no suite.json); give --dir a benchmark's output folder")
     torch.set_num_threads(1)
-    suite = Suite.from_dict(json.loads((root / "suite.json").read_text()))
-    config = suite.compare_config([args.loss]).validated()
-    run_dir = layout.run_dir(root / "compare", args.loss, args.seed)
+    try:
+        suite = Suite.from_dict(json.loads((root / "suite.json").read_text()))
+        config = suite.compare_config([args.loss]).validated()
+        run_dir = layout.run_dir(root / "compare", args.loss, args.seed)
+    except RobustGloError as exc:
+        p.error(str(exc))
     if not (run_dir / "model.pt").is_file():
-        sys.exit(f"study_piece_layout.py: error: no trained network in {str(run_dir)!r}")
+        p.error(f"no trained network in {str(run_dir)!r}; give a --loss and --seed of that benchmark's grid")
     _, attacked = comparison_splits(config)
     ident = {"loss": args.loss, "seed": args.seed, "dataset": config.dataset, "model": config.model}
     print(
