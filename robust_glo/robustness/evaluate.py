@@ -257,7 +257,8 @@ def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
     """Eval mode (locked: see `_Target`), parameters frozen, on `device`; every module's mode,
     requires_grad flags and the model's device are restored afterwards. On a CPU where
     `utils.device.cpu_layout` says channels_last, a model whose 4-D tensors are contiguous runs in that
-    layout (the quick suite's attacks 1.37x faster there, with the same outcomes) and is returned contiguous."""
+    layout (the quick suite's attacks 1.37x faster there; identical outcomes on the networks measured by
+    evaluations/perf/cpu_layout.py) and is returned contiguous."""
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     home = _model_device(model)
