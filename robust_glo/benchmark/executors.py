@@ -31,7 +31,7 @@ from robust_glo.comparison import layout
 from robust_glo.comparison.config import CompareConfig
 from robust_glo.comparison.parallel import ray_failure_message, run_pieces_ray
 from robust_glo.comparison.population import attack_as_populations
-from robust_glo.comparison.runner import compute_piece, piece_finished, piece_report, start_comparison
+from robust_glo.comparison.runner import REUSED_PIECE, compute_piece, piece_finished, piece_report, start_comparison
 from robust_glo.comparison.store import EvaluationFiles
 from robust_glo.errors import RobustGloError
 from robust_glo.training import TrainResult, train_run, train_runs_together
@@ -148,9 +148,7 @@ class Executor:
                 config, self.out, piece.spec, piece.seed, splits, attacked, progress=self.progress
             )
             if not before[piece.name]:  # computed in this call by another engine (Ray, populations): read back
-                line = line.replace(
-                    "reused training and evaluation", f"computed by the {self.name} executor, read back"
-                )
+                line = line.replace(REUSED_PIECE, f"computed by the {self.name} executor, read back")
             log(piece_report(line, files))
             if (files.rows["status"] == "diverged").any():  # no network to attack
                 metrics = read_json_or_none(self.run_dir(piece) / "metrics.json", expect=dict) or {}

@@ -50,6 +50,11 @@ class Comparison:
     diagnostics: pd.DataFrame | None = None
 
 
+# What a piece's line says when both its training and its evaluation were found on disk (an executor that
+# computed the piece itself, elsewhere, rewrites it: benchmark/executors.py).
+REUSED_PIECE = "reused training and evaluation"
+
+
 def _headline(rows: pd.DataFrame) -> str:
     parts = []
     for r in rows.itertuples():
@@ -150,7 +155,7 @@ def compute_piece(
     stored = stored_evaluation(run_dir, run_key) if evaluate else None
     if stored is not None:
         files = stored
-        line = f"{loss} seed {seed}: reused training and evaluation ({run_dir})"
+        line = f"{loss} seed {seed}: {REUSED_PIECE} ({run_dir})"
     else:
         result = train_run(train_cfg, run_dir, splits=splits, progress=progress)
         trained = "reused training" if result.reused else f"trained in {result.seconds:.0f}s"

@@ -8,6 +8,7 @@ from robust_glo.models.registry import (
     create_model,
     list_models,
     register_model,
+    runs_channels_last,
     supports_channels_last,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "create_model",
     "list_models",
     "register_model",
+    "runs_channels_last",
     "supports_channels_last",
 ]

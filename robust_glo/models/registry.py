@@ -9,6 +9,7 @@ from torch import nn
 
 from robust_glo.data.registry import DatasetInfo
 from robust_glo.errors import ModelError
+from robust_glo.utils.device import channels_last_on
 
 ModelFactory = Callable[[DatasetInfo], nn.Module]
 _MODELS: dict[str, tuple[ModelFactory, str]] = {}
@@ -85,3 +86,11 @@ def supports_channels_last(model: nn.Module) -> bool:
     if not getattr(model, "channels_last_safe", False):
         return False
     return all(t.dim() <= 4 for t in [*model.parameters(), *model.buffers()])
+
+
+def runs_channels_last(model: nn.Module, device: str | torch.device) -> bool:
+    """Whether `model` on `device` runs its convolutions channels_last: a registered architecture
+    (`supports_channels_last`) of float32 parameters on a CPU where `utils.device.cpu_layout` says so. The
+    one rule that training (`fit`), the attacks (`prepared_model`) and the population engine's copies follow."""
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return supports_channels_last(model) and channels_last_on(device, dtype)

@@ -23,7 +23,7 @@ from torch import nn
 
 from robust_glo.errors import ConfigError
 from robust_glo.losses import get_loss
-from robust_glo.models import supports_channels_last
+from robust_glo.models import runs_channels_last
 from robust_glo.robustness.attacks import (
     MODEL_DTYPES,
     NORM,
@@ -45,7 +45,7 @@ from robust_glo.robustness.checks import (
     budget_slack,
     check_reliability,
 )
-from robust_glo.utils.device import channels_last_on, resolve_device
+from robust_glo.utils.device import resolve_device
 from robust_glo.utils.parsing import MAX_L2, parse_bool, parse_budgets, parse_integer, parse_real, parse_seed, show
 
 __all__ = [
@@ -263,12 +263,7 @@ def prepared_model(model: nn.Module, device: torch.device) -> Iterator[_Target]:
     grads = [(p, p.requires_grad) for p in model.parameters()]
     home = _model_device(model)
     images = [t for t in [*model.parameters(), *model.buffers()] if t.dim() == 4]
-    relayout = (
-        bool(images)
-        and supports_channels_last(model)
-        and channels_last_on(device, images[0].dtype)
-        and all(t.is_contiguous() for t in images)
-    )
+    relayout = bool(images) and runs_channels_last(model, device) and all(t.is_contiguous() for t in images)
     try:
         if home != device:
             model.to(device)

@@ -17,9 +17,8 @@ from robust_glo.data.loader import TensorLoader, iterate_eval
 from robust_glo.data.splits import Split
 from robust_glo.errors import NonFiniteLossError, ResumeError
 from robust_glo.losses.user import UserLoss
-from robust_glo.models import supports_channels_last
+from robust_glo.models import runs_channels_last, supports_channels_last
 from robust_glo.training.recipe import Recipe
-from robust_glo.utils.device import channels_last_on
 
 _DEFAULT = Recipe()  # the keyword defaults below are the recipe's, written once (training/recipe.py)
 
@@ -123,9 +122,9 @@ def fit(
     `bf16_cpu` does so on the CPU, with the model and batches in channels_last layout during training
     (faster where the CPU has bfloat16 instructions, much slower where it has not:
     evaluations/perf/cpu_bf16.py; `TrainConfig.precision` chooses). The weights stay float32 throughout.
-    A float32 run of a registered architecture (`models.supports_channels_last`) on the CPU trains in
-    channels_last layout too where `utils.device.cpu_layout` says so; the model is returned in the usual
-    contiguous layout either way.
+    A float32 run trains in channels_last layout too where `models.runs_channels_last` says so (a
+    registered architecture on a CPU where `utils.device.cpu_layout` chooses it); the model is returned in
+    the usual contiguous layout either way.
     """
     device = torch.device(device)
     model.to(device)
@@ -152,9 +151,9 @@ def fit(
         )
         t0 = time.perf_counter()
         cpu_bf16 = bf16_cpu and device.type == "cpu"
-        # float32 too runs channels_last where this CPU's oneDNN kernels are faster in it (utils.device.cpu_layout)
-        # registered architectures only (a caller's model may flatten with .view, which channels_last refuses)
-        channels_last = supports_channels_last(model) and (cpu_bf16 or channels_last_on(device, _float_dtype(model)))
+        # bfloat16 always, float32 where this CPU's oneDNN kernels are faster in it; registered architectures
+        # only (a caller's model may flatten with .view, which channels_last refuses)
+        channels_last = (cpu_bf16 and supports_channels_last(model)) or runs_channels_last(model, device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         try:
@@ -192,11 +191,6 @@ def fit(
         start_step=start_step,
         layout="channels_last" if channels_last else "contiguous",
     )
-
-
-def _float_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of the model's first floating-point parameter (float32 for a parameter-free one)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
 
 
 class _Loop:

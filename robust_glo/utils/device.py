@@ -109,12 +109,11 @@ def cpu_layout() -> str:
 
     Set by the environment variable `ROBUST_GLO_CPU_LAYOUT` (auto, channels_last or contiguous, in any case
     and with surrounding spaces ignored; unset or empty means auto; read at each call, so Ray workers
-    started by this process follow it). "auto" (the default) is channels_last where
-    PyTorch dispatches to AVX-512, whose oneDNN kernels ran the quick suite's attacks 1.37x (LeNet-5) and
-    1.73x (small-cnn) and small-cnn's training 1.26x faster in that layout (LeNet-5's training 1.07x;
-    evaluations/perf/cpu_layout.py),
-    and contiguous elsewhere, where it was not measured. Only rounding differs between the two (the summation order
-    inside a convolution). Raises `ConfigError` for any other value."""
+    started by this process follow it). "auto" (the default) is channels_last where PyTorch dispatches to
+    AVX-512, whose oneDNN kernels ran the quick suite's attacks 1.37x (LeNet-5) and 1.73x (small-cnn) and
+    small-cnn's training 1.26x faster in that layout (LeNet-5's training 1.07x; evaluations/perf/cpu_layout.py),
+    and contiguous elsewhere, where it was not measured. Only rounding differs between the two (the
+    summation order inside a convolution). Raises `ConfigError` for any other value."""
     value = os.environ.get(LAYOUT_ENV, "auto").strip().lower() or "auto"
     if value not in CPU_LAYOUTS:
         raise ConfigError(f"{LAYOUT_ENV}={value!r} is not valid; valid: {', '.join(CPU_LAYOUTS)}")

@@ -23,7 +23,6 @@ and returns adversarial inputs `(P, W, ...)` whose padding rows are the inputs a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,6 +33,7 @@ from robust_glo.errors import ConfigError
 from robust_glo.robustness.attacks.base import AA_RHO
 from robust_glo.robustness.evaluate import check_inputs, prepared_model
 from robust_glo.robustness.population.model import full, pack
+from robust_glo.utils.parsing import parse_integer, parse_real
 
 if TYPE_CHECKING:
     from robust_glo.robustness.population.runners import PopulationContext
@@ -419,19 +419,19 @@ def population_apgd_t(ctx, x, y, counts, eps, params, seeds) -> torch.Tensor:
     )
 
 
-def _check_all_targets(x, y, eps, norm, steps, targets, restarts) -> None:
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ConfigError(f"eps must be a finite number >= 0, got {eps!r}")
+def _check_all_targets(x, y, eps, norm, steps, targets, restarts) -> tuple[float, int, int, int]:
+    """The parsed (eps, steps, targets, restarts); one-line `ConfigError`s as `run_evaluation`'s checks."""
+    eps = parse_real(eps, "eps", low=0.0)
+    counts = [
+        parse_integer(v, name, minimum=1)
+        for name, v in (("steps", steps), ("targets", targets), ("restarts", restarts))
+    ]
     if norm not in ("linf", "l2"):
         raise ConfigError(f"norm must be 'linf' or 'l2', got {norm!r}")
-    for name, value in (("steps", steps), ("targets", targets), ("restarts", restarts)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-    if isinstance(y, torch.Tensor) and isinstance(x, torch.Tensor) and (y.dim() != 1 or len(y) != len(x)):
-        raise ConfigError(f"labels must be a 1-D tensor of the {len(x)} inputs' classes, got {tuple(y.shape)}")
     check_inputs(x, y)  # tensors, float images in [0, 1] (N, ...), integer labels (N,): as run_evaluation
     if x.dtype not in (torch.float32, torch.float64) or x.dim() != 4:
         raise ConfigError(f"inputs must be float32 or float64 images (N, C, H, W), got {x.dtype} {tuple(x.shape)}")
+    return (eps, *counts)
 
 
 class _Replicas:
@@ -483,7 +483,7 @@ def apgd_t_all_targets(
     [0, 1] with as many integer labels in [0, K), or a network with fewer than 4 classes (targeted DLR
     needs them).
     """
-    _check_all_targets(x, y, eps, norm, steps, targets, restarts)
+    eps, steps, targets, restarts = _check_all_targets(x, y, eps, norm, steps, targets, restarts)
     with prepared_model(model, x.device) as target:
         return _all_targets(target, x, y, eps, norm, steps, targets, restarts, int(seed))
 

@@ -29,8 +29,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from robust_glo.errors import ConfigError
-from robust_glo.models import supports_channels_last
-from robust_glo.utils.device import channels_last_on
+from robust_glo.models import runs_channels_last
 
 FORWARD_MODES = ("auto", "vmap", "loop")
 
@@ -90,9 +89,7 @@ class PopulationModel(nn.Module):
         # (`robustness.evaluate.prepared_model`: channels_last on a CPU where utils.device.cpu_layout says so).
         self.copies = None
         if self.mode == "loop":
-            dtype = next((t.dtype for t in first.parameters() if t.is_floating_point()), torch.float32)
-            relayout = supports_channels_last(first) and channels_last_on(device, dtype)
-            layout = torch.channels_last if relayout else torch.preserve_format
+            layout = torch.channels_last if runs_channels_last(first, device) else torch.preserve_format
             self.copies = nn.ModuleList(
                 [copy.deepcopy(m).to(device).to(memory_format=layout).eval().requires_grad_(False) for m in models]
             )
