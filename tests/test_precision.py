@@ -186,3 +186,95 @@ def test_the_train_command_takes_precision(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--steps", "5", "--precision", "bf16", "--out", str(out)]) == 0
     assert "(bf16)" in capsys.readouterr().out
     assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+
+
+# ------------------------------------------------------------------------------ evolution candidates
+
+
+def _tiny_evolution(out, **kw):
+    from robust_glo.evolution import EvolveConfig
+
+    base = dict(
+        dataset="digits", generations=1, popsize=4, steps=4, batch_size=32, topk=1, reeval_seeds=1,
+        backend="local", threads=1, progress=False,
+    )  # fmt: skip
+    return EvolveConfig.create(out=str(out), **{**base, **kw})
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_an_evolution_resolves_and_records_its_precision(cpu_has_bf16, native, tmp_path):
+    cpu_has_bf16(native)
+    assert _tiny_evolution(tmp_path / "a", precision="auto").precision == ("bf16" if native else "fp32")
+    assert _tiny_evolution(tmp_path / "b").precision == "fp32"  # the default stays float32 everywhere
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, auto, got 'fp16'"):
+        _tiny_evolution(tmp_path / "c", precision="fp16")
+
+
+def test_every_candidate_trains_in_the_evolutions_precision(cpu_has_bf16, tmp_path, monkeypatch):
+    from robust_glo.evolution import problem as problem_mod
+    from robust_glo.evolution import run_evolution
+
+    cpu_has_bf16(True)
+    seen: list[bool] = []
+    real_fit = problem_mod.fit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["bf16_cpu"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(problem_mod, "fit", spy)
+    runs = {}
+    for precision in ("auto", "fp32"):
+        seen.clear()
+        config = _tiny_evolution(tmp_path / precision, precision=precision)
+        runs[precision] = run_evolution(config)
+        assert seen and set(seen) == {precision == "auto"}  # candidates and the re-evaluation alike
+        stored = json.loads((tmp_path / precision / "config.json").read_text())
+        assert stored["precision"] == ("bf16" if precision == "auto" else "fp32")
+    trained = [
+        [h["val_accuracy"] for h in runs[p].history if h["status"] not in ("rejected",)] for p in ("auto", "fp32")
+    ]
+    assert len(trained[0]) == len(trained[1]) > 0
+    # Changing the precision changes results, so resuming the bf16 run in fp32 is refused, naming the option.
+    with pytest.raises(ConfigError, match="precision"):
+        run_evolution(_tiny_evolution(tmp_path / "auto", precision="fp32"), resume=True)
+
+
+def test_the_evolve_command_refuses_a_bad_precision(tmp_path, capsys):
+    from robust_glo.cli import main
+
+    code = main(["evolve", "--dataset", "digits", "--precision", "fp16", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "precision must be one of fp32, bf16, auto, got 'fp16'" in err[0]
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_suite_takes_precision_in_its_evolve_table(tmp_path, cpu_has_bf16):
+    from robust_glo.benchmark import engines, load_suite
+
+    suite = """
+    [suite]
+    name = "t"
+    dataset = "digits"
+    [evolve]
+    generations = 1
+    popsize = 4
+    steps = 4
+    precision = "PRECISION"
+    [train]
+    losses = ["ce", "evolved"]
+    seeds = 1
+    steps = 20
+    [attack]
+    attacks = ["fgsm"]
+    eps = [0, 0.1]
+    """
+    path = tmp_path / "s.toml"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        cpu_has_bf16(native)
+        path.write_text(textwrap.dedent(suite.replace("PRECISION", "auto")))
+        options = load_suite(path).evolutions[""]
+        assert engines.evolve_precision(options, dataset="digits", model=None, device="cpu") == expected
+    path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
+    with pytest.raises(ConfigError, match=r"\[evolve\].*precision must be one of"):
+        load_suite(path)

@@ -221,6 +221,25 @@ def test_the_bf16_screening_script_runs(tmp_path):
     assert "rank agreement" in done.stdout
 
 
+def test_the_bf16_screening_script_takes_learned_candidates_and_a_robust_fitness(tmp_path):
+    # --history: only candidates that learned (>= --min-accuracy) are retrained; a robust fitness ranks them.
+    history = tmp_path / "history.csv"
+    header = "generation,index," + ",".join(f"theta{i}" for i in range(8)) + ",status,fitness,val_accuracy\n"
+    thetas = ["1.5,-0.3,0.6,0.6,-1.1,0.0,0.7,-1.2", "0.3,-0.4,1.1,0.5,-0.7,0.9,0.2,-0.6", "1,0,0,0,0,0,0,0"]
+    rows = [f"0,{i},{t},trained,0.2,0.8" for i, t in enumerate(thetas)]
+    rows += ["0,3,9,9,9,9,9,9,9,9,collapsed,0.9,0.1", "0,4,8,8,8,8,8,8,8,8,pruned,0.9,0.3"]
+    history.write_text(header + "\n".join(rows) + "\n")
+    args = ("--history", str(history), "--fitness", "mix:0.5:fgsm:0.1", "--attack-samples", "20")
+    done, summary = _run_perf_script("bf16_screening.py", tmp_path / "bf16.json", *args)
+    assert "3 candidates from 1 histories" in done.stdout  # the collapsed and the 0.3 one are left out
+    assert summary["fitness"] == "mix:0.5:fgsm:0.1" and len(summary["rows"]) == 3
+    for row in summary["rows"]:  # a robust fitness is not 1 - clean accuracy
+        assert 0 <= row["fp32_a_fitness"] <= 1
+    assert any(abs(r["fp32_a_fitness"] - (1 - r["fp32_a"])) > 1e-9 for r in summary["rows"])
+    low, high = summary["abs_diff_gap_bf16_minus_seed"]["ci95"]
+    assert low <= summary["abs_diff_gap_bf16_minus_seed"]["mean"] <= high
+
+
 def test_the_cpu_defaults_script_runs(tmp_path):
     # evaluations/perf/cpu_defaults.py --smoke: both measurements at tiny sizes, written as JSON.
     _, summary = _run_perf_script("cpu_defaults.py", tmp_path / "cpu.json", "--cpus", "2")

@@ -1,42 +1,84 @@
 """Does bfloat16 training on the CPU change how candidates rank? And is it faster on this CPU?
 
-K TaylorGLO candidates (the first that pass the invariant in a CMA-ES population) are each trained three
-times with the same recipe: fp32 on seed A, bfloat16 autocast + channels_last (`fit(..., bf16_cpu=True)`)
+K TaylorGLO candidates are each trained three times with the same recipe. They are either the first that
+pass the invariant in a fresh CMA-ES population (most of which collapse to chance) or, with `--history`,
+candidates of finished evolutions that learned: those whose recorded validation accuracy is at least
+`--min-accuracy`, K of them evenly spaced in that accuracy, so the ranking is tested where screening has to
+rank. Each is trained fp32 on seed A, bfloat16 autocast + channels_last (`fit(..., bf16_cpu=True)`)
 on seed A, and fp32 on seed B. Printed, all measured in this one run:
 
 - training samples/s of bf16 against fp32 (median over the candidates) and the ratio;
-- Spearman rank correlation of the candidates' validation accuracies, fp32 vs bf16 (same seed) against
-  fp32 seed A vs fp32 seed B (seed noise), and the mean absolute accuracy differences of both pairs.
+- Spearman rank correlation of the candidates' fitness (`--fitness`: with the default `clean`, 1 - validation
+  accuracy; a robust fitness such as `mix:0.5:pgd:0.05:10` attacks `--attack-samples` validation images in
+  float32), fp32 vs bf16 (same seed) against
+  fp32 seed A vs fp32 seed B (seed noise), and the mean absolute fitness differences of both pairs, with
+  a 95% bootstrap interval over candidates of their paired gap.
   bf16 is equivalent for screening when its disagreement with fp32 is no larger than seed noise.
 
 Whether bf16 can be fast depends on the CPU: oneDNN's bfloat16 kernels need AVX-512 BF16 or AMX; without
 them PyTorch falls back to slow reference convolutions. The script prints which case this CPU is.
 
     .venv/bin/python evaluations/perf/bf16_screening.py --candidates 8 --steps 300
+    .venv/bin/python evaluations/perf/bf16_screening.py --model small-cnn --steps 300 --candidates 16 \
+        --history runs/std/evolve/*/search*/history.csv
     .venv/bin/python evaluations/perf/bf16_screening.py --smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from scipy.stats import bootstrap, spearmanr
 
 from robust_glo.evolution import CMAES, TaylorGLOProblem
 from robust_glo.losses import TaylorGLOLoss
-from robust_glo.training import evaluate_accuracy, fit
+from robust_glo.training import fit
 from robust_glo.utils import native_cpu_bf16, run_metadata
+
+
+def learned_candidates(paths: list[str], min_accuracy: float, k: int) -> tuple[np.ndarray, list[float]]:
+    """K thetas `(K, 8)` from evolution histories whose recorded validation accuracy (at the last rung they
+    reached) is at least `min_accuracy`, evenly spaced in that accuracy, with those accuracies."""
+    found = []
+    for path in paths:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row["status"] in ("trained", "pruned") and float(row["val_accuracy"] or 0) >= min_accuracy:
+                    found.append((float(row["val_accuracy"]), [float(row[f"theta{i}"]) for i in range(8)]))
+    if len(found) < 3:
+        raise SystemExit(f"--history: {len(found)} candidates reach {min_accuracy}; at least 3 are needed")
+    found.sort(key=lambda item: item[0])
+    picks = sorted({round(i) for i in np.linspace(0, len(found) - 1, min(k, len(found)))})
+    return np.array([found[i][1] for i in picks]), [found[i][0] for i in picks]
+
+
+def paired_gap(bf16_diff: np.ndarray, seed_diff: np.ndarray) -> tuple[float, float, float]:
+    """Mean of |bf16 - fp32| - |fp32 seed B - fp32 seed A| over the candidates, with a 95% bootstrap
+    interval over candidates (scipy.stats.bootstrap, BCa): above zero, bfloat16 moves accuracies more than a
+    change of seed does."""
+    gap = bf16_diff - seed_diff
+    ci = bootstrap((gap,), np.mean, confidence_level=0.95, random_state=0, method="BCa").confidence_interval
+    return float(gap.mean()), float(ci.low), float(ci.high)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--model", default=None, help="the architecture (default: the dataset's)")
+    p.add_argument("--history", nargs="*", default=[], help="history.csv files of finished evolutions")
+    p.add_argument("--min-accuracy", type=float, default=0.5, help="with --history: candidates that learned")
+    p.add_argument(
+        "--fitness", default="clean", help="what ranks the candidates, as `robust-glo evolve --fitness` (default clean)"
+    )
+    p.add_argument("--attack-samples", type=int, default=200, help="validation images a robust fitness attacks")
     p.add_argument("--candidates", type=int, default=8)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
@@ -47,9 +89,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     supported = native_cpu_bf16()  # run-time detection (robust_glo.utils.cpu_bf16_support)
     print(f"this CPU {'has' if supported else 'lacks'} native bfloat16 (AVX-512 BF16 / AMX)", flush=True)
-    problem = TaylorGLOProblem(dataset=args.dataset, steps=args.steps, threads=args.threads)
-    pool = CMAES(popsize=8 * args.candidates, seed=0).ask()
-    thetas = pool[problem.screen(pool)][: args.candidates]
+    problem = TaylorGLOProblem(
+        dataset=args.dataset,
+        model=args.model,
+        steps=args.steps,
+        threads=args.threads,
+        fitness=args.fitness,
+        attack_samples=args.attack_samples,
+    )
+    if args.history:
+        thetas, recorded = learned_candidates(args.history, args.min_accuracy, args.candidates)
+        print(
+            f"{len(thetas)} candidates from {len(args.history)} histories, recorded val. accuracy "
+            f"{min(recorded):.3f} to {max(recorded):.3f}",
+            flush=True,
+        )
+    else:
+        pool = CMAES(popsize=8 * args.candidates, seed=0).ask()
+        thetas = pool[problem.screen(pool)][: args.candidates]
     options = problem.fit_options()
     rows = []
     for k, theta in enumerate(thetas):
@@ -57,17 +114,27 @@ def main() -> None:
         for name, seed, bf16 in (("fp32_a", 0, False), ("bf16_a", 0, True), ("fp32_b", 1, False)):
             model = problem.build_model(seed)
             r = fit(
-                model, TaylorGLOLoss(theta), problem.splits.train, steps=args.steps, seed=seed, bf16_cpu=bf16, **options
+                model,
+                TaylorGLOLoss(theta),
+                problem.splits.train,
+                steps=args.steps,
+                seed=seed,
+                **(options | {"bf16_cpu": bf16}),
             )
-            row[name] = evaluate_accuracy(model, problem.splits.val) if r.status == "ok" else 0.0
+            # the fitness the search would rank by (1 - clean accuracy, or the robust mix), scored in float32
+            scored = problem.score_model(model, seed, time.perf_counter()) if r.status == "ok" else None
+            row[name] = scored.val_accuracy if scored else 0.0
+            row[f"{name}_fitness"] = scored.fitness if scored else 1.0
             row[f"{name}_samples_per_s"] = r.samples_per_second
         rows.append(row)
         print(
             f"candidate {k}: val accuracy fp32 {row['fp32_a']:.4f}, bf16 {row['bf16_a']:.4f}, "
-            f"fp32 other seed {row['fp32_b']:.4f}",
+            f"fp32 other seed {row['fp32_b']:.4f}; fitness {row['fp32_a_fitness']:.4f}, {row['bf16_a_fitness']:.4f}, "
+            f"{row['fp32_b_fitness']:.4f}",
             flush=True,
         )
-    acc = {n: np.array([r[n] for r in rows]) for n in ("fp32_a", "bf16_a", "fp32_b")}
+    # ranked by the fitness (with a clean fitness, 1 - accuracy: the same ranks and differences)
+    acc = {n: np.array([r[f"{n}_fitness"] for r in rows]) for n in ("fp32_a", "bf16_a", "fp32_b")}
     speed = {n: statistics.median(r[f"{n}_samples_per_s"] for r in rows) for n in ("fp32_a", "bf16_a")}
     rho_bf16 = spearmanr(acc["fp32_a"], acc["bf16_a"]).statistic if len(rows) > 2 else float("nan")
     rho_seed = spearmanr(acc["fp32_a"], acc["fp32_b"]).statistic if len(rows) > 2 else float("nan")
@@ -75,6 +142,7 @@ def main() -> None:
         "bf16_supported": supported,
         "dataset": args.dataset,
         "steps": args.steps,
+        "fitness": args.fitness,
         "threads": args.threads,
         "rows": rows,
         "samples_per_s": speed,
@@ -83,8 +151,13 @@ def main() -> None:
         "spearman_seed_a_vs_b": rho_seed,
         "mean_abs_diff_bf16": float(np.mean(np.abs(acc["fp32_a"] - acc["bf16_a"]))),
         "mean_abs_diff_seed": float(np.mean(np.abs(acc["fp32_a"] - acc["fp32_b"]))),
+        "candidates_from": args.history or "a fresh CMA-ES population",
+        "model": problem.model_name,
         "environment": run_metadata(),
     }
+    if len(rows) > 2:
+        gap = paired_gap(np.abs(acc["fp32_a"] - acc["bf16_a"]), np.abs(acc["fp32_a"] - acc["fp32_b"]))
+        summary["abs_diff_gap_bf16_minus_seed"] = {"mean": gap[0], "ci95": [gap[1], gap[2]]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
     print(
@@ -93,8 +166,14 @@ def main() -> None:
     )
     print(
         f"rank agreement (Spearman) fp32 vs bf16: {rho_bf16:.3f}; fp32 seed A vs seed B: {rho_seed:.3f}; "
-        f"mean |accuracy difference| bf16 {summary['mean_abs_diff_bf16']:.4f}, seed {summary['mean_abs_diff_seed']:.4f}"
+        f"mean |fitness difference| bf16 {summary['mean_abs_diff_bf16']:.4f}, seed {summary['mean_abs_diff_seed']:.4f}"
     )
+    if "abs_diff_gap_bf16_minus_seed" in summary:
+        g = summary["abs_diff_gap_bf16_minus_seed"]
+        print(
+            f"|bf16 - fp32| minus |seed B - seed A|: {g['mean']:+.4f} (95% bootstrap CI over candidates "
+            f"{g['ci95'][0]:+.4f} to {g['ci95'][1]:+.4f})"
+        )
 
 
 if __name__ == "__main__":

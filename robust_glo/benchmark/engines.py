@@ -54,6 +54,13 @@ def evolve_config(
     return EvolveConfig.from_dict(values, source="[evolve]")
 
 
+def evolve_precision(options: dict[str, Any], *, dataset: str, model: str | None, device: str) -> str:
+    """The concrete precision ("fp32" or "bf16") the candidates of a suite's [evolve] table (without its
+    `searches` key) train in on this machine."""
+    values = {**options, "dataset": dataset, "model": model, "out": "unused", "device": device}
+    return EvolveConfig.from_dict(values, source="[evolve]").precision
+
+
 def run_evolution(config: Any, *, require_best: bool = True) -> int:
     """Run the evolution of `config`, or continue it from its run directory (`--resume` semantics: finished
     candidates are read back, not retrained). Returns the number of evaluations this call ran (0 when the

@@ -188,12 +188,12 @@ class Benchmark:
                 },
             )
             | {"train_seeds": self.suite.seeds, "suite": self.suite.source, "variant": self.suite.variant}
-            # the precision each stage computes in: training's resolved for this machine (training/precision.py);
-            # evolution candidates and every attack and diagnostic run in float32
+            # the precision each stage computes in, training's and the candidates' resolved for this machine
+            # (training/precision.py); every attack and diagnostic runs in float32
             | {
                 "precision": {
                     "train": self.suite.train_config("ce", self.suite.seeds[0]).precision,
-                    "evolve": "fp32",
+                    "evolve": self._evolve_precision(),
                     "attack": "fp32",
                 }
             },
@@ -359,6 +359,18 @@ class Benchmark:
                     f"[evolve] {n_searches} searches{' of ' + name if name else ''}: fitness "
                     f"{summary['fitness_min']:.4f} to {summary['fitness_max']:.4f}; the best one's loss is trained"
                 )
+
+    def _evolve_precision(self) -> str:
+        """The precision of the evolutions' candidates ("fp32" without evolutions; "bf16/fp32" when the
+        suite's evolutions differ)."""
+        s = self.suite
+        found = {
+            engines.evolve_precision(
+                {k: v for k, v in o.items() if k != SEARCHES}, dataset=s.dataset, model=s.model, device=s.device
+            )
+            for o in s.evolutions.values()
+        }
+        return "/".join(sorted(found)) or "fp32"
 
     def _evolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """An [evolve] table's options, unless the table chose a backend itself: with the Ray backend, its

@@ -55,6 +55,13 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
         "rank candidates whose clean validation accuracy is more than M below cross-entropy's (same budget "
         "and seed) below every candidate within M (default: no constraint)",
     ),
+    (
+        "--precision",
+        str,
+        "NAME",
+        "fp32 (default), bf16 (bfloat16 autocast), or auto: bf16 on a CPU with AVX-512 BF16 or AMX, fp32 on "
+        "other CPUs, the recipe's amp on CUDA. Candidates' training only; scoring and attacks stay fp32",
+    ),
     ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
     ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),
     ("--val-size", int, "N", "validation images carved from the training set (default: the dataset's)"),

@@ -17,6 +17,7 @@ from typing import Any
 from robust_glo.data.registry import DATASETS, check_split_sizes
 from robust_glo.errors import ConfigError
 from robust_glo.models import list_models
+from robust_glo.training.precision import check_precision, resolve_precision
 from robust_glo.training.recipe import EXECUTION_RECIPE_OPTIONS, Recipe, split_recipe
 from robust_glo.utils.parsing import Bound, check_field_types, parse_number, parse_seed
 from robust_glo.utils.parsing import read_toml as _read_toml
@@ -179,6 +180,11 @@ class EvolveConfig:
     # cross-entropy's (trained with the same budget and seed) ranks below every candidate that meets it.
     # None: no constraint (docs/method.md, "Equal clean accuracy").
     clean_margin: float | None = None
+    # The precision candidates train in: "fp32" (default), "bf16" or "auto" (bfloat16 on a CPU that runs it
+    # natively, training/precision.py). validate() records the concrete one; it changes every candidate's
+    # weights, so a resumed run keeps it. Every training of the run uses it (candidates, re-evaluation, the
+    # cross-entropy reference of clean_margin); validation accuracy and the fitness attack stay float32.
+    precision: str = "fp32"
     topk: int = 3  # candidates re-evaluated at the end
     reeval_seeds: int = 3  # fresh seeds each of them is re-trained on
     backend: str = "auto"  # see BACKENDS
@@ -270,6 +276,8 @@ class EvolveConfig:
             raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         parse_fitness(self.fitness)
         self.recipe.validate()
+        check_precision(self.precision)
+        self.precision = resolve_precision(self.precision, self.device, amp=self.recipe.amp)
         check_split_sizes(self.dataset, val_size=self.recipe.val_size)
         self._resolve_attack_samples()
         for name in ("cpus_per_task", "gpus_per_task", "num_cpus", "threads"):

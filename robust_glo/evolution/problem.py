@@ -51,6 +51,7 @@ from robust_glo.losses.user import NonFiniteLossError
 from robust_glo.models import create_model
 from robust_glo.training import Recipe, evaluate_accuracy, fit
 from robust_glo.training.population import train_population
+from robust_glo.training.precision import fit_precision_options, resolve_precision
 from robust_glo.utils import resolve_device
 
 STATUSES = ("trained", "pruned", "collapsed", "rejected", "diverged", "failed")
@@ -164,6 +165,7 @@ class TaylorGLOProblem:
         device: str = "auto",
         threads: int | None = None,
         robust_every_rung: bool = True,
+        precision: str = "fp32",
     ):
         if dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
@@ -181,6 +183,7 @@ class TaylorGLOProblem:
         self.device = device
         self.threads = threads
         self.robust_every_rung = bool(robust_every_rung)
+        self.precision = resolve_precision(precision, device, amp=self.recipe.amp)
         self._splits: DatasetSplits | None = None
 
     @classmethod
@@ -197,6 +200,7 @@ class TaylorGLOProblem:
             device=config.device,
             threads=config.threads,
             robust_every_rung=config.rung_fitness == "stated",
+            precision=config.precision,
         )
 
     # ---- pickling: ship the settings, not the data ---------------------------------------------------
@@ -222,8 +226,9 @@ class TaylorGLOProblem:
         return self._splits
 
     def fit_options(self) -> dict[str, Any]:
-        """The recipe as keyword arguments of `fit` and of `train_population`."""
-        return self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
+        """The recipe and the precision as keyword arguments of `fit` and of `train_population`."""
+        options = self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
+        return options | fit_precision_options(self.precision)
 
     def prepare(self) -> None:
         """Load the data and build the model once, so a bad dataset or model fails before any work (and a
