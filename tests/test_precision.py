@@ -278,3 +278,22 @@ def test_a_suite_takes_precision_in_its_evolve_table(tmp_path, cpu_has_bf16):
     path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
     with pytest.raises(ConfigError, match=r"\[evolve\].*precision must be one of"):
         load_suite(path)
+
+
+def test_the_evolve_precision_script_times_both_searches(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "ep.json"
+    cmd = [sys.executable, str(root / "evaluations/perf/evolve_precision.py"), "--smoke"]
+    done = subprocess.run(
+        [*cmd, "--runs", str(tmp_path / "runs"), "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(out.read_text())
+    for precision in ("fp32", "bf16"):
+        stored = json.loads((tmp_path / "runs" / precision / "config.json").read_text())
+        assert stored["precision"] == precision and summary["searches"][precision]["trained"] > 0
+    assert summary["speedup_fp32_over_bf16_wall"] > 0 and "fp32 / bf16 wall time" in done.stdout
