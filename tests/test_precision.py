@@ -297,3 +297,15 @@ def test_the_evolve_precision_script_times_both_searches(tmp_path):
         stored = json.loads((tmp_path / "runs" / precision / "config.json").read_text())
         assert stored["precision"] == precision and summary["searches"][precision]["trained"] > 0
     assert summary["speedup_fp32_over_bf16_wall"] > 0 and "fp32 / bf16 wall time" in done.stdout
+
+
+def test_an_evolution_stored_before_precision_existed_resumes_as_fp32(tmp_path):
+    from robust_glo.evolution import run_evolution
+
+    config = _tiny_evolution(tmp_path / "old")
+    run_evolution(config)
+    path = tmp_path / "old" / "config.json"
+    stored = json.loads(path.read_text())
+    del stored["precision"]  # as written before the option existed
+    path.write_text(json.dumps(stored))
+    assert run_evolution(_tiny_evolution(tmp_path / "old"), resume=True).evaluated_now == 0

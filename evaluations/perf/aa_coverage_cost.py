@@ -133,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     save()
     t0 = time.perf_counter()
-    after = run_evaluation(run.model, x, y, attacks_after, eps, eps_l2=eps_l2, seed=suite.attack_seed)
+    after = run_evaluation(
+        run.model, x, y, attacks_after, eps, eps_l2=eps_l2, seed=suite.attack_seed, train_loss=args.loss
+    )  # the training loss: fgsm:loss=train (the paper's FGSM) attacks with it
     attack_seconds = time.perf_counter() - t0
     t0 = time.perf_counter()
     diag = run_diagnostics(run.model, x, y, after, diag_settings, seed=suite.attack_seed)
