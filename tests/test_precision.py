@@ -202,7 +202,7 @@ def _tiny_evolution(out, **kw):
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_an_evolution_resolves_and_records_its_precision(cpu_has_bf16, native, tmp_path):
+def test_an_evolution_resolves_its_precision(cpu_has_bf16, native, tmp_path):
     cpu_has_bf16(native)
     assert _tiny_evolution(tmp_path / "a", precision="auto").precision == ("bf16" if native else "fp32")
     assert _tiny_evolution(tmp_path / "b").precision == "fp32"  # the default stays float32 everywhere
@@ -299,8 +299,10 @@ def test_the_evolve_precision_script_times_both_searches(tmp_path):
     assert summary["speedup_fp32_over_bf16_wall"] > 0 and "fp32 / bf16 wall time" in done.stdout
 
 
-def test_an_evolution_stored_before_precision_existed_resumes_as_fp32(tmp_path):
+def test_an_evolution_stored_before_precision_existed_resumes_as_fp32(tmp_path, cpu_has_bf16):
     from robust_glo.evolution import run_evolution
+
+    cpu_has_bf16(True)  # where "auto" would mean bf16: the missing key must still read as fp32
 
     config = _tiny_evolution(tmp_path / "old")
     run_evolution(config)
@@ -309,3 +311,46 @@ def test_an_evolution_stored_before_precision_existed_resumes_as_fp32(tmp_path):
     del stored["precision"]  # as written before the option existed
     path.write_text(json.dumps(stored))
     assert run_evolution(_tiny_evolution(tmp_path / "old"), resume=True).evaluated_now == 0
+
+
+def test_the_batched_backend_trains_populations_in_the_evolutions_precision(cpu_has_bf16, tmp_path, monkeypatch):
+    from robust_glo.evolution import problem as problem_mod
+    from robust_glo.evolution import run_evolution
+
+    cpu_has_bf16(True)
+    seen: list[tuple[bool, bool]] = []
+    real = problem_mod.train_population
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["bf16_cpu"], kwargs["amp"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(problem_mod, "train_population", spy)
+    run_evolution(_tiny_evolution(tmp_path / "b", precision="auto", backend="batched"))
+    assert seen and set(seen) == {(True, True)}
+    seen.clear()
+    run_evolution(_tiny_evolution(tmp_path / "f", backend="batched"))
+    assert seen and set(seen) == {(False, False)}
+
+
+def test_a_cpu_run_with_amp_is_not_resumed_in_bf16_on_cuda(tmp_path, monkeypatch):
+    from robust_glo.errors import ResumeError
+    from robust_glo.evolution import run_evolution
+
+    config = _tiny_evolution(tmp_path / "amp", amp=True)
+    assert config.precision == "fp32"  # amp is CUDA's switch: on this CPU the run trains in float32
+    run_evolution(config)
+    # The same request on a CUDA machine resolves to bf16 (amp decides there); the stored run trained fp32.
+    monkeypatch.setattr(precision_mod, "resolve_device", lambda device: torch.device("cuda"))
+    with pytest.raises(ResumeError, match=r"precision 'bf16' \(run has 'fp32'\)"):
+        run_evolution(_tiny_evolution(tmp_path / "amp", amp=True), resume=True)
+
+
+def test_a_problem_in_another_precision_than_its_config_is_refused(tmp_path):
+    from robust_glo.evolution import TaylorGLOProblem, run_evolution
+
+    config = _tiny_evolution(tmp_path / "p")
+    problem = TaylorGLOProblem.from_config(_tiny_evolution(tmp_path / "q", precision="bf16"))
+    with pytest.raises(ConfigError, match="the problem trains in 'bf16' but the config's precision is 'fp32'"):
+        run_evolution(config, problem=problem)
+    assert not (tmp_path / "p").exists()

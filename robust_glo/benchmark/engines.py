@@ -70,8 +70,8 @@ def run_evolution(config: Any, *, require_best: bool = True) -> int:
         result = _run_evolution(config, resume=True)
     except ResumeError as exc:
         raise ResumeError(
-            f"{exc} (the suite's [evolve] table changed since {config.out} was made: restore it, "
-            f"or remove that folder to evolve again)"
+            f"{exc} (the suite's [evolve] table, or what it resolves to on this machine such as precision "
+            f"'auto', changed since {config.out} was made: restore it, or remove that folder to evolve again)"
         ) from None
     if result.best is None and require_best:
         raise ConfigError(

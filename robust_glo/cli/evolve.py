@@ -60,7 +60,8 @@ _OPTIONS: list[tuple[str, type, str | None, str]] = [
         str,
         "NAME",
         "fp32 (default), bf16 (bfloat16 autocast), or auto: bf16 on a CPU with AVX-512 BF16 or AMX, fp32 on "
-        "other CPUs, the recipe's amp on CUDA. Candidates' training only; scoring and attacks stay fp32",
+        "other CPUs, the recipe's amp on CUDA. Every training of the run (candidates, re-evaluation, the "
+        "clean-margin reference); scoring and attacks stay fp32",
     ),
     ("--topk", int, "K", "candidates re-evaluated at the end (default 3)"),
     ("--reeval-seeds", int, "R", "fresh seeds for each of them (default 3)"),

@@ -228,7 +228,9 @@ class TaylorGLOProblem:
     def fit_options(self) -> dict[str, Any]:
         """The recipe and the precision as keyword arguments of `fit` and of `train_population`."""
         options = self.recipe.fit_options(len(self.splits.train), augment_default=self.info.augment)
-        return options | fit_precision_options(self.precision)
+        precision = fit_precision_options(self.precision)
+        # the recipe's `amp` keeps acting on CUDA whatever the driver resolved (a CPU driver, GPU Ray workers)
+        return options | precision | {"amp": bool(options.get("amp")) or precision["amp"]}
 
     def prepare(self) -> None:
         """Load the data and build the model once, so a bad dataset or model fails before any work (and a

@@ -32,6 +32,7 @@ from robust_glo.evolution.problem import STATUSES, Evaluation, TaylorGLOProblem
 from robust_glo.evolution.runner.store import RunStore
 from robust_glo.losses import save_theta_file
 from robust_glo.losses.taylorglo import N_PARAMS
+from robust_glo.training.precision import CONCRETE_PRECISIONS
 from robust_glo.utils import atomic_write_json, run_metadata
 from robust_glo.utils.parsing import parse_bool
 
@@ -171,7 +172,12 @@ class _Progress:
 
 
 def _check_resume(store: RunStore, config: EvolveConfig) -> None:
-    stored = EvolveConfig.from_dict(store.stored_config(), source=repr(str(store.path("config.json"))))
+    raw = store.stored_config()
+    stored = EvolveConfig.from_dict(raw, source=repr(str(store.path("config.json"))))
+    if raw.get("precision") in CONCRETE_PRECISIONS:
+        # what the run trained in, as recorded: validate() would resolve "fp32" with `amp` again for this
+        # machine (bf16 on CUDA), and a run made on a CPU would go on in another precision
+        stored.precision = raw["precision"]
     diff = stored.result_differences(config)
     if diff:
         detail = "; ".join(
@@ -211,6 +217,11 @@ def run_evolution(
     if existing:
         _check_resume(store, config)
     problem = problem or TaylorGLOProblem.from_config(config)
+    if problem.precision != config.precision:
+        raise ConfigError(
+            f"the problem trains in {problem.precision!r} but the config's precision is {config.precision!r}; "
+            "build it with TaylorGLOProblem.from_config(config)"
+        )
     problem.prepare()  # a bad dataset / model fails here, before anything is written
     owned = backend is None
     backend = backend or make_backend(config)
