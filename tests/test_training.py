@@ -240,6 +240,19 @@ def test_the_bf16_screening_script_takes_learned_candidates_and_a_robust_fitness
     assert low <= summary["abs_diff_gap_bf16_minus_seed"]["mean"] <= high
 
 
+def test_the_aa_coverage_cost_script_runs(tmp_path):
+    # --smoke: every part (the old list, the full ensemble at every budget with diagnostics, aa-reference)
+    # on 30 digits images; it broke unnoticed once when an attack in its list gained a required argument.
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "evaluations/perf/aa_coverage_cost.py"), "--smoke", "--runs", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "seconds per network: before" in done.stdout and "after-aa" in done.stdout
+
+
 def test_the_cpu_defaults_script_runs(tmp_path):
     # evaluations/perf/cpu_defaults.py --smoke: both measurements at tiny sizes, written as JSON.
     _, summary = _run_perf_script("cpu_defaults.py", tmp_path / "cpu.json", "--cpus", "2")

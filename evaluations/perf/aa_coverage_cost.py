@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, default=500, help="test images attacked (the suite's [attack] n)")
     parser.add_argument("--runs", default="runs/perf/aa_coverage_cost", help="where the network is trained")
     parser.add_argument("--out", default="evaluations/perf/results/aa_coverage_cost.json")
-    parser.add_argument("--smoke", action="store_true", help="digits, 100 steps, 60 images: a seconds-long check")
+    parser.add_argument("--smoke", action="store_true", help="digits, 100 steps, 30 images: a half-minute check")
     parser.add_argument("--reference", help="folder with fra31/auto-attack's autoattack package (optional)")
     parser.add_argument(
         "--reference-eps",
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.smoke:
         cfg = suite.compare_config([args.loss]).train_config(args.loss, args.seed)
         cfg = type(cfg).from_dict({**cfg.to_dict(), "dataset": "digits", "model": None, "steps": 100}).resolved()
-        args.n = min(args.n, 60)
+        args.n = min(args.n, 30)
         diag_settings = DiagnosticSettings(n=20, effort_factor=2, effort_restarts=2)
     positive = [e for e in eps if e > 0]
     if args.reference_eps == "max":
