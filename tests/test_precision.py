@@ -251,6 +251,7 @@ def test_the_evolve_command_refuses_a_bad_precision(tmp_path, capsys):
 
 def test_a_suite_takes_precision_in_its_evolve_table(tmp_path, cpu_has_bf16):
     from robust_glo.benchmark import engines, load_suite
+    from robust_glo.benchmark.plan import describe
 
     suite = """
     [suite]
@@ -273,8 +274,11 @@ def test_a_suite_takes_precision_in_its_evolve_table(tmp_path, cpu_has_bf16):
     for native, expected in ((True, "bf16"), (False, "fp32")):
         cpu_has_bf16(native)
         path.write_text(textwrap.dedent(suite.replace("PRECISION", "auto")))
-        options = load_suite(path).evolutions[""]
+        suite_ = load_suite(path)
+        options = suite_.evolutions[""]
         assert engines.evolve_precision(options, dataset="digits", model=None, device="cpu") == expected
+        # benchmark --check says what the candidates will train in on this machine
+        assert f"precision auto ({expected} on this machine)" in describe(suite_)
     path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
     with pytest.raises(ConfigError, match=r"\[evolve\].*precision must be one of"):
         load_suite(path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from robust_glo.benchmark.suite import Suite
+from robust_glo.benchmark import engines
+from robust_glo.benchmark.suite import SEARCHES, Suite
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.robustness.attacks.base import display_name
 
@@ -39,7 +40,8 @@ def describe(suite: Suite) -> str:
         lines.append(
             f"  evolve{' ' + name if name else ''}:  {e.get('generations', defaults.generations)} generations x "
             f"popsize {e.get('popsize', defaults.popsize)}, {candidate}, "
-            f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}"
+            f"fitness {e.get('fitness', defaults.fitness)}, invariant {e.get('invariant', defaults.invariant)}, "
+            f"{_precision(s, e)}"
             + (
                 f"; {e['searches']} independent searches (seeds {e.get('seed', defaults.seed)} to "
                 f"{e.get('seed', defaults.seed) + e['searches'] - 1}), the best one's loss trained"
@@ -67,3 +69,15 @@ def describe(suite: Suite) -> str:
     if s.variants:
         lines.append(f"  variants: {', '.join(s.variants)} (--variant NAME)")
     return "\n".join(line for line in lines if line)
+
+
+def _precision(suite: Suite, options: dict) -> str:
+    """`precision fp32`, or `precision auto (bf16 on this machine)`: what the candidates train in here."""
+    asked = options.get("precision", "fp32")
+    resolved = engines.evolve_precision(
+        {k: v for k, v in options.items() if k != SEARCHES},
+        dataset=suite.dataset,
+        model=suite.model,
+        device=suite.device,
+    )
+    return f"precision {asked}" + (f" ({resolved} on this machine)" if resolved != asked else "")
