@@ -1,7 +1,6 @@
 """Training precision: "fp32" / "bf16" / "auto" resolved per machine, part of a run's identity, recorded."""
 
 import json
-import textwrap
 
 import pytest
 import torch
@@ -153,32 +152,6 @@ def test_the_cpu_bf16_script_runs(tmp_path):
     assert "bf16 / fp32" in done.stdout
 
 
-def test_a_suite_takes_precision_in_its_train_table(tmp_path, cpu_has_bf16):
-    from robust_glo.benchmark import load_suite
-
-    suite = """
-    [suite]
-    name = "t"
-    dataset = "digits"
-    [train]
-    losses = ["ce"]
-    seeds = 1
-    steps = 20
-    precision = "PRECISION"
-    [attack]
-    attacks = ["fgsm"]
-    eps = [0, 0.1]
-    """
-    path = tmp_path / "s.toml"
-    for native, expected in ((True, "bf16"), (False, "fp32")):
-        cpu_has_bf16(native)
-        path.write_text(textwrap.dedent(suite.replace("PRECISION", "auto")))
-        assert load_suite(path).train_config("ce", 0).precision == expected
-    path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
-    with pytest.raises(ConfigError, match=r"\[train\].*precision must be one of"):
-        load_suite(path)
-
-
 def test_the_train_command_takes_precision(tmp_path, capsys):
     from robust_glo.cli import main
 
@@ -249,38 +222,35 @@ def test_the_evolve_command_refuses_a_bad_precision(tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
-def test_a_suite_takes_precision_in_its_evolve_table(tmp_path, cpu_has_bf16):
+# The tables that take a precision, and the rest of a suite that has them ([attack] follows).
+PRECISION_TABLES = {
+    "train": '[train]\nlosses = ["ce"]\nseeds = 1\nsteps = 20\nprecision = "PRECISION"\n',
+    "evolve": '[evolve]\ngenerations = 1\npopsize = 4\nsteps = 4\nprecision = "PRECISION"\n'
+    '[train]\nlosses = ["ce", "evolved"]\nseeds = 1\nsteps = 20\n',
+}
+
+
+@pytest.mark.parametrize("table", sorted(PRECISION_TABLES))
+def test_a_suite_takes_precision_in_its_train_and_evolve_tables(tmp_path, cpu_has_bf16, table):
     from robust_glo.benchmark import engines, load_suite
     from robust_glo.benchmark.plan import describe
 
-    suite = """
-    [suite]
-    name = "t"
-    dataset = "digits"
-    [evolve]
-    generations = 1
-    popsize = 4
-    steps = 4
-    precision = "PRECISION"
-    [train]
-    losses = ["ce", "evolved"]
-    seeds = 1
-    steps = 20
-    [attack]
-    attacks = ["fgsm"]
-    eps = [0, 0.1]
-    """
+    text = '[suite]\nname = "t"\ndataset = "digits"\n' + PRECISION_TABLES[table]
+    text += '[attack]\nattacks = ["fgsm"]\neps = [0, 0.1]\n'
     path = tmp_path / "s.toml"
     for native, expected in ((True, "bf16"), (False, "fp32")):
         cpu_has_bf16(native)
-        path.write_text(textwrap.dedent(suite.replace("PRECISION", "auto")))
-        suite_ = load_suite(path)
-        options = suite_.evolutions[""]
-        assert engines.evolve_precision(options, dataset="digits", model=None, device="cpu") == expected
-        # benchmark --check says what the candidates will train in on this machine
-        assert f"precision auto ({expected} on this machine)" in describe(suite_)
-    path.write_text(textwrap.dedent(suite.replace("PRECISION", "fp16")))
-    with pytest.raises(ConfigError, match=r"\[evolve\].*precision must be one of"):
+        path.write_text(text.replace("PRECISION", "auto"))
+        suite = load_suite(path)
+        if table == "train":
+            assert suite.train_config("ce", 0).precision == expected
+        else:
+            options = suite.evolutions[""]
+            assert engines.evolve_precision(options, dataset="digits", model=None, device="cpu") == expected
+            # benchmark --check says what the candidates will train in on this machine
+            assert f"precision auto ({expected} on this machine)" in describe(suite)
+    path.write_text(text.replace("PRECISION", "fp16"))
+    with pytest.raises(ConfigError, match=rf"\[{table}\].*precision must be one of"):
         load_suite(path)
 
 
