@@ -12,7 +12,11 @@ on seed A, and fp32 on seed B. Printed, all measured in this one run:
   accuracy; a robust fitness such as `mix:0.5:pgd:0.05:10` attacks `--attack-samples` validation images in
   float32), fp32 vs bf16 (same seed) against
   fp32 seed A vs fp32 seed B (seed noise), and the mean absolute fitness differences of both pairs, with
-  a 95% bootstrap interval over candidates of their paired gap.
+  a 95% bootstrap interval over candidates of their paired gap (mean and median);
+- as a screen for an independent float32 run: Spearman of bf16 on seed A against fp32 on seed B, minus that
+  of fp32 on seed A against fp32 on seed B, with a paired bootstrap interval;
+- how many candidates moved by more than a point, and how many of fp32's best quarter stay in the best
+  quarter in bf16 and on the other seed.
   bf16 is equivalent for screening when its disagreement with fp32 is no larger than seed noise.
 
 Whether bf16 can be fast depends on the CPU: oneDNN's bfloat16 kernels need AVX-512 BF16 or AMX; without
@@ -22,6 +26,7 @@ them PyTorch falls back to slow reference convolutions. The script prints which 
     .venv/bin/python evaluations/perf/bf16_screening.py --model small-cnn --steps 300 --candidates 16 \
         --history runs/std/evolve/*/search*/history.csv
     .venv/bin/python evaluations/perf/bf16_screening.py --smoke
+    .venv/bin/python evaluations/perf/bf16_screening.py --summarize RESULT.json   # the statistics again
 """
 
 from __future__ import annotations
@@ -83,7 +88,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default="runs/perf/bf16_screening.json")
+    p.add_argument("--summarize", metavar="JSON", help="recompute the agreement of a written result; no training")
     args = p.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
     if args.smoke:
         args.dataset, args.candidates, args.steps = "digits", 3, 5
     torch.set_num_threads(args.threads)
@@ -133,11 +142,7 @@ def main() -> None:
             f"{row['fp32_b_fitness']:.4f}",
             flush=True,
         )
-    # ranked by the fitness (with a clean fitness, 1 - accuracy: the same ranks and differences)
-    acc = {n: np.array([r[f"{n}_fitness"] for r in rows]) for n in ("fp32_a", "bf16_a", "fp32_b")}
     speed = {n: statistics.median(r[f"{n}_samples_per_s"] for r in rows) for n in ("fp32_a", "bf16_a")}
-    rho_bf16 = spearmanr(acc["fp32_a"], acc["bf16_a"]).statistic if len(rows) > 2 else float("nan")
-    rho_seed = spearmanr(acc["fp32_a"], acc["fp32_b"]).statistic if len(rows) > 2 else float("nan")
     summary = {
         "bf16_supported": supported,
         "dataset": args.dataset,
@@ -147,33 +152,102 @@ def main() -> None:
         "rows": rows,
         "samples_per_s": speed,
         "speed_ratio_bf16_to_fp32": speed["bf16_a"] / speed["fp32_a"],
-        "spearman_fp32_vs_bf16": rho_bf16,
-        "spearman_seed_a_vs_b": rho_seed,
-        "mean_abs_diff_bf16": float(np.mean(np.abs(acc["fp32_a"] - acc["bf16_a"]))),
-        "mean_abs_diff_seed": float(np.mean(np.abs(acc["fp32_a"] - acc["fp32_b"]))),
         "candidates_from": args.history or "a fresh CMA-ES population",
         "model": problem.model_name,
         "environment": run_metadata(),
     }
-    if len(rows) > 2:
-        gap = paired_gap(np.abs(acc["fp32_a"] - acc["bf16_a"]), np.abs(acc["fp32_a"] - acc["fp32_b"]))
-        summary["abs_diff_gap_bf16_minus_seed"] = {"mean": gap[0], "ci95": [gap[1], gap[2]]}
+    summary |= agreement(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2, default=str))
     print(
         f"samples/s: fp32 {speed['fp32_a']:,.0f}, bf16 {speed['bf16_a']:,.0f} "
         f"(bf16 / fp32 = {summary['speed_ratio_bf16_to_fp32']:.2f}x, {args.threads} thread(s))"
     )
+    print_agreement(summary)
+
+
+def fitness_of(row: dict, name: str) -> float:
+    """A row's fitness (lower is better); rows written before the fitness was recorded: 1 - accuracy."""
+    return float(row.get(f"{name}_fitness", 1.0 - row[name]))
+
+
+def agreement(rows: list[dict]) -> dict:
+    """How bf16 ranks the candidates against fp32, beside seed noise, from the rows alone (see the module
+    docstring). The intervals are 95% bootstrap intervals over candidates, resampled in pairs (scipy)."""
+    if len(rows) < 3:
+        return {}
+    fit = np.array([[fitness_of(r, n) for n in ("fp32_a", "bf16_a", "fp32_b")] for r in rows])
+    fp32_a, bf16_a, fp32_b = fit.T
+    bf16_move, seed_move = np.abs(bf16_a - fp32_a), np.abs(fp32_b - fp32_a)
+    k = max(1, len(rows) // 4)
+
+    def rho_gap(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> float:
+        # as a screen for an independent float32 run: bf16 on seed A against fp32 on seed A
+        return spearmanr(b, c).statistic - spearmanr(a, c).statistic
+
+    rho_ci = bootstrap(
+        (fp32_a, bf16_a, fp32_b), rho_gap, paired=True, method="percentile", random_state=0
+    ).confidence_interval
+    median_ci = bootstrap((bf16_move - seed_move,), np.median, method="percentile", random_state=0).confidence_interval
+    mean = paired_gap(bf16_move, seed_move)
+    best = set(np.argsort(fp32_a)[:k])
+    return {
+        "spearman_fp32_vs_bf16": float(spearmanr(fp32_a, bf16_a).statistic),
+        "spearman_seed_a_vs_b": float(spearmanr(fp32_a, fp32_b).statistic),
+        "spearman_bf16_a_vs_fp32_b": float(spearmanr(bf16_a, fp32_b).statistic),
+        "spearman_gap_as_screen": {
+            "value": float(rho_gap(fp32_a, bf16_a, fp32_b)),
+            "ci95": [float(rho_ci.low), float(rho_ci.high)],
+        },
+        "mean_abs_diff_bf16": float(bf16_move.mean()),
+        "mean_abs_diff_seed": float(seed_move.mean()),
+        "median_abs_diff_bf16": float(np.median(bf16_move)),
+        "median_abs_diff_seed": float(np.median(seed_move)),
+        "moved_over_1_point": {
+            "bf16": int((bf16_move > 0.01 + 1e-9).sum()),
+            "seed": int((seed_move > 0.01 + 1e-9).sum()),
+        },
+        "abs_diff_gap_bf16_minus_seed": {"mean": mean[0], "ci95": [mean[1], mean[2]]},
+        "abs_diff_gap_median": {
+            "value": float(np.median(bf16_move - seed_move)),
+            "ci95": [float(median_ci.low), float(median_ci.high)],
+        },
+        "best_quarter_kept": {
+            "k": k,
+            "bf16": len(best & set(np.argsort(bf16_a)[:k])),
+            "seed": len(best & set(np.argsort(fp32_b)[:k])),
+        },
+    }
+
+
+def print_agreement(s: dict) -> None:
+    if "spearman_fp32_vs_bf16" not in s:
+        return
+    gap, med, rho = s["abs_diff_gap_bf16_minus_seed"], s["abs_diff_gap_median"], s["spearman_gap_as_screen"]
+    best = s["best_quarter_kept"]
     print(
-        f"rank agreement (Spearman) fp32 vs bf16: {rho_bf16:.3f}; fp32 seed A vs seed B: {rho_seed:.3f}; "
-        f"mean |fitness difference| bf16 {summary['mean_abs_diff_bf16']:.4f}, seed {summary['mean_abs_diff_seed']:.4f}"
+        f"rank agreement (Spearman) fp32 vs bf16: {s['spearman_fp32_vs_bf16']:.3f}; fp32 seed A vs seed B: "
+        f"{s['spearman_seed_a_vs_b']:.3f}; bf16 seed A vs fp32 seed B: {s['spearman_bf16_a_vs_fp32_b']:.3f} "
+        f"(as a screen, bf16 minus fp32: {rho['value']:+.3f}, 95% CI {rho['ci95'][0]:+.3f} to {rho['ci95'][1]:+.3f})"
     )
-    if "abs_diff_gap_bf16_minus_seed" in summary:
-        g = summary["abs_diff_gap_bf16_minus_seed"]
-        print(
-            f"|bf16 - fp32| minus |seed B - seed A|: {g['mean']:+.4f} (95% bootstrap CI over candidates "
-            f"{g['ci95'][0]:+.4f} to {g['ci95'][1]:+.4f})"
-        )
+    print(
+        f"mean |fitness difference| bf16 {s['mean_abs_diff_bf16']:.4f}, seed {s['mean_abs_diff_seed']:.4f}; "
+        f"median bf16 {s['median_abs_diff_bf16']:.4f}, seed {s['median_abs_diff_seed']:.4f}; moved by more than "
+        f"a point: bf16 {s['moved_over_1_point']['bf16']}, seed {s['moved_over_1_point']['seed']} of {len(s['rows'])}"
+    )
+    print(
+        f"|bf16 - fp32| minus |seed B - seed A|: mean {gap['mean']:+.4f} (95% CI {gap['ci95'][0]:+.4f} to "
+        f"{gap['ci95'][1]:+.4f}), median {med['value']:+.4f} (95% CI {med['ci95'][0]:+.4f} to {med['ci95'][1]:+.4f})"
+    )
+    print(f"the fp32 best {best['k']} kept among the best {best['k']}: bf16 {best['bf16']}, other seed {best['seed']}")
+
+
+def summarize(path: str) -> None:
+    """Recompute the agreement of a written result from its rows (no training), and store it there."""
+    summary = json.loads(Path(path).read_text())
+    summary |= agreement(summary["rows"])
+    Path(path).write_text(json.dumps(summary, indent=2, default=str))
+    print_agreement(summary)
 
 
 if __name__ == "__main__":

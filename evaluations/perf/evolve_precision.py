@@ -3,7 +3,8 @@
 The same evolution (same CMA-ES seed, data, model, budget and fidelity) runs with `precision = "fp32"` and
 with `precision = "bf16"` (`robust-glo evolve --precision`), one after the other, each in a fresh run
 directory on the local backend with `--threads` torch threads. Printed: the wall time of each search and
-their ratio, the seconds spent training and scoring candidates, and what each found (its best loss's
+their ratio, the seconds the search's candidates took (training and scoring together) and those of the
+final re-evaluation's trainings, and what each found (its best loss's
 re-evaluated fitness and validation accuracy). An untimed one-generation warm-up in each precision first
 pays the one-off costs (loading the data, oneDNN's first kernels) outside the timed searches.
 The two searches' trajectories part after the first generation (different weights rank candidates
@@ -91,13 +92,15 @@ def main() -> None:
             "candidate_seconds": sum(float(h.get("seconds") or 0.0) for h in result.history),
             "trained": result.search_trainings,
             "reevaluations": result.reeval_trainings,
+            "reevaluation_seconds": sum(float(r.get("seconds") or 0.0) for r in result.reevaluations),
             "best_fitness": best.get("fitness"),
             "best_fitness_std": best.get("fitness_std"),
             "best_val_accuracy": best.get("val_accuracy"),
             "best_theta": best.get("theta"),
         }
         print(
-            f"{precision}: {wall:.1f} s wall ({searches[precision]['candidate_seconds']:.1f} s in candidates), "
+            f"{precision}: {wall:.1f} s wall ({searches[precision]['candidate_seconds']:.1f} s in candidates, "
+            f"{searches[precision]['reevaluation_seconds']:.1f} s in the re-evaluation), "
             f"{result.search_trainings} candidates trained; best re-evaluated fitness {best.get('fitness')}, "
             f"(sd {best.get('fitness_std')}), val. accuracy {best.get('val_accuracy')}",
             flush=True,
