@@ -328,3 +328,25 @@ def test_a_problem_in_another_precision_than_its_config_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="the problem trains in 'bf16' but the config's precision is 'fp32'"):
         run_evolution(config, problem=problem)
     assert not (tmp_path / "p").exists()
+
+
+def test_a_bad_precision_in_an_evolve_config_file_names_the_file_and_the_valid_values(tmp_path, capsys):
+    from robust_glo.cli import main
+    from robust_glo.evolution import EvolveConfig
+
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, auto, got 3"):
+        EvolveConfig.create(dataset="digits", precision=3)  # a number, not only a bad string, lists the values
+    with pytest.raises(ConfigError, match="precision must be one of fp32, bf16, auto, got 3"):
+        _cfg(precision=3).resolved()
+    config = tmp_path / "evo.toml"
+    config.write_text("precision = 3\n")
+    code = main(["evolve", "--config", str(config), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert repr(str(config)) in err[0] and "precision must be one of fp32, bf16, auto, got 3" in err[0]
+    assert not (tmp_path / "e").exists()
+    # a bad flag is the flag's error, not the file's
+    config.write_text('fidelity = "flat"\n')
+    assert main(["evolve", "--config", str(config), "--fidelity", "fast", "--out", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "fidelity 'fast' is unknown" in err and str(config) not in err

@@ -141,6 +141,7 @@ def resolve_config(args: argparse.Namespace):
     values: dict[str, Any] = {}
     if args.config:
         values = EvolveConfig.normalize_keys(read_toml(args.config), source=repr(args.config))
+    from_file = set(values)
     for flag, *_ in _OPTIONS:
         value = getattr(args, _dest(flag))
         if value is not None:
@@ -152,7 +153,14 @@ def resolve_config(args: argparse.Namespace):
     store = RunStore(values.get("out", EvolveConfig.out))
     if args.resume and store.exists():
         values = {**store.stored_config(), **values}
-    return EvolveConfig.from_dict(values)
+    try:
+        return EvolveConfig.from_dict(values)
+    except ConfigError as exc:
+        # a bad value that came from the file (and not from a flag that overrode it) names the file
+        named = str(exc).split(" ", 1)[0].replace("-", "_")
+        if named in from_file and getattr(args, named, None) is None:
+            raise ConfigError(f"{args.config!r}: {exc}") from None
+        raise
 
 
 def run(args: argparse.Namespace) -> int:

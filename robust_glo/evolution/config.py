@@ -239,6 +239,7 @@ class EvolveConfig:
     # ---- validation ---------------------------------------------------------------------------------
     def validate(self) -> EvolveConfig:
         """Check every value; raise a one-line `ConfigError` naming the first bad one."""
+        check_precision(self.precision)  # before the type check: its message lists the valid values
         check_field_types(self, skip=("recipe",), dashes=True)
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
@@ -276,7 +277,6 @@ class EvolveConfig:
             raise ConfigError(f"backend {self.backend!r} is unknown; valid: {', '.join(BACKENDS)}")
         parse_fitness(self.fitness)
         self.recipe.validate()
-        check_precision(self.precision)
         self.precision = resolve_precision(self.precision, self.device, amp=self.recipe.amp)
         check_split_sizes(self.dataset, val_size=self.recipe.val_size)
         self._resolve_attack_samples()

@@ -99,6 +99,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value (the recipe's too); raise a one-line `ConfigError` naming the first bad one."""
+        check_precision(self.precision)  # before the type check: its message lists the valid values
         check_field_types(self, skip=("recipe", "extra"))
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; valid: {', '.join(DATASETS)}")
@@ -113,7 +114,6 @@ class TrainConfig:
             raise ConfigError(
                 f"test_size must be >= 1 (test images; unset: the whole test split), got {self.test_size}"
             )
-        check_precision(self.precision)
         self.recipe.validate()
         check_split_sizes(self.dataset, val_size=self.recipe.val_size, test_size=self.test_size)
         return self
