@@ -9,7 +9,7 @@ setup:
 quick: setup  ## the main job: the quick benchmark suite on Fashion-MNIST, report in runs/quick
 	$(PY) -m robust_glo benchmark quick --out runs/quick
 
-test: setup  ## the default test run (about 820 tests, 7-9 minutes on 2 CPU cores)
+test: setup  ## the default test run (about 860 tests, about 7 minutes on 2 CPU cores)
 	$(PY) -m pytest
 
 test-slow: setup  ## the long end-to-end checks: SIGKILL and resume, Ray, the benchmark end to end
