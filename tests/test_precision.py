@@ -232,7 +232,7 @@ PRECISION_TABLES = {
 
 @pytest.mark.parametrize("table", sorted(PRECISION_TABLES))
 def test_a_suite_takes_precision_in_its_train_and_evolve_tables(tmp_path, cpu_has_bf16, table):
-    from robust_glo.benchmark import engines, load_suite
+    from robust_glo.benchmark import load_suite
     from robust_glo.benchmark.plan import describe
 
     text = '[suite]\nname = "t"\ndataset = "digits"\n' + PRECISION_TABLES[table]
@@ -246,7 +246,7 @@ def test_a_suite_takes_precision_in_its_train_and_evolve_tables(tmp_path, cpu_ha
             assert suite.train_config("ce", 0).precision == expected
         else:
             options = suite.evolutions[""]
-            assert engines.evolve_precision(options, dataset="digits", model=None, device="cpu") == expected
+            assert suite.evolve_precision(options) == expected
             # benchmark --check says what the candidates will train in on this machine
             assert f"precision auto ({expected} on this machine)" in describe(suite)
     path.write_text(text.replace("PRECISION", "fp16"))

@@ -57,8 +57,10 @@ def evolve_config(
 def evolve_precision(options: dict[str, Any], *, dataset: str, model: str | None, device: str) -> str:
     """The concrete precision ("fp32" or "bf16") the candidates of a suite's [evolve] table (without its
     `searches` key) train in on this machine."""
-    values = {**options, "dataset": dataset, "model": model, "out": "unused", "device": device}
-    return EvolveConfig.from_dict(values, source="[evolve]").precision
+    config = evolve_config(
+        options, dataset=dataset, model=model, out=Path("unused"), data_root=None, device=device, progress=False
+    )
+    return config.precision
 
 
 def run_evolution(config: Any, *, require_best: bool = True) -> int:

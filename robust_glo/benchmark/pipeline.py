@@ -363,13 +363,7 @@ class Benchmark:
     def _evolve_precision(self) -> str:
         """The precision of the evolutions' candidates ("fp32" without evolutions; "bf16/fp32" when the
         suite's evolutions differ)."""
-        s = self.suite
-        found = {
-            engines.evolve_precision(
-                {k: v for k, v in o.items() if k != SEARCHES}, dataset=s.dataset, model=s.model, device=s.device
-            )
-            for o in s.evolutions.values()
-        }
+        found = {self.suite.evolve_precision(options) for options in self.suite.evolutions.values()}
         return "/".join(sorted(found)) or "fp32"
 
     def _evolve_options(self, options: dict[str, Any]) -> dict[str, Any]:

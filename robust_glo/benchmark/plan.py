@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from robust_glo.benchmark import engines
-from robust_glo.benchmark.suite import SEARCHES, Suite
+from robust_glo.benchmark.suite import Suite
 from robust_glo.evolution.config import EvolveConfig
 from robust_glo.robustness.attacks.base import display_name
 
@@ -74,10 +73,5 @@ def describe(suite: Suite) -> str:
 def _precision(suite: Suite, options: dict) -> str:
     """`precision fp32`, or `precision auto (bf16 on this machine)`: what the candidates train in here."""
     asked = options.get("precision", "fp32")
-    resolved = engines.evolve_precision(
-        {k: v for k, v in options.items() if k != SEARCHES},
-        dataset=suite.dataset,
-        model=suite.model,
-        device=suite.device,
-    )
+    resolved = suite.evolve_precision(options)
     return f"precision {asked}" + (f" ({resolved} on this machine)" if resolved != asked else "")

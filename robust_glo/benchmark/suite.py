@@ -213,6 +213,12 @@ class Suite:
         """The resolved TrainConfig of one (loss, seed) piece, exactly as the comparison builds it."""
         return self.compare_config([loss]).train_config(loss, seed)
 
+    def evolve_precision(self, options: dict[str, Any]) -> str:
+        """The concrete precision ("fp32" or "bf16") the candidates of one of `evolutions`' tables train in on
+        this machine."""
+        own = {k: v for k, v in options.items() if k != SEARCHES}
+        return engines.evolve_precision(own, dataset=self.dataset, model=self.model, device=self.device)
+
     def with_losses(self, specs: list[str]) -> Suite:
         """A copy with more arms: each spec (a built-in or `my_losses.py:fn`) trained on the suite's seeds and
         attacked like the others. A spec that cannot be resolved, or one already in the suite, fails."""
